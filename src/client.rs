@@ -1,0 +1,206 @@
+//! The client: sends each hostname of a file to an LS over one connection,
+//! one query at a time, and writes every reply, one line per query, to the
+//! output file (and to stdout).
+//!
+//! Each reply is written to the output as it arrives, so when the connection
+//! drops mid-file everything resolved so far is already there.
+
+use std::fmt;
+use std::fs::File;
+use std::io::{self, Write};
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use crate::framing::{Frame, Framing, MessageReader, is_timeout, write_message};
+use crate::net::connect_any;
+
+/// How long the client waits for the LS to accept its connection.
+pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Longest reply line kept (an error reply echoes a query of up to 255 bytes).
+const MAX_REPLY_LEN: usize = 4096;
+
+/// How the client talks to the LS.
+#[derive(Clone, Copy, Debug)]
+pub struct ClientOptions {
+    /// `Line` for dnslb and line-protocol servers, `Bare` for the course's
+    /// Python LS (one `send()` per query, no newline).
+    pub framing: Framing,
+    /// How long to wait for each reply before giving up.
+    pub reply_timeout: Duration,
+}
+
+impl Default for ClientOptions {
+    fn default() -> Self {
+        ClientOptions {
+            framing: Framing::Line,
+            reply_timeout: Duration::from_secs(30),
+        }
+    }
+}
+
+/// Why the client stopped before the end of its input.
+#[derive(Debug)]
+pub enum ClientError {
+    /// The input file could not be read.
+    Input { path: PathBuf, error: io::Error },
+    /// The output file could not be created or written.
+    Output { path: PathBuf, error: io::Error },
+    /// No connection to the LS.
+    Connect {
+        addrs: Vec<SocketAddr>,
+        error: io::Error,
+    },
+    /// The connection failed or closed before every query was answered.
+    Connection {
+        answered: usize,
+        total: usize,
+        why: String,
+    },
+}
+
+impl ClientError {
+    /// The process exit code: 2 for a bad input file, 1 for everything else.
+    pub fn exit_code(&self) -> i32 {
+        match self {
+            ClientError::Input { .. } => 2,
+            _ => 1,
+        }
+    }
+}
+
+impl fmt::Display for ClientError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            ClientError::Input { path, error } => {
+                write!(f, "cannot read {}: {error}", path.display())
+            }
+            ClientError::Output { path, error } => {
+                write!(f, "cannot write {}: {error}", path.display())
+            }
+            ClientError::Connect { addrs, error } => {
+                let list: Vec<String> = addrs.iter().map(ToString::to_string).collect();
+                write!(
+                    f,
+                    "cannot connect to the LS at {}: {error}",
+                    list.join(", ")
+                )
+            }
+            ClientError::Connection {
+                answered,
+                total,
+                why,
+            } => write!(
+                f,
+                "connection to the LS lost after {answered} of {total} answers: {why}"
+            ),
+        }
+    }
+}
+
+impl std::error::Error for ClientError {}
+
+/// The hostnames of an input file: one per line, surrounding whitespace
+/// trimmed, blank lines skipped.
+///
+/// ```
+/// assert_eq!(dnslb::client::hostnames(b"a.com\r\n\n  b.com \n"), vec![&b"a.com"[..], b"b.com"]);
+/// ```
+pub fn hostnames(text: &[u8]) -> Vec<&[u8]> {
+    text.split(|&b| b == b'\n')
+        .map(<[u8]>::trim_ascii)
+        .filter(|line| !line.is_empty())
+        .collect()
+}
+
+/// Resolves every hostname of `input` through the LS at `addrs`, writing the
+/// replies to `output` and echoing each to `echo`. Returns the number of answers.
+///
+/// # Errors
+/// A [`ClientError`]; replies received before it are in `output`.
+pub fn resolve_file(
+    addrs: &[SocketAddr],
+    input: &Path,
+    output: &Path,
+    options: ClientOptions,
+    echo: &mut impl Write,
+) -> Result<usize, ClientError> {
+    let text = std::fs::read(input).map_err(|error| ClientError::Input {
+        path: input.to_path_buf(),
+        error,
+    })?;
+    let names = hostnames(&text);
+    let stream = connect_any(addrs, CONNECT_TIMEOUT).map_err(|error| ClientError::Connect {
+        addrs: addrs.to_vec(),
+        error,
+    })?;
+    let file = File::create(output).map_err(|error| ClientError::Output {
+        path: output.to_path_buf(),
+        error,
+    })?;
+    // Unbuffered: each reply is on disk before the next query is sent.
+    let mut out = file;
+    exchange(stream, &names, options, &mut out, echo).map_err(|e| match e {
+        Failure::Output(error) => ClientError::Output {
+            path: output.to_path_buf(),
+            error,
+        },
+        Failure::Connection { answered, why } => ClientError::Connection {
+            answered,
+            total: names.len(),
+            why,
+        },
+    })
+}
+
+enum Failure {
+    Output(io::Error),
+    Connection { answered: usize, why: String },
+}
+
+/// Sends each name and waits for its reply before the next.
+fn exchange(
+    stream: std::net::TcpStream,
+    names: &[&[u8]],
+    options: ClientOptions,
+    out: &mut impl Write,
+    echo: &mut impl Write,
+) -> Result<usize, Failure> {
+    let lost = |answered, e: io::Error| Failure::Connection {
+        answered,
+        why: if is_timeout(&e) {
+            format!("no reply within {:?}", options.reply_timeout)
+        } else {
+            e.to_string()
+        },
+    };
+    let setup = stream
+        .set_nodelay(true)
+        .and_then(|()| stream.set_read_timeout(Some(options.reply_timeout)))
+        .and_then(|()| stream.try_clone());
+    let mut replies = MessageReader::new(
+        setup.map_err(|e| lost(0, e))?,
+        options.framing,
+        MAX_REPLY_LEN,
+    );
+    let mut queries = stream;
+    for (answered, name) in names.iter().enumerate() {
+        write_message(&mut queries, name, options.framing).map_err(|e| lost(answered, e))?;
+        let reply = match replies.next_frame().map_err(|e| lost(answered, e))? {
+            Some(Frame::Message(bytes)) => bytes,
+            Some(Frame::TooLong) => b"- Error:REPLY TOO LONG".to_vec(),
+            None => {
+                return Err(Failure::Connection {
+                    answered,
+                    why: "the LS closed the connection".to_string(),
+                });
+            }
+        };
+        let mut line = reply.trim_ascii().to_vec();
+        line.push(b'\n');
+        out.write_all(&line).map_err(Failure::Output)?;
+        let _ = echo.write_all(&line);
+    }
+    Ok(names.len())
+}

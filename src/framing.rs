@@ -1,0 +1,300 @@
+//! Splitting a TCP byte stream into messages, and writing messages back.
+//!
+//! dnslb peers end every message with `\n` (or `\r\n`). The course's Python
+//! programs instead send each message with one bare `send()` and read it with
+//! one `recv()`: for them, a message is whatever one read returns, and replies
+//! carry no newline. [`Framing`] names the two conventions; servers detect
+//! which one a connection uses from its first message ([`Framing::Auto`]).
+//!
+//! Memory stays bounded whatever a peer sends: a message longer than the
+//! reader's limit is discarded as it streams and reported as
+//! [`Frame::TooLong`], never buffered whole.
+
+use std::io::{self, Read, Write};
+use std::net::TcpStream;
+use std::str::FromStr;
+use std::time::{Duration, Instant};
+
+/// How long a server waits, after a first message that ends without a
+/// newline, for the rest of the line before deciding the peer sends bare
+/// messages. Line peers finish their line within a round trip; bare peers
+/// send nothing more until they have their reply.
+pub const AUTO_DETECT_GRACE: Duration = Duration::from_millis(200);
+
+const READ_BUFFER: usize = 8 * 1024;
+
+/// How messages are delimited on a connection.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Framing {
+    /// Each message ends with `\n` or `\r\n`.
+    Line,
+    /// Each read returns one message, sent without a newline (the course
+    /// programs' `send()`/`recv()` convention). A newline still ends a message.
+    Bare,
+    /// Decide from the first message: `Bare` when it ends without a newline
+    /// and nothing follows for [`AUTO_DETECT_GRACE`], `Line` otherwise.
+    Auto,
+}
+
+impl FromStr for Framing {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "line" => Ok(Framing::Line),
+            "bare" => Ok(Framing::Bare),
+            "auto" => Ok(Framing::Auto),
+            other => Err(format!(
+                "unknown framing {other:?}: expected line, bare or auto"
+            )),
+        }
+    }
+}
+
+/// One message read from a peer.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Frame {
+    /// The message's bytes, without line ending.
+    Message(Vec<u8>),
+    /// The message was longer than the reader's limit; its bytes were discarded.
+    TooLong,
+}
+
+/// Reads messages from a TCP stream, one at a time, in bounded memory.
+pub struct MessageReader {
+    stream: TcpStream,
+    framing: Framing,
+    limit: usize,
+    buf: Box<[u8]>,
+    start: usize,
+    end: usize,
+}
+
+impl MessageReader {
+    /// Reads from `stream`, discarding messages longer than `limit` bytes.
+    pub fn new(stream: TcpStream, framing: Framing, limit: usize) -> MessageReader {
+        MessageReader {
+            stream,
+            framing,
+            limit,
+            buf: vec![0; READ_BUFFER].into_boxed_slice(),
+            start: 0,
+            end: 0,
+        }
+    }
+
+    /// The connection's framing: `Auto` until the first message was read.
+    pub fn framing(&self) -> Framing {
+        self.framing
+    }
+
+    /// The next message, or `None` at end of stream. A final message without
+    /// line ending is returned before `None`.
+    ///
+    /// # Errors
+    /// The stream's read errors (a read timeout shows as `WouldBlock` or `TimedOut`).
+    pub fn next_frame(&mut self) -> io::Result<Option<Frame>> {
+        let mut message = Accumulator::new(self.limit);
+        loop {
+            let pending = &self.buf[self.start..self.end];
+            if let Some(pos) = pending.iter().position(|&b| b == b'\n') {
+                message.push(&pending[..pos]);
+                self.start += pos + 1;
+                return Ok(Some(message.finish()));
+            }
+            if self.framing == Framing::Bare && !pending.is_empty() {
+                message.push(pending);
+                self.start = self.end;
+                return Ok(Some(message.finish()));
+            }
+            message.push(pending);
+            self.start = 0;
+            self.end = 0;
+            let n = self.stream.read(&mut self.buf)?;
+            if n == 0 {
+                return Ok(message.finish_at_eof());
+            }
+            self.end = n;
+            if self.framing == Framing::Auto {
+                self.detect_framing()?;
+            }
+        }
+    }
+
+    /// Decides Line or Bare from the buffered start of the first message.
+    fn detect_framing(&mut self) -> io::Result<()> {
+        let previous_timeout = self.stream.read_timeout()?;
+        let deadline = Instant::now() + AUTO_DETECT_GRACE;
+        let mut framing = Framing::Line;
+        while !self.buf[..self.end].contains(&b'\n') && self.end < self.buf.len() {
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                framing = Framing::Bare;
+                break;
+            }
+            self.stream.set_read_timeout(Some(left))?;
+            match self.stream.read(&mut self.buf[self.end..]) {
+                Ok(0) => break,
+                Ok(n) => self.end += n,
+                Err(e) if is_timeout(&e) => {
+                    framing = Framing::Bare;
+                    break;
+                }
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => return Err(e),
+            }
+        }
+        self.stream.set_read_timeout(previous_timeout)?;
+        self.framing = framing;
+        Ok(())
+    }
+}
+
+/// Whether `e` is what a read returns when its timeout expires.
+pub fn is_timeout(e: &io::Error) -> bool {
+    matches!(
+        e.kind(),
+        io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
+    )
+}
+
+/// Collects one message's bytes, forgetting them once they pass the limit.
+struct Accumulator {
+    bytes: Vec<u8>,
+    limit: usize,
+    too_long: bool,
+}
+
+impl Accumulator {
+    fn new(limit: usize) -> Accumulator {
+        Accumulator {
+            bytes: Vec::new(),
+            limit,
+            too_long: false,
+        }
+    }
+
+    fn push(&mut self, chunk: &[u8]) {
+        if self.too_long {
+            return;
+        }
+        if self.bytes.len() + chunk.len() > self.limit + 1 {
+            // One byte of slack lets a `\r` before the `\n` fit.
+            self.too_long = true;
+            self.bytes = Vec::new();
+        } else {
+            self.bytes.extend_from_slice(chunk);
+        }
+    }
+
+    fn finish(mut self) -> Frame {
+        if self.bytes.last() == Some(&b'\r') {
+            self.bytes.pop();
+        }
+        if self.too_long || self.bytes.len() > self.limit {
+            Frame::TooLong
+        } else {
+            Frame::Message(self.bytes)
+        }
+    }
+
+    fn finish_at_eof(self) -> Option<Frame> {
+        if self.bytes.is_empty() && !self.too_long {
+            None
+        } else {
+            Some(self.finish())
+        }
+    }
+}
+
+/// Writes one message in `framing` with a single write: `message` followed by
+/// `\n`, or bare for [`Framing::Bare`].
+///
+/// # Errors
+/// The writer's errors.
+pub fn write_message(w: &mut impl Write, message: &[u8], framing: Framing) -> io::Result<()> {
+    if framing == Framing::Bare {
+        w.write_all(message)
+    } else {
+        let mut line = Vec::with_capacity(message.len() + 1);
+        line.extend_from_slice(message);
+        line.push(b'\n');
+        w.write_all(&line)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::net::TcpListener;
+
+    /// A connected pair: (writer end, reader over the other end).
+    fn pair(framing: Framing, limit: usize) -> (TcpStream, MessageReader) {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let writer = TcpStream::connect(listener.local_addr().unwrap()).unwrap();
+        let (server, _) = listener.accept().unwrap();
+        (writer, MessageReader::new(server, framing, limit))
+    }
+
+    fn msg(s: &str) -> Option<Frame> {
+        Some(Frame::Message(s.as_bytes().to_vec()))
+    }
+
+    #[test]
+    fn lines_split_on_newline_and_crlf() {
+        let (mut w, mut r) = pair(Framing::Line, 16);
+        w.write_all(b"a.com\r\nb.com\nlast").unwrap();
+        drop(w);
+        assert_eq!(r.next_frame().unwrap(), msg("a.com"));
+        assert_eq!(r.next_frame().unwrap(), msg("b.com"));
+        assert_eq!(r.next_frame().unwrap(), msg("last"));
+        assert_eq!(r.next_frame().unwrap(), None);
+    }
+
+    #[test]
+    fn overlong_line_is_discarded_and_next_line_survives() {
+        let (mut w, mut r) = pair(Framing::Line, 16);
+        let writer = std::thread::spawn(move || {
+            w.write_all(&vec![b'x'; 200_000]).unwrap();
+            w.write_all(b"\nok.com\n").unwrap();
+        });
+        assert_eq!(r.next_frame().unwrap(), Some(Frame::TooLong));
+        assert_eq!(r.next_frame().unwrap(), msg("ok.com"));
+        writer.join().unwrap();
+    }
+
+    #[test]
+    fn auto_detects_line_peer() {
+        let (mut w, mut r) = pair(Framing::Auto, 64);
+        w.write_all(b"a.com\n").unwrap();
+        assert_eq!(r.next_frame().unwrap(), msg("a.com"));
+        assert_eq!(r.framing(), Framing::Line);
+    }
+
+    #[test]
+    fn auto_detects_bare_peer() {
+        let (mut w, mut r) = pair(Framing::Auto, 64);
+        w.write_all(b"a.com").unwrap();
+        assert_eq!(r.next_frame().unwrap(), msg("a.com"));
+        assert_eq!(r.framing(), Framing::Bare);
+        w.write_all(b"b.com").unwrap();
+        assert_eq!(r.next_frame().unwrap(), msg("b.com"));
+    }
+
+    #[test]
+    fn bare_message_ends_at_read_boundary() {
+        let (mut w, mut r) = pair(Framing::Bare, 64);
+        w.write_all(b"a.com").unwrap();
+        assert_eq!(r.next_frame().unwrap(), msg("a.com"));
+        w.write_all(b"b.com\n").unwrap();
+        assert_eq!(r.next_frame().unwrap(), msg("b.com"));
+    }
+
+    #[test]
+    fn write_message_adds_newline_unless_bare() {
+        let mut out = Vec::new();
+        write_message(&mut out, b"x", Framing::Line).unwrap();
+        write_message(&mut out, b"y", Framing::Bare).unwrap();
+        assert_eq!(out, b"x\ny");
+    }
+}

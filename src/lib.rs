@@ -1,0 +1,28 @@
+//! dnslb: the "load balancing across DNS servers" system of the networking
+//! course, built with one thread per connection, blocking sockets and
+//! crossbeam channels.
+//!
+//! A client sends hostnames, one per line, over one TCP connection to the
+//! load-balancing server (LS). The LS forwards each query to every top-level
+//! server (TS); a TS that holds the name answers `name ip A`, the others stay
+//! silent. The LS relays the first valid answer, or a miss line when none
+//! came before the query's deadline.
+//!
+//! # Layout
+//! - [`wire`]: the messages of every hop (parse, format, validate); no I/O.
+//! - [`framing`]: splitting a byte stream into messages (line or bare).
+//! - [`table`]: a TS's records, loaded once.
+//! - [`server`]: the shutdown signal and the thread-per-connection accept loop.
+//! - [`ts`], [`ls`], [`client`]: the three roles; `ls` holds the fan-out engine.
+//! - [`net`]: host arguments to addresses.
+//! - [`log`]: stderr logging, per-query lines with `-v`.
+
+pub mod client;
+pub mod framing;
+pub mod log;
+pub mod ls;
+pub mod net;
+pub mod server;
+pub mod table;
+pub mod ts;
+pub mod wire;

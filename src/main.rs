@@ -1,0 +1,291 @@
+//! The `dnslb` command: parses the command line and starts one role. The only
+//! place that touches argh and ctrlc.
+//!
+//! Exit codes: 0 on success (and after Ctrl-C or SIGTERM), 1 when the client
+//! fails at run time, 2 for bad usage or configuration.
+
+use std::io::{self, Write};
+use std::net::{SocketAddr, TcpListener};
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::Duration;
+
+use argh::FromArgs;
+
+use dnslb::client::{self, ClientOptions};
+use dnslb::framing::Framing;
+use dnslb::ls::{self, Backend, LsOptions};
+use dnslb::server::Shutdown;
+use dnslb::table::Table;
+use dnslb::ts::{self, TsOptions};
+use dnslb::wire::Dialect;
+use dnslb::{log, net};
+
+/// Load balancing across DNS servers: top-level servers, a load-balancing
+/// server and a client.
+#[derive(FromArgs)]
+struct Cli {
+    #[argh(subcommand)]
+    role: Role,
+}
+
+#[derive(FromArgs)]
+#[argh(subcommand)]
+enum Role {
+    Ts(TsArgs),
+    Ls(LsArgs),
+    Client(ClientArgs),
+}
+
+/// Run a top-level server (TS): answer names from a table, stay silent on the rest.
+#[derive(FromArgs)]
+#[argh(subcommand, name = "ts")]
+struct TsArgs {
+    /// port to listen on (0: any free port)
+    #[argh(positional)]
+    port: u16,
+    /// table file: one `hostname ip A` per line
+    #[argh(option)]
+    table: PathBuf,
+    /// address to listen on (default 0.0.0.0, all IPv4 interfaces)
+    #[argh(option, default = "String::from(\"0.0.0.0\")")]
+    bind: String,
+    /// answer format: 2020 (`name ip A`, default) or 2022 (`name ip A IN`)
+    #[argh(option, default = "Dialect::Y2020")]
+    dialect: Dialect,
+    /// query framing: auto (default, detect per connection), line or bare
+    #[argh(option, default = "Framing::Auto")]
+    framing: Framing,
+    /// log every query on stderr
+    #[argh(switch, short = 'v')]
+    verbose: bool,
+}
+
+/// Run the load-balancing server (LS): forward each query to every TS, relay
+/// the first answer or a miss after the timeout.
+#[derive(FromArgs)]
+#[argh(subcommand, name = "ls")]
+struct LsArgs {
+    /// port to listen on (0: any free port)
+    #[argh(positional)]
+    port: u16,
+    /// TS host and port pairs: <ts-host> <ts-port> [<ts-host> <ts-port> ...]
+    #[argh(positional)]
+    ts: Vec<String>,
+    /// seconds a query waits for an answer (default 5, fractions allowed)
+    #[argh(option, default = "ls::DEFAULT_TIMEOUT", from_str_fn(parse_seconds))]
+    timeout: Duration,
+    /// address to listen on (default 0.0.0.0, all IPv4 interfaces)
+    #[argh(option, default = "String::from(\"0.0.0.0\")")]
+    bind: String,
+    /// miss format: 2020 (`name - Error:HOST NOT FOUND`, default) or 2022 (`name - TIMED OUT`)
+    #[argh(option, default = "Dialect::Y2020")]
+    dialect: Dialect,
+    /// client query framing: auto (default, detect per connection), line or bare
+    #[argh(option, default = "Framing::Auto")]
+    framing: Framing,
+    /// framing towards the TSes: line (default) or bare (course Python TSes)
+    #[argh(option, default = "Framing::Line")]
+    ts_framing: Framing,
+    /// log every query on stderr: name, which TS answered, time taken
+    #[argh(switch, short = 'v')]
+    verbose: bool,
+}
+
+/// Resolve every hostname of a file through an LS; write the replies to a file.
+#[derive(FromArgs)]
+#[argh(subcommand, name = "client")]
+struct ClientArgs {
+    /// LS host (name or address)
+    #[argh(positional)]
+    ls_host: String,
+    /// LS port
+    #[argh(positional)]
+    ls_port: u16,
+    /// hostnames, one per line (default PROJ2-HNS.txt)
+    #[argh(option, default = "PathBuf::from(\"PROJ2-HNS.txt\")")]
+    input: PathBuf,
+    /// where the replies go, one line per query (default RESOLVED.txt)
+    #[argh(option, default = "PathBuf::from(\"RESOLVED.txt\")")]
+    output: PathBuf,
+    /// framing: line (default) or bare (a course Python LS)
+    #[argh(option, default = "Framing::Line")]
+    framing: Framing,
+    /// seconds to wait for each reply before giving up (default 30)
+    #[argh(
+        option,
+        default = "Duration::from_secs(30)",
+        from_str_fn(parse_seconds)
+    )]
+    reply_timeout: Duration,
+}
+
+/// Parses a positive number of seconds, fractions allowed.
+fn parse_seconds(text: &str) -> Result<Duration, String> {
+    let secs: f64 = text
+        .parse()
+        .map_err(|_| format!("{text:?} is not a number of seconds"))?;
+    if !(secs.is_finite() && secs > 0.0 && secs <= 86_400.0) {
+        return Err(format!(
+            "{text:?}: expected seconds above 0 and at most 86400"
+        ));
+    }
+    Ok(Duration::from_secs_f64(secs))
+}
+
+/// A usage or configuration error: printed, exit code 2.
+struct Usage(String);
+
+fn main() -> ExitCode {
+    let cli = match parse_command_line() {
+        Ok(cli) => cli,
+        Err(code) => return code,
+    };
+    let result = match cli.role {
+        Role::Ts(args) => run_ts(args),
+        Role::Ls(args) => run_ls(args),
+        Role::Client(args) => return run_client(args),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(Usage(message)) => {
+            eprintln!("dnslb: {message}");
+            ExitCode::from(2)
+        }
+    }
+}
+
+fn parse_command_line() -> Result<Cli, ExitCode> {
+    let mut args = Vec::new();
+    for arg in std::env::args_os().skip(1) {
+        match arg.into_string() {
+            Ok(arg) => args.push(arg),
+            Err(arg) => {
+                eprintln!("dnslb: argument {arg:?} is not valid UTF-8");
+                return Err(ExitCode::from(2));
+            }
+        }
+    }
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    Cli::from_args(&["dnslb"], &args).map_err(|exit| match exit.status {
+        Ok(()) => {
+            println!("{}", exit.output);
+            ExitCode::SUCCESS
+        }
+        Err(()) => {
+            eprintln!("{}", exit.output);
+            ExitCode::from(2)
+        }
+    })
+}
+
+fn run_ts(args: TsArgs) -> Result<(), Usage> {
+    log::set_verbose(args.verbose);
+    let table = Table::load(&args.table).map_err(|e| Usage(e.to_string()))?;
+    let listener = bind(&args.bind, args.port)?;
+    let shutdown = stop_on_signal();
+    let options = TsOptions {
+        dialect: args.dialect,
+        framing: args.framing,
+    };
+    ts::run(listener, Arc::new(table), options, &shutdown).map_err(|e| Usage(format!("ts: {e}")))
+}
+
+fn run_ls(args: LsArgs) -> Result<(), Usage> {
+    log::set_verbose(args.verbose);
+    let backends = parse_backends(&args.ts)?;
+    let listener = bind(&args.bind, args.port)?;
+    let shutdown = stop_on_signal();
+    let options = LsOptions {
+        timeout: args.timeout,
+        dialect: args.dialect,
+        client_framing: args.framing,
+        ts_framing: args.ts_framing,
+        ..LsOptions::new(backends)
+    };
+    ls::run(listener, options, &shutdown).map_err(|e| Usage(format!("ls: {e}")))
+}
+
+fn run_client(args: ClientArgs) -> ExitCode {
+    let addrs = match net::resolve(&args.ls_host, args.ls_port) {
+        Ok(addrs) => addrs,
+        Err(message) => {
+            eprintln!("dnslb: {message}");
+            return ExitCode::from(1);
+        }
+    };
+    let options = ClientOptions {
+        framing: args.framing,
+        reply_timeout: args.reply_timeout,
+    };
+    let mut stdout = io::stdout().lock();
+    match client::resolve_file(&addrs, &args.input, &args.output, options, &mut stdout) {
+        Ok(_) => ExitCode::SUCCESS,
+        Err(e) => {
+            let _ = stdout.flush();
+            eprintln!("dnslb: {e}");
+            ExitCode::from(e.exit_code() as u8)
+        }
+    }
+}
+
+/// `<host> <port>` pairs into backends labelled ts1, ts2, ...
+fn parse_backends(words: &[String]) -> Result<Vec<Backend>, Usage> {
+    if words.is_empty() || words.len() % 2 != 0 {
+        return Err(Usage(format!(
+            "expected <ts-host> <ts-port> pairs after the LS port, got {} word(s); see `dnslb ls --help`",
+            words.len()
+        )));
+    }
+    words
+        .chunks(2)
+        .enumerate()
+        .map(|(i, pair)| {
+            let (host, port) = (&pair[0], &pair[1]);
+            let port: u16 = port.parse().map_err(|_| {
+                Usage(format!(
+                    "TS port {port:?} (for host {host:?}) is not a port number"
+                ))
+            })?;
+            let addrs = net::resolve(host, port).map_err(Usage)?;
+            Ok(Backend {
+                label: format!("ts{}", i + 1),
+                host: host.clone(),
+                addrs,
+            })
+        })
+        .collect()
+}
+
+/// Binds the listener and announces it: `listening on <addr>:<port>` is the
+/// first line on stdout, flushed, for scripts to read.
+fn bind(host: &str, port: u16) -> Result<TcpListener, Usage> {
+    let addrs: Vec<SocketAddr> = net::resolve(host, port).map_err(Usage)?;
+    let listener = TcpListener::bind(&addrs[..])
+        .map_err(|e| Usage(format!("cannot listen on {host}:{port}: {e}")))?;
+    let local = listener
+        .local_addr()
+        .map_err(|e| Usage(format!("cannot read the listening address: {e}")))?;
+    let mut stdout = io::stdout().lock();
+    let _ = writeln!(stdout, "listening on {local}");
+    let _ = stdout.flush();
+    Ok(listener)
+}
+
+/// A shutdown signal triggered by Ctrl-C or SIGTERM; a second signal exits at once.
+fn stop_on_signal() -> Shutdown {
+    let shutdown = Shutdown::new();
+    let handle = shutdown.clone();
+    let installed = ctrlc::set_handler(move || {
+        if handle.is_triggered() {
+            std::process::exit(130);
+        }
+        log::warn(format_args!("stopping: finishing the queries in flight"));
+        handle.trigger();
+    });
+    if let Err(e) = installed {
+        log::warn(format_args!("cannot handle Ctrl-C: {e}"));
+    }
+    shutdown
+}

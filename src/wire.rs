@@ -1,0 +1,262 @@
+//! The line protocol spoken on every hop: hostname queries, TS answers, LS
+//! miss and error lines. Pure functions, no I/O, so that every front end (the
+//! line-protocol LS, a later RFC 1035 front end, the bench tool) agrees on what
+//! a valid name and a valid answer are.
+//!
+//! docs/PROTOCOL.md describes the same messages for people; the examples here
+//! are asserted by `cargo test`.
+
+use std::fmt;
+use std::net::Ipv4Addr;
+use std::str::FromStr;
+
+/// Longest hostname accepted, in bytes (the course spec's limit).
+pub const MAX_NAME_LEN: usize = 255;
+
+/// Longest label (the part between dots) accepted, in bytes, as in RFC 1035.
+pub const MAX_LABEL_LEN: usize = 63;
+
+/// Longest message (query or reply line, without its line ending) read from a
+/// peer before the rest of it is discarded unread.
+pub const MAX_MESSAGE_LEN: usize = 512;
+
+/// The reply formats of the course's semesters.
+///
+/// ```
+/// use dnslb::wire::Dialect;
+/// assert_eq!("2022".parse::<Dialect>(), Ok(Dialect::Y2022));
+/// assert!("2021".parse::<Dialect>().is_err());
+/// ```
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Dialect {
+    /// `name ip A` answers, `name - Error:HOST NOT FOUND` misses.
+    #[default]
+    Y2020,
+    /// `name ip A IN` answers, `name - TIMED OUT` misses.
+    Y2022,
+}
+
+impl FromStr for Dialect {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "2020" => Ok(Dialect::Y2020),
+            "2022" => Ok(Dialect::Y2022),
+            other => Err(format!("unknown dialect {other:?}: expected 2020 or 2022")),
+        }
+    }
+}
+
+/// Why a query line is not a hostname that can be looked up.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum QueryError {
+    /// The line was empty or only whitespace.
+    Empty,
+    /// The line was longer than [`MAX_NAME_LEN`] bytes.
+    TooLong,
+    /// The line was not valid UTF-8.
+    NotUtf8,
+    /// The line is text but not a hostname (the offending text is kept, trimmed).
+    Invalid(String),
+}
+
+impl QueryError {
+    /// The one reply line the LS sends for this error (without line ending).
+    ///
+    /// ```
+    /// use dnslb::wire::{parse_query, QueryError};
+    /// assert_eq!(parse_query(b"  ").unwrap_err().reply(), "- Error:EMPTY QUERY");
+    /// assert_eq!(QueryError::TooLong.reply(), "- Error:QUERY TOO LONG");
+    /// assert_eq!(parse_query(b"\xff.com").unwrap_err().reply(), "- Error:INVALID UTF-8");
+    /// assert_eq!(parse_query(b"a b").unwrap_err().reply(), "a b - Error:INVALID HOSTNAME");
+    /// ```
+    pub fn reply(&self) -> String {
+        match self {
+            QueryError::Empty => "- Error:EMPTY QUERY".to_string(),
+            QueryError::TooLong => "- Error:QUERY TOO LONG".to_string(),
+            QueryError::NotUtf8 => "- Error:INVALID UTF-8".to_string(),
+            QueryError::Invalid(text) => format!("{text} - Error:INVALID HOSTNAME"),
+        }
+    }
+}
+
+impl fmt::Display for QueryError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            QueryError::Empty => f.write_str("empty query"),
+            QueryError::TooLong => write!(f, "query longer than {MAX_NAME_LEN} bytes"),
+            QueryError::NotUtf8 => f.write_str("query is not valid UTF-8"),
+            QueryError::Invalid(text) => write!(f, "{text:?} is not a hostname"),
+        }
+    }
+}
+
+impl std::error::Error for QueryError {}
+
+/// A validated query: the hostname as the client sent it (trimmed) and the
+/// key it is looked up and matched by.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Query {
+    /// The hostname exactly as sent, without surrounding whitespace.
+    pub name: String,
+    /// The lookup key: see [`name_key`].
+    pub key: String,
+}
+
+/// Parses one query message (a line without its line ending, or one bare message).
+///
+/// ```
+/// use dnslb::wire::{parse_query, QueryError};
+/// let q = parse_query(b" WWW.Princeton.edu\r").unwrap();
+/// assert_eq!(q.name, "WWW.Princeton.edu");
+/// assert_eq!(q.key, "www.princeton.edu");
+/// assert_eq!(parse_query(b""), Err(QueryError::Empty));
+/// assert_eq!(parse_query(&[b'a'; 256]), Err(QueryError::TooLong));
+/// ```
+///
+/// # Errors
+/// A [`QueryError`] when the message is not a single valid hostname.
+pub fn parse_query(message: &[u8]) -> Result<Query, QueryError> {
+    let text = std::str::from_utf8(message).map_err(|_| QueryError::NotUtf8)?;
+    let name = text.trim();
+    if name.is_empty() {
+        return Err(QueryError::Empty);
+    }
+    if name.len() > MAX_NAME_LEN {
+        return Err(QueryError::TooLong);
+    }
+    if !is_hostname(name) {
+        return Err(QueryError::Invalid(name.to_string()));
+    }
+    Ok(Query {
+        name: name.to_string(),
+        key: name_key(name),
+    })
+}
+
+/// Whether `name` is a hostname: dot-separated labels of 1 to 63 ASCII
+/// letters, digits, `-` or `_`, at most 255 bytes, with an optional final dot.
+///
+/// ```
+/// use dnslb::wire::is_hostname;
+/// assert!(is_hostname("www.princeton.edu"));
+/// assert!(is_hostname("localhost"));
+/// assert!(is_hostname("example.com."));
+/// assert!(!is_hostname("a..b"));
+/// assert!(!is_hostname("a b"));
+/// assert!(!is_hostname("."));
+/// ```
+pub fn is_hostname(name: &str) -> bool {
+    let body = name.strip_suffix('.').unwrap_or(name);
+    !body.is_empty()
+        && name.len() <= MAX_NAME_LEN
+        && body.split('.').all(|label| {
+            (1..=MAX_LABEL_LEN).contains(&label.len())
+                && label
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+        })
+}
+
+/// The key a hostname is looked up and matched by: lower case, without a final dot.
+///
+/// ```
+/// use dnslb::wire::name_key;
+/// assert_eq!(name_key("Google.SITE."), "google.site");
+/// ```
+pub fn name_key(name: &str) -> String {
+    name.strip_suffix('.').unwrap_or(name).to_ascii_lowercase()
+}
+
+/// A TS answer: `name ip A` (2020) or `name ip A IN` (2022).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Answer {
+    /// The hostname as the TS's table spells it.
+    pub name: String,
+    /// Its address.
+    pub ip: Ipv4Addr,
+}
+
+impl Answer {
+    /// The answer line in `dialect` (without line ending).
+    ///
+    /// ```
+    /// use dnslb::wire::{Answer, Dialect};
+    /// let a = Answer { name: "google.site".into(), ip: "46.1.3.7".parse().unwrap() };
+    /// assert_eq!(a.line(Dialect::Y2020), "google.site 46.1.3.7 A");
+    /// assert_eq!(a.line(Dialect::Y2022), "google.site 46.1.3.7 A IN");
+    /// ```
+    pub fn line(&self, dialect: Dialect) -> String {
+        match dialect {
+            Dialect::Y2020 => format!("{} {} A", self.name, self.ip),
+            Dialect::Y2022 => format!("{} {} A IN", self.name, self.ip),
+        }
+    }
+}
+
+/// Why a line from a TS is not an answer.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum ReplyError {
+    /// Not valid UTF-8.
+    NotUtf8,
+    /// Text, but not `name ip A` or `name ip A IN` with a hostname and an IPv4 address.
+    Malformed(String),
+}
+
+impl fmt::Display for ReplyError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            ReplyError::NotUtf8 => f.write_str("reply is not valid UTF-8"),
+            ReplyError::Malformed(text) => write!(f, "{text:?} is not `name ip A`"),
+        }
+    }
+}
+
+impl std::error::Error for ReplyError {}
+
+/// Parses a TS reply in either dialect.
+///
+/// ```
+/// use dnslb::wire::parse_answer;
+/// let a = parse_answer(b"GOOGLE.com 46.1.3.7 A").unwrap();
+/// assert_eq!((a.name.as_str(), a.ip.to_string().as_str()), ("GOOGLE.com", "46.1.3.7"));
+/// assert!(parse_answer(b"google.com 46.1.3.7 A IN\r").is_ok());
+/// assert!(parse_answer(b"google.com 46.1.3 A").is_err());
+/// assert!(parse_answer(b"google.com 46.1.3.7 MX").is_err());
+/// assert!(parse_answer(b"google.com - Error:HOST NOT FOUND").is_err());
+/// ```
+///
+/// # Errors
+/// A [`ReplyError`] when the message is not an answer.
+pub fn parse_answer(message: &[u8]) -> Result<Answer, ReplyError> {
+    let text = std::str::from_utf8(message).map_err(|_| ReplyError::NotUtf8)?;
+    let malformed = || ReplyError::Malformed(text.trim().to_string());
+    let fields: Vec<&str> = text.split_ascii_whitespace().collect();
+    let (name, ip) = match fields.as_slice() {
+        [name, ip, "A"] | [name, ip, "A", "IN"] => (*name, *ip),
+        _ => return Err(malformed()),
+    };
+    if !is_hostname(name) {
+        return Err(malformed());
+    }
+    let ip = ip.parse().map_err(|_| malformed())?;
+    Ok(Answer {
+        name: name.to_string(),
+        ip,
+    })
+}
+
+/// The LS's reply when no TS answered `query` in time.
+///
+/// ```
+/// use dnslb::wire::{miss_line, Dialect};
+/// assert_eq!(miss_line("nothinghere.com", Dialect::Y2020), "nothinghere.com - Error:HOST NOT FOUND");
+/// assert_eq!(miss_line("nothinghere.com", Dialect::Y2022), "nothinghere.com - TIMED OUT");
+/// ```
+pub fn miss_line(query: &str, dialect: Dialect) -> String {
+    match dialect {
+        Dialect::Y2020 => format!("{query} - Error:HOST NOT FOUND"),
+        Dialect::Y2022 => format!("{query} - TIMED OUT"),
+    }
+}
