@@ -232,7 +232,7 @@ fn run_client(args: ClientArgs) -> ExitCode {
 
 /// `<host> <port>` pairs into backends labelled ts1, ts2, ...
 fn parse_backends(words: &[String]) -> Result<Vec<Backend>, Usage> {
-    if words.is_empty() || words.len() % 2 != 0 {
+    if words.is_empty() || !words.len().is_multiple_of(2) {
         return Err(Usage(format!(
             "expected <ts-host> <ts-port> pairs after the LS port, got {} word(s); see `dnslb ls --help`",
             words.len()
