@@ -1,0 +1,301 @@
+//! The LS and TS working together, in-process on loopback.
+
+mod support;
+
+use std::time::Instant;
+
+use dnslb::framing::Framing;
+use dnslb::ts::TsOptions;
+use dnslb::wire::Dialect;
+use support::*;
+
+const TS1: &str = "amazon.org 94.5.6.7 A\nrutgers.com 172.34.4.6 A\n";
+const TS2: &str = "www.princeton.edu 128.1.1.4 A\nGoogle.Site 46.1.3.7 A\n";
+
+#[test]
+fn smoke() {
+    let (ts1, ts2) = (start_ts(TS1), start_ts(TS2));
+    let ls = start_ls(&[ts1.addr, ts2.addr], ms(200));
+    let mut client = LineClient::connect(ls.addr);
+    assert_eq!(client.ask("rutgers.com"), "rutgers.com 172.34.4.6 A");
+    assert_eq!(
+        client.ask("www.princeton.edu"),
+        "www.princeton.edu 128.1.1.4 A"
+    );
+    assert_eq!(
+        client.ask("nothinghere.com"),
+        "nothinghere.com - Error:HOST NOT FOUND"
+    );
+}
+
+#[test]
+fn dialect_2022_answers_with_in_and_misses_with_timed_out() {
+    let options = TsOptions {
+        dialect: Dialect::Y2022,
+        ..TsOptions::default()
+    };
+    let (ts1, ts2) = (start_ts_with(TS1, options), start_ts_with(TS2, options));
+    let ls = start_ls_with(&[ts1.addr, ts2.addr], ms(200), |o| {
+        o.dialect = Dialect::Y2022
+    });
+    let mut client = LineClient::connect(ls.addr);
+    assert_eq!(client.ask("amazon.org"), "amazon.org 94.5.6.7 A IN");
+    assert_eq!(client.ask("google.site"), "Google.Site 46.1.3.7 A IN");
+    assert_eq!(client.ask("nothinghere.com"), "nothinghere.com - TIMED OUT");
+}
+
+#[test]
+fn lookup_is_case_insensitive_and_answers_with_table_spelling() {
+    let (ts1, ts2) = (start_ts(TS1), start_ts(TS2));
+    let ls = start_ls(&[ts1.addr, ts2.addr], ms(200));
+    let mut client = LineClient::connect(ls.addr);
+    assert_eq!(client.ask("GOOGLE.site"), "Google.Site 46.1.3.7 A");
+    assert_eq!(client.ask("  AMAZON.ORG\r"), "amazon.org 94.5.6.7 A");
+    // The miss line repeats the query as sent, trimmed.
+    assert_eq!(
+        client.ask(" NoThing.com "),
+        "NoThing.com - Error:HOST NOT FOUND"
+    );
+}
+
+#[test]
+fn ts_stays_silent_on_names_it_does_not_hold() {
+    let ts = start_ts(TS1);
+    let mut direct = LineClient::connect(ts.addr);
+    direct.send("www.princeton.edu");
+    direct.send("not.here");
+    direct.send("rutgers.com");
+    // Had the TS answered either miss, that answer would come first.
+    assert_eq!(direct.recv(), "rutgers.com 172.34.4.6 A");
+    direct.finish_sending();
+    assert_eq!(direct.try_recv(), None);
+}
+
+#[test]
+fn miss_is_answered_at_the_timeout() {
+    let ts = start_ts(TS1);
+    let ls = start_ls(&[ts.addr], ms(200));
+    let mut client = LineClient::connect(ls.addr);
+    let started = Instant::now();
+    assert_eq!(
+        client.ask("nothinghere.com"),
+        "nothinghere.com - Error:HOST NOT FOUND"
+    );
+    let waited = started.elapsed();
+    assert!(
+        waited >= ms(200),
+        "answered the miss early, after {waited:?}"
+    );
+    assert!(
+        waited < ms(2000),
+        "answered the miss late, after {waited:?}"
+    );
+}
+
+#[test]
+fn late_reply_is_not_relayed_to_next_query() {
+    // The lagging TS answers "a.com" only when "b.com" arrives, while the LS
+    // waits for b.com; and answers "b.com" while it waits for "c.com".
+    let ts = lagging_ts();
+    let ls = start_ls(&[ts], ms(150));
+    let mut client = LineClient::connect(ls.addr);
+    assert_eq!(client.ask("a.com"), "a.com - Error:HOST NOT FOUND");
+    assert_eq!(client.ask("b.com"), "b.com - Error:HOST NOT FOUND");
+    assert_eq!(client.ask("c.com"), "c.com - Error:HOST NOT FOUND");
+}
+
+#[test]
+fn overlapping_tables_give_exactly_one_reply_per_query() {
+    let shared = "dup.com 1.1.1.1 A\n";
+    let ts1 = start_ts(&format!("{shared}one.com 1.0.0.1 A\n"));
+    let ts2 = start_ts(&format!("{shared}two.com 2.0.0.2 A\n"));
+    let ls = start_ls(&[ts1.addr, ts2.addr], ms(200));
+    let mut client = LineClient::connect(ls.addr);
+    for _ in 0..20 {
+        client.send("dup.com");
+        client.send("two.com");
+        client.send("one.com");
+    }
+    client.finish_sending();
+    for _ in 0..20 {
+        assert_eq!(client.recv(), "dup.com 1.1.1.1 A");
+        assert_eq!(client.recv(), "two.com 2.0.0.2 A");
+        assert_eq!(client.recv(), "one.com 1.0.0.1 A");
+    }
+    assert_eq!(client.try_recv(), None, "a second reply was relayed");
+}
+
+#[test]
+fn fifty_concurrent_clients_get_their_own_answers() {
+    const CLIENTS: usize = 50;
+    const QUERIES: usize = 200;
+    let table = |ts: usize| -> String {
+        (0..100)
+            .map(|i| format!("host{i}.ts{ts}.test 10.{ts}.0.{i} A\n"))
+            .collect()
+    };
+    let (ts1, ts2) = (start_ts(&table(1)), start_ts(&table(2)));
+    let ls = start_ls(&[ts1.addr, ts2.addr], ms(2000));
+    let clients: Vec<_> = (0..CLIENTS)
+        .map(|c| {
+            let addr = ls.addr;
+            std::thread::spawn(move || {
+                let mut client = LineClient::connect(addr);
+                for q in 0..QUERIES {
+                    let (ts, i) = (1 + (c + q) % 2, (c * 7 + q) % 100);
+                    let name = format!("host{i}.ts{ts}.test");
+                    assert_eq!(client.ask(&name), format!("{name} 10.{ts}.0.{i} A"));
+                }
+            })
+        })
+        .collect();
+    for client in clients {
+        client.join().expect("every client got its own answers");
+    }
+}
+
+#[test]
+fn hostile_lines_are_each_answered_and_the_connection_survives() {
+    let ts = start_ts(TS1);
+    let ls = start_ls(&[ts.addr], ms(200));
+    let mut client = LineClient::connect(ls.addr);
+    // The LS reads the long line as it streams, so this write completes.
+    let mut hostile = vec![b'x'; 200 * 1024];
+    hostile.extend_from_slice(b"\n\xff\xfe.com\n\n   \r\nbad name!\nrutgers.com\n");
+    client.send_raw(&hostile);
+    assert_eq!(client.recv(), "- Error:QUERY TOO LONG");
+    assert_eq!(client.recv(), "- Error:INVALID UTF-8");
+    assert_eq!(client.recv(), "- Error:EMPTY QUERY");
+    assert_eq!(client.recv(), "- Error:EMPTY QUERY");
+    assert_eq!(client.recv(), "bad name! - Error:INVALID HOSTNAME");
+    assert_eq!(client.recv(), "rutgers.com 172.34.4.6 A");
+    assert_eq!(client.ask("amazon.org"), "amazon.org 94.5.6.7 A");
+}
+
+#[test]
+fn unreachable_ts_does_not_stop_the_ls() {
+    let ts = start_ts(TS1);
+    let ls = start_ls(&[closed_port(), ts.addr], ms(200));
+    let mut client = LineClient::connect(ls.addr);
+    assert_eq!(client.ask("amazon.org"), "amazon.org 94.5.6.7 A");
+    assert_eq!(
+        client.ask("www.princeton.edu"),
+        "www.princeton.edu - Error:HOST NOT FOUND"
+    );
+}
+
+#[test]
+fn miss_is_immediate_when_every_ts_is_down() {
+    let ls = start_ls(&[closed_port(), closed_port()], ms(5000));
+    let mut client = LineClient::connect(ls.addr);
+    let started = Instant::now();
+    assert_eq!(
+        client.ask("amazon.org"),
+        "amazon.org - Error:HOST NOT FOUND"
+    );
+    assert!(
+        started.elapsed() < ms(2000),
+        "waited {:?} for TSes that are down",
+        started.elapsed()
+    );
+}
+
+#[test]
+fn ts_that_closes_mid_session_stops_being_waited_on() {
+    // Accepts, reads one query, then closes without answering.
+    let ts = fake_server(|stream| {
+        let mut byte = [0u8; 1];
+        let _ = std::io::Read::read(&mut &stream, &mut byte);
+    });
+    let ls = start_ls(&[ts], ms(5000));
+    let mut client = LineClient::connect(ls.addr);
+    let started = Instant::now();
+    assert_eq!(client.ask("a.com"), "a.com - Error:HOST NOT FOUND");
+    assert_eq!(client.ask("b.com"), "b.com - Error:HOST NOT FOUND");
+    assert!(
+        started.elapsed() < ms(2000),
+        "waited {:?} on a closed TS",
+        started.elapsed()
+    );
+}
+
+#[test]
+fn any_number_of_tses_is_supported() {
+    let servers: Vec<_> = (1..=3)
+        .map(|i| start_ts(&format!("only{i}.com 10.0.0.{i} A\n")))
+        .collect();
+    let addrs: Vec<_> = servers.iter().map(|s| s.addr).collect();
+    let ls = start_ls(&addrs, ms(200));
+    let mut client = LineClient::connect(ls.addr);
+    for i in 1..=3 {
+        assert_eq!(
+            client.ask(&format!("only{i}.com")),
+            format!("only{i}.com 10.0.0.{i} A")
+        );
+    }
+    let single = start_ls(&addrs[..1], ms(200));
+    assert_eq!(
+        LineClient::connect(single.addr).ask("only1.com"),
+        "only1.com 10.0.0.1 A"
+    );
+}
+
+#[test]
+fn course_style_client_gets_bare_replies() {
+    let (ts1, ts2) = (start_ts(TS1), start_ts(TS2));
+    let ls = start_ls(&[ts1.addr, ts2.addr], ms(200));
+    let mut client = BareClient::connect(ls.addr);
+    assert_eq!(
+        client.ask("www.princeton.edu"),
+        "www.princeton.edu 128.1.1.4 A"
+    );
+    assert_eq!(
+        client.ask("nothinghere.com"),
+        "nothinghere.com - Error:HOST NOT FOUND"
+    );
+    assert_eq!(client.ask("amazon.org"), "amazon.org 94.5.6.7 A");
+}
+
+#[test]
+fn course_style_ts_servers_work_behind_the_ls() {
+    let ts1 = course_ts(&[("amazon.org", "94.5.6.7")]);
+    let ts2 = course_ts(&[("www.princeton.edu", "128.1.1.4")]);
+    let ls = start_ls_with(&[ts1, ts2], ms(200), |o| o.ts_framing = Framing::Bare);
+    let mut client = LineClient::connect(ls.addr);
+    assert_eq!(
+        client.ask("www.princeton.edu"),
+        "www.princeton.edu 128.1.1.4 A"
+    );
+    assert_eq!(
+        client.ask("nothinghere.com"),
+        "nothinghere.com - Error:HOST NOT FOUND"
+    );
+    assert_eq!(client.ask("Amazon.org"), "amazon.org 94.5.6.7 A");
+}
+
+#[test]
+fn dnslb_ts_answers_a_course_style_ls() {
+    let ts = start_ts(TS2);
+    let mut course_ls = BareClient::connect(ts.addr);
+    assert_eq!(course_ls.ask("google.site"), "Google.Site 46.1.3.7 A");
+    assert_eq!(
+        course_ls.ask("www.princeton.edu"),
+        "www.princeton.edu 128.1.1.4 A"
+    );
+}
+
+#[test]
+fn shutdown_answers_the_query_in_flight_then_closes() {
+    let ts = start_ts(TS1);
+    let ls = start_ls(&[ts.addr], ms(300));
+    let mut client = LineClient::connect(ls.addr);
+    assert_eq!(client.ask("amazon.org"), "amazon.org 94.5.6.7 A");
+    client.send("nothinghere.com");
+    let idle = LineClient::connect(ls.addr);
+    // The miss takes 300 ms; stop the LS while it waits.
+    let stopper = std::thread::spawn(move || ls.stop());
+    assert_eq!(client.recv(), "nothinghere.com - Error:HOST NOT FOUND");
+    stopper.join().unwrap();
+    assert_eq!(client.try_recv(), None);
+    drop(idle);
+}
