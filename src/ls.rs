@@ -55,8 +55,10 @@ impl LsOptions {
 /// # Errors
 /// When the listener's address cannot be read.
 pub fn run(listener: TcpListener, options: LsOptions, shutdown: &Shutdown) -> io::Result<()> {
+    // A worker answers its query in flight within the timeout.
+    let grace = options.timeout + Duration::from_millis(500);
     let options = Arc::new(options);
-    serve(listener, shutdown, "ls", move |client| {
+    serve(listener, shutdown, "ls", grace, move |client| {
         if let Err(e) = serve_client(client, &options) {
             log::info(format_args!("ls: client connection ended: {e}"));
         }

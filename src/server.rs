@@ -15,7 +15,9 @@ use std::net::{
 };
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
-use std::thread::{self, JoinHandle};
+use std::thread;
+
+use crossbeam_channel::RecvTimeoutError;
 use std::time::Duration;
 
 use crate::log;
@@ -83,19 +85,6 @@ impl Shutdown {
         }
     }
 
-    /// Ends the reads of `stream` when the signal is triggered: its reader
-    /// sees end of stream once the bytes already received are consumed.
-    /// Writes still work, so the reply in progress reaches the peer.
-    ///
-    /// # Errors
-    /// When the socket cannot be duplicated (out of file descriptors).
-    pub fn end_reads_on_trigger(&self, stream: &TcpStream) -> io::Result<WakerGuard> {
-        let stream = stream.try_clone()?;
-        Ok(self.on_trigger(move || {
-            let _ = stream.shutdown(Direction::Read);
-        }))
-    }
-
     fn lock(&self) -> MutexGuard<'_, Wakers> {
         // A waker never panics while the lock is held, so poisoning cannot
         // leave the map half-updated.
@@ -129,7 +118,13 @@ pub fn reachable_addr(addr: SocketAddr) -> SocketAddr {
 }
 
 /// Accepts connections until `shutdown` triggers, running `handler` on its
-/// own thread for each; returns when every handler has returned.
+/// own thread for each.
+///
+/// When `shutdown` triggers, accepting stops and every connection's reads end
+/// (its handler sees end of stream once it has consumed what the peer already
+/// sent). Handlers then get `grace` to finish; connections still open after
+/// it are shut down in both directions, which ends a handler blocked writing
+/// to a peer that does not read. Returns when every handler has returned.
 ///
 /// `role` names the server in logs and thread names.
 ///
@@ -139,17 +134,24 @@ pub fn serve<H>(
     listener: TcpListener,
     shutdown: &Shutdown,
     role: &str,
+    grace: Duration,
     handler: H,
 ) -> io::Result<()>
 where
     H: Fn(TcpStream) + Send + Sync + 'static,
 {
     let wake_addr = reachable_addr(listener.local_addr()?);
-    let _wake_accept = shutdown.on_trigger(move || {
-        let _ = TcpStream::connect_timeout(&wake_addr, Duration::from_secs(1));
-    });
+    let open = Connections::default();
+    let _on_trigger = {
+        let open = open.clone();
+        shutdown.on_trigger(move || {
+            open.shutdown_all(Direction::Read);
+            let _ = TcpStream::connect_timeout(&wake_addr, Duration::from_secs(1));
+        })
+    };
     let handler = Arc::new(handler);
-    let mut handlers: Vec<JoinHandle<()>> = Vec::new();
+    // Each handler thread holds a sender; the channel disconnects when the last ends.
+    let (running, all_done) = crossbeam_channel::bounded::<()>(0);
     for conn in listener.incoming() {
         if shutdown.is_triggered() {
             break;
@@ -167,30 +169,86 @@ where
         let peer = stream
             .peer_addr()
             .map_or_else(|_| "unknown peer".to_string(), |a| a.to_string());
-        let reads_end = match shutdown.end_reads_on_trigger(&stream) {
-            Ok(guard) => guard,
+        let tracked = match open.track(&stream) {
+            Ok(tracked) => tracked,
             Err(e) => {
                 log::warn(format_args!("{role}: dropping connection from {peer}: {e}"));
                 continue;
             }
         };
+        if shutdown.is_triggered() {
+            // Triggered between accept and track: this one was not woken.
+            let _ = stream.shutdown(Direction::Read);
+        }
         let handler = Arc::clone(&handler);
+        let running = running.clone();
         let spawned = thread::Builder::new()
             .name(format!("{role} {peer}"))
             .spawn(move || {
-                let _reads_end = reads_end;
+                let _running = running;
+                let _tracked = tracked;
                 handler(stream);
             });
-        handlers.retain(|h| !h.is_finished());
-        match spawned {
-            Ok(handle) => handlers.push(handle),
-            Err(e) => log::warn(format_args!(
+        if let Err(e) = spawned {
+            log::warn(format_args!(
                 "{role}: cannot start a thread for {peer}: {e}"
-            )),
+            ));
         }
     }
-    for handle in handlers {
-        let _ = handle.join();
+    drop(running);
+    if let Err(RecvTimeoutError::Timeout) = all_done.recv_timeout(grace) {
+        log::warn(format_args!(
+            "{role}: closing connections still busy after {grace:?}"
+        ));
+        open.shutdown_all(Direction::Both);
+        let _ = all_done.recv();
     }
     Ok(())
+}
+
+/// The open connections of one server, so that shutdown can reach them.
+#[derive(Clone, Default)]
+struct Connections(Arc<Mutex<ConnectionMap>>);
+
+#[derive(Default)]
+struct ConnectionMap {
+    next_id: u64,
+    streams: HashMap<u64, TcpStream>,
+}
+
+impl Connections {
+    fn lock(&self) -> MutexGuard<'_, ConnectionMap> {
+        self.0.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Registers a duplicate of `stream` until the returned guard drops.
+    fn track(&self, stream: &TcpStream) -> io::Result<Tracked> {
+        let clone = stream.try_clone()?;
+        let mut map = self.lock();
+        let id = map.next_id;
+        map.next_id += 1;
+        map.streams.insert(id, clone);
+        Ok(Tracked {
+            connections: self.clone(),
+            id,
+        })
+    }
+
+    fn shutdown_all(&self, direction: Direction) {
+        for stream in self.lock().streams.values() {
+            let _ = stream.shutdown(direction);
+        }
+    }
+}
+
+/// Unregisters its connection when dropped.
+struct Tracked {
+    connections: Connections,
+    id: u64,
+}
+
+impl Drop for Tracked {
+    fn drop(&mut self) {
+        self.connections.lock().streams.remove(&self.id);
+    }
 }

@@ -7,12 +7,16 @@
 use std::io;
 use std::net::{TcpListener, TcpStream};
 use std::sync::Arc;
+use std::time::Duration;
 
 use crate::framing::{Frame, Framing, MessageReader, write_message};
 use crate::log;
 use crate::server::{Shutdown, serve};
 use crate::table::Table;
 use crate::wire::{self, Dialect};
+
+/// How long connections get to finish after shutdown: a TS answers at once.
+const SHUTDOWN_GRACE: Duration = Duration::from_secs(1);
 
 /// How a TS answers.
 #[derive(Clone, Copy, Debug)]
@@ -42,7 +46,7 @@ pub fn run(
     options: TsOptions,
     shutdown: &Shutdown,
 ) -> io::Result<()> {
-    serve(listener, shutdown, "ts", move |stream| {
+    serve(listener, shutdown, "ts", SHUTDOWN_GRACE, move |stream| {
         if let Err(e) = answer_connection(stream, &table, options) {
             log::info(format_args!("ts: connection ended: {e}"));
         }

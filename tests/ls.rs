@@ -299,3 +299,26 @@ fn shutdown_answers_the_query_in_flight_then_closes() {
     assert_eq!(client.try_recv(), None);
     drop(idle);
 }
+
+#[test]
+fn shutdown_is_prompt_even_with_a_client_that_never_reads() {
+    let ts = start_ts(TS1);
+    let ls = start_ls(&[ts.addr], ms(200));
+    let mut client = LineClient::connect(ls.addr);
+    assert_eq!(client.ask("amazon.org"), "amazon.org 94.5.6.7 A");
+    // Queries whose replies fill both socket buffers: the worker ends up
+    // blocked writing to a client that never reads.
+    let flood = "amazon.org\n".repeat(400_000);
+    let writer = std::thread::spawn(move || {
+        let _ = std::io::Write::write_all(&mut client.writer(), flood.as_bytes());
+        client
+    });
+    let started = Instant::now();
+    ls.stop();
+    assert!(
+        started.elapsed() < ms(3000),
+        "stopping took {:?}",
+        started.elapsed()
+    );
+    drop(writer.join().unwrap());
+}

@@ -108,7 +108,7 @@ impl Fanout {
         let mut links = Vec::with_capacity(backends.len());
         let mut readers = Vec::with_capacity(backends.len());
         for (ts, backend) in backends.iter().enumerate() {
-            match open_link(ts, backend, options.framing, tx.clone()) {
+            match open_link(ts, backend, options, tx.clone()) {
                 Ok((stream, reader)) => {
                     links.push(Some(stream));
                     readers.push(reader);
@@ -257,15 +257,17 @@ impl Drop for Fanout {
 fn open_link(
     ts: usize,
     backend: &Backend,
-    framing: Framing,
+    options: FanoutOptions,
     events: Sender<Event>,
 ) -> io::Result<(TcpStream, JoinHandle<()>)> {
     let stream = connect_any(&backend.addrs, CONNECT_TIMEOUT)?;
     stream.set_nodelay(true)?;
-    let framing = if framing == Framing::Auto {
-        Framing::Line
-    } else {
-        framing
+    // A TS that stops reading must not block the worker past a deadline:
+    // a write that cannot finish in one timeout marks the TS down.
+    stream.set_write_timeout(Some(options.timeout))?;
+    let framing = match options.framing {
+        Framing::Auto => Framing::Line,
+        framing => framing,
     };
     let mut reader = MessageReader::new(stream.try_clone()?, framing, wire::MAX_MESSAGE_LEN);
     let handle = thread::Builder::new()

@@ -170,6 +170,11 @@ impl LineClient {
         self.recv()
     }
 
+    /// The sending half, for tests that write on their own.
+    pub fn writer(&self) -> &TcpStream {
+        &self.writer
+    }
+
     /// Closes the sending half (the peer sees end of stream).
     pub fn finish_sending(&self) {
         self.writer.shutdown(Direction::Write).unwrap();
