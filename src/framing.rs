@@ -88,6 +88,14 @@ impl MessageReader {
         self.framing
     }
 
+    /// Whether a whole message is already buffered, so that
+    /// [`next_frame`](Self::next_frame) will not block: a server flushes its
+    /// buffered replies when this turns false.
+    pub fn has_buffered_message(&self) -> bool {
+        let pending = &self.buf[self.start..self.end];
+        !pending.is_empty() && (self.framing == Framing::Bare || pending.contains(&b'\n'))
+    }
+
     /// The next message, or `None` at end of stream. A final message without
     /// line ending is returned before `None`.
     ///

@@ -1,29 +1,80 @@
-//! The load-balancing server (LS): one worker thread per client connection,
-//! each reading the client's queries, resolving them through its own
-//! [`Fanout`] to every TS, and writing exactly one reply line per query, in
-//! order.
+//! The load-balancing server (LS).
+//!
+//! One worker thread per client connection. Each worker has a reader thread
+//! for its client socket, which parses queries and hands them over a bounded
+//! channel, and an [`Engine`] whose link threads (one per TS) feed replies
+//! into another channel. The worker waits on both channels with the earliest
+//! deadline as timeout, so a client may send many queries without waiting
+//! (pipelining): each is fanned out as it arrives and the replies are written
+//! strictly in query order, exactly one per query.
 
-mod fanout;
+mod engine;
+mod health;
+mod link;
+mod stats;
 
-pub use fanout::{Backend, CONNECT_TIMEOUT, Fanout, FanoutOptions, Outcome, Resolution};
+pub use engine::{MAX_BACKENDS, Outcome};
 
-use std::io;
-use std::net::{TcpListener, TcpStream};
+use engine::Engine;
+pub use health::{BACKOFF_CAP, BACKOFF_START, Health};
+pub use stats::{Snapshot, Stats};
+
+use std::fmt;
+use std::io::{self, BufWriter, Write};
+use std::net::{Shutdown as Direction, SocketAddr, TcpListener, TcpStream};
 use std::sync::Arc;
-use std::time::Duration;
+use std::thread;
+use std::time::{Duration, Instant};
+
+use crossbeam_channel::{Receiver, RecvTimeoutError, Select, Sender};
 
 use crate::framing::{Frame, Framing, MessageReader, write_message};
 use crate::log;
-use crate::server::{Shutdown, serve};
-use crate::wire::{self, Dialect, QueryError};
+use crate::server::{ServeOptions, Shutdown, serve};
+use crate::wire::{self, Dialect, Query, QueryError};
 
 /// The per-query deadline when none is given (the course spec's 5 s).
 pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(5);
 
+/// How long a link waits for a TS to accept its connection.
+pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(1);
+
+/// The line sent to a client over `--max-clients` before it is closed.
+pub const BUSY_REPLY: &str = "- Error:SERVER BUSY";
+
+/// Queries parsed ahead of the worker; past this the client reader waits.
+const QUERY_QUEUE: usize = 256;
+
+/// The client reader parses one message at a time; it needs little stack.
+const CLIENT_READER_STACK: usize = 64 * 1024;
+
+/// How often `-v` prints the counters.
+const REPORT_EVERY: Duration = Duration::from_secs(10);
+
+/// One top-level server the LS forwards to.
+#[derive(Clone, Debug)]
+pub struct Backend {
+    /// How logs name it: `ts1`, `ts2`, ...
+    pub label: String,
+    /// The host as given on the command line.
+    pub host: String,
+    /// Its addresses (a name may resolve to several); tried in order.
+    pub addrs: Vec<SocketAddr>,
+}
+
+impl fmt::Display for Backend {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.addrs.first() {
+            Some(addr) => write!(f, "{} ({addr})", self.label),
+            None => write!(f, "{} ({})", self.label, self.host),
+        }
+    }
+}
+
 /// How an LS behaves.
 #[derive(Clone, Debug)]
 pub struct LsOptions {
-    /// The TSes every query is forwarded to.
+    /// The TSes every query is forwarded to (1 to [`MAX_BACKENDS`]).
     pub backends: Vec<Backend>,
     /// How long a query waits for an answer.
     pub timeout: Duration,
@@ -33,11 +84,19 @@ pub struct LsOptions {
     pub client_framing: Framing,
     /// How the LS delimits queries to TSes and their replies.
     pub ts_framing: Framing,
+    /// Most queries in flight per client; past it the LS stops reading that
+    /// client until replies have gone out.
+    pub max_inflight: usize,
+    /// Most clients connected at once; one more gets [`BUSY_REPLY`].
+    pub max_clients: usize,
+    /// A client that sends nothing for this long (with nothing in flight) is closed.
+    pub idle_timeout: Duration,
 }
 
 impl LsOptions {
     /// Options with the defaults: 5 s timeout, 2020 dialect, auto-detected
-    /// client framing, line framing towards the TSes.
+    /// client framing, line framing towards the TSes, 4096 queries in flight
+    /// per client, 1024 clients, 300 s idle timeout.
     pub fn new(backends: Vec<Backend>) -> LsOptions {
         LsOptions {
             backends,
@@ -45,82 +104,269 @@ impl LsOptions {
             dialect: Dialect::Y2020,
             client_framing: Framing::Auto,
             ts_framing: Framing::Line,
+            max_inflight: 4096,
+            max_clients: 1024,
+            idle_timeout: Duration::from_secs(300),
         }
     }
 }
 
-/// Serves clients on `listener` until `shutdown` triggers; returns when every
-/// worker has answered the query it was working on and closed.
-///
-/// # Errors
-/// When the listener's address cannot be read.
-pub fn run(listener: TcpListener, options: LsOptions, shutdown: &Shutdown) -> io::Result<()> {
-    // A worker answers its query in flight within the timeout.
-    let grace = options.timeout + Duration::from_millis(500);
-    let options = Arc::new(options);
-    serve(listener, shutdown, "ls", grace, move |client| {
-        if let Err(e) = serve_client(client, &options) {
-            log::info(format_args!("ls: client connection ended: {e}"));
-        }
-    })
+/// What every session of one LS shares.
+struct Shared {
+    backends: Vec<Backend>,
+    health: Vec<Arc<Health>>,
+    stats: Arc<Stats>,
+    options: LsOptions,
 }
 
-/// The worker: one reply per query, in order, until the client closes.
-fn serve_client(client: TcpStream, options: &LsOptions) -> io::Result<()> {
-    client.set_nodelay(true)?;
-    let mut fanout = Fanout::connect(
-        &options.backends,
-        FanoutOptions {
-            timeout: options.timeout,
-            framing: options.ts_framing,
-        },
-    );
-    let mut queries = MessageReader::new(
-        client.try_clone()?,
-        options.client_framing,
-        wire::MAX_MESSAGE_LEN,
-    );
-    let mut replies = client;
-    while let Some(frame) = queries.next_frame()? {
-        let reply = match frame {
-            Frame::TooLong => QueryError::TooLong.reply(),
-            Frame::Message(message) => match wire::parse_query(&message) {
-                Ok(query) => {
-                    let resolution = fanout.resolve(&query);
-                    log_resolution(&fanout, &query.name, &resolution);
-                    match resolution.outcome {
-                        Outcome::Answered { line, .. } => line,
-                        Outcome::TimedOut | Outcome::AllDown => {
-                            wire::miss_line(&query.name, options.dialect)
-                        }
-                    }
-                }
-                Err(e) => {
-                    log::info(format_args!("ls: invalid query: {e}"));
-                    e.reply()
-                }
-            },
-        };
-        write_message(&mut replies, reply.as_bytes(), queries.framing())?;
-    }
-    Ok(())
+/// A load-balancing server, ready to [`run`](Ls::run).
+pub struct Ls {
+    shared: Arc<Shared>,
 }
 
-/// The `-v` line that tracks which TS responded.
-fn log_resolution(fanout: &Fanout, name: &str, resolution: &Resolution) {
-    let ms = resolution.elapsed.as_secs_f64() * 1000.0;
-    match &resolution.outcome {
-        Outcome::Answered { ts, .. } => {
-            log::info(format_args!(
-                "ls: {name} answered by {} in {ms:.1} ms",
-                fanout.backends()[*ts]
+impl Ls {
+    /// An LS with `options`.
+    ///
+    /// # Errors
+    /// When there is no TS or more than [`MAX_BACKENDS`].
+    pub fn new(options: LsOptions) -> Result<Ls, String> {
+        let count = options.backends.len();
+        if count == 0 || count > MAX_BACKENDS {
+            return Err(format!(
+                "an LS forwards to 1 to {MAX_BACKENDS} TSes, not {count}"
             ));
         }
-        Outcome::TimedOut => log::info(format_args!(
-            "ls: {name} not found: no TS answered within {ms:.1} ms"
-        )),
-        Outcome::AllDown => log::info(format_args!(
-            "ls: {name} not found: every TS is down ({ms:.1} ms)"
-        )),
+        Ok(Ls {
+            shared: Arc::new(Shared {
+                health: options
+                    .backends
+                    .iter()
+                    .map(|b| Arc::new(Health::new(&b.to_string())))
+                    .collect(),
+                backends: options.backends.clone(),
+                stats: Arc::new(Stats::new(count)),
+                options,
+            }),
+        })
     }
+
+    /// The live counters.
+    pub fn stats(&self) -> Arc<Stats> {
+        Arc::clone(&self.shared.stats)
+    }
+
+    /// The counters now.
+    pub fn snapshot(&self) -> Snapshot {
+        self.shared.stats.snapshot(&self.shared.health)
+    }
+
+    /// Serves clients on `listener` until `shutdown` triggers; returns when
+    /// every worker has answered the queries it received and closed. Prints
+    /// the counters on stderr when it stops (and every 10 s with `-v`).
+    ///
+    /// # Errors
+    /// When the listener's address cannot be read.
+    pub fn run(&self, listener: TcpListener, shutdown: &Shutdown) -> io::Result<()> {
+        let options = &self.shared.options;
+        let serve_options = ServeOptions {
+            // A worker answers what it already received within one timeout.
+            grace: options.timeout + Duration::from_millis(500),
+            max_connections: options.max_clients,
+            busy_reply: BUSY_REPLY,
+            stats: Arc::clone(&self.shared.stats.connections),
+            ..ServeOptions::new("ls", Duration::ZERO)
+        };
+        let reporter = self.start_reporter();
+        let shared = Arc::clone(&self.shared);
+        let served = serve(listener, shutdown, &serve_options, move |client| {
+            if let Err(e) = serve_client(client, &shared) {
+                log::info(format_args!("ls: client connection ended: {e}"));
+            }
+        });
+        drop(reporter);
+        log::warn(format_args!("ls: {}", self.snapshot()));
+        served
+    }
+
+    /// With `-v`, prints the counters every 10 s until the returned guard drops.
+    fn start_reporter(&self) -> Option<ReporterGuard> {
+        if !log::verbose() {
+            return None;
+        }
+        let (stop, stopped) = crossbeam_channel::bounded::<()>(0);
+        let shared = Arc::clone(&self.shared);
+        let thread = thread::Builder::new()
+            .name("ls stats".into())
+            .spawn(move || {
+                while let Err(RecvTimeoutError::Timeout) = stopped.recv_timeout(REPORT_EVERY) {
+                    log::info(format_args!(
+                        "ls: {}",
+                        shared.stats.snapshot(&shared.health)
+                    ));
+                }
+            })
+            .ok()?;
+        Some(ReporterGuard {
+            stop: Some(stop),
+            thread: Some(thread),
+        })
+    }
+}
+
+/// Stops the reporter thread when dropped.
+struct ReporterGuard {
+    stop: Option<Sender<()>>,
+    thread: Option<thread::JoinHandle<()>>,
+}
+
+impl Drop for ReporterGuard {
+    fn drop(&mut self) {
+        drop(self.stop.take());
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+    }
+}
+
+/// Serves clients on `listener` with `options` until `shutdown` triggers.
+///
+/// # Errors
+/// When the options are invalid or the listener's address cannot be read.
+pub fn run(listener: TcpListener, options: LsOptions, shutdown: &Shutdown) -> io::Result<()> {
+    let ls = Ls::new(options).map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e))?;
+    ls.run(listener, shutdown)
+}
+
+/// A client message, parsed by the client reader.
+struct Incoming {
+    query: Result<Query, QueryError>,
+    /// The connection's framing, as the reader detected it.
+    framing: Framing,
+}
+
+/// The worker: fans out each query as it arrives and writes the replies in
+/// order, until the client has closed and every query has its reply.
+fn serve_client(client: TcpStream, shared: &Arc<Shared>) -> io::Result<()> {
+    client.set_nodelay(true)?;
+    let options = &shared.options;
+    let (queries_tx, queries) = crossbeam_channel::bounded(QUERY_QUEUE);
+    let reader = spawn_client_reader(client.try_clone()?, options.client_framing, queries_tx)?;
+    let mut engine = Engine::new(Arc::clone(shared));
+    let mut out = BufWriter::new(client.try_clone()?);
+    let result = relay(&mut engine, &queries, &mut out, options, shared);
+    // Ends the client reader, whatever state the client left it in.
+    let _ = client.shutdown(Direction::Both);
+    drop(queries);
+    let _ = reader.join();
+    drop(engine);
+    result
+}
+
+/// The worker's loop; returns when the client is done or gone.
+fn relay(
+    engine: &mut Engine,
+    queries: &Receiver<Incoming>,
+    out: &mut BufWriter<TcpStream>,
+    options: &LsOptions,
+    shared: &Shared,
+) -> io::Result<()> {
+    let events = engine.events().clone();
+    let mut framing = Framing::Line;
+    let mut client_open = true;
+    let mut last_activity = Instant::now();
+    loop {
+        let now = Instant::now();
+        engine.expire(now);
+        engine.maintain_links(now);
+        while let Some(reply) = engine.pop_ready() {
+            write_message(out, reply.as_bytes(), framing)?;
+            last_activity = now;
+        }
+        let idle = engine.in_flight() == 0;
+        if !client_open && idle {
+            return out.flush();
+        }
+        let mut select = Select::new();
+        let event_op = select.recv(&events);
+        let accepting = client_open && engine.in_flight() < options.max_inflight;
+        let query_op = accepting.then(|| select.recv(queries));
+        let op = match select.try_select() {
+            Ok(op) => op,
+            Err(_) => {
+                // Nothing ready: send what is buffered before blocking.
+                engine.flush_links();
+                out.flush()?;
+                let idle_deadline =
+                    (idle && client_open).then(|| last_activity + options.idle_timeout);
+                let wake = [engine.next_wakeup(), idle_deadline]
+                    .into_iter()
+                    .flatten()
+                    .min();
+                let selected = match wake {
+                    Some(wake) => select.select_deadline(wake),
+                    None => Ok(select.select()),
+                };
+                match selected {
+                    Ok(op) => op,
+                    Err(_) => {
+                        if idle_deadline.is_some_and(|d| Instant::now() >= d) {
+                            shared
+                                .stats
+                                .idle_closed
+                                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                            log::info(format_args!(
+                                "ls: closing a client idle for {:?}",
+                                options.idle_timeout
+                            ));
+                            return Ok(());
+                        }
+                        continue;
+                    }
+                }
+            }
+        };
+        if Some(op.index()) == query_op {
+            match op.recv(queries) {
+                Ok(incoming) => {
+                    framing = incoming.framing;
+                    engine.submit(incoming.query);
+                    last_activity = Instant::now();
+                }
+                Err(_) => client_open = false,
+            }
+        } else {
+            debug_assert_eq!(op.index(), event_op);
+            if let Ok(event) = op.recv(&events) {
+                engine.handle(event);
+            }
+        }
+    }
+}
+
+/// Reads and parses the client's messages until it closes; blocks while the
+/// worker has its fill of queries in flight, which stops reading the socket.
+fn spawn_client_reader(
+    stream: TcpStream,
+    framing: Framing,
+    queries: Sender<Incoming>,
+) -> io::Result<thread::JoinHandle<()>> {
+    thread::Builder::new()
+        .name("ls client reader".into())
+        .stack_size(CLIENT_READER_STACK)
+        .spawn(move || {
+            let mut reader = MessageReader::new(stream, framing, wire::MAX_MESSAGE_LEN);
+            while let Ok(Some(frame)) = reader.next_frame() {
+                let query = match frame {
+                    Frame::TooLong => Err(QueryError::TooLong),
+                    Frame::Message(message) => wire::parse_query(&message),
+                };
+                let incoming = Incoming {
+                    query,
+                    framing: reader.framing(),
+                };
+                if queries.send(incoming).is_err() {
+                    return;
+                }
+            }
+        })
 }

@@ -15,7 +15,7 @@ use argh::FromArgs;
 
 use dnslb::client::{self, ClientOptions};
 use dnslb::framing::Framing;
-use dnslb::ls::{self, Backend, LsOptions};
+use dnslb::ls::{self, Backend, Ls, LsOptions};
 use dnslb::server::Shutdown;
 use dnslb::table::Table;
 use dnslb::ts::{self, TsOptions};
@@ -57,6 +57,9 @@ struct TsArgs {
     /// query framing: auto (default, detect per connection), line or bare
     #[argh(option, default = "Framing::Auto")]
     framing: Framing,
+    /// reply `<name> - NOT FOUND` to names not in the table instead of staying silent
+    #[argh(switch)]
+    answer_misses: bool,
     /// log every query on stderr
     #[argh(switch, short = 'v')]
     verbose: bool,
@@ -88,7 +91,20 @@ struct LsArgs {
     /// framing towards the TSes: line (default) or bare (course Python TSes)
     #[argh(option, default = "Framing::Line")]
     ts_framing: Framing,
-    /// log every query on stderr: name, which TS answered, time taken
+    /// most queries in flight per client before the LS stops reading it (default 4096)
+    #[argh(option, default = "4096")]
+    max_inflight: usize,
+    /// most clients at once; one more gets `- Error:SERVER BUSY` (default 1024)
+    #[argh(option, default = "1024")]
+    max_clients: usize,
+    /// close a client that sends nothing for this many seconds (default 300)
+    #[argh(
+        option,
+        default = "Duration::from_secs(300)",
+        from_str_fn(parse_seconds)
+    )]
+    idle_timeout: Duration,
+    /// log every query on stderr (name, which TS answered, time taken) and the counters every 10 s
     #[argh(switch, short = 'v')]
     verbose: bool,
 }
@@ -188,6 +204,7 @@ fn run_ts(args: TsArgs) -> Result<(), Usage> {
     let options = TsOptions {
         dialect: args.dialect,
         framing: args.framing,
+        answer_misses: args.answer_misses,
     };
     ts::run(listener, Arc::new(table), options, &shutdown).map_err(|e| Usage(format!("ts: {e}")))
 }
@@ -195,16 +212,26 @@ fn run_ts(args: TsArgs) -> Result<(), Usage> {
 fn run_ls(args: LsArgs) -> Result<(), Usage> {
     log::set_verbose(args.verbose);
     let backends = parse_backends(&args.ts)?;
-    let listener = bind(&args.bind, args.port)?;
-    let shutdown = stop_on_signal();
+    if args.max_inflight == 0 || args.max_clients == 0 {
+        return Err(Usage(
+            "--max-inflight and --max-clients must be at least 1".into(),
+        ));
+    }
     let options = LsOptions {
         timeout: args.timeout,
         dialect: args.dialect,
         client_framing: args.framing,
         ts_framing: args.ts_framing,
+        max_inflight: args.max_inflight,
+        max_clients: args.max_clients,
+        idle_timeout: args.idle_timeout,
         ..LsOptions::new(backends)
     };
-    ls::run(listener, options, &shutdown).map_err(|e| Usage(format!("ls: {e}")))
+    let ls = Ls::new(options).map_err(Usage)?;
+    let listener = bind(&args.bind, args.port)?;
+    let shutdown = stop_on_signal();
+    ls.run(listener, &shutdown)
+        .map_err(|e| Usage(format!("ls: {e}")))
 }
 
 fn run_client(args: ClientArgs) -> ExitCode {

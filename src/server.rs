@@ -13,11 +13,11 @@ use std::io;
 use std::net::{
     IpAddr, Ipv4Addr, Ipv6Addr, Shutdown as Direction, SocketAddr, TcpListener, TcpStream,
 };
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard};
-use std::thread;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard};
+use std::thread::{self, JoinHandle};
 
-use crossbeam_channel::RecvTimeoutError;
+use crossbeam_channel::Sender;
 use std::time::Duration;
 
 use crate::log;
@@ -117,29 +117,93 @@ pub fn reachable_addr(addr: SocketAddr) -> SocketAddr {
     }
 }
 
+/// How [`serve`] runs.
+#[derive(Clone)]
+pub struct ServeOptions {
+    /// Names the server in logs and thread names.
+    pub role: String,
+    /// How long handlers get to finish after shutdown before their
+    /// connections are closed under them.
+    pub grace: Duration,
+    /// Most connections open at once; one more is sent `busy_reply` and closed.
+    pub max_connections: usize,
+    /// The line (without newline) sent to a connection over the limit.
+    pub busy_reply: &'static str,
+    /// Counters the caller can read while the server runs.
+    pub stats: Arc<ConnectionStats>,
+}
+
+impl ServeOptions {
+    /// No connection limit, `grace` to finish after shutdown.
+    pub fn new(role: &str, grace: Duration) -> ServeOptions {
+        ServeOptions {
+            role: role.to_string(),
+            grace,
+            max_connections: usize::MAX,
+            busy_reply: "",
+            stats: Arc::default(),
+        }
+    }
+}
+
+/// Connection counters of one server.
+#[derive(Default)]
+pub struct ConnectionStats {
+    /// Connections accepted and handled.
+    pub accepted: AtomicU64,
+    /// Connections turned away because the server was full.
+    pub refused: AtomicU64,
+    open: Mutex<usize>,
+    closed: Condvar,
+}
+
+impl ConnectionStats {
+    /// Connections whose handler thread has not yet ended.
+    pub fn open(&self) -> usize {
+        *self.open.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Waits until at most `n` connections are open (their handler threads
+    /// have ended and been joined); false if that took longer than `timeout`.
+    pub fn wait_open_at_most(&self, n: usize, timeout: Duration) -> bool {
+        let open = self.open.lock().unwrap_or_else(|e| e.into_inner());
+        let (open, _) = self
+            .closed
+            .wait_timeout_while(open, timeout, |open| *open > n)
+            .unwrap_or_else(|e| e.into_inner());
+        *open <= n
+    }
+
+    fn add_open(&self, delta: isize) {
+        let mut open = self.open.lock().unwrap_or_else(|e| e.into_inner());
+        *open = open.saturating_add_signed(delta);
+        self.closed.notify_all();
+    }
+}
+
 /// Accepts connections until `shutdown` triggers, running `handler` on its
 /// own thread for each.
 ///
 /// When `shutdown` triggers, accepting stops and every connection's reads end
 /// (its handler sees end of stream once it has consumed what the peer already
-/// sent). Handlers then get `grace` to finish; connections still open after
-/// it are shut down in both directions, which ends a handler blocked writing
-/// to a peer that does not read. Returns when every handler has returned.
-///
-/// `role` names the server in logs and thread names.
+/// sent). Handlers then get `options.grace` to finish; connections still open
+/// after it are shut down in both directions, which ends a handler blocked
+/// writing to a peer that does not read. Returns when every handler thread
+/// has been joined.
 ///
 /// # Errors
 /// When the listener's address cannot be read.
 pub fn serve<H>(
     listener: TcpListener,
     shutdown: &Shutdown,
-    role: &str,
-    grace: Duration,
+    options: &ServeOptions,
     handler: H,
 ) -> io::Result<()>
 where
     H: Fn(TcpStream) + Send + Sync + 'static,
 {
+    let role = &options.role;
+    let stats = &options.stats;
     let wake_addr = reachable_addr(listener.local_addr()?);
     let open = Connections::default();
     let _on_trigger = {
@@ -150,8 +214,7 @@ where
         })
     };
     let handler = Arc::new(handler);
-    // Each handler thread holds a sender; the channel disconnects when the last ends.
-    let (running, all_done) = crossbeam_channel::bounded::<()>(0);
+    let (finished, reaper) = start_reaper(role, Arc::clone(stats))?;
     for conn in listener.incoming() {
         if shutdown.is_triggered() {
             break;
@@ -169,6 +232,15 @@ where
         let peer = stream
             .peer_addr()
             .map_or_else(|_| "unknown peer".to_string(), |a| a.to_string());
+        if stats.open() >= options.max_connections {
+            stats.refused.fetch_add(1, Ordering::Relaxed);
+            log::info(format_args!(
+                "{role}: refusing {peer}: {} connections open",
+                options.max_connections
+            ));
+            refuse(stream, options.busy_reply);
+            continue;
+        }
         let tracked = match open.track(&stream) {
             Ok(tracked) => tracked,
             Err(e) => {
@@ -180,30 +252,83 @@ where
             // Triggered between accept and track: this one was not woken.
             let _ = stream.shutdown(Direction::Read);
         }
+        stats.accepted.fetch_add(1, Ordering::Relaxed);
+        stats.add_open(1);
         let handler = Arc::clone(&handler);
-        let running = running.clone();
+        let done = finished.sender.clone();
+        let id = tracked.id;
+        // Hold the map while spawning, so the reaper finds the handle.
+        let mut handles = finished.lock();
         let spawned = thread::Builder::new()
             .name(format!("{role} {peer}"))
             .spawn(move || {
-                let _running = running;
-                let _tracked = tracked;
                 handler(stream);
+                drop(tracked);
+                let _ = done.send(id);
             });
-        if let Err(e) = spawned {
-            log::warn(format_args!(
-                "{role}: cannot start a thread for {peer}: {e}"
-            ));
+        match spawned {
+            Ok(handle) => {
+                handles.insert(id, handle);
+            }
+            Err(e) => {
+                log::warn(format_args!(
+                    "{role}: cannot start a thread for {peer}: {e}"
+                ));
+                stats.add_open(-1);
+            }
         }
     }
-    drop(running);
-    if let Err(RecvTimeoutError::Timeout) = all_done.recv_timeout(grace) {
+    drop(finished.sender);
+    if !stats.wait_open_at_most(0, options.grace) {
         log::warn(format_args!(
-            "{role}: closing connections still busy after {grace:?}"
+            "{role}: closing connections still busy after {:?}",
+            options.grace
         ));
         open.shutdown_all(Direction::Both);
-        let _ = all_done.recv();
     }
+    let _ = reaper.join();
     Ok(())
+}
+
+/// Tells a connection over the limit why it is closed.
+fn refuse(mut stream: TcpStream, reply: &str) {
+    if !reply.is_empty() {
+        let _ = stream.set_write_timeout(Some(Duration::from_secs(1)));
+        let _ = std::io::Write::write_all(&mut stream, format!("{reply}\n").as_bytes());
+    }
+    let _ = stream.shutdown(Direction::Both);
+}
+
+/// Handler threads report their end here; the reaper joins them, so that a
+/// connection counts as closed only once its thread is gone.
+struct Finished {
+    sender: Sender<u64>,
+    handles: Arc<Mutex<HashMap<u64, JoinHandle<()>>>>,
+}
+
+impl Finished {
+    fn lock(&self) -> MutexGuard<'_, HashMap<u64, JoinHandle<()>>> {
+        self.handles.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+fn start_reaper(role: &str, stats: Arc<ConnectionStats>) -> io::Result<(Finished, JoinHandle<()>)> {
+    let (sender, ended) = crossbeam_channel::unbounded::<u64>();
+    let handles: Arc<Mutex<HashMap<u64, JoinHandle<()>>>> = Arc::default();
+    let map = Arc::clone(&handles);
+    let reaper = thread::Builder::new()
+        .name(format!("{role} reaper"))
+        .spawn(move || {
+            // Ends when the accept loop and every handler have dropped their senders.
+            for id in ended {
+                let handle = map.lock().unwrap_or_else(|e| e.into_inner()).remove(&id);
+                if let Some(handle) = handle {
+                    let _ = handle.join();
+                }
+                stats.add_open(-1);
+            }
+        })?;
+    Ok((Finished { sender, handles }, reaper))
 }
 
 /// The open connections of one server, so that shutdown can reach them.

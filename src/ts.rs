@@ -1,17 +1,20 @@
 //! The top-level server (TS): answers `hostname` queries from its table and
-//! stays silent on names it does not hold, as the course spec requires.
+//! stays silent on names it does not hold, as the course spec requires (or,
+//! with `--answer-misses`, says `<name> - NOT FOUND`).
 //!
 //! One thread per connection (see [`crate::server::serve`]); the table is
-//! loaded once and shared read-only.
+//! loaded once and shared read-only. Replies are buffered and sent when the
+//! queries already received are all answered, so a pipelining LS gets many
+//! replies per write.
 
-use std::io;
+use std::io::{self, BufWriter, Write};
 use std::net::{TcpListener, TcpStream};
 use std::sync::Arc;
 use std::time::Duration;
 
 use crate::framing::{Frame, Framing, MessageReader, write_message};
 use crate::log;
-use crate::server::{Shutdown, serve};
+use crate::server::{ServeOptions, Shutdown, serve};
 use crate::table::Table;
 use crate::wire::{self, Dialect};
 
@@ -25,6 +28,9 @@ pub struct TsOptions {
     pub dialect: Dialect,
     /// How queries are delimited; `Auto` detects per connection.
     pub framing: Framing,
+    /// Reply `<name> - NOT FOUND` to names not in the table instead of
+    /// staying silent.
+    pub answer_misses: bool,
 }
 
 impl Default for TsOptions {
@@ -32,6 +38,7 @@ impl Default for TsOptions {
         TsOptions {
             dialect: Dialect::Y2020,
             framing: Framing::Auto,
+            answer_misses: false,
         }
     }
 }
@@ -46,37 +53,63 @@ pub fn run(
     options: TsOptions,
     shutdown: &Shutdown,
 ) -> io::Result<()> {
-    serve(listener, shutdown, "ts", SHUTDOWN_GRACE, move |stream| {
-        if let Err(e) = answer_connection(stream, &table, options) {
-            log::info(format_args!("ts: connection ended: {e}"));
-        }
-    })
+    serve(
+        listener,
+        shutdown,
+        &ServeOptions::new("ts", SHUTDOWN_GRACE),
+        move |stream| {
+            if let Err(e) = answer_connection(stream, &table, options) {
+                log::info(format_args!("ts: connection ended: {e}"));
+            }
+        },
+    )
 }
 
 fn answer_connection(stream: TcpStream, table: &Table, options: TsOptions) -> io::Result<()> {
     stream.set_nodelay(true)?;
     let mut reader =
         MessageReader::new(stream.try_clone()?, options.framing, wire::MAX_MESSAGE_LEN);
-    let mut writer = stream;
+    let mut out = BufWriter::new(stream);
     while let Some(frame) = reader.next_frame()? {
-        let Frame::Message(message) = frame else {
-            log::info(format_args!("ts: ignoring an over-long query"));
-            continue;
-        };
-        match wire::parse_query(&message) {
-            Ok(query) => match table.lookup_key(&query.key) {
-                Some(answer) => {
-                    let line = answer.line(options.dialect);
-                    log::info(format_args!("ts: {} -> {line}", query.name));
-                    write_message(&mut writer, line.as_bytes(), reader.framing())?;
-                }
-                None => log::info(format_args!(
-                    "ts: {} not in table, staying silent",
-                    query.name
-                )),
-            },
-            Err(e) => log::info(format_args!("ts: ignoring a query: {e}")),
+        if let Some(reply) = reply_to(frame, table, options) {
+            write_message(&mut out, reply.as_bytes(), reader.framing())?;
+        }
+        if !reader.has_buffered_message() {
+            out.flush()?;
         }
     }
-    Ok(())
+    out.flush()
+}
+
+/// The reply to one query, or `None` for silence.
+fn reply_to(frame: Frame, table: &Table, options: TsOptions) -> Option<String> {
+    let Frame::Message(message) = frame else {
+        log::info(format_args!("ts: ignoring an over-long query"));
+        return None;
+    };
+    let query = match wire::parse_query(&message) {
+        Ok(query) => query,
+        Err(e) => {
+            log::info(format_args!("ts: ignoring a query: {e}"));
+            return None;
+        }
+    };
+    match table.lookup_key(&query.key) {
+        Some(answer) => {
+            let line = answer.line(options.dialect);
+            log::info(format_args!("ts: {} -> {line}", query.name));
+            Some(line)
+        }
+        None if options.answer_misses => {
+            log::info(format_args!("ts: {} not in table", query.name));
+            Some(wire::not_found_line(&query.name))
+        }
+        None => {
+            log::info(format_args!(
+                "ts: {} not in table, staying silent",
+                query.name
+            ));
+            None
+        }
+    }
 }

@@ -247,6 +247,61 @@ pub fn parse_answer(message: &[u8]) -> Result<Answer, ReplyError> {
     })
 }
 
+/// A TS's negative answer, sent by `dnslb ts --answer-misses` instead of
+/// silence.
+///
+/// ```
+/// use dnslb::wire::not_found_line;
+/// assert_eq!(not_found_line("nothinghere.com"), "nothinghere.com - NOT FOUND");
+/// ```
+pub fn not_found_line(query: &str) -> String {
+    format!("{query} - NOT FOUND")
+}
+
+/// What a TS can send: an answer, or (with `--answer-misses`) a negative answer.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Reply {
+    /// `name ip A` or `name ip A IN`.
+    Answer(Answer),
+    /// `name - NOT FOUND`: the TS does not hold `name`.
+    NotFound(String),
+}
+
+impl Reply {
+    /// The name the reply is about.
+    pub fn name(&self) -> &str {
+        match self {
+            Reply::Answer(answer) => &answer.name,
+            Reply::NotFound(name) => name,
+        }
+    }
+}
+
+/// Parses anything a TS may send.
+///
+/// ```
+/// use dnslb::wire::{parse_reply, Reply};
+/// assert!(matches!(parse_reply(b"a.com 1.2.3.4 A"), Ok(Reply::Answer(_))));
+/// assert_eq!(parse_reply(b"A.com - NOT FOUND"), Ok(Reply::NotFound("A.com".into())));
+/// assert!(parse_reply(b"a b - NOT FOUND").is_err());
+/// ```
+///
+/// # Errors
+/// A [`ReplyError`] when the message is neither.
+pub fn parse_reply(message: &[u8]) -> Result<Reply, ReplyError> {
+    if let Some(name) = message.strip_suffix(b" - NOT FOUND") {
+        let text = std::str::from_utf8(name)
+            .map_err(|_| ReplyError::NotUtf8)?
+            .trim();
+        return if is_hostname(text) {
+            Ok(Reply::NotFound(text.to_string()))
+        } else {
+            Err(ReplyError::Malformed(format!("{text} - NOT FOUND")))
+        };
+    }
+    parse_answer(message).map(Reply::Answer)
+}
+
 /// The LS's reply when no TS answered `query` in time.
 ///
 /// ```

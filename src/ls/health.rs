@@ -1,0 +1,223 @@
+//! What the whole LS knows about each TS: up or down, since when, and when the
+//! next connection attempt is due.
+//!
+//! Every client session has its own connection to every TS, but they share one
+//! [`Health`] per TS. While a TS is down, only one session at a time may try
+//! to connect to it (the probe), on an exponential backoff with jitter, so a
+//! dead TS is not hammered by every session; when the probe succeeds, every
+//! session reconnects. Transitions are logged once, here, not once per session.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Mutex, MutexGuard};
+use std::time::{Duration, Instant};
+
+use crate::log;
+
+/// First wait after a TS goes down.
+pub const BACKOFF_START: Duration = Duration::from_millis(100);
+
+/// Longest wait between connection attempts to a TS that stays down.
+pub const BACKOFF_CAP: Duration = Duration::from_secs(5);
+
+/// How often a session with a link down looks at the shared record again,
+/// at most: bounds how long a session takes to notice that another one
+/// reconnected.
+pub const RECHECK: Duration = Duration::from_millis(250);
+
+/// The shared health record of one TS.
+pub struct Health {
+    label: String,
+    state: Mutex<State>,
+    transitions: AtomicU64,
+}
+
+struct State {
+    up: bool,
+    since: Instant,
+    /// Failed probes since the TS went down.
+    failures: u32,
+    next_attempt: Instant,
+    probing: bool,
+    jitter: u64,
+}
+
+/// Permission to connect, from [`Health::begin_attempt`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Attempt {
+    /// The TS is believed up: connect freely.
+    Free,
+    /// The TS is down and this caller holds the single probe: report the
+    /// outcome with [`Health::connected`] or [`Health::failed`].
+    Probe,
+}
+
+impl Health {
+    /// A record for the TS called `label`, believed up until a connection fails.
+    pub fn new(label: &str) -> Health {
+        let now = Instant::now();
+        Health {
+            label: label.to_string(),
+            state: Mutex::new(State {
+                up: true,
+                since: now,
+                failures: 0,
+                next_attempt: now,
+                probing: false,
+                jitter: seed(label),
+            }),
+            transitions: AtomicU64::new(0),
+        }
+    }
+
+    fn lock(&self) -> MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Whether the TS is believed up.
+    pub fn is_up(&self) -> bool {
+        self.lock().up
+    }
+
+    /// Up/down transitions so far.
+    pub fn transitions(&self) -> u64 {
+        self.transitions.load(Ordering::Relaxed)
+    }
+
+    /// Whether the caller may connect now, and how.
+    pub fn begin_attempt(&self, now: Instant) -> Option<Attempt> {
+        let mut state = self.lock();
+        if state.up {
+            Some(Attempt::Free)
+        } else if !state.probing && now >= state.next_attempt {
+            state.probing = true;
+            Some(Attempt::Probe)
+        } else {
+            None
+        }
+    }
+
+    /// When a session whose link is down should call [`begin_attempt`](Self::begin_attempt) again.
+    pub fn next_check(&self, now: Instant) -> Instant {
+        let state = self.lock();
+        if state.up {
+            now
+        } else {
+            state.next_attempt.clamp(now, now + RECHECK)
+        }
+    }
+
+    /// A connection succeeded.
+    pub fn connected(&self, attempt: Attempt) {
+        let mut state = self.lock();
+        if attempt == Attempt::Probe {
+            state.probing = false;
+        }
+        if !state.up {
+            let down_for = state.since.elapsed();
+            state.up = true;
+            state.since = Instant::now();
+            state.failures = 0;
+            self.transitions.fetch_add(1, Ordering::Relaxed);
+            log::warn(format_args!(
+                "ls: {} is up again after {down_for:.1?}",
+                self.label
+            ));
+        }
+    }
+
+    /// A connection attempt failed, or an established connection was lost.
+    /// `attempt` is `None` for a lost connection.
+    pub fn failed(&self, attempt: Option<Attempt>, why: &str) {
+        let mut state = self.lock();
+        let now = Instant::now();
+        if attempt == Some(Attempt::Probe) {
+            state.probing = false;
+        }
+        if state.up {
+            state.up = false;
+            state.since = now;
+            state.failures = 1;
+            self.transitions.fetch_add(1, Ordering::Relaxed);
+            log::warn(format_args!("ls: {} is down: {why}", self.label));
+        } else if attempt == Some(Attempt::Probe) {
+            state.failures = state.failures.saturating_add(1);
+        } else {
+            // Another session's news about a TS already known to be down.
+            return;
+        }
+        let wait = backoff(state.failures, &mut state.jitter);
+        state.next_attempt = now + wait;
+    }
+}
+
+/// The wait after `failures` consecutive failures: 100 ms doubling up to
+/// 5 s, each drawn between 75 % and 100 % of that (jitter spreads the probes
+/// of several LSes).
+fn backoff(failures: u32, jitter: &mut u64) -> Duration {
+    let exponent = failures.saturating_sub(1).min(16);
+    let full = BACKOFF_START.saturating_mul(1 << exponent).min(BACKOFF_CAP);
+    let fraction = 0.75 + 0.25 * (next_random(jitter) as f64 / u64::MAX as f64);
+    full.mul_f64(fraction)
+}
+
+/// splitmix64: enough randomness for jitter, no dependency.
+fn next_random(state: &mut u64) -> u64 {
+    *state = state.wrapping_add(0x9E37_79B9_7F4A_7C15);
+    let mut z = *state;
+    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+    z ^ (z >> 31)
+}
+
+fn seed(label: &str) -> u64 {
+    let clock = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos() as u64);
+    label
+        .bytes()
+        .fold(clock, |h, b| h.rotate_left(5) ^ u64::from(b))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backoff_doubles_from_100ms_to_a_5s_cap_with_jitter() {
+        let mut jitter = 7;
+        let waits: Vec<Duration> = (1..=10).map(|n| backoff(n, &mut jitter)).collect();
+        assert!(waits[0] >= Duration::from_millis(75) && waits[0] <= BACKOFF_START);
+        assert!(waits[3] >= Duration::from_millis(600) && waits[3] <= Duration::from_millis(800));
+        assert!(waits[9] >= Duration::from_millis(3750) && waits[9] <= BACKOFF_CAP);
+    }
+
+    #[test]
+    fn only_one_probe_at_a_time_while_down() {
+        let health = Health::new("ts1");
+        assert_eq!(health.begin_attempt(Instant::now()), Some(Attempt::Free));
+        health.failed(Some(Attempt::Free), "refused");
+        assert!(!health.is_up());
+        let later = Instant::now() + BACKOFF_CAP;
+        assert_eq!(
+            health.begin_attempt(Instant::now()),
+            None,
+            "backoff not over"
+        );
+        assert_eq!(health.begin_attempt(later), Some(Attempt::Probe));
+        assert_eq!(health.begin_attempt(later), None, "a probe is already out");
+        health.connected(Attempt::Probe);
+        assert!(health.is_up());
+        assert_eq!(health.transitions(), 2);
+    }
+
+    #[test]
+    fn news_from_many_sessions_is_one_transition() {
+        let health = Health::new("ts1");
+        for _ in 0..50 {
+            health.failed(None, "connection closed");
+        }
+        assert_eq!(health.transitions(), 1);
+        // The first probe comes after the first backoff step, not the fiftieth.
+        assert!(health.next_check(Instant::now()) <= Instant::now() + BACKOFF_START);
+    }
+}

@@ -1,0 +1,224 @@
+//! One session's connection to one TS: a thread that connects, then reads the
+//! TS's messages until the connection ends, reporting each step as an
+//! [`Event`] on the session's channel.
+//!
+//! Connecting on the link's own thread keeps a slow or unreachable TS from
+//! holding up the session's other TSes and its client.
+
+use std::io;
+use std::net::{Shutdown as Direction, TcpStream};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::thread::{self, JoinHandle};
+use std::time::Duration;
+
+use crossbeam_channel::Sender;
+
+use super::health::{Attempt, Health};
+use super::{Backend, CONNECT_TIMEOUT};
+use crate::framing::{Frame, Framing, MessageReader};
+use crate::net::connect_any;
+use crate::wire;
+
+/// Reader threads only move bytes into the channel; they need little stack.
+const LINK_STACK: usize = 64 * 1024;
+
+/// What a link thread tells its session. `generation` tells a link's events
+/// apart from those of the link it replaced.
+pub enum Event {
+    /// The connection is up; `stream` is its writing half.
+    Connected {
+        ts: usize,
+        generation: u64,
+        stream: TcpStream,
+    },
+    /// The TS sent a message.
+    Reply {
+        ts: usize,
+        generation: u64,
+        frame: Frame,
+    },
+    /// The connection could not be made, or ended.
+    Down {
+        ts: usize,
+        generation: u64,
+        why: String,
+    },
+}
+
+/// The session's handle on a link thread.
+pub struct LinkThread {
+    thread: JoinHandle<()>,
+    closing: Arc<AtomicBool>,
+    stream: Arc<Mutex<Option<TcpStream>>>,
+}
+
+impl LinkThread {
+    /// Starts ending the link: the session is done with it, so its end is
+    /// not news about the TS's health. The thread ends once its reads fail
+    /// and, if the session's channel is full, once the session drops its
+    /// receiver.
+    pub fn begin_close(&self) {
+        self.closing.store(true, Ordering::SeqCst);
+        if let Some(stream) = lock(&self.stream).as_ref() {
+            let _ = stream.shutdown(Direction::Both);
+        }
+    }
+
+    /// Whether the thread has ended (its handle can then be dropped).
+    pub fn is_finished(&self) -> bool {
+        self.thread.is_finished()
+    }
+
+    /// Waits for the thread to end (call [`begin_close`](Self::begin_close) first).
+    pub fn join(self) {
+        let _ = self.thread.join();
+    }
+}
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// How a link connects and reads.
+#[derive(Clone, Copy)]
+pub struct LinkOptions {
+    /// Longest a write to the TS may block.
+    pub write_timeout: Duration,
+    /// `Line` or `Bare` (`Auto` is read as `Line`).
+    pub framing: Framing,
+}
+
+/// What a link thread needs to know about itself.
+struct Link {
+    ts: usize,
+    generation: u64,
+    health: Arc<Health>,
+    attempt: Attempt,
+    options: LinkOptions,
+    events: Sender<Event>,
+    closing: Arc<AtomicBool>,
+    stream: Arc<Mutex<Option<TcpStream>>>,
+}
+
+/// Starts a link thread to `backend` (TS number `ts`), which connects with the
+/// permission `attempt` and reports to `events`.
+///
+/// # Errors
+/// When the thread cannot be started.
+pub fn spawn(
+    ts: usize,
+    generation: u64,
+    backend: &Backend,
+    health: Arc<Health>,
+    attempt: Attempt,
+    options: LinkOptions,
+    events: Sender<Event>,
+) -> io::Result<LinkThread> {
+    let link = Link {
+        ts,
+        generation,
+        health,
+        attempt,
+        options,
+        events,
+        closing: Arc::new(AtomicBool::new(false)),
+        stream: Arc::new(Mutex::new(None)),
+    };
+    let (closing, stream) = (Arc::clone(&link.closing), Arc::clone(&link.stream));
+    let addrs = backend.addrs.clone();
+    let thread = thread::Builder::new()
+        .name(format!("ls link {}", backend.label))
+        .stack_size(LINK_STACK)
+        .spawn(move || link.run(&addrs))?;
+    Ok(LinkThread {
+        thread,
+        closing,
+        stream,
+    })
+}
+
+impl Link {
+    fn run(self, addrs: &[std::net::SocketAddr]) {
+        let (ts, generation) = (self.ts, self.generation);
+        let connected = connect_any(addrs, CONNECT_TIMEOUT).and_then(|stream| {
+            prepare(&stream, self.options)?;
+            let writer = stream.try_clone()?;
+            let reader = stream.try_clone()?;
+            Ok((stream, writer, reader))
+        });
+        let (stream, writer, reader) = match connected {
+            Ok(streams) => streams,
+            Err(e) => {
+                let why = format!("cannot connect: {e}");
+                self.health.failed(Some(self.attempt), &why);
+                let _ = self.events.send(Event::Down {
+                    ts,
+                    generation,
+                    why,
+                });
+                return;
+            }
+        };
+        self.health.connected(self.attempt);
+        *lock(&self.stream) = Some(stream);
+        if self.closing.load(Ordering::SeqCst) {
+            // The session ended while this link was connecting.
+            return;
+        }
+        let up = Event::Connected {
+            ts,
+            generation,
+            stream: writer,
+        };
+        if self.events.send(up).is_err() {
+            return;
+        }
+        let why = read_replies(ts, generation, reader, self.options.framing, &self.events);
+        if !self.closing.load(Ordering::SeqCst) {
+            self.health.failed(None, &why);
+            let _ = self.events.send(Event::Down {
+                ts,
+                generation,
+                why,
+            });
+        }
+    }
+}
+
+fn prepare(stream: &TcpStream, options: LinkOptions) -> io::Result<()> {
+    stream.set_nodelay(true)?;
+    // A TS that stops reading must not block its session past a deadline.
+    stream.set_write_timeout(Some(options.write_timeout))
+}
+
+/// Forwards the TS's messages until the connection ends; returns why it ended.
+fn read_replies(
+    ts: usize,
+    generation: u64,
+    stream: TcpStream,
+    framing: Framing,
+    events: &Sender<Event>,
+) -> String {
+    let framing = match framing {
+        Framing::Auto => Framing::Line,
+        framing => framing,
+    };
+    let mut reader = MessageReader::new(stream, framing, wire::MAX_MESSAGE_LEN);
+    loop {
+        match reader.next_frame() {
+            Ok(Some(frame)) => {
+                let event = Event::Reply {
+                    ts,
+                    generation,
+                    frame,
+                };
+                if events.send(event).is_err() {
+                    return "session ended".to_string();
+                }
+            }
+            Ok(None) => return "connection closed by the TS".to_string(),
+            Err(e) => return e.to_string(),
+        }
+    }
+}

@@ -1,0 +1,132 @@
+//! The LS's counters: what happened to every query, every TS reply and every
+//! client connection. Printed when the LS stops, and every 10 s with `-v`.
+//!
+//! They add up: `queries = answered + misses + invalid + abandoned`, where
+//! abandoned queries are those still in flight when their client vanished.
+
+use std::fmt;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use super::health::Health;
+use crate::server::ConnectionStats;
+
+/// Live counters, updated by every session.
+#[derive(Default)]
+pub struct Stats {
+    /// Client messages received (valid or not).
+    pub queries: AtomicU64,
+    /// Queries answered, per TS.
+    pub answered: Vec<AtomicU64>,
+    /// Misses because no TS answered before the deadline.
+    pub timed_out: AtomicU64,
+    /// Misses because every TS asked said `NOT FOUND` (or went down).
+    pub not_found: AtomicU64,
+    /// Misses because no TS was up.
+    pub all_down: AtomicU64,
+    /// Messages that were not a valid hostname.
+    pub invalid: AtomicU64,
+    /// Queries whose client left before they were answered.
+    pub abandoned: AtomicU64,
+    /// TS replies dropped: invalid, over-long, late, second, or for a name not asked.
+    pub dropped_replies: AtomicU64,
+    /// Clients closed for sending nothing for the idle timeout.
+    pub idle_closed: AtomicU64,
+    /// Client connections accepted, refused, open.
+    pub connections: Arc<ConnectionStats>,
+}
+
+impl Stats {
+    /// Zeroed counters for `backends` TSes.
+    pub fn new(backends: usize) -> Stats {
+        Stats {
+            answered: (0..backends).map(|_| AtomicU64::new(0)).collect(),
+            ..Stats::default()
+        }
+    }
+
+    /// The counters now, with the TSes' up/down transitions.
+    pub fn snapshot(&self, health: &[Arc<Health>]) -> Snapshot {
+        let get = |c: &AtomicU64| c.load(Ordering::Relaxed);
+        Snapshot {
+            queries: get(&self.queries),
+            answered: self.answered.iter().map(get).collect(),
+            timed_out: get(&self.timed_out),
+            not_found: get(&self.not_found),
+            all_down: get(&self.all_down),
+            invalid: get(&self.invalid),
+            abandoned: get(&self.abandoned),
+            dropped_replies: get(&self.dropped_replies),
+            accepted: get(&self.connections.accepted),
+            refused: get(&self.connections.refused),
+            idle_closed: get(&self.idle_closed),
+            transitions: health.iter().map(|h| h.transitions()).sum(),
+        }
+    }
+}
+
+/// The counters at one moment.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Snapshot {
+    pub queries: u64,
+    pub answered: Vec<u64>,
+    pub timed_out: u64,
+    pub not_found: u64,
+    pub all_down: u64,
+    pub invalid: u64,
+    pub abandoned: u64,
+    pub dropped_replies: u64,
+    pub accepted: u64,
+    pub refused: u64,
+    pub idle_closed: u64,
+    pub transitions: u64,
+}
+
+impl Snapshot {
+    /// Answers from every TS.
+    pub fn answered_total(&self) -> u64 {
+        self.answered.iter().sum()
+    }
+
+    /// Misses of every kind.
+    pub fn misses(&self) -> u64 {
+        self.timed_out + self.not_found + self.all_down
+    }
+}
+
+impl fmt::Display for Snapshot {
+    /// ```
+    /// use dnslb::ls::Snapshot;
+    /// let s = Snapshot { queries: 7, answered: vec![3, 2], timed_out: 1, invalid: 1, ..Snapshot::default() };
+    /// assert_eq!(s.to_string(), "queries 7 = answered 5 (ts1 3, ts2 2) + misses 1 (timeout 1, \
+    ///     not-found 0, all-down 0) + invalid 1 + abandoned 0; dropped TS replies 0; \
+    ///     clients accepted 0, refused 0, idle-closed 0; TS up/down transitions 0");
+    /// ```
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let per_ts: Vec<String> = self
+            .answered
+            .iter()
+            .enumerate()
+            .map(|(i, n)| format!("ts{} {n}", i + 1))
+            .collect();
+        write!(
+            f,
+            "queries {} = answered {} ({}) + misses {} (timeout {}, not-found {}, all-down {}) + invalid {} + abandoned {}; \
+             dropped TS replies {}; clients accepted {}, refused {}, idle-closed {}; TS up/down transitions {}",
+            self.queries,
+            self.answered_total(),
+            per_ts.join(", "),
+            self.misses(),
+            self.timed_out,
+            self.not_found,
+            self.all_down,
+            self.invalid,
+            self.abandoned,
+            self.dropped_replies,
+            self.accepted,
+            self.refused,
+            self.idle_closed,
+            self.transitions
+        )
+    }
+}
