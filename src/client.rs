@@ -1,14 +1,19 @@
-//! The client: sends each hostname of a file to an LS over one connection,
-//! one query at a time, and writes every reply, one line per query, to the
-//! output file (and to stdout).
+//! The client: sends each hostname of a file to an LS over one connection and
+//! writes every reply, one line per query, to the output file (and to stdout).
 //!
-//! Each reply is written to the output as it arrives, so when the connection
-//! drops mid-file everything resolved so far is already there.
+//! By default it waits for each reply before sending the next query, as the
+//! course client does. With a pipeline window W it keeps up to W queries in
+//! flight, so misses (which take the LS's whole timeout) overlap instead of
+//! adding up. When the connection drops mid-file, everything resolved so far
+//! is written to the output before the client exits.
 
 use std::fmt;
 use std::fs::File;
-use std::io::{self, Write};
-use std::net::SocketAddr;
+use std::io::{self, BufWriter, Write};
+use std::net::{Shutdown, SocketAddr, TcpStream};
+use std::thread;
+
+use crossbeam_channel::{Receiver, Sender};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -29,6 +34,9 @@ pub struct ClientOptions {
     pub framing: Framing,
     /// How long to wait for each reply before giving up.
     pub reply_timeout: Duration,
+    /// Most queries sent ahead of their replies: 1 waits for each reply
+    /// before sending the next query (the course client's behaviour).
+    pub pipeline: usize,
 }
 
 impl Default for ClientOptions {
@@ -36,6 +44,7 @@ impl Default for ClientOptions {
         ClientOptions {
             framing: Framing::Line,
             reply_timeout: Duration::from_secs(30),
+            pipeline: 1,
         }
     }
 }
@@ -139,9 +148,11 @@ pub fn resolve_file(
         path: output.to_path_buf(),
         error,
     })?;
-    // Unbuffered: each reply is on disk before the next query is sent.
-    let mut out = file;
-    exchange(stream, &names, options, &mut out, echo).map_err(|e| match e {
+    let mut out = BufWriter::new(file);
+    let exchanged = exchange(stream, &names, options, &mut out, echo);
+    // Whatever happened, the replies received are written out.
+    let flushed = out.flush().map_err(Failure::Output);
+    exchanged.and_then(|n| flushed.map(|()| n)).map_err(|e| match e {
         Failure::Output(error) => ClientError::Output {
             path: output.to_path_buf(),
             error,
@@ -159,9 +170,10 @@ enum Failure {
     Connection { answered: usize, why: String },
 }
 
-/// Sends each name and waits for its reply before the next.
+/// Sends the names, at most `options.pipeline` ahead of their replies, and
+/// writes each reply as it arrives.
 fn exchange(
-    stream: std::net::TcpStream,
+    stream: TcpStream,
     names: &[&[u8]],
     options: ClientOptions,
     out: &mut impl Write,
@@ -179,14 +191,50 @@ fn exchange(
         .set_nodelay(true)
         .and_then(|()| stream.set_read_timeout(Some(options.reply_timeout)))
         .and_then(|()| stream.try_clone());
-    let mut replies = MessageReader::new(
-        setup.map_err(|e| lost(0, e))?,
-        options.framing,
-        MAX_REPLY_LEN,
-    );
-    let mut queries = stream;
-    for (answered, name) in names.iter().enumerate() {
-        write_message(&mut queries, name, options.framing).map_err(|e| lost(answered, e))?;
+    let mut replies = MessageReader::new(setup.map_err(|e| lost(0, e))?, options.framing, MAX_REPLY_LEN);
+    // A bare peer reads one message per recv(): never send ahead of it.
+    let window = if options.framing == Framing::Bare { 1 } else { options.pipeline.max(1) };
+    let (credit, credits) = crossbeam_channel::bounded::<()>(window);
+    for _ in 0..window {
+        let _ = credit.send(());
+    }
+    thread::scope(|scope| {
+        let sender = scope.spawn(|| send_queries(stream, names, options.framing, &credits));
+        let received = receive_replies(&mut replies, names.len(), &credit, out, echo, lost);
+        // Unblocks the sender if the replies stopped coming.
+        let _ = replies.get_ref().shutdown(Shutdown::Both);
+        drop(credit);
+        let _ = sender.join();
+        received
+    })
+}
+
+/// Sends each name once a credit allows; flushes whenever it must wait.
+fn send_queries(stream: TcpStream, names: &[&[u8]], framing: Framing, credits: &Receiver<()>) {
+    let mut queries = BufWriter::new(stream);
+    for name in names {
+        if credits.try_recv().is_err() {
+            if queries.flush().is_err() || credits.recv().is_err() {
+                return;
+            }
+        }
+        if write_message(&mut queries, name, framing).is_err() {
+            return;
+        }
+    }
+    let _ = queries.flush();
+}
+
+/// Reads `expected` replies in order, giving a credit back for each.
+fn receive_replies(
+    replies: &mut MessageReader,
+    expected: usize,
+    credit: &Sender<()>,
+    out: &mut impl Write,
+    echo: &mut impl Write,
+    lost: impl Fn(usize, io::Error) -> Failure,
+) -> Result<usize, Failure> {
+    for answered in 0..expected {
         let reply = match replies.next_frame().map_err(|e| lost(answered, e))? {
             Some(Frame::Message(bytes)) => bytes,
             Some(Frame::TooLong) => b"- Error:REPLY TOO LONG".to_vec(),
@@ -197,10 +245,11 @@ fn exchange(
                 });
             }
         };
+        let _ = credit.try_send(());
         let mut line = reply.trim_ascii().to_vec();
         line.push(b'\n');
         out.write_all(&line).map_err(Failure::Output)?;
         let _ = echo.write_all(&line);
     }
-    Ok(names.len())
+    Ok(expected)
 }

@@ -83,6 +83,11 @@ impl MessageReader {
         }
     }
 
+    /// The stream being read.
+    pub fn get_ref(&self) -> &TcpStream {
+        &self.stream
+    }
+
     /// The connection's framing: `Auto` until the first message was read.
     pub fn framing(&self) -> Framing {
         self.framing

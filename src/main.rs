@@ -135,6 +135,9 @@ struct ClientArgs {
         from_str_fn(parse_seconds)
     )]
     reply_timeout: Duration,
+    /// queries sent ahead of their replies (default 1: wait for each reply, as the course client does)
+    #[argh(option, default = "1")]
+    pipeline: usize,
 }
 
 /// Parses a positive number of seconds, fractions allowed.
@@ -245,6 +248,7 @@ fn run_client(args: ClientArgs) -> ExitCode {
     let options = ClientOptions {
         framing: args.framing,
         reply_timeout: args.reply_timeout,
+        pipeline: args.pipeline.max(1),
     };
     let mut stdout = io::stdout().lock();
     match client::resolve_file(&addrs, &args.input, &args.output, options, &mut stdout) {
