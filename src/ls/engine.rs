@@ -432,6 +432,10 @@ impl Engine {
                 .find(|&index| self.inflight[index].waiting_on() & bit != 0)
         });
         let Some(index) = owner else {
+            if let Reply::NotFound(_) = reply {
+                // The query was settled by another TS's answer and has left.
+                return;
+            }
             self.shared
                 .stats
                 .dropped_replies
