@@ -152,17 +152,19 @@ pub fn resolve_file(
     let exchanged = exchange(stream, &names, options, &mut out, echo);
     // Whatever happened, the replies received are written out.
     let flushed = out.flush().map_err(Failure::Output);
-    exchanged.and_then(|n| flushed.map(|()| n)).map_err(|e| match e {
-        Failure::Output(error) => ClientError::Output {
-            path: output.to_path_buf(),
-            error,
-        },
-        Failure::Connection { answered, why } => ClientError::Connection {
-            answered,
-            total: names.len(),
-            why,
-        },
-    })
+    exchanged
+        .and_then(|n| flushed.map(|()| n))
+        .map_err(|e| match e {
+            Failure::Output(error) => ClientError::Output {
+                path: output.to_path_buf(),
+                error,
+            },
+            Failure::Connection { answered, why } => ClientError::Connection {
+                answered,
+                total: names.len(),
+                why,
+            },
+        })
 }
 
 enum Failure {
@@ -191,9 +193,17 @@ fn exchange(
         .set_nodelay(true)
         .and_then(|()| stream.set_read_timeout(Some(options.reply_timeout)))
         .and_then(|()| stream.try_clone());
-    let mut replies = MessageReader::new(setup.map_err(|e| lost(0, e))?, options.framing, MAX_REPLY_LEN);
+    let mut replies = MessageReader::new(
+        setup.map_err(|e| lost(0, e))?,
+        options.framing,
+        MAX_REPLY_LEN,
+    );
     // A bare peer reads one message per recv(): never send ahead of it.
-    let window = if options.framing == Framing::Bare { 1 } else { options.pipeline.max(1) };
+    let window = if options.framing == Framing::Bare {
+        1
+    } else {
+        options.pipeline.max(1)
+    };
     let (credit, credits) = crossbeam_channel::bounded::<()>(window);
     for _ in 0..window {
         let _ = credit.send(());
@@ -213,10 +223,9 @@ fn exchange(
 fn send_queries(stream: TcpStream, names: &[&[u8]], framing: Framing, credits: &Receiver<()>) {
     let mut queries = BufWriter::new(stream);
     for name in names {
-        if credits.try_recv().is_err() {
-            if queries.flush().is_err() || credits.recv().is_err() {
-                return;
-            }
+        let must_wait = credits.try_recv().is_err();
+        if must_wait && (queries.flush().is_err() || credits.recv().is_err()) {
+            return;
         }
         if write_message(&mut queries, name, framing).is_err() {
             return;

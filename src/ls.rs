@@ -237,11 +237,13 @@ pub fn run(listener: TcpListener, options: LsOptions, shutdown: &Shutdown) -> io
     ls.run(listener, shutdown)
 }
 
-/// A client message, parsed by the client reader.
-struct Incoming {
-    query: Result<Query, QueryError>,
-    /// The connection's framing, as the reader detected it.
-    framing: Framing,
+/// What the client reader hands the worker.
+enum Incoming {
+    /// A message, parsed, with the connection's framing as detected.
+    Query(Result<Query, QueryError>, Framing),
+    /// The connection failed (reset by the client, say): nobody is left to
+    /// read replies. A clean end of stream is the channel disconnecting.
+    Failed(io::Error),
 }
 
 /// The worker: fans out each query as it arrives and writes the replies in
@@ -327,11 +329,12 @@ fn relay(
         };
         if Some(op.index()) == query_op {
             match op.recv(queries) {
-                Ok(incoming) => {
-                    framing = incoming.framing;
-                    engine.submit(incoming.query);
+                Ok(Incoming::Query(query, detected)) => {
+                    framing = detected;
+                    engine.submit(query);
                     last_activity = Instant::now();
                 }
+                Ok(Incoming::Failed(e)) => return Err(e),
                 Err(_) => client_open = false,
             }
         } else {
@@ -355,16 +358,19 @@ fn spawn_client_reader(
         .stack_size(CLIENT_READER_STACK)
         .spawn(move || {
             let mut reader = MessageReader::new(stream, framing, wire::MAX_MESSAGE_LEN);
-            while let Ok(Some(frame)) = reader.next_frame() {
-                let query = match frame {
-                    Frame::TooLong => Err(QueryError::TooLong),
-                    Frame::Message(message) => wire::parse_query(&message),
+            loop {
+                let incoming = match reader.next_frame() {
+                    Ok(Some(Frame::TooLong)) => {
+                        Incoming::Query(Err(QueryError::TooLong), reader.framing())
+                    }
+                    Ok(Some(Frame::Message(message))) => {
+                        Incoming::Query(wire::parse_query(&message), reader.framing())
+                    }
+                    Ok(None) => return,
+                    Err(e) => Incoming::Failed(e),
                 };
-                let incoming = Incoming {
-                    query,
-                    framing: reader.framing(),
-                };
-                if queries.send(incoming).is_err() {
+                let failed = matches!(incoming, Incoming::Failed(_));
+                if queries.send(incoming).is_err() || failed {
                     return;
                 }
             }

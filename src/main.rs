@@ -202,8 +202,8 @@ fn parse_command_line() -> Result<Cli, ExitCode> {
 fn run_ts(args: TsArgs) -> Result<(), Usage> {
     log::set_verbose(args.verbose);
     let table = Table::load(&args.table).map_err(|e| Usage(e.to_string()))?;
-    let listener = bind(&args.bind, args.port)?;
     let shutdown = stop_on_signal();
+    let listener = bind(&args.bind, args.port)?;
     let options = TsOptions {
         dialect: args.dialect,
         framing: args.framing,
@@ -231,8 +231,8 @@ fn run_ls(args: LsArgs) -> Result<(), Usage> {
         ..LsOptions::new(backends)
     };
     let ls = Ls::new(options).map_err(Usage)?;
-    let listener = bind(&args.bind, args.port)?;
     let shutdown = stop_on_signal();
+    let listener = bind(&args.bind, args.port)?;
     ls.run(listener, &shutdown)
         .map_err(|e| Usage(format!("ls: {e}")))
 }
@@ -304,7 +304,9 @@ fn bind(host: &str, port: u16) -> Result<TcpListener, Usage> {
     Ok(listener)
 }
 
-/// A shutdown signal triggered by Ctrl-C or SIGTERM; a second signal exits at once.
+/// A shutdown signal triggered by Ctrl-C or SIGTERM; a second signal exits at
+/// once. Installed before the listening line is printed, so a script may
+/// signal the server as soon as it has read that line.
 fn stop_on_signal() -> Shutdown {
     let shutdown = Shutdown::new();
     let handle = shutdown.clone();

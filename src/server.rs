@@ -206,17 +206,26 @@ where
     let stats = &options.stats;
     let wake_addr = reachable_addr(listener.local_addr()?);
     let open = Connections::default();
+    // The local address of the connection that wakes `accept`; connections
+    // queued before it arrived before the shutdown and are still served.
+    let waker = Arc::new(AcceptWaker::default());
     let _on_trigger = {
-        let open = open.clone();
+        let (open, waker) = (open.clone(), Arc::clone(&waker));
         shutdown.on_trigger(move || {
             open.shutdown_all(Direction::Read);
-            let _ = TcpStream::connect_timeout(&wake_addr, Duration::from_secs(1));
+            let connected = TcpStream::connect_timeout(&wake_addr, Duration::from_secs(1));
+            if let Err(e) = &connected {
+                log::warn(format_args!(
+                    "cannot wake the accept loop at {wake_addr}: {e}"
+                ));
+            }
+            waker.set(connected.ok().and_then(|stream| stream.local_addr().ok()));
         })
     };
     let handler = Arc::new(handler);
     let (finished, reaper) = start_reaper(role, Arc::clone(stats))?;
     for conn in listener.incoming() {
-        if shutdown.is_triggered() {
+        if shutdown.is_triggered() && waker.made(&conn) {
             break;
         }
         let stream = match conn {
@@ -249,7 +258,7 @@ where
             }
         };
         if shutdown.is_triggered() {
-            // Triggered between accept and track: this one was not woken.
+            // Accepted after the shutdown began: answer what it already sent.
             let _ = stream.shutdown(Direction::Read);
         }
         stats.accepted.fetch_add(1, Ordering::Relaxed);
@@ -288,6 +297,38 @@ where
     }
     let _ = reaper.join();
     Ok(())
+}
+
+/// The connection that wakes `accept` at shutdown, told apart from clients
+/// queued before it by its address.
+#[derive(Default)]
+struct AcceptWaker {
+    /// `None` until the waker has connected; then its local address, or
+    /// `None` inside when it could not connect.
+    addr: Mutex<Option<Option<SocketAddr>>>,
+    set: Condvar,
+}
+
+impl AcceptWaker {
+    fn set(&self, addr: Option<SocketAddr>) {
+        *self.addr.lock().unwrap_or_else(|e| e.into_inner()) = Some(addr);
+        self.set.notify_all();
+    }
+
+    /// Whether `conn` was made by the waker (or the waker is lost, so that
+    /// nothing else will end the accept loop).
+    fn made(&self, conn: &io::Result<TcpStream>) -> bool {
+        let addr = self.addr.lock().unwrap_or_else(|e| e.into_inner());
+        let (addr, _) = self
+            .set
+            .wait_timeout_while(addr, Duration::from_secs(2), |addr| addr.is_none())
+            .unwrap_or_else(|e| e.into_inner());
+        match (*addr, conn) {
+            (Some(Some(waker)), Ok(stream)) => stream.peer_addr().ok() == Some(waker),
+            (Some(Some(_)), Err(_)) => false,
+            _ => true,
+        }
+    }
 }
 
 /// Tells a connection over the limit why it is closed.

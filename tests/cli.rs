@@ -5,6 +5,8 @@ mod support;
 use std::io::{Read, Write};
 use std::net::TcpListener;
 
+use crossbeam_channel::Receiver;
+
 use support::*;
 
 /// Starts TS1, TS2 (the course tables) and an LS with a 0.2 s timeout.
@@ -61,41 +63,44 @@ fn smoke() {
     assert_eq!(stdout, expected, "the client prints what it writes");
 }
 
+/// Like [`course_system`], with the LS's stderr lines on a channel.
+fn course_system_logged(extra_ls_args: &[&str]) -> (Running, Running, Running, Receiver<String>) {
+    let table = |name| data(name).to_str().unwrap().to_string();
+    let ts1 = spawn_server_bin(&[
+        "ts",
+        "0",
+        "--bind",
+        "127.0.0.1",
+        "--table",
+        &table("PROJ2-DNSTS1.txt"),
+    ]);
+    let ts2 = spawn_server_bin(&[
+        "ts",
+        "0",
+        "--bind",
+        "127.0.0.1",
+        "--table",
+        &table("PROJ2-DNSTS2.txt"),
+    ]);
+    let (p1, p2) = (ts1.addr.port().to_string(), ts2.addr.port().to_string());
+    let mut args = vec![
+        "ls",
+        "0",
+        "127.0.0.1",
+        &p1,
+        "127.0.0.1",
+        &p2,
+        "--timeout",
+        "0.2",
+    ];
+    args.extend_from_slice(extra_ls_args);
+    let (ls, log) = spawn_server_bin_stderr(&args);
+    (ts1, ts2, ls, log)
+}
+
 #[test]
 fn ls_logs_which_ts_answered_with_v() {
-    let (_ts1, _ts2, ls) = {
-        let table = |name| data(name).to_str().unwrap().to_string();
-        let ts1 = spawn_server_bin(&[
-            "ts",
-            "0",
-            "--bind",
-            "127.0.0.1",
-            "--table",
-            &table("PROJ2-DNSTS1.txt"),
-        ]);
-        let ts2 = spawn_server_bin(&[
-            "ts",
-            "0",
-            "--bind",
-            "127.0.0.1",
-            "--table",
-            &table("PROJ2-DNSTS2.txt"),
-        ]);
-        let (p1, p2) = (ts1.addr.port().to_string(), ts2.addr.port().to_string());
-        let ls = spawn_server_bin_stderr(&[
-            "ls",
-            "0",
-            "127.0.0.1",
-            &p1,
-            "127.0.0.1",
-            &p2,
-            "--timeout",
-            "0.2",
-            "-v",
-        ]);
-        (ts1, ts2, ls)
-    };
-    let (ls, log) = ls;
+    let (_ts1, _ts2, ls, log) = course_system_logged(&["-v"]);
     let mut client = LineClient::connect(ls.addr);
     assert_eq!(
         client.ask("www.princeton.edu"),
@@ -112,6 +117,41 @@ fn ls_logs_which_ts_answered_with_v() {
     );
     let miss = line_containing(&log, "nothinghere.com");
     assert!(miss.contains("not found"), "{miss}");
+}
+
+#[test]
+fn sigint_under_load_answers_every_query_received_and_prints_counters() {
+    let (_ts1, _ts2, ls, log) = course_system_logged(&[]);
+    let names = [
+        "amazon.org",
+        "nothinghere.com",
+        "www.princeton.edu",
+        "rutgers.com",
+        "bad name",
+    ];
+    let mut clients: Vec<LineClient> = (0..8).map(|_| LineClient::connect(ls.addr)).collect();
+    for client in &mut clients {
+        let batch: String = (0..300)
+            .map(|i| format!("{}\n", names[i % names.len()]))
+            .collect();
+        client.send_raw(batch.as_bytes());
+    }
+    ls.signal(libc::SIGINT);
+    for client in &mut clients {
+        for i in 0..300 {
+            let reply = client.recv();
+            assert!(
+                reply.starts_with(names[i % names.len()]),
+                "reply {i}: {reply}"
+            );
+        }
+        assert_eq!(client.try_recv(), None);
+    }
+    assert_eq!(ls.wait().code(), Some(0));
+    let counters = line_containing(&log, " = answered ");
+    assert!(counters.contains("queries 2400 = "), "{counters}");
+    assert!(counters.contains("invalid 480"), "{counters}");
+    assert!(counters.contains("abandoned 0"), "{counters}");
 }
 
 #[test]

@@ -397,3 +397,112 @@ pub fn run_bin(dir: &Path, args: &[&str]) -> (ExitStatus, String, String) {
     let status = wait_bounded(&mut child, BOUND);
     (status, out.join().unwrap(), err.join().unwrap())
 }
+
+/// A TS that accepts and reads but never answers.
+pub fn silent_ts() -> SocketAddr {
+    fake_server(|mut stream| {
+        let mut buf = [0u8; 4096];
+        while matches!(stream.read(&mut buf), Ok(n) if n > 0) {}
+    })
+}
+
+/// A TS that answers every query from `table` after `delay`, in order.
+pub fn slow_ts(table: &'static [(&'static str, &'static str)], delay: Duration) -> SocketAddr {
+    fake_server(move |stream| {
+        let mut writer = stream.try_clone().unwrap();
+        for line in BufReader::new(stream).lines() {
+            let Ok(line) = line else { return };
+            let query = line.trim().to_string();
+            if let Some((name, ip)) = table
+                .iter()
+                .find(|(name, _)| name.eq_ignore_ascii_case(&query))
+            {
+                // Simulates a slow server; nothing waits on this sleep.
+                thread::sleep(delay);
+                let _ = writer.write_all(format!("{name} {ip} A\n").as_bytes());
+            }
+        }
+    })
+}
+
+/// A TS that answers each query with junk first: garbage, an answer for
+/// another name, an over-long line and a non-UTF-8 line, then the true
+/// answer `<query> 7.7.7.7 A`.
+pub fn lying_ts() -> SocketAddr {
+    fake_server(|stream| {
+        let mut writer = stream.try_clone().unwrap();
+        for line in BufReader::new(stream).lines() {
+            let Ok(line) = line else { return };
+            let mut junk = b"garbage\nother.name 1.2.3.4 A\n".to_vec();
+            junk.extend_from_slice(&[b'y'; 10_000]);
+            junk.extend_from_slice(b"\n\xff\xfe 1.2.3.4 A\n");
+            junk.extend_from_slice(format!("{} 7.7.7.7 A\n", line.trim()).as_bytes());
+            if writer.write_all(&junk).is_err() {
+                return;
+            }
+        }
+    })
+}
+
+/// A TS that answers `<query> 9.9.9.9 A` to its first `n` queries on each
+/// connection, then closes that connection.
+pub fn crashing_ts(n: usize) -> SocketAddr {
+    fake_server(move |stream| {
+        let mut writer = stream.try_clone().unwrap();
+        for line in BufReader::new(stream).lines().take(n) {
+            let Ok(line) = line else { return };
+            let _ = writer.write_all(format!("{} 9.9.9.9 A\n", line.trim()).as_bytes());
+        }
+    })
+}
+
+/// A TS on a given address (to restart one where it was).
+pub fn start_ts_at(addr: SocketAddr, table: &str) -> Server {
+    let table = Arc::new(Table::parse(table.as_bytes()).expect("test table parses"));
+    let listener = TcpListener::bind(addr).unwrap();
+    let shutdown = Shutdown::new();
+    let handle = shutdown.clone();
+    let thread =
+        thread::spawn(move || ts::run(listener, table, TsOptions::default(), &handle).unwrap());
+    Server {
+        addr,
+        shutdown,
+        thread: Some(thread),
+    }
+}
+
+/// An LS that tests can read counters from while it runs.
+pub struct LsServer {
+    pub server: Server,
+    pub ls: Arc<dnslb::ls::Ls>,
+}
+
+impl LsServer {
+    pub fn addr(&self) -> SocketAddr {
+        self.server.addr
+    }
+
+    /// The counters once every client connection has ended (bounded wait).
+    pub fn settled_snapshot(&self) -> dnslb::ls::Snapshot {
+        assert!(
+            self.ls.stats().connections.wait_open_at_most(0, BOUND),
+            "client connections still open"
+        );
+        self.ls.snapshot()
+    }
+}
+
+/// Like [`start_ls_with`], keeping a handle on the LS's counters.
+pub fn start_ls_observed(
+    ts: &[SocketAddr],
+    timeout: Duration,
+    tweak: impl FnOnce(&mut LsOptions),
+) -> LsServer {
+    let mut options = LsOptions::new(backends(ts));
+    options.timeout = timeout;
+    tweak(&mut options);
+    let ls = Arc::new(dnslb::ls::Ls::new(options).unwrap());
+    let runner = Arc::clone(&ls);
+    let server = spawn_server(move |listener, shutdown| runner.run(listener, &shutdown).unwrap());
+    LsServer { server, ls }
+}

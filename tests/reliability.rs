@@ -1,0 +1,206 @@
+//! The LS through TS crashes, silent and lying TSes, and abusive clients.
+
+mod support;
+
+use std::io::Write;
+use std::time::Instant;
+
+use support::*;
+
+const TS1: &str = "amazon.org 94.5.6.7 A\nrutgers.com 172.34.4.6 A\n";
+const TS2: &str = "www.princeton.edu 128.1.1.4 A\n";
+
+#[test]
+fn smoke() {
+    let ts = start_ts(TS1);
+    let ls = start_ls_observed(&[ts.addr], ms(200), |_| {});
+    assert_eq!(
+        LineClient::connect(ls.addr()).ask("amazon.org"),
+        "amazon.org 94.5.6.7 A"
+    );
+    let counts = ls.settled_snapshot();
+    assert_eq!((counts.queries, counts.answered_total()), (1, 1));
+}
+
+#[test]
+fn a_crashed_ts_is_not_waited_on() {
+    let ls = start_ls(&[crashing_ts(2)], ms(5000));
+    let mut client = LineClient::connect(ls.addr);
+    assert_eq!(client.ask("a.com"), "a.com 9.9.9.9 A");
+    assert_eq!(client.ask("b.com"), "b.com 9.9.9.9 A");
+    let started = Instant::now();
+    // The TS closed after its second answer: no TS is left to wait for.
+    assert_eq!(client.ask("c.com"), "c.com - Error:HOST NOT FOUND");
+    assert!(
+        started.elapsed() < ms(2000),
+        "waited {:?} on a crashed TS",
+        started.elapsed()
+    );
+}
+
+#[test]
+fn a_silent_ts_is_not_down() {
+    let ls = start_ls_observed(&[silent_ts()], ms(200), |_| {});
+    let mut client = LineClient::connect(ls.addr());
+    for name in ["a.com", "b.com"] {
+        let started = Instant::now();
+        assert_eq!(client.ask(name), format!("{name} - Error:HOST NOT FOUND"));
+        assert!(
+            started.elapsed() >= ms(200),
+            "a silent TS was treated as down"
+        );
+    }
+    drop(client);
+    let counts = ls.settled_snapshot();
+    assert_eq!(
+        (counts.timed_out, counts.all_down, counts.transitions),
+        (2, 0, 0)
+    );
+}
+
+#[test]
+fn a_restarted_ts_is_used_again_by_live_sessions() {
+    let ts1 = start_ts(TS1);
+    let addr = ts1.addr;
+    // The silent second TS paces the misses: each takes one timeout.
+    let ls = start_ls_observed(&[addr, silent_ts()], ms(100), |_| {});
+    let mut clients: Vec<LineClient> = (0..5).map(|_| LineClient::connect(ls.addr())).collect();
+    for client in &mut clients {
+        assert_eq!(client.ask("amazon.org"), "amazon.org 94.5.6.7 A");
+    }
+    ts1.stop();
+    for client in &mut clients {
+        assert_eq!(
+            client.ask("amazon.org"),
+            "amazon.org - Error:HOST NOT FOUND"
+        );
+    }
+    let _ts1 = start_ts_at(addr, TS1);
+    let restarted = Instant::now();
+    for client in &mut clients {
+        while client.ask("amazon.org") != "amazon.org 94.5.6.7 A" {
+            assert!(
+                restarted.elapsed() < ms(5000),
+                "the restarted TS was not used again"
+            );
+        }
+    }
+    let waited = restarted.elapsed();
+    assert!(
+        waited < ms(1500),
+        "sessions took {waited:?} to use the restarted TS"
+    );
+    drop(clients);
+    // Five sessions saw the TS go and come back: one transition each way.
+    assert_eq!(ls.settled_snapshot().transitions, 2);
+}
+
+#[test]
+fn replies_from_a_lying_ts_are_dropped_and_counted() {
+    let ls = start_ls_observed(&[lying_ts()], ms(2000), |_| {});
+    let mut client = LineClient::connect(ls.addr());
+    // Each query's true answer comes after four junk replies.
+    assert_eq!(client.ask("a.com"), "a.com 7.7.7.7 A");
+    assert_eq!(client.ask("b.com"), "b.com 7.7.7.7 A");
+    drop(client);
+    assert_eq!(ls.settled_snapshot().dropped_replies, 8);
+}
+
+#[test]
+fn a_client_over_the_limit_is_told_the_server_is_busy() {
+    let ts = start_ts(TS1);
+    let ls = start_ls_observed(&[ts.addr], ms(200), |o| o.max_clients = 2);
+    let mut first = LineClient::connect(ls.addr());
+    let mut second = LineClient::connect(ls.addr());
+    assert_eq!(first.ask("amazon.org"), "amazon.org 94.5.6.7 A");
+    assert_eq!(second.ask("amazon.org"), "amazon.org 94.5.6.7 A");
+    let mut third = LineClient::connect(ls.addr());
+    assert_eq!(third.recv(), "- Error:SERVER BUSY");
+    assert_eq!(third.try_recv(), None);
+    assert_eq!(first.ask("rutgers.com"), "rutgers.com 172.34.4.6 A");
+    drop(first);
+    assert!(ls.ls.stats().connections.wait_open_at_most(1, BOUND));
+    let mut fourth = LineClient::connect(ls.addr());
+    assert_eq!(fourth.ask("rutgers.com"), "rutgers.com 172.34.4.6 A");
+    drop((second, fourth));
+    assert_eq!(ls.settled_snapshot().refused, 1);
+}
+
+#[test]
+fn an_idle_client_is_closed() {
+    let ts = start_ts(TS1);
+    let ls = start_ls_observed(&[ts.addr], ms(200), |o| o.idle_timeout = ms(300));
+    let mut client = LineClient::connect(ls.addr());
+    assert_eq!(client.ask("amazon.org"), "amazon.org 94.5.6.7 A");
+    let started = Instant::now();
+    assert_eq!(
+        client.try_recv(),
+        None,
+        "the LS should close an idle client"
+    );
+    assert!(
+        started.elapsed() >= ms(250),
+        "closed after {:?}",
+        started.elapsed()
+    );
+    assert_eq!(ls.settled_snapshot().idle_closed, 1);
+}
+
+#[test]
+fn a_junk_flood_does_not_slow_a_well_behaved_client() {
+    let ts = start_ts(TS1);
+    let ls = start_ls(&[ts.addr], ms(200));
+    let flooder = {
+        let mut junk = LineClient::connect(ls.addr);
+        std::thread::spawn(move || {
+            let giant = vec![b'z'; 1 << 20];
+            let mut lines = Vec::new();
+            for i in 0..20_000 {
+                lines.extend_from_slice(format!("junk {i}!\n").as_bytes());
+            }
+            for _ in 0..8 {
+                let _ = junk.writer().write_all(&giant);
+                let _ = junk.writer().write_all(&lines);
+            }
+        })
+    };
+    let mut client = LineClient::connect(ls.addr);
+    let mut latencies: Vec<_> = (0..500)
+        .map(|_| {
+            let started = Instant::now();
+            assert_eq!(client.ask("rutgers.com"), "rutgers.com 172.34.4.6 A");
+            started.elapsed()
+        })
+        .collect();
+    latencies.sort();
+    let p99 = latencies[latencies.len() * 99 / 100];
+    assert!(p99 < ms(100), "p99 {p99:?} beside a junk flood");
+    drop(ls);
+    flooder.join().unwrap();
+}
+
+#[test]
+fn counters_add_up_after_a_mixed_run() {
+    let (ts1, ts2) = (start_ts(TS1), start_ts(TS2));
+    let ls = start_ls_observed(&[ts1.addr, ts2.addr, lying_ts()], ms(150), |_| {});
+    let mut client = LineClient::connect(ls.addr());
+    for name in [
+        "amazon.org",
+        "www.princeton.edu",
+        "",
+        "not.here",
+        "bad name",
+        "rutgers.com",
+    ] {
+        client.ask(name);
+    }
+    drop(client);
+    let counts = ls.settled_snapshot();
+    assert_eq!(counts.queries, 6);
+    assert_eq!(counts.invalid, 2);
+    assert_eq!(
+        counts.queries,
+        counts.answered_total() + counts.misses() + counts.invalid + counts.abandoned
+    );
+    assert_eq!(counts.accepted, 1);
+}
