@@ -151,7 +151,7 @@ fn a_junk_flood_does_not_slow_a_well_behaved_client() {
     let ts = start_ts(TS1);
     let ls = start_ls(&[ts.addr], ms(200));
     let flooder = {
-        let mut junk = LineClient::connect(ls.addr);
+        let junk = LineClient::connect(ls.addr);
         std::thread::spawn(move || {
             let giant = vec![b'z'; 1 << 20];
             let mut lines = Vec::new();
