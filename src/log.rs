@@ -4,7 +4,6 @@
 //! answers), so everything here goes to stderr, one whole line per call.
 
 use std::fmt;
-use std::io::Write;
 use std::sync::atomic::{AtomicBool, Ordering};
 
 static VERBOSE: AtomicBool = AtomicBool::new(false);
@@ -33,7 +32,8 @@ pub fn info(args: fmt::Arguments<'_>) {
 }
 
 fn line(args: fmt::Arguments<'_>) {
-    // One write per line so lines from different threads do not interleave.
+    // Formatted first, then written whole, so lines from different threads
+    // do not interleave.
     let text = format!("dnslb: {args}\n");
-    let _ = std::io::stderr().write_all(text.as_bytes());
+    eprint!("{text}");
 }
