@@ -1,0 +1,18 @@
+//! Any bytes as a table file: parsing never panics, and every record it
+//! accepts is found again under its own name, whatever the case.
+#![no_main]
+
+use dnslb::table::Table;
+use libfuzzer_sys::fuzz_target;
+
+fuzz_target!(|data: &[u8]| {
+    let Ok(table) = Table::parse(data) else { return };
+    let text = String::from_utf8_lossy(data);
+    for line in text.lines() {
+        let content = line.split('#').next().unwrap_or("");
+        if let Some(name) = content.split_whitespace().next() {
+            let found = table.lookup(&name.to_ascii_uppercase()).expect("a listed name is found");
+            assert!(found.name.eq_ignore_ascii_case(name));
+        }
+    }
+});
