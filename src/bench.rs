@@ -17,11 +17,18 @@
 //! text that is none of these). [`Report::is_clean`] is what the exit code
 //! reports.
 //!
+//! A reply that does not come within the reply timeout counts as a timeout
+//! (a TS is silent on names it does not hold, so against a TS a miss is a
+//! timeout). If that reply comes later, it is recognised by name as the late
+//! reply to a query that timed out, counted as late and dropped, so it is
+//! never judged as the reply to the query being waited on.
+//!
 //! Memory stays bounded: each client keeps one latency sample (8 bytes) per
 //! query and at most [`WRONG_EXAMPLES`] examples of wrong replies; query
 //! names are computed from their index, never stored per query.
 
 use std::borrow::Cow;
+use std::collections::VecDeque;
 use std::fmt;
 use std::io::{self, Write};
 use std::net::{Ipv4Addr, Shutdown as Direction, SocketAddr, TcpStream};
@@ -45,6 +52,9 @@ pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// Examples of wrong replies kept per client (and printed per run).
 pub const WRONG_EXAMPLES: usize = 10;
+
+/// Timed-out queries remembered per client, to recognise their late replies.
+const MAX_OVERDUE: usize = 1024;
 
 /// Longest reply kept; longer ones are wrong.
 const MAX_REPLY_LEN: usize = 4096;
@@ -264,8 +274,42 @@ const MISS_ENDINGS: [&str; 3] = [" - Error:HOST NOT FOUND", " - TIMED OUT", " - 
 /// assert!(matches!(check_reply("google.site", ip, b"google.site 1.1.1.1 A"), Verdict::Wrong(_)));
 /// ```
 pub fn check_reply(asked: &str, expect: Expect, reply: &[u8]) -> Verdict {
+    match shape(reply) {
+        Shape::Answer { name, ip } => {
+            if !same_name(name, asked) {
+                Verdict::Wrong("answer for another name")
+            } else {
+                match expect {
+                    Expect::Absent => Verdict::Wrong("answer for a name no TS holds"),
+                    Expect::Ip(right) if right != ip => {
+                        Verdict::Wrong("address differs from the names file")
+                    }
+                    _ => Verdict::Hit,
+                }
+            }
+        }
+        Shape::Miss { name } if same_name(name, asked) => Verdict::Miss,
+        Shape::Miss { .. } => Verdict::Wrong("miss line for another name"),
+        Shape::ErrorLine => Verdict::Error,
+        Shape::Other(why) => Verdict::Wrong(why),
+    }
+}
+
+/// What kind of line a reply is, whatever was asked.
+enum Shape<'a> {
+    /// `name ip A` or `name ip A IN`.
+    Answer { name: &'a str, ip: Ipv4Addr },
+    /// `<name> - Error:HOST NOT FOUND` and the other [`MISS_ENDINGS`].
+    Miss { name: &'a str },
+    /// `- Error:...` or `<text> - Error:...`.
+    ErrorLine,
+    /// Anything else, and why it is none of the above.
+    Other(&'static str),
+}
+
+fn shape(reply: &[u8]) -> Shape<'_> {
     let Ok(text) = std::str::from_utf8(reply) else {
-        return Verdict::Wrong("reply is not UTF-8");
+        return Shape::Other("reply is not UTF-8");
     };
     let text = text.trim();
     let mut fields = [""; 4];
@@ -283,31 +327,28 @@ pub fn check_reply(asked: &str, expect: Expect, reply: &[u8]) -> Verdict {
         && wire::is_hostname(fields[0])
         && let Ok(ip) = fields[1].parse::<Ipv4Addr>()
     {
-        return if !same_name(fields[0], asked) {
-            Verdict::Wrong("answer for another name")
-        } else {
-            match expect {
-                Expect::Absent => Verdict::Wrong("answer for a name no TS holds"),
-                Expect::Ip(right) if right != ip => {
-                    Verdict::Wrong("address differs from the names file")
-                }
-                _ => Verdict::Hit,
-            }
+        return Shape::Answer {
+            name: fields[0],
+            ip,
         };
     }
     for ending in MISS_ENDINGS {
         if let Some(name) = text.strip_suffix(ending) {
-            return if same_name(name.trim(), asked) {
-                Verdict::Miss
-            } else {
-                Verdict::Wrong("miss line for another name")
-            };
+            return Shape::Miss { name: name.trim() };
         }
     }
     if text.starts_with("- Error:") || text.contains(" - Error:") {
-        return Verdict::Error;
+        return Shape::ErrorLine;
     }
-    Verdict::Wrong("not an answer, a miss or an error line")
+    Shape::Other("not an answer, a miss or an error line")
+}
+
+/// The name an answer or a miss line is about.
+fn subject(reply: &[u8]) -> Option<&str> {
+    match shape(reply) {
+        Shape::Answer { name, .. } | Shape::Miss { name } => Some(name),
+        Shape::ErrorLine | Shape::Other(_) => None,
+    }
 }
 
 /// Whether two hostnames are the same name (ignoring case and a final dot).
@@ -406,6 +447,11 @@ struct Tally {
     errors: u64,
     wrong: u64,
     timeouts: u64,
+    /// Replies that came after their query timed out.
+    late: u64,
+    /// Names of the queries that timed out and whose reply may still come,
+    /// oldest first (at most [`MAX_OVERDUE`]).
+    overdue: VecDeque<String>,
     /// Latency of every reply received, in nanoseconds.
     latencies: Vec<u64>,
     examples: Vec<String>,
@@ -432,6 +478,40 @@ impl Tally {
         }
     }
 
+    /// Counts a timeout on `asked`; its reply may still come.
+    fn timed_out(&mut self, asked: &str) {
+        self.timeouts += 1;
+        if self.overdue.len() == MAX_OVERDUE {
+            self.overdue.pop_front();
+        }
+        self.overdue.push_back(asked.to_string());
+    }
+
+    /// Whether `reply`, read while waiting for `asked`, is the late reply to
+    /// a query that timed out: then it is counted as late and dropped, and
+    /// the queries overdue before that one are forgotten (replies come in
+    /// order, so theirs never will). Matched by name, as the LS matches TS
+    /// answers.
+    fn take_late(&mut self, asked: &str, reply: &[u8]) -> bool {
+        if self.overdue.is_empty() {
+            return false;
+        }
+        let Some(name) = subject(reply) else {
+            return false;
+        };
+        if same_name(name, asked) {
+            return false;
+        }
+        match self.overdue.iter().position(|n| same_name(n, name)) {
+            Some(at) => {
+                self.overdue.drain(..=at);
+                self.late += 1;
+                true
+            }
+            None => false,
+        }
+    }
+
     fn wrong(&mut self, example: String) {
         self.wrong += 1;
         if self.examples.len() < WRONG_EXAMPLES {
@@ -451,6 +531,7 @@ impl Tally {
         self.errors += other.errors;
         self.wrong += other.wrong;
         self.timeouts += other.timeouts;
+        self.late += other.late;
         self.latencies.extend(other.latencies);
         for example in other.examples {
             if self.examples.len() < WRONG_EXAMPLES {
@@ -482,6 +563,8 @@ pub struct Report {
     pub wrong: u64,
     /// Queries whose reply did not come within the reply timeout.
     pub timeouts: u64,
+    /// Replies that came after their query had timed out (dropped, not judged).
+    pub late: u64,
     /// Queries never answered because a connection failed or closed.
     pub unanswered: u64,
     /// Latency percentiles p50, p90, p99 and the maximum, when any reply came.
@@ -547,6 +630,7 @@ impl fmt::Display for Report {
             self.misses, self.known_misses
         )?;
         writeln!(f, "timeouts    {}", self.timeouts)?;
+        writeln!(f, "late        {}", self.late)?;
         writeln!(f, "errors      {}", self.errors)?;
         writeln!(f, "unanswered  {}", self.unanswered)?;
         writeln!(f, "wrong       {}", self.wrong)?;
@@ -646,6 +730,7 @@ pub fn run(addrs: &[SocketAddr], names: Names, options: &BenchOptions) -> Report
         errors: tally.errors,
         wrong: tally.wrong,
         timeouts: tally.timeouts,
+        late: tally.late,
         unanswered: total.saturating_sub(tally.done()),
         latency: (!latencies.is_empty()).then(|| [at(50.0), at(90.0), at(99.0), at(100.0)]),
         wrong_examples: tally.examples,
@@ -736,6 +821,21 @@ fn read_reply(reader: &mut MessageReader, options: &BenchOptions) -> Read {
     }
 }
 
+/// The reply to `asked`, skipping late replies to queries that timed out.
+fn next_reply(
+    reader: &mut MessageReader,
+    options: &BenchOptions,
+    asked: &str,
+    tally: &mut Tally,
+) -> Read {
+    loop {
+        match read_reply(reader, options) {
+            Read::Reply(reply) if tally.take_late(asked, &reply) => {}
+            other => return other,
+        }
+    }
+}
+
 /// Send a query, wait for its reply, repeat.
 fn one_at_a_time(
     c: usize,
@@ -761,9 +861,9 @@ fn one_at_a_time(
                 .push(format!("client {c}: sending query {} failed: {e}", j + 1));
             return;
         }
-        match read_reply(&mut reader, options) {
+        match next_reply(&mut reader, options, &name, tally) {
             Read::Reply(reply) => tally.record(&name, expect, &reply, sent.elapsed()),
-            Read::TimedOut => tally.timeouts += 1,
+            Read::TimedOut => tally.timed_out(&name),
             Read::Lost(why) => {
                 tally
                     .failures
@@ -826,9 +926,9 @@ fn pipelined(
     // Ends when the writer has sent everything and every reply was read.
     while let Ok((j, sent)) = sent_rx.recv() {
         let (name, expect) = workload.query(c, j);
-        match read_reply(&mut reader, options) {
+        match next_reply(&mut reader, options, &name, tally) {
             Read::Reply(reply) => tally.record(&name, expect, &reply, sent.elapsed()),
-            Read::TimedOut => tally.timeouts += 1,
+            Read::TimedOut => tally.timed_out(&name),
             Read::Lost(why) => {
                 tally
                     .failures
@@ -981,6 +1081,21 @@ mod tests {
                 "{garbage:?}"
             );
         }
+    }
+
+    #[test]
+    fn late_replies_are_recognised_by_name_and_dropped_once() {
+        let mut tally = Tally::default();
+        assert!(!tally.take_late("b.com", b"a.com 1.2.3.4 A"));
+        tally.timed_out("a.com");
+        tally.timed_out("x.com");
+        // The reply to the query asked is never late.
+        assert!(!tally.take_late("a.com", b"a.com 1.2.3.4 A"));
+        assert!(tally.take_late("c.com", b"x.com - Error:HOST NOT FOUND"));
+        // x.com's reply came, so a.com's never will: both are forgotten.
+        assert!(!tally.take_late("c.com", b"a.com 1.2.3.4 A"));
+        assert!(!tally.take_late("c.com", b"- Error:EMPTY QUERY"));
+        assert_eq!((tally.timeouts, tally.late), (2, 1));
     }
 
     #[test]

@@ -176,6 +176,46 @@ fn a_miss_against_a_silent_ts_counts_as_a_timeout() {
     assert_eq!(report.count("wrong"), 0, "{}", report.show());
 }
 
+#[test]
+fn a_reply_after_its_timeout_is_counted_late_not_judged_against_the_next_query() {
+    // Answers each odd-numbered query only when the next one arrives.
+    let port = fake_server(|stream| {
+        let mut writer = stream.try_clone().unwrap();
+        let mut held: Option<String> = None;
+        for line in BufReader::new(stream).lines() {
+            let Ok(line) = line else { return };
+            let name = line.trim().to_string();
+            let Some(first) = held.take() else {
+                held = Some(name);
+                continue;
+            };
+            let text = format!("{first} 1.2.3.4 A\n{name} 1.2.3.4 A\n");
+            if writer.write_all(text.as_bytes()).is_err() {
+                return;
+            }
+        }
+    })
+    .port();
+    let dir = tempfile::tempdir().unwrap();
+    let names = write_file(dir.path(), "names.txt", "a.example\nb.example\nc.example\n");
+    let (status, report) = bench(
+        port,
+        &[
+            "--queries",
+            "6",
+            "--timeout",
+            "0.2",
+            "--names",
+            names.to_str().unwrap(),
+        ],
+    );
+    assert!(status.success(), "{}", report.show());
+    assert_eq!(report.count("timeouts"), 3, "{}", report.show());
+    assert_eq!(report.count("late"), 3, "{}", report.show());
+    assert_eq!(report.count("hits"), 3, "{}", report.show());
+    assert_eq!(report.count("wrong"), 0, "{}", report.show());
+}
+
 /// A server answering every query line with `reply(query)`.
 fn answering_server(reply: fn(&str) -> String) -> u16 {
     fake_server(move |stream| {
