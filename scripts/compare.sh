@@ -32,6 +32,7 @@ cleanup() {
     wait 2>/dev/null || true
     rm -rf "$work"
 }
+load_before=$(cut -d' ' -f1-3 /proc/loadavg)
 trap cleanup EXIT
 trap 'exit 130' INT TERM
 
@@ -152,6 +153,7 @@ else
 fi
 
 echo "# scripts/compare.sh on $(nproc) cores, $(uname -sr); bench, LS and TSes share the cores"
+echo "# load average before: $load_before, after: $(cut -d' ' -f1-3 /proc/loadavg)"
 printf '%-22s %-14s %8s %8s %9s %9s %9s %6s %8s %8s\n' \
     workload target queries "time s" "qps" "p50 ms" "p99 ms" wrong threads "RSS MiB"
 printf '%s\n' "${rows[@]}"

@@ -18,6 +18,11 @@ nothing sleeps: it is a faithful baseline, not a straw man. Replies that do
 not match the name being asked (late answers to an earlier query) are
 discarded, as in dnslb.
 
+select() only takes descriptors below 1024 (FD_SETSIZE). Each client uses
+three, so with more than about 340 clients connected at once the threads
+whose sockets pass that limit fail; that is the design's limit, kept as is
+(docs/COMPARISON.md).
+
 Like the dnslb servers it prints `listening on <addr>:<port>` first, flushed.
 Python 3 standard library only.
 """
