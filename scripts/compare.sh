@@ -25,7 +25,11 @@ bin=$(dnslb_bin)
 limit=${BENCH_LIMIT:-30}
 work=$(mktemp -d)
 pids=()
+bench=
 cleanup() {
+    if [[ -n $bench ]]; then
+        kill "$bench" 2>/dev/null || true
+    fi
     if ((${#pids[@]})); then
         kill "${pids[@]}" 2>/dev/null || true
     fi
@@ -80,7 +84,7 @@ rows=()
 # row <workload> <target label> <pid> <port> <bench args...>: runs one bench
 # and appends a table row (and keeps its figures in fig_<key>).
 row() {
-    local workload=$1 label=$2 pid=$3 port=$4 bench status=0
+    local workload=$1 label=$2 pid=$3 port=$4 status=0
     shift 4
     echo "compare: $workload -> $label" >&2
     max_threads=0 max_rss=0
@@ -92,6 +96,7 @@ row() {
         sample "$pid"
     done
     wait "$bench" || status=$?
+    bench=
     local figures
     figures=$(awk '
         $1 == "queries" { q = $2 }
