@@ -158,7 +158,8 @@ struct BenchArgs {
     /// each reply one read; one query at a time
     #[argh(switch)]
     raw: bool,
-    /// seconds to wait for each reply before counting a timeout (default 30)
+    /// seconds to wait for each reply before counting a timeout (default 30);
+    /// a reply that comes later is counted late and dropped
     #[argh(
         option,
         default = "bench::DEFAULT_REPLY_TIMEOUT",
