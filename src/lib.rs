@@ -15,8 +15,10 @@
 //! - [`server`]: the shutdown signal and the thread-per-connection accept loop.
 //! - [`ts`], [`ls`], [`client`]: the three roles; `ls` holds the fan-out engine.
 //! - [`net`]: host arguments to addresses.
+//! - [`bench`]: the load generator that drives an LS or a TS and checks every reply.
 //! - [`log`]: stderr logging, per-query lines with `-v`.
 
+pub mod bench;
 pub mod client;
 pub mod framing;
 pub mod log;

@@ -2,9 +2,10 @@
 //! place that touches argh and ctrlc.
 //!
 //! Exit codes: 0 on success (and after Ctrl-C or SIGTERM), 1 when the client
-//! fails at run time, 2 for bad usage or configuration.
+//! fails at run time or the bench saw a wrong answer or lost a connection,
+//! 2 for bad usage or configuration.
 
-use std::io::{self, Write};
+use std::io::{self, IsTerminal, Write};
 use std::net::{SocketAddr, TcpListener};
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -13,6 +14,7 @@ use std::time::Duration;
 
 use argh::FromArgs;
 
+use dnslb::bench::{self, BenchOptions, Names};
 use dnslb::client::{self, ClientOptions};
 use dnslb::framing::Framing;
 use dnslb::ls::{self, Backend, Ls, LsOptions};
@@ -36,6 +38,7 @@ enum Role {
     Ts(TsArgs),
     Ls(LsArgs),
     Client(ClientArgs),
+    Bench(BenchArgs),
 }
 
 /// Run a top-level server (TS): answer names from a table, stay silent on the rest.
@@ -140,6 +143,58 @@ struct ClientArgs {
     pipeline: usize,
 }
 
+/// Drive an LS or a TS with many clients and check every reply; prints
+/// throughput, latency percentiles and counts of hits, misses, errors and
+/// wrong answers. Exit 0 when no reply was wrong and no connection failed,
+/// 1 otherwise, 2 for bad usage.
+#[derive(FromArgs)]
+#[argh(subcommand, name = "bench")]
+struct BenchArgs {
+    /// server host (name or address)
+    #[argh(positional)]
+    host: String,
+    /// server port
+    #[argh(positional)]
+    port: u16,
+    /// concurrent clients, each with its own connection (default 1)
+    #[argh(option, default = "1")]
+    clients: usize,
+    /// queries per client (default 1000)
+    #[argh(option, default = "1000")]
+    queries: usize,
+    /// names to ask: a TS table file (`name ip A`, answers are checked against
+    /// it) or one hostname per line (default: the course tables, built in)
+    #[argh(option)]
+    names: Option<PathBuf>,
+    /// fraction (0 to 1) of queries for made-up names no TS holds (default 0);
+    /// a TS is silent on those, so against a TS each costs a --timeout
+    #[argh(option, default = "0.0", from_str_fn(parse_ratio))]
+    miss_ratio: f64,
+    /// queries kept outstanding per connection (default 1: one at a time)
+    #[argh(option, default = "1")]
+    pipeline: usize,
+    /// the course programs' framing: one write per query without newline,
+    /// each reply one read; one query at a time
+    #[argh(switch)]
+    raw: bool,
+    /// seconds to wait for each reply before counting a timeout (default 30);
+    /// a reply that comes later is counted late and dropped
+    #[argh(
+        option,
+        default = "bench::DEFAULT_REPLY_TIMEOUT",
+        from_str_fn(parse_seconds)
+    )]
+    timeout: Duration,
+}
+
+/// Parses a fraction between 0 and 1.
+fn parse_ratio(text: &str) -> Result<f64, String> {
+    match text.parse::<f64>() {
+        Ok(ratio) if (0.0..=1.0).contains(&ratio) => Ok(ratio),
+        _ => Err(format!("{text:?}: expected a fraction from 0 to 1")),
+    }
+}
+
 /// Parses a positive number of seconds, fractions allowed.
 fn parse_seconds(text: &str) -> Result<Duration, String> {
     let secs: f64 = text
@@ -165,6 +220,7 @@ fn main() -> ExitCode {
         Role::Ts(args) => run_ts(args),
         Role::Ls(args) => run_ls(args),
         Role::Client(args) => return run_client(args),
+        Role::Bench(args) => return run_bench(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -258,6 +314,62 @@ fn run_client(args: ClientArgs) -> ExitCode {
             eprintln!("dnslb: {e}");
             ExitCode::from(e.exit_code() as u8)
         }
+    }
+}
+
+fn run_bench(args: BenchArgs) -> ExitCode {
+    let usage = |message: String| {
+        eprintln!("dnslb: {message}");
+        ExitCode::from(2)
+    };
+    if args.clients == 0 || args.queries == 0 || args.pipeline == 0 {
+        return usage("--clients, --queries and --pipeline must be at least 1".to_string());
+    }
+    if args.raw && args.pipeline > 1 {
+        return usage(
+            "--raw sends one query at a time; it cannot be used with --pipeline".to_string(),
+        );
+    }
+    let names = match &args.names {
+        Some(path) => match Names::load(path) {
+            Ok(names) => names,
+            Err(e) => return usage(e.to_string()),
+        },
+        None => Names::course(),
+    };
+    let addrs = match net::resolve(&args.host, args.port) {
+        Ok(addrs) => addrs,
+        Err(message) => {
+            eprintln!("dnslb: {message}");
+            return ExitCode::from(1);
+        }
+    };
+    let options = BenchOptions {
+        clients: args.clients,
+        queries: args.queries,
+        miss_ratio: args.miss_ratio,
+        pipeline: args.pipeline,
+        framing: if args.raw {
+            Framing::Bare
+        } else {
+            Framing::Line
+        },
+        reply_timeout: args.timeout,
+        progress: io::stderr().is_terminal(),
+    };
+    let report = bench::run(&addrs, names, &options);
+    let mut stdout = io::stdout().lock();
+    let _ = write!(stdout, "{report}");
+    let _ = stdout.flush();
+    if report.is_clean() {
+        ExitCode::SUCCESS
+    } else {
+        eprintln!(
+            "dnslb: bench: {} wrong answer(s), {} connection failure(s)",
+            report.wrong,
+            report.failures.len()
+        );
+        ExitCode::from(1)
     }
 }
 

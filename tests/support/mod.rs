@@ -506,3 +506,37 @@ pub fn start_ls_observed(
     let server = spawn_server(move |listener, shutdown| runner.run(listener, &shutdown).unwrap());
     LsServer { server, ls }
 }
+
+/// Starts `command` (any server that prints `listening on <addr>` as its
+/// first stdout line, e.g. scripts/select_ls.py) and reads that line (bounded).
+pub fn spawn_server_command(mut command: Command) -> Running {
+    let mut child = command
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .unwrap_or_else(|e| panic!("cannot start {command:?}: {e}"));
+    let stdout = child.stdout.take().unwrap();
+    let (tx, rx) = crossbeam_channel::bounded(1);
+    thread::spawn(move || {
+        let mut lines = BufReader::new(stdout).lines();
+        let _ = tx.send(lines.next());
+        for _ in lines {}
+    });
+    let line = match rx.recv_timeout(BOUND) {
+        Ok(Some(Ok(line))) => line,
+        other => {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("{command:?} did not print its listening line: {other:?}");
+        }
+    };
+    let addr: SocketAddr = line
+        .strip_prefix("listening on ")
+        .unwrap_or_else(|| panic!("unexpected first line {line:?}"))
+        .parse()
+        .unwrap();
+    Running {
+        child,
+        addr: dnslb::server::reachable_addr(addr),
+    }
+}

@@ -1,0 +1,175 @@
+#!/usr/bin/env python3
+"""The course report's LS design, as the baseline dnslb is compared with.
+
+    python3 scripts/select_ls.py <port> <ts1Host> <ts1Port> <ts2Host> <ts2Port>
+                                 [--timeout 5] [--bind 0.0.0.0]
+
+One thread per client. Each client thread opens its own connection to both
+TSes; for each query it sends the name to both, then waits with select() on
+the two TS sockets, using what is left of the query's single deadline
+(--timeout seconds, default 5) as select()'s timeout. The first reply line
+whose name matches the query is relayed; when the deadline passes first, the
+reply is `<name> - Error:HOST NOT FOUND`.
+
+It speaks dnslb's line protocol (docs/PROTOCOL.md): newline-terminated
+queries and replies. Each connection keeps a buffer, so several queries in one
+recv() and replies split across recv()s are handled. TCP_NODELAY is on and
+nothing sleeps: it is a faithful baseline, not a straw man. Replies that do
+not match the name being asked (late answers to an earlier query) are
+discarded, as in dnslb.
+
+select() only takes descriptors below 1024 (FD_SETSIZE). Each client uses
+three, so with more than about 340 clients connected at once the threads
+whose sockets pass that limit fail; that is the design's limit, kept as is
+(docs/COMPARISON.md).
+
+Like the dnslb servers it prints `listening on <addr>:<port>` first, flushed.
+Python 3 standard library only.
+"""
+
+import argparse
+import select
+import socket
+import sys
+import threading
+import time
+
+RECV_SIZE = 4096
+
+
+def key(name):
+    """What names are matched by: lower case, without a final dot."""
+    return name.lower().rstrip(b".")
+
+
+class TsLink:
+    """One client thread's connection to one TS, with its receive buffer."""
+
+    def __init__(self, label, addr):
+        self.label = label
+        self.sock = socket.create_connection(addr, timeout=1)
+        self.sock.settimeout(None)
+        self.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        self.buf = b""
+
+    def take_lines(self):
+        """The complete lines received so far, removed from the buffer."""
+        *lines, self.buf = self.buf.split(b"\n")
+        return lines
+
+
+def matching_answer(lines, wanted):
+    """The first `name ip A` line for the name `wanted`, or None."""
+    for line in lines:
+        fields = line.split()
+        if len(fields) in (3, 4) and key(fields[0]) == wanted:
+            return line.strip()
+    return None
+
+
+def resolve(name, links, timeout):
+    """Sends `name` to every TS, then select()s until a matching answer or
+    the deadline; returns the reply line for the client."""
+    wanted = key(name)
+    # Leftover complete lines belong to earlier queries: discard them.
+    for link in links:
+        link.take_lines()
+    live = []
+    for link in links:
+        try:
+            link.sock.sendall(name + b"\n")
+            live.append(link)
+        except OSError:
+            pass
+    deadline = time.monotonic() + timeout
+    while live:
+        remaining = deadline - time.monotonic()
+        if remaining <= 0:
+            break
+        readable, _, _ = select.select([link.sock for link in live], [], [], remaining)
+        if not readable:
+            break
+        for link in live[:]:
+            if link.sock not in readable:
+                continue
+            try:
+                data = link.sock.recv(RECV_SIZE)
+            except OSError:
+                data = b""
+            if not data:
+                live.remove(link)
+                links.remove(link)
+                continue
+            link.buf += data
+            answer = matching_answer(link.take_lines(), wanted)
+            if answer is not None:
+                return answer
+    return name + b" - Error:HOST NOT FOUND"
+
+
+def serve_client(conn, ts_addrs, timeout):
+    """One client: read query lines, answer each in order, until it closes."""
+    conn.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    links = []
+    for label, addr in ts_addrs:
+        try:
+            links.append(TsLink(label, addr))
+        except OSError as e:
+            print(f"select_ls: {label} {addr[0]}:{addr[1]} is unreachable: {e}",
+                  file=sys.stderr, flush=True)
+    buf = b""
+    try:
+        while True:
+            data = conn.recv(RECV_SIZE)
+            if not data:
+                break
+            buf += data
+            *queries, buf = buf.split(b"\n")
+            for query in queries:
+                name = query.strip()
+                if not name:
+                    reply = b"- Error:EMPTY QUERY"
+                else:
+                    reply = resolve(name, links, timeout)
+                conn.sendall(reply + b"\n")
+    except OSError:
+        pass
+    finally:
+        for link in links:
+            link.sock.close()
+        conn.close()
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("port", type=int)
+    parser.add_argument("ts1_host")
+    parser.add_argument("ts1_port", type=int)
+    parser.add_argument("ts2_host")
+    parser.add_argument("ts2_port", type=int)
+    parser.add_argument("--timeout", type=float, default=5.0,
+                        help="seconds a query waits for an answer (default 5)")
+    parser.add_argument("--bind", default="0.0.0.0",
+                        help="address to listen on (default 0.0.0.0)")
+    args = parser.parse_args()
+    ts_addrs = [("ts1", (args.ts1_host, args.ts1_port)),
+                ("ts2", (args.ts2_host, args.ts2_port))]
+
+    try:
+        listener = socket.create_server((args.bind, args.port), backlog=socket.SOMAXCONN)
+    except OSError as e:
+        print(f"select_ls: cannot listen on {args.bind}:{args.port}: {e}", file=sys.stderr)
+        sys.exit(2)
+    host, port = listener.getsockname()[:2]
+    print(f"listening on {host}:{port}", flush=True)
+    try:
+        while True:
+            conn, _ = listener.accept()
+            threading.Thread(target=serve_client, args=(conn, ts_addrs, args.timeout),
+                             daemon=True).start()
+    except KeyboardInterrupt:
+        pass
+
+
+if __name__ == "__main__":
+    main()
