@@ -57,7 +57,8 @@ pub enum QueryError {
     TooLong,
     /// The line was not valid UTF-8.
     NotUtf8,
-    /// The line is text but not a hostname (the offending text is kept, trimmed).
+    /// The line is text but not a hostname (the offending text is kept,
+    /// trimmed, with control characters escaped).
     Invalid(String),
 }
 
@@ -127,12 +128,31 @@ pub fn parse_query(message: &[u8]) -> Result<Query, QueryError> {
         return Err(QueryError::TooLong);
     }
     if !is_hostname(name) {
-        return Err(QueryError::Invalid(name.to_string()));
+        return Err(QueryError::Invalid(escape_controls(name)));
     }
     Ok(Query {
         name: name.to_string(),
         key: name_key(name),
     })
+}
+
+/// `text` with control characters written as escapes (`\r`, `\u{1b}`), so
+/// that echoing it keeps a reply on one line.
+///
+/// ```
+/// use dnslb::wire::parse_query;
+/// assert_eq!(parse_query(b"a\rb\x1b").unwrap_err().reply(), r"a\rb\u{1b} - Error:INVALID HOSTNAME");
+/// ```
+fn escape_controls(text: &str) -> String {
+    let mut escaped = String::with_capacity(text.len());
+    for c in text.chars() {
+        if c.is_control() {
+            escaped.extend(c.escape_default());
+        } else {
+            escaped.push(c);
+        }
+    }
+    escaped
 }
 
 /// Whether `name` is a hostname: dot-separated labels of 1 to 63 ASCII
