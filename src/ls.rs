@@ -254,7 +254,7 @@ fn serve_client(client: TcpStream, shared: &Arc<Shared>) -> io::Result<()> {
     let (queries_tx, queries) = crossbeam_channel::bounded(QUERY_QUEUE);
     let reader = spawn_client_reader(client.try_clone()?, options.client_framing, queries_tx)?;
     let mut engine = Engine::new(Arc::clone(shared));
-    let mut out = BufWriter::new(client.try_clone()?);
+    let mut out = BufWriter::new(&client);
     let result = relay(&mut engine, &queries, &mut out, options, shared);
     // Ends the client reader, whatever state the client left it in.
     let _ = client.shutdown(Direction::Both);
@@ -268,7 +268,7 @@ fn serve_client(client: TcpStream, shared: &Arc<Shared>) -> io::Result<()> {
 fn relay(
     engine: &mut Engine,
     queries: &Receiver<Incoming>,
-    out: &mut BufWriter<TcpStream>,
+    out: &mut BufWriter<&TcpStream>,
     options: &LsOptions,
     shared: &Shared,
 ) -> io::Result<()> {

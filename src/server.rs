@@ -117,6 +117,11 @@ pub fn reachable_addr(addr: SocketAddr) -> SocketAddr {
     }
 }
 
+/// Stack of a connection's handler thread. Handlers keep their state on the
+/// heap and do not recurse; a small stack lets thousands of connections
+/// share the address space.
+const HANDLER_STACK: usize = 256 * 1024;
+
 /// How [`serve`] runs.
 #[derive(Clone)]
 pub struct ServeOptions {
@@ -270,6 +275,7 @@ where
         let mut handles = finished.lock();
         let spawned = thread::Builder::new()
             .name(format!("{role} {peer}"))
+            .stack_size(HANDLER_STACK)
             .spawn(move || {
                 handler(stream);
                 drop(tracked);

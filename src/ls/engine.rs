@@ -26,7 +26,7 @@ use std::time::Instant;
 use crossbeam_channel::{Receiver, Sender};
 
 use super::Shared;
-use super::link::{self, Event, LinkOptions, LinkThread};
+use super::link::{self, Event, LinkOptions, LinkThread, WriterSlot};
 use crate::framing::{Frame, write_message};
 use crate::log;
 use crate::wire::{self, Query, Reply};
@@ -83,6 +83,8 @@ enum LinkState {
     },
     Connecting {
         generation: u64,
+        /// Where the link thread leaves the writing half once connected.
+        writer: WriterSlot,
     },
     Down {
         check_at: Instant,
@@ -199,14 +201,17 @@ impl Engine {
     /// Acts on one event from the channel.
     pub fn handle(&mut self, event: Event) {
         match event {
-            Event::Connected {
-                ts,
-                generation,
-                stream,
-            } => {
-                if matches!(self.links[ts], LinkState::Connecting { generation: g } if g == generation)
+            Event::Connected { ts, generation } => {
+                if let LinkState::Connecting {
+                    generation: g,
+                    writer,
+                } = &self.links[ts]
+                    && *g == generation
                 {
-                    self.link_up(ts, generation, stream);
+                    match writer.take() {
+                        Some(stream) => self.link_up(ts, generation, stream),
+                        None => self.link_down(ts, "connection already closed"),
+                    }
                 }
             }
             Event::Reply {
@@ -226,7 +231,7 @@ impl Engine {
             } => {
                 let current = match self.links[ts] {
                     LinkState::Up { generation: g, .. }
-                    | LinkState::Connecting { generation: g } => g == generation,
+                    | LinkState::Connecting { generation: g, .. } => g == generation,
                     LinkState::Down { .. } => false,
                 };
                 if current {
@@ -283,9 +288,12 @@ impl Engine {
             );
             match spawned {
                 Ok(thread) => {
+                    self.links[ts] = LinkState::Connecting {
+                        generation,
+                        writer: thread.writer(),
+                    };
                     self.threads.retain(|t| !t.is_finished());
                     self.threads.push(thread);
-                    self.links[ts] = LinkState::Connecting { generation };
                 }
                 Err(e) => {
                     log::warn(format_args!("ls: cannot start a link thread: {e}"));
@@ -548,8 +556,15 @@ impl Drop for Engine {
             .stats
             .abandoned
             .fetch_add(abandoned as u64, Ordering::Relaxed);
+        // Closing first, so that the link threads do not take the ends of
+        // their connections for news about the TSes.
         for thread in &self.threads {
             thread.begin_close();
+        }
+        for link in &self.links {
+            if let LinkState::Up { writer, .. } = link {
+                let _ = writer.get_ref().shutdown(Direction::Both);
+            }
         }
         // Dropping the receiver frees any link thread blocked on a full queue.
         drop(std::mem::replace(

@@ -26,12 +26,8 @@ const LINK_STACK: usize = 64 * 1024;
 /// What a link thread tells its session. `generation` tells a link's events
 /// apart from those of the link it replaced.
 pub enum Event {
-    /// The connection is up; `stream` is its writing half.
-    Connected {
-        ts: usize,
-        generation: u64,
-        stream: TcpStream,
-    },
+    /// The connection is up; its writing half is in the link's [`WriterSlot`].
+    Connected { ts: usize, generation: u64 },
     /// The TS sent a message.
     Reply {
         ts: usize,
@@ -46,21 +42,40 @@ pub enum Event {
     },
 }
 
+/// Where a link thread leaves its connection's writing half for the session
+/// to take. While the slot holds it, closing the link shuts it down there, so
+/// a connection that the session never took cannot keep the thread reading.
+#[derive(Clone, Default)]
+pub struct WriterSlot(Arc<Mutex<Option<TcpStream>>>);
+
+impl WriterSlot {
+    /// The writing half, once connected; `None` after it was taken.
+    pub fn take(&self) -> Option<TcpStream> {
+        lock(&self.0).take()
+    }
+}
+
 /// The session's handle on a link thread.
 pub struct LinkThread {
     thread: JoinHandle<()>,
     closing: Arc<AtomicBool>,
-    stream: Arc<Mutex<Option<TcpStream>>>,
+    writer: WriterSlot,
 }
 
 impl LinkThread {
+    /// The slot where the thread leaves the writing half.
+    pub fn writer(&self) -> WriterSlot {
+        self.writer.clone()
+    }
+
     /// Starts ending the link: the session is done with it, so its end is
-    /// not news about the TS's health. The thread ends once its reads fail
-    /// and, if the session's channel is full, once the session drops its
-    /// receiver.
+    /// not news about the TS's health. A writing half the session took is
+    /// the session's to shut down. The thread ends once its reads fail and,
+    /// if the session's channel is full, once the session drops its receiver.
     pub fn begin_close(&self) {
+        let slot = lock(&self.writer.0);
         self.closing.store(true, Ordering::SeqCst);
-        if let Some(stream) = lock(&self.stream).as_ref() {
+        if let Some(stream) = slot.as_ref() {
             let _ = stream.shutdown(Direction::Both);
         }
     }
@@ -98,7 +113,7 @@ struct Link {
     options: LinkOptions,
     events: Sender<Event>,
     closing: Arc<AtomicBool>,
-    stream: Arc<Mutex<Option<TcpStream>>>,
+    writer: WriterSlot,
 }
 
 /// Starts a link thread to `backend` (TS number `ts`), which connects with the
@@ -123,9 +138,9 @@ pub fn spawn(
         options,
         events,
         closing: Arc::new(AtomicBool::new(false)),
-        stream: Arc::new(Mutex::new(None)),
+        writer: WriterSlot::default(),
     };
-    let (closing, stream) = (Arc::clone(&link.closing), Arc::clone(&link.stream));
+    let (closing, writer) = (Arc::clone(&link.closing), link.writer.clone());
     let addrs = backend.addrs.clone();
     let thread = thread::Builder::new()
         .name(format!("ls link {}", backend.label))
@@ -134,7 +149,7 @@ pub fn spawn(
     Ok(LinkThread {
         thread,
         closing,
-        stream,
+        writer,
     })
 }
 
@@ -144,10 +159,9 @@ impl Link {
         let connected = connect_any(addrs, CONNECT_TIMEOUT).and_then(|stream| {
             prepare(&stream, self.options)?;
             let writer = stream.try_clone()?;
-            let reader = stream.try_clone()?;
-            Ok((stream, writer, reader))
+            Ok((stream, writer))
         });
-        let (stream, writer, reader) = match connected {
+        let (reader, writer) = match connected {
             Ok(streams) => streams,
             Err(e) => {
                 let why = format!("cannot connect: {e}");
@@ -161,17 +175,19 @@ impl Link {
             }
         };
         self.health.connected(self.attempt);
-        *lock(&self.stream) = Some(stream);
-        if self.closing.load(Ordering::SeqCst) {
-            // The session ended while this link was connecting.
-            return;
+        {
+            let mut slot = lock(&self.writer.0);
+            if self.closing.load(Ordering::SeqCst) {
+                // The session ended while this link was connecting.
+                return;
+            }
+            *slot = Some(writer);
         }
-        let up = Event::Connected {
-            ts,
-            generation,
-            stream: writer,
-        };
-        if self.events.send(up).is_err() {
+        if self
+            .events
+            .send(Event::Connected { ts, generation })
+            .is_err()
+        {
             return;
         }
         let why = read_replies(ts, generation, reader, self.options.framing, &self.events);
