@@ -43,7 +43,7 @@ pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(1);
 pub const BUSY_REPLY: &str = "- Error:SERVER BUSY";
 
 /// Queries parsed ahead of the worker; past this the client reader waits.
-const QUERY_QUEUE: usize = 256;
+const QUERY_QUEUE: usize = 64;
 
 /// The client reader parses one message at a time; it needs little stack.
 const CLIENT_READER_STACK: usize = 64 * 1024;

@@ -32,8 +32,9 @@ use crate::log;
 use crate::wire::{self, Query, Reply};
 
 /// Events buffered per session before link threads wait for the session: a TS
-/// that floods replies is slowed down, not buffered without bound.
-const EVENT_QUEUE: usize = 1024;
+/// that floods replies is slowed down, not buffered without bound. A bounded
+/// channel allocates its slots up front, so this is per-client memory.
+const EVENT_QUEUE: usize = 256;
 
 /// Most TSes one LS forwards to (a query keeps one bit per TS).
 pub const MAX_BACKENDS: usize = 64;
