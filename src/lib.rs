@@ -16,6 +16,8 @@
 //! - [`ts`], [`ls`], [`client`]: the three roles; `ls` holds the fan-out engine.
 //! - [`net`]: host arguments to addresses.
 //! - [`log`]: stderr logging, per-query lines with `-v`.
+//! - [`udp`]: the second system, UDP ping: echo servers with loss, a
+//!   round-robin UDP load balancer and a ping client (docs/UDP.md).
 
 pub mod client;
 pub mod framing;
@@ -25,4 +27,5 @@ pub mod net;
 pub mod server;
 pub mod table;
 pub mod ts;
+pub mod udp;
 pub mod wire;
