@@ -12,7 +12,8 @@
 //!
 //! Sessions idle (no datagram either way) for the session timeout are closed
 //! by the front thread, which sets its receive timeout to the earliest
-//! possible expiry so it wakes for it even when no datagram comes. At most
+//! possible expiry so it wakes for it even when no datagram comes (a session
+//! may outlive the timeout by a sixteenth of it, see `Balancer::arm`). At most
 //! [`LbOptions::max_sessions`] sessions are open: while that many are, a
 //! datagram from a new client is dropped (the transition is logged) and
 //! clients with a session carry on; the new client gets one as soon as a
@@ -129,6 +130,8 @@ pub fn run(
         max_sessions: options.max_sessions,
         next: 0,
         next_sweep: None,
+        armed: None,
+        slack: (options.session_timeout / 16).max(Duration::from_millis(1)),
         full: false,
         open_failing: false,
     };
@@ -153,6 +156,10 @@ struct Balancer {
     next: usize,
     /// No session can expire before this; `None` without sessions.
     next_sweep: Option<Instant>,
+    /// The front socket's receive timeout (`None`: blocks until a datagram).
+    armed: Option<Duration>,
+    /// How far the receive timeout may be off before it is set again.
+    slack: Duration,
     /// Whether new clients are being turned away (for logging transitions).
     full: bool,
     /// Whether opening sessions is failing (for logging transitions).
@@ -167,12 +174,7 @@ impl Balancer {
             if self.next_sweep.is_some_and(|at| at <= now) {
                 self.sweep(now);
             }
-            // Wake for the next expiry even if no datagram comes.
-            let wait = self.next_sweep.map(|at| {
-                at.saturating_duration_since(now)
-                    .max(Duration::from_millis(1))
-            });
-            self.shared.front.set_read_timeout(wait)?;
+            self.arm(now)?;
             let (len, client) = match self.shared.front.recv_from(&mut buf) {
                 Ok(received) => received,
                 // An unconnected socket can still be told of an ICMP error
@@ -192,6 +194,28 @@ impl Balancer {
             }
             now = Instant::now();
             self.forward(client, &buf[..len], now);
+        }
+        Ok(())
+    }
+
+    /// Sets the front socket's receive timeout so that `recv` returns by the
+    /// next expiry even if no datagram comes. Setting it costs about as much
+    /// as forwarding a datagram, so it is left alone while it is within
+    /// `slack` of the wanted value: sessions then expire at most `slack`
+    /// late.
+    fn arm(&mut self, now: Instant) -> io::Result<()> {
+        let wanted = self.next_sweep.map(|at| {
+            at.saturating_duration_since(now)
+                .max(Duration::from_millis(1))
+        });
+        let rearm = match (self.armed, wanted) {
+            (None, None) => false,
+            (Some(armed), Some(wanted)) => armed.abs_diff(wanted) > self.slack,
+            _ => true,
+        };
+        if rearm {
+            self.shared.front.set_read_timeout(wanted)?;
+            self.armed = wanted;
         }
         Ok(())
     }
