@@ -2,7 +2,8 @@
 //! place that touches argh and ctrlc.
 //!
 //! Exit codes: 0 on success (and after Ctrl-C or SIGTERM), 1 when the client
-//! fails at run time, 2 for bad usage or configuration.
+//! fails at run time, 2 for bad usage or configuration. `ping` exits 0 when
+//! any reply came, 1 when none did or its host does not resolve.
 
 use std::io::{self, Write};
 use std::net::{SocketAddr, TcpListener, UdpSocket};
@@ -336,8 +337,9 @@ fn run_client(args: ClientArgs) -> ExitCode {
 
 fn run_udp_echo(args: UdpEchoArgs) -> Result<(), Usage> {
     log::set_verbose(args.verbose);
-    let socket = bind_udp(&args.bind, args.port)?;
+    // Before announcing the socket: a script may signal as soon as it reads the line.
     let shutdown = stop_on_signal();
+    let socket = bind_udp(&args.bind, args.port)?;
     let options = EchoOptions {
         loss: args.loss,
         seed: args.seed,
@@ -351,8 +353,9 @@ fn run_udp_lb(args: UdpLbArgs) -> Result<(), Usage> {
         return Err(Usage("--max-sessions must be at least 1".to_string()));
     }
     let backends = parse_udp_backends(&args.backends)?;
-    let socket = bind_udp(&args.bind, args.port)?;
+    // Before announcing the socket: a script may signal as soon as it reads the line.
     let shutdown = stop_on_signal();
+    let socket = bind_udp(&args.bind, args.port)?;
     let options = LbOptions {
         session_timeout: args.session_timeout,
         fail_timeout: args.fail_timeout,
