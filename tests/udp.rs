@@ -284,7 +284,16 @@ fn seed_makes_the_loss_pattern_reproducible() {
     // The same seed twice, once in-process and once through the binary's --seed.
     let server = echo_server(Loss::COURSE, 99);
     assert_eq!(echoed(server.addr, count, expected.len()), expected);
-    let binary = dnslb_server(&["udp-echo", "0", "--bind", "127.0.0.1", "--seed", "99"]);
+    let binary = dnslb_server(&[
+        "udp-echo",
+        "0",
+        "--bind",
+        "127.0.0.1",
+        "--seed",
+        "99",
+        "--loss",
+        "4/11",
+    ]);
     let addr = binary.addr.expect("listening address");
     assert_eq!(echoed(addr, count, expected.len()), expected);
     // Another seed, another pattern.

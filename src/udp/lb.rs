@@ -3,10 +3,10 @@
 //! client that sent the request.
 //!
 //! One front thread receives every client datagram on the front socket. It
-//! finds the client's [`session`] (keyed by the client's address, opened on
-//! its first datagram), picks the next usable backend of the rotation
-//! ([`health`]) and sends the datagram on the session's socket for that
-//! backend. It never waits for a reply: each session socket has a reader
+//! finds the client's session (`lb/session.rs`: keyed by the client's
+//! address, opened on its first datagram), picks the next usable backend of
+//! the rotation (`lb/health.rs`) and sends the datagram on the session's
+//! socket for that backend. It never waits for a reply: each session socket has a reader
 //! thread that relays replies as they come. A lost datagram or a silent
 //! backend therefore delays nothing else.
 //!
@@ -99,18 +99,19 @@ impl LbOptions {
 /// `stats` receives the counters.
 ///
 /// # Errors
-/// `InvalidInput` without backends; otherwise when the front socket fails in
-/// a way that would make every later receive fail too.
+/// `InvalidInput` without backends or with a zero session timeout;
+/// otherwise when the front socket fails in a way that would make every
+/// later receive fail too.
 pub fn run(
     socket: UdpSocket,
     options: LbOptions,
     stats: &LbStats,
     shutdown: &Shutdown,
 ) -> io::Result<()> {
-    if options.backends.is_empty() {
+    if options.backends.is_empty() || options.session_timeout.is_zero() {
         return Err(io::Error::new(
             io::ErrorKind::InvalidInput,
-            "the load balancer needs at least one backend",
+            "the load balancer needs at least one backend and a session timeout above 0",
         ));
     }
     let _wake = wake_on_trigger(&socket, shutdown)?;
@@ -199,10 +200,10 @@ impl Balancer {
     }
 
     /// Sets the front socket's receive timeout so that `recv` returns by the
-    /// next expiry even if no datagram comes. Setting it costs about as much
-    /// as forwarding a datagram, so it is left alone while it is within
-    /// `slack` of the wanted value: sessions then expire at most `slack`
-    /// late.
+    /// next expiry even if no datagram comes. Setting it on every datagram
+    /// cost roughly a third of the throughput, so it is left alone while it
+    /// is within `slack` of the wanted value: sessions then expire at most
+    /// `slack` late.
     fn arm(&mut self, now: Instant) -> io::Result<()> {
         let wanted = self.next_sweep.map(|at| {
             at.saturating_duration_since(now)
