@@ -17,6 +17,8 @@
 //! - [`net`]: host arguments to addresses.
 //! - [`bench`]: the load generator that drives an LS or a TS and checks every reply.
 //! - [`log`]: stderr logging, per-query lines with `-v`.
+//! - [`udp`]: the second system, UDP ping: echo servers with loss, a
+//!   round-robin UDP load balancer and a ping client (docs/UDP.md).
 
 pub mod bench;
 pub mod client;
@@ -27,4 +29,5 @@ pub mod net;
 pub mod server;
 pub mod table;
 pub mod ts;
+pub mod udp;
 pub mod wire;

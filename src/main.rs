@@ -3,10 +3,11 @@
 //!
 //! Exit codes: 0 on success (and after Ctrl-C or SIGTERM), 1 when the client
 //! fails at run time or the bench saw a wrong answer or lost a connection,
-//! 2 for bad usage or configuration.
+//! 2 for bad usage or configuration. `ping` exits 0 when any reply came, 1
+//! when none did or its host does not resolve.
 
 use std::io::{self, IsTerminal, Write};
-use std::net::{SocketAddr, TcpListener};
+use std::net::{SocketAddr, TcpListener, UdpSocket};
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::Arc;
@@ -21,6 +22,11 @@ use dnslb::ls::{self, Backend, Ls, LsOptions};
 use dnslb::server::Shutdown;
 use dnslb::table::Table;
 use dnslb::ts::{self, TsOptions};
+use dnslb::udp::echo::{self, EchoOptions};
+use dnslb::udp::flood::{self, FloodOptions};
+use dnslb::udp::lb::{self as udp_lb, LbOptions, LbStats};
+use dnslb::udp::loss::Loss;
+use dnslb::udp::ping::{self, PingOptions};
 use dnslb::wire::Dialect;
 use dnslb::{log, net};
 
@@ -39,6 +45,9 @@ enum Role {
     Ls(LsArgs),
     Client(ClientArgs),
     Bench(BenchArgs),
+    UdpEcho(UdpEchoArgs),
+    UdpLb(UdpLbArgs),
+    Ping(PingArgs),
 }
 
 /// Run a top-level server (TS): answer names from a table, stay silent on the rest.
@@ -195,6 +204,99 @@ fn parse_ratio(text: &str) -> Result<f64, String> {
     }
 }
 
+/// Run a UDP echo ("ping") server: upper-case each datagram and send it
+/// back, dropping some on purpose like the course's servers.
+#[derive(FromArgs)]
+#[argh(subcommand, name = "udp-echo")]
+struct UdpEchoArgs {
+    /// port to listen on (0: any free port)
+    #[argh(positional)]
+    port: u16,
+    /// fraction of datagrams dropped: 4/11 (default, the course's
+    /// `randint(0, 10) < 4`), 0.3636, 0, ...
+    #[argh(option, default = "Loss::COURSE")]
+    loss: Loss,
+    /// seed of the drop pattern: the same seed drops the same datagrams
+    /// (default: random)
+    #[argh(option)]
+    seed: Option<u64>,
+    /// address to listen on (default 0.0.0.0, all IPv4 interfaces)
+    #[argh(option, default = "String::from(\"0.0.0.0\")")]
+    bind: String,
+    /// log every datagram on stderr
+    #[argh(switch, short = 'v')]
+    verbose: bool,
+}
+
+/// Run the UDP load balancer: hand each datagram to the next backend in
+/// turn, relay each reply to the client that sent the request.
+#[derive(FromArgs)]
+#[argh(subcommand, name = "udp-lb")]
+struct UdpLbArgs {
+    /// port to listen on (0: any free port)
+    #[argh(positional)]
+    port: u16,
+    /// backend host and port pairs: <backend-host> <backend-port> [...]
+    #[argh(positional)]
+    backends: Vec<String>,
+    /// seconds a client session may stay idle before its sockets and
+    /// threads are freed (default 60, fractions allowed)
+    #[argh(
+        option,
+        default = "udp_lb::DEFAULT_SESSION_TIMEOUT",
+        from_str_fn(parse_seconds)
+    )]
+    session_timeout: Duration,
+    /// seconds a backend that refused a datagram (ICMP port unreachable) is
+    /// skipped before it is retried (default 10)
+    #[argh(
+        option,
+        default = "udp_lb::DEFAULT_FAIL_TIMEOUT",
+        from_str_fn(parse_seconds)
+    )]
+    fail_timeout: Duration,
+    /// most client sessions open at once; datagrams from new clients are
+    /// dropped while that many are (default 4096)
+    #[argh(option, default = "udp_lb::DEFAULT_MAX_SESSIONS")]
+    max_sessions: usize,
+    /// address to listen on (default 0.0.0.0, all IPv4 interfaces)
+    #[argh(option, default = "String::from(\"0.0.0.0\")")]
+    bind: String,
+    /// log every datagram on stderr: client, backend, data
+    #[argh(switch, short = 'v')]
+    verbose: bool,
+}
+
+/// Ping a UDP echo server or load balancer: numbered pings, one at a time,
+/// then a summary like ping(8). Exit 0 if any reply came, 1 otherwise.
+#[derive(FromArgs)]
+#[argh(subcommand, name = "ping")]
+struct PingArgs {
+    /// server host (name or address)
+    #[argh(positional)]
+    host: String,
+    /// server port
+    #[argh(positional)]
+    port: u16,
+    /// pings to send (default 10; 100000 with --flood)
+    #[argh(option)]
+    count: Option<u64>,
+    /// seconds each ping waits for its reply (default 1, fractions allowed)
+    #[argh(option, default = "Duration::from_secs(1)", from_str_fn(parse_seconds))]
+    timeout: Duration,
+    /// least seconds from one ping to the next (default: none, the next ping
+    /// goes as soon as the previous one is answered or timed out)
+    #[argh(option, from_str_fn(parse_seconds))]
+    interval: Option<Duration>,
+    /// measure throughput instead: keep --window pings in flight, print
+    /// datagrams per second
+    #[argh(switch)]
+    flood: bool,
+    /// pings in flight with --flood (default 64)
+    #[argh(option, default = "64")]
+    window: usize,
+}
+
 /// Parses a positive number of seconds, fractions allowed.
 fn parse_seconds(text: &str) -> Result<Duration, String> {
     let secs: f64 = text
@@ -221,6 +323,9 @@ fn main() -> ExitCode {
         Role::Ls(args) => run_ls(args),
         Role::Client(args) => return run_client(args),
         Role::Bench(args) => return run_bench(args),
+        Role::UdpEcho(args) => run_udp_echo(args),
+        Role::UdpLb(args) => run_udp_lb(args),
+        Role::Ping(args) => return run_ping(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -373,6 +478,108 @@ fn run_bench(args: BenchArgs) -> ExitCode {
     }
 }
 
+fn run_udp_echo(args: UdpEchoArgs) -> Result<(), Usage> {
+    log::set_verbose(args.verbose);
+    // Before announcing the socket: a script may signal as soon as it reads the line.
+    let shutdown = stop_on_signal();
+    let socket = bind_udp(&args.bind, args.port)?;
+    let options = EchoOptions {
+        loss: args.loss,
+        seed: args.seed,
+    };
+    echo::run(socket, options, &shutdown).map_err(|e| Usage(format!("udp-echo: {e}")))
+}
+
+fn run_udp_lb(args: UdpLbArgs) -> Result<(), Usage> {
+    log::set_verbose(args.verbose);
+    if args.max_sessions == 0 {
+        return Err(Usage("--max-sessions must be at least 1".to_string()));
+    }
+    let backends = parse_udp_backends(&args.backends)?;
+    // Before announcing the socket: a script may signal as soon as it reads the line.
+    let shutdown = stop_on_signal();
+    let socket = bind_udp(&args.bind, args.port)?;
+    let options = LbOptions {
+        session_timeout: args.session_timeout,
+        fail_timeout: args.fail_timeout,
+        max_sessions: args.max_sessions,
+        ..LbOptions::new(backends)
+    };
+    udp_lb::run(socket, options, &LbStats::new(), &shutdown)
+        .map_err(|e| Usage(format!("udp-lb: {e}")))
+}
+
+fn run_ping(args: PingArgs) -> ExitCode {
+    if args.count == Some(0) || args.window == 0 {
+        eprintln!("dnslb: --count and --window must be at least 1");
+        return ExitCode::from(2);
+    }
+    let target = match net::resolve(&args.host, args.port) {
+        Ok(addrs) => addrs[0],
+        Err(message) => {
+            eprintln!("dnslb: {message}");
+            return ExitCode::from(1);
+        }
+    };
+    let name = format!("{}:{}", args.host, args.port);
+    let mut stdout = io::stdout().lock();
+    let answered = if args.flood {
+        let options = FloodOptions {
+            count: args.count.unwrap_or(FloodOptions::default().count),
+            window: args.window,
+            timeout: args.timeout,
+        };
+        flood::run(target, options).map(|report| {
+            let _ = writeln!(stdout, "{name} ({target}): {report}");
+            report.received > 0
+        })
+    } else {
+        let options = PingOptions {
+            count: args.count.unwrap_or(PingOptions::default().count),
+            timeout: args.timeout,
+            interval: args.interval,
+        };
+        ping::run(target, &name, options, &mut stdout).map(|summary| summary.any_reply())
+    };
+    let _ = stdout.flush();
+    match answered {
+        Ok(true) => ExitCode::SUCCESS,
+        Ok(false) => ExitCode::from(1),
+        Err(e) => {
+            eprintln!("dnslb: ping {name}: {e}");
+            ExitCode::from(1)
+        }
+    }
+}
+
+/// `<host> <port>` pairs into UDP backends labelled server1, server2, ...
+/// (the first address of each host).
+fn parse_udp_backends(words: &[String]) -> Result<Vec<udp_lb::Backend>, Usage> {
+    if words.is_empty() || !words.len().is_multiple_of(2) {
+        return Err(Usage(format!(
+            "expected <backend-host> <backend-port> pairs after the port, got {} word(s); see `dnslb udp-lb --help`",
+            words.len()
+        )));
+    }
+    words
+        .chunks(2)
+        .enumerate()
+        .map(|(i, pair)| {
+            let (host, port) = (&pair[0], &pair[1]);
+            let port: u16 = port.parse().map_err(|_| {
+                Usage(format!(
+                    "backend port {port:?} (for host {host:?}) is not a port number"
+                ))
+            })?;
+            let addrs = net::resolve(host, port).map_err(Usage)?;
+            Ok(udp_lb::Backend {
+                label: format!("server{}", i + 1),
+                addr: addrs[0],
+            })
+        })
+        .collect()
+}
+
 /// `<host> <port>` pairs into backends labelled ts1, ts2, ...
 fn parse_backends(words: &[String]) -> Result<Vec<Backend>, Usage> {
     if words.is_empty() || !words.len().is_multiple_of(2) {
@@ -414,6 +621,21 @@ fn bind(host: &str, port: u16) -> Result<TcpListener, Usage> {
     let _ = writeln!(stdout, "listening on {local}");
     let _ = stdout.flush();
     Ok(listener)
+}
+
+/// Binds a UDP socket and announces it like [`bind`]: `listening on
+/// <addr>:<port>` first on stdout, flushed.
+fn bind_udp(host: &str, port: u16) -> Result<UdpSocket, Usage> {
+    let addrs: Vec<SocketAddr> = net::resolve(host, port).map_err(Usage)?;
+    let socket = UdpSocket::bind(&addrs[..])
+        .map_err(|e| Usage(format!("cannot listen on {host}:{port} (UDP): {e}")))?;
+    let local = socket
+        .local_addr()
+        .map_err(|e| Usage(format!("cannot read the listening address: {e}")))?;
+    let mut stdout = io::stdout().lock();
+    let _ = writeln!(stdout, "listening on {local}");
+    let _ = stdout.flush();
+    Ok(socket)
 }
 
 /// A shutdown signal triggered by Ctrl-C or SIGTERM; a second signal exits at

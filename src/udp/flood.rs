@@ -1,0 +1,138 @@
+//! Throughput measurement (`dnslb ping --flood`): keeps a window of pings in
+//! flight and counts the echoes, to give datagrams per second through an
+//! echo server or a load balancer.
+//!
+//! One thread, one connected socket: it sends until `window` pings are
+//! outstanding, then each echo lets one more go. When no echo comes for the
+//! timeout, the outstanding pings are taken as lost and the window refills,
+//! so loss slows the run down but cannot stall it. The rate is echoes
+//! received divided by the time from the first send to the last echo.
+
+use std::fmt;
+use std::io;
+use std::net::{SocketAddr, UdpSocket};
+use std::time::{Duration, Instant, SystemTime};
+
+use crate::udp::ping::ping_message;
+use crate::udp::{RECV_BUFFER, is_timeout, is_unreachable, unspecified};
+
+/// How a flood runs.
+#[derive(Clone, Copy, Debug)]
+pub struct FloodOptions {
+    /// How many datagrams to send.
+    pub count: u64,
+    /// The most datagrams in flight at once.
+    pub window: usize,
+    /// How long without an echo before the ones in flight count as lost.
+    pub timeout: Duration,
+}
+
+impl Default for FloodOptions {
+    /// 100 000 datagrams, 64 in flight, 1 s timeout.
+    fn default() -> Self {
+        FloodOptions {
+            count: 100_000,
+            window: 64,
+            timeout: Duration::from_secs(1),
+        }
+    }
+}
+
+/// What a flood measured.
+#[derive(Clone, Copy, Debug, Default, PartialEq)]
+pub struct FloodReport {
+    /// Datagrams sent.
+    pub sent: u64,
+    /// Echoes received.
+    pub received: u64,
+    /// From the first send to the last echo.
+    pub elapsed: Duration,
+}
+
+impl FloodReport {
+    /// Echoes per second.
+    pub fn rate(&self) -> f64 {
+        let secs = self.elapsed.as_secs_f64();
+        if secs > 0.0 {
+            self.received as f64 / secs
+        } else {
+            0.0
+        }
+    }
+
+    /// The percentage of datagrams without an echo.
+    pub fn loss_percent(&self) -> f64 {
+        if self.sent == 0 {
+            return 0.0;
+        }
+        self.sent.saturating_sub(self.received) as f64 * 100.0 / self.sent as f64
+    }
+}
+
+impl fmt::Display for FloodReport {
+    /// `flood: <sent> sent, <received> received, <p>% lost, <secs> s, <rate> datagrams/s`
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "flood: {} sent, {} received, {:.2}% lost, {:.3} s, {:.0} datagrams/s",
+            self.sent,
+            self.received,
+            self.loss_percent(),
+            self.elapsed.as_secs_f64(),
+            self.rate()
+        )
+    }
+}
+
+/// Floods `target` with pings and counts the echoes.
+///
+/// # Errors
+/// When no socket can be opened towards `target`, or sending or receiving
+/// fails other than by a timeout or an ICMP error.
+pub fn run(target: SocketAddr, options: FloodOptions) -> io::Result<FloodReport> {
+    let socket = UdpSocket::bind(unspecified(target))?;
+    socket.connect(target)?;
+    socket.set_read_timeout(Some(options.timeout))?;
+    let window = options.window.max(1) as u64;
+    let mut buf = vec![0; RECV_BUFFER];
+    let mut report = FloodReport::default();
+    let mut in_flight: u64 = 0;
+    let started = Instant::now();
+    let mut last_echo = started;
+    // The time of day in the message changes once a second: format it once per second.
+    let mut clock = (Instant::now(), SystemTime::now());
+    loop {
+        while report.sent < options.count && in_flight < window {
+            if clock.0.elapsed() >= Duration::from_secs(1) {
+                clock = (Instant::now(), SystemTime::now());
+            }
+            report.sent += 1;
+            match socket.send(ping_message(report.sent, clock.1).as_bytes()) {
+                Ok(_) => in_flight += 1,
+                // The target refused an earlier datagram; this one is lost.
+                Err(e) if is_unreachable(&e) => {}
+                Err(e) => return Err(e),
+            }
+        }
+        if in_flight == 0 {
+            break;
+        }
+        match socket.recv(&mut buf) {
+            Ok(_) => {
+                report.received += 1;
+                in_flight = in_flight.saturating_sub(1);
+                last_echo = Instant::now();
+            }
+            Err(e) if is_timeout(&e) => in_flight = 0,
+            Err(e) if is_unreachable(&e) => in_flight = in_flight.saturating_sub(1),
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    report.elapsed = if report.received > 0 {
+        last_echo - started
+    } else {
+        started.elapsed()
+    };
+    Ok(report)
+}
