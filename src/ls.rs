@@ -28,7 +28,7 @@ use std::time::{Duration, Instant};
 
 use crossbeam_channel::{Receiver, RecvTimeoutError, Select, Sender};
 
-use crate::framing::{Frame, Framing, MessageReader, write_message};
+use crate::framing::{Frame, Framing, MessageReader, is_timeout, write_message};
 use crate::log;
 use crate::server::{ServeOptions, Shutdown, serve};
 use crate::wire::{self, Dialect, Query, QueryError};
@@ -85,11 +85,12 @@ pub struct LsOptions {
     /// How the LS delimits queries to TSes and their replies.
     pub ts_framing: Framing,
     /// Most queries in flight per client; past it the LS stops reading that
-    /// client until replies have gone out.
+    /// client until replies have gone out. Always 1 towards bare TSes.
     pub max_inflight: usize,
     /// Most clients connected at once; one more gets [`BUSY_REPLY`].
     pub max_clients: usize,
-    /// A client that sends nothing for this long (with nothing in flight) is closed.
+    /// A client that sends nothing for this long (with nothing in flight), or
+    /// reads none of its replies for this long, is closed.
     pub idle_timeout: Duration,
 }
 
@@ -129,8 +130,13 @@ impl Ls {
     ///
     /// # Errors
     /// When there is no TS or more than [`MAX_BACKENDS`].
-    pub fn new(options: LsOptions) -> Result<Ls, String> {
+    pub fn new(mut options: LsOptions) -> Result<Ls, String> {
         let count = options.backends.len();
+        if options.ts_framing == Framing::Bare {
+            // A bare TS reads one message per recv(): queries sent back to
+            // back would arrive as one.
+            options.max_inflight = 1;
+        }
         if count == 0 || count > MAX_BACKENDS {
             return Err(format!(
                 "an LS forwards to 1 to {MAX_BACKENDS} TSes, not {count}"
@@ -251,11 +257,26 @@ enum Incoming {
 fn serve_client(client: TcpStream, shared: &Arc<Shared>) -> io::Result<()> {
     client.set_nodelay(true)?;
     let options = &shared.options;
+    // A client that reads none of its replies for the idle timeout is
+    // closed like one that sends nothing.
+    client.set_write_timeout(Some(options.idle_timeout))?;
     let (queries_tx, queries) = crossbeam_channel::bounded(QUERY_QUEUE);
     let reader = spawn_client_reader(client.try_clone()?, options.client_framing, queries_tx)?;
     let mut engine = Engine::new(Arc::clone(shared));
     let mut out = BufWriter::new(&client);
     let result = relay(&mut engine, &queries, &mut out, options, shared);
+    if let Err(e) = &result
+        && is_timeout(e)
+    {
+        shared
+            .stats
+            .idle_closed
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        log::info(format_args!(
+            "ls: closing a client that read nothing for {:?}",
+            options.idle_timeout
+        ));
+    }
     // Ends the client reader, whatever state the client left it in.
     let _ = client.shutdown(Direction::Both);
     drop(queries);

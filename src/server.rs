@@ -230,67 +230,28 @@ where
     let handler = Arc::new(handler);
     let (finished, reaper) = start_reaper(role, Arc::clone(stats))?;
     for conn in listener.incoming() {
-        if shutdown.is_triggered() && waker.made(&conn) {
-            break;
+        // After the shutdown: the waker's connection ends the loop; one
+        // queued before it is still served. Should the waker have failed to
+        // connect, this connection is served and is the last.
+        let mut last = false;
+        if shutdown.is_triggered() {
+            match waker.identify(&conn) {
+                Accepted::Waker => break,
+                Accepted::Client => {}
+                Accepted::ClientWithoutWaker => last = true,
+            }
         }
-        let stream = match conn {
-            Ok(stream) => stream,
+        match conn {
+            Ok(stream) => start_handler(stream, shutdown, options, &open, &finished, &handler),
             Err(e) => {
                 log::warn(format_args!("{role}: accept failed: {e}"));
                 // Out of file descriptors or a similar condition: back off
                 // rather than spin on an accept that keeps failing.
                 thread::sleep(Duration::from_millis(50));
-                continue;
             }
-        };
-        let peer = stream
-            .peer_addr()
-            .map_or_else(|_| "unknown peer".to_string(), |a| a.to_string());
-        if stats.open() >= options.max_connections {
-            stats.refused.fetch_add(1, Ordering::Relaxed);
-            log::info(format_args!(
-                "{role}: refusing {peer}: {} connections open",
-                options.max_connections
-            ));
-            refuse(stream, options.busy_reply);
-            continue;
         }
-        let tracked = match open.track(&stream) {
-            Ok(tracked) => tracked,
-            Err(e) => {
-                log::warn(format_args!("{role}: dropping connection from {peer}: {e}"));
-                continue;
-            }
-        };
-        if shutdown.is_triggered() {
-            // Accepted after the shutdown began: answer what it already sent.
-            let _ = stream.shutdown(Direction::Read);
-        }
-        stats.accepted.fetch_add(1, Ordering::Relaxed);
-        stats.add_open(1);
-        let handler = Arc::clone(&handler);
-        let done = finished.sender.clone();
-        let id = tracked.id;
-        // Hold the map while spawning, so the reaper finds the handle.
-        let mut handles = finished.lock();
-        let spawned = thread::Builder::new()
-            .name(format!("{role} {peer}"))
-            .stack_size(HANDLER_STACK)
-            .spawn(move || {
-                handler(stream);
-                drop(tracked);
-                let _ = done.send(id);
-            });
-        match spawned {
-            Ok(handle) => {
-                handles.insert(id, handle);
-            }
-            Err(e) => {
-                log::warn(format_args!(
-                    "{role}: cannot start a thread for {peer}: {e}"
-                ));
-                stats.add_open(-1);
-            }
+        if last {
+            break;
         }
     }
     drop(finished.sender);
@@ -321,18 +282,91 @@ impl AcceptWaker {
         self.set.notify_all();
     }
 
-    /// Whether `conn` was made by the waker (or the waker is lost, so that
-    /// nothing else will end the accept loop).
-    fn made(&self, conn: &io::Result<TcpStream>) -> bool {
+    /// Who made `conn`: the waker, or a client (queued before the waker,
+    /// or arriving while the waker could not connect).
+    fn identify(&self, conn: &io::Result<TcpStream>) -> Accepted {
         let addr = self.addr.lock().unwrap_or_else(|e| e.into_inner());
         let (addr, _) = self
             .set
             .wait_timeout_while(addr, Duration::from_secs(2), |addr| addr.is_none())
             .unwrap_or_else(|e| e.into_inner());
         match (*addr, conn) {
-            (Some(Some(waker)), Ok(stream)) => stream.peer_addr().ok() == Some(waker),
-            (Some(Some(_)), Err(_)) => false,
-            _ => true,
+            (Some(Some(waker)), Ok(stream)) if stream.peer_addr().ok() == Some(waker) => {
+                Accepted::Waker
+            }
+            (Some(Some(_)), _) => Accepted::Client,
+            _ => Accepted::ClientWithoutWaker,
+        }
+    }
+}
+
+/// What [`AcceptWaker::identify`] found.
+enum Accepted {
+    Waker,
+    Client,
+    ClientWithoutWaker,
+}
+
+/// Registers `stream` and starts its handler thread, or refuses it when the
+/// server is full.
+fn start_handler<H>(
+    stream: TcpStream,
+    shutdown: &Shutdown,
+    options: &ServeOptions,
+    open: &Connections,
+    finished: &Finished,
+    handler: &Arc<H>,
+) where
+    H: Fn(TcpStream) + Send + Sync + 'static,
+{
+    let (role, stats) = (&options.role, &options.stats);
+    let peer = stream
+        .peer_addr()
+        .map_or_else(|_| "unknown peer".to_string(), |a| a.to_string());
+    if stats.open() >= options.max_connections {
+        stats.refused.fetch_add(1, Ordering::Relaxed);
+        log::info(format_args!(
+            "{role}: refusing {peer}: {} connections open",
+            options.max_connections
+        ));
+        refuse(stream, options.busy_reply);
+        return;
+    }
+    let tracked = match open.track(&stream) {
+        Ok(tracked) => tracked,
+        Err(e) => {
+            log::warn(format_args!("{role}: dropping connection from {peer}: {e}"));
+            return;
+        }
+    };
+    if shutdown.is_triggered() {
+        // Accepted after the shutdown began: answer what it already sent.
+        let _ = stream.shutdown(Direction::Read);
+    }
+    stats.accepted.fetch_add(1, Ordering::Relaxed);
+    stats.add_open(1);
+    let handler = Arc::clone(handler);
+    let done = finished.sender.clone();
+    let id = tracked.id;
+    // Hold the map while spawning, so the reaper finds the handle.
+    let mut handles = finished.lock();
+    let spawned = thread::Builder::new()
+        .name(format!("{role} {peer}"))
+        .stack_size(HANDLER_STACK)
+        .spawn(move || {
+            handler(stream);
+            drop(tracked);
+            let _ = done.send(id);
+        });
+    match spawned {
+        Ok(handle) => {
+            handles.insert(id, handle);
+        }
+        Err(e) => {
+            log::warn(format_args!(
+                "{role}: cannot start a thread for {peer}: {e}"
+            ));
+            stats.add_open(-1);
         }
     }
 }

@@ -221,3 +221,18 @@ fn pipelined_client_writes_the_same_file_as_the_sequential_one() {
         expected
     );
 }
+
+#[test]
+fn a_pipelining_client_works_through_course_style_tses() {
+    // A bare TS reads one query per recv(): the LS sends it one at a time.
+    let ts1 = course_ts(&[("amazon.org", "94.5.6.7")]);
+    let ts2 = course_ts(&[("www.princeton.edu", "128.1.1.4")]);
+    let ls = start_ls_with(&[ts1, ts2], ms(300), |o| {
+        o.ts_framing = dnslb::framing::Framing::Bare
+    });
+    let mut client = LineClient::connect(ls.addr);
+    client.send_raw(b"amazon.org\nwww.princeton.edu\namazon.org\n");
+    assert_eq!(client.recv(), "amazon.org 94.5.6.7 A");
+    assert_eq!(client.recv(), "www.princeton.edu 128.1.1.4 A");
+    assert_eq!(client.recv(), "amazon.org 94.5.6.7 A");
+}

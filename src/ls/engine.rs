@@ -26,7 +26,7 @@ use std::time::Instant;
 use crossbeam_channel::{Receiver, Sender};
 
 use super::Shared;
-use super::link::{self, Event, LinkOptions, LinkThread, WriterSlot};
+use super::link::{self, Event, LinkHandle, LinkOptions, LinkThread};
 use crate::framing::{Frame, write_message};
 use crate::log;
 use crate::wire::{self, Query, Reply};
@@ -81,11 +81,11 @@ enum LinkState {
         generation: u64,
         writer: BufWriter<TcpStream>,
         dirty: bool,
+        handle: LinkHandle,
     },
     Connecting {
         generation: u64,
-        /// Where the link thread leaves the writing half once connected.
-        writer: WriterSlot,
+        handle: LinkHandle,
     },
     Down {
         check_at: Instant,
@@ -205,12 +205,13 @@ impl Engine {
             Event::Connected { ts, generation } => {
                 if let LinkState::Connecting {
                     generation: g,
-                    writer,
+                    handle,
                 } = &self.links[ts]
                     && *g == generation
                 {
-                    match writer.take() {
-                        Some(stream) => self.link_up(ts, generation, stream),
+                    let handle = handle.clone();
+                    match handle.take_writer() {
+                        Some(stream) => self.link_up(ts, generation, stream, handle),
                         None => self.link_down(ts, "connection already closed"),
                     }
                 }
@@ -291,7 +292,7 @@ impl Engine {
                 Ok(thread) => {
                     self.links[ts] = LinkState::Connecting {
                         generation,
-                        writer: thread.writer(),
+                        handle: thread.handle(),
                     };
                     self.threads.retain(|t| !t.is_finished());
                     self.threads.push(thread);
@@ -359,32 +360,45 @@ impl Engine {
         }
     }
 
-    fn link_up(&mut self, ts: usize, generation: u64, stream: TcpStream) {
+    fn link_up(&mut self, ts: usize, generation: u64, stream: TcpStream, handle: LinkHandle) {
         let mut writer = BufWriter::new(stream);
-        // Queries submitted while the link was connecting.
+        // Queries submitted while the link was connecting; those settled
+        // meanwhile are not sent, and no longer count as asked.
         let framing = self.shared.options.ts_framing;
+        let bit = 1 << ts;
         let mut result = Ok(());
-        for pending in &self.inflight {
-            if let (None, Some(query)) = (&pending.done, &pending.query)
-                && pending.asked & (1 << ts) != 0
-            {
-                result = result
-                    .and_then(|()| write_message(&mut writer, query.name.as_bytes(), framing));
+        for pending in &mut self.inflight {
+            if pending.asked & bit == 0 {
+                continue;
+            }
+            match (&pending.done, &pending.query) {
+                (None, Some(query)) => {
+                    result = result
+                        .and_then(|()| write_message(&mut writer, query.name.as_bytes(), framing));
+                }
+                _ => pending.asked &= !bit,
             }
         }
         self.links[ts] = LinkState::Up {
             generation,
             writer,
             dirty: true,
+            handle,
         };
         if let Err(e) = result {
             self.link_failed(ts, &format!("send failed: {e}"));
         }
     }
 
-    /// A write to TS `ts` failed: its connection is no use any more.
+    /// A write to TS `ts` failed (it stopped reading, or the connection
+    /// broke): this session's connection is no use any more. Only this
+    /// session gives it up; the link thread reports nothing more, and a
+    /// broken connection is news for the TS's health only if the other
+    /// sessions see it too.
     fn link_failed(&mut self, ts: usize, why: &str) {
-        self.shared.health[ts].failed(None, why);
+        if let LinkState::Up { handle, .. } = &self.links[ts] {
+            handle.close();
+        }
         self.link_down(ts, why);
     }
 
@@ -401,12 +415,15 @@ impl Engine {
             check_at: self.shared.health[ts].next_check(now),
         };
         // Nothing more will come from this connection: no query waits on it,
-        // answered or not, so the next connection's replies match new queries.
+        // answered or not, so the next connection's replies match only the
+        // queries sent on it. (`denied` stays: it tells NOT FOUND from down.)
         let bit = 1 << ts;
         for index in 0..self.inflight.len() {
             let pending = &mut self.inflight[index];
-            if pending.waiting_on() & bit != 0 {
-                pending.asked &= !bit;
+            let was_waiting = pending.waiting_on() & bit != 0;
+            pending.asked &= !bit;
+            pending.replied &= !bit;
+            if was_waiting {
                 self.settle_if_nobody_left(self.first_seq + index as u64);
             }
         }
@@ -427,7 +444,7 @@ impl Engine {
                     .stats
                     .dropped_replies
                     .fetch_add(1, Ordering::Relaxed);
-                log::warn(format_args!(
+                log::info(format_args!(
                     "ls: dropped an invalid reply from {backend}: {why}"
                 ));
                 return;

@@ -101,6 +101,9 @@ impl Health {
         let state = self.lock();
         if state.up {
             now
+        } else if state.probing {
+            // Another session's probe is out: look again once it may be back.
+            now + RECHECK
         } else {
             state.next_attempt.clamp(now, now + RECHECK)
         }
@@ -205,6 +208,9 @@ mod tests {
         );
         assert_eq!(health.begin_attempt(later), Some(Attempt::Probe));
         assert_eq!(health.begin_attempt(later), None, "a probe is already out");
+        // The other sessions do not spin while the probe is out.
+        let now = Instant::now();
+        assert!(health.next_check(now) >= now + RECHECK);
         health.connected(Attempt::Probe);
         assert!(health.is_up());
         assert_eq!(health.transitions(), 2);

@@ -26,7 +26,7 @@ const LINK_STACK: usize = 64 * 1024;
 /// What a link thread tells its session. `generation` tells a link's events
 /// apart from those of the link it replaced.
 pub enum Event {
-    /// The connection is up; its writing half is in the link's [`WriterSlot`].
+    /// The connection is up; its writing half is in the link's [`LinkHandle`].
     Connected { ts: usize, generation: u64 },
     /// The TS sent a message.
     Reply {
@@ -42,42 +42,57 @@ pub enum Event {
     },
 }
 
-/// Where a link thread leaves its connection's writing half for the session
-/// to take. While the slot holds it, closing the link shuts it down there, so
-/// a connection that the session never took cannot keep the thread reading.
+/// The session's view of one link: where the thread leaves its connection's
+/// writing half once connected, and the flag that says the session is done
+/// with the link. While the slot holds the writing half, closing the link
+/// shuts it down there, so a connection the session never took cannot keep
+/// the thread reading.
 #[derive(Clone, Default)]
-pub struct WriterSlot(Arc<Mutex<Option<TcpStream>>>);
+pub struct LinkHandle {
+    writer: Arc<Mutex<Option<TcpStream>>>,
+    closing: Arc<AtomicBool>,
+}
 
-impl WriterSlot {
+impl LinkHandle {
     /// The writing half, once connected; `None` after it was taken.
-    pub fn take(&self) -> Option<TcpStream> {
-        lock(&self.0).take()
+    pub fn take_writer(&self) -> Option<TcpStream> {
+        lock(&self.writer).take()
+    }
+
+    /// Marks the link closed by the session: the end of its connection is
+    /// then not news about the TS's health, and the thread sends no more
+    /// events. A writing half still in the slot is shut down; one the
+    /// session took is the session's to shut down.
+    pub fn close(&self) {
+        let slot = lock(&self.writer);
+        self.closing.store(true, Ordering::SeqCst);
+        if let Some(stream) = slot.as_ref() {
+            let _ = stream.shutdown(Direction::Both);
+        }
+    }
+
+    fn is_closing(&self) -> bool {
+        self.closing.load(Ordering::SeqCst)
     }
 }
 
 /// The session's handle on a link thread.
 pub struct LinkThread {
     thread: JoinHandle<()>,
-    closing: Arc<AtomicBool>,
-    writer: WriterSlot,
+    handle: LinkHandle,
 }
 
 impl LinkThread {
-    /// The slot where the thread leaves the writing half.
-    pub fn writer(&self) -> WriterSlot {
-        self.writer.clone()
+    /// The link's handle.
+    pub fn handle(&self) -> LinkHandle {
+        self.handle.clone()
     }
 
-    /// Starts ending the link: the session is done with it, so its end is
-    /// not news about the TS's health. A writing half the session took is
-    /// the session's to shut down. The thread ends once its reads fail and,
-    /// if the session's channel is full, once the session drops its receiver.
+    /// Starts ending the link (see [`LinkHandle::close`]). The thread ends
+    /// once its reads fail and, if the session's channel is full, once the
+    /// session drops its receiver.
     pub fn begin_close(&self) {
-        let slot = lock(&self.writer.0);
-        self.closing.store(true, Ordering::SeqCst);
-        if let Some(stream) = slot.as_ref() {
-            let _ = stream.shutdown(Direction::Both);
-        }
+        self.handle.close();
     }
 
     /// Whether the thread has ended (its handle can then be dropped).
@@ -112,8 +127,7 @@ struct Link {
     attempt: Attempt,
     options: LinkOptions,
     events: Sender<Event>,
-    closing: Arc<AtomicBool>,
-    writer: WriterSlot,
+    handle: LinkHandle,
 }
 
 /// Starts a link thread to `backend` (TS number `ts`), which connects with the
@@ -137,20 +151,15 @@ pub fn spawn(
         attempt,
         options,
         events,
-        closing: Arc::new(AtomicBool::new(false)),
-        writer: WriterSlot::default(),
+        handle: LinkHandle::default(),
     };
-    let (closing, writer) = (Arc::clone(&link.closing), link.writer.clone());
+    let handle = link.handle.clone();
     let addrs = backend.addrs.clone();
     let thread = thread::Builder::new()
         .name(format!("ls link {}", backend.label))
         .stack_size(LINK_STACK)
         .spawn(move || link.run(&addrs))?;
-    Ok(LinkThread {
-        thread,
-        closing,
-        writer,
-    })
+    Ok(LinkThread { thread, handle })
 }
 
 impl Link {
@@ -176,8 +185,8 @@ impl Link {
         };
         self.health.connected(self.attempt);
         {
-            let mut slot = lock(&self.writer.0);
-            if self.closing.load(Ordering::SeqCst) {
+            let mut slot = lock(&self.handle.writer);
+            if self.handle.is_closing() {
                 // The session ended while this link was connecting.
                 return;
             }
@@ -191,7 +200,7 @@ impl Link {
             return;
         }
         let why = read_replies(ts, generation, reader, self.options.framing, &self.events);
-        if !self.closing.load(Ordering::SeqCst) {
+        if !self.handle.is_closing() {
             self.health.failed(None, &why);
             let _ = self.events.send(Event::Down {
                 ts,
