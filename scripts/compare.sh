@@ -141,7 +141,7 @@ for clients in 1 8 64; do
     row "10% miss c=$clients" "select_ls.py" "$py_pid" "$py" --clients "$clients" --queries 50 --miss-ratio 0.1 "${hits[@]}"
 done
 # One pipelined client, 64 queries outstanding.
-row "hits c=1 pipe=64" "dnslb ls" "$ls_pid" "$ls" --queries 50000 --pipeline 64 "${hits[@]}"
+row "hits c=1 pipe=64" "dnslb ls" "$ls_pid" "$ls" --queries 200000 --pipeline 64 "${hits[@]}"
 row "hits c=1 pipe=64" "select_ls.py" "$py_pid" "$py" --queries 20000 --pipeline 64 "${hits[@]}"
 row "hits c=1 pipe=64" "ts1 direct" "$ts1_pid" "$ts1" --queries 200000 --pipeline 64 \
     --names "$work/ts1.txt" --timeout 2
