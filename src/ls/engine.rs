@@ -26,6 +26,7 @@ use std::time::Instant;
 use crossbeam_channel::{Receiver, Sender};
 
 use super::Shared;
+use super::health::PROBE_IN_USE;
 use super::link::{self, Event, LinkHandle, LinkOptions, LinkThread};
 use crate::framing::{Frame, write_message};
 use crate::log;
@@ -105,6 +106,8 @@ pub struct Engine {
     first_seq: u64,
     /// Sequence numbers in flight per lookup key, oldest first.
     by_key: HashMap<String, VecDeque<u64>>,
+    /// When the client last sent a query.
+    last_submit: Instant,
 }
 
 impl Engine {
@@ -127,6 +130,7 @@ impl Engine {
             inflight: VecDeque::new(),
             first_seq: 0,
             by_key: HashMap::new(),
+            last_submit: now,
         };
         engine.maintain_links(now);
         engine
@@ -145,6 +149,7 @@ impl Engine {
     /// Adds a query (or, for an invalid one, its error) at the end of the line.
     pub fn submit(&mut self, query: Result<Query, wire::QueryError>) {
         let now = Instant::now();
+        self.last_submit = now;
         self.shared.stats.queries.fetch_add(1, Ordering::Relaxed);
         let mut pending = Pending {
             query: None,
@@ -259,6 +264,7 @@ impl Engine {
     /// Starts connecting the links that are down, where the shared health
     /// allows it now.
     pub fn maintain_links(&mut self, now: Instant) {
+        let in_use = !self.inflight.is_empty() || now < self.last_submit + PROBE_IN_USE;
         for ts in 0..self.links.len() {
             let LinkState::Down { check_at } = self.links[ts] else {
                 continue;
@@ -267,7 +273,7 @@ impl Engine {
                 continue;
             }
             let health = &self.shared.health[ts];
-            let Some(attempt) = health.begin_attempt(now) else {
+            let Some(attempt) = health.begin_attempt(now, in_use) else {
                 self.links[ts] = LinkState::Down {
                     check_at: health.next_check(now),
                 };

@@ -5,7 +5,11 @@
 //! [`Health`] per TS. While a TS is down, only one session at a time may try
 //! to connect to it (the probe), on an exponential backoff with jitter, so a
 //! dead TS is not hammered by every session; when the probe succeeds, every
-//! session reconnects. Transitions are logged once, here, not once per session.
+//! session reconnects. While clients are sending queries, a probe is also due
+//! one second after the last, whatever the backoff: a TS that comes back is
+//! used again within about a second, and a dead one still sees at most one
+//! attempt a second from the whole LS. Transitions are logged once, here, not
+//! once per session.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Mutex, MutexGuard};
@@ -18,6 +22,9 @@ pub const BACKOFF_START: Duration = Duration::from_millis(100);
 
 /// Longest wait between connection attempts to a TS that stays down.
 pub const BACKOFF_CAP: Duration = Duration::from_secs(5);
+
+/// Longest wait between probes while sessions have queries to send.
+pub const PROBE_IN_USE: Duration = Duration::from_secs(1);
 
 /// How often a session with a link down looks at the shared record again,
 /// at most: bounds how long a session takes to notice that another one
@@ -37,6 +44,8 @@ struct State {
     /// Failed probes since the TS went down.
     failures: u32,
     next_attempt: Instant,
+    /// When the last probe was handed out.
+    last_probe: Instant,
     probing: bool,
     jitter: u64,
 }
@@ -62,6 +71,7 @@ impl Health {
                 since: now,
                 failures: 0,
                 next_attempt: now,
+                last_probe: now,
                 probing: false,
                 jitter: seed(label),
             }),
@@ -83,13 +93,16 @@ impl Health {
         self.transitions.load(Ordering::Relaxed)
     }
 
-    /// Whether the caller may connect now, and how.
-    pub fn begin_attempt(&self, now: Instant) -> Option<Attempt> {
+    /// Whether the caller may connect now, and how. `in_use`: the caller
+    /// has queries to send, so waiting out a long backoff would cost answers.
+    pub fn begin_attempt(&self, now: Instant, in_use: bool) -> Option<Attempt> {
         let mut state = self.lock();
+        let due = now >= state.next_attempt || (in_use && now >= state.last_probe + PROBE_IN_USE);
         if state.up {
             Some(Attempt::Free)
-        } else if !state.probing && now >= state.next_attempt {
+        } else if !state.probing && due {
             state.probing = true;
+            state.last_probe = now;
             Some(Attempt::Probe)
         } else {
             None
@@ -131,8 +144,11 @@ impl Health {
     /// A connection attempt failed, or an established connection was lost.
     /// `attempt` is `None` for a lost connection.
     pub fn failed(&self, attempt: Option<Attempt>, why: &str) {
+        self.failed_at(Instant::now(), attempt, why);
+    }
+
+    fn failed_at(&self, now: Instant, attempt: Option<Attempt>, why: &str) {
         let mut state = self.lock();
-        let now = Instant::now();
         if attempt == Some(Attempt::Probe) {
             state.probing = false;
         }
@@ -197,17 +213,24 @@ mod tests {
     #[test]
     fn only_one_probe_at_a_time_while_down() {
         let health = Health::new("ts1");
-        assert_eq!(health.begin_attempt(Instant::now()), Some(Attempt::Free));
+        assert_eq!(
+            health.begin_attempt(Instant::now(), false),
+            Some(Attempt::Free)
+        );
         health.failed(Some(Attempt::Free), "refused");
         assert!(!health.is_up());
         let later = Instant::now() + BACKOFF_CAP;
         assert_eq!(
-            health.begin_attempt(Instant::now()),
+            health.begin_attempt(Instant::now(), false),
             None,
             "backoff not over"
         );
-        assert_eq!(health.begin_attempt(later), Some(Attempt::Probe));
-        assert_eq!(health.begin_attempt(later), None, "a probe is already out");
+        assert_eq!(health.begin_attempt(later, false), Some(Attempt::Probe));
+        assert_eq!(
+            health.begin_attempt(later, true),
+            None,
+            "a probe is already out"
+        );
         // The other sessions do not spin while the probe is out.
         let now = Instant::now();
         assert!(health.next_check(now) >= now + RECHECK);
@@ -225,5 +248,35 @@ mod tests {
         assert_eq!(health.transitions(), 1);
         // The first probe comes after the first backoff step, not the fiftieth.
         assert!(health.next_check(Instant::now()) <= Instant::now() + BACKOFF_START);
+    }
+}
+
+#[cfg(test)]
+mod in_use {
+    use super::*;
+
+    #[test]
+    fn sessions_in_use_probe_every_second_whatever_the_backoff() {
+        let health = Health::new("ts1");
+        let start = Instant::now();
+        health.failed_at(start, None, "connection closed");
+        // Ten failed probes: the backoff is at its 5 s cap.
+        for n in 1..=10u32 {
+            let at = start + BACKOFF_CAP * n;
+            assert_eq!(health.begin_attempt(at, false), Some(Attempt::Probe));
+            health.failed_at(at, Some(Attempt::Probe), "refused");
+        }
+        let last = start + BACKOFF_CAP * 10;
+        let soon = last + PROBE_IN_USE + Duration::from_millis(10);
+        assert_eq!(
+            health.begin_attempt(soon, false),
+            None,
+            "idle: the backoff holds"
+        );
+        assert_eq!(
+            health.begin_attempt(soon, true),
+            Some(Attempt::Probe),
+            "in use: one a second"
+        );
     }
 }
