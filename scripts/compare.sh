@@ -24,21 +24,16 @@ set -euo pipefail
 bin=$(dnslb_bin)
 limit=${BENCH_LIMIT:-30}
 work=$(mktemp -d)
-pids=()
 bench=
 cleanup() {
     if [[ -n $bench ]]; then
         kill "$bench" 2>/dev/null || true
     fi
-    if ((${#pids[@]})); then
-        kill "${pids[@]}" 2>/dev/null || true
-    fi
-    wait 2>/dev/null || true
     rm -rf "$work"
 }
 load_before=$(cut -d' ' -f1-3 /proc/loadavg)
-trap cleanup EXIT
-trap 'exit 130' INT TERM
+stop_servers_on_exit cleanup
+server_log=$work/servers.log
 
 # Two tables of 1000 names, disjoint, addresses 10.<ts>.x.y.
 for ts in 1 2; do
@@ -48,21 +43,13 @@ for ts in 1 2; do
 done
 cat "$work/ts1.txt" "$work/ts2.txt" >"$work/both.txt"
 
-# start <var> <command...>: starts a server in the background; stores its
-# port in <var> and its pid in <var>_pid. Returns 1 if it prints no
-# `listening on` line within 10 s.
+# start <var> <command...>: start_server, with the servers' log on failure.
 start() {
-    local var=$1 fd line
-    shift
-    exec {fd}< <(exec "$@" 2>>"$work/servers.log")
-    pids+=($!)
-    printf -v "${var}_pid" '%s' "$!"
-    if ! read -r -t 10 line <&"$fd" || [[ $line != "listening on "* ]]; then
-        echo "compare: $* did not start (see below)" >&2
-        tail -n 3 "$work/servers.log" >&2 || true
+    if ! start_server "$@"; then
+        echo "compare: ${*:2} did not start (see below)" >&2
+        tail -n 3 "$server_log" >&2 || true
         return 1
     fi
-    printf -v "$var" '%s' "${line##*:}"
 }
 
 start ts1 "$bin" ts 0 --bind 127.0.0.1 --table "$work/ts1.txt"

@@ -10,27 +10,19 @@ set -euo pipefail
 bin=$(dnslb_bin)
 out=$root/target/demo
 mkdir -p "$out"
-pids=()
-trap 'kill "${pids[@]}" 2>/dev/null || true; wait 2>/dev/null || true' EXIT
+stop_servers_on_exit
+# The servers' logs (the LS's -v lines) show on the terminal.
+server_log=-
 
-# start <var> <args...>: starts `dnslb <args>` in the background and stores
-# the port from its first line (`listening on <addr>:<port>`) in <var>.
-start() {
-    local var=$1 fd line
-    shift
-    exec {fd}< <(exec "$bin" "$@")
-    pids+=($!)
-    if ! read -r -t 10 line <&"$fd"; then
-        echo "demo: dnslb $* did not start" >&2
-        exit 1
-    fi
-    printf -v "$var" '%s' "${line##*:}"
-    echo "dnslb $1: $line" >&2
+started() {
+    echo "dnslb $1: listening on $2" >&2
 }
-
-start ts1 ts 0 --bind 127.0.0.1 --table "$root/data/PROJ2-DNSTS1.txt"
-start ts2 ts 0 --bind 127.0.0.1 --table "$root/data/PROJ2-DNSTS2.txt"
-start ls ls 0 127.0.0.1 "$ts1" 127.0.0.1 "$ts2" --bind 127.0.0.1 --timeout "${DEMO_TIMEOUT:-5}" -v
+start_server ts1 "$bin" ts 0 --bind 127.0.0.1 --table "$root/data/PROJ2-DNSTS1.txt"
+started ts "$ts1_addr"
+start_server ts2 "$bin" ts 0 --bind 127.0.0.1 --table "$root/data/PROJ2-DNSTS2.txt"
+started ts "$ts2_addr"
+start_server ls "$bin" ls 0 127.0.0.1 "$ts1" 127.0.0.1 "$ts2" --bind 127.0.0.1 --timeout "${DEMO_TIMEOUT:-5}" -v
+started ls "$ls_addr"
 
 echo "client: resolving data/PROJ2-HNS.txt (misses take ${DEMO_TIMEOUT:-5} s)" >&2
 "$bin" client 127.0.0.1 "$ls" --input "$root/data/PROJ2-HNS.txt" --output "$out/RESOLVED.txt" >/dev/null

@@ -1,9 +1,58 @@
-# Sourced by the other scripts: finds the repository and the dnslb binary.
-# Builds the release binary once (cargo does nothing when it is up to date).
+# Sourced by the other scripts: finds the repository and the dnslb binary,
+# and starts and stops servers.
 
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 
+# dnslb_bin: builds the release binary (cargo does nothing when it is up to
+# date) and prints its path.
 dnslb_bin() {
     cargo build --release --quiet --manifest-path "$root/Cargo.toml" >&2
     echo "${CARGO_TARGET_DIR:-$root/target}/release/dnslb"
+}
+
+# The servers start_server started; stop_servers stops them (the scripts
+# call it from their EXIT trap).
+server_pids=()
+
+# start_server <var> <command...>: starts a server in the background, its
+# stderr appended to $server_log (default: discarded; `-`: the script's own
+# stderr), and reads its first
+# line, `listening on <addr>:<port>`, waiting 10 s at most. Sets <var> to
+# the port, <var>_addr to `<addr>:<port>`, <var>_pid to its pid and
+# <var>_out to the descriptor of its stdout. Returns 1 when the server ends
+# or says something else first (a port already taken, say).
+start_server() {
+    local var=$1 fd line
+    shift
+    if [[ ${server_log:-} == - ]]; then
+        exec {fd}< <(exec "$@")
+    else
+        exec {fd}< <(exec "$@" 2>>"${server_log:-/dev/null}")
+    fi
+    server_pids+=("$!")
+    printf -v "${var}_pid" '%s' "$!"
+    printf -v "${var}_out" '%s' "$fd"
+    if ! read -r -t 10 line <&"$fd" || [[ $line != "listening on "* ]]; then
+        return 1
+    fi
+    printf -v "${var}_addr" '%s' "${line#listening on }"
+    printf -v "$var" '%s' "${line##*:}"
+}
+
+# stop_servers_on_exit [command]: runs `command` (if given), then
+# stop_servers, when the script ends, however it ends (an error, Ctrl-C, a
+# closed output pipe).
+stop_servers_on_exit() {
+    # shellcheck disable=SC2064 # the command is meant to be expanded now
+    trap "${1:-}${1:+; }stop_servers" EXIT
+    trap 'exit 130' INT TERM HUP
+    trap 'exit 141' PIPE
+}
+
+# stop_servers: stops every server start_server started and waits for them.
+stop_servers() {
+    if ((${#server_pids[@]})); then
+        kill "${server_pids[@]}" 2>/dev/null || true
+    fi
+    wait 2>/dev/null || true
 }

@@ -13,18 +13,11 @@ set -euo pipefail
 bin=$(dnslb_bin)
 clients=${1:-2000}
 work=$(mktemp -d)
-pids=()
-trap 'kill "${pids[@]}" 2>/dev/null || true; wait 2>/dev/null || true; rm -rf "$work"' EXIT
+stop_servers_on_exit 'rm -rf "$work"'
 ulimit -n "$(ulimit -Hn)"
 
 start() {
-    local var=$1 fd line
-    shift
-    exec {fd}< <(exec "$@" 2>>"$work/servers.log")
-    pids+=($!)
-    printf -v "${var}_pid" '%s' "$!"
-    read -r -t 10 line <&"$fd" || { echo "scale: $* did not start" >&2; exit 1; }
-    printf -v "$var" '%s' "${line##*:}"
+    start_server "$@" || { echo "scale: ${*:2} did not start" >&2; exit 1; }
 }
 
 for ts in 1 2; do

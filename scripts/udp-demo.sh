@@ -9,34 +9,17 @@
 #        SEED=7 scripts/udp-demo.sh     (the same pattern for the same seed)
 set -euo pipefail
 
-cd "$(dirname "$0")/.."
-cargo build --release --quiet
-dnslb=target/release/dnslb
-
-pids=()
+. "$(dirname "$0")/lib.sh"
+dnslb=$(dnslb_bin)
 logs=$(mktemp -d)
-cleanup() {
-    for pid in "${pids[@]}"; do
-        kill "$pid" 2>/dev/null || true
-    done
-    wait 2>/dev/null || true
-    rm -rf "$logs"
-}
-trap cleanup EXIT
+stop_servers_on_exit 'rm -rf "$logs"'
 
-# start NAME ARGS...: runs `dnslb ARGS...` (stderr to $logs/NAME.log),
-# records its pid and sets $addr from its `listening on <addr>` line, $pid
-# and $out (its stdout); returns 1 if it exits without that line.
+# start NAME ARGS...: start_server for `dnslb ARGS...`, its stderr in
+# $logs/NAME.log; sets NAME, NAME_addr, NAME_pid and NAME_out.
 start() {
-    local name=$1 line
+    local name=$1
     shift
-    exec {out}< <(exec "$dnslb" "$@" 2>"$logs/$name.log")
-    pid=$!
-    pids+=("$pid")
-    if ! read -r line <&"$out"; then
-        return 1
-    fi
-    addr=${line#listening on }
+    server_log=$logs/$name.log start_server "$name" "$dnslb" "$@"
 }
 
 seed_args() {
@@ -53,17 +36,17 @@ for i in 1 2 3; do
         echo "port $port is taken: server$i uses a free port"
         start "server$i" udp-echo 0 --bind 127.0.0.1 $(seed_args "$i")
     fi
-    echo "server$i (drops 4/11): $addr"
-    backends+=(127.0.0.1 "${addr##*:}")
+    addr=server${i}_addr
+    echo "server$i (drops 4/11): ${!addr}"
+    backends+=(127.0.0.1 "${!addr##*:}")
 done
 
 start lb udp-lb 0 --bind 127.0.0.1 -v "${backends[@]}"
-lb_port=${addr##*:} lb_pid=$pid lb_out=$out
-echo "load balancer: $addr"
+echo "load balancer: $lb_addr"
 echo
 
 status=0
-"$dnslb" ping 127.0.0.1 "$lb_port" --count 10 --timeout 1 || status=$?
+"$dnslb" ping 127.0.0.1 "$lb" --count 10 --timeout 1 || status=$?
 
 # Stop the load balancer so its log is complete: its stdout closes when it exits.
 kill "$lb_pid"

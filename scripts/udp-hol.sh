@@ -8,36 +8,20 @@
 # Usage: scripts/udp-hol.sh
 set -euo pipefail
 
-cd "$(dirname "$0")/.."
-cargo build --release --quiet
-dnslb=target/release/dnslb
-
-pids=()
-cleanup() {
-    for pid in "${pids[@]}"; do
-        kill "$pid" 2>/dev/null || true
-    done
-}
-trap cleanup EXIT
-
-# start COMMAND...: runs it and sets $port from its `listening on` line.
-start() {
-    local fd line
-    exec {fd}< <(exec "$@" 2>/dev/null)
-    pids+=("$!")
-    read -r line <&"$fd"
-    port=${line##*:}
-}
+. "$(dirname "$0")/lib.sh"
+dnslb=$(dnslb_bin)
+cd "$root"
+stop_servers_on_exit
 
 # run NAME LB-COMMAND...: fresh seeded echo servers, the load balancer, three clients.
 run() {
     local name=$1 backends=() clients=() i started elapsed out
     shift
     for i in 1 2 3; do
-        start "$dnslb" udp-echo 0 --bind 127.0.0.1 --seed "$i"
+        start_server port "$dnslb" udp-echo 0 --bind 127.0.0.1 --seed "$i"
         backends+=(127.0.0.1 "$port")
     done
-    start "$@" "${backends[@]}"
+    start_server port "$@" "${backends[@]}"
     out=$(mktemp -d)
     started=${EPOCHREALTIME/./}
     for i in 1 2 3; do

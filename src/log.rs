@@ -4,6 +4,7 @@
 //! answers), so everything here goes to stderr, one whole line per call.
 
 use std::fmt;
+use std::io::Write;
 use std::sync::atomic::{AtomicBool, Ordering};
 
 static VERBOSE: AtomicBool = AtomicBool::new(false);
@@ -33,7 +34,8 @@ pub fn info(args: fmt::Arguments<'_>) {
 
 fn line(args: fmt::Arguments<'_>) {
     // Formatted first, then written whole, so lines from different threads
-    // do not interleave.
+    // do not interleave. A closed stderr must not stop a server (eprint!
+    // would panic), so write errors are ignored.
     let text = format!("dnslb: {args}\n");
-    eprint!("{text}");
+    let _ = std::io::stderr().write_all(text.as_bytes());
 }

@@ -330,7 +330,7 @@ fn main() -> ExitCode {
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(Usage(message)) => {
-            eprintln!("dnslb: {message}");
+            log::warn(format_args!("{message}"));
             ExitCode::from(2)
         }
     }
@@ -342,7 +342,7 @@ fn parse_command_line() -> Result<Cli, ExitCode> {
         match arg.into_string() {
             Ok(arg) => args.push(arg),
             Err(arg) => {
-                eprintln!("dnslb: argument {arg:?} is not valid UTF-8");
+                log::warn(format_args!("argument {arg:?} is not valid UTF-8"));
                 return Err(ExitCode::from(2));
             }
         }
@@ -402,7 +402,7 @@ fn run_client(args: ClientArgs) -> ExitCode {
     let addrs = match net::resolve(&args.ls_host, args.ls_port) {
         Ok(addrs) => addrs,
         Err(message) => {
-            eprintln!("dnslb: {message}");
+            log::warn(format_args!("{message}"));
             return ExitCode::from(1);
         }
     };
@@ -416,7 +416,7 @@ fn run_client(args: ClientArgs) -> ExitCode {
         Ok(_) => ExitCode::SUCCESS,
         Err(e) => {
             let _ = stdout.flush();
-            eprintln!("dnslb: {e}");
+            log::warn(format_args!("{e}"));
             ExitCode::from(e.exit_code() as u8)
         }
     }
@@ -424,7 +424,7 @@ fn run_client(args: ClientArgs) -> ExitCode {
 
 fn run_bench(args: BenchArgs) -> ExitCode {
     let usage = |message: String| {
-        eprintln!("dnslb: {message}");
+        log::warn(format_args!("{message}"));
         ExitCode::from(2)
     };
     if args.clients == 0 || args.queries == 0 || args.pipeline == 0 {
@@ -445,7 +445,7 @@ fn run_bench(args: BenchArgs) -> ExitCode {
     let addrs = match net::resolve(&args.host, args.port) {
         Ok(addrs) => addrs,
         Err(message) => {
-            eprintln!("dnslb: {message}");
+            log::warn(format_args!("{message}"));
             return ExitCode::from(1);
         }
     };
@@ -469,11 +469,11 @@ fn run_bench(args: BenchArgs) -> ExitCode {
     if report.is_clean() {
         ExitCode::SUCCESS
     } else {
-        eprintln!(
-            "dnslb: bench: {} wrong answer(s), {} connection failure(s)",
+        log::warn(format_args!(
+            "bench: {} wrong answer(s), {} connection failure(s)",
             report.wrong,
             report.failures.len()
-        );
+        ));
         ExitCode::from(1)
     }
 }
@@ -511,13 +511,13 @@ fn run_udp_lb(args: UdpLbArgs) -> Result<(), Usage> {
 
 fn run_ping(args: PingArgs) -> ExitCode {
     if args.count == Some(0) || args.window == 0 {
-        eprintln!("dnslb: --count and --window must be at least 1");
+        log::warn(format_args!("--count and --window must be at least 1"));
         return ExitCode::from(2);
     }
     let target = match net::resolve(&args.host, args.port) {
         Ok(addrs) => addrs[0],
         Err(message) => {
-            eprintln!("dnslb: {message}");
+            log::warn(format_args!("{message}"));
             return ExitCode::from(1);
         }
     };
@@ -546,7 +546,7 @@ fn run_ping(args: PingArgs) -> ExitCode {
         Ok(true) => ExitCode::SUCCESS,
         Ok(false) => ExitCode::from(1),
         Err(e) => {
-            eprintln!("dnslb: ping {name}: {e}");
+            log::warn(format_args!("ping {name}: {e}"));
             ExitCode::from(1)
         }
     }
@@ -555,55 +555,55 @@ fn run_ping(args: PingArgs) -> ExitCode {
 /// `<host> <port>` pairs into UDP backends labelled server1, server2, ...
 /// (the first address of each host).
 fn parse_udp_backends(words: &[String]) -> Result<Vec<udp_lb::Backend>, Usage> {
-    if words.is_empty() || !words.len().is_multiple_of(2) {
-        return Err(Usage(format!(
-            "expected <backend-host> <backend-port> pairs after the port, got {} word(s); see `dnslb udp-lb --help`",
-            words.len()
-        )));
-    }
-    words
-        .chunks(2)
+    let pairs = host_port_pairs(words, "backend", "udp-lb")?;
+    let backends = pairs
+        .into_iter()
         .enumerate()
-        .map(|(i, pair)| {
-            let (host, port) = (&pair[0], &pair[1]);
-            let port: u16 = port.parse().map_err(|_| {
-                Usage(format!(
-                    "backend port {port:?} (for host {host:?}) is not a port number"
-                ))
-            })?;
-            let addrs = net::resolve(host, port).map_err(Usage)?;
-            Ok(udp_lb::Backend {
-                label: format!("server{}", i + 1),
-                addr: addrs[0],
-            })
-        })
-        .collect()
+        .map(|(i, (_, addrs))| udp_lb::Backend {
+            label: format!("server{}", i + 1),
+            addr: addrs[0],
+        });
+    Ok(backends.collect())
 }
 
 /// `<host> <port>` pairs into backends labelled ts1, ts2, ...
 fn parse_backends(words: &[String]) -> Result<Vec<Backend>, Usage> {
+    let pairs = host_port_pairs(words, "TS", "ls")?;
+    let backends = pairs
+        .into_iter()
+        .enumerate()
+        .map(|(i, (host, addrs))| Backend {
+            label: format!("ts{}", i + 1),
+            host,
+            addrs,
+        });
+    Ok(backends.collect())
+}
+
+/// `<host> <port>` pairs, each host resolved; `what` names them in errors
+/// and `role` is the subcommand whose help to point at.
+fn host_port_pairs(
+    words: &[String],
+    what: &str,
+    role: &str,
+) -> Result<Vec<(String, Vec<SocketAddr>)>, Usage> {
     if words.is_empty() || !words.len().is_multiple_of(2) {
         return Err(Usage(format!(
-            "expected <ts-host> <ts-port> pairs after the LS port, got {} word(s); see `dnslb ls --help`",
+            "expected <host> <port> pairs for each {what} after the port, got {} word(s); see `dnslb {role} --help`",
             words.len()
         )));
     }
     words
         .chunks(2)
-        .enumerate()
-        .map(|(i, pair)| {
+        .map(|pair| {
             let (host, port) = (&pair[0], &pair[1]);
             let port: u16 = port.parse().map_err(|_| {
                 Usage(format!(
-                    "TS port {port:?} (for host {host:?}) is not a port number"
+                    "{what} port {port:?} (for host {host:?}) is not a port number"
                 ))
             })?;
             let addrs = net::resolve(host, port).map_err(Usage)?;
-            Ok(Backend {
-                label: format!("ts{}", i + 1),
-                host: host.clone(),
-                addrs,
-            })
+            Ok((host.clone(), addrs))
         })
         .collect()
 }

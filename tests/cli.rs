@@ -11,23 +11,7 @@ use support::*;
 
 /// Starts TS1, TS2 (the course tables) and an LS with a 0.2 s timeout.
 fn course_system(extra_ls_args: &[&str]) -> (Running, Running, Running) {
-    let table = |name| data(name).to_str().unwrap().to_string();
-    let ts1 = spawn_server_bin(&[
-        "ts",
-        "0",
-        "--bind",
-        "127.0.0.1",
-        "--table",
-        &table("PROJ2-DNSTS1.txt"),
-    ]);
-    let ts2 = spawn_server_bin(&[
-        "ts",
-        "0",
-        "--bind",
-        "127.0.0.1",
-        "--table",
-        &table("PROJ2-DNSTS2.txt"),
-    ]);
+    let (ts1, ts2) = course_tses();
     let (p1, p2) = (ts1.addr.port().to_string(), ts2.addr.port().to_string());
     let mut args = vec![
         "ls",
@@ -65,23 +49,7 @@ fn smoke() {
 
 /// Like [`course_system`], with the LS's stderr lines on a channel.
 fn course_system_logged(extra_ls_args: &[&str]) -> (Running, Running, Running, Receiver<String>) {
-    let table = |name| data(name).to_str().unwrap().to_string();
-    let ts1 = spawn_server_bin(&[
-        "ts",
-        "0",
-        "--bind",
-        "127.0.0.1",
-        "--table",
-        &table("PROJ2-DNSTS1.txt"),
-    ]);
-    let ts2 = spawn_server_bin(&[
-        "ts",
-        "0",
-        "--bind",
-        "127.0.0.1",
-        "--table",
-        &table("PROJ2-DNSTS2.txt"),
-    ]);
+    let (ts1, ts2) = course_tses();
     let (p1, p2) = (ts1.addr.port().to_string(), ts2.addr.port().to_string());
     let mut args = vec![
         "ls",
@@ -318,4 +286,28 @@ fn listening_line_comes_first_and_port_0_picks_a_free_port() {
     assert_ne!(ts.addr.port(), 0);
     // The port is really taken by the TS.
     assert!(TcpListener::bind(ts.addr).is_err());
+}
+
+#[test]
+fn a_closed_stderr_does_not_stop_a_server_from_stopping() {
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_dnslb"))
+        .args(["ts", "0", "--bind", "127.0.0.1", "--table"])
+        .arg(data("PROJ2-DNSTS1.txt"))
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    std::io::BufRead::read_line(
+        &mut std::io::BufReader::new(child.stdout.take().unwrap()),
+        &mut line,
+    )
+    .unwrap();
+    assert!(line.starts_with("listening on "), "{line}");
+    // Whoever read the server's log has gone: its next log line fails to write.
+    drop(child.stderr.take());
+    let pid = i32::try_from(child.id()).unwrap();
+    // SAFETY: kill(2) on a child we started and have not reaped.
+    assert_eq!(unsafe { libc::kill(pid, libc::SIGTERM) }, 0);
+    assert_eq!(wait_bounded(&mut child, BOUND).code(), Some(0));
 }

@@ -19,23 +19,7 @@ fn fds() -> usize {
 
 #[test]
 fn abrupt_disconnects_leak_no_threads_or_descriptors() {
-    let table = |name| data(name).to_str().unwrap().to_string();
-    let ts1 = spawn_server_bin(&[
-        "ts",
-        "0",
-        "--bind",
-        "127.0.0.1",
-        "--table",
-        &table("PROJ2-DNSTS1.txt"),
-    ]);
-    let ts2 = spawn_server_bin(&[
-        "ts",
-        "0",
-        "--bind",
-        "127.0.0.1",
-        "--table",
-        &table("PROJ2-DNSTS2.txt"),
-    ]);
+    let (ts1, ts2) = course_tses();
     let ls = start_ls_observed(&[ts1.addr, ts2.addr], ms(200), |_| {});
     // One full session first, so that lazily created resources exist.
     assert_eq!(

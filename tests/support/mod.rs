@@ -308,36 +308,9 @@ pub fn spawn_server_bin_stderr(args: &[&str]) -> (Running, Receiver<String>) {
 }
 
 fn start_bin(args: &[&str], stderr: Stdio) -> Running {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_dnslb"))
-        .args(args)
-        .stdout(Stdio::piped())
-        .stderr(stderr)
-        .spawn()
-        .unwrap();
-    let stdout = child.stdout.take().unwrap();
-    let (tx, rx) = crossbeam_channel::bounded(1);
-    thread::spawn(move || {
-        let mut lines = BufReader::new(stdout).lines();
-        let _ = tx.send(lines.next());
-        // Keep draining so the server never blocks on a full pipe.
-        for _ in lines {}
-    });
-    let line = match rx.recv_timeout(BOUND) {
-        Ok(Some(Ok(line))) => line,
-        other => {
-            let _ = child.kill();
-            panic!("dnslb {args:?} did not print its listening line: {other:?}");
-        }
-    };
-    let addr: SocketAddr = line
-        .strip_prefix("listening on ")
-        .unwrap_or_else(|| panic!("unexpected first line {line:?}"))
-        .parse()
-        .unwrap();
-    Running {
-        child,
-        addr: dnslb::server::reachable_addr(addr),
-    }
+    let mut command = Command::new(env!("CARGO_BIN_EXE_dnslb"));
+    command.args(args).stderr(stderr);
+    spawn_server_command(command)
 }
 
 /// The next line on `lines` that contains `needle` (bounded wait).
@@ -350,6 +323,23 @@ pub fn line_containing(lines: &Receiver<String>, needle: &str) -> String {
             return line;
         }
     }
+}
+
+/// The two course TSes (data/PROJ2-DNSTS1.txt and PROJ2-DNSTS2.txt) as
+/// processes on loopback.
+pub fn course_tses() -> (Running, Running) {
+    let start = |table: &str| {
+        let table = data(table);
+        spawn_server_bin(&[
+            "ts",
+            "0",
+            "--bind",
+            "127.0.0.1",
+            "--table",
+            table.to_str().unwrap(),
+        ])
+    };
+    (start("PROJ2-DNSTS1.txt"), start("PROJ2-DNSTS2.txt"))
 }
 
 /// Waits for `child` to exit, killing it and failing after `bound`.
@@ -508,11 +498,11 @@ pub fn start_ls_observed(
 }
 
 /// Starts `command` (any server that prints `listening on <addr>` as its
-/// first stdout line, e.g. scripts/select_ls.py) and reads that line (bounded).
+/// first stdout line, e.g. scripts/select_ls.py) and reads that line
+/// (bounded). Its stderr is inherited unless `command` says otherwise.
 pub fn spawn_server_command(mut command: Command) -> Running {
     let mut child = command
         .stdout(Stdio::piped())
-        .stderr(Stdio::inherit())
         .spawn()
         .unwrap_or_else(|e| panic!("cannot start {command:?}: {e}"));
     let stdout = child.stdout.take().unwrap();
@@ -520,6 +510,7 @@ pub fn spawn_server_command(mut command: Command) -> Running {
     thread::spawn(move || {
         let mut lines = BufReader::new(stdout).lines();
         let _ = tx.send(lines.next());
+        // Keep draining so the server never blocks on a full pipe.
         for _ in lines {}
     });
     let line = match rx.recv_timeout(BOUND) {
