@@ -258,8 +258,14 @@ fn course_style_client_gets_bare_replies() {
 
 #[test]
 fn course_style_ts_servers_work_behind_the_ls() {
-    let ts1 = course_ts(&[("amazon.org", "94.5.6.7")]);
-    let ts2 = course_ts(&[("www.princeton.edu", "128.1.1.4")]);
+    // TS1 answers every name asked but one; TS2 holds none of them, so its
+    // silence never costs an answer even when it reads two queries in one
+    // recv() (docs/PROTOCOL.md, framing).
+    let ts1 = course_ts(&[
+        ("amazon.org", "94.5.6.7"),
+        ("www.princeton.edu", "128.1.1.4"),
+    ]);
+    let ts2 = course_ts(&[("other.org", "1.1.1.1")]);
     let ls = start_ls_with(&[ts1, ts2], ms(200), |o| o.ts_framing = Framing::Bare);
     let mut client = LineClient::connect(ls.addr);
     assert_eq!(

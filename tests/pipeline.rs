@@ -225,8 +225,12 @@ fn pipelined_client_writes_the_same_file_as_the_sequential_one() {
 #[test]
 fn a_pipelining_client_works_through_course_style_tses() {
     // A bare TS reads one query per recv(): the LS sends it one at a time.
-    let ts1 = course_ts(&[("amazon.org", "94.5.6.7")]);
-    let ts2 = course_ts(&[("www.princeton.edu", "128.1.1.4")]);
+    // (TS2 holds none of the names, as in course_style_ts_servers_work_behind_the_ls.)
+    let ts1 = course_ts(&[
+        ("amazon.org", "94.5.6.7"),
+        ("www.princeton.edu", "128.1.1.4"),
+    ]);
+    let ts2 = course_ts(&[("other.org", "1.1.1.1")]);
     let ls = start_ls_with(&[ts1, ts2], ms(300), |o| {
         o.ts_framing = dnslb::framing::Framing::Bare
     });
