@@ -23,6 +23,7 @@ use std::fmt;
 use std::io::{self, BufWriter, Write};
 use std::net::{Shutdown as Direction, SocketAddr, TcpListener, TcpStream};
 use std::sync::Arc;
+use std::sync::atomic::Ordering;
 use std::thread;
 use std::time::{Duration, Instant};
 
@@ -264,16 +265,14 @@ fn serve_client(client: TcpStream, shared: &Arc<Shared>) -> io::Result<()> {
     let reader = spawn_client_reader(client.try_clone()?, options.client_framing, queries_tx)?;
     let mut engine = Engine::new(Arc::clone(shared));
     let mut out = BufWriter::new(&client);
-    let result = relay(&mut engine, &queries, &mut out, options, shared);
+    let result = relay(&mut engine, &queries, &mut out, options);
     if let Err(e) = &result
         && is_timeout(e)
     {
-        shared
-            .stats
-            .idle_closed
-            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        // Sent nothing, or read none of its replies, for the idle timeout.
+        shared.stats.idle_closed.fetch_add(1, Ordering::Relaxed);
         log::info(format_args!(
-            "ls: closing a client that read nothing for {:?}",
+            "ls: closing a client idle for {:?}",
             options.idle_timeout
         ));
     }
@@ -285,13 +284,13 @@ fn serve_client(client: TcpStream, shared: &Arc<Shared>) -> io::Result<()> {
     result
 }
 
-/// The worker's loop; returns when the client is done or gone.
+/// The worker's loop; returns when the client is done, and an error when it
+/// is gone or idle (`TimedOut`, also for a write that timed out).
 fn relay(
     engine: &mut Engine,
     queries: &Receiver<Incoming>,
     out: &mut BufWriter<&TcpStream>,
     options: &LsOptions,
-    shared: &Shared,
 ) -> io::Result<()> {
     let events = engine.events().clone();
     let mut framing = Framing::Line;
@@ -333,15 +332,7 @@ fn relay(
                     Ok(op) => op,
                     Err(_) => {
                         if idle_deadline.is_some_and(|d| Instant::now() >= d) {
-                            shared
-                                .stats
-                                .idle_closed
-                                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-                            log::info(format_args!(
-                                "ls: closing a client idle for {:?}",
-                                options.idle_timeout
-                            ));
-                            return Ok(());
+                            return Err(io::ErrorKind::TimedOut.into());
                         }
                         continue;
                     }
