@@ -8,7 +8,7 @@
 set -euo pipefail
 . "$(dirname "$0")/lib.sh"
 bin=$(dnslb_bin)
-out=$root/target/demo
+out=${CARGO_TARGET_DIR:-$root/target}/demo
 mkdir -p "$out"
 stop_servers_on_exit
 # The servers' logs (the LS's -v lines) show on the terminal.

@@ -3,7 +3,7 @@
 # datagrams (ports 2526-2528, or free ports when those are taken), the
 # round-robin load balancer in front of them on a free port, and ten pings
 # through it. Prints which server each ping went to, stops everything it
-# started and exits 0.
+# started and exits 0 (1 if no ping was answered).
 #
 # Usage: scripts/udp-demo.sh            (a different loss pattern each run)
 #        SEED=7 scripts/udp-demo.sh     (the same pattern for the same seed)

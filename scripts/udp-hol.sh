@@ -37,6 +37,8 @@ run() {
         echo "  client $i: $(grep 'packets transmitted' "$out/$i")"
     done
     rm -r "$out"
+    stop_servers
+    server_pids=()
 }
 
 run "serial lab design" python3 tests/udp_lab/SerialLB.py 0

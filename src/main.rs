@@ -515,7 +515,7 @@ fn run_ping(args: PingArgs) -> ExitCode {
         return ExitCode::from(2);
     }
     let target = match net::resolve(&args.host, args.port) {
-        Ok(addrs) => addrs[0],
+        Ok(addrs) => net::datagram_target(&addrs),
         Err(message) => {
             log::warn(format_args!("{message}"));
             return ExitCode::from(1);
@@ -561,7 +561,7 @@ fn parse_udp_backends(words: &[String]) -> Result<Vec<udp_lb::Backend>, Usage> {
         .enumerate()
         .map(|(i, (_, addrs))| udp_lb::Backend {
             label: format!("server{}", i + 1),
-            addr: addrs[0],
+            addr: net::datagram_target(&addrs),
         });
     Ok(backends.collect())
 }

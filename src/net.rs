@@ -24,6 +24,19 @@ pub fn resolve(host: &str, port: u16) -> Result<Vec<SocketAddr>, String> {
     Ok(addrs)
 }
 
+/// The address to send datagrams to when a host has several: the first IPv4
+/// one if any (servers listen on `0.0.0.0` by default, and a name such as
+/// `localhost` may list `::1` first), else the first.
+///
+/// # Panics
+/// When `addrs` is empty ([`resolve`] never returns an empty list).
+pub fn datagram_target(addrs: &[SocketAddr]) -> SocketAddr {
+    *addrs
+        .iter()
+        .find(|a| a.is_ipv4())
+        .unwrap_or_else(|| addrs.first().expect("resolve returns at least one address"))
+}
+
 /// Connects to the first of `addrs` that accepts, waiting at most `timeout` for each.
 ///
 /// # Errors
@@ -52,6 +65,10 @@ mod tests {
         assert_eq!(resolve("::1", 5).unwrap()[0].to_string(), "[::1]:5");
         assert_eq!(resolve("[::1]", 5).unwrap()[0].to_string(), "[::1]:5");
         assert!(!resolve("localhost", 5).unwrap().is_empty());
+        let both: Vec<SocketAddr> =
+            vec!["[::1]:5".parse().unwrap(), "127.0.0.1:5".parse().unwrap()];
+        assert_eq!(datagram_target(&both).to_string(), "127.0.0.1:5");
+        assert_eq!(datagram_target(&both[..1]).to_string(), "[::1]:5");
         assert!(
             resolve("no such host.invalid", 5)
                 .unwrap_err()

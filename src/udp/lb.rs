@@ -201,20 +201,16 @@ impl Balancer {
 
     /// Sets the front socket's receive timeout so that `recv` returns by the
     /// next expiry even if no datagram comes. Setting it on every datagram
-    /// cost roughly a third of the throughput, so it is left alone while it
-    /// is within `slack` of the wanted value: sessions then expire at most
-    /// `slack` late.
+    /// cost roughly a third of the throughput, so a timeout up to `slack`
+    /// longer than wanted is left alone (sessions then expire at most `slack`
+    /// late). One shorter than wanted is always replaced: kept, it would wake
+    /// the thread again and again before the expiry, a polling loop.
     fn arm(&mut self, now: Instant) -> io::Result<()> {
         let wanted = self.next_sweep.map(|at| {
             at.saturating_duration_since(now)
                 .max(Duration::from_millis(1))
         });
-        let rearm = match (self.armed, wanted) {
-            (None, None) => false,
-            (Some(armed), Some(wanted)) => armed.abs_diff(wanted) > self.slack,
-            _ => true,
-        };
-        if rearm {
+        if must_rearm(self.armed, wanted, self.slack) {
             self.shared.front.set_read_timeout(wanted)?;
             self.armed = wanted;
         }
@@ -348,6 +344,16 @@ fn pick(health: &Health, next: &mut usize, now: Instant) -> usize {
     backend
 }
 
+/// Whether a receive timeout of `armed` must be replaced by `wanted` (see
+/// `arm`): when it would fire early, or more than `slack` late.
+fn must_rearm(armed: Option<Duration>, wanted: Option<Duration>, slack: Duration) -> bool {
+    match (armed, wanted) {
+        (None, None) => false,
+        (Some(armed), Some(wanted)) => armed < wanted || armed - wanted > slack,
+        _ => true,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -387,5 +393,27 @@ mod tests {
         }
         let mut next = 1;
         assert_eq!(rotation(&health, &mut next, now, 3), [1, 0, 1]);
+    }
+}
+
+#[cfg(test)]
+mod rearm {
+    use super::*;
+
+    fn ms(n: u64) -> Option<Duration> {
+        Some(Duration::from_millis(n))
+    }
+
+    #[test]
+    fn a_timeout_that_would_fire_early_is_always_replaced() {
+        let slack = Duration::from_millis(3750);
+        // Kept, a 1 ms timeout would wake the thread a hundred times first.
+        assert!(must_rearm(ms(1), ms(100), slack));
+        // Firing late within the slack is tolerated, beyond it is not.
+        assert!(!must_rearm(ms(3000), ms(100), slack));
+        assert!(must_rearm(ms(5000), ms(100), slack));
+        assert!(must_rearm(None, ms(100), slack));
+        assert!(must_rearm(ms(100), None, slack));
+        assert!(!must_rearm(None, None, slack));
     }
 }
