@@ -11,7 +11,7 @@ use std::net::UdpSocket;
 use crate::log;
 use crate::server::Shutdown;
 use crate::udp::loss::{Dropper, Loss, random_seed};
-use crate::udp::{RECV_BUFFER, is_timeout, is_unreachable, wake_on_trigger};
+use crate::udp::{RECV_BUFFER, Received, recv_datagram, wake_on_trigger};
 
 /// How an echo server behaves.
 #[derive(Clone, Copy, Debug)]
@@ -47,20 +47,11 @@ pub fn run(socket: UdpSocket, options: EchoOptions, shutdown: &Shutdown) -> io::
     ));
     let mut buf = vec![0; RECV_BUFFER];
     while !shutdown.is_triggered() {
-        let (len, peer) = match socket.recv_from(&mut buf) {
-            Ok(received) => received,
-            Err(e) if is_timeout(&e) || is_unreachable(&e) => continue,
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-            Err(e) => return Err(e),
+        let Received::Datagram(len, peer) = recv_datagram(&socket, &mut buf, "udp-echo")? else {
+            continue;
         };
         if shutdown.is_triggered() {
             break;
-        }
-        if len == buf.len() {
-            log::info(format_args!(
-                "udp-echo: dropped a truncated datagram from {peer}"
-            ));
-            continue;
         }
         // Drawn for every datagram, so the pattern depends only on arrival order.
         if dropper.drop_next() {

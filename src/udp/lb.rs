@@ -39,7 +39,7 @@ use self::health::Health;
 use self::session::{Session, Shared};
 use crate::log;
 use crate::server::Shutdown;
-use crate::udp::{RECV_BUFFER, is_timeout, is_unreachable, text, wake_on_trigger};
+use crate::udp::{RECV_BUFFER, Received, is_unreachable, recv_datagram, text, wake_on_trigger};
 
 /// How long a session may stay idle when no timeout is given.
 pub const DEFAULT_SESSION_TIMEOUT: Duration = Duration::from_secs(60);
@@ -176,22 +176,13 @@ impl Balancer {
                 self.sweep(now);
             }
             self.arm(now)?;
-            let (len, client) = match self.shared.front.recv_from(&mut buf) {
-                Ok(received) => received,
-                // An unconnected socket can still be told of an ICMP error
-                // for an earlier reply on some systems: not a reason to stop.
-                Err(e) if is_timeout(&e) || is_unreachable(&e) => continue,
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-                Err(e) => return Err(e),
+            let Received::Datagram(len, client) =
+                recv_datagram(&self.shared.front, &mut buf, "udp-lb")?
+            else {
+                continue;
             };
             if shutdown.is_triggered() {
                 break;
-            }
-            if len == buf.len() {
-                log::info(format_args!(
-                    "udp-lb: dropped a truncated datagram from {client}"
-                ));
-                continue;
             }
             now = Instant::now();
             self.forward(client, &buf[..len], now);

@@ -26,6 +26,7 @@ pub mod ping;
 use std::io;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, UdpSocket};
 
+use crate::log;
 use crate::server::{Shutdown, WakerGuard, reachable_addr};
 
 /// Longest payload a UDP datagram can carry (65535 minus the 8-byte UDP
@@ -70,6 +71,38 @@ pub fn wake_connected(socket: &UdpSocket) -> io::Result<()> {
     socket.connect(waker.local_addr()?)?;
     waker.send_to(&[], local)?;
     Ok(())
+}
+
+/// What a server's receive loop got from [`recv_datagram`].
+pub enum Received {
+    /// A whole datagram of this many bytes, from this sender.
+    Datagram(usize, SocketAddr),
+    /// Nothing to act on: a timeout, an interruption, an ICMP error for an
+    /// earlier send, or a datagram too large for the buffer (logged, dropped).
+    Nothing,
+}
+
+/// One `recv_from` on a server socket into `buf` (of [`RECV_BUFFER`] bytes),
+/// with the errors a server carries on after sorted out. `role` names the
+/// server in the log line for a truncated datagram.
+///
+/// # Errors
+/// The socket's other errors.
+pub fn recv_datagram(socket: &UdpSocket, buf: &mut [u8], role: &str) -> io::Result<Received> {
+    match socket.recv_from(buf) {
+        // An unconnected socket can still be told of an ICMP error for an
+        // earlier send on some systems: not a reason to stop.
+        Err(e) if is_timeout(&e) || is_unreachable(&e) => Ok(Received::Nothing),
+        Err(e) if e.kind() == io::ErrorKind::Interrupted => Ok(Received::Nothing),
+        Err(e) => Err(e),
+        Ok((len, peer)) if len == buf.len() => {
+            log::info(format_args!(
+                "{role}: dropped a truncated datagram from {peer}"
+            ));
+            Ok(Received::Nothing)
+        }
+        Ok((len, peer)) => Ok(Received::Datagram(len, peer)),
+    }
 }
 
 /// Whether a socket error means the peer is not there: an ICMP port (or
