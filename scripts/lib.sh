@@ -10,6 +10,20 @@ dnslb_bin() {
     echo "${CARGO_TARGET_DIR:-$root/target}/release/dnslb"
 }
 
+# course_ts <n> <port> [dnslb ts options]: runs TS<n> of the course, with
+# its table data/PROJ2-DNSTS<n>.txt, in place of the calling script.
+course_ts() {
+    local n=$1
+    shift
+    if [ $# -lt 1 ]; then
+        echo "usage: $0 <port> [dnslb ts options]" >&2
+        exit 2
+    fi
+    local port=$1
+    shift
+    exec "$(dnslb_bin)" ts "$port" --table "$root/data/PROJ2-DNSTS$n.txt" "$@"
+}
+
 # The servers start_server started; stop_servers stops them (the scripts
 # call it from their EXIT trap).
 server_pids=()

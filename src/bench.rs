@@ -520,6 +520,22 @@ impl Tally {
     }
 
     /// Replies received plus timeouts: the queries that were dealt with.
+    /// Counts what reading the reply to `asked` (sent at `sent`) by client
+    /// `c` gave; false when the connection is lost.
+    fn judge(&mut self, read: Read, c: usize, asked: &str, expect: Expect, sent: Instant) -> bool {
+        match read {
+            Read::Reply(reply) => self.record(asked, expect, &reply, sent.elapsed()),
+            Read::TimedOut => self.timed_out(asked),
+            Read::Lost(why) => {
+                let done = self.done();
+                self.failures
+                    .push(format!("client {c}: after {done} replies: {why}"));
+                return false;
+            }
+        }
+        true
+    }
+
     fn done(&self) -> u64 {
         self.hits + self.misses + self.errors + self.wrong + self.timeouts
     }
@@ -861,15 +877,9 @@ fn one_at_a_time(
                 .push(format!("client {c}: sending query {} failed: {e}", j + 1));
             return;
         }
-        match next_reply(&mut reader, options, &name, tally) {
-            Read::Reply(reply) => tally.record(&name, expect, &reply, sent.elapsed()),
-            Read::TimedOut => tally.timed_out(&name),
-            Read::Lost(why) => {
-                tally
-                    .failures
-                    .push(format!("client {c}: after {j} replies: {why}"));
-                return;
-            }
+        let read = next_reply(&mut reader, options, &name, tally);
+        if !tally.judge(read, c, &name, expect, sent) {
+            return;
         }
         progress.fetch_add(1, Ordering::Relaxed);
     }
@@ -926,15 +936,9 @@ fn pipelined(
     // Ends when the writer has sent everything and every reply was read.
     while let Ok((j, sent)) = sent_rx.recv() {
         let (name, expect) = workload.query(c, j);
-        match next_reply(&mut reader, options, &name, tally) {
-            Read::Reply(reply) => tally.record(&name, expect, &reply, sent.elapsed()),
-            Read::TimedOut => tally.timed_out(&name),
-            Read::Lost(why) => {
-                tally
-                    .failures
-                    .push(format!("client {c}: after {} replies: {why}", tally.done()));
-                break;
-            }
+        let read = next_reply(&mut reader, options, &name, tally);
+        if !tally.judge(read, c, &name, expect, sent) {
+            break;
         }
         progress.fetch_add(1, Ordering::Relaxed);
         // Never blocks: credits in the channel plus queries outstanding is the window.

@@ -293,6 +293,13 @@ fn relay(
     options: &LsOptions,
 ) -> io::Result<()> {
     let events = engine.events().clone();
+    // Built once: index 0 is the TS events, index 1 the client's queries,
+    // offered only while the client is under its in-flight cap.
+    const QUERIES: usize = 1;
+    let mut events_only = Select::new();
+    events_only.recv(&events);
+    let mut events_and_queries = events_only.clone();
+    events_and_queries.recv(queries);
     let mut framing = Framing::Line;
     let mut client_open = true;
     let mut last_activity = Instant::now();
@@ -308,10 +315,12 @@ fn relay(
         if !client_open && idle {
             return out.flush();
         }
-        let mut select = Select::new();
-        let event_op = select.recv(&events);
         let accepting = client_open && engine.in_flight() < options.max_inflight;
-        let query_op = accepting.then(|| select.recv(queries));
+        let select = if accepting {
+            &mut events_and_queries
+        } else {
+            &mut events_only
+        };
         let op = match select.try_select() {
             Ok(op) => op,
             Err(_) => {
@@ -339,7 +348,7 @@ fn relay(
                 }
             }
         };
-        if Some(op.index()) == query_op {
+        if op.index() == QUERIES {
             match op.recv(queries) {
                 Ok(Incoming::Query(query, detected)) => {
                     framing = detected;
@@ -349,11 +358,8 @@ fn relay(
                 Ok(Incoming::Failed(e)) => return Err(e),
                 Err(_) => client_open = false,
             }
-        } else {
-            debug_assert_eq!(op.index(), event_op);
-            if let Ok(event) = op.recv(&events) {
-                engine.handle(event);
-            }
+        } else if let Ok(event) = op.recv(&events) {
+            engine.handle(event);
         }
     }
 }

@@ -9,10 +9,12 @@ use crossbeam_channel::Receiver;
 
 use support::*;
 
-/// Starts TS1, TS2 (the course tables) and an LS with a 0.2 s timeout.
-fn course_system(extra_ls_args: &[&str]) -> (Running, Running, Running) {
+/// Starts TS1, TS2 (the course tables) and an LS with a 0.2 s timeout; the
+/// LS's stderr lines come on the channel.
+fn course_system_logged(extra_ls_args: &[&str]) -> (Running, Running, Running, Receiver<String>) {
     let (ts1, ts2) = course_tses();
     let (p1, p2) = (ts1.addr.port().to_string(), ts2.addr.port().to_string());
+    // One TS by name, one by address: both kinds of host argument.
     let mut args = vec![
         "ls",
         "0",
@@ -26,7 +28,13 @@ fn course_system(extra_ls_args: &[&str]) -> (Running, Running, Running) {
         "0.2",
     ];
     args.extend_from_slice(extra_ls_args);
-    let ls = spawn_server_bin(&args);
+    let (ls, log) = spawn_server_bin_stderr(&args);
+    (ts1, ts2, ls, log)
+}
+
+/// Like [`course_system_logged`], without reading the log.
+fn course_system(extra_ls_args: &[&str]) -> (Running, Running, Running) {
+    let (ts1, ts2, ls, _log) = course_system_logged(extra_ls_args);
     (ts1, ts2, ls)
 }
 
@@ -45,25 +53,6 @@ fn smoke() {
         "RESOLVED.txt differs from the course's example"
     );
     assert_eq!(stdout, expected, "the client prints what it writes");
-}
-
-/// Like [`course_system`], with the LS's stderr lines on a channel.
-fn course_system_logged(extra_ls_args: &[&str]) -> (Running, Running, Running, Receiver<String>) {
-    let (ts1, ts2) = course_tses();
-    let (p1, p2) = (ts1.addr.port().to_string(), ts2.addr.port().to_string());
-    let mut args = vec![
-        "ls",
-        "0",
-        "127.0.0.1",
-        &p1,
-        "127.0.0.1",
-        &p2,
-        "--timeout",
-        "0.2",
-    ];
-    args.extend_from_slice(extra_ls_args);
-    let (ls, log) = spawn_server_bin_stderr(&args);
-    (ts1, ts2, ls, log)
 }
 
 #[test]
