@@ -13,7 +13,7 @@ mod health;
 mod link;
 mod stats;
 
-pub use engine::{MAX_BACKENDS, Outcome};
+pub use engine::MAX_BACKENDS;
 
 use engine::Engine;
 pub use health::{BACKOFF_CAP, BACKOFF_START, Health};
