@@ -15,7 +15,7 @@
 //! - [`server`]: the shutdown signal and the thread-per-connection accept loop.
 //! - [`ts`], [`ls`], [`client`]: the three roles; `ls` holds the fan-out engine.
 //! - [`net`]: host arguments to addresses.
-//! - [`bench`]: the load generator that drives an LS or a TS and checks every reply.
+//! - [`bench`](mod@bench): the load generator that drives an LS or a TS and checks every reply.
 //! - [`log`]: stderr logging, per-query lines with `-v`.
 //! - [`udp`]: the second system, UDP ping: echo servers with loss, a
 //!   round-robin UDP load balancer and a ping client (docs/UDP.md).

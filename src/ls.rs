@@ -2,7 +2,7 @@
 //!
 //! One worker thread per client connection. Each worker has a reader thread
 //! for its client socket, which parses queries and hands them over a bounded
-//! channel, and an [`Engine`] whose link threads (one per TS) feed replies
+//! channel, and an `Engine` (`ls/engine.rs`) whose link threads (one per TS) feed replies
 //! into another channel. The worker waits on both channels with the earliest
 //! deadline as timeout, so a client may send many queries without waiting
 //! (pipelining): each is fanned out as it arrives and the replies are written
