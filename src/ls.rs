@@ -49,6 +49,13 @@ const QUERY_QUEUE: usize = 64;
 /// The client reader parses one message at a time; it needs little stack.
 const CLIENT_READER_STACK: usize = 64 * 1024;
 
+/// TS events the worker takes in one go before looking at deadlines.
+const EVENT_DRAIN: usize = 256;
+
+/// A write to the client blocked for this long or more postpones the
+/// deadlines (shorter waits are the cost of writing, not a stalled client).
+const STALL_NOTICE: Duration = Duration::from_millis(5);
+
 /// How often `-v` prints the counters.
 const REPORT_EVERY: Duration = Duration::from_secs(10);
 
@@ -305,11 +312,27 @@ fn relay(
     let mut last_activity = Instant::now();
     loop {
         let now = Instant::now();
+        // Replies already received settle their queries before any deadline
+        // up to `now` is called (bounded: a flooding TS cannot hold the loop).
+        for event in events.try_iter().take(EVENT_DRAIN) {
+            engine.handle(event);
+        }
         engine.expire(now);
         engine.maintain_links(now);
+        let mut writing = None;
         while let Some(reply) = engine.pop_ready() {
+            writing.get_or_insert_with(Instant::now);
             write_message(out, reply.as_bytes(), framing)?;
+        }
+        if let Some(writing) = writing {
             last_activity = now;
+            // A client that stops reading blocks these writes; the replies
+            // the TSes send meanwhile wait unread, so the time blocked does
+            // not count against the deadlines.
+            let blocked = writing.elapsed();
+            if blocked >= STALL_NOTICE {
+                engine.postpone_deadlines(blocked);
+            }
         }
         let idle = engine.in_flight() == 0;
         if !client_open && idle {
@@ -326,7 +349,13 @@ fn relay(
             Err(_) => {
                 // Nothing ready: send what is buffered before blocking.
                 engine.flush_links();
+                let flushing = Instant::now();
                 out.flush()?;
+                let blocked = flushing.elapsed();
+                if blocked >= STALL_NOTICE {
+                    engine.postpone_deadlines(blocked);
+                    continue;
+                }
                 let idle_deadline =
                     (idle && client_open).then(|| last_activity + options.idle_timeout);
                 let wake = [engine.next_wakeup(), idle_deadline]

@@ -17,18 +17,18 @@
 //! share one timeout, so the oldest unanswered query has the earliest deadline.
 
 use std::collections::{HashMap, VecDeque};
-use std::io::{BufWriter, Write};
+use std::io::{self, BufWriter, Write};
 use std::net::{Shutdown as Direction, TcpStream};
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use crossbeam_channel::{Receiver, Sender};
 
 use super::Shared;
 use super::health::PROBE_IN_USE;
 use super::link::{self, Event, LinkHandle, LinkOptions, LinkThread};
-use crate::framing::{Frame, write_message};
+use crate::framing::{Frame, is_timeout, write_message};
 use crate::log;
 use crate::wire::{self, Query, Reply};
 
@@ -39,6 +39,12 @@ const EVENT_QUEUE: usize = 256;
 
 /// Most TSes one LS forwards to (a query keeps one bit per TS).
 pub const MAX_BACKENDS: usize = 64;
+
+/// Longest a session's write to a TS may block. A TS whose socket takes no
+/// more queries for this long has stopped reading (hung, or cut off by the
+/// network): it is given up at once instead of holding up the client and
+/// its other TSes until the query deadline.
+pub const TS_WRITE_BOUND: Duration = Duration::from_millis(20);
 
 /// How a query ended.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -181,7 +187,7 @@ impl Engine {
                     ) {
                         Ok(()) => true,
                         Err(e) => {
-                            self.link_failed(ts, &format!("send failed: {e}"));
+                            self.send_failed(ts, &e);
                             false
                         }
                     }
@@ -248,16 +254,42 @@ impl Engine {
         }
     }
 
-    /// Times out every query whose deadline is not after `now`.
+    /// Times out every query whose deadline is not after `now`. Feed the
+    /// engine every event already received first: a reply that arrived in
+    /// time is then never turned into a miss.
+    ///
+    /// A TS known to answer misses (it has said `NOT FOUND`) that left a
+    /// query unanswered past its deadline has stopped answering (hung, or
+    /// cut off by the network with no reset): it is marked down like a TS
+    /// whose connection failed.
     pub fn expire(&mut self, now: Instant) {
+        let mut silent = 0u64;
         for index in 0..self.inflight.len() {
             let pending = &self.inflight[index];
             if pending.deadline > now {
                 break;
             }
             if pending.done.is_none() {
+                silent |= pending.waiting_on();
                 self.settle(index, Outcome::TimedOut, None);
             }
+        }
+        for ts in 0..self.links.len() {
+            if silent & (1 << ts) != 0 && self.shared.health[ts].answers_misses() {
+                self.link_stalled(
+                    ts,
+                    "left a query unanswered past its deadline, though it answers misses",
+                );
+            }
+        }
+    }
+
+    /// Moves every deadline `by` later: the session could not take replies
+    /// for that long (its client was not reading), and time in which the
+    /// LS could not listen does not count against the TSes.
+    pub fn postpone_deadlines(&mut self, by: Duration) {
+        for pending in &mut self.inflight {
+            pending.deadline += by;
         }
     }
 
@@ -282,7 +314,7 @@ impl Engine {
             let generation = self.next_generation;
             self.next_generation += 1;
             let options = LinkOptions {
-                write_timeout: self.shared.options.timeout,
+                write_timeout: TS_WRITE_BOUND,
                 framing: self.shared.options.ts_framing,
             };
             let spawned = link::spawn(
@@ -360,7 +392,7 @@ impl Engine {
             {
                 *dirty = false;
                 if let Err(e) = writer.flush() {
-                    self.link_failed(ts, &format!("send failed: {e}"));
+                    self.send_failed(ts, &e);
                 }
             }
         }
@@ -392,17 +424,41 @@ impl Engine {
             handle,
         };
         if let Err(e) = result {
+            self.send_failed(ts, &e);
+        }
+    }
+
+    /// A write to TS `ts` failed. One that timed out means the TS stopped
+    /// reading: that is news for the whole LS (every session would block on
+    /// it in turn), so the shared record marks it down. Any other failure is
+    /// this session's connection only.
+    fn send_failed(&mut self, ts: usize, e: &io::Error) {
+        if is_timeout(e) {
+            self.link_stalled(
+                ts,
+                &format!(
+                    "stopped reading queries (a write did not complete within {TS_WRITE_BOUND:?})"
+                ),
+            );
+        } else {
             self.link_failed(ts, &format!("send failed: {e}"));
         }
     }
 
-    /// A write to TS `ts` failed (it stopped reading, or the connection
-    /// broke): this session's connection is no use any more. Only this
-    /// session gives it up; the link thread reports nothing more, and a
-    /// broken connection is news for the TS's health only if the other
-    /// sessions see it too.
+    /// TS `ts` is unavailable although its connection may look open: marked
+    /// down for every session, and this session's connection is given up.
+    fn link_stalled(&mut self, ts: usize, why: &str) {
+        self.shared.health[ts].failed(None, why);
+        self.link_failed(ts, why);
+    }
+
+    /// This session's connection to TS `ts` is no use any more (a write
+    /// failed, or the TS stalled): it is given up, connecting or not. The
+    /// link thread reports nothing more; a broken connection is news for the
+    /// TS's health only if the other sessions see it too.
     fn link_failed(&mut self, ts: usize, why: &str) {
-        if let LinkState::Up { handle, .. } = &self.links[ts] {
+        if let LinkState::Up { handle, .. } | LinkState::Connecting { handle, .. } = &self.links[ts]
+        {
             handle.close();
         }
         self.link_down(ts, why);
@@ -456,6 +512,10 @@ impl Engine {
                 return;
             }
         };
+        if let Reply::NotFound(_) = reply {
+            // From now on, silence from this TS means trouble, not a miss.
+            self.shared.health[ts].learn_answers_misses();
+        }
         let bit = 1 << ts;
         let key = wire::name_key(reply.name());
         let owner = self.by_key.get(&key).and_then(|seqs| {
