@@ -68,6 +68,9 @@ pub struct MessageReader {
     buf: Box<[u8]>,
     start: usize,
     end: usize,
+    /// Where a second bare message read during detection begins: the read
+    /// boundary is a message boundary, so the two are never merged.
+    boundary: Option<usize>,
 }
 
 impl MessageReader {
@@ -80,6 +83,7 @@ impl MessageReader {
             buf: vec![0; READ_BUFFER].into_boxed_slice(),
             start: 0,
             end: 0,
+            boundary: None,
         }
     }
 
@@ -109,7 +113,14 @@ impl MessageReader {
     pub fn next_frame(&mut self) -> io::Result<Option<Frame>> {
         let mut message = Accumulator::new(self.limit);
         loop {
-            let pending = &self.buf[self.start..self.end];
+            let limit = match self.boundary {
+                Some(boundary) if boundary > self.start => boundary,
+                _ => {
+                    self.boundary = None;
+                    self.end
+                }
+            };
+            let pending = &self.buf[self.start..limit];
             if let Some(pos) = pending.iter().position(|&b| b == b'\n') {
                 message.push(&pending[..pos]);
                 self.start += pos + 1;
@@ -117,7 +128,7 @@ impl MessageReader {
             }
             if self.framing == Framing::Bare && !pending.is_empty() {
                 message.push(pending);
-                self.start = self.end;
+                self.start = limit;
                 return Ok(Some(message.finish()));
             }
             message.push(pending);
@@ -135,28 +146,42 @@ impl MessageReader {
     }
 
     /// Decides Line or Bare from the buffered start of the first message.
+    ///
+    /// A first read that ends without a newline is followed by one more read
+    /// of at most [`AUTO_DETECT_GRACE`]: nothing (a bare peer waiting for its
+    /// reply) means Bare; bytes with a newline finish a line that arrived in
+    /// pieces, so Line; bytes without one are a second bare message, kept
+    /// apart from the first (a bare peer's read boundary is its message
+    /// boundary, so two queries are never merged into one).
     fn detect_framing(&mut self) -> io::Result<()> {
+        if self.buf[..self.end].contains(&b'\n') || self.end == self.buf.len() {
+            self.framing = Framing::Line;
+            return Ok(());
+        }
         let previous_timeout = self.stream.read_timeout()?;
         let deadline = Instant::now() + AUTO_DETECT_GRACE;
-        let mut framing = Framing::Line;
-        while !self.buf[..self.end].contains(&b'\n') && self.end < self.buf.len() {
+        let framing = loop {
             let left = deadline.saturating_duration_since(Instant::now());
             if left.is_zero() {
-                framing = Framing::Bare;
-                break;
+                break Framing::Bare;
             }
             self.stream.set_read_timeout(Some(left))?;
-            match self.stream.read(&mut self.buf[self.end..]) {
-                Ok(0) => break,
-                Ok(n) => self.end += n,
-                Err(e) if is_timeout(&e) => {
-                    framing = Framing::Bare;
-                    break;
+            let first_end = self.end;
+            match self.stream.read(&mut self.buf[first_end..]) {
+                Ok(0) => break Framing::Line,
+                Ok(n) => {
+                    self.end += n;
+                    if self.buf[first_end..self.end].contains(&b'\n') {
+                        break Framing::Line;
+                    }
+                    self.boundary = Some(first_end);
+                    break Framing::Bare;
                 }
+                Err(e) if is_timeout(&e) => break Framing::Bare,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
                 Err(e) => return Err(e),
             }
-        }
+        };
         self.stream.set_read_timeout(previous_timeout)?;
         self.framing = framing;
         Ok(())

@@ -28,7 +28,7 @@ use crossbeam_channel::{Receiver, Sender};
 use super::Shared;
 use super::health::PROBE_IN_USE;
 use super::link::{self, Event, LinkHandle, LinkOptions, LinkThread};
-use crate::framing::{Frame, is_timeout, write_message};
+use crate::framing::{Frame, Framing, is_timeout, write_message};
 use crate::log;
 use crate::wire::{self, Query, Reply};
 
@@ -45,6 +45,11 @@ pub const MAX_BACKENDS: usize = 64;
 /// network): it is given up at once instead of holding up the client and
 /// its other TSes until the query deadline.
 pub const TS_WRITE_BOUND: Duration = Duration::from_millis(20);
+
+/// How long the LS leaves a bare TS (one message per `recv()`) to read a
+/// query before sending it the next, unless it has replied meanwhile: two
+/// queries that reach it before its read would arrive as one.
+pub const BARE_READ_GAP: Duration = Duration::from_millis(5);
 
 /// How a query ended.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -77,10 +82,29 @@ struct Pending {
     done: Option<(Outcome, String)>,
 }
 
+impl Pace {
+    /// A query was written to the TS at `now`.
+    fn wrote(&mut self, now: Instant, framing: Framing) {
+        if framing == Framing::Bare {
+            self.quiet_until = Some(now + BARE_READ_GAP);
+        }
+    }
+}
+
 impl Pending {
     fn waiting_on(&self) -> u64 {
         self.asked & !self.replied
     }
+}
+
+/// Spacing of the queries written to a bare TS (see [`BARE_READ_GAP`]).
+#[derive(Default)]
+struct Pace {
+    /// Until when the next query must wait: set by a write, cleared by a
+    /// reply (the TS has read). Always `None` for line TSes.
+    quiet_until: Option<Instant>,
+    /// The query waiting for `quiet_until`.
+    held: Option<u64>,
 }
 
 enum LinkState {
@@ -89,6 +113,7 @@ enum LinkState {
         writer: BufWriter<TcpStream>,
         dirty: bool,
         handle: LinkHandle,
+        pace: Pace,
     },
     Connecting {
         generation: u64,
@@ -176,10 +201,21 @@ impl Engine {
                 return;
             }
         };
+        let seq = self.first_seq + self.inflight.len() as u64;
         for ts in 0..self.links.len() {
             let asked = match &mut self.links[ts] {
-                LinkState::Up { writer, dirty, .. } => {
+                LinkState::Up { pace, .. } if pace.quiet_until.is_some_and(|t| now < t) => {
+                    pace.held = Some(seq);
+                    true
+                }
+                LinkState::Up {
+                    writer,
+                    dirty,
+                    pace,
+                    ..
+                } => {
                     *dirty = true;
+                    pace.wrote(now, self.shared.options.ts_framing);
                     match write_message(
                         writer,
                         query.name.as_bytes(),
@@ -200,7 +236,6 @@ impl Engine {
                 pending.asked |= 1 << ts;
             }
         }
-        let seq = self.first_seq + self.inflight.len() as u64;
         self.by_key
             .entry(query.key.clone())
             .or_default()
@@ -296,6 +331,7 @@ impl Engine {
     /// Starts connecting the links that are down, where the shared health
     /// allows it now.
     pub fn maintain_links(&mut self, now: Instant) {
+        self.release_held(now);
         let in_use = !self.inflight.is_empty() || now < self.last_submit + PROBE_IN_USE;
         for ts in 0..self.links.len() {
             let LinkState::Down { check_at } = self.links[ts] else {
@@ -346,6 +382,45 @@ impl Engine {
         }
     }
 
+    /// Writes the queries held back for bare TSes whose gap has passed; a
+    /// query settled meanwhile is not sent and no longer counts as asked.
+    fn release_held(&mut self, now: Instant) {
+        let framing = self.shared.options.ts_framing;
+        for ts in 0..self.links.len() {
+            let LinkState::Up {
+                writer,
+                dirty,
+                pace,
+                ..
+            } = &mut self.links[ts]
+            else {
+                continue;
+            };
+            if pace.quiet_until.is_some_and(|t| now < t) {
+                continue;
+            }
+            let Some(seq) = pace.held.take() else {
+                continue;
+            };
+            let Some(pending) = seq
+                .checked_sub(self.first_seq)
+                .and_then(|index| self.inflight.get_mut(index as usize))
+            else {
+                continue;
+            };
+            match (&pending.done, &pending.query) {
+                (None, Some(query)) => {
+                    *dirty = true;
+                    pace.wrote(now, framing);
+                    if let Err(e) = write_message(writer, query.name.as_bytes(), framing) {
+                        self.send_failed(ts, &e);
+                    }
+                }
+                _ => pending.asked &= !(1 << ts),
+            }
+        }
+    }
+
     /// When the front end must call [`expire`](Self::expire) and
     /// [`maintain_links`](Self::maintain_links) next, if ever.
     pub fn next_wakeup(&self) -> Option<Instant> {
@@ -359,6 +434,14 @@ impl Engine {
             .iter()
             .filter_map(|link| match link {
                 LinkState::Down { check_at } => Some(*check_at),
+                LinkState::Up {
+                    pace:
+                        Pace {
+                            quiet_until,
+                            held: Some(_),
+                        },
+                    ..
+                } => *quiet_until,
                 _ => None,
             })
             .min();
@@ -417,11 +500,14 @@ impl Engine {
                 _ => pending.asked &= !bit,
             }
         }
+        let mut pace = Pace::default();
+        pace.wrote(Instant::now(), framing);
         self.links[ts] = LinkState::Up {
             generation,
             writer,
             dirty: true,
             handle,
+            pace,
         };
         if let Err(e) = result {
             self.send_failed(ts, &e);
@@ -515,6 +601,9 @@ impl Engine {
         if let Reply::NotFound(_) = reply {
             // From now on, silence from this TS means trouble, not a miss.
             self.shared.health[ts].learn_answers_misses();
+        }
+        if let LinkState::Up { pace, .. } = &mut self.links[ts] {
+            pace.quiet_until = None;
         }
         let bit = 1 << ts;
         let key = wire::name_key(reply.name());
