@@ -71,6 +71,8 @@ pub struct MessageReader {
     /// Where a second bare message read during detection begins: the read
     /// boundary is a message boundary, so the two are never merged.
     boundary: Option<usize>,
+    /// The last message ended at end of stream without its newline.
+    cut: bool,
 }
 
 impl MessageReader {
@@ -84,7 +86,15 @@ impl MessageReader {
             start: 0,
             end: 0,
             boundary: None,
+            cut: false,
         }
+    }
+
+    /// Whether the last message returned ended at end of stream without its
+    /// newline, in line framing: a last query sent without one, or a line
+    /// cut short when the connection's reading was shut down.
+    pub fn last_was_cut(&self) -> bool {
+        self.cut
     }
 
     /// The stream being read.
@@ -136,7 +146,9 @@ impl MessageReader {
             self.end = 0;
             let n = self.stream.read(&mut self.buf)?;
             if n == 0 {
-                return Ok(message.finish_at_eof());
+                let last = message.finish_at_eof();
+                self.cut = last.is_some() && self.framing != Framing::Bare;
+                return Ok(last);
             }
             self.end = n;
             if self.framing == Framing::Auto {

@@ -451,8 +451,10 @@ impl Engine {
         }
     }
 
-    /// The oldest query's reply, once it has one.
-    pub fn pop_ready(&mut self) -> Option<String> {
+    /// The oldest query's reply, once it has one, with how it ended. The
+    /// caller counts it ([`Stats::count`](super::Stats::count)) once the
+    /// reply has reached the client; a reply that never does is abandoned.
+    pub fn pop_ready(&mut self) -> Option<(Outcome, String)> {
         self.inflight.front()?.done.as_ref()?;
         let pending = self.inflight.pop_front()?;
         self.first_seq += 1;
@@ -464,7 +466,7 @@ impl Engine {
                 self.by_key.remove(&query.key);
             }
         }
-        pending.done.map(|(_, text)| text)
+        pending.done
     }
 
     /// Sends the queries buffered for each TS.
@@ -682,16 +684,8 @@ impl Engine {
 
     /// Counts a settled query and logs it with `-v`: the spec's "track which TS responded".
     fn record(&self, pending: &Pending) {
-        let stats = &self.shared.stats;
         let Some((outcome, _)) = &pending.done else {
             return;
-        };
-        match outcome {
-            Outcome::Answered { ts } => stats.answered[*ts].fetch_add(1, Ordering::Relaxed),
-            Outcome::TimedOut => stats.timed_out.fetch_add(1, Ordering::Relaxed),
-            Outcome::NotFound => stats.not_found.fetch_add(1, Ordering::Relaxed),
-            Outcome::AllDown => stats.all_down.fetch_add(1, Ordering::Relaxed),
-            Outcome::Invalid => stats.invalid.fetch_add(1, Ordering::Relaxed),
         };
         if !log::verbose() {
             return;
@@ -724,7 +718,8 @@ impl Engine {
 
 impl Drop for Engine {
     fn drop(&mut self) {
-        let abandoned = self.inflight.iter().filter(|p| p.done.is_none()).count();
+        // Settled or not, these replies never reached the client.
+        let abandoned = self.inflight.len();
         self.shared
             .stats
             .abandoned
