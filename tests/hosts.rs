@@ -65,7 +65,9 @@ const TS1_NAME: (&str, &str) = ("amazon.org", "94.5.6.7");
 
 #[test]
 fn smoke() {
-    let Some(hosts) = Hosts::start() else { return };
+    let Some(hosts) = Hosts::start(&[], &[]) else {
+        return;
+    };
     let client = hosts.connect_client();
     let mut reader = BufReader::new(client.try_clone().unwrap());
     for (name, ip) in [TS1_NAME, TS2_NAMES[0]] {
@@ -78,7 +80,9 @@ fn smoke() {
 
 #[test]
 fn a_partitioned_ts_costs_no_misses_and_no_stalls_and_the_sample_survives() {
-    let Some(hosts) = Hosts::start() else { return };
+    let Some(hosts) = Hosts::start(&[], &[]) else {
+        return;
+    };
     let mut failures = Vec::new();
 
     let sequential = hosts.partition_under_load(Load::Sequential { clients: 16 });
@@ -103,6 +107,55 @@ fn a_partitioned_ts_costs_no_misses_and_no_stalls_and_the_sample_survives() {
     }
     hosts.print_ls_log();
     assert!(failures.is_empty(), "{}", failures.join("\n"));
+}
+
+#[test]
+fn a_partitioned_ts_that_answers_misses_stops_being_waited_for() {
+    let Some(hosts) = Hosts::start(&["--answer-misses"], &["--timeout", "1"]) else {
+        return;
+    };
+    let client = hosts.connect_client();
+    client.set_read_timeout(Some(REPLY_TIMEOUT)).unwrap();
+    let mut reader = BufReader::new(&client);
+    let mut ask = |name: &str| {
+        let sent = Instant::now();
+        (&client).write_all(format!("{name}\n").as_bytes()).unwrap();
+        let mut line = String::new();
+        reader.read_line(&mut line).unwrap();
+        (line.trim_end().to_string(), sent.elapsed())
+    };
+    let miss = "nothinghere.com";
+    let miss_line = format!("{miss} - Error:HOST NOT FOUND");
+    // Both TSes say NOT FOUND: the miss is answered without the deadline.
+    let (reply, took) = ask(miss);
+    assert_eq!((reply.as_str(), took < ms(500)), (miss_line.as_str(), true));
+
+    hosts.set_ts1_port("down");
+    // TS1 now leaves misses unanswered: one deadline (or a few) may pass
+    // before the LS stops waiting for it; then misses are quick again.
+    let mut waited = Vec::new();
+    for _ in 0..20 {
+        let (reply, took) = ask(miss);
+        assert_eq!(reply, miss_line);
+        if took >= ms(500) {
+            waited.push(took);
+        }
+    }
+    let (reply, took) = ask(TS2_NAMES[0].0);
+    hosts.set_ts1_port("up");
+    eprintln!(
+        "hosts: with TS1 cut off, {} of 20 misses waited: {waited:?}",
+        waited.len()
+    );
+    assert!(
+        waited.len() <= 3,
+        "{} of 20 misses waited for the deadline of a partitioned TS: {waited:?}",
+        waited.len()
+    );
+    assert_eq!(reply, format!("{} {} A", TS2_NAMES[0].0, TS2_NAMES[0].1));
+    assert!(took < MAX_STALL, "an answer from TS2 took {took:?}");
+    let took = hosts.wait_for_ts1().unwrap_or_else(|why| panic!("{why}"));
+    eprintln!("hosts: TS1 answered again {took:?} after the link was mended");
 }
 
 /// The four hosts and the switch, with TS1, TS2 and the LS running. Dropping
@@ -151,9 +204,10 @@ impl Drop for Net {
 }
 
 impl Hosts {
-    /// Builds the network and starts the servers, or says why it cannot
-    /// (not root, no `ip netns`) and returns `None`.
-    fn start() -> Option<Hosts> {
+    /// Builds the network and starts the servers (with `ts_args` and
+    /// `ls_args` added to their command lines), or says why it cannot (not
+    /// root, no `ip netns`) and returns `None`.
+    fn start(ts_args: &[&str], ls_args: &[&str]) -> Option<Hosts> {
         // SAFETY: geteuid(2) has no preconditions.
         if unsafe { libc::geteuid() } != 0 {
             eprintln!("hosts: skipped: network namespaces need root");
@@ -185,13 +239,16 @@ impl Hosts {
         let ts = |ns: &str, table: &Path| {
             let addr = net.addr(ns);
             let table = table.to_str().unwrap();
-            spawn_server_command(in_ns(ns, &["ts", "0", "--bind", &addr, "--table", table]))
+            let mut ts = in_ns(ns, &["ts", "0", "--bind", &addr, "--table", table]);
+            ts.args(ts_args);
+            spawn_server_command(ts)
         };
         let ts1 = ts(&net.ts1, &table(1));
         let ts2 = ts(&net.ts2, &table(2));
         let (p1, p2) = (ts1.addr.port().to_string(), ts2.addr.port().to_string());
         let (a1, a2, als) = (net.addr(&net.ts1), net.addr(&net.ts2), net.addr(&net.ls));
         let mut ls = in_ns(&net.ls, &["ls", "0", &a1, &p1, &a2, &p2, "--bind", &als]);
+        ls.args(ls_args);
         ls.stderr(Stdio::piped());
         let mut ls = spawn_server_command(ls);
         let ls_log = lines_of(ls.child.stderr.take().unwrap());
