@@ -26,7 +26,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant};
 
-use crossbeam_channel::Receiver;
+use crossbeam_channel::{Receiver, Sender};
 
 use dnslb::bench::{Expect, Verdict, check_reply};
 use support::*;
@@ -279,28 +279,20 @@ impl Hosts {
     }
 
     /// Runs `load` against the LS, cuts TS1's port once every client has
-    /// been answered, keeps the load going for [`PARTITION`], stops it and
+    /// been answered [`WARM`] times, keeps the load going for [`PARTITION`], stops it and
     /// mends the link.
     fn partition_under_load(&self, load: Load) -> Outcome {
         let stop = Arc::new(AtomicBool::new(false));
+        let (warm_tx, warm) = crossbeam_channel::unbounded();
         let clients: Vec<Client> = (0..load.clients())
-            .map(|_| Client::start(self.connect_client(), load, &stop))
+            .map(|_| Client::start(self.connect_client(), load, &stop, &warm_tx))
             .collect();
-        let warm = Instant::now();
-        while !clients
-            .iter()
-            .all(|c| c.answered.load(Ordering::Relaxed) >= 100)
-        {
-            assert!(
-                warm.elapsed() < BOUND,
-                "the load did not get going before the cut"
-            );
-            thread::sleep(ms(10));
+        let deadline = Instant::now() + BOUND;
+        for _ in &clients {
+            warm.recv_deadline(deadline)
+                .expect("the load did not get going before the cut");
         }
-        let answered_before: u64 = clients
-            .iter()
-            .map(|c| c.answered.load(Ordering::Relaxed))
-            .sum();
+        let answered_before: u64 = clients.iter().map(|c| c.answered.count()).sum();
         self.set_ts1_port("down");
         let cut = Instant::now();
         // Counted from the cut on: what was on its way before may still land.
@@ -308,11 +300,8 @@ impl Hosts {
         // The experiment's length, not a wait for something.
         thread::sleep(PARTITION);
         let backlog = send_queue(&self.net.ls, &self.net.addr(&self.net.ts1));
-        let answered_during: u64 = clients
-            .iter()
-            .map(|c| c.answered.load(Ordering::Relaxed))
-            .sum::<u64>()
-            - answered_before;
+        let answered_during: u64 =
+            clients.iter().map(|c| c.answered.count()).sum::<u64>() - answered_before;
         stop.store(true, Ordering::Relaxed);
         let mut tally = Tally::default();
         for client in clients {
@@ -666,15 +655,40 @@ fn ts2_name(index: u64) -> (&'static str, &'static str) {
 /// One load client: its thread(s) ask until `stop`, then finish what is
 /// outstanding.
 struct Client {
-    answered: Arc<AtomicU64>,
+    answered: Arc<Answered>,
     thread: JoinHandle<Tally>,
 }
 
+/// Answers a client has had before TS1 is cut off.
+const WARM: u64 = 100;
+
+/// Counts a client's answers, and says so on `warm` when there are [`WARM`].
+struct Answered {
+    count: AtomicU64,
+    warm: Sender<()>,
+}
+
+impl Answered {
+    fn add(&self) {
+        if self.count.fetch_add(1, Ordering::Relaxed) + 1 == WARM {
+            let _ = self.warm.send(());
+        }
+    }
+
+    fn count(&self) -> u64 {
+        self.count.load(Ordering::Relaxed)
+    }
+}
+
 impl Client {
-    fn start(stream: TcpStream, load: Load, stop: &Arc<AtomicBool>) -> Client {
+    fn start(stream: TcpStream, load: Load, stop: &Arc<AtomicBool>, warm: &Sender<()>) -> Client {
         stream.set_nodelay(true).unwrap();
         stream.set_read_timeout(Some(REPLY_TIMEOUT)).unwrap();
-        let answered = Arc::new(AtomicU64::new(0));
+        stream.set_write_timeout(Some(REPLY_TIMEOUT)).unwrap();
+        let answered = Arc::new(Answered {
+            count: AtomicU64::new(0),
+            warm: warm.clone(),
+        });
         let (stop, counter) = (Arc::clone(stop), Arc::clone(&answered));
         let thread = thread::spawn(move || match load {
             Load::Sequential { .. } => sequential(&stream, &stop, &counter),
@@ -689,7 +703,7 @@ impl Client {
 }
 
 /// Asks, waits for the reply, asks again, until `stop`.
-fn sequential(stream: &TcpStream, stop: &AtomicBool, answered: &AtomicU64) -> Tally {
+fn sequential(stream: &TcpStream, stop: &AtomicBool, answered: &Answered) -> Tally {
     let mut tally = Tally::default();
     let (mut writer, mut reader) = (stream, BufReader::new(stream));
     let mut index = 0;
@@ -702,7 +716,7 @@ fn sequential(stream: &TcpStream, stop: &AtomicBool, answered: &AtomicU64) -> Ta
         if !tally.read_reply(&mut reader, index, sent) {
             break;
         }
-        answered.fetch_add(1, Ordering::Relaxed);
+        answered.add();
         index += 1;
     }
     tally
@@ -714,7 +728,7 @@ fn pipelined(
     stream: TcpStream,
     window: usize,
     stop: &Arc<AtomicBool>,
-    answered: &AtomicU64,
+    answered: &Answered,
 ) -> Tally {
     // The query being read is out of the channel: window - 1 wait in it.
     let (sent_tx, sent_rx) = crossbeam_channel::bounded::<(u64, Instant)>(window - 1);
@@ -744,7 +758,7 @@ fn pipelined(
         if !tally.read_reply(&mut reader, index, sent) {
             break;
         }
-        answered.fetch_add(1, Ordering::Relaxed);
+        answered.add();
     }
     drop(sent_rx);
     let _ = stream.shutdown(Direction::Both);
