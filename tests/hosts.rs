@@ -249,9 +249,7 @@ impl Hosts {
         let (a1, a2, als) = (net.addr(&net.ts1), net.addr(&net.ts2), net.addr(&net.ls));
         let mut ls = in_ns(&net.ls, &["ls", "0", &a1, &p1, &a2, &p2, "--bind", &als]);
         ls.args(ls_args);
-        ls.stderr(Stdio::piped());
-        let mut ls = spawn_server_command(ls);
-        let ls_log = lines_of(ls.child.stderr.take().unwrap());
+        let (ls, ls_log) = spawn_logged(ls);
         Some(Hosts {
             ts1,
             ts2,
@@ -534,17 +532,6 @@ fn ask_once(ls: SocketAddr, name: &str) -> String {
         Ok(line.trim_end().to_string())
     };
     attempt().unwrap_or_else(|e| format!("({e})"))
-}
-
-/// The lines a server writes on `stderr`, as they come.
-fn lines_of(stderr: std::process::ChildStderr) -> Receiver<String> {
-    let (tx, rx) = crossbeam_channel::unbounded();
-    thread::spawn(move || {
-        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-            let _ = tx.send(line);
-        }
-    });
-    rx
 }
 
 /// TCP segments received and connections reset so far in namespace `ns`

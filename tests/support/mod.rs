@@ -514,7 +514,7 @@ pub fn spawn_server_command(command: Command) -> Running {
 }
 
 /// Like [`spawn_server_command`], with the server's stderr lines also on a channel.
-fn spawn_logged(mut command: Command) -> (Running, Receiver<String>) {
+pub fn spawn_logged(mut command: Command) -> (Running, Receiver<String>) {
     let mut child = command
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
