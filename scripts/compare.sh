@@ -18,6 +18,10 @@
 # /proc/<pid>/status). A row that cannot run (e.g. a feature the binary
 # lacks) prints n/a. Everything started is stopped on exit.
 #
+# With DNSLB_BASELINE=<path to another dnslb binary> (an earlier build, say),
+# an LS from that binary runs beside the others, in front of the same TSes,
+# and gets its own rows ("base ls"): before and after measured in one run.
+#
 # Needs bash, awk, python3, coreutils `timeout`, and Linux's /proc.
 set -euo pipefail
 . "$(dirname "$0")/lib.sh"
@@ -56,6 +60,17 @@ start ts1 "$bin" ts 0 --bind 127.0.0.1 --table "$work/ts1.txt"
 start ts2 "$bin" ts 0 --bind 127.0.0.1 --table "$work/ts2.txt"
 start ls "$bin" ls 0 127.0.0.1 "$ts1" 127.0.0.1 "$ts2" --bind 127.0.0.1 --timeout 0.5
 start py python3 "$root/scripts/select_ls.py" 0 127.0.0.1 "$ts1" 127.0.0.1 "$ts2" --bind 127.0.0.1 --timeout 0.5
+baseline=${DNSLB_BASELINE:-}
+if [[ -n $baseline ]]; then
+    start base "$baseline" ls 0 127.0.0.1 "$ts1" 127.0.0.1 "$ts2" --bind 127.0.0.1 --timeout 0.5
+fi
+# base_row <row args...>: the same row against the baseline LS, if any.
+base_row() {
+    if [[ -n $baseline ]]; then
+        # shellcheck disable=SC2154
+        row "$1" "base ls" "$base_pid" "$base" "${@:2}"
+    fi
+}
 
 # Highest Threads and VmRSS (kB) of $1 seen so far, in max_threads / max_rss.
 sample() {
@@ -116,6 +131,7 @@ hits=(--names "$work/both.txt" --timeout 10)
 for spec in 1:20000 8:4000 16:2000 64:500; do
     clients=${spec%%:*} queries=${spec##*:}
     row "hits c=$clients" "dnslb ls" "$ls_pid" "$ls" --clients "$clients" --queries "$queries" "${hits[@]}"
+    base_row "hits c=$clients" --clients "$clients" --queries "$queries" "${hits[@]}"
     row "hits c=$clients" "select_ls.py" "$py_pid" "$py" --clients "$clients" --queries "$queries" "${hits[@]}"
     # The floor runs four times the queries: at its speed the same count
     # would be over in a fraction of a second, too short to measure well.
@@ -125,10 +141,12 @@ done
 # 10 % misses: each miss waits for the LS's 0.5 s timeout.
 for clients in 1 8 64; do
     row "10% miss c=$clients" "dnslb ls" "$ls_pid" "$ls" --clients "$clients" --queries 50 --miss-ratio 0.1 "${hits[@]}"
+    base_row "10% miss c=$clients" --clients "$clients" --queries 50 --miss-ratio 0.1 "${hits[@]}"
     row "10% miss c=$clients" "select_ls.py" "$py_pid" "$py" --clients "$clients" --queries 50 --miss-ratio 0.1 "${hits[@]}"
 done
 # One pipelined client, 64 queries outstanding.
 row "hits c=1 pipe=64" "dnslb ls" "$ls_pid" "$ls" --queries 200000 --pipeline 64 "${hits[@]}"
+base_row "hits c=1 pipe=64" --queries 200000 --pipeline 64 "${hits[@]}"
 row "hits c=1 pipe=64" "select_ls.py" "$py_pid" "$py" --queries 20000 --pipeline 64 "${hits[@]}"
 row "hits c=1 pipe=64" "ts1 direct" "$ts1_pid" "$ts1" --queries 200000 --pipeline 64 \
     --names "$work/ts1.txt" --timeout 2
@@ -158,3 +176,12 @@ echo "  16 clients, LS qps / TS qps (>= 0.33):      dnslb $(ratio "${fig_hits_c_
 echo "  1 client, LS p50 / TS p50 (<= 5):          dnslb $(ratio "${fig_hits_c_1_dnslb_ls_p50:-}" "${fig_hits_c_1_ts1_direct_p50:-}")  select $(ratio "${fig_hits_c_1_select_ls_py_p50:-}" "${fig_hits_c_1_ts1_direct_p50:-}")"
 echo "  1 pipelined client, LS hits/s (>= 100000):  ${fig_hits_c_1_pipe_64_dnslb_ls_qps:-n/a}"
 echo "  10,000 names, half misses, negative TSes (< 0.5 s): ${fig_50__miss_neg_pipe_4096_dnslb_ls_elapsed:-n/a} s"
+if [[ -n $baseline ]]; then
+    echo "against the baseline LS ($baseline), this build / baseline:"
+    echo "  1 client p50 (lower is better):   $(ratio "${fig_hits_c_1_dnslb_ls_p50:-}" "${fig_hits_c_1_base_ls_p50:-}")"
+    for c in 1 8 16 64; do
+        a=fig_hits_c_${c}_dnslb_ls_qps b=fig_hits_c_${c}_base_ls_qps
+        echo "  $c clients qps (higher is better): $(ratio "${!a:-}" "${!b:-}")"
+    done
+    echo "  1 pipelined client qps:           $(ratio "${fig_hits_c_1_pipe_64_dnslb_ls_qps:-}" "${fig_hits_c_1_pipe_64_base_ls_qps:-}")"
+fi
