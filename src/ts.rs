@@ -95,8 +95,8 @@ fn reply_to(frame: Frame, table: &Table, options: TsOptions) -> Option<String> {
         }
     };
     match table.lookup_key(&query.key) {
-        Some(answer) => {
-            let line = answer.line(options.dialect);
+        Some(set) => {
+            let line = set.next_answer().line(options.dialect);
             log::info(format_args!("ts: {} -> {line}", query.name));
             Some(line)
         }
