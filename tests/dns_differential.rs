@@ -189,6 +189,16 @@ fn random_bytes_get_the_same_verdict() {
 }
 
 #[test]
+fn a_partial_edns_option_is_rejected_by_dnslb_and_ignored_by_hickory() {
+    // One OPT of 2 bytes: an option code without its length.
+    let bytes = b"\x00\x04\x00\x00\x00\x00\x00\x00\x00\x00\x00\x01\
+                  \x00\x00\x29\x77\x00\x03\x80\x00\x05\x00\x02\x00\x77";
+    assert!(Message::parse(bytes).is_err());
+    assert!(HMessage::from_vec(bytes).is_ok());
+    assert!(matches!(dns_diff::compare(bytes), Verdict::Excused(_)));
+}
+
+#[test]
 fn every_parsed_message_survives_writing_and_reading_again() {
     let mut g = Gen(SplitMix64::new(4));
     let mut checked = 0;
