@@ -505,6 +505,14 @@ fn shutdown_ends_udp_and_open_tcp_connections() {
 }
 
 #[test]
+fn a_given_port_taken_for_tcp_is_an_error_naming_it() {
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = taken.local_addr().unwrap();
+    let error = Sockets::bind(&[addr]).err().expect("the TCP port is taken");
+    assert_eq!(error.kind(), std::io::ErrorKind::AddrInUse);
+}
+
+#[test]
 fn the_binary_serves_dns_beside_the_course_protocol() {
     let table = tempfile::NamedTempFile::new().unwrap();
     std::fs::write(table.path(), TABLE).unwrap();

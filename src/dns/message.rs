@@ -167,6 +167,23 @@ pub struct Question {
     pub qclass: u16,
 }
 
+impl Question {
+    /// Whether `other` asks the same: the same name ignoring case, type and
+    /// class (how an answer is matched to the question it answers).
+    ///
+    /// ```
+    /// use dnslb::dns::{Name, Question, rtype, CLASS_IN};
+    /// let q = |name, qtype| Question { name: Name::from_ascii(name).unwrap(), qtype, qclass: CLASS_IN };
+    /// assert!(q("www.Example.com", rtype::A).same_as(&q("WWW.example.com.", rtype::A)));
+    /// assert!(!q("www.example.com", rtype::A).same_as(&q("www.example.com", rtype::AAAA)));
+    /// ```
+    pub fn same_as(&self, other: &Question) -> bool {
+        self.qtype == other.qtype
+            && self.qclass == other.qclass
+            && self.name.eq_ignore_case(&other.name)
+    }
+}
+
 /// A resource record (RFC 1035 §4.1.3).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Record {
