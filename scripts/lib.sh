@@ -4,10 +4,17 @@
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 
 # dnslb_bin: builds the release binary (cargo does nothing when it is up to
-# date) and prints its path.
+# date) and prints its path. The first build shows cargo's progress on
+# stderr; later ones are quiet.
 dnslb_bin() {
-    cargo build --release --quiet --manifest-path "$root/Cargo.toml" >&2
-    echo "${CARGO_TARGET_DIR:-$root/target}/release/dnslb"
+    local bin=${CARGO_TARGET_DIR:-$root/target}/release/dnslb
+    if [ -x "$bin" ]; then
+        cargo build --release --quiet --manifest-path "$root/Cargo.toml" >&2
+    else
+        echo "building dnslb (release; the first build takes a minute or less)" >&2
+        cargo build --release --manifest-path "$root/Cargo.toml" >&2
+    fi
+    echo "$bin"
 }
 
 # course_ts <n> <port> [dnslb ts options]: runs TS<n> of the course, with

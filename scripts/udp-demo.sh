@@ -46,7 +46,8 @@ echo "load balancer: $lb_addr"
 echo
 
 status=0
-"$dnslb" ping 127.0.0.1 "$lb" --count 10 --timeout 1 || status=$?
+# -O: each lost ping shows as `no answer yet for seq=<n>`.
+"$dnslb" ping 127.0.0.1 "$lb" -c 10 -W 1 -O || status=$?
 
 # Stop the load balancer so its log is complete: its stdout closes when it exits.
 kill "$lb_pid"

@@ -71,6 +71,11 @@ pub struct MessageReader {
     buf: Box<[u8]>,
     start: usize,
     end: usize,
+    /// Where a second bare message read during detection begins: the read
+    /// boundary is a message boundary, so the two are never merged.
+    boundary: Option<usize>,
+    /// The last message ended at end of stream without its newline.
+    cut: bool,
 }
 
 impl MessageReader {
@@ -83,7 +88,16 @@ impl MessageReader {
             buf: vec![0; READ_BUFFER].into_boxed_slice(),
             start: 0,
             end: 0,
+            boundary: None,
+            cut: false,
         }
+    }
+
+    /// Whether the last message returned ended at end of stream without its
+    /// newline, in line framing: a last query sent without one, or a line
+    /// cut short when the connection's reading was shut down.
+    pub fn last_was_cut(&self) -> bool {
+        self.cut
     }
 
     /// The stream being read.
@@ -112,7 +126,14 @@ impl MessageReader {
     pub fn next_frame(&mut self) -> io::Result<Option<Frame>> {
         let mut message = Accumulator::new(self.limit);
         loop {
-            let pending = &self.buf[self.start..self.end];
+            let limit = match self.boundary {
+                Some(boundary) if boundary > self.start => boundary,
+                _ => {
+                    self.boundary = None;
+                    self.end
+                }
+            };
+            let pending = &self.buf[self.start..limit];
             if let Some(pos) = pending.iter().position(|&b| b == b'\n') {
                 message.push(&pending[..pos]);
                 self.start += pos + 1;
@@ -120,7 +141,7 @@ impl MessageReader {
             }
             if self.framing == Framing::Bare && !pending.is_empty() {
                 message.push(pending);
-                self.start = self.end;
+                self.start = limit;
                 return Ok(Some(message.finish()));
             }
             message.push(pending);
@@ -128,7 +149,9 @@ impl MessageReader {
             self.end = 0;
             let n = self.stream.read(&mut self.buf)?;
             if n == 0 {
-                return Ok(message.finish_at_eof());
+                let last = message.finish_at_eof();
+                self.cut = last.is_some() && self.framing != Framing::Bare;
+                return Ok(last);
             }
             self.end = n;
             if self.framing == Framing::Auto {
@@ -138,28 +161,42 @@ impl MessageReader {
     }
 
     /// Decides Line or Bare from the buffered start of the first message.
+    ///
+    /// A first read that ends without a newline is followed by one more read
+    /// of at most [`AUTO_DETECT_GRACE`]: nothing (a bare peer waiting for its
+    /// reply) means Bare; bytes with a newline finish a line that arrived in
+    /// pieces, so Line; bytes without one are a second bare message, kept
+    /// apart from the first (a bare peer's read boundary is its message
+    /// boundary, so two queries are never merged into one).
     fn detect_framing(&mut self) -> io::Result<()> {
+        if self.buf[..self.end].contains(&b'\n') || self.end == self.buf.len() {
+            self.framing = Framing::Line;
+            return Ok(());
+        }
         let previous_timeout = self.stream.read_timeout()?;
         let deadline = Instant::now() + AUTO_DETECT_GRACE;
-        let mut framing = Framing::Line;
-        while !self.buf[..self.end].contains(&b'\n') && self.end < self.buf.len() {
+        let framing = loop {
             let left = deadline.saturating_duration_since(Instant::now());
             if left.is_zero() {
-                framing = Framing::Bare;
-                break;
+                break Framing::Bare;
             }
             self.stream.set_read_timeout(Some(left))?;
-            match self.stream.read(&mut self.buf[self.end..]) {
-                Ok(0) => break,
-                Ok(n) => self.end += n,
-                Err(e) if is_timeout(&e) => {
-                    framing = Framing::Bare;
-                    break;
+            let first_end = self.end;
+            match self.stream.read(&mut self.buf[first_end..]) {
+                Ok(0) => break Framing::Line,
+                Ok(n) => {
+                    self.end += n;
+                    if self.buf[first_end..self.end].contains(&b'\n') {
+                        break Framing::Line;
+                    }
+                    self.boundary = Some(first_end);
+                    break Framing::Bare;
                 }
+                Err(e) if is_timeout(&e) => break Framing::Bare,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
                 Err(e) => return Err(e),
             }
-        }
+        };
         self.stream.set_read_timeout(previous_timeout)?;
         self.framing = framing;
         Ok(())

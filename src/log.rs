@@ -2,12 +2,28 @@
 //!
 //! stdout is kept for what scripts read (`listening on ...`, the client's
 //! answers), so everything here goes to stderr, one whole line per call.
+//!
+//! Rust's test harness captures what `eprint!` prints (in the test's thread
+//! and the threads it spawns) and shows it only when the test fails, but not
+//! direct writes to `io::stderr()`. `eprint!` panics when stderr is closed,
+//! which must not stop a server, so the binary writes directly and tests
+//! call [`to_test_harness`] (unit tests do so by default).
 
 use std::fmt;
 use std::io::Write;
 use std::sync::atomic::{AtomicBool, Ordering};
 
 static VERBOSE: AtomicBool = AtomicBool::new(false);
+
+static TEST_HARNESS: AtomicBool = AtomicBool::new(cfg!(test));
+
+/// Sends every later log line of the process through `eprint!`, so that
+/// the test harness keeps each test's lines with its output, shown only
+/// when it fails (as env_logger's `is_test`). For tests only: `eprint!`
+/// panics on a closed stderr.
+pub fn to_test_harness() {
+    TEST_HARNESS.store(true, Ordering::Relaxed);
+}
 
 /// Turns per-query logging on or off for the whole process.
 pub fn set_verbose(on: bool) {
@@ -37,5 +53,9 @@ fn line(args: fmt::Arguments<'_>) {
     // do not interleave. A closed stderr must not stop a server (eprint!
     // would panic), so write errors are ignored.
     let text = format!("dnslb: {args}\n");
-    let _ = std::io::stderr().write_all(text.as_bytes());
+    if TEST_HARNESS.load(Ordering::Relaxed) {
+        eprint!("{text}");
+    } else {
+        let _ = std::io::stderr().write_all(text.as_bytes());
+    }
 }

@@ -15,12 +15,12 @@ mod stats;
 
 pub use engine::MAX_BACKENDS;
 
-use engine::Engine;
+use engine::{Engine, Outcome};
 pub use health::{BACKOFF_CAP, BACKOFF_START, Health};
 pub use stats::{Snapshot, Stats};
 
 use std::fmt;
-use std::io::{self, BufWriter, Write};
+use std::io::{self, Write};
 use std::net::{Shutdown as Direction, SocketAddr, TcpListener, TcpStream};
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
@@ -48,6 +48,17 @@ const QUERY_QUEUE: usize = 64;
 
 /// The client reader parses one message at a time; it needs little stack.
 const CLIENT_READER_STACK: usize = 64 * 1024;
+
+/// TS events the worker takes in one go before looking at deadlines.
+const EVENT_DRAIN: usize = 256;
+
+/// A write to the client blocked for this long or more postpones the
+/// deadlines (shorter waits are the cost of writing, not a stalled client).
+const STALL_NOTICE: Duration = Duration::from_millis(5);
+
+/// Longest a finished worker goes on counting the queries it leaves
+/// unanswered (see `count_unanswered`).
+const UNANSWERED_COUNT_BOUND: Duration = Duration::from_secs(1);
 
 /// How often `-v` prints the counters.
 const REPORT_EVERY: Duration = Duration::from_secs(10);
@@ -185,8 +196,9 @@ impl Ls {
         };
         let reporter = self.start_reporter();
         let shared = Arc::clone(&self.shared);
+        let stopping = shutdown.clone();
         let served = serve(listener, shutdown, &serve_options, move |client| {
-            if let Err(e) = serve_client(client, &shared) {
+            if let Err(e) = serve_client(client, &shared, &stopping) {
                 log::info(format_args!("ls: client connection ended: {e}"));
             }
         });
@@ -255,16 +267,21 @@ enum Incoming {
 
 /// The worker: fans out each query as it arrives and writes the replies in
 /// order, until the client has closed and every query has its reply.
-fn serve_client(client: TcpStream, shared: &Arc<Shared>) -> io::Result<()> {
+fn serve_client(client: TcpStream, shared: &Arc<Shared>, shutdown: &Shutdown) -> io::Result<()> {
     client.set_nodelay(true)?;
     let options = &shared.options;
     // A client that reads none of its replies for the idle timeout is
     // closed like one that sends nothing.
     client.set_write_timeout(Some(options.idle_timeout))?;
     let (queries_tx, queries) = crossbeam_channel::bounded(QUERY_QUEUE);
-    let reader = spawn_client_reader(client.try_clone()?, options.client_framing, queries_tx)?;
+    let reader = spawn_client_reader(
+        client.try_clone()?,
+        options.client_framing,
+        shutdown.clone(),
+        queries_tx,
+    )?;
     let mut engine = Engine::new(Arc::clone(shared));
-    let mut out = BufWriter::new(&client);
+    let mut out = Replies::new(&client, &shared.stats);
     let result = relay(&mut engine, &queries, &mut out, options);
     if let Err(e) = &result
         && is_timeout(e)
@@ -278,10 +295,30 @@ fn serve_client(client: TcpStream, shared: &Arc<Shared>) -> io::Result<()> {
     }
     // Ends the client reader, whatever state the client left it in.
     let _ = client.shutdown(Direction::Both);
+    drop(engine);
+    count_unanswered(&queries, &shared.stats);
     drop(queries);
     let _ = reader.join();
-    drop(engine);
     result
+}
+
+/// Counts as received and abandoned the queries the worker will never
+/// answer: those queued for it and those still in the client's socket (the
+/// reader goes on reading what had arrived, after the shutdown too). Bounded
+/// in time: a client that keeps sending is not followed for ever.
+fn count_unanswered(queries: &Receiver<Incoming>, stats: &Stats) {
+    let until = Instant::now() + UNANSWERED_COUNT_BOUND;
+    let mut unanswered = 0;
+    while let Ok(Incoming::Query(..)) = queries.recv_deadline(until) {
+        unanswered += 1;
+    }
+    if unanswered > 0 {
+        stats.queries.fetch_add(unanswered, Ordering::Relaxed);
+        stats.abandoned.fetch_add(unanswered, Ordering::Relaxed);
+        log::info(format_args!(
+            "ls: {unanswered} queries received from a client were left unanswered"
+        ));
+    }
 }
 
 /// The worker's loop; returns when the client is done, and an error when it
@@ -289,7 +326,7 @@ fn serve_client(client: TcpStream, shared: &Arc<Shared>) -> io::Result<()> {
 fn relay(
     engine: &mut Engine,
     queries: &Receiver<Incoming>,
-    out: &mut BufWriter<&TcpStream>,
+    out: &mut Replies,
     options: &LsOptions,
 ) -> io::Result<()> {
     let events = engine.events().clone();
@@ -305,11 +342,27 @@ fn relay(
     let mut last_activity = Instant::now();
     loop {
         let now = Instant::now();
+        // Replies already received settle their queries before any deadline
+        // up to `now` is called (bounded: a flooding TS cannot hold the loop).
+        for event in events.try_iter().take(EVENT_DRAIN) {
+            engine.handle(event);
+        }
         engine.expire(now);
         engine.maintain_links(now);
-        while let Some(reply) = engine.pop_ready() {
-            write_message(out, reply.as_bytes(), framing)?;
+        let mut writing = None;
+        while let Some((outcome, reply)) = engine.pop_ready() {
+            writing.get_or_insert_with(Instant::now);
+            out.push(outcome, &reply, framing)?;
+        }
+        if let Some(writing) = writing {
             last_activity = now;
+            // A client that stops reading blocks these writes; the replies
+            // the TSes send meanwhile wait unread, so the time blocked does
+            // not count against the deadlines.
+            let blocked = writing.elapsed();
+            if blocked >= STALL_NOTICE {
+                engine.postpone_deadlines(blocked);
+            }
         }
         let idle = engine.in_flight() == 0;
         if !client_open && idle {
@@ -326,7 +379,13 @@ fn relay(
             Err(_) => {
                 // Nothing ready: send what is buffered before blocking.
                 engine.flush_links();
+                let flushing = Instant::now();
                 out.flush()?;
+                let blocked = flushing.elapsed();
+                if blocked >= STALL_NOTICE {
+                    engine.postpone_deadlines(blocked);
+                    continue;
+                }
                 let idle_deadline =
                     (idle && client_open).then(|| last_activity + options.idle_timeout);
                 let wake = [engine.next_wakeup(), idle_deadline]
@@ -364,11 +423,79 @@ fn relay(
     }
 }
 
+/// The worker's replies on their way to its client. A reply is counted
+/// (answered, miss, invalid) once its last byte is sent; one that a failed
+/// write cuts off is counted as abandoned, so the counters never claim a
+/// reply the client did not get.
+struct Replies<'a> {
+    client: &'a TcpStream,
+    stats: &'a Stats,
+    bytes: Vec<u8>,
+    /// Where each buffered reply ends in `bytes`, and how its query ended.
+    ends: Vec<(usize, Outcome)>,
+}
+
+impl<'a> Replies<'a> {
+    /// Replies are sent once this many bytes are buffered, or on `flush`.
+    const BATCH: usize = 8 * 1024;
+
+    fn new(client: &'a TcpStream, stats: &'a Stats) -> Replies<'a> {
+        Replies {
+            client,
+            stats,
+            bytes: Vec::with_capacity(Self::BATCH),
+            ends: Vec::new(),
+        }
+    }
+
+    fn push(&mut self, outcome: Outcome, reply: &str, framing: Framing) -> io::Result<()> {
+        write_message(&mut self.bytes, reply.as_bytes(), framing)?;
+        self.ends.push((self.bytes.len(), outcome));
+        if self.bytes.len() >= Self::BATCH {
+            self.flush()?;
+        }
+        Ok(())
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        let mut sent = 0;
+        let result = loop {
+            if sent == self.bytes.len() {
+                break Ok(());
+            }
+            match self.client.write(&self.bytes[sent..]) {
+                Ok(0) => break Err(io::ErrorKind::WriteZero.into()),
+                Ok(n) => sent += n,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => break Err(e),
+            }
+        };
+        let delivered = self.ends.partition_point(|(end, _)| *end <= sent);
+        for (_, outcome) in &self.ends[..delivered] {
+            self.stats.count(outcome);
+        }
+        let lost = (self.ends.len() - delivered) as u64;
+        self.stats.abandoned.fetch_add(lost, Ordering::Relaxed);
+        self.bytes.clear();
+        self.ends.clear();
+        result
+    }
+}
+
+impl Drop for Replies<'_> {
+    fn drop(&mut self) {
+        // Replies never sent: the worker ended on another error.
+        let lost = self.ends.len() as u64;
+        self.stats.abandoned.fetch_add(lost, Ordering::Relaxed);
+    }
+}
+
 /// Reads and parses the client's messages until it closes; blocks while the
 /// worker has its fill of queries in flight, which stops reading the socket.
 fn spawn_client_reader(
     stream: TcpStream,
     framing: Framing,
+    shutdown: Shutdown,
     queries: Sender<Incoming>,
 ) -> io::Result<thread::JoinHandle<()>> {
     thread::Builder::new()
@@ -380,6 +507,15 @@ fn spawn_client_reader(
                 let incoming = match reader.next_frame() {
                     Ok(Some(Frame::TooLong)) => {
                         Incoming::Query(Err(QueryError::TooLong), reader.framing())
+                    }
+                    Ok(Some(Frame::Message(_)))
+                        if reader.last_was_cut() && shutdown.is_triggered() =>
+                    {
+                        // The shutdown cut this line short: it is not a query.
+                        log::info(format_args!(
+                            "ls: ignoring a line cut short by the shutdown"
+                        ));
+                        return;
                     }
                     Ok(Some(Frame::Message(message))) => {
                         Incoming::Query(wire::parse_query(&message), reader.framing())

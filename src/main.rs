@@ -1,5 +1,5 @@
-//! The `dnslb` command: parses the command line and starts one role. The only
-//! place that touches argh and ctrlc.
+//! The `dnslb` command: starts the role the command line (`cli`) names. With
+//! `cli`, the only place that touches argh and ctrlc.
 //!
 //! Exit codes: 0 on success (and after Ctrl-C or SIGTERM), 1 when the client
 //! fails at run time or the bench saw a wrong answer or lost a connection,
@@ -8,323 +8,34 @@
 
 use std::io::{self, IsTerminal, Write};
 use std::net::{SocketAddr, TcpListener, UdpSocket};
-use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::Arc;
-use std::time::Duration;
 
-use argh::FromArgs;
+mod cli;
 
+use cli::{BenchArgs, ClientArgs, LsArgs, PingArgs, Role, TsArgs, UdpEchoArgs, UdpLbArgs};
 use dnslb::bench::{self, BenchOptions, Names};
 use dnslb::client::{self, ClientOptions};
 use dnslb::framing::Framing;
-use dnslb::ls::{self, Backend, Ls, LsOptions};
+use dnslb::ls::{Backend, Ls, LsOptions};
 use dnslb::server::Shutdown;
 use dnslb::table::Table;
 use dnslb::ts::{self, TsOptions};
 use dnslb::udp::echo::{self, EchoOptions};
 use dnslb::udp::flood::{self, FloodOptions};
 use dnslb::udp::lb::{self as udp_lb, LbOptions, LbStats};
-use dnslb::udp::loss::Loss;
 use dnslb::udp::ping::{self, PingOptions};
-use dnslb::wire::Dialect;
 use dnslb::{log, net};
-
-/// Load balancing across DNS servers: top-level servers, a load-balancing
-/// server and a client.
-#[derive(FromArgs)]
-struct Cli {
-    #[argh(subcommand)]
-    role: Role,
-}
-
-#[derive(FromArgs)]
-#[argh(subcommand)]
-enum Role {
-    Ts(TsArgs),
-    Ls(LsArgs),
-    Client(ClientArgs),
-    Bench(BenchArgs),
-    UdpEcho(UdpEchoArgs),
-    UdpLb(UdpLbArgs),
-    Ping(PingArgs),
-}
-
-/// Run a top-level server (TS): answer names from a table, stay silent on the rest.
-#[derive(FromArgs)]
-#[argh(subcommand, name = "ts")]
-struct TsArgs {
-    /// port to listen on (0: any free port)
-    #[argh(positional)]
-    port: u16,
-    /// table file: one `hostname ip A` per line
-    #[argh(option)]
-    table: PathBuf,
-    /// address to listen on (default 0.0.0.0, all IPv4 interfaces)
-    #[argh(option, default = "String::from(\"0.0.0.0\")")]
-    bind: String,
-    /// answer format: 2020 (`name ip A`, default) or 2022 (`name ip A IN`)
-    #[argh(option, default = "Dialect::Y2020")]
-    dialect: Dialect,
-    /// query framing: auto (default, detect per connection), line or bare
-    #[argh(option, default = "Framing::Auto")]
-    framing: Framing,
-    /// reply `<name> - NOT FOUND` to names not in the table instead of staying silent
-    #[argh(switch)]
-    answer_misses: bool,
-    /// also answer DNS queries (RFC 1035) over UDP and TCP on this port (0: any free port)
-    #[argh(option)]
-    dns_port: Option<u16>,
-    /// TTL in seconds of DNS answers (default 300)
-    #[argh(option, default = "ts::dns::DEFAULT_TTL")]
-    ttl: u32,
-    /// log every query on stderr
-    #[argh(switch, short = 'v')]
-    verbose: bool,
-}
-
-/// Run the load-balancing server (LS): forward each query to every TS, relay
-/// the first answer or a miss after the timeout.
-#[derive(FromArgs)]
-#[argh(subcommand, name = "ls")]
-struct LsArgs {
-    /// port to listen on (0: any free port)
-    #[argh(positional)]
-    port: u16,
-    /// TS host and port pairs: <ts-host> <ts-port> [<ts-host> <ts-port> ...]
-    #[argh(positional)]
-    ts: Vec<String>,
-    /// seconds a query waits for an answer (default 5, fractions allowed)
-    #[argh(option, default = "ls::DEFAULT_TIMEOUT", from_str_fn(parse_seconds))]
-    timeout: Duration,
-    /// address to listen on (default 0.0.0.0, all IPv4 interfaces)
-    #[argh(option, default = "String::from(\"0.0.0.0\")")]
-    bind: String,
-    /// miss format: 2020 (`name - Error:HOST NOT FOUND`, default) or 2022 (`name - TIMED OUT`)
-    #[argh(option, default = "Dialect::Y2020")]
-    dialect: Dialect,
-    /// client query framing: auto (default, detect per connection), line or bare
-    #[argh(option, default = "Framing::Auto")]
-    framing: Framing,
-    /// framing towards the TSes: line (default) or bare (course Python TSes)
-    #[argh(option, default = "Framing::Line")]
-    ts_framing: Framing,
-    /// most queries in flight per client before the LS stops reading it (default 4096)
-    #[argh(option, default = "4096")]
-    max_inflight: usize,
-    /// most clients at once; one more gets `- Error:SERVER BUSY` (default 1024)
-    #[argh(option, default = "1024")]
-    max_clients: usize,
-    /// close a client that sends nothing for this many seconds (default 300)
-    #[argh(
-        option,
-        default = "Duration::from_secs(300)",
-        from_str_fn(parse_seconds)
-    )]
-    idle_timeout: Duration,
-    /// log every query on stderr (name, which TS answered, time taken) and the counters every 10 s
-    #[argh(switch, short = 'v')]
-    verbose: bool,
-}
-
-/// Resolve every hostname of a file through an LS; write the replies to a file.
-#[derive(FromArgs)]
-#[argh(subcommand, name = "client")]
-struct ClientArgs {
-    /// LS host (name or address)
-    #[argh(positional)]
-    ls_host: String,
-    /// LS port
-    #[argh(positional)]
-    ls_port: u16,
-    /// hostnames, one per line (default PROJ2-HNS.txt)
-    #[argh(option, default = "PathBuf::from(\"PROJ2-HNS.txt\")")]
-    input: PathBuf,
-    /// where the replies go, one line per query (default RESOLVED.txt)
-    #[argh(option, default = "PathBuf::from(\"RESOLVED.txt\")")]
-    output: PathBuf,
-    /// framing: line (default) or bare (a course Python LS)
-    #[argh(option, default = "Framing::Line")]
-    framing: Framing,
-    /// seconds to wait for each reply before giving up (default 30)
-    #[argh(
-        option,
-        default = "Duration::from_secs(30)",
-        from_str_fn(parse_seconds)
-    )]
-    reply_timeout: Duration,
-    /// queries sent ahead of their replies (default 1: wait for each reply, as the course client does)
-    #[argh(option, default = "1")]
-    pipeline: usize,
-}
-
-/// Drive an LS or a TS with many clients and check every reply; prints
-/// throughput, latency percentiles and counts of hits, misses, errors and
-/// wrong answers. Exit 0 when no reply was wrong and no connection failed,
-/// 1 otherwise, 2 for bad usage.
-#[derive(FromArgs)]
-#[argh(subcommand, name = "bench")]
-struct BenchArgs {
-    /// server host (name or address)
-    #[argh(positional)]
-    host: String,
-    /// server port
-    #[argh(positional)]
-    port: u16,
-    /// concurrent clients, each with its own connection (default 1)
-    #[argh(option, default = "1")]
-    clients: usize,
-    /// queries per client (default 1000)
-    #[argh(option, default = "1000")]
-    queries: usize,
-    /// names to ask: a TS table file (`name ip A`, answers are checked against
-    /// it) or one hostname per line (default: the course tables, built in)
-    #[argh(option)]
-    names: Option<PathBuf>,
-    /// fraction (0 to 1) of queries for made-up names no TS holds (default 0);
-    /// a TS is silent on those, so against a TS each costs a --timeout
-    #[argh(option, default = "0.0", from_str_fn(parse_ratio))]
-    miss_ratio: f64,
-    /// queries kept outstanding per connection (default 1: one at a time)
-    #[argh(option, default = "1")]
-    pipeline: usize,
-    /// the course programs' framing: one write per query without newline,
-    /// each reply one read; one query at a time
-    #[argh(switch)]
-    raw: bool,
-    /// seconds to wait for each reply before counting a timeout (default 30);
-    /// a reply that comes later is counted late and dropped
-    #[argh(
-        option,
-        default = "bench::DEFAULT_REPLY_TIMEOUT",
-        from_str_fn(parse_seconds)
-    )]
-    timeout: Duration,
-}
-
-/// Parses a fraction between 0 and 1.
-fn parse_ratio(text: &str) -> Result<f64, String> {
-    match text.parse::<f64>() {
-        Ok(ratio) if (0.0..=1.0).contains(&ratio) => Ok(ratio),
-        _ => Err(format!("{text:?}: expected a fraction from 0 to 1")),
-    }
-}
-
-/// Run a UDP echo ("ping") server: upper-case each datagram and send it
-/// back, dropping some on purpose like the course's servers.
-#[derive(FromArgs)]
-#[argh(subcommand, name = "udp-echo")]
-struct UdpEchoArgs {
-    /// port to listen on (0: any free port)
-    #[argh(positional)]
-    port: u16,
-    /// fraction of datagrams dropped: 4/11 (default, the course's
-    /// `randint(0, 10) < 4`), 0.3636, 0, ...
-    #[argh(option, default = "Loss::COURSE")]
-    loss: Loss,
-    /// seed of the drop pattern: the same seed drops the same datagrams
-    /// (default: random)
-    #[argh(option)]
-    seed: Option<u64>,
-    /// address to listen on (default 0.0.0.0, all IPv4 interfaces)
-    #[argh(option, default = "String::from(\"0.0.0.0\")")]
-    bind: String,
-    /// log every datagram on stderr
-    #[argh(switch, short = 'v')]
-    verbose: bool,
-}
-
-/// Run the UDP load balancer: hand each datagram to the next backend in
-/// turn, relay each reply to the client that sent the request.
-#[derive(FromArgs)]
-#[argh(subcommand, name = "udp-lb")]
-struct UdpLbArgs {
-    /// port to listen on (0: any free port)
-    #[argh(positional)]
-    port: u16,
-    /// backend host and port pairs: <backend-host> <backend-port> [...]
-    #[argh(positional)]
-    backends: Vec<String>,
-    /// seconds a client session may stay idle before its sockets and
-    /// threads are freed (default 60, fractions allowed)
-    #[argh(
-        option,
-        default = "udp_lb::DEFAULT_SESSION_TIMEOUT",
-        from_str_fn(parse_seconds)
-    )]
-    session_timeout: Duration,
-    /// seconds a backend that refused a datagram (ICMP port unreachable) is
-    /// skipped before it is retried (default 10)
-    #[argh(
-        option,
-        default = "udp_lb::DEFAULT_FAIL_TIMEOUT",
-        from_str_fn(parse_seconds)
-    )]
-    fail_timeout: Duration,
-    /// most client sessions open at once; datagrams from new clients are
-    /// dropped while that many are (default 4096)
-    #[argh(option, default = "udp_lb::DEFAULT_MAX_SESSIONS")]
-    max_sessions: usize,
-    /// address to listen on (default 0.0.0.0, all IPv4 interfaces)
-    #[argh(option, default = "String::from(\"0.0.0.0\")")]
-    bind: String,
-    /// log every datagram on stderr: client, backend, data
-    #[argh(switch, short = 'v')]
-    verbose: bool,
-}
-
-/// Ping a UDP echo server or load balancer: numbered pings, one at a time,
-/// then a summary like ping(8). Exit 0 if any reply came, 1 otherwise.
-#[derive(FromArgs)]
-#[argh(subcommand, name = "ping")]
-struct PingArgs {
-    /// server host (name or address)
-    #[argh(positional)]
-    host: String,
-    /// server port
-    #[argh(positional)]
-    port: u16,
-    /// pings to send (default 10; 100000 with --flood)
-    #[argh(option)]
-    count: Option<u64>,
-    /// seconds each ping waits for its reply (default 1, fractions allowed)
-    #[argh(option, default = "Duration::from_secs(1)", from_str_fn(parse_seconds))]
-    timeout: Duration,
-    /// least seconds from one ping to the next (default: none, the next ping
-    /// goes as soon as the previous one is answered or timed out)
-    #[argh(option, from_str_fn(parse_seconds))]
-    interval: Option<Duration>,
-    /// measure throughput instead: keep --window pings in flight, print
-    /// datagrams per second
-    #[argh(switch)]
-    flood: bool,
-    /// pings in flight with --flood (default 64)
-    #[argh(option, default = "64")]
-    window: usize,
-}
-
-/// Parses a positive number of seconds, fractions allowed.
-fn parse_seconds(text: &str) -> Result<Duration, String> {
-    let secs: f64 = text
-        .parse()
-        .map_err(|_| format!("{text:?} is not a number of seconds"))?;
-    if !(secs.is_finite() && secs > 0.0 && secs <= 86_400.0) {
-        return Err(format!(
-            "{text:?}: expected seconds above 0 and at most 86400"
-        ));
-    }
-    Ok(Duration::from_secs_f64(secs))
-}
 
 /// A usage or configuration error: printed, exit code 2.
 struct Usage(String);
 
 fn main() -> ExitCode {
-    let cli = match parse_command_line() {
-        Ok(cli) => cli,
+    let role = match cli::parse() {
+        Ok(role) => role,
         Err(code) => return code,
     };
-    let result = match cli.role {
+    let result = match role {
         Role::Ts(args) => run_ts(args),
         Role::Ls(args) => run_ls(args),
         Role::Client(args) => return run_client(args),
@@ -335,35 +46,8 @@ fn main() -> ExitCode {
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
-        Err(Usage(message)) => {
-            log::warn(format_args!("{message}"));
-            ExitCode::from(2)
-        }
+        Err(Usage(message)) => cli::usage_error(&message),
     }
-}
-
-fn parse_command_line() -> Result<Cli, ExitCode> {
-    let mut args = Vec::new();
-    for arg in std::env::args_os().skip(1) {
-        match arg.into_string() {
-            Ok(arg) => args.push(arg),
-            Err(arg) => {
-                log::warn(format_args!("argument {arg:?} is not valid UTF-8"));
-                return Err(ExitCode::from(2));
-            }
-        }
-    }
-    let args: Vec<&str> = args.iter().map(String::as_str).collect();
-    Cli::from_args(&["dnslb"], &args).map_err(|exit| match exit.status {
-        Ok(()) => {
-            println!("{}", exit.output);
-            ExitCode::SUCCESS
-        }
-        Err(()) => {
-            eprintln!("{}", exit.output);
-            ExitCode::from(2)
-        }
-    })
 }
 
 fn run_ts(args: TsArgs) -> Result<(), Usage> {
@@ -410,9 +94,10 @@ fn run_ls(args: LsArgs) -> Result<(), Usage> {
     log::set_verbose(args.verbose);
     let backends = parse_backends(&args.ts)?;
     if args.max_inflight == 0 || args.max_clients == 0 {
-        return Err(Usage(
-            "--max-inflight and --max-clients must be at least 1".into(),
-        ));
+        return Err(Usage(cli::hint(
+            Some("ls"),
+            "--max-inflight and --max-clients must be at least 1",
+        )));
     }
     let options = LsOptions {
         timeout: args.timeout,
@@ -456,22 +141,17 @@ fn run_client(args: ClientArgs) -> ExitCode {
 }
 
 fn run_bench(args: BenchArgs) -> ExitCode {
-    let usage = |message: String| {
-        log::warn(format_args!("{message}"));
-        ExitCode::from(2)
-    };
+    let usage = |message: &str| cli::usage_error(&cli::hint(Some("bench"), message));
     if args.clients == 0 || args.queries == 0 || args.pipeline == 0 {
-        return usage("--clients, --queries and --pipeline must be at least 1".to_string());
+        return usage("--clients, --queries and --pipeline must be at least 1");
     }
     if args.raw && args.pipeline > 1 {
-        return usage(
-            "--raw sends one query at a time; it cannot be used with --pipeline".to_string(),
-        );
+        return usage("--raw sends one query at a time; it cannot be used with --pipeline");
     }
     let names = match &args.names {
         Some(path) => match Names::load(path) {
             Ok(names) => names,
-            Err(e) => return usage(e.to_string()),
+            Err(e) => return cli::usage_error(&e.to_string()),
         },
         None => Names::course(),
     };
@@ -526,7 +206,10 @@ fn run_udp_echo(args: UdpEchoArgs) -> Result<(), Usage> {
 fn run_udp_lb(args: UdpLbArgs) -> Result<(), Usage> {
     log::set_verbose(args.verbose);
     if args.max_sessions == 0 {
-        return Err(Usage("--max-sessions must be at least 1".to_string()));
+        return Err(Usage(cli::hint(
+            Some("udp-lb"),
+            "--max-sessions must be at least 1",
+        )));
     }
     let backends = parse_udp_backends(&args.backends)?;
     // Before announcing the socket: a script may signal as soon as it reads the line.
@@ -544,8 +227,10 @@ fn run_udp_lb(args: UdpLbArgs) -> Result<(), Usage> {
 
 fn run_ping(args: PingArgs) -> ExitCode {
     if args.count == Some(0) || args.window == 0 {
-        log::warn(format_args!("--count and --window must be at least 1"));
-        return ExitCode::from(2);
+        return cli::usage_error(&cli::hint(
+            Some("ping"),
+            "--count and --window must be at least 1",
+        ));
     }
     let target = match net::resolve(&args.host, args.port) {
         Ok(addrs) => net::datagram_target(&addrs),
@@ -571,6 +256,7 @@ fn run_ping(args: PingArgs) -> ExitCode {
             count: args.count.unwrap_or(PingOptions::default().count),
             timeout: args.timeout,
             interval: args.interval,
+            report_lost: args.report_lost,
         };
         ping::run(target, &name, options, &mut stdout).map(|summary| summary.any_reply())
     };
@@ -621,19 +307,20 @@ fn host_port_pairs(
     role: &str,
 ) -> Result<Vec<(String, Vec<SocketAddr>)>, Usage> {
     if words.is_empty() || !words.len().is_multiple_of(2) {
-        return Err(Usage(format!(
-            "expected <host> <port> pairs for each {what} after the port, got {} word(s); see `dnslb {role} --help`",
+        let message = format!(
+            "expected <host> <port> pairs for each {what} after the port, got {} word(s)",
             words.len()
-        )));
+        );
+        return Err(Usage(cli::hint(Some(role), &message)));
     }
     words
         .chunks(2)
         .map(|pair| {
             let (host, port) = (&pair[0], &pair[1]);
             let port: u16 = port.parse().map_err(|_| {
-                Usage(format!(
-                    "{what} port {port:?} (for host {host:?}) is not a port number"
-                ))
+                let message =
+                    format!("{what} port {port:?} (for host {host:?}) is not a port number");
+                Usage(cli::hint(Some(role), &message))
             })?;
             let addrs = net::resolve(host, port).map_err(Usage)?;
             Ok((host.clone(), addrs))

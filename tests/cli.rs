@@ -4,6 +4,7 @@ mod support;
 
 use std::io::{Read, Write};
 use std::net::TcpListener;
+use std::path::Path;
 
 use crossbeam_channel::Receiver;
 
@@ -135,20 +136,197 @@ fn missing_table_exits_2() {
 }
 
 #[test]
-fn bad_usage_exits_2() {
+fn argument_errors_name_the_role_point_at_its_help_and_exit_2() {
     let dir = tempfile::tempdir().unwrap();
-    for args in [
-        &["ls", "0", "127.0.0.1"][..],
-        &["ls", "0", "127.0.0.1", "notaport"],
-        &["ls", "0", "127.0.0.1", "1", "--timeout", "-1"],
-        &["ls", "0", "127.0.0.1", "1", "--timeout", "soon"],
-        &["ts", "0", "--table", "x", "--dialect", "2021"],
-        &["nonsense"],
+    for (args, role) in [
+        (&["ls", "0", "127.0.0.1"][..], Some("ls")),
+        (&["ls", "0", "127.0.0.1", "notaport"], Some("ls")),
+        (
+            &["ls", "0", "127.0.0.1", "1", "--timeout", "-1"],
+            Some("ls"),
+        ),
+        (
+            &["ls", "0", "127.0.0.1", "1", "--timeout", "soon"],
+            Some("ls"),
+        ),
+        (
+            &["ls", "0", "127.0.0.1", "1", "--max-inflight", "0"],
+            Some("ls"),
+        ),
+        (&["ls"], Some("ls")),
+        (
+            &["ts", "0", "--table", "x", "--dialect", "2021"],
+            Some("ts"),
+        ),
+        (&["ts", "0", "--bogus"], Some("ts")),
+        (&["client", "127.0.0.1"], Some("client")),
+        (
+            &["bench", "h", "1", "--raw", "--pipeline", "2"],
+            Some("bench"),
+        ),
+        (&["udp-echo", "0", "--loss", "2"], Some("udp-echo")),
+        (&["udp-lb", "0", "127.0.0.1"], Some("udp-lb")),
+        (&["ping", "127.0.0.1", "1", "-c", "0"], Some("ping")),
+        (&["ping", "127.0.0.1"], Some("ping")),
+        (&["nonsense"], None),
+        (&[], None),
     ] {
-        let (status, _, stderr) = run_bin(dir.path(), args);
+        let (status, stdout, stderr) = run_bin(dir.path(), args);
         assert_eq!(status.code(), Some(2), "{args:?}: {stderr}");
-        assert!(!stderr.is_empty(), "{args:?} printed no error");
+        assert_eq!(stdout, "", "{args:?}");
+        let (prefix, command) = match role {
+            Some(role) => (format!("dnslb: {role}: "), format!("dnslb {role}")),
+            None => ("dnslb: ".to_string(), "dnslb".to_string()),
+        };
+        assert!(stderr.starts_with(&prefix), "{args:?}: {stderr}");
+        assert!(
+            stderr.ends_with(&format!("\nRun '{command} --help' for usage.\n")),
+            "{args:?}: {stderr}"
+        );
     }
+}
+
+#[test]
+fn configuration_errors_exit_2_without_a_usage_hint() {
+    let dir = tempfile::tempdir().unwrap();
+    let (status, _, stderr) = run_bin(dir.path(), &["ts", "0", "--table", "-h"]);
+    assert_eq!(status.code(), Some(2), "{stderr}");
+    // `-h` as an option's value is that value, not a request for help.
+    assert!(
+        stderr.starts_with("dnslb: ") && stderr.contains("-h"),
+        "{stderr}"
+    );
+    assert!(!stderr.contains("--help"), "{stderr}");
+}
+
+/// The roles, as `dnslb --help` lists them.
+const ROLES: [&str; 7] = ["ts", "ls", "client", "bench", "udp-echo", "udp-lb", "ping"];
+
+#[test]
+fn dash_h_and_help_print_the_usage_of_every_role_as_the_readme_shows_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let readme =
+        std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("README.md")).unwrap();
+    let (status, top, _) = run_bin(dir.path(), &["-h"]);
+    assert!(status.success());
+    assert!(
+        top.starts_with("Usage: dnslb [-V] <command> [<args>]\n"),
+        "{top}"
+    );
+    assert!(top.contains("  -h, --help  "), "{top}");
+    assert_eq!(run_bin(dir.path(), &["--help"]).1, top);
+    for role in ROLES {
+        assert!(
+            top.contains(&format!("\n  {role} ")),
+            "{role} missing: {top}"
+        );
+        let (status, help, stderr) = run_bin(dir.path(), &[role, "-h"]);
+        assert!(status.success(), "{role} -h: {stderr}");
+        assert_eq!(run_bin(dir.path(), &[role, "--help"]).1, help, "{role}");
+        // After the positional arguments too, as --help works there.
+        assert_eq!(run_bin(dir.path(), &[role, "0", "-h"]).1, help, "{role}");
+        assert!(help.contains("\n  -h, --help  "), "{help}");
+        let usage = help.lines().next().unwrap();
+        assert!(!usage.contains("[--]"), "{usage}");
+        let rest = usage
+            .strip_prefix(&format!("Usage: dnslb {role} "))
+            .unwrap_or_else(|| panic!("{usage}"));
+        // The synopsis: the command and its positional arguments, options after.
+        let options = [" [-", " -"]
+            .iter()
+            .filter_map(|start| rest.find(start))
+            .min();
+        let synopsis = match options {
+            Some(end) => &usage["Usage: ".len()..usage.len() - rest.len() + end],
+            None => &usage["Usage: ".len()..],
+        };
+        assert!(
+            synopsis.contains(" <"),
+            "{role}: positionals shown required: {usage}"
+        );
+        assert!(
+            readme
+                .lines()
+                .any(|line| line == synopsis || line.starts_with(&format!("{synopsis} "))),
+            "README.md has no line starting with {synopsis:?}"
+        );
+    }
+}
+
+#[test]
+fn version_prints_the_name_and_the_version() {
+    let dir = tempfile::tempdir().unwrap();
+    for flag in ["--version", "-V"] {
+        let (status, stdout, _) = run_bin(dir.path(), &[flag]);
+        assert!(status.success());
+        assert_eq!(stdout, format!("dnslb {}\n", env!("CARGO_PKG_VERSION")));
+    }
+}
+
+#[test]
+fn ping_takes_pings_short_flags_and_prints_its_lines() {
+    let echo = spawn_server_bin(&["udp-echo", "0", "--bind", "127.0.0.1", "--loss", "0"]);
+    let port = echo.addr.port().to_string();
+    let dir = tempfile::tempdir().unwrap();
+    let args = [
+        "ping",
+        "127.0.0.1",
+        &port,
+        "-c",
+        "3",
+        "-i",
+        "0.2",
+        "-W",
+        "5",
+    ];
+    let (status, out, stderr) = run_bin(dir.path(), &args);
+    assert!(status.success(), "{stderr}");
+    let lines: Vec<&str> = out.lines().collect();
+    assert_eq!(lines.len(), 8, "{out}");
+    let target = format!("127.0.0.1:{port}");
+    for (i, line) in lines[1..4].iter().enumerate() {
+        // `PING <seq> HH:MM:SS` echoed: 15 bytes.
+        let prefix = format!("15 bytes from {target}: seq={} time=", i + 1);
+        let time = line
+            .strip_prefix(&prefix)
+            .and_then(|rest| rest.strip_suffix(" ms"))
+            .unwrap_or_else(|| panic!("{line:?}\n{out}"));
+        assert!(time.parse::<f64>().is_ok(), "{line}");
+    }
+    assert_eq!(lines[4], "");
+    assert_eq!(lines[5], format!("--- {target} ping statistics ---"));
+    let elapsed = lines[6]
+        .strip_prefix("3 packets transmitted, 3 received, 0% packet loss, time ")
+        .and_then(|rest| rest.strip_suffix("ms"))
+        .unwrap_or_else(|| panic!("{out}"));
+    // -i 0.2: two pauses at least between three pings.
+    assert!(elapsed.parse::<u64>().unwrap() >= 400, "{out}");
+    assert!(lines[7].starts_with("rtt min/avg/max/mdev = "), "{out}");
+    assert!(lines[7].ends_with(" ms"), "{out}");
+}
+
+#[test]
+fn ping_reports_lost_pings_only_in_the_summary_unless_dash_o() {
+    // A socket that never answers.
+    let silent = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    let port = silent.local_addr().unwrap().port().to_string();
+    let dir = tempfile::tempdir().unwrap();
+    let quiet = ["ping", "127.0.0.1", &port, "-c", "2", "-W", "0.1"];
+    let (status, out, _) = run_bin(dir.path(), &quiet);
+    assert_eq!(status.code(), Some(1), "{out}");
+    assert_eq!(out.lines().nth(1), Some(""), "nothing per lost ping: {out}");
+    assert!(
+        out.contains("2 packets transmitted, 0 received, 100% packet loss, time "),
+        "{out}"
+    );
+    assert!(!out.contains("rtt"), "{out}");
+    let (_, out, _) = run_bin(dir.path(), &[&quiet[..], &["-O"]].concat());
+    let lines: Vec<&str> = out.lines().collect();
+    assert_eq!(
+        lines[1..3],
+        ["no answer yet for seq=1", "no answer yet for seq=2"],
+        "{out}"
+    );
 }
 
 #[test]
@@ -299,4 +477,216 @@ fn a_closed_stderr_does_not_stop_a_server_from_stopping() {
     // SAFETY: kill(2) on a child we started and have not reaped.
     assert_eq!(unsafe { libc::kill(pid, libc::SIGTERM) }, 0);
     assert_eq!(wait_bounded(&mut child, BOUND).code(), Some(0));
+}
+
+/// A directory for the scripts' build step: a `cargo` that only logs its
+/// arguments (to `cargo.log`), first on PATH, and a target directory.
+struct FakeBuild {
+    dir: tempfile::TempDir,
+}
+
+impl FakeBuild {
+    fn new() -> FakeBuild {
+        let dir = tempfile::tempdir().unwrap();
+        let cargo = dir.path().join("bin/cargo");
+        std::fs::create_dir_all(cargo.parent().unwrap()).unwrap();
+        let log = dir.path().join("cargo.log");
+        std::fs::write(
+            &cargo,
+            format!("#!/bin/sh\necho \"$*\" >> '{}'\n", log.display()),
+        )
+        .unwrap();
+        let mut permissions = std::fs::metadata(&cargo).unwrap().permissions();
+        std::os::unix::fs::PermissionsExt::set_mode(&mut permissions, 0o755);
+        std::fs::set_permissions(&cargo, permissions).unwrap();
+        FakeBuild { dir }
+    }
+
+    /// Puts the binary under test where the scripts look for the release build.
+    fn with_binary(self) -> FakeBuild {
+        let release = self.dir.path().join("target/release");
+        std::fs::create_dir_all(&release).unwrap();
+        std::os::unix::fs::symlink(env!("CARGO_BIN_EXE_dnslb"), release.join("dnslb")).unwrap();
+        self
+    }
+
+    /// `bash <script> <args>` in `cwd`, with the fake cargo and target.
+    fn run(
+        &self,
+        script: &Path,
+        args: &[&str],
+        cwd: &Path,
+    ) -> (std::process::ExitStatus, String, String) {
+        let path = format!(
+            "{}:{}",
+            self.dir.path().join("bin").display(),
+            std::env::var("PATH").unwrap_or_default()
+        );
+        let mut child = std::process::Command::new("bash")
+            .arg(script)
+            .args(args)
+            .current_dir(cwd)
+            .env("PATH", path)
+            .env("CARGO_TARGET_DIR", self.dir.path().join("target"))
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        let mut stdout = String::new();
+        let mut stderr = String::new();
+        child
+            .stdout
+            .take()
+            .unwrap()
+            .read_to_string(&mut stdout)
+            .unwrap();
+        child
+            .stderr
+            .take()
+            .unwrap()
+            .read_to_string(&mut stderr)
+            .unwrap();
+        (wait_bounded(&mut child, BOUND), stdout, stderr)
+    }
+
+    fn cargo_calls(&self) -> String {
+        std::fs::read_to_string(self.dir.path().join("cargo.log")).unwrap_or_default()
+    }
+}
+
+fn repository() -> &'static Path {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+}
+
+#[test]
+fn the_first_script_build_shows_cargos_progress_later_ones_are_quiet() {
+    let probe = tempfile::tempdir().unwrap();
+    let script = probe.path().join("probe.sh");
+    let lib = repository().join("scripts/lib.sh");
+    std::fs::write(&script, format!(". '{}'\ndnslb_bin\n", lib.display())).unwrap();
+    let build = FakeBuild::new();
+    let (status, stdout, stderr) = build.run(&script, &[], probe.path());
+    assert!(status.success(), "{stderr}");
+    assert!(
+        stdout.trim_end().ends_with("target/release/dnslb"),
+        "{stdout}"
+    );
+    assert!(stderr.contains("building dnslb"), "{stderr}");
+    let first = build.cargo_calls();
+    assert!(
+        first.starts_with("build --release ") && !first.contains("--quiet"),
+        "{first}"
+    );
+    let build = build.with_binary();
+    std::fs::remove_file(build.dir.path().join("cargo.log")).unwrap();
+    let (status, _, stderr) = build.run(&script, &[], probe.path());
+    assert!(status.success(), "{stderr}");
+    assert_eq!(stderr, "");
+    assert!(
+        build.cargo_calls().contains("--quiet"),
+        "{}",
+        build.cargo_calls()
+    );
+}
+
+#[test]
+fn client_script_finds_the_course_names_from_anywhere() {
+    let (_ts1, _ts2, ls) = course_system(&[]);
+    let port = ls.addr.port().to_string();
+    let build = FakeBuild::new().with_binary();
+    let elsewhere = tempfile::tempdir().unwrap();
+    let (status, _, stderr) = build.run(
+        &repository().join("scripts/client.sh"),
+        &["127.0.0.1", &port],
+        elsewhere.path(),
+    );
+    assert!(status.success(), "{stderr}");
+    assert!(stderr.contains("data/PROJ2-HNS.txt"), "{stderr}");
+    let expected = std::fs::read_to_string(data("example-RESOLVED.txt")).unwrap();
+    let resolved = std::fs::read_to_string(elsewhere.path().join("RESOLVED.txt")).unwrap();
+    assert_eq!(resolved, expected);
+}
+
+#[test]
+fn client_script_without_names_says_where_it_looked() {
+    // A copy of the scripts with no data/ beside them.
+    let copy = tempfile::tempdir().unwrap();
+    std::fs::create_dir(copy.path().join("scripts")).unwrap();
+    for script in ["client.sh", "lib.sh"] {
+        std::fs::copy(
+            repository().join("scripts").join(script),
+            copy.path().join("scripts").join(script),
+        )
+        .unwrap();
+    }
+    let build = FakeBuild::new().with_binary();
+    let elsewhere = tempfile::tempdir().unwrap();
+    let (status, _, stderr) = build.run(
+        &copy.path().join("scripts/client.sh"),
+        &["127.0.0.1", "1"],
+        elsewhere.path(),
+    );
+    assert_eq!(status.code(), Some(2), "{stderr}");
+    let cwd = elsewhere.path().canonicalize().unwrap();
+    let root = copy.path().canonicalize().unwrap();
+    assert!(stderr.contains(&format!("{}", cwd.display())), "{stderr}");
+    assert!(
+        stderr.contains(&format!("{}/data", root.display())),
+        "{stderr}"
+    );
+    assert!(stderr.contains("--input"), "{stderr}");
+}
+
+// What servers log stays in the test harness's capture: shown for a
+// failing test, hidden for a passing one. The two helper tests below run
+// only when asked for (`--ignored`), in a child test process.
+
+/// Starts and stops an in-process LS (it logs its counters when it stops)
+/// and a `dnslb udp-echo` process (it logs `stopping` on SIGTERM).
+fn log_from_servers() {
+    let ls = start_ls(&[closed_port()], ms(100));
+    ls.stop();
+    let (echo, log) = spawn_server_bin_stderr(&["udp-echo", "0", "--bind", "127.0.0.1"]);
+    echo.signal(libc::SIGTERM);
+    line_containing(&log, "stopping");
+    assert_eq!(echo.wait().code(), Some(0));
+}
+
+#[test]
+#[ignore = "run by server_logs_show_only_for_a_failing_test"]
+fn helper_servers_log_then_the_test_passes() {
+    log_from_servers();
+}
+
+#[test]
+#[ignore = "run by server_logs_show_only_for_a_failing_test"]
+fn helper_servers_log_then_the_test_fails() {
+    log_from_servers();
+    panic!("failing on purpose");
+}
+
+#[test]
+fn server_logs_show_only_for_a_failing_test() {
+    let run = |test: &str| {
+        let output = std::process::Command::new(std::env::current_exe().unwrap())
+            .args(["--ignored", "--exact", test, "--test-threads", "1"])
+            .output()
+            .unwrap();
+        let text = String::from_utf8_lossy(&output.stdout).to_string()
+            + &String::from_utf8_lossy(&output.stderr);
+        (output.status.success(), text)
+    };
+    let (passed, out) = run("helper_servers_log_then_the_test_passes");
+    assert!(passed, "{out}");
+    assert!(
+        !out.contains("dnslb: "),
+        "a passing test's logs are hidden:\n{out}"
+    );
+    let (passed, out) = run("helper_servers_log_then_the_test_fails");
+    assert!(!passed, "{out}");
+    assert!(
+        out.contains("dnslb: ls: queries 0 = "),
+        "in-process LS log:\n{out}"
+    );
+    assert!(out.contains("dnslb: stopping"), "child process log:\n{out}");
 }

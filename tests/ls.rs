@@ -345,3 +345,24 @@ fn shutdown_is_prompt_even_with_a_client_that_never_reads() {
         started.elapsed()
     );
 }
+
+#[test]
+fn auto_framing_never_merges_bare_queries_sent_back_to_back() {
+    // A fast course-style TS answers at once, so the LS sends the next query
+    // while the dnslb TS (auto framing) is still deciding what its peer
+    // sends: the two reads must stay two queries.
+    let fast = course_ts(&[("www.princeton.edu", "128.1.1.4")]);
+    let dnslb_ts = start_ts("rutgers.com 172.34.4.6 A\namazon.org 94.5.6.7 A\n");
+    let ls = start_ls_with(&[fast, dnslb_ts.addr], ms(2000), |o| {
+        o.ts_framing = Framing::Bare;
+    });
+    for run in 0..30 {
+        // A new session each run: a new connection to detect on.
+        let mut client = LineClient::connect(ls.addr);
+        for name in ["www.princeton.edu", "rutgers.com"] {
+            let reply = client.ask(name);
+            assert!(reply.starts_with(&format!("{name} ")), "run {run}: {reply}");
+            assert!(!reply.contains("NOT FOUND"), "run {run}: {reply}");
+        }
+    }
+}

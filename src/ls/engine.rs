@@ -17,18 +17,18 @@
 //! share one timeout, so the oldest unanswered query has the earliest deadline.
 
 use std::collections::{HashMap, VecDeque};
-use std::io::{BufWriter, Write};
+use std::io::{self, BufWriter, Write};
 use std::net::{Shutdown as Direction, TcpStream};
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use crossbeam_channel::{Receiver, Sender};
 
 use super::Shared;
 use super::health::PROBE_IN_USE;
 use super::link::{self, Event, LinkHandle, LinkOptions, LinkThread};
-use crate::framing::{Frame, write_message};
+use crate::framing::{Frame, Framing, is_timeout, write_message};
 use crate::log;
 use crate::wire::{self, Query, Reply};
 
@@ -39,6 +39,17 @@ const EVENT_QUEUE: usize = 256;
 
 /// Most TSes one LS forwards to (a query keeps one bit per TS).
 pub const MAX_BACKENDS: usize = 64;
+
+/// Longest a session's write to a TS may block. A TS whose socket takes no
+/// more queries for this long has stopped reading (hung, or cut off by the
+/// network): it is given up at once instead of holding up the client and
+/// its other TSes until the query deadline.
+pub const TS_WRITE_BOUND: Duration = Duration::from_millis(20);
+
+/// How long the LS leaves a bare TS (one message per `recv()`) to read a
+/// query before sending it the next, unless it has replied meanwhile: two
+/// queries that reach it before its read would arrive as one.
+pub const BARE_READ_GAP: Duration = Duration::from_millis(5);
 
 /// How a query ended.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -71,10 +82,29 @@ struct Pending {
     done: Option<(Outcome, String)>,
 }
 
+impl Pace {
+    /// A query was written to the TS at `now`.
+    fn wrote(&mut self, now: Instant, framing: Framing) {
+        if framing == Framing::Bare {
+            self.quiet_until = Some(now + BARE_READ_GAP);
+        }
+    }
+}
+
 impl Pending {
     fn waiting_on(&self) -> u64 {
         self.asked & !self.replied
     }
+}
+
+/// Spacing of the queries written to a bare TS (see [`BARE_READ_GAP`]).
+#[derive(Default)]
+struct Pace {
+    /// Until when the next query must wait: set by a write, cleared by a
+    /// reply (the TS has read). Always `None` for line TSes.
+    quiet_until: Option<Instant>,
+    /// The query waiting for `quiet_until`.
+    held: Option<u64>,
 }
 
 enum LinkState {
@@ -83,6 +113,7 @@ enum LinkState {
         writer: BufWriter<TcpStream>,
         dirty: bool,
         handle: LinkHandle,
+        pace: Pace,
     },
     Connecting {
         generation: u64,
@@ -170,10 +201,21 @@ impl Engine {
                 return;
             }
         };
+        let seq = self.first_seq + self.inflight.len() as u64;
         for ts in 0..self.links.len() {
             let asked = match &mut self.links[ts] {
-                LinkState::Up { writer, dirty, .. } => {
+                LinkState::Up { pace, .. } if pace.quiet_until.is_some_and(|t| now < t) => {
+                    pace.held = Some(seq);
+                    true
+                }
+                LinkState::Up {
+                    writer,
+                    dirty,
+                    pace,
+                    ..
+                } => {
                     *dirty = true;
+                    pace.wrote(now, self.shared.options.ts_framing);
                     match write_message(
                         writer,
                         query.name.as_bytes(),
@@ -181,7 +223,7 @@ impl Engine {
                     ) {
                         Ok(()) => true,
                         Err(e) => {
-                            self.link_failed(ts, &format!("send failed: {e}"));
+                            self.send_failed(ts, &e);
                             false
                         }
                     }
@@ -194,7 +236,6 @@ impl Engine {
                 pending.asked |= 1 << ts;
             }
         }
-        let seq = self.first_seq + self.inflight.len() as u64;
         self.by_key
             .entry(query.key.clone())
             .or_default()
@@ -248,22 +289,49 @@ impl Engine {
         }
     }
 
-    /// Times out every query whose deadline is not after `now`.
+    /// Times out every query whose deadline is not after `now`. Feed the
+    /// engine every event already received first: a reply that arrived in
+    /// time is then never turned into a miss.
+    ///
+    /// A TS known to answer misses (it has said `NOT FOUND`) that left a
+    /// query unanswered past its deadline has stopped answering (hung, or
+    /// cut off by the network with no reset): it is marked down like a TS
+    /// whose connection failed.
     pub fn expire(&mut self, now: Instant) {
+        let mut silent = 0u64;
         for index in 0..self.inflight.len() {
             let pending = &self.inflight[index];
             if pending.deadline > now {
                 break;
             }
             if pending.done.is_none() {
+                silent |= pending.waiting_on();
                 self.settle(index, Outcome::TimedOut, None);
             }
+        }
+        for ts in 0..self.links.len() {
+            if silent & (1 << ts) != 0 && self.shared.health[ts].answers_misses() {
+                self.link_stalled(
+                    ts,
+                    "left a query unanswered past its deadline, though it answers misses",
+                );
+            }
+        }
+    }
+
+    /// Moves every deadline `by` later: the session could not take replies
+    /// for that long (its client was not reading), and time in which the
+    /// LS could not listen does not count against the TSes.
+    pub fn postpone_deadlines(&mut self, by: Duration) {
+        for pending in &mut self.inflight {
+            pending.deadline += by;
         }
     }
 
     /// Starts connecting the links that are down, where the shared health
     /// allows it now.
     pub fn maintain_links(&mut self, now: Instant) {
+        self.release_held(now);
         let in_use = !self.inflight.is_empty() || now < self.last_submit + PROBE_IN_USE;
         for ts in 0..self.links.len() {
             let LinkState::Down { check_at } = self.links[ts] else {
@@ -282,7 +350,7 @@ impl Engine {
             let generation = self.next_generation;
             self.next_generation += 1;
             let options = LinkOptions {
-                write_timeout: self.shared.options.timeout,
+                write_timeout: TS_WRITE_BOUND,
                 framing: self.shared.options.ts_framing,
             };
             let spawned = link::spawn(
@@ -314,6 +382,45 @@ impl Engine {
         }
     }
 
+    /// Writes the queries held back for bare TSes whose gap has passed; a
+    /// query settled meanwhile is not sent and no longer counts as asked.
+    fn release_held(&mut self, now: Instant) {
+        let framing = self.shared.options.ts_framing;
+        for ts in 0..self.links.len() {
+            let LinkState::Up {
+                writer,
+                dirty,
+                pace,
+                ..
+            } = &mut self.links[ts]
+            else {
+                continue;
+            };
+            if pace.quiet_until.is_some_and(|t| now < t) {
+                continue;
+            }
+            let Some(seq) = pace.held.take() else {
+                continue;
+            };
+            let Some(pending) = seq
+                .checked_sub(self.first_seq)
+                .and_then(|index| self.inflight.get_mut(index as usize))
+            else {
+                continue;
+            };
+            match (&pending.done, &pending.query) {
+                (None, Some(query)) => {
+                    *dirty = true;
+                    pace.wrote(now, framing);
+                    if let Err(e) = write_message(writer, query.name.as_bytes(), framing) {
+                        self.send_failed(ts, &e);
+                    }
+                }
+                _ => pending.asked &= !(1 << ts),
+            }
+        }
+    }
+
     /// When the front end must call [`expire`](Self::expire) and
     /// [`maintain_links`](Self::maintain_links) next, if ever.
     pub fn next_wakeup(&self) -> Option<Instant> {
@@ -327,6 +434,14 @@ impl Engine {
             .iter()
             .filter_map(|link| match link {
                 LinkState::Down { check_at } => Some(*check_at),
+                LinkState::Up {
+                    pace:
+                        Pace {
+                            quiet_until,
+                            held: Some(_),
+                        },
+                    ..
+                } => *quiet_until,
                 _ => None,
             })
             .min();
@@ -336,8 +451,10 @@ impl Engine {
         }
     }
 
-    /// The oldest query's reply, once it has one.
-    pub fn pop_ready(&mut self) -> Option<String> {
+    /// The oldest query's reply, once it has one, with how it ended. The
+    /// caller counts it ([`Stats::count`](super::Stats::count)) once the
+    /// reply has reached the client; a reply that never does is abandoned.
+    pub fn pop_ready(&mut self) -> Option<(Outcome, String)> {
         self.inflight.front()?.done.as_ref()?;
         let pending = self.inflight.pop_front()?;
         self.first_seq += 1;
@@ -349,7 +466,7 @@ impl Engine {
                 self.by_key.remove(&query.key);
             }
         }
-        pending.done.map(|(_, text)| text)
+        pending.done
     }
 
     /// Sends the queries buffered for each TS.
@@ -360,7 +477,7 @@ impl Engine {
             {
                 *dirty = false;
                 if let Err(e) = writer.flush() {
-                    self.link_failed(ts, &format!("send failed: {e}"));
+                    self.send_failed(ts, &e);
                 }
             }
         }
@@ -385,24 +502,51 @@ impl Engine {
                 _ => pending.asked &= !bit,
             }
         }
+        let mut pace = Pace::default();
+        pace.wrote(Instant::now(), framing);
         self.links[ts] = LinkState::Up {
             generation,
             writer,
             dirty: true,
             handle,
+            pace,
         };
         if let Err(e) = result {
+            self.send_failed(ts, &e);
+        }
+    }
+
+    /// A write to TS `ts` failed. One that timed out means the TS stopped
+    /// reading: that is news for the whole LS (every session would block on
+    /// it in turn), so the shared record marks it down. Any other failure is
+    /// this session's connection only.
+    fn send_failed(&mut self, ts: usize, e: &io::Error) {
+        if is_timeout(e) {
+            self.link_stalled(
+                ts,
+                &format!(
+                    "stopped reading queries (a write did not complete within {TS_WRITE_BOUND:?})"
+                ),
+            );
+        } else {
             self.link_failed(ts, &format!("send failed: {e}"));
         }
     }
 
-    /// A write to TS `ts` failed (it stopped reading, or the connection
-    /// broke): this session's connection is no use any more. Only this
-    /// session gives it up; the link thread reports nothing more, and a
-    /// broken connection is news for the TS's health only if the other
-    /// sessions see it too.
+    /// TS `ts` is unavailable although its connection may look open: marked
+    /// down for every session, and this session's connection is given up.
+    fn link_stalled(&mut self, ts: usize, why: &str) {
+        self.shared.health[ts].failed(None, why);
+        self.link_failed(ts, why);
+    }
+
+    /// This session's connection to TS `ts` is no use any more (a write
+    /// failed, or the TS stalled): it is given up, connecting or not. The
+    /// link thread reports nothing more; a broken connection is news for the
+    /// TS's health only if the other sessions see it too.
     fn link_failed(&mut self, ts: usize, why: &str) {
-        if let LinkState::Up { handle, .. } = &self.links[ts] {
+        if let LinkState::Up { handle, .. } | LinkState::Connecting { handle, .. } = &self.links[ts]
+        {
             handle.close();
         }
         self.link_down(ts, why);
@@ -456,6 +600,13 @@ impl Engine {
                 return;
             }
         };
+        if let Reply::NotFound(_) = reply {
+            // From now on, silence from this TS means trouble, not a miss.
+            self.shared.health[ts].learn_answers_misses();
+        }
+        if let LinkState::Up { pace, .. } = &mut self.links[ts] {
+            pace.quiet_until = None;
+        }
         let bit = 1 << ts;
         let key = wire::name_key(reply.name());
         let owner = self.by_key.get(&key).and_then(|seqs| {
@@ -533,16 +684,8 @@ impl Engine {
 
     /// Counts a settled query and logs it with `-v`: the spec's "track which TS responded".
     fn record(&self, pending: &Pending) {
-        let stats = &self.shared.stats;
         let Some((outcome, _)) = &pending.done else {
             return;
-        };
-        match outcome {
-            Outcome::Answered { ts } => stats.answered[*ts].fetch_add(1, Ordering::Relaxed),
-            Outcome::TimedOut => stats.timed_out.fetch_add(1, Ordering::Relaxed),
-            Outcome::NotFound => stats.not_found.fetch_add(1, Ordering::Relaxed),
-            Outcome::AllDown => stats.all_down.fetch_add(1, Ordering::Relaxed),
-            Outcome::Invalid => stats.invalid.fetch_add(1, Ordering::Relaxed),
         };
         if !log::verbose() {
             return;
@@ -575,7 +718,8 @@ impl Engine {
 
 impl Drop for Engine {
     fn drop(&mut self) {
-        let abandoned = self.inflight.iter().filter(|p| p.done.is_none()).count();
+        // Settled or not, these replies never reached the client.
+        let abandoned = self.inflight.len();
         self.shared
             .stats
             .abandoned

@@ -11,7 +11,7 @@
 //! attempt a second from the whole LS. Transitions are logged once, here, not
 //! once per session.
 
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
@@ -36,6 +36,9 @@ pub struct Health {
     label: String,
     state: Mutex<State>,
     transitions: AtomicU64,
+    /// The TS has said `NOT FOUND` since it last came up (it runs with
+    /// `--answer-misses`), so its silence past a deadline is a fault.
+    answers_misses: AtomicBool,
 }
 
 struct State {
@@ -76,6 +79,20 @@ impl Health {
                 jitter: seed(label),
             }),
             transitions: AtomicU64::new(0),
+            answers_misses: AtomicBool::new(false),
+        }
+    }
+
+    /// Whether the TS answers misses, so that silence from it is a fault.
+    pub fn answers_misses(&self) -> bool {
+        self.answers_misses.load(Ordering::Relaxed)
+    }
+
+    /// The TS said `NOT FOUND`. Forgotten when it goes down: the TS that
+    /// comes back may be run without `--answer-misses`.
+    pub fn learn_answers_misses(&self) {
+        if !self.answers_misses() {
+            self.answers_misses.store(true, Ordering::Relaxed);
         }
     }
 
@@ -156,6 +173,7 @@ impl Health {
             state.up = false;
             state.since = now;
             state.failures = 1;
+            self.answers_misses.store(false, Ordering::Relaxed);
             self.transitions.fetch_add(1, Ordering::Relaxed);
             log::warn(format_args!("ls: {} is down: {why}", self.label));
         } else if attempt == Some(Attempt::Probe) {

@@ -8,6 +8,7 @@ use std::fmt;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
+use super::engine::Outcome;
 use super::health::Health;
 use crate::server::ConnectionStats;
 
@@ -43,6 +44,18 @@ impl Stats {
             answered: (0..backends).map(|_| AtomicU64::new(0)).collect(),
             ..Stats::default()
         }
+    }
+
+    /// Counts a query whose reply reached its client.
+    pub fn count(&self, outcome: &Outcome) {
+        let counter = match outcome {
+            Outcome::Answered { ts } => &self.answered[*ts],
+            Outcome::TimedOut => &self.timed_out,
+            Outcome::NotFound => &self.not_found,
+            Outcome::AllDown => &self.all_down,
+            Outcome::Invalid => &self.invalid,
+        };
+        counter.fetch_add(1, Ordering::Relaxed);
     }
 
     /// The counters now, with the TSes' up/down transitions.

@@ -8,12 +8,13 @@
 //! as the reply to the ping being waited for, which is the bug of clients
 //! that take whatever datagram arrives next.
 //!
-//! Output, one line per event (docs/UDP.md lists them):
+//! Output, one line per event, as ping(8) prints them (docs/UDP.md lists
+//! them); a ping that times out prints nothing unless `report_lost` is set:
 //! ```text
 //! PING <name> (<addr>): <count> pings, timeout <secs> s
-//! Reply from <addr>: <data> time=<ms> ms
-//! Request timed out
-//! Late reply from <addr>: <data> time=<ms> ms
+//! <bytes> bytes from <addr>: seq=<n> time=<ms> ms
+//! no answer yet for seq=<n>
+//! <bytes> bytes from <addr>: seq=<n> time=<ms> ms (late)
 //! From <addr>: Destination port unreachable
 //! Unexpected reply from <addr>: <data>
 //!
@@ -43,15 +44,20 @@ pub struct PingOptions {
     /// The least time from one ping to the next; `None` sends the next ping
     /// as soon as the previous one is answered or timed out.
     pub interval: Option<Duration>,
+    /// Print `no answer yet for seq=<n>` for each ping that times out, as
+    /// ping(8) does with `-O`.
+    pub report_lost: bool,
 }
 
 impl Default for PingOptions {
-    /// The course client: 10 pings, 1 s timeout, no pause.
+    /// The course client: 10 pings, 1 s timeout, no pause; lost pings
+    /// show only in the summary.
     fn default() -> Self {
         PingOptions {
             count: 10,
             timeout: Duration::from_secs(1),
             interval: None,
+            report_lost: false,
         }
     }
 }
@@ -254,6 +260,7 @@ pub fn run(
         socket,
         target,
         out,
+        report_lost: options.report_lost,
         summary: PingSummary::default(),
         timed_out: BTreeMap::new(),
         buf: vec![0; RECV_BUFFER],
@@ -292,6 +299,7 @@ struct Pinger<'a> {
     socket: UdpSocket,
     target: SocketAddr,
     out: &'a mut dyn Write,
+    report_lost: bool,
     summary: PingSummary,
     /// Pings that timed out, by seq, with when they were sent.
     timed_out: BTreeMap<u64, Instant>,
@@ -315,7 +323,9 @@ impl Pinger<'_> {
         match self.receive(Some(waiting), sent_at + timeout)? {
             Outcome::Replied | Outcome::Unreachable => {}
             Outcome::TimedOut => {
-                writeln!(self.out, "Request timed out")?;
+                if self.report_lost {
+                    writeln!(self.out, "no answer yet for seq={seq}")?;
+                }
                 self.timed_out.insert(seq, sent_at);
                 if self.timed_out.len() > LATE_WINDOW {
                     self.timed_out.pop_first();
@@ -348,26 +358,34 @@ impl Pinger<'_> {
                 Err(e) => return Err(e),
             };
             let arrived = Instant::now();
-            let data = text(&self.buf[..len]);
             let target = self.target;
             let seq = reply_seq(&self.buf[..len]);
             if let Some(w) = waiting.filter(|w| seq == Some(w.seq)) {
                 let rtt = arrived - w.sent_at;
                 self.summary.received += 1;
                 self.summary.rtt.add(rtt);
-                writeln!(self.out, "Reply from {target}: {data} time={} ms", ms(rtt))?;
+                writeln!(
+                    self.out,
+                    "{len} bytes from {target}: seq={} time={} ms",
+                    w.seq,
+                    ms(rtt)
+                )?;
                 return Ok(Outcome::Replied);
             }
-            match seq.and_then(|seq| self.timed_out.remove(&seq)) {
-                Some(sent_at) => {
+            match seq.and_then(|seq| Some((seq, self.timed_out.remove(&seq)?))) {
+                Some((seq, sent_at)) => {
                     self.summary.late += 1;
                     writeln!(
                         self.out,
-                        "Late reply from {target}: {data} time={} ms",
+                        "{len} bytes from {target}: seq={seq} time={} ms (late)",
                         ms(arrived - sent_at)
                     )?;
                 }
-                None => writeln!(self.out, "Unexpected reply from {target}: {data}")?,
+                None => writeln!(
+                    self.out,
+                    "Unexpected reply from {target}: {}",
+                    text(&self.buf[..len])
+                )?,
             }
         }
     }

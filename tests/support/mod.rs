@@ -1,6 +1,9 @@
 //! Shared test helpers: servers started in-process on 127.0.0.1:0, the real
 //! binary started with its `listening on` line read, fake TSes and
 //! course-style peers. Every wait here is bounded.
+//!
+//! What the servers log, in-process or as child processes, goes to the test
+//! harness's capture: shown with a failing test's output, hidden otherwise.
 #![allow(dead_code)] // Each test file uses a different part.
 
 use std::io::{BufRead, BufReader, Read, Write};
@@ -63,6 +66,7 @@ impl Drop for Server {
 }
 
 fn spawn_server(run: impl FnOnce(TcpListener, Shutdown) + Send + 'static) -> Server {
+    dnslb::log::to_test_harness();
     let listener = TcpListener::bind("127.0.0.1:0").unwrap();
     let addr = listener.local_addr().unwrap();
     let shutdown = Shutdown::new();
@@ -291,26 +295,30 @@ impl Drop for Running {
 
 /// Starts `dnslb <args>` and reads its `listening on <addr>` line (bounded).
 pub fn spawn_server_bin(args: &[&str]) -> Running {
-    start_bin(args, Stdio::inherit())
+    spawn_server_bin_stderr(args).0
 }
 
-/// Like [`spawn_server_bin`], with the server's stderr lines on a channel.
+/// Like [`spawn_server_bin`], with the server's stderr lines also on a channel.
 pub fn spawn_server_bin_stderr(args: &[&str]) -> (Running, Receiver<String>) {
-    let mut running = start_bin(args, Stdio::piped());
-    let stderr = running.child.stderr.take().unwrap();
+    let mut command = Command::new(env!("CARGO_BIN_EXE_dnslb"));
+    command.args(args);
+    spawn_logged(command)
+}
+
+/// Passes each line `child` writes on its (piped) stderr to the test
+/// harness's capture, and to the returned channel while it is held.
+pub fn capture_stderr(child: &mut Child) -> Receiver<String> {
+    let stderr = child.stderr.take().expect("stderr is piped");
+    let pid = child.id();
     let (tx, rx) = crossbeam_channel::unbounded();
+    // Spawned from the test's thread, so eprintln! goes to the test's capture.
     thread::spawn(move || {
         for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+            eprintln!("[{pid}] {line}");
             let _ = tx.send(line);
         }
     });
-    (running, rx)
-}
-
-fn start_bin(args: &[&str], stderr: Stdio) -> Running {
-    let mut command = Command::new(env!("CARGO_BIN_EXE_dnslb"));
-    command.args(args).stderr(stderr);
-    spawn_server_command(command)
+    rx
 }
 
 /// The next line on `lines` that contains `needle` (bounded wait).
@@ -448,6 +456,7 @@ pub fn crashing_ts(n: usize) -> SocketAddr {
 
 /// A TS on a given address (to restart one where it was).
 pub fn start_ts_at(addr: SocketAddr, table: &str) -> Server {
+    dnslb::log::to_test_harness();
     let table = Arc::new(Table::parse(table.as_bytes()).expect("test table parses"));
     let listener = TcpListener::bind(addr).unwrap();
     let shutdown = Shutdown::new();
@@ -499,12 +508,19 @@ pub fn start_ls_observed(
 
 /// Starts `command` (any server that prints `listening on <addr>` as its
 /// first stdout line, e.g. scripts/select_ls.py) and reads that line
-/// (bounded). Its stderr is inherited unless `command` says otherwise.
-pub fn spawn_server_command(mut command: Command) -> Running {
+/// (bounded). Its stderr goes to the test's captured output.
+pub fn spawn_server_command(command: Command) -> Running {
+    spawn_logged(command).0
+}
+
+/// Like [`spawn_server_command`], with the server's stderr lines also on a channel.
+pub fn spawn_logged(mut command: Command) -> (Running, Receiver<String>) {
     let mut child = command
         .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
         .spawn()
         .unwrap_or_else(|e| panic!("cannot start {command:?}: {e}"));
+    let log = capture_stderr(&mut child);
     let stdout = child.stdout.take().unwrap();
     let (tx, rx) = crossbeam_channel::bounded(1);
     thread::spawn(move || {
@@ -526,8 +542,9 @@ pub fn spawn_server_command(mut command: Command) -> Running {
         .unwrap_or_else(|| panic!("unexpected first line {line:?}"))
         .parse()
         .unwrap();
-    Running {
+    let running = Running {
         child,
         addr: dnslb::server::reachable_addr(addr),
-    }
+    };
+    (running, log)
 }

@@ -60,6 +60,7 @@ fn spawn(
     socket: UdpSocket,
     serve: impl FnOnce(UdpSocket, &Shutdown) -> std::io::Result<()> + Send + 'static,
 ) -> Running {
+    dnslb::log::to_test_harness();
     let addr = socket.local_addr().expect("local address");
     let shutdown = Shutdown::new();
     let handle = shutdown.clone();
@@ -229,15 +230,22 @@ impl Drop for Process {
     }
 }
 
-/// Starts `command` with stdout piped (stderr is discarded: a stopping
-/// server's notice would clutter the test output).
+/// Starts `command` with stdout piped; its stderr goes to the test's
+/// captured output (shown only if the test fails).
 fn start(mut command: Command, server: bool) -> Process {
     let mut child = command
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
-        .stderr(Stdio::null())
+        .stderr(Stdio::piped())
         .spawn()
         .unwrap_or_else(|e| panic!("cannot start {command:?}: {e}"));
+    let stderr = child.stderr.take().expect("piped stderr");
+    // Spawned from the test's thread, so eprintln! goes to the test's capture.
+    thread::spawn(move || {
+        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+            eprintln!("{line}");
+        }
+    });
     let stdout = child.stdout.take().expect("piped stdout");
     let (tx, lines) = crossbeam_channel::unbounded();
     thread::spawn(move || {

@@ -1,0 +1,508 @@
+//! The command line: one argh struct per role, and the habits of the tools
+//! people know that argh lacks: `-h` beside `--help`, `-V`/`--version`,
+//! usage lines that show the required arguments first, and errors that name
+//! the role and point at its `--help`. Part of the binary, not the library:
+//! only the binary knows argh.
+
+use std::io::{self, Write};
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use argh::{ArgsInfo, FlagInfoKind, FromArgs};
+
+use dnslb::bench;
+use dnslb::framing::Framing;
+use dnslb::log;
+use dnslb::ls;
+use dnslb::udp::lb as udp_lb;
+use dnslb::udp::loss::Loss;
+use dnslb::wire::Dialect;
+
+/// The positional arguments of each role as README.md shows them; they
+/// replace argh's rendering (`[--] <port> [<ts...>]`, last) in `--help`.
+const SYNOPSES: &[(&str, &str)] = &[
+    ("ts", "<port>"),
+    ("ls", "<port> <ts-host> <ts-port> [<ts-host> <ts-port>...]"),
+    ("client", "<ls-host> <ls-port>"),
+    ("bench", "<host> <port>"),
+    ("udp-echo", "<port>"),
+    (
+        "udp-lb",
+        "<port> <backend-host> <backend-port> [<backend-host> <backend-port>...]",
+    ),
+    ("ping", "<host> <port>"),
+];
+
+/// How argh lists its help flag, and how dnslb does (same width).
+const ARGH_HELP_FLAG: &str = "  --help, help      display usage information";
+const HELP_FLAG: &str = "  -h, --help        display usage information";
+
+/// Parses the process's arguments into a role to run. `Err` carries the
+/// exit code when nothing is left to run: help or the version was printed
+/// (0), or an argument error was (2).
+pub fn parse() -> Result<Role, ExitCode> {
+    let mut args = Vec::new();
+    for arg in std::env::args_os().skip(1) {
+        match arg.into_string() {
+            Ok(arg) => args.push(arg),
+            Err(arg) => {
+                let message = format!("argument {arg:?} is not valid UTF-8");
+                return Err(usage_error(&hint(None, &message)));
+            }
+        }
+    }
+    let args = long_help(args);
+    let role = role_named(&args);
+    let words: Vec<&str> = args.iter().map(String::as_str).collect();
+    match Cli::from_args(&["dnslb"], &words) {
+        Ok(Cli { version: true, .. }) => {
+            print_out(&format!("dnslb {}", env!("CARGO_PKG_VERSION")));
+            Err(ExitCode::SUCCESS)
+        }
+        Ok(Cli {
+            role: Some(parsed), ..
+        }) => Ok(parsed),
+        Ok(Cli { role: None, .. }) => {
+            let names: Vec<&str> = SYNOPSES.iter().map(|(name, _)| *name).collect();
+            let message = format!("expected a role: {}", names.join(", "));
+            Err(usage_error(&hint(None, &message)))
+        }
+        Err(exit) if exit.status.is_ok() => {
+            let help = exit.output.replace(ARGH_HELP_FLAG, HELP_FLAG);
+            print_out(&with_synopsis(role.as_deref(), &help));
+            Err(ExitCode::SUCCESS)
+        }
+        Err(exit) => Err(usage_error(&hint(role.as_deref(), exit.output.trim_end()))),
+    }
+}
+
+/// An argument error `message` about `role` (or the command as a whole)
+/// followed by where to read the usage.
+///
+/// Logged, it reads `dnslb: ls: <message>` then `Run 'dnslb ls --help' for usage.`
+pub fn hint(role: Option<&str>, message: &str) -> String {
+    match role {
+        Some(role) => format!("{role}: {message}\nRun 'dnslb {role} --help' for usage."),
+        None => format!("{message}\nRun 'dnslb --help' for usage."),
+    }
+}
+
+/// Logs `message` (`dnslb: ` first) and returns exit code 2.
+pub fn usage_error(message: &str) -> ExitCode {
+    log::warn(format_args!("{message}"));
+    ExitCode::from(2)
+}
+
+/// Help or the version on stdout; a closed stdout is not worth a panic.
+fn print_out(text: &str) {
+    let mut stdout = io::stdout().lock();
+    let _ = writeln!(stdout, "{}", text.trim_end());
+    let _ = stdout.flush();
+}
+
+/// `-h` becomes `--help` wherever it is a flag: not as an option's value
+/// (`--bind -h` keeps it) nor after `--`.
+fn long_help(args: Vec<String>) -> Vec<String> {
+    let info = Cli::get_args_info();
+    let mut flags = info.flags;
+    let mut in_role = false;
+    let mut value_next = false;
+    let mut after_dashes = false;
+    let mut out = Vec::with_capacity(args.len());
+    for arg in args {
+        if after_dashes || value_next {
+            value_next = false;
+        } else if arg == "--" {
+            after_dashes = true;
+        } else if arg == "-h" {
+            out.push("--help".to_string());
+            continue;
+        } else if let Some(role) = info.commands.iter().find(|c| !in_role && c.name == arg) {
+            flags = role.command.flags;
+            in_role = true;
+        } else {
+            value_next = flags.iter().any(|flag| {
+                matches!(flag.kind, FlagInfoKind::Option { .. })
+                    && (flag.long == arg || flag.short.is_some_and(|c| arg == format!("-{c}")))
+            });
+        }
+        out.push(arg);
+    }
+    out
+}
+
+/// The role the arguments name: the first word that is not a flag (the
+/// command itself takes only switches).
+fn role_named(args: &[String]) -> Option<String> {
+    let word = args.iter().find(|arg| !arg.starts_with('-'))?;
+    SYNOPSES
+        .iter()
+        .any(|(name, _)| name == word)
+        .then(|| word.clone())
+}
+
+/// `help` (argh's) with the role's positional arguments first in its usage line.
+fn with_synopsis(role: Option<&str>, help: &str) -> String {
+    let Some((role, synopsis)) = role.and_then(|r| SYNOPSES.iter().find(|(name, _)| *name == r))
+    else {
+        // A role is required, though argh shows it optional (for --version).
+        return help.replacen("[<command>]", "<command>", 1);
+    };
+    let (usage, rest) = help.split_once('\n').unwrap_or((help, ""));
+    let command = format!("Usage: dnslb {role}");
+    let Some(options) = usage.strip_prefix(&command) else {
+        return help.to_string();
+    };
+    let options = options.split(" [--] ").next().unwrap_or_default();
+    format!("{command} {synopsis}{options}\n{rest}")
+}
+
+/// Load balancing across DNS servers: top-level servers, a load-balancing
+/// server and a client.
+#[derive(FromArgs, ArgsInfo)]
+pub struct Cli {
+    /// print the version and exit
+    #[argh(switch, short = 'V')]
+    pub version: bool,
+    #[argh(subcommand)]
+    pub role: Option<Role>,
+}
+
+#[derive(FromArgs, ArgsInfo)]
+#[argh(subcommand)]
+pub enum Role {
+    Ts(TsArgs),
+    Ls(LsArgs),
+    Client(ClientArgs),
+    Bench(BenchArgs),
+    UdpEcho(UdpEchoArgs),
+    UdpLb(UdpLbArgs),
+    Ping(PingArgs),
+}
+
+/// Run a top-level server (TS): answer names from a table, stay silent on the rest.
+#[derive(FromArgs, ArgsInfo)]
+#[argh(subcommand, name = "ts")]
+pub struct TsArgs {
+    /// port to listen on (0: any free port)
+    #[argh(positional)]
+    pub port: u16,
+    /// table file: one `hostname ip A` per line
+    #[argh(option)]
+    pub table: PathBuf,
+    /// address to listen on (default 0.0.0.0, all IPv4 interfaces)
+    #[argh(option, default = "String::from(\"0.0.0.0\")")]
+    pub bind: String,
+    /// answer format: 2020 (`name ip A`, default) or 2022 (`name ip A IN`)
+    #[argh(option, default = "Dialect::Y2020")]
+    pub dialect: Dialect,
+    /// query framing: auto (default, detect per connection), line or bare
+    #[argh(option, default = "Framing::Auto")]
+    pub framing: Framing,
+    /// reply `<name> - NOT FOUND` to names not in the table instead of staying silent
+    #[argh(switch)]
+    pub answer_misses: bool,
+    /// also answer DNS queries (RFC 1035) over UDP and TCP on this port (0: any free port)
+    #[argh(option)]
+    pub dns_port: Option<u16>,
+    /// TTL in seconds of DNS answers (default 300)
+    #[argh(option, default = "dnslb::ts::dns::DEFAULT_TTL")]
+    pub ttl: u32,
+    /// log every query on stderr
+    #[argh(switch, short = 'v')]
+    pub verbose: bool,
+}
+
+/// Run the load-balancing server (LS): forward each query to every TS, relay
+/// the first answer or a miss after the timeout.
+#[derive(FromArgs, ArgsInfo)]
+#[argh(subcommand, name = "ls")]
+pub struct LsArgs {
+    /// port to listen on (0: any free port)
+    #[argh(positional)]
+    pub port: u16,
+    /// TS host and port pairs: <ts-host> <ts-port> [<ts-host> <ts-port> ...]
+    #[argh(positional)]
+    pub ts: Vec<String>,
+    /// seconds a query waits for an answer (default 5, fractions allowed)
+    #[argh(option, default = "ls::DEFAULT_TIMEOUT", from_str_fn(parse_seconds))]
+    pub timeout: Duration,
+    /// address to listen on (default 0.0.0.0, all IPv4 interfaces)
+    #[argh(option, default = "String::from(\"0.0.0.0\")")]
+    pub bind: String,
+    /// miss format: 2020 (`name - Error:HOST NOT FOUND`, default) or 2022 (`name - TIMED OUT`)
+    #[argh(option, default = "Dialect::Y2020")]
+    pub dialect: Dialect,
+    /// client query framing: auto (default, detect per connection), line or bare
+    #[argh(option, default = "Framing::Auto")]
+    pub framing: Framing,
+    /// framing towards the TSes: line (default) or bare (course Python TSes)
+    #[argh(option, default = "Framing::Line")]
+    pub ts_framing: Framing,
+    /// most queries in flight per client before the LS stops reading it (default 4096)
+    #[argh(option, default = "4096")]
+    pub max_inflight: usize,
+    /// most clients at once; one more gets `- Error:SERVER BUSY` (default 1024)
+    #[argh(option, default = "1024")]
+    pub max_clients: usize,
+    /// close a client that sends nothing for this many seconds (default 300)
+    #[argh(
+        option,
+        default = "Duration::from_secs(300)",
+        from_str_fn(parse_seconds)
+    )]
+    pub idle_timeout: Duration,
+    /// log every query on stderr (name, which TS answered, time taken) and the counters every 10 s
+    #[argh(switch, short = 'v')]
+    pub verbose: bool,
+}
+
+/// Resolve every hostname of a file through an LS; write the replies to a file.
+#[derive(FromArgs, ArgsInfo)]
+#[argh(subcommand, name = "client")]
+pub struct ClientArgs {
+    /// LS host (name or address)
+    #[argh(positional)]
+    pub ls_host: String,
+    /// LS port
+    #[argh(positional)]
+    pub ls_port: u16,
+    /// hostnames, one per line (default PROJ2-HNS.txt)
+    #[argh(option, default = "PathBuf::from(\"PROJ2-HNS.txt\")")]
+    pub input: PathBuf,
+    /// where the replies go, one line per query (default RESOLVED.txt)
+    #[argh(option, default = "PathBuf::from(\"RESOLVED.txt\")")]
+    pub output: PathBuf,
+    /// framing: line (default) or bare (a course Python LS)
+    #[argh(option, default = "Framing::Line")]
+    pub framing: Framing,
+    /// seconds to wait for each reply before giving up (default 30)
+    #[argh(
+        option,
+        default = "Duration::from_secs(30)",
+        from_str_fn(parse_seconds)
+    )]
+    pub reply_timeout: Duration,
+    /// queries sent ahead of their replies (default 1: wait for each reply, as the course client does)
+    #[argh(option, default = "1")]
+    pub pipeline: usize,
+}
+
+/// Drive an LS or a TS with many clients and check every reply; prints
+/// throughput, latency percentiles and counts of hits, misses, errors and
+/// wrong answers. Exit 0 when no reply was wrong and no connection failed,
+/// 1 otherwise, 2 for bad usage.
+#[derive(FromArgs, ArgsInfo)]
+#[argh(subcommand, name = "bench")]
+pub struct BenchArgs {
+    /// server host (name or address)
+    #[argh(positional)]
+    pub host: String,
+    /// server port
+    #[argh(positional)]
+    pub port: u16,
+    /// concurrent clients, each with its own connection (default 1)
+    #[argh(option, default = "1")]
+    pub clients: usize,
+    /// queries per client (default 1000)
+    #[argh(option, default = "1000")]
+    pub queries: usize,
+    /// names to ask: a TS table file (`name ip A`, answers are checked against
+    /// it) or one hostname per line (default: the course tables, built in)
+    #[argh(option)]
+    pub names: Option<PathBuf>,
+    /// fraction (0 to 1) of queries for made-up names no TS holds (default 0);
+    /// a TS is silent on those, so against a TS each costs a --timeout
+    #[argh(option, default = "0.0", from_str_fn(parse_ratio))]
+    pub miss_ratio: f64,
+    /// queries kept outstanding per connection (default 1: one at a time)
+    #[argh(option, default = "1")]
+    pub pipeline: usize,
+    /// the course programs' framing: one write per query without newline,
+    /// each reply one read; one query at a time
+    #[argh(switch)]
+    pub raw: bool,
+    /// seconds to wait for each reply before counting a timeout (default 30);
+    /// a reply that comes later is counted late and dropped
+    #[argh(
+        option,
+        default = "bench::DEFAULT_REPLY_TIMEOUT",
+        from_str_fn(parse_seconds)
+    )]
+    pub timeout: Duration,
+}
+
+/// Parses a fraction between 0 and 1.
+fn parse_ratio(text: &str) -> Result<f64, String> {
+    match text.parse::<f64>() {
+        Ok(ratio) if (0.0..=1.0).contains(&ratio) => Ok(ratio),
+        _ => Err(format!("{text:?}: expected a fraction from 0 to 1")),
+    }
+}
+
+/// Run a UDP echo ("ping") server: upper-case each datagram and send it
+/// back, dropping some on purpose like the course's servers.
+#[derive(FromArgs, ArgsInfo)]
+#[argh(subcommand, name = "udp-echo")]
+pub struct UdpEchoArgs {
+    /// port to listen on (0: any free port)
+    #[argh(positional)]
+    pub port: u16,
+    /// fraction of datagrams dropped: 4/11 (default, the course's
+    /// `randint(0, 10) < 4`), 0.3636, 0, ...
+    #[argh(option, default = "Loss::COURSE")]
+    pub loss: Loss,
+    /// seed of the drop pattern: the same seed drops the same datagrams
+    /// (default: random)
+    #[argh(option)]
+    pub seed: Option<u64>,
+    /// address to listen on (default 0.0.0.0, all IPv4 interfaces)
+    #[argh(option, default = "String::from(\"0.0.0.0\")")]
+    pub bind: String,
+    /// log every datagram on stderr
+    #[argh(switch, short = 'v')]
+    pub verbose: bool,
+}
+
+/// Run the UDP load balancer: hand each datagram to the next backend in
+/// turn, relay each reply to the client that sent the request.
+#[derive(FromArgs, ArgsInfo)]
+#[argh(subcommand, name = "udp-lb")]
+pub struct UdpLbArgs {
+    /// port to listen on (0: any free port)
+    #[argh(positional)]
+    pub port: u16,
+    /// backend host and port pairs: <backend-host> <backend-port> [...]
+    #[argh(positional)]
+    pub backends: Vec<String>,
+    /// seconds a client session may stay idle before its sockets and
+    /// threads are freed (default 60, fractions allowed)
+    #[argh(
+        option,
+        default = "udp_lb::DEFAULT_SESSION_TIMEOUT",
+        from_str_fn(parse_seconds)
+    )]
+    pub session_timeout: Duration,
+    /// seconds a backend that refused a datagram (ICMP port unreachable) is
+    /// skipped before it is retried (default 10)
+    #[argh(
+        option,
+        default = "udp_lb::DEFAULT_FAIL_TIMEOUT",
+        from_str_fn(parse_seconds)
+    )]
+    pub fail_timeout: Duration,
+    /// most client sessions open at once; datagrams from new clients are
+    /// dropped while that many are (default 4096)
+    #[argh(option, default = "udp_lb::DEFAULT_MAX_SESSIONS")]
+    pub max_sessions: usize,
+    /// address to listen on (default 0.0.0.0, all IPv4 interfaces)
+    #[argh(option, default = "String::from(\"0.0.0.0\")")]
+    pub bind: String,
+    /// log every datagram on stderr: client, backend, data
+    #[argh(switch, short = 'v')]
+    pub verbose: bool,
+}
+
+/// Ping a UDP echo server or load balancer: numbered pings, one at a time,
+/// then a summary like ping(8). Exit 0 if any reply came, 1 otherwise.
+#[derive(FromArgs, ArgsInfo)]
+#[argh(subcommand, name = "ping")]
+pub struct PingArgs {
+    /// server host (name or address)
+    #[argh(positional)]
+    pub host: String,
+    /// server port
+    #[argh(positional)]
+    pub port: u16,
+    /// pings to send (default 10; 100000 with --flood)
+    #[argh(option, short = 'c')]
+    pub count: Option<u64>,
+    /// seconds each ping waits for its reply (default 1, fractions allowed)
+    #[argh(
+        option,
+        short = 'W',
+        default = "Duration::from_secs(1)",
+        from_str_fn(parse_seconds)
+    )]
+    pub timeout: Duration,
+    /// least seconds from one ping to the next (default: none, the next ping
+    /// goes as soon as the previous one is answered or timed out)
+    #[argh(option, short = 'i', from_str_fn(parse_seconds))]
+    pub interval: Option<Duration>,
+    /// print `no answer yet for seq=<n>` for each ping that times out
+    /// (ping(8) prints nothing for them unless -O)
+    #[argh(switch, short = 'O')]
+    pub report_lost: bool,
+    /// measure throughput instead: keep --window pings in flight, print
+    /// datagrams per second
+    #[argh(switch)]
+    pub flood: bool,
+    /// pings in flight with --flood (default 64)
+    #[argh(option, default = "64")]
+    pub window: usize,
+}
+
+/// Parses a positive number of seconds, fractions allowed.
+fn parse_seconds(text: &str) -> Result<Duration, String> {
+    let secs: f64 = text
+        .parse()
+        .map_err(|_| format!("{text:?} is not a number of seconds"))?;
+    if !(secs.is_finite() && secs > 0.0 && secs <= 86_400.0) {
+        return Err(format!(
+            "{text:?}: expected seconds above 0 and at most 86400"
+        ));
+    }
+    Ok(Duration::from_secs_f64(secs))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn words(text: &str) -> Vec<String> {
+        text.split_whitespace().map(String::from).collect()
+    }
+
+    #[test]
+    fn every_role_has_a_synopsis() {
+        let roles: Vec<&str> = Cli::get_args_info()
+            .commands
+            .iter()
+            .map(|c| c.name)
+            .collect();
+        let synopses: Vec<&str> = SYNOPSES.iter().map(|(name, _)| *name).collect();
+        assert_eq!(roles, synopses);
+    }
+
+    #[test]
+    fn dash_h_becomes_help_only_where_it_is_a_flag() {
+        assert_eq!(long_help(words("-h")), words("--help"));
+        assert_eq!(long_help(words("ls -h")), words("ls --help"));
+        assert_eq!(
+            long_help(words("ls 0 a 1 -v -h")),
+            words("ls 0 a 1 -v --help")
+        );
+        // The value of an option, long or short.
+        assert_eq!(
+            long_help(words("ts 0 --table -h")),
+            words("ts 0 --table -h")
+        );
+        assert_eq!(long_help(words("ping h 1 -c -h")), words("ping h 1 -c -h"));
+        assert_eq!(
+            long_help(words("ping h 1 -O -h")),
+            words("ping h 1 -O --help")
+        );
+        assert_eq!(long_help(words("ls 0 -- -h")), words("ls 0 -- -h"));
+    }
+
+    #[test]
+    fn usage_shows_positionals_first() {
+        let help = "Usage: dnslb ls [--timeout <timeout>] [-v] [--] <port> [<ts...>]\n\nRun.\n";
+        assert_eq!(
+            with_synopsis(Some("ls"), help),
+            "Usage: dnslb ls <port> <ts-host> <ts-port> [<ts-host> <ts-port>...] \
+             [--timeout <timeout>] [-v]\n\nRun.\n"
+        );
+    }
+}
