@@ -203,6 +203,12 @@ pub struct TsArgs {
     /// reply `<name> - NOT FOUND` to names not in the table instead of staying silent
     #[argh(switch)]
     pub answer_misses: bool,
+    /// also answer DNS queries (RFC 1035) over UDP and TCP on this port (0: any free port)
+    #[argh(option)]
+    pub dns_port: Option<u16>,
+    /// TTL in seconds of DNS answers (default 300)
+    #[argh(option, default = "dnslb::ts::dns::DEFAULT_TTL")]
+    pub ttl: u32,
     /// log every query on stderr
     #[argh(switch, short = 'v')]
     pub verbose: bool,

@@ -6,6 +6,9 @@
 //! carry no newline. [`Framing`] names the two conventions; servers detect
 //! which one a connection uses from its first message ([`Framing::Auto`]).
 //!
+//! DNS over TCP frames each message with a two-byte length instead
+//! ([`read_length_prefixed`], [`write_length_prefixed`]).
+//!
 //! Memory stays bounded whatever a peer sends: a message longer than the
 //! reader's limit is discarded as it streams and reported as
 //! [`Frame::TooLong`], never buffered whole.
@@ -271,6 +274,59 @@ pub fn write_message(w: &mut impl Write, message: &[u8], framing: Framing) -> io
         line.push(b'\n');
         w.write_all(&line)
     }
+}
+
+/// Reads one DNS-over-TCP message: a two-byte big-endian length, then that
+/// many bytes (RFC 1035 §4.2.2, RFC 7766 §8), however the reads split them.
+/// `None` at a clean end of stream before a message. At most 65535 bytes
+/// are held.
+///
+/// ```
+/// use dnslb::framing::read_length_prefixed;
+/// let mut stream: &[u8] = b"\x00\x03abc\x00\x00";
+/// assert_eq!(read_length_prefixed(&mut stream).unwrap().unwrap(), b"abc");
+/// assert_eq!(read_length_prefixed(&mut stream).unwrap().unwrap(), b"");
+/// assert_eq!(read_length_prefixed(&mut stream).unwrap(), None);
+/// assert!(read_length_prefixed(&mut &b"\x00\x05ab"[..]).is_err());
+/// ```
+///
+/// # Errors
+/// The reader's errors; `UnexpectedEof` when the stream ends inside a message.
+pub fn read_length_prefixed(reader: &mut impl Read) -> io::Result<Option<Vec<u8>>> {
+    let mut prefix = [0u8; 2];
+    let mut got = 0;
+    while got < prefix.len() {
+        match reader.read(&mut prefix[got..]) {
+            Ok(0) if got == 0 => return Ok(None),
+            Ok(0) => return Err(io::ErrorKind::UnexpectedEof.into()),
+            Ok(n) => got += n,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    let mut message = vec![0; usize::from(u16::from_be_bytes(prefix))];
+    reader.read_exact(&mut message)?;
+    Ok(Some(message))
+}
+
+/// Writes one DNS-over-TCP message with its two-byte length, in one write.
+///
+/// # Errors
+/// The writer's errors; `InvalidInput` when `message` is longer than 65535 bytes.
+pub fn write_length_prefixed(w: &mut impl Write, message: &[u8]) -> io::Result<()> {
+    let len = u16::try_from(message.len()).map_err(|_| {
+        io::Error::new(
+            io::ErrorKind::InvalidInput,
+            format!(
+                "a {}-byte message does not fit a length prefix",
+                message.len()
+            ),
+        )
+    })?;
+    let mut framed = Vec::with_capacity(message.len() + 2);
+    framed.extend_from_slice(&len.to_be_bytes());
+    framed.extend_from_slice(message);
+    w.write_all(&framed)
 }
 
 #[cfg(test)]

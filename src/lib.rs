@@ -10,6 +10,7 @@
 //!
 //! # Layout
 //! - [`wire`]: the messages of every hop (parse, format, validate); no I/O.
+//! - [`dns`]: the DNS message format (RFC 1035, EDNS0); no I/O.
 //! - [`framing`]: splitting a byte stream into messages (line or bare).
 //! - [`table`]: a TS's records, loaded once.
 //! - [`server`]: the shutdown signal and the thread-per-connection accept loop.
@@ -22,6 +23,7 @@
 
 pub mod bench;
 pub mod client;
+pub mod dns;
 pub mod framing;
 pub mod log;
 pub mod ls;

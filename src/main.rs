@@ -60,7 +60,34 @@ fn run_ts(args: TsArgs) -> Result<(), Usage> {
         framing: args.framing,
         answer_misses: args.answer_misses,
     };
-    ts::run(listener, Arc::new(table), options, &shutdown).map_err(|e| Usage(format!("ts: {e}")))
+    let table = Arc::new(table);
+    let result = match args.dns_port {
+        None => ts::run(listener, table, options, &shutdown),
+        Some(port) => {
+            let dns_options = ts::dns::DnsOptions {
+                ttl: args.ttl,
+                ..Default::default()
+            };
+            let sockets = bind_dns(&args.bind, port)?;
+            ts::run_with_dns(listener, sockets, table, options, dns_options, &shutdown)
+        }
+    };
+    result.map_err(|e| Usage(format!("ts: {e}")))
+}
+
+/// Binds the DNS side's UDP and TCP sockets and announces them after the
+/// course listener: `listening on <addr>:<port> (dns udp+tcp)`.
+fn bind_dns(host: &str, port: u16) -> Result<ts::dns::Sockets, Usage> {
+    let addrs: Vec<SocketAddr> = net::resolve(host, port).map_err(Usage)?;
+    let sockets = ts::dns::Sockets::bind(&addrs)
+        .map_err(|e| Usage(format!("cannot listen on {host}:{port} for DNS: {e}")))?;
+    let local = sockets
+        .local_addr()
+        .map_err(|e| Usage(format!("cannot read the listening address: {e}")))?;
+    let mut stdout = io::stdout().lock();
+    let _ = writeln!(stdout, "listening on {local} (dns udp+tcp)");
+    let _ = stdout.flush();
+    Ok(sockets)
 }
 
 fn run_ls(args: LsArgs) -> Result<(), Usage> {

@@ -1,6 +1,12 @@
 //! A TS's table of `hostname ip A` records: loaded once at start-up, then
 //! shared read-only by every connection.
 //!
+//! Several lines with the same name (in any case) form one set of records,
+//! an RRset in DNS terms (RFC 2181 §5). Each answer for the name takes the
+//! next turn of the set's rotation, so answers spread over its addresses
+//! (round-robin DNS): a DNS answer lists the whole set starting at that
+//! turn's address, a course answer gives that address alone.
+//!
 //! Errors name the file and line, because a TS that starts with half its table
 //! would answer wrongly forever after.
 
@@ -8,13 +14,65 @@ use std::collections::HashMap;
 use std::fmt;
 use std::net::Ipv4Addr;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicUsize, Ordering};
 
 use crate::wire::{self, Answer};
 
-/// Hostname → record, looked up case-insensitively.
-#[derive(Clone, Debug, Default)]
+/// Hostname → its records, looked up case-insensitively.
+#[derive(Debug, Default)]
 pub struct Table {
-    records: HashMap<String, Answer>,
+    records: HashMap<String, RecordSet>,
+}
+
+/// The records of one name in table order, and the rotation that spreads
+/// answers over them.
+#[derive(Debug)]
+pub struct RecordSet {
+    answers: Vec<Answer>,
+    /// Answers given so far; the next one starts at this index (modulo the length).
+    turn: AtomicUsize,
+}
+
+impl RecordSet {
+    /// The name as its first line spells it.
+    pub fn name(&self) -> &str {
+        &self.answers[0].name
+    }
+
+    /// The records in table order, each with its line's spelling of the name.
+    pub fn answers(&self) -> &[Answer] {
+        &self.answers
+    }
+
+    /// Takes the next turn and returns the records in the order of that
+    /// turn: the table order rotated left by one more place than the last
+    /// time. Threads answering at once each get a different turn.
+    ///
+    /// ```
+    /// use dnslb::table::Table;
+    /// let t = Table::parse(b"rr.com 10.0.0.1 A\nrr.com 10.0.0.2 A\nRR.com 10.0.0.3 A").unwrap();
+    /// let set = t.lookup("rr.COM").unwrap();
+    /// let ips = |turn: Vec<&dnslb::wire::Answer>| turn.iter().map(|a| a.ip.to_string()).collect::<Vec<_>>();
+    /// assert_eq!(ips(set.rotate()), ["10.0.0.1", "10.0.0.2", "10.0.0.3"]);
+    /// assert_eq!(ips(set.rotate()), ["10.0.0.2", "10.0.0.3", "10.0.0.1"]);
+    /// assert_eq!(set.next_answer().line(Default::default()), "RR.com 10.0.0.3 A");
+    /// assert_eq!(ips(set.rotate()), ["10.0.0.1", "10.0.0.2", "10.0.0.3"]);
+    /// ```
+    pub fn rotate(&self) -> Vec<&Answer> {
+        let start = self.take_turn();
+        let (before, after) = self.answers.split_at(start);
+        after.iter().chain(before).collect()
+    }
+
+    /// Takes the next turn and returns that turn's record alone (the
+    /// first of [`rotate`](Self::rotate)'s order).
+    pub fn next_answer(&self) -> &Answer {
+        &self.answers[self.take_turn()]
+    }
+
+    fn take_turn(&self) -> usize {
+        self.turn.fetch_add(1, Ordering::Relaxed) % self.answers.len()
+    }
 }
 
 /// What is wrong with a table file.
@@ -75,14 +133,19 @@ impl Table {
     /// use dnslb::table::Table;
     /// let t = Table::parse(b"# TS1\r\nAmazon.org 94.5.6.7 A\r\n\nrutgers.com 172.34.4.6 A").unwrap();
     /// assert_eq!(t.len(), 2);
-    /// assert_eq!(t.lookup("AMAZON.ORG").unwrap().name, "Amazon.org");
+    /// assert_eq!(t.lookup("AMAZON.ORG").unwrap().name(), "Amazon.org");
     /// assert_eq!(Table::parse(b"a.com 1.2.3.4 A\nb.com 1.2.3 A").unwrap_err().0, 2);
+    /// // Two addresses for one name form one set; the same line twice is an error.
+    /// assert_eq!(Table::parse(b"a.com 1.2.3.4 A\nA.com 1.2.3.5 A").unwrap().len(), 1);
+    /// assert_eq!(Table::parse(b"a.com 1.2.3.4 A\nA.com 1.2.3.4 A").unwrap_err().0, 2);
     /// ```
     ///
     /// # Errors
     /// The first malformed line's number (from 1) and what is wrong with it.
     pub fn parse(text: &[u8]) -> Result<Table, (usize, String)> {
-        let mut records = HashMap::new();
+        let mut records: HashMap<String, RecordSet> = HashMap::new();
+        // Each (name, address) pair and the line that listed it first.
+        let mut lines: HashMap<(String, Ipv4Addr), usize> = HashMap::new();
         for (index, raw) in text.split(|&b| b == b'\n').enumerate() {
             let number = index + 1;
             let line =
@@ -93,37 +156,43 @@ impl Table {
             }
             let answer = parse_record(content).map_err(|problem| (number, problem))?;
             let key = wire::name_key(&answer.name);
-            if let Some(first) = records.get(&key) {
-                let first: &Answer = first;
+            if let Some(first) = lines.insert((key.clone(), answer.ip), number) {
                 return Err((
                     number,
                     format!(
-                        "duplicate name {:?} (already listed as {:?})",
-                        answer.name, first.name
+                        "duplicate record {:?} {} (already listed on line {first})",
+                        answer.name, answer.ip
                     ),
                 ));
             }
-            records.insert(key, answer);
+            records
+                .entry(key)
+                .or_insert_with(|| RecordSet {
+                    answers: Vec::new(),
+                    turn: AtomicUsize::new(0),
+                })
+                .answers
+                .push(answer);
         }
         Ok(Table { records })
     }
 
-    /// The record for `name`, whatever its case.
-    pub fn lookup(&self, name: &str) -> Option<&Answer> {
+    /// The records of `name`, whatever its case.
+    pub fn lookup(&self, name: &str) -> Option<&RecordSet> {
         self.records.get(&wire::name_key(name))
     }
 
-    /// The record for an already normalised key (see [`wire::name_key`]).
-    pub fn lookup_key(&self, key: &str) -> Option<&Answer> {
+    /// The records of an already normalised key (see [`wire::name_key`]).
+    pub fn lookup_key(&self, key: &str) -> Option<&RecordSet> {
         self.records.get(key)
     }
 
-    /// Number of records.
+    /// Number of names.
     pub fn len(&self) -> usize {
         self.records.len()
     }
 
-    /// Whether the table has no records.
+    /// Whether the table has no names.
     pub fn is_empty(&self) -> bool {
         self.records.is_empty()
     }
@@ -168,9 +237,10 @@ mod tests {
         assert_eq!(problem("\na.com 999.2.3.4 A").0, 2);
         assert!(problem("a.com 1.2.3.4 MX").1.contains("MX"));
         assert!(problem("a..com 1.2.3.4 A").1.contains("hostname"));
-        let dup = problem("a.com 1.2.3.4 A\n# c\nA.COM 1.2.3.5 A\n");
+        let dup = problem("a.com 1.2.3.4 A\n# c\nA.COM 1.2.3.4 A\n");
         assert_eq!(dup.0, 3);
-        assert!(dup.1.contains("duplicate"));
+        assert!(dup.1.contains("duplicate"), "{}", dup.1);
+        assert!(dup.1.contains("line 1"), "{}", dup.1);
         assert!(problem(" x y z w").1.contains("4 field"));
     }
 
@@ -179,7 +249,41 @@ mod tests {
         let t =
             Table::parse(b"\r\n  # all comment\r\na.com 1.2.3.4 A # trailing\r\n\t\r\n").unwrap();
         assert_eq!(t.len(), 1);
-        assert_eq!(t.lookup("A.com").unwrap().ip, Ipv4Addr::new(1, 2, 3, 4));
+        assert_eq!(
+            t.lookup("A.com").unwrap().answers()[0].ip,
+            Ipv4Addr::new(1, 2, 3, 4)
+        );
         assert!(Table::parse(b"").unwrap().is_empty());
+    }
+
+    #[test]
+    fn a_single_record_answers_the_same_every_time() {
+        let t = Table::parse(b"one.com 1.1.1.1 A").unwrap();
+        let set = t.lookup("ONE.com").unwrap();
+        for _ in 0..3 {
+            assert_eq!(
+                set.next_answer().line(wire::Dialect::Y2020),
+                "one.com 1.1.1.1 A"
+            );
+            assert_eq!(set.rotate().len(), 1);
+        }
+    }
+
+    #[test]
+    fn turns_taken_at_once_are_spread_evenly() {
+        let t = Table::parse(b"rr.com 1.0.0.1 A\nrr.com 1.0.0.2 A\nrr.com 1.0.0.3 A").unwrap();
+        let set = t.lookup("rr.com").unwrap();
+        let mut counts = HashMap::new();
+        std::thread::scope(|s| {
+            let workers: Vec<_> = (0..4)
+                .map(|_| s.spawn(|| (0..300).map(|_| set.next_answer().ip).collect::<Vec<_>>()))
+                .collect();
+            for worker in workers {
+                for ip in worker.join().unwrap() {
+                    *counts.entry(ip).or_insert(0) += 1;
+                }
+            }
+        });
+        assert!(counts.values().all(|&n| n == 400), "{counts:?}");
     }
 }

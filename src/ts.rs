@@ -2,14 +2,19 @@
 //! stays silent on names it does not hold, as the course spec requires (or,
 //! with `--answer-misses`, says `<name> - NOT FOUND`).
 //!
+//! With `--dns-port`, the TS also answers real DNS queries ([`dns`]).
+//!
 //! One thread per connection (see [`crate::server::serve`]); the table is
 //! loaded once and shared read-only. Replies are buffered and sent when the
 //! queries already received are all answered, so a pipelining LS gets many
 //! replies per write.
 
+pub mod dns;
+
 use std::io::{self, BufWriter, Write};
 use std::net::{TcpListener, TcpStream};
 use std::sync::Arc;
+use std::thread;
 use std::time::Duration;
 
 use crate::framing::{Frame, Framing, MessageReader, write_message};
@@ -65,6 +70,37 @@ pub fn run(
     )
 }
 
+/// Serves `table` with the course protocol on `listener` and with DNS on
+/// `dns_sockets` until `shutdown` triggers. Should the DNS side fail, the
+/// whole TS stops.
+///
+/// # Errors
+/// Either side's error.
+pub fn run_with_dns(
+    listener: TcpListener,
+    dns_sockets: dns::Sockets,
+    table: Arc<Table>,
+    options: TsOptions,
+    dns_options: dns::DnsOptions,
+    shutdown: &Shutdown,
+) -> io::Result<()> {
+    thread::scope(|scope| {
+        let dns_table = Arc::clone(&table);
+        let dns_side = scope.spawn(move || {
+            let result = dns::run(dns_sockets, dns_table, dns_options, shutdown);
+            if result.is_err() {
+                shutdown.trigger();
+            }
+            result
+        });
+        let course = run(listener, table, options, shutdown);
+        let dns_result = dns_side
+            .join()
+            .unwrap_or_else(|_| Err(io::Error::other("the DNS side panicked")));
+        course.and(dns_result)
+    })
+}
+
 fn answer_connection(stream: TcpStream, table: &Table, options: TsOptions) -> io::Result<()> {
     stream.set_nodelay(true)?;
     let mut reader =
@@ -95,8 +131,8 @@ fn reply_to(frame: Frame, table: &Table, options: TsOptions) -> Option<String> {
         }
     };
     match table.lookup_key(&query.key) {
-        Some(answer) => {
-            let line = answer.line(options.dialect);
+        Some(set) => {
+            let line = set.next_answer().line(options.dialect);
             log::info(format_args!("ts: {} -> {line}", query.name));
             Some(line)
         }

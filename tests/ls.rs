@@ -72,6 +72,24 @@ fn ts_stays_silent_on_names_it_does_not_hold() {
 }
 
 #[test]
+fn ts_answers_a_name_with_several_addresses_in_turn() {
+    let ts = start_ts("rr.com 10.0.0.1 A\nRR.com 10.0.0.2 A\nsolo.com 10.0.0.9 A\n");
+    let mut direct = LineClient::connect(ts.addr);
+    let answers: Vec<String> = (0..4).map(|_| direct.ask("rr.com")).collect();
+    assert_eq!(
+        answers,
+        [
+            "rr.com 10.0.0.1 A",
+            "RR.com 10.0.0.2 A",
+            "rr.com 10.0.0.1 A",
+            "RR.com 10.0.0.2 A"
+        ]
+    );
+    assert_eq!(direct.ask("Solo.com"), "solo.com 10.0.0.9 A");
+    assert_eq!(direct.ask("Solo.com"), "solo.com 10.0.0.9 A");
+}
+
+#[test]
 fn miss_is_answered_at_the_timeout() {
     let ts = start_ts(TS1);
     let ls = start_ls(&[ts.addr], ms(200));

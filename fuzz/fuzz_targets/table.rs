@@ -12,7 +12,7 @@ fuzz_target!(|data: &[u8]| {
         let content = line.split('#').next().unwrap_or("");
         if let Some(name) = content.split_whitespace().next() {
             let found = table.lookup(&name.to_ascii_uppercase()).expect("a listed name is found");
-            assert!(found.name.eq_ignore_ascii_case(name));
+            assert!(found.name().eq_ignore_ascii_case(name));
         }
     }
 });

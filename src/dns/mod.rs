@@ -1,0 +1,88 @@
+//! The DNS message format (RFC 1035 §4): what `dig`, resolvers and
+//! authoritative servers send. Pure functions on byte slices, no I/O, so
+//! every DNS front end (the TS's authoritative server, a DNS-speaking LS)
+//! reads and writes messages the same way.
+//!
+//! A message is a 12-byte header followed by four sections:
+//!
+//! ```text
+//! +---------------------+
+//! |        Header       |  ID, flags (QR OPCODE AA TC RD RA Z AD CD RCODE), 4 counts
+//! +---------------------+
+//! |       Question      |  the name, type and class asked for
+//! +---------------------+
+//! |        Answer       |  resource records answering the question
+//! +---------------------+
+//! |      Authority      |  records pointing toward an authority (NS, SOA)
+//! +---------------------+
+//! |      Additional     |  further records, and the EDNS OPT pseudo-record
+//! +---------------------+
+//! ```
+//!
+//! - [`name`]: domain names, with compression pointers (RFC 1035 §4.1.4).
+//! - [`message`]: the header, questions, resource records, EDNS0 (RFC 6891),
+//!   parsing whole messages and writing them with truncation to a size.
+//!
+//! docs/PROTOCOL.md describes the messages the TS sends and accepts.
+
+pub mod message;
+pub mod name;
+
+pub use message::{Edns, FormatError, Header, Message, Question, RData, Record};
+pub use name::Name;
+
+/// Resource record types (RFC 1035 §3.2.2, RFC 3596, RFC 6891).
+pub mod rtype {
+    /// An IPv4 address.
+    pub const A: u16 = 1;
+    /// An authoritative name server.
+    pub const NS: u16 = 2;
+    /// The canonical name of an alias.
+    pub const CNAME: u16 = 5;
+    /// The start of a zone of authority.
+    pub const SOA: u16 = 6;
+    /// A domain name pointer.
+    pub const PTR: u16 = 12;
+    /// A mail exchange.
+    pub const MX: u16 = 15;
+    /// Text strings.
+    pub const TXT: u16 = 16;
+    /// An IPv6 address.
+    pub const AAAA: u16 = 28;
+    /// The EDNS pseudo-record (RFC 6891).
+    pub const OPT: u16 = 41;
+}
+
+/// The Internet class (RFC 1035 §3.2.4).
+pub const CLASS_IN: u16 = 1;
+
+/// The standard query opcode; others get [`rcode::NOTIMP`] from the TS.
+pub const OPCODE_QUERY: u8 = 0;
+
+/// Response codes (RFC 1035 §4.1.1; values above 15 need EDNS, RFC 6891 §6.1.3).
+pub mod rcode {
+    /// No error.
+    pub const NOERROR: u16 = 0;
+    /// The server could not interpret the query.
+    pub const FORMERR: u16 = 1;
+    /// The server could not process the query.
+    pub const SERVFAIL: u16 = 2;
+    /// The name does not exist (meaningful from an authoritative server).
+    pub const NXDOMAIN: u16 = 3;
+    /// The server does not support this kind of query.
+    pub const NOTIMP: u16 = 4;
+    /// The server refuses to answer (for example, a zone it does not serve).
+    pub const REFUSED: u16 = 5;
+    /// The query's EDNS version is not supported (extended rcode, needs an OPT).
+    pub const BADVERS: u16 = 16;
+}
+
+/// Largest message over UDP without EDNS (RFC 1035 §4.2.1).
+pub const UDP_PLAIN_LIMIT: usize = 512;
+
+/// The UDP payload size a dnslb server advertises in its OPT: the value the
+/// DNS Flag Day 2020 settled on, which avoids IP fragmentation on common paths.
+pub const EDNS_PAYLOAD: u16 = 1232;
+
+/// Largest message over TCP: the two-byte length prefix's maximum (RFC 1035 §4.2.2).
+pub const TCP_LIMIT: usize = 65_535;

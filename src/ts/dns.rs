@@ -1,0 +1,315 @@
+//! The TS's DNS side: an authoritative server for its table, over UDP and
+//! TCP on one port number, beside the course protocol.
+//!
+//! [`respond`] decides the answer to one query message with no I/O; the
+//! rest only carries bytes. UDP is one thread blocking in `recv_from`,
+//! answering each datagram in turn (an answer is a table lookup: no
+//! datagram waits on another), woken for shutdown by a datagram to its own
+//! socket. TCP (RFC 7766) is [`serve`]'s thread per connection: queries
+//! framed by a two-byte length, answered in order, many per connection and
+//! pipelined, the connection closed after an idle timeout.
+
+use std::io::{self, BufReader, BufWriter, Write};
+use std::net::{SocketAddr, TcpListener, TcpStream, UdpSocket};
+use std::sync::Arc;
+use std::thread;
+use std::time::Duration;
+
+use crate::dns::{self, Edns, Header, Message, Record, rcode, rtype};
+use crate::framing::{self, read_length_prefixed, write_length_prefixed};
+use crate::log;
+use crate::server::{ServeOptions, Shutdown, serve};
+use crate::table::Table;
+use crate::udp::{RECV_BUFFER, Received, recv_datagram, wake_on_trigger};
+
+/// The TTL of answers when none is given (`--ttl`).
+pub const DEFAULT_TTL: u32 = 300;
+
+/// How long a TCP connection may stay silent before the TS closes it
+/// (RFC 7766 §6.2.3 asks servers for a timeout of seconds, not minutes).
+pub const DEFAULT_TCP_IDLE: Duration = Duration::from_secs(10);
+
+/// How many times [`Sockets::bind`] tries port numbers when the OS picks one.
+const BIND_ATTEMPTS: usize = 20;
+
+/// How the DNS side answers.
+#[derive(Clone, Copy, Debug)]
+pub struct DnsOptions {
+    /// The TTL of every answer record.
+    pub ttl: u32,
+    /// How long a TCP connection may stay silent before it is closed.
+    pub tcp_idle: Duration,
+    /// Most TCP connections open at once; one more is closed at once.
+    pub max_connections: usize,
+}
+
+impl Default for DnsOptions {
+    fn default() -> Self {
+        DnsOptions {
+            ttl: DEFAULT_TTL,
+            tcp_idle: DEFAULT_TCP_IDLE,
+            max_connections: 1024,
+        }
+    }
+}
+
+/// The transport a query came by, which sets how large its answer may be.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Transport {
+    /// 512 bytes, or the size the query's OPT advertises; TC beyond it.
+    Udp,
+    /// 65535 bytes; TC never set.
+    Tcp,
+}
+
+/// The answer to one query message, or `None` when it is dropped (shorter
+/// than a header, or a response rather than a query).
+///
+/// ```
+/// use dnslb::dns::{Message, rcode};
+/// use dnslb::table::Table;
+/// use dnslb::ts::dns::{respond, Transport};
+/// let table = Table::parse(b"www.example.com 10.0.0.1 A").unwrap();
+/// let query = b"\x12\x34\x01\x00\x00\x01\x00\x00\x00\x00\x00\x00\
+///               \x03WWW\x07example\x03com\x00\x00\x01\x00\x01";
+/// let answer = respond(query, &table, 300, Transport::Udp).unwrap();
+/// // ID echoed, QR AA RD set, NOERROR, one question, one answer.
+/// assert_eq!(&answer[..12], b"\x12\x34\x85\x00\x00\x01\x00\x01\x00\x00\x00\x00");
+/// // The question echoed byte for byte, then the answer: a pointer to it.
+/// assert_eq!(&answer[12..33], &query[12..]);
+/// assert_eq!(&answer[33..], b"\xc0\x0c\x00\x01\x00\x01\x00\x00\x01\x2c\x00\x04\x0a\x00\x00\x01");
+/// let miss = b"\x00\x01\x00\x00\x00\x01\x00\x00\x00\x00\x00\x00\x01x\x00\x00\x01\x00\x01";
+/// let m = Message::parse(&respond(miss, &table, 300, Transport::Udp).unwrap()).unwrap();
+/// assert_eq!((m.rcode, m.header.aa), (rcode::NXDOMAIN, true));
+/// assert_eq!(respond(&query[..11], &table, 300, Transport::Udp), None);
+/// ```
+pub fn respond(query: &[u8], table: &Table, ttl: u32, transport: Transport) -> Option<Vec<u8>> {
+    let header = Header::parse(query)?;
+    if header.qr {
+        return None;
+    }
+    let mut response = Message::response_to(&Message {
+        header,
+        ..Message::default()
+    });
+    if header.opcode != dns::OPCODE_QUERY {
+        response.rcode = rcode::NOTIMP;
+        return Some(response.to_bytes(dns::UDP_PLAIN_LIMIT));
+    }
+    let query = match Message::parse(query) {
+        Ok(query) => query,
+        Err(e) => {
+            log::info(format_args!("ts dns: FORMERR for query {}: {e}", header.id));
+            response.rcode = rcode::FORMERR;
+            return Some(response.to_bytes(dns::UDP_PLAIN_LIMIT));
+        }
+    };
+    let limit = match (transport, &query.edns) {
+        (Transport::Tcp, _) => dns::TCP_LIMIT,
+        (Transport::Udp, Some(edns)) => edns.udp_limit(),
+        (Transport::Udp, None) => dns::UDP_PLAIN_LIMIT,
+    };
+    if let Some(edns) = &query.edns {
+        response.edns = Some(Edns {
+            payload: dns::EDNS_PAYLOAD,
+            version: 0,
+            dnssec_ok: edns.dnssec_ok,
+            options: Vec::new(),
+        });
+        if edns.version > 0 {
+            response.rcode = rcode::BADVERS;
+            return Some(response.to_bytes(limit));
+        }
+    }
+    let [question] = &query.questions[..] else {
+        log::info(format_args!(
+            "ts dns: FORMERR for query {}: {} questions",
+            header.id,
+            query.questions.len()
+        ));
+        response.rcode = rcode::FORMERR;
+        return Some(response.to_bytes(limit));
+    };
+    response.questions.push(question.clone());
+    if question.qclass != dns::CLASS_IN {
+        response.rcode = rcode::REFUSED;
+        return Some(response.to_bytes(limit));
+    }
+    response.header.aa = true;
+    let set = question
+        .name
+        .hostname_key()
+        .and_then(|key| table.lookup_key(&key));
+    match set {
+        None => response.rcode = rcode::NXDOMAIN,
+        Some(set) if matches!(question.qtype, rtype::A | QTYPE_ANY) => {
+            // Owner names point at the question: its case, two bytes each.
+            response.answers = set
+                .rotate()
+                .into_iter()
+                .map(|answer| Record::a(question.name.clone(), ttl, answer.ip))
+                .collect();
+        }
+        Some(_) => {}
+    }
+    let bytes = response.to_bytes(limit);
+    log::info(format_args!(
+        "ts dns: {} type {} -> rcode {}, {} address(es){}",
+        question.name,
+        question.qtype,
+        response.rcode,
+        response.answers.len(),
+        if Header::parse(&bytes).is_some_and(|h| h.tc) {
+            ", truncated"
+        } else {
+            ""
+        }
+    ));
+    Some(bytes)
+}
+
+/// The query type `*` (RFC 1035 §3.2.3): answered with the A records, the only type a table holds.
+const QTYPE_ANY: u16 = 255;
+
+/// The DNS side's sockets: UDP and TCP bound to the same address and port.
+pub struct Sockets {
+    /// Receives UDP queries.
+    pub udp: UdpSocket,
+    /// Accepts TCP connections.
+    pub tcp: TcpListener,
+}
+
+impl Sockets {
+    /// Binds UDP to the first of `addrs` that works, then TCP to the UDP
+    /// socket's address. When the port is 0 and the OS's pick for UDP is
+    /// taken for TCP, tries another pick.
+    ///
+    /// # Errors
+    /// The last address's error.
+    pub fn bind(addrs: &[SocketAddr]) -> io::Result<Sockets> {
+        let mut last = io::Error::new(io::ErrorKind::NotFound, "no address to bind");
+        for addr in addrs {
+            for _ in 0..BIND_ATTEMPTS {
+                match bind_pair(*addr) {
+                    Ok(sockets) => return Ok(sockets),
+                    Err(e) => {
+                        let again = addr.port() == 0 && e.kind() == io::ErrorKind::AddrInUse;
+                        last = e;
+                        if !again {
+                            break;
+                        }
+                    }
+                }
+            }
+        }
+        Err(last)
+    }
+
+    /// The address both sockets are bound to.
+    ///
+    /// # Errors
+    /// When the address cannot be read.
+    pub fn local_addr(&self) -> io::Result<SocketAddr> {
+        self.udp.local_addr()
+    }
+}
+
+fn bind_pair(addr: SocketAddr) -> io::Result<Sockets> {
+    let udp = UdpSocket::bind(addr)?;
+    let tcp = TcpListener::bind(udp.local_addr()?)?;
+    Ok(Sockets { udp, tcp })
+}
+
+/// Serves `table` over DNS on `sockets` until `shutdown` triggers; returns
+/// once the UDP thread and every TCP connection have ended.
+///
+/// # Errors
+/// When a socket's address cannot be read, or receiving UDP fails for a
+/// reason other than a timeout or an ICMP error about an earlier answer.
+pub fn run(
+    sockets: Sockets,
+    table: Arc<Table>,
+    options: DnsOptions,
+    shutdown: &Shutdown,
+) -> io::Result<()> {
+    let Sockets { udp, tcp } = sockets;
+    let udp_table = Arc::clone(&table);
+    let udp_shutdown = shutdown.clone();
+    let _wake = wake_on_trigger(&udp, shutdown)?;
+    let udp_thread = thread::Builder::new()
+        .name("ts dns udp".into())
+        .spawn(move || serve_udp(&udp, &udp_table, options.ttl, &udp_shutdown))?;
+    let serve_options = ServeOptions {
+        max_connections: options.max_connections,
+        ..ServeOptions::new("ts dns", super::SHUTDOWN_GRACE)
+    };
+    let tcp_result = serve(tcp, shutdown, &serve_options, move |stream| {
+        if let Err(e) = answer_tcp(stream, &table, options) {
+            log::info(format_args!("ts dns: tcp connection ended: {e}"));
+        }
+    });
+    let udp_result = udp_thread
+        .join()
+        .unwrap_or_else(|_| Err(io::Error::other("the UDP thread panicked")));
+    tcp_result.and(udp_result)
+}
+
+fn serve_udp(socket: &UdpSocket, table: &Table, ttl: u32, shutdown: &Shutdown) -> io::Result<()> {
+    let mut buf = vec![0; RECV_BUFFER];
+    while !shutdown.is_triggered() {
+        let Received::Datagram(len, peer) = recv_datagram(socket, &mut buf, "ts dns")? else {
+            continue;
+        };
+        if shutdown.is_triggered() {
+            break;
+        }
+        let Some(answer) = respond(&buf[..len], table, ttl, Transport::Udp) else {
+            log::info(format_args!("ts dns: dropped {len} bytes from {peer}"));
+            continue;
+        };
+        if let Err(e) = socket.send_to(&answer, peer) {
+            log::info(format_args!("ts dns: cannot answer {peer}: {e}"));
+        }
+    }
+    Ok(())
+}
+
+/// Answers the queries of one TCP connection in order, flushing whenever
+/// no further query is already buffered, until the peer closes, goes
+/// silent for `tcp_idle`, or the server shuts down.
+fn answer_tcp(stream: TcpStream, table: &Table, options: DnsOptions) -> io::Result<()> {
+    stream.set_nodelay(true)?;
+    stream.set_read_timeout(Some(options.tcp_idle))?;
+    let mut reader = BufReader::new(stream.try_clone()?);
+    let mut out = BufWriter::new(stream);
+    loop {
+        let query = match read_length_prefixed(&mut reader) {
+            Ok(Some(query)) => query,
+            Ok(None) => break,
+            Err(e) if framing::is_timeout(&e) => {
+                log::info(format_args!(
+                    "ts dns: closing a tcp connection idle for {:?}",
+                    options.tcp_idle
+                ));
+                break;
+            }
+            Err(e) => return Err(e),
+        };
+        if let Some(answer) = respond(&query, table, options.ttl, Transport::Tcp) {
+            write_length_prefixed(&mut out, &answer)?;
+        }
+        if !holds_whole_message(reader.buffer()) {
+            out.flush()?;
+        }
+    }
+    out.flush()
+}
+
+/// Whether `buffered` starts with a whole length-prefixed message, which
+/// can be answered before the answers so far are sent.
+fn holds_whole_message(buffered: &[u8]) -> bool {
+    match buffered {
+        [l0, l1, rest @ ..] => rest.len() >= usize::from(u16::from_be_bytes([*l0, *l1])),
+        _ => false,
+    }
+}

@@ -1,0 +1,566 @@
+//! The TS's DNS side, checked through hickory-proto, an independent DNS
+//! implementation: queries are built and answers parsed by it, over real
+//! UDP and TCP sockets on 127.0.0.1. Malformed queries are sent as raw bytes.
+
+mod support;
+
+use std::io::{Read, Write};
+use std::net::{Ipv4Addr, SocketAddr, TcpStream, UdpSocket};
+use std::sync::Arc;
+use std::thread::{self, JoinHandle};
+use std::time::{Duration, Instant};
+
+use hickory_proto::op::{Edns, Message, OpCode, Query, ResponseCode};
+use hickory_proto::rr::{DNSClass, Name, RData, RecordType};
+
+use dnslb::server::Shutdown;
+use dnslb::table::Table;
+use dnslb::ts::dns::{self as ts_dns, DnsOptions, Sockets};
+use support::{BOUND, ms};
+
+const TABLE: &str = "www.example.com 10.0.0.1 A\n\
+                     rr.example.com 10.0.1.1 A\n\
+                     rr.example.com 10.0.1.2 A\n\
+                     RR.example.com 10.0.1.3 A\n";
+
+/// A TS's DNS side running in-process; stopped and joined on drop.
+struct DnsTs {
+    addr: SocketAddr,
+    shutdown: Shutdown,
+    thread: Option<JoinHandle<()>>,
+}
+
+impl DnsTs {
+    fn start(table: &str) -> DnsTs {
+        DnsTs::start_with(table, DnsOptions::default())
+    }
+
+    fn start_with(table: &str, options: DnsOptions) -> DnsTs {
+        let table = Arc::new(Table::parse(table.as_bytes()).unwrap());
+        let sockets = Sockets::bind(&["127.0.0.1:0".parse().unwrap()]).unwrap();
+        let addr = sockets.local_addr().unwrap();
+        assert_eq!(sockets.tcp.local_addr().unwrap(), addr);
+        let shutdown = Shutdown::new();
+        let handle = shutdown.clone();
+        let thread = thread::spawn(move || ts_dns::run(sockets, table, options, &handle).unwrap());
+        DnsTs {
+            addr,
+            shutdown,
+            thread: Some(thread),
+        }
+    }
+}
+
+impl Drop for DnsTs {
+    fn drop(&mut self) {
+        self.shutdown.trigger();
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+    }
+}
+
+fn query(id: u16, name: &str, qtype: RecordType) -> Message {
+    let mut message = Message::query();
+    message.metadata.id = id;
+    message.metadata.recursion_desired = true;
+    message.add_query(Query::query(Name::from_ascii(name).unwrap(), qtype));
+    message
+}
+
+fn with_edns(mut message: Message, payload: u16, version: u8, dnssec_ok: bool) -> Message {
+    let mut edns = Edns::new();
+    edns.set_max_payload(payload);
+    edns.set_version(version);
+    edns.set_dnssec_ok(dnssec_ok);
+    message.set_edns(edns);
+    message
+}
+
+fn udp_client() -> UdpSocket {
+    let socket = UdpSocket::bind("127.0.0.1:0").unwrap();
+    socket.set_read_timeout(Some(BOUND)).unwrap();
+    socket
+}
+
+/// Sends `bytes` in one datagram and returns the raw answer.
+fn udp_raw(ts: &DnsTs, bytes: &[u8]) -> Vec<u8> {
+    let socket = udp_client();
+    socket.send_to(bytes, ts.addr).unwrap();
+    let mut buf = vec![0; 65_536];
+    let (len, _) = socket
+        .recv_from(&mut buf)
+        .expect("an answer within the bound");
+    buf.truncate(len);
+    buf
+}
+
+fn udp_ask(ts: &DnsTs, message: &Message) -> Message {
+    Message::from_vec(&udp_raw(ts, &message.to_vec().unwrap())).unwrap()
+}
+
+fn tcp_connect(ts: &DnsTs) -> TcpStream {
+    let stream = TcpStream::connect(ts.addr).unwrap();
+    stream.set_read_timeout(Some(BOUND)).unwrap();
+    stream.set_nodelay(true).unwrap();
+    stream
+}
+
+fn framed(message: &Message) -> Vec<u8> {
+    let bytes = message.to_vec().unwrap();
+    let mut out = (bytes.len() as u16).to_be_bytes().to_vec();
+    out.extend_from_slice(&bytes);
+    out
+}
+
+fn tcp_read(stream: &mut TcpStream) -> Message {
+    let mut len = [0; 2];
+    stream.read_exact(&mut len).unwrap();
+    let mut bytes = vec![0; usize::from(u16::from_be_bytes(len))];
+    stream.read_exact(&mut bytes).unwrap();
+    Message::from_vec(&bytes).unwrap()
+}
+
+fn addresses(message: &Message) -> Vec<Ipv4Addr> {
+    message
+        .answers
+        .iter()
+        .map(|record| match &record.data {
+            RData::A(a) => a.0,
+            other => panic!("not an A record: {other:?}"),
+        })
+        .collect()
+}
+
+fn rcode(message: &Message) -> u16 {
+    u16::from(message.metadata.response_code)
+}
+
+#[test]
+fn smoke() {
+    let ts = DnsTs::start(TABLE);
+    let answer = udp_ask(&ts, &query(0x4242, "www.example.com.", RecordType::A));
+    let m = &answer.metadata;
+    assert_eq!(m.id, 0x4242);
+    assert_eq!(m.response_code, ResponseCode::NoError);
+    assert!(m.authoritative && m.recursion_desired && !m.truncation);
+    assert_eq!(m.op_code, OpCode::Query);
+    assert_eq!(answer.queries.len(), 1);
+    assert_eq!(addresses(&answer), [Ipv4Addr::new(10, 0, 0, 1)]);
+    assert_eq!(answer.answers[0].ttl, 300);
+    assert_eq!(answer.answers[0].dns_class, DNSClass::IN);
+    assert!(answer.edns.is_none());
+}
+
+#[test]
+fn an_rrset_comes_whole_with_one_ttl_and_rotates() {
+    let ts = DnsTs::start_with(
+        TABLE,
+        DnsOptions {
+            ttl: 60,
+            ..DnsOptions::default()
+        },
+    );
+    let first: Vec<Vec<Ipv4Addr>> = (0..3)
+        .map(|i| addresses(&udp_ask(&ts, &query(i, "rr.example.com.", RecordType::A))))
+        .collect();
+    let ip = |last| Ipv4Addr::new(10, 0, 1, last);
+    assert_eq!(first[0], [ip(1), ip(2), ip(3)]);
+    assert_eq!(first[1], [ip(2), ip(3), ip(1)]);
+    assert_eq!(first[2], [ip(3), ip(1), ip(2)]);
+    let again = udp_ask(&ts, &query(9, "RR.EXAMPLE.COM.", RecordType::A));
+    assert_eq!(addresses(&again), [ip(1), ip(2), ip(3)]);
+    assert!(again.answers.iter().all(|r| r.ttl == 60));
+}
+
+#[test]
+fn a_missing_name_is_an_authoritative_nxdomain() {
+    let ts = DnsTs::start(TABLE);
+    let answer = udp_ask(&ts, &query(7, "nothere.example.com.", RecordType::A));
+    assert_eq!(answer.metadata.response_code, ResponseCode::NXDomain);
+    assert!(answer.metadata.authoritative);
+    assert!(answer.answers.is_empty());
+    assert_eq!(answer.queries[0].name().to_ascii(), "nothere.example.com.");
+}
+
+#[test]
+fn another_type_of_a_present_name_is_noerror_without_answers() {
+    let ts = DnsTs::start(TABLE);
+    for qtype in [RecordType::AAAA, RecordType::MX, RecordType::TXT] {
+        let answer = udp_ask(&ts, &query(8, "www.example.com.", qtype));
+        assert_eq!(answer.metadata.response_code, ResponseCode::NoError);
+        assert!(answer.metadata.authoritative);
+        assert!(answer.answers.is_empty(), "{qtype}");
+        assert_eq!(answer.queries[0].query_type(), qtype);
+    }
+}
+
+#[test]
+fn other_opcodes_are_not_implemented() {
+    let ts = DnsTs::start(TABLE);
+    for op in [OpCode::Status, OpCode::Notify, OpCode::Update] {
+        let mut q = query(5, "www.example.com.", RecordType::A);
+        q.metadata.op_code = op;
+        let answer = udp_ask(&ts, &q);
+        assert_eq!(answer.metadata.response_code, ResponseCode::NotImp);
+        assert_eq!((answer.metadata.id, answer.metadata.op_code), (5, op));
+        assert!(answer.answers.is_empty());
+    }
+}
+
+/// A header with `id`, RD set and `qdcount` questions, the other counts in `counts`.
+fn header(id: u16, qdcount: u16, counts: [u16; 3]) -> Vec<u8> {
+    let mut h = id.to_be_bytes().to_vec();
+    h.extend_from_slice(&[0x01, 0x00]);
+    for n in [qdcount, counts[0], counts[1], counts[2]] {
+        h.extend_from_slice(&n.to_be_bytes());
+    }
+    h
+}
+
+#[test]
+fn malformed_queries_get_formerr_with_their_id() {
+    let ts = DnsTs::start(TABLE);
+    let question = b"\x03www\x07example\x03com\x00\x00\x01\x00\x01";
+    let long_name: Vec<u8> = (0..5)
+        .flat_map(|_| {
+            let mut label = vec![63];
+            label.extend([b'a'; 63]);
+            label
+        })
+        .chain([0, 0, 1, 0, 1])
+        .collect();
+    let cases: Vec<(&str, Vec<u8>)> = vec![
+        ("no question", header(1, 0, [0; 3])),
+        (
+            "two questions",
+            [header(2, 2, [0; 3]), question.repeat(2)].concat(),
+        ),
+        (
+            "question cut short",
+            [header(3, 1, [0; 3]), question[..10].to_vec()].concat(),
+        ),
+        (
+            "forward pointer",
+            [
+                header(4, 1, [0; 3]),
+                b"\xc0\x0e\x00\x01\x00\x01\x00".to_vec(),
+            ]
+            .concat(),
+        ),
+        (
+            "pointer to itself",
+            [header(5, 1, [0; 3]), b"\xc0\x0c\x00\x01\x00\x01".to_vec()].concat(),
+        ),
+        (
+            "reserved label type",
+            [header(6, 1, [0; 3]), b"\x41a\x00\x00\x01\x00\x01".to_vec()].concat(),
+        ),
+        (
+            "name over 255 bytes",
+            [header(7, 1, [0; 3]), long_name].concat(),
+        ),
+        (
+            "answer count beyond the end",
+            [header(8, 1, [1, 0, 0]), question.to_vec()].concat(),
+        ),
+    ];
+    for (what, bytes) in cases {
+        let raw = udp_raw(&ts, &bytes);
+        let answer = Message::from_vec(&raw).unwrap();
+        assert_eq!(
+            answer.metadata.response_code,
+            ResponseCode::FormErr,
+            "{what}"
+        );
+        assert_eq!(
+            answer.metadata.id,
+            u16::from_be_bytes([bytes[0], bytes[1]]),
+            "{what}"
+        );
+        assert!(answer.metadata.recursion_desired, "{what}");
+        // hickory must reject the same bytes.
+        assert!(
+            Message::from_vec(&bytes).is_err() || what.contains("question"),
+            "{what}"
+        );
+    }
+}
+
+#[test]
+fn short_datagrams_and_responses_are_dropped() {
+    let ts = DnsTs::start(TABLE);
+    let socket = udp_client();
+    let mut response = query(1, "www.example.com.", RecordType::A);
+    response.metadata.message_type = hickory_proto::op::MessageType::Response;
+    socket.send_to(&[0; 11], ts.addr).unwrap();
+    socket
+        .send_to(&response.to_vec().unwrap(), ts.addr)
+        .unwrap();
+    socket.send_to(&[], ts.addr).unwrap();
+    let asked = query(2, "www.example.com.", RecordType::A);
+    socket.send_to(&asked.to_vec().unwrap(), ts.addr).unwrap();
+    // Datagrams are answered in order: had any of the first three been
+    // answered, that answer would come first.
+    let mut buf = vec![0; 65_536];
+    let (len, _) = socket.recv_from(&mut buf).unwrap();
+    assert_eq!(Message::from_vec(&buf[..len]).unwrap().metadata.id, 2);
+}
+
+#[test]
+fn an_opt_is_answered_with_an_opt_of_version_0_and_1232_bytes() {
+    let ts = DnsTs::start(TABLE);
+    for dnssec_ok in [true, false] {
+        let q = with_edns(
+            query(3, "www.example.com.", RecordType::A),
+            4096,
+            0,
+            dnssec_ok,
+        );
+        let answer = udp_ask(&ts, &q);
+        let edns = answer.edns.as_ref().expect("an OPT in the answer");
+        assert_eq!((edns.version(), edns.max_payload()), (0, 1232));
+        assert_eq!(edns.flags().dnssec_ok, dnssec_ok);
+        assert_eq!(answer.metadata.response_code, ResponseCode::NoError);
+        assert_eq!(addresses(&answer), [Ipv4Addr::new(10, 0, 0, 1)]);
+    }
+}
+
+#[test]
+fn an_unknown_edns_version_gets_badvers() {
+    let ts = DnsTs::start(TABLE);
+    let q = with_edns(query(4, "www.example.com.", RecordType::A), 1232, 1, false);
+    let raw = udp_raw(&ts, &q.to_vec().unwrap());
+    let answer = Message::from_vec(&raw).unwrap();
+    assert_eq!(rcode(&answer), 16);
+    assert_eq!(answer.edns.as_ref().unwrap().version(), 0);
+    assert_eq!(answer.edns.as_ref().unwrap().rcode_high(), 1);
+    assert_eq!(raw[3] & 0x0F, 0, "the header holds BADVERS's low bits, 0");
+    assert!(answer.answers.is_empty());
+}
+
+#[test]
+fn two_opts_are_a_format_error() {
+    let ts = DnsTs::start(TABLE);
+    let q = with_edns(query(6, "www.example.com.", RecordType::A), 1232, 0, false);
+    let mut bytes = q.to_vec().unwrap();
+    let opt = bytes[bytes.len() - 11..].to_vec();
+    bytes.extend_from_slice(&opt);
+    bytes[11] = 2;
+    assert!(Message::from_vec(&bytes).is_err(), "hickory refuses it too");
+    let answer = Message::from_vec(&udp_raw(&ts, &bytes)).unwrap();
+    assert_eq!(answer.metadata.response_code, ResponseCode::FormErr);
+    assert_eq!(answer.metadata.id, 6);
+}
+
+/// A table with `n` addresses for big.example.com.
+fn big_table(n: u8) -> String {
+    (1..=n)
+        .map(|i| format!("big.example.com 10.9.0.{i} A\n"))
+        .collect()
+}
+
+#[test]
+fn a_big_rrset_is_truncated_over_udp_and_whole_over_tcp() {
+    // 100 A records of 16 bytes each: 1600 bytes of answers.
+    let ts = DnsTs::start(&big_table(100));
+    let plain = udp_raw(
+        &ts,
+        &query(1, "big.example.com.", RecordType::A)
+            .to_vec()
+            .unwrap(),
+    );
+    assert!(plain.len() <= 512, "{}", plain.len());
+    let plain = Message::from_vec(&plain).unwrap();
+    assert!(plain.metadata.truncation);
+    assert!(plain.answers.is_empty(), "whole RRsets or nothing");
+
+    let q = with_edns(query(2, "big.example.com.", RecordType::A), 1232, 0, false);
+    let raw = udp_raw(&ts, &q.to_vec().unwrap());
+    assert!(raw.len() <= 1232);
+    let small = Message::from_vec(&raw).unwrap();
+    assert!(small.metadata.truncation && small.answers.is_empty());
+    assert!(small.edns.is_some(), "the OPT stays in a truncated answer");
+
+    let q = with_edns(query(3, "big.example.com.", RecordType::A), 4096, 0, false);
+    let roomy = udp_ask(&ts, &q);
+    assert!(!roomy.metadata.truncation);
+    assert_eq!(roomy.answers.len(), 100);
+
+    let mut stream = tcp_connect(&ts);
+    stream
+        .write_all(&framed(&query(4, "big.example.com.", RecordType::A)))
+        .unwrap();
+    let whole = tcp_read(&mut stream);
+    assert!(!whole.metadata.truncation);
+    assert_eq!(whole.answers.len(), 100);
+    assert_eq!(whole.metadata.id, 4);
+}
+
+#[test]
+fn tcp_queries_split_anywhere_and_pipelined_are_answered_in_order() {
+    let ts = DnsTs::start(TABLE);
+    let mut stream = tcp_connect(&ts);
+    let names = [
+        "www.example.com.",
+        "nothere.example.com.",
+        "rr.example.com.",
+    ];
+    let bytes: Vec<u8> = names
+        .iter()
+        .enumerate()
+        .flat_map(|(i, name)| framed(&query(100 + i as u16, name, RecordType::A)))
+        .collect();
+    // One byte per write, with Nagle off: the length prefixes arrive split.
+    for byte in &bytes[..5] {
+        stream.write_all(&[*byte]).unwrap();
+    }
+    stream.write_all(&bytes[5..]).unwrap();
+    let answers: Vec<Message> = (0..3).map(|_| tcp_read(&mut stream)).collect();
+    let ids: Vec<u16> = answers.iter().map(|a| a.metadata.id).collect();
+    assert_eq!(ids, [100, 101, 102]);
+    assert_eq!(answers[1].metadata.response_code, ResponseCode::NXDomain);
+    assert_eq!(answers[2].answers.len(), 3);
+    // The connection stays open for more.
+    stream
+        .write_all(&framed(&query(103, "www.example.com.", RecordType::A)))
+        .unwrap();
+    assert_eq!(tcp_read(&mut stream).metadata.id, 103);
+}
+
+#[test]
+fn the_question_comes_back_with_its_case() {
+    let ts = DnsTs::start(TABLE);
+    let q = query(11, "WwW.ExAmPlE.cOm.", RecordType::A);
+    let sent = q.to_vec().unwrap();
+    let raw = udp_raw(&ts, &sent);
+    let question_len = sent.len() - 12;
+    assert_eq!(
+        raw[12..12 + question_len],
+        sent[12..],
+        "question echoed byte for byte"
+    );
+    let answer = Message::from_vec(&raw).unwrap();
+    assert_eq!(answer.queries[0].name().to_ascii(), "WwW.ExAmPlE.cOm.");
+    assert_eq!(answer.answers[0].name.to_ascii(), "WwW.ExAmPlE.cOm.");
+    assert_eq!(addresses(&answer), [Ipv4Addr::new(10, 0, 0, 1)]);
+}
+
+#[test]
+fn an_idle_tcp_connection_is_closed() {
+    let ts = DnsTs::start_with(
+        TABLE,
+        DnsOptions {
+            tcp_idle: ms(200),
+            ..DnsOptions::default()
+        },
+    );
+    let mut stream = tcp_connect(&ts);
+    let start = Instant::now();
+    let mut buf = [0; 1];
+    assert_eq!(stream.read(&mut buf).unwrap(), 0, "closed by the server");
+    assert!(start.elapsed() < BOUND);
+}
+
+#[test]
+fn tcp_connections_over_the_limit_are_closed() {
+    let ts = DnsTs::start_with(
+        TABLE,
+        DnsOptions {
+            max_connections: 1,
+            ..DnsOptions::default()
+        },
+    );
+    let mut first = tcp_connect(&ts);
+    first
+        .write_all(&framed(&query(1, "www.example.com.", RecordType::A)))
+        .unwrap();
+    assert_eq!(tcp_read(&mut first).metadata.id, 1);
+    let mut second = tcp_connect(&ts);
+    let _ = second.write_all(&framed(&query(2, "www.example.com.", RecordType::A)));
+    let mut buf = [0; 1];
+    assert!(matches!(second.read(&mut buf), Ok(0) | Err(_)));
+    // UDP is not limited by TCP connections.
+    assert_eq!(
+        udp_ask(&ts, &query(3, "www.example.com.", RecordType::A))
+            .metadata
+            .id,
+        3
+    );
+}
+
+#[test]
+fn shutdown_ends_udp_and_open_tcp_connections() {
+    let mut ts = DnsTs::start(TABLE);
+    let mut idle = tcp_connect(&ts);
+    idle.write_all(&framed(&query(1, "www.example.com.", RecordType::A)))
+        .unwrap();
+    assert_eq!(tcp_read(&mut idle).metadata.id, 1);
+    let start = Instant::now();
+    ts.shutdown.trigger();
+    ts.thread.take().unwrap().join().unwrap();
+    assert!(start.elapsed() < Duration::from_secs(5));
+    let mut buf = [0; 1];
+    assert!(matches!(idle.read(&mut buf), Ok(0) | Err(_)));
+}
+
+#[test]
+fn a_given_port_taken_for_tcp_is_an_error_naming_it() {
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = taken.local_addr().unwrap();
+    let error = Sockets::bind(&[addr]).err().expect("the TCP port is taken");
+    assert_eq!(error.kind(), std::io::ErrorKind::AddrInUse);
+}
+
+#[test]
+fn the_binary_serves_dns_beside_the_course_protocol() {
+    let table = tempfile::NamedTempFile::new().unwrap();
+    std::fs::write(table.path(), TABLE).unwrap();
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_dnslb"))
+        .args([
+            "ts",
+            "0",
+            "--bind",
+            "127.0.0.1",
+            "--dns-port",
+            "0",
+            "--ttl",
+            "42",
+        ])
+        .arg("--table")
+        .arg(table.path())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let stdout = child.stdout.take().unwrap();
+    let mut lines = std::io::BufRead::lines(std::io::BufReader::new(stdout));
+    let course = lines.next().unwrap().unwrap();
+    let dns = lines.next().unwrap().unwrap();
+    assert!(course.starts_with("listening on 127.0.0.1:"), "{course}");
+    let addr: SocketAddr = dns
+        .strip_prefix("listening on ")
+        .and_then(|rest| rest.strip_suffix(" (dns udp+tcp)"))
+        .unwrap_or_else(|| panic!("{dns}"))
+        .parse()
+        .unwrap();
+    let socket = udp_client();
+    socket
+        .send_to(
+            &query(1, "rr.example.com.", RecordType::A).to_vec().unwrap(),
+            addr,
+        )
+        .unwrap();
+    let mut buf = vec![0; 65_536];
+    let (len, _) = socket.recv_from(&mut buf).unwrap();
+    let answer = Message::from_vec(&buf[..len]).unwrap();
+    assert_eq!(answer.answers.len(), 3);
+    assert_eq!(answer.answers[0].ttl, 42);
+    let mut tcp = TcpStream::connect(addr).unwrap();
+    tcp.set_read_timeout(Some(BOUND)).unwrap();
+    tcp.write_all(&framed(&query(2, "www.example.com.", RecordType::A)))
+        .unwrap();
+    assert_eq!(addresses(&tcp_read(&mut tcp)), [Ipv4Addr::new(10, 0, 0, 1)]);
+    unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
+    let status = support::wait_bounded(&mut child, BOUND);
+    assert!(status.success(), "{status}");
+}
