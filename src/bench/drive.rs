@@ -199,31 +199,26 @@ fn pipelined(
     tally: &mut Tally,
 ) {
     let (credits, returns) = window::open(options.pipeline);
-    // Bounded by the window: at most `window` queries are ever outstanding.
+    // Bounded by the window: at most `pipeline` queries are ever outstanding.
     let (sent_tx, sent_rx) = crossbeam_channel::unbounded::<(usize, Instant)>();
-    let writer_stream = match stream.try_clone() {
-        Ok(clone) => clone,
-        Err(e) => {
-            tally
-                .failures
-                .push(format!("client {c}: cannot set up its connection: {e}"));
-            return;
-        }
-    };
-    let writer = {
-        let workload = Arc::clone(workload);
-        let queries = options.queries;
-        thread::Builder::new()
-            .name(format!("bench writer {c}"))
-            .stack_size(CLIENT_STACK)
-            .spawn(move || write_queries(c, writer_stream, &workload, queries, &credits, &sent_tx))
-    };
+    let writer = stream
+        .try_clone()
+        .map_err(|e| format!("client {c}: cannot set up its connection: {e}"))
+        .and_then(|writer_stream| {
+            let workload = Arc::clone(workload);
+            let queries = options.queries;
+            thread::Builder::new()
+                .name(format!("bench writer {c}"))
+                .stack_size(CLIENT_STACK)
+                .spawn(move || {
+                    write_queries(c, writer_stream, &workload, queries, &credits, &sent_tx)
+                })
+                .map_err(|e| format!("client {c}: cannot start its writer thread: {e}"))
+        });
     let writer = match writer {
         Ok(handle) => handle,
-        Err(e) => {
-            tally
-                .failures
-                .push(format!("client {c}: cannot start its writer thread: {e}"));
+        Err(why) => {
+            tally.failures.push(why);
             return;
         }
     };
