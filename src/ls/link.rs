@@ -14,33 +14,15 @@ use std::time::Duration;
 
 use crossbeam_channel::Sender;
 
+use super::event::Event;
 use super::health::{Attempt, Health};
 use super::{Backend, CONNECT_TIMEOUT};
-use crate::framing::{Frame, Framing, MessageReader};
+use crate::framing::{Framing, MessageReader};
 use crate::net::connect_any;
 use crate::wire;
 
 /// Reader threads only move bytes into the channel; they need little stack.
 const LINK_STACK: usize = 64 * 1024;
-
-/// What a link thread tells its session. `generation` tells a link's events
-/// apart from those of the link it replaced.
-pub enum Event {
-    /// The connection is up; its writing half is in the link's [`LinkHandle`].
-    Connected { ts: usize, generation: u64 },
-    /// The TS sent a message.
-    Reply {
-        ts: usize,
-        generation: u64,
-        frame: Frame,
-    },
-    /// The connection could not be made, or ended.
-    Down {
-        ts: usize,
-        generation: u64,
-        why: String,
-    },
-}
 
 /// The session's view of one link: where the thread leaves its connection's
 /// writing half once connected, and the flag that says the session is done

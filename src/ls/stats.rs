@@ -8,8 +8,8 @@ use std::fmt;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use super::engine::Outcome;
 use super::health::Health;
+use super::inflight::Outcome;
 use crate::server::ConnectionStats;
 
 /// Live counters, updated by every session.
@@ -52,7 +52,7 @@ impl Stats {
             Outcome::Answered { ts } => &self.answered[*ts],
             Outcome::TimedOut => &self.timed_out,
             Outcome::NotFound => &self.not_found,
-            Outcome::AllDown => &self.all_down,
+            Outcome::AllDown | Outcome::Busy => &self.all_down,
             Outcome::Invalid => &self.invalid,
         };
         counter.fetch_add(1, Ordering::Relaxed);
