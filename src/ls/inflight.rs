@@ -35,8 +35,12 @@ pub enum Outcome {
     Answered { ts: usize },
     /// No TS answered before the deadline.
     TimedOut,
-    /// Every TS asked said `NOT FOUND` (or went down after some did).
+    /// Every TS asked said `NOT FOUND` (or went down, or refused, after
+    /// some did).
     NotFound,
+    /// Every TS asked that replied refused the query (a DNS TS's REFUSED:
+    /// "not mine"), and none said `NOT FOUND`.
+    Refused,
     /// No TS was up to ask, or every TS asked went down.
     AllDown,
     /// The query was not valid; its reply was known at once.
@@ -48,7 +52,7 @@ pub enum Outcome {
 
 /// A settled query, on its way to the client.
 #[derive(Debug, PartialEq, Eq)]
-pub struct Settled<A> {
+pub struct Settled<A, T = ()> {
     /// The query's name, as the client sent it (empty for an invalid one).
     pub name: String,
     pub outcome: Outcome,
@@ -57,6 +61,8 @@ pub struct Settled<A> {
     pub answer: Option<A>,
     /// From submission to settling.
     pub took: Duration,
+    /// What the front end attached to the query (who asked, how).
+    pub tag: T,
 }
 
 /// What a TS said about a key.
@@ -64,6 +70,8 @@ pub struct Settled<A> {
 pub enum Said<A> {
     Answer(A),
     NotFound,
+    /// The TS does not serve the name (DNS REFUSED).
+    Refused,
 }
 
 /// What [`InFlight::reply`] made of a reply.
@@ -83,8 +91,9 @@ pub enum Matched {
     Unmatched,
 }
 
-struct Pending<A> {
+struct Pending<A, T> {
     name: String,
+    tag: T,
     /// `None` for an invalid query.
     key: Option<String>,
     started: Instant,
@@ -92,29 +101,30 @@ struct Pending<A> {
     asked: u64,
     replied: u64,
     denied: u64,
+    refused: u64,
     starved: u64,
     done: Option<(Outcome, Option<A>, Duration)>,
 }
 
-impl<A> Pending<A> {
+impl<A, T> Pending<A, T> {
     fn waiting_on(&self) -> u64 {
         self.asked & !self.replied
     }
 }
 
-/// The queries of one session, oldest first.
-pub struct InFlight<A> {
+/// The queries of one session, oldest first, each with the front end's tag.
+pub struct InFlight<A, T = ()> {
     timeout: Duration,
-    queue: VecDeque<Pending<A>>,
+    queue: VecDeque<Pending<A, T>>,
     /// Sequence number of `queue[0]`.
     first_seq: u64,
     /// Sequence numbers in flight per key, oldest first.
     by_key: HashMap<String, VecDeque<u64>>,
 }
 
-impl<A> InFlight<A> {
+impl<A, T> InFlight<A, T> {
     /// No query yet; each will wait `timeout` for an answer.
-    pub fn new(timeout: Duration) -> InFlight<A> {
+    pub fn new(timeout: Duration) -> InFlight<A, T> {
         InFlight {
             timeout,
             queue: VecDeque::new(),
@@ -142,16 +152,26 @@ impl<A> InFlight<A> {
     /// `starved`: the TSes that could not be asked for want of the LS's own
     /// resources. Returns its sequence number. Asked of nobody, it is
     /// settled at once.
-    pub fn submit(&mut self, name: &str, key: &str, asked: u64, starved: u64, now: Instant) -> u64 {
+    pub fn submit(
+        &mut self,
+        name: &str,
+        key: &str,
+        asked: u64,
+        starved: u64,
+        tag: T,
+        now: Instant,
+    ) -> u64 {
         let seq = self.next_seq();
         self.queue.push_back(Pending {
             name: name.to_string(),
+            tag,
             key: Some(key.to_string()),
             started: now,
             deadline: now + self.timeout,
             asked,
             replied: 0,
             denied: 0,
+            refused: 0,
             starved,
             done: None,
         });
@@ -164,16 +184,18 @@ impl<A> InFlight<A> {
     }
 
     /// Adds an invalid query, settled at once with `reply`, in line with the others.
-    pub fn submit_invalid(&mut self, reply: A, now: Instant) -> u64 {
+    pub fn submit_invalid(&mut self, reply: A, tag: T, now: Instant) -> u64 {
         let seq = self.next_seq();
         self.queue.push_back(Pending {
             name: String::new(),
+            tag,
             key: None,
             started: now,
             deadline: now,
             asked: 0,
             replied: 0,
             denied: 0,
+            refused: 0,
             starved: 0,
             done: Some((Outcome::Invalid, Some(reply), Duration::ZERO)),
         });
@@ -217,7 +239,7 @@ impl<A> InFlight<A> {
         });
         let Some(seq) = owner else {
             return match said {
-                Said::NotFound => Matched::Stale,
+                Said::NotFound | Said::Refused => Matched::Stale,
                 Said::Answer(_) => Matched::Unmatched,
             };
         };
@@ -226,13 +248,18 @@ impl<A> InFlight<A> {
         pending.replied |= bit;
         match said {
             Said::Answer(_) if pending.done.is_some() => Matched::Second,
-            Said::NotFound if pending.done.is_some() => Matched::Stale,
+            Said::NotFound | Said::Refused if pending.done.is_some() => Matched::Stale,
             Said::Answer(answer) => {
                 self.settle(index, Outcome::Answered { ts }, Some(answer), now);
                 Matched::Answered(seq)
             }
             Said::NotFound => {
                 pending.denied |= bit;
+                self.settle_if_nobody_left(seq, now);
+                Matched::Denied(seq)
+            }
+            Said::Refused => {
+                pending.refused |= bit;
                 self.settle_if_nobody_left(seq, now);
                 Matched::Denied(seq)
             }
@@ -303,7 +330,7 @@ impl<A> InFlight<A> {
     }
 
     /// The oldest query, once it is settled.
-    pub fn pop_ready(&mut self) -> Option<Settled<A>> {
+    pub fn pop_ready(&mut self) -> Option<Settled<A, T>> {
         self.queue.front()?.done.as_ref()?;
         let pending = self.queue.pop_front()?;
         let seq = self.first_seq;
@@ -324,6 +351,7 @@ impl<A> InFlight<A> {
             outcome,
             answer,
             took,
+            tag: pending.tag,
         })
     }
 
@@ -336,7 +364,7 @@ impl<A> InFlight<A> {
         count
     }
 
-    fn get(&self, seq: u64) -> Option<&Pending<A>> {
+    fn get(&self, seq: u64) -> Option<&Pending<A, T>> {
         self.queue.get(self.index(seq)?)
     }
 
@@ -351,6 +379,8 @@ impl<A> InFlight<A> {
         if pending.done.is_none() && pending.waiting_on() == 0 {
             let outcome = if pending.denied != 0 {
                 Outcome::NotFound
+            } else if pending.refused != 0 {
+                Outcome::Refused
             } else {
                 Outcome::AllDown
             };
@@ -362,7 +392,7 @@ impl<A> InFlight<A> {
         let pending = &mut self.queue[index];
         let miss = matches!(
             outcome,
-            Outcome::TimedOut | Outcome::NotFound | Outcome::AllDown
+            Outcome::TimedOut | Outcome::NotFound | Outcome::AllDown | Outcome::Refused
         );
         let outcome = if miss && pending.starved != 0 {
             Outcome::Busy
@@ -396,7 +426,7 @@ mod tests {
     #[test]
     fn first_answer_settles_and_a_second_is_dropped() {
         let (mut f, t) = setup();
-        let seq = f.submit("a.com", "a.com", BOTH, 0, t);
+        let seq = f.submit("a.com", "a.com", BOTH, 0, (), t);
         assert_eq!(
             f.reply(TS2, "a.com", Said::Answer("a2"), t),
             Matched::Answered(seq)
@@ -415,11 +445,11 @@ mod tests {
     #[test]
     fn a_late_reply_is_not_taken_for_the_next_query() {
         let (mut f, t) = setup();
-        f.submit("a.com", "a.com", BOTH, 0, t);
+        f.submit("a.com", "a.com", BOTH, 0, (), t);
         assert_eq!(f.expire(t + TIMEOUT), BOTH);
         assert_eq!(outcomes(&mut f), [(Outcome::TimedOut, None)]);
         // A new query for another name, then the old answer arrives.
-        f.submit("b.com", "b.com", BOTH, 0, t + TIMEOUT);
+        f.submit("b.com", "b.com", BOTH, 0, (), t + TIMEOUT);
         assert_eq!(
             f.reply(TS1, "a.com", Said::Answer("late"), t + TIMEOUT),
             Matched::Unmatched
@@ -430,10 +460,10 @@ mod tests {
     #[test]
     fn a_late_reply_for_a_name_asked_again_goes_to_the_older_query_only() {
         let (mut f, t) = setup();
-        let old = f.submit("a.com", "a.com", 1 << TS1, 0, t);
+        let old = f.submit("a.com", "a.com", 1 << TS1, 0, (), t);
         f.expire(t + TIMEOUT);
         // The same name asked again before the old query left the queue.
-        let new = f.submit("A.com", "a.com", 1 << TS1, 0, t + TIMEOUT);
+        let new = f.submit("A.com", "a.com", 1 << TS1, 0, (), t + TIMEOUT);
         // TS1 answers in order: its first reply is the old query's.
         assert_eq!(
             f.reply(TS1, "a.com", Said::Answer("1"), t + TIMEOUT),
@@ -456,8 +486,8 @@ mod tests {
     #[test]
     fn duplicate_names_in_flight_are_matched_oldest_first_per_ts() {
         let (mut f, t) = setup();
-        let first = f.submit("x.com", "x.com", BOTH, 0, t);
-        let second = f.submit("x.com", "x.com", BOTH, 0, t);
+        let first = f.submit("x.com", "x.com", BOTH, 0, (), t);
+        let second = f.submit("x.com", "x.com", BOTH, 0, (), t);
         assert_eq!(
             f.reply(TS1, "x.com", Said::NotFound, t),
             Matched::Denied(first)
@@ -483,7 +513,7 @@ mod tests {
     #[test]
     fn all_negative_is_a_miss_at_once() {
         let (mut f, t) = setup();
-        f.submit("a.com", "a.com", BOTH, 0, t);
+        f.submit("a.com", "a.com", BOTH, 0, (), t);
         f.reply(TS1, "a.com", Said::NotFound, t);
         assert!(f.pop_ready().is_none(), "TS2 has not said yet");
         f.reply(TS2, "a.com", Said::NotFound, t);
@@ -494,7 +524,7 @@ mod tests {
     #[test]
     fn a_not_found_after_the_answer_left_is_stale() {
         let (mut f, t) = setup();
-        f.submit("a.com", "a.com", BOTH, 0, t);
+        f.submit("a.com", "a.com", BOTH, 0, (), t);
         f.reply(TS1, "a.com", Said::Answer("a"), t);
         f.pop_ready().unwrap();
         assert_eq!(f.reply(TS2, "a.com", Said::NotFound, t), Matched::Stale);
@@ -503,12 +533,12 @@ mod tests {
     #[test]
     fn one_ts_down_leaves_the_other_to_decide() {
         let (mut f, t) = setup();
-        f.submit("a.com", "a.com", BOTH, 0, t);
+        f.submit("a.com", "a.com", BOTH, 0, (), t);
         f.reply(TS2, "a.com", Said::NotFound, t);
         f.forget_ts(TS1, t);
         assert_eq!(outcomes(&mut f), [(Outcome::NotFound, None)]);
         // Nobody said anything and both went: every TS is down.
-        f.submit("b.com", "b.com", BOTH, 0, t);
+        f.submit("b.com", "b.com", BOTH, 0, (), t);
         f.forget_ts(TS1, t);
         assert!(f.pop_ready().is_none());
         f.forget_ts(TS2, t);
@@ -518,21 +548,21 @@ mod tests {
     #[test]
     fn asked_of_nobody_is_settled_at_submission() {
         let (mut f, t) = setup();
-        f.submit("a.com", "a.com", 0, 0, t);
+        f.submit("a.com", "a.com", 0, 0, (), t);
         assert_eq!(outcomes(&mut f), [(Outcome::AllDown, None)]);
-        f.submit("b.com", "b.com", 0, 1 << TS2, t);
+        f.submit("b.com", "b.com", 0, 1 << TS2, (), t);
         assert_eq!(outcomes(&mut f), [(Outcome::Busy, None)]);
     }
 
     #[test]
     fn a_ts_lost_for_want_of_resources_turns_a_miss_into_busy() {
         let (mut f, t) = setup();
-        f.submit("a.com", "a.com", BOTH, 0, t);
+        f.submit("a.com", "a.com", BOTH, 0, (), t);
         f.starve_ts(TS1, t);
         f.expire(t + TIMEOUT);
         assert_eq!(outcomes(&mut f), [(Outcome::Busy, None)]);
         // An answer from the other TS is still an answer.
-        f.submit("b.com", "b.com", BOTH, 0, t);
+        f.submit("b.com", "b.com", BOTH, 0, (), t);
         f.starve_ts(TS1, t);
         f.reply(TS2, "b.com", Said::Answer("b"), t);
         assert_eq!(
@@ -544,8 +574,15 @@ mod tests {
     #[test]
     fn deadlines_fire_in_order_and_only_when_due() {
         let (mut f, t) = setup();
-        f.submit("a.com", "a.com", BOTH, 0, t);
-        f.submit("b.com", "b.com", 1 << TS2, 0, t + Duration::from_secs(1));
+        f.submit("a.com", "a.com", BOTH, 0, (), t);
+        f.submit(
+            "b.com",
+            "b.com",
+            1 << TS2,
+            0,
+            (),
+            t + Duration::from_secs(1),
+        );
         assert_eq!(f.next_deadline(), Some(t + TIMEOUT));
         assert_eq!(f.expire(t + TIMEOUT - Duration::from_millis(1)), 0);
         assert_eq!(f.expire(t + TIMEOUT), BOTH);
@@ -557,7 +594,7 @@ mod tests {
     #[test]
     fn postponed_deadlines_let_a_reply_that_came_in_time_win() {
         let (mut f, t) = setup();
-        let seq = f.submit("a.com", "a.com", BOTH, 0, t);
+        let seq = f.submit("a.com", "a.com", BOTH, 0, (), t);
         // The session could not listen for 3 s.
         f.postpone(Duration::from_secs(3));
         assert_eq!(f.expire(t + TIMEOUT), 0);
@@ -574,9 +611,9 @@ mod tests {
     #[test]
     fn replies_leave_in_submission_order() {
         let (mut f, t) = setup();
-        f.submit("slow.com", "slow.com", BOTH, 0, t);
-        f.submit_invalid("- Error:EMPTY QUERY", t);
-        f.submit("fast.com", "fast.com", BOTH, 0, t);
+        f.submit("slow.com", "slow.com", BOTH, 0, (), t);
+        f.submit_invalid("- Error:EMPTY QUERY", (), t);
+        f.submit("fast.com", "fast.com", BOTH, 0, (), t);
         f.reply(TS1, "fast.com", Said::Answer("fast"), t);
         assert!(f.pop_ready().is_none(), "the oldest is not settled");
         f.reply(TS2, "slow.com", Said::Answer("slow"), t);
@@ -592,9 +629,47 @@ mod tests {
     }
 
     #[test]
+    fn refusals_and_not_found() {
+        let (mut f, t) = setup();
+        f.submit("a.com", "a.com", BOTH, 0, (), t);
+        f.reply(TS1, "a.com", Said::Refused, t);
+        f.reply(TS2, "a.com", Said::Refused, t);
+        // Every TS refused: refused.
+        f.submit("b.com", "b.com", BOTH, 0, (), t);
+        f.reply(TS1, "b.com", Said::Refused, t);
+        f.reply(TS2, "b.com", Said::NotFound, t);
+        // One said NOT FOUND, the other refused: not found.
+        f.submit("c.com", "c.com", BOTH, 0, (), t);
+        f.reply(TS1, "c.com", Said::Refused, t);
+        f.reply(TS2, "c.com", Said::Answer("c"), t);
+        // The first positive answer wins over a refusal.
+        assert_eq!(
+            outcomes(&mut f),
+            [
+                (Outcome::Refused, None),
+                (Outcome::NotFound, None),
+                (Outcome::Answered { ts: TS2 }, Some("c"))
+            ]
+        );
+    }
+
+    #[test]
+    fn tags_come_back_with_their_queries() {
+        let mut f: InFlight<&str, u16> = InFlight::new(TIMEOUT);
+        let t = Instant::now();
+        f.submit("a.com", "a.com", BOTH, 0, 7, t);
+        f.submit_invalid("bad", 9, t);
+        f.reply(TS1, "a.com", Said::Answer("a"), t);
+        let tags: Vec<u16> = std::iter::from_fn(|| f.pop_ready())
+            .map(|s| s.tag)
+            .collect();
+        assert_eq!(tags, [7, 9]);
+    }
+
+    #[test]
     fn a_query_settled_before_its_send_is_not_sent() {
         let (mut f, t) = setup();
-        let seq = f.submit("a.com", "a.com", BOTH, 0, t);
+        let seq = f.submit("a.com", "a.com", BOTH, 0, (), t);
         assert_eq!(f.waiting_for(seq, TS1), Some("a.com"));
         assert_eq!(f.asked_of(TS1), [seq]);
         f.reply(TS2, "a.com", Said::Answer("a"), t);

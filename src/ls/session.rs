@@ -215,7 +215,7 @@ impl Session {
             Ok(query) => query,
             Err(e) => {
                 log::info(format_args!("ls: invalid query: {e}"));
-                self.inflight.submit_invalid(e.reply(), now);
+                self.inflight.submit_invalid(e.reply(), (), now);
                 return true;
             }
         };
@@ -249,7 +249,8 @@ impl Session {
                 Err(e) => self.send_failed(ts, &e),
             }
         }
-        self.inflight.submit(&query.name, &query.key, asked, 0, now);
+        self.inflight
+            .submit(&query.name, &query.key, asked, 0, (), now);
         held || asked == 0
     }
 

@@ -52,7 +52,7 @@ impl Stats {
             Outcome::Answered { ts } => &self.answered[*ts],
             Outcome::TimedOut => &self.timed_out,
             Outcome::NotFound => &self.not_found,
-            Outcome::AllDown | Outcome::Busy => &self.all_down,
+            Outcome::AllDown | Outcome::Busy | Outcome::Refused => &self.all_down,
             Outcome::Invalid => &self.invalid,
         };
         counter.fetch_add(1, Ordering::Relaxed);

@@ -230,6 +230,7 @@ fn record(settled: &Settled<String>, shared: &Shared) {
         Outcome::NotFound => log::info(format_args!(
             "ls: {name} not found: every TS said so ({ms:.1} ms)"
         )),
+        Outcome::Refused => log::info(format_args!("ls: {name} refused by every TS ({ms:.1} ms)")),
         Outcome::AllDown => log::info(format_args!(
             "ls: {name} not found: every TS is down ({ms:.1} ms)"
         )),
