@@ -71,6 +71,7 @@ pub enum Said<A> {
     Answer(A),
     NotFound,
     /// The TS does not serve the name (DNS REFUSED).
+    #[allow(dead_code)] // Said by DNS TSes.
     Refused,
 }
 
