@@ -14,23 +14,26 @@
 //! - `inflight`: the matching and deadline rules, a plain data structure.
 //! - `link`: the link threads; `event`: what they tell the worker.
 //! - `health`: what the whole LS knows about each TS; `stats`: counters.
+//! - `setup`: the options and what all sessions share.
 
 mod event;
 mod health;
 mod inflight;
 mod link;
 mod session;
+mod setup;
 mod stats;
 mod worker;
 
 pub use health::{BACKOFF_CAP, BACKOFF_START, Health};
 pub use inflight::MAX_BACKENDS;
 pub use session::{BARE_READ_GAP, TS_WRITE_BOUND};
+use setup::Shared;
+pub use setup::{BUSY_REPLY, Backend, CONNECT_TIMEOUT, DEFAULT_TIMEOUT, LsOptions};
 pub use stats::{Snapshot, Stats};
 
-use std::fmt;
 use std::io;
-use std::net::{SocketAddr, TcpListener};
+use std::net::TcpListener;
 use std::sync::Arc;
 use std::thread;
 use std::time::Duration;
@@ -40,88 +43,9 @@ use crossbeam_channel::{RecvTimeoutError, Sender};
 use crate::framing::Framing;
 use crate::log;
 use crate::server::{ServeOptions, Shutdown, serve};
-use crate::wire::Dialect;
-
-/// The per-query deadline when none is given (the course spec's 5 s).
-pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(5);
-
-/// How long a link waits for a TS to accept its connection.
-pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(1);
-
-/// The line sent to a client over `--max-clients` before it is closed.
-pub const BUSY_REPLY: &str = "- Error:SERVER BUSY";
 
 /// How often `-v` prints the counters.
 const REPORT_EVERY: Duration = Duration::from_secs(10);
-
-/// One top-level server the LS forwards to.
-#[derive(Clone, Debug)]
-pub struct Backend {
-    /// How logs name it: `ts1`, `ts2`, ...
-    pub label: String,
-    /// The host as given on the command line.
-    pub host: String,
-    /// Its addresses (a name may resolve to several); tried in order.
-    pub addrs: Vec<SocketAddr>,
-}
-
-impl fmt::Display for Backend {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self.addrs.first() {
-            Some(addr) => write!(f, "{} ({addr})", self.label),
-            None => write!(f, "{} ({})", self.label, self.host),
-        }
-    }
-}
-
-/// How an LS behaves.
-#[derive(Clone, Debug)]
-pub struct LsOptions {
-    /// The TSes every query is forwarded to (1 to [`MAX_BACKENDS`]).
-    pub backends: Vec<Backend>,
-    /// How long a query waits for an answer.
-    pub timeout: Duration,
-    /// The miss line's format.
-    pub dialect: Dialect,
-    /// How clients delimit queries; `Auto` detects per connection.
-    pub client_framing: Framing,
-    /// How the LS delimits queries to TSes and their replies.
-    pub ts_framing: Framing,
-    /// Most queries in flight per client; past it the LS stops reading that
-    /// client until replies have gone out. Always 1 towards bare TSes.
-    pub max_inflight: usize,
-    /// Most clients connected at once; one more gets [`BUSY_REPLY`].
-    pub max_clients: usize,
-    /// A client that sends nothing for this long (with nothing in flight), or
-    /// reads none of its replies for this long, is closed.
-    pub idle_timeout: Duration,
-}
-
-impl LsOptions {
-    /// Options with the defaults: 5 s timeout, 2020 dialect, auto-detected
-    /// client framing, line framing towards the TSes, 4096 queries in flight
-    /// per client, 1024 clients, 300 s idle timeout.
-    pub fn new(backends: Vec<Backend>) -> LsOptions {
-        LsOptions {
-            backends,
-            timeout: DEFAULT_TIMEOUT,
-            dialect: Dialect::Y2020,
-            client_framing: Framing::Auto,
-            ts_framing: Framing::Line,
-            max_inflight: 4096,
-            max_clients: 1024,
-            idle_timeout: Duration::from_secs(300),
-        }
-    }
-}
-
-/// What every session of one LS shares.
-struct Shared {
-    backends: Vec<Backend>,
-    health: Vec<Arc<Health>>,
-    stats: Arc<Stats>,
-    options: LsOptions,
-}
 
 /// A load-balancing server, ready to [`run`](Ls::run).
 pub struct Ls {

@@ -20,6 +20,10 @@ pub const MAX_LABEL_LEN: usize = 63;
 /// peer before the rest of it is discarded unread.
 pub const MAX_MESSAGE_LEN: usize = 512;
 
+/// The line an LS sends a client it cannot serve (too many clients, or
+/// short of its own descriptors or threads).
+pub const SERVER_BUSY: &str = "- Error:SERVER BUSY";
+
 /// The reply formats of the course's semesters.
 ///
 /// ```

@@ -16,7 +16,7 @@ use crossbeam_channel::Sender;
 
 use super::event::Event;
 use super::health::{Attempt, Health};
-use super::{Backend, CONNECT_TIMEOUT};
+use super::setup::{Backend, CONNECT_TIMEOUT};
 use crate::framing::{Framing, MessageReader};
 use crate::net::connect_any;
 use crate::wire;

@@ -20,11 +20,11 @@ use std::time::{Duration, Instant};
 
 use crossbeam_channel::Sender;
 
-use super::Shared;
 use super::event::Event;
 use super::health::PROBE_IN_USE;
 use super::inflight::{InFlight, Matched, Said, Settled};
 use super::link::{self, LinkHandle, LinkOptions, LinkThread};
+use super::setup::Shared;
 use crate::framing::{Frame, Framing, is_timeout, write_message};
 use crate::log;
 use crate::sync::lock;
@@ -200,7 +200,7 @@ impl Session {
     }
 
     /// The LS's counters.
-    pub fn stats(&self) -> &super::Stats {
+    pub fn stats(&self) -> &super::stats::Stats {
         &self.shared.stats
     }
 
@@ -432,7 +432,7 @@ impl Session {
     }
 
     /// The oldest query's reply, once it has one. The caller counts it
-    /// ([`Stats::count`](super::Stats::count)) once the reply has reached
+    /// ([`Stats::count`](super::stats::Stats::count)) once the reply has reached
     /// the client; a reply that never does is abandoned.
     pub fn pop_ready(&mut self) -> Option<Settled<String>> {
         self.inflight.pop_ready()
