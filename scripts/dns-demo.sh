@@ -50,6 +50,7 @@ start() {
 
 start ts1 ts 0 --table "$work/ts1.txt" --ttl 60
 start ts2 ts 0 --table "$work/ts2.txt" --ttl 60
+# shellcheck disable=SC2154 # set by start
 start ls ls 0 127.0.0.1 "$ts1_dns" 127.0.0.1 "$ts2_dns" --ts-protocol dns --cache 1000
 # A TS that accepts connections and never answers, for the SERVFAIL step.
 # shellcheck disable=SC2016 # Python source, not shell
@@ -63,8 +64,8 @@ held = []
 while True:
     held.append(s.accept()[0])
 '
+# shellcheck disable=SC2154 # set by start_server
 start ls2 ls 0 127.0.0.1 "$ts2_dns" 127.0.0.1 "$silent" --ts-protocol dns --dns-timeout 1
-# shellcheck disable=SC2154 # set by start
 echo "TS1 DNS on 127.0.0.1:$ts1_dns, TS2 DNS on 127.0.0.1:$ts2_dns"
 # shellcheck disable=SC2154
 echo "LS DNS on 127.0.0.1:$ls_dns (cache 1000); LS2 DNS on 127.0.0.1:$ls2_dns (TS2 and a silent TS, --dns-timeout 1)"
