@@ -77,3 +77,17 @@ stop_servers() {
     fi
     wait 2>/dev/null || true
 }
+
+# read_dns_port <var>: after start_server <var> for a server started with
+# --dns-port, reads its next stdout line, `listening on <addr>:<port> (dns
+# udp+tcp)`, waiting 10 s at most, and sets <var>_dns to the port. Returns
+# 1 when the server says something else or nothing.
+read_dns_port() {
+    local var=$1 fd line
+    fd=${var}_out
+    if ! read -r -t 10 line <&"${!fd}" || [[ $line != "listening on "*" (dns udp+tcp)" ]]; then
+        return 1
+    fi
+    line=${line% (dns udp+tcp)}
+    printf -v "${var}_dns" '%s' "${line##*:}"
+}

@@ -22,14 +22,23 @@
 //! - [`name`]: domain names, with compression pointers (RFC 1035 §4.1.4).
 //! - [`message`]: the header, questions, resource records, EDNS0 (RFC 6891),
 //!   parsing whole messages and writing them with truncation to a size.
+//! - [`respond`]: checking a client's query and answering it, shared by the
+//!   TS and the LS; what a course-protocol TS's reply means in DNS terms.
+//! - [`upstream`]: the LS's side of a DNS connection to a TS: query IDs,
+//!   matching replies, classifying them, and combining the TSes' replies.
+//! - [`cache`]: the LS's cache of answers, positive and negative.
 //!
 //! docs/PROTOCOL.md describes the messages the TS sends and accepts.
 
+pub mod cache;
 pub mod message;
 pub mod name;
+pub mod respond;
+pub mod upstream;
 
 pub use message::{Edns, FormatError, Header, Message, Question, RData, Record};
 pub use name::Name;
+pub use respond::Outcome;
 
 /// Resource record types (RFC 1035 §3.2.2, RFC 3596, RFC 6891).
 pub mod rtype {

@@ -15,7 +15,9 @@ use std::sync::Arc;
 use std::thread;
 use std::time::Duration;
 
-use crate::dns::{self, Edns, Header, Message, Record, rcode, rtype};
+pub use crate::dns::respond::Transport;
+use crate::dns::respond::{Accepted, QTYPE_ANY, Query, accept_query};
+use crate::dns::{self, Header, Record, rcode, rtype};
 use crate::framing::{self, read_length_prefixed, write_length_prefixed};
 use crate::log;
 use crate::server::{ServeOptions, Shutdown, serve};
@@ -53,15 +55,6 @@ impl Default for DnsOptions {
     }
 }
 
-/// The transport a query came by, which sets how large its answer may be.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Transport {
-    /// 512 bytes, or the size the query's OPT advertises; TC beyond it.
-    Udp,
-    /// 65535 bytes; TC never set.
-    Tcp,
-}
-
 /// The answer to one query message, or `None` when it is dropped (shorter
 /// than a header, or a response rather than a query).
 ///
@@ -84,53 +77,20 @@ pub enum Transport {
 /// assert_eq!(respond(&query[..11], &table, 300, Transport::Udp), None);
 /// ```
 pub fn respond(query: &[u8], table: &Table, ttl: u32, transport: Transport) -> Option<Vec<u8>> {
-    let header = Header::parse(query)?;
-    if header.qr {
-        return None;
-    }
-    let mut response = Message::response_to(&Message {
-        header,
-        ..Message::default()
-    });
-    if header.opcode != dns::OPCODE_QUERY {
-        response.rcode = rcode::NOTIMP;
-        return Some(response.to_bytes(dns::UDP_PLAIN_LIMIT));
-    }
-    let query = match Message::parse(query) {
-        Ok(query) => query,
-        Err(e) => {
-            log::info(format_args!("ts dns: FORMERR for query {}: {e}", header.id));
-            response.rcode = rcode::FORMERR;
-            return Some(response.to_bytes(dns::UDP_PLAIN_LIMIT));
+    let Query {
+        question,
+        mut response,
+        limit,
+    } = match accept_query(query, transport)? {
+        Accepted::Query(query) => query,
+        Accepted::Answered { bytes, problem } => {
+            if let Some(problem) = problem {
+                log::info(format_args!("ts dns: {problem}"));
+            }
+            return Some(bytes);
         }
     };
-    let limit = match (transport, &query.edns) {
-        (Transport::Tcp, _) => dns::TCP_LIMIT,
-        (Transport::Udp, Some(edns)) => edns.udp_limit(),
-        (Transport::Udp, None) => dns::UDP_PLAIN_LIMIT,
-    };
-    if let Some(edns) = &query.edns {
-        response.edns = Some(Edns {
-            payload: dns::EDNS_PAYLOAD,
-            version: 0,
-            dnssec_ok: edns.dnssec_ok,
-            options: Vec::new(),
-        });
-        if edns.version > 0 {
-            response.rcode = rcode::BADVERS;
-            return Some(response.to_bytes(limit));
-        }
-    }
-    let [question] = &query.questions[..] else {
-        log::info(format_args!(
-            "ts dns: FORMERR for query {}: {} questions",
-            header.id,
-            query.questions.len()
-        ));
-        response.rcode = rcode::FORMERR;
-        return Some(response.to_bytes(limit));
-    };
-    response.questions.push(question.clone());
+    let question = &question;
     if question.qclass != dns::CLASS_IN {
         response.rcode = rcode::REFUSED;
         return Some(response.to_bytes(limit));
@@ -167,9 +127,6 @@ pub fn respond(query: &[u8], table: &Table, ttl: u32, transport: Transport) -> O
     ));
     Some(bytes)
 }
-
-/// The query type `*` (RFC 1035 §3.2.3): answered with the A records, the only type a table holds.
-const QTYPE_ANY: u16 = 255;
 
 /// The DNS side's sockets: UDP and TCP bound to the same address and port.
 pub struct Sockets {

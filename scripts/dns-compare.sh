@@ -1,0 +1,154 @@
+#!/usr/bin/env bash
+# The DNS comparison of docs/COMPARISON.md: dnsperf (UDP, 100 queries in
+# flight) against a TS's DNS port directly, `dnslb ls --ts-protocol dns` in
+# front of two TSes, the same LS with --cache 100000, and dnsdist (round
+# robin, no packet cache) in front of the same two TSes. Prints one table on
+# stdout, then the targets as ratios; progress on stderr.
+#
+#   scripts/dns-compare.sh
+#   DNS_SECONDS=10    seconds each dnsperf run lasts (default 10)
+#
+# The two TSes hold the same table (2000 names): dnsdist sends each query
+# to one TS only, so with different tables it would answer NXDOMAIN for
+# the names the chosen TS lacks, while dnslb asks every TS. Identical tables
+# make every row give the same answers (the NOERROR column shows it). One
+# more row puts the LS in front of two TSes with disjoint tables (1000
+# names each, the course's setting), where only dnslb answers every name.
+# The query file has every 10th query a name no TS holds (NXDOMAIN), the
+# others names drawn at random from the table. A row whose server does not
+# start (an option the binary lacks, say) prints n/a.
+#
+# Installs dnsperf and dnsdist with apt-get when they are missing. Needs
+# bash, awk and python3 (to find a free port for dnsdist). The tool, the
+# servers and the TSes share this machine's cores.
+set -euo pipefail
+. "$(dirname "$0")/lib.sh"
+
+missing=()
+command -v dnsperf >/dev/null || missing+=(dnsperf)
+command -v dnsdist >/dev/null || missing+=(dnsdist)
+command -v dig >/dev/null || missing+=(bind9-dnsutils)
+if ((${#missing[@]})); then
+    echo "dns-compare: installing ${missing[*]}" >&2
+    apt-get update -qq >&2 && apt-get install -y -qq "${missing[@]}" >&2
+fi
+bin=$(dnslb_bin)
+seconds=${DNS_SECONDS:-10}
+work=$(mktemp -d)
+stop_servers_on_exit 'rm -rf "$work"'
+server_log=$work/servers.log
+
+for ts in 1 2; do
+    awk -v ts="$ts" 'BEGIN { for (i = 0; i < 1000; i++)
+        printf "host%d.ts%d.example 10.%d.%d.%d A\n", i, ts, ts, int(i / 256), i % 256 }' \
+        >"$work/ts$ts.txt"
+done
+cat "$work/ts1.txt" "$work/ts2.txt" >"$work/both.txt"
+awk 'BEGIN { srand(1) }
+    { name[n++] = $1 }
+    END { for (i = 0; i < 20000; i++)
+        if (i % 10 == 9) printf "miss%d.example A\n", i
+        else printf "%s A\n", name[int(rand() * n)] }' "$work/both.txt" >"$work/queries.txt"
+
+# start <var> <dnslb args...>: starts dnslb with --dns-port 0; sets
+# <var>_dns and <var>_pid, or returns 1 when it does not start.
+start() {
+    local var=$1
+    shift
+    if start_server "$var" "$bin" "$@" --bind 127.0.0.1 --dns-port 0 && read_dns_port "$var"; then
+        return 0
+    fi
+    echo "dns-compare: \`dnslb $*\` did not start:" >&2
+    tail -n 3 "$server_log" >&2 || true
+    return 1
+}
+
+# The two TSes every row uses, and two with disjoint tables.
+start tsa ts 0 --table "$work/both.txt"
+start tsb ts 0 --table "$work/both.txt"
+start ts1 ts 0 --table "$work/ts1.txt"
+start ts2 ts 0 --table "$work/ts2.txt"
+# shellcheck disable=SC2154 # set by start
+ls_args=(127.0.0.1 "$tsa_dns" 127.0.0.1 "$tsb_dns" --ts-protocol dns)
+ls_dns='' cached_dns='' disjoint_dns=''
+start ls ls 0 "${ls_args[@]}" || true
+start cached ls 0 "${ls_args[@]}" --cache 100000 || true
+# shellcheck disable=SC2154
+start disjoint ls 0 127.0.0.1 "$ts1_dns" 127.0.0.1 "$ts2_dns" --ts-protocol dns || true
+
+# dnsdist: round robin over the same two TSes, no packet cache (none is
+# configured), no security poll (it would ask the Internet).
+dnsdist_port=$(python3 -c 'import socket
+s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+s.bind(("127.0.0.1", 0))
+print(s.getsockname()[1])')
+cat >"$work/dnsdist.conf" <<EOF
+setLocal("127.0.0.1:$dnsdist_port")
+newServer{address="127.0.0.1:$tsa_dns"}
+newServer{address="127.0.0.1:$tsb_dns"}
+setServerPolicy(roundrobin)
+setSecurityPollSuffix("")
+EOF
+dnsdist --supervised --disable-syslog -C "$work/dnsdist.conf" >>"$server_log" 2>&1 &
+server_pids+=("$!")
+# Wait (5 s at most) until dnsdist answers.
+for _ in $(seq 20); do
+    if dig +short +time=1 +tries=1 @127.0.0.1 -p "$dnsdist_port" host1.ts1.example 2>/dev/null |
+        grep -q '^10\.'; then
+        break
+    fi
+    sleep 0.25
+done
+
+rows=()
+# row <label> <port>: runs dnsperf against 127.0.0.1:<port> and appends a
+# table row; n/a when the port is empty or dnsperf reports nothing. Keeps
+# the figures in fig_<key>_qps and fig_<key>_lost.
+row() {
+    local label=$1 port=$2 figures=
+    echo "dns-compare: dnsperf -> $label" >&2
+    if [[ -n $port ]]; then
+        dnsperf -s 127.0.0.1 -p "$port" -d "$work/queries.txt" -q 100 -l "$seconds" \
+            >"$work/out" 2>&1 || true
+        figures=$(awk '
+            $1 == "Queries" && $2 == "sent:" { sent = $3 }
+            $1 == "Queries" && $2 == "lost:" { lost = $3 }
+            $1 == "Queries" && $2 == "per" { qps = $4 }
+            $1 == "Average" && $2 == "Latency" { lat = $4 * 1000 }
+            $1 == "Response" && $2 == "codes:" {
+                for (i = 3; i <= NF; i++) if ($i == "NOERROR") { ok = $(i + 2); gsub(/[(),%]/, "", ok) } }
+            END { if (qps != "" && sent > 0)
+                printf "%.0f %.3f %.3f %s\n", qps, lat, 100 * lost / sent, (ok == "" ? "0" : ok) }' "$work/out")
+    fi
+    if [[ -z $figures ]]; then
+        rows+=("$(printf '%-32s %10s %10s %8s %9s' "$label" n/a n/a n/a n/a)")
+        return 0
+    fi
+    local qps lat lost ok key
+    read -r qps lat lost ok <<<"$figures"
+    rows+=("$(printf '%-32s %10s %10s %8s %9s' "$label" "$qps" "$lat" "$lost" "$ok")")
+    key=${label//[^a-zA-Z0-9]/_}
+    printf -v "fig_${key}_qps" '%s' "$qps"
+    printf -v "fig_${key}_lost" '%s' "$lost"
+}
+
+load_before=$(cut -d' ' -f1-3 /proc/loadavg)
+row "ts direct" "$tsa_dns"
+row "dnslb ls" "$ls_dns"
+row "dnslb ls --cache 100000" "$cached_dns"
+row "dnsdist" "$dnsdist_port"
+row "dnslb ls, disjoint TSes" "$disjoint_dns"
+
+echo "# scripts/dns-compare.sh on $(nproc) cores, $(uname -sr); dnsperf $(dnsperf -h 2>&1 | awk '/^Version/ { print $2 }'), $(dnsdist --version 2>&1 | head -n 1)"
+echo "# dnsperf -q 100 -l $seconds over UDP, 10 % of queries NXDOMAIN; dnsperf, servers and TSes share the cores"
+echo "# load average before: $load_before, after: $(cut -d' ' -f1-3 /proc/loadavg)"
+printf '%-32s %10s %10s %8s %9s\n' target qps "avg ms" "lost %" "NOERROR %"
+printf '%s\n' "${rows[@]}"
+
+ratio() { awk -v a="${1:-}" -v b="${2:-}" 'BEGIN { if (a == "" || b == "" || b == 0) print "n/a"; else printf "%.2f", a / b }'; }
+echo
+echo "targets (this run):"
+echo "  dnslb ls qps / dnsdist qps (>= 0.5):       $(ratio "${fig_dnslb_ls_qps:-}" "${fig_dnsdist_qps:-}")"
+echo "  dnslb ls qps / direct TS qps (>= 0.2):     $(ratio "${fig_dnslb_ls_qps:-}" "${fig_ts_direct_qps:-}")"
+echo "  dnslb ls lost % (< 0.1):                   ${fig_dnslb_ls_lost:-n/a}"
+echo "  cached ls qps / direct TS qps (>= 1):      $(ratio "${fig_dnslb_ls___cache_100000_qps:-}" "${fig_ts_direct_qps:-}")"

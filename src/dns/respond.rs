@@ -1,0 +1,452 @@
+//! Answering a client's DNS query, shared by every dnslb DNS front end:
+//! [`accept_query`] checks a query and starts its response (ID, opcode, RD
+//! and question echoed, an OPT for an OPT, the size the answer may take);
+//! the TS fills that response from its table, the LS with [`answer`] from
+//! an [`Outcome`]: what its TSes (or its cache) said. Pure functions, no I/O.
+//!
+//! The LS's answers have RA = 0 and AA = 0. RA = 0: the LS is not a
+//! recursive resolver; it asks only its own TSes and never follows a
+//! referral or a CNAME to another server, so "recursion available" would
+//! promise what it does not do (a stub resolver then knows to ask a real
+//! resolver for names outside the TSes). AA = 0: the LS is not itself an
+//! authority for any zone, and answers from its cache are not authoritative
+//! data (RFC 1035 §4.1.1, RFC 2181 §5.4.1).
+
+use super::{Edns, Header, Message, Question, Record, rcode, rtype};
+use crate::wire;
+
+/// The transport a query came by, which sets how large its answer may be.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Transport {
+    /// 512 bytes, or the size the query's OPT advertises; TC beyond it.
+    Udp,
+    /// 65535 bytes; TC never set.
+    Tcp,
+}
+
+/// What the TSes (or the cache) said about one question: the LS's answer,
+/// and each TS reply once classified.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Outcome {
+    /// NOERROR with records: the answer section's RRsets, TTLs as sent.
+    Answer(Vec<Record>),
+    /// The name does not exist, with the SOA record that says for how long
+    /// (RFC 2308 §3), when the server sent one.
+    NxDomain { soa: Option<Record> },
+    /// The name exists without records of the type asked (NOERROR, no
+    /// answer: RFC 2308 §2.2), with the SOA when the server sent one.
+    NoData { soa: Option<Record> },
+    /// The server does not answer for the name ("not mine").
+    Refused,
+    /// No usable answer: a server failure, another rcode, a truncated reply,
+    /// or the deadline.
+    ServFail,
+}
+
+impl Outcome {
+    /// The response code this outcome is answered with.
+    pub fn rcode(&self) -> u16 {
+        match self {
+            Outcome::Answer(_) | Outcome::NoData { .. } => rcode::NOERROR,
+            Outcome::NxDomain { .. } => rcode::NXDOMAIN,
+            Outcome::Refused => rcode::REFUSED,
+            Outcome::ServFail => rcode::SERVFAIL,
+        }
+    }
+}
+
+/// A checked query with one question and the start of its response.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Query {
+    /// The question, as asked (case kept).
+    pub question: Question,
+    /// The response so far: ID, opcode and RD echoed, QR set, the question
+    /// echoed, an OPT (version 0, payload [`super::EDNS_PAYLOAD`], DO
+    /// copied) when the query had one; rcode NOERROR, no records, AA and RA
+    /// clear.
+    pub response: Message,
+    /// The most bytes the response may take: 512 over UDP without EDNS,
+    /// the advertised size with it, 65535 over TCP.
+    pub limit: usize,
+}
+
+impl Query {
+    /// The response's bytes, truncated to [`limit`](Self::limit).
+    pub fn to_bytes(&self) -> Vec<u8> {
+        self.response.to_bytes(self.limit)
+    }
+}
+
+/// What to do with a query message.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Accepted {
+    /// A query to answer.
+    Query(Query),
+    /// A query answered already with an error: FORMERR (it does not parse,
+    /// or has other than one question), NOTIMP (an opcode other than
+    /// QUERY) or BADVERS (EDNS version above 0). `problem` says what was
+    /// wrong, for a log line; `None` for NOTIMP and BADVERS.
+    Answered {
+        bytes: Vec<u8>,
+        problem: Option<String>,
+    },
+}
+
+/// Checks a query message. `None` when it is dropped unanswered: shorter
+/// than a header, or a response rather than a query.
+///
+/// ```
+/// use dnslb::dns::respond::{accept_query, Accepted, Transport};
+/// use dnslb::dns::{Message, rcode};
+/// // dig's query for www.example.com A, without EDNS.
+/// let query = b"\x12\x34\x01\x00\x00\x01\x00\x00\x00\x00\x00\x00\
+///               \x03WWW\x07example\x03com\x00\x00\x01\x00\x01";
+/// let Some(Accepted::Query(q)) = accept_query(query, Transport::Udp) else { panic!() };
+/// assert_eq!((q.question.name.to_string().as_str(), q.limit), ("WWW.example.com.", 512));
+/// // ID and RD echoed, QR set, the question echoed byte for byte.
+/// assert_eq!(q.to_bytes(), [&b"\x12\x34\x81\x00\x00\x01\x00\x00\x00\x00\x00\x00"[..], &query[12..]].concat());
+/// let Some(Accepted::Answered { bytes, .. }) = accept_query(&query[..20], Transport::Udp) else { panic!() };
+/// assert_eq!(Message::parse(&bytes).unwrap().rcode, rcode::FORMERR);
+/// assert_eq!(accept_query(&query[..11], Transport::Udp), None);
+/// ```
+pub fn accept_query(bytes: &[u8], transport: Transport) -> Option<Accepted> {
+    let header = Header::parse(bytes)?;
+    if header.qr {
+        return None;
+    }
+    let mut response = Message::response_to(&Message {
+        header,
+        ..Message::default()
+    });
+    if header.opcode != super::OPCODE_QUERY {
+        response.rcode = rcode::NOTIMP;
+        return Some(Accepted::Answered {
+            bytes: response.to_bytes(super::UDP_PLAIN_LIMIT),
+            problem: None,
+        });
+    }
+    let query = match Message::parse(bytes) {
+        Ok(query) => query,
+        Err(e) => {
+            response.rcode = rcode::FORMERR;
+            return Some(Accepted::Answered {
+                bytes: response.to_bytes(super::UDP_PLAIN_LIMIT),
+                problem: Some(format!("FORMERR for query {}: {e}", header.id)),
+            });
+        }
+    };
+    let limit = match (transport, &query.edns) {
+        (Transport::Tcp, _) => super::TCP_LIMIT,
+        (Transport::Udp, Some(edns)) => edns.udp_limit(),
+        (Transport::Udp, None) => super::UDP_PLAIN_LIMIT,
+    };
+    if let Some(edns) = &query.edns {
+        response.edns = Some(Edns {
+            payload: super::EDNS_PAYLOAD,
+            version: 0,
+            dnssec_ok: edns.dnssec_ok,
+            options: Vec::new(),
+        });
+        if edns.version > 0 {
+            response.rcode = rcode::BADVERS;
+            return Some(Accepted::Answered {
+                bytes: response.to_bytes(limit),
+                problem: None,
+            });
+        }
+    }
+    let [question] = &query.questions[..] else {
+        response.rcode = rcode::FORMERR;
+        return Some(Accepted::Answered {
+            bytes: response.to_bytes(limit),
+            problem: Some(format!(
+                "FORMERR for query {}: {} questions",
+                header.id,
+                query.questions.len()
+            )),
+        });
+    };
+    response.questions.push(question.clone());
+    Some(Accepted::Query(Query {
+        question: question.clone(),
+        response,
+        limit,
+    }))
+}
+
+/// The LS's answer to `query` from `outcome`: its rcode, the answer
+/// records for [`Outcome::Answer`], the SOA in the authority section for a
+/// negative outcome that has one (RFC 2308 §3); RA and AA clear (see the
+/// module). Over UDP an answer that does not fit is cut to whole RRsets
+/// with TC set, so the client asks again over TCP.
+///
+/// ```
+/// use dnslb::dns::respond::{accept_query, answer, Accepted, Outcome, Transport};
+/// use dnslb::dns::{Message, Record, rcode};
+/// let query = b"\x00\x07\x01\x00\x00\x01\x00\x00\x00\x00\x00\x00\x01x\x00\x00\x01\x00\x01";
+/// let Some(Accepted::Query(q)) = accept_query(query, Transport::Udp) else { panic!() };
+/// let found = Outcome::Answer(vec![Record::a(q.question.name.clone(), 42, [10, 0, 0, 1].into())]);
+/// let m = Message::parse(&answer(&q, &found)).unwrap();
+/// assert_eq!((m.header.id, m.header.rd, m.header.ra, m.rcode), (7, true, false, rcode::NOERROR));
+/// assert_eq!(m.answers[0].ttl, 42);
+/// let m = Message::parse(&answer(&q, &Outcome::ServFail)).unwrap();
+/// assert_eq!((m.rcode, m.answers.len()), (rcode::SERVFAIL, 0));
+/// ```
+pub fn answer(query: &Query, outcome: &Outcome) -> Vec<u8> {
+    let mut response = query.response.clone();
+    response.header.aa = false;
+    response.header.ra = false;
+    response.rcode = outcome.rcode();
+    match outcome {
+        Outcome::Answer(records) => response.answers.clone_from(records),
+        Outcome::NxDomain { soa: Some(soa) } | Outcome::NoData { soa: Some(soa) } => {
+            response.authority.push(soa.clone());
+        }
+        _ => {}
+    }
+    response.to_bytes(query.limit)
+}
+
+/// Whether `bytes` (an answer) has TC set.
+pub fn is_truncated(bytes: &[u8]) -> bool {
+    Header::parse(bytes).is_some_and(|h| h.tc)
+}
+
+/// The TTL the LS gives an address a course-protocol TS answered with: the
+/// TS's DNS default ([`crate::ts::dns::DEFAULT_TTL`]), so that a line TS
+/// and a DNS TS serving the same table give the same answers.
+pub const LINE_ANSWER_TTL: u32 = crate::ts::dns::DEFAULT_TTL;
+
+/// What a course-protocol TS's reply says about `question`, or `None` when
+/// the reply is about another name.
+///
+/// - `name ip A` for an A (or `*`) question: an answer of one A record,
+///   owned by the question's name as asked (case kept), with TTL `ttl`
+///   (normally [`LINE_ANSWER_TTL`]).
+/// - `name ip A` for any other type: NODATA (the name exists, and a course
+///   TS holds only addresses).
+/// - `name - NOT FOUND` (`dnslb ts --answer-misses`): NXDOMAIN, without a
+///   SOA.
+/// - A question whose class is not IN: REFUSED (a course TS holds only the
+///   Internet class).
+///
+/// ```
+/// use dnslb::dns::respond::{line_outcome, Outcome};
+/// use dnslb::dns::{Name, Question, Record, rtype, CLASS_IN};
+/// use dnslb::wire::parse_reply;
+/// let q = Question { name: Name::from_ascii("WWW.site.com").unwrap(), qtype: rtype::A, qclass: CLASS_IN };
+/// let reply = parse_reply(b"www.site.com 10.0.0.9 A").unwrap();
+/// assert_eq!(line_outcome(&q, &reply, 300),
+///     Some(Outcome::Answer(vec![Record::a(q.name.clone(), 300, [10, 0, 0, 9].into())])));
+/// assert_eq!(line_outcome(&q, &parse_reply(b"other.com 10.0.0.9 A").unwrap(), 300), None);
+/// ```
+pub fn line_outcome(question: &Question, reply: &wire::Reply, ttl: u32) -> Option<Outcome> {
+    if question.name.hostname_key()? != wire::name_key(reply.name()) {
+        return None;
+    }
+    if question.qclass != super::CLASS_IN {
+        return Some(Outcome::Refused);
+    }
+    Some(match reply {
+        wire::Reply::NotFound(_) => Outcome::NxDomain { soa: None },
+        wire::Reply::Answer(a) if matches!(question.qtype, rtype::A | QTYPE_ANY) => {
+            Outcome::Answer(vec![Record::a(question.name.clone(), ttl, a.ip)])
+        }
+        wire::Reply::Answer(_) => Outcome::NoData { soa: None },
+    })
+}
+
+/// The query type `*` (RFC 1035 §3.2.3).
+pub const QTYPE_ANY: u16 = 255;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::dns::{CLASS_IN, Name, RData};
+
+    fn query_bytes(name: &str, qtype: u16, edns: Option<(u16, u8, bool)>, rd: bool) -> Vec<u8> {
+        let mut m = Message::default();
+        m.header.id = 0xBEEF;
+        m.header.rd = rd;
+        m.questions.push(Question {
+            name: Name::from_ascii(name).unwrap(),
+            qtype,
+            qclass: CLASS_IN,
+        });
+        m.edns = edns.map(|(payload, version, dnssec_ok)| Edns {
+            payload,
+            version,
+            dnssec_ok,
+            options: Vec::new(),
+        });
+        m.to_bytes(512)
+    }
+
+    fn accepted(bytes: &[u8], transport: Transport) -> Query {
+        match accept_query(bytes, transport) {
+            Some(Accepted::Query(q)) => q,
+            other => panic!("not a query: {other:?}"),
+        }
+    }
+
+    fn soa() -> Record {
+        Record {
+            name: Name::from_ascii("example.com").unwrap(),
+            rtype: rtype::SOA,
+            class: CLASS_IN,
+            ttl: 30,
+            data: RData::Soa {
+                mname: Name::from_ascii("ns.example.com").unwrap(),
+                rname: Name::from_ascii("host.example.com").unwrap(),
+                serial: 1,
+                refresh: 2,
+                retry: 3,
+                expire: 4,
+                minimum: 10,
+            },
+        }
+    }
+
+    fn many(name: &str, n: u8) -> Vec<Record> {
+        (0..n)
+            .map(|i| Record::a(Name::from_ascii(name).unwrap(), 300, [10, 0, 0, i].into()))
+            .collect()
+    }
+
+    #[test]
+    fn id_rd_and_question_come_back_as_asked_with_ra_and_aa_clear() {
+        for rd in [false, true] {
+            let bytes = query_bytes("Mixed.Case.example", rtype::A, None, rd);
+            let q = accepted(&bytes, Transport::Udp);
+            let outcome = Outcome::Answer(many("mixed.case.example", 2));
+            let out = answer(&q, &outcome);
+            let m = Message::parse(&out).unwrap();
+            assert_eq!(m.header.id, 0xBEEF);
+            assert_eq!(m.header.rd, rd);
+            assert!(m.header.qr && !m.header.ra && !m.header.aa);
+            assert_eq!(&out[12..bytes.len()], &bytes[12..]);
+            // Owner names are pointers to the question: the case asked.
+            assert_eq!(m.answers, many("Mixed.Case.example", 2));
+        }
+    }
+
+    #[test]
+    fn each_outcome_has_its_rcode_and_negative_ones_carry_the_soa() {
+        let q = accepted(
+            &query_bytes("x.example.com", rtype::A, None, true),
+            Transport::Udp,
+        );
+        let cases = [
+            (Outcome::NxDomain { soa: Some(soa()) }, rcode::NXDOMAIN, 1),
+            (Outcome::NxDomain { soa: None }, rcode::NXDOMAIN, 0),
+            (Outcome::NoData { soa: Some(soa()) }, rcode::NOERROR, 1),
+            (Outcome::Refused, rcode::REFUSED, 0),
+            (Outcome::ServFail, rcode::SERVFAIL, 0),
+        ];
+        for (outcome, code, authority) in cases {
+            let m = Message::parse(&answer(&q, &outcome)).unwrap();
+            assert_eq!(m.rcode, code, "{outcome:?}");
+            assert_eq!(m.authority.len(), authority, "{outcome:?}");
+            assert!(m.answers.is_empty());
+        }
+    }
+
+    #[test]
+    fn udp_answers_are_truncated_to_the_advertised_size_and_tcp_ones_never() {
+        let big = Outcome::Answer(many("big.example", 100));
+        let plain = accepted(
+            &query_bytes("big.example", rtype::A, None, true),
+            Transport::Udp,
+        );
+        let out = answer(&plain, &big);
+        assert!(out.len() <= 512 && is_truncated(&out));
+        assert!(Message::parse(&out).unwrap().answers.is_empty());
+        let edns = query_bytes("big.example", rtype::A, Some((4096, 0, true)), true);
+        let roomy = accepted(&edns, Transport::Udp);
+        assert_eq!(roomy.limit, 4096);
+        let out = answer(&roomy, &big);
+        let m = Message::parse(&out).unwrap();
+        assert!(!m.header.tc);
+        assert_eq!(m.answers.len(), 100);
+        let opt = m.edns.unwrap();
+        assert_eq!((opt.payload, opt.version, opt.dnssec_ok), (1232, 0, true));
+        let tcp = accepted(
+            &query_bytes("big.example", rtype::A, None, true),
+            Transport::Tcp,
+        );
+        let out = answer(&tcp, &big);
+        assert!(!is_truncated(&out));
+        assert!(Message::parse(&out).unwrap().edns.is_none());
+    }
+
+    #[test]
+    fn bad_queries_are_answered_or_dropped() {
+        let good = query_bytes("a.example", rtype::A, None, true);
+        // A response: dropped.
+        let mut response = good.clone();
+        response[2] |= 0x80;
+        assert_eq!(accept_query(&response, Transport::Udp), None);
+        let rcode_of = |bytes: &[u8]| match accept_query(bytes, Transport::Udp) {
+            Some(Accepted::Answered { bytes, .. }) => Message::parse(&bytes).unwrap().rcode,
+            other => panic!("{other:?}"),
+        };
+        // Opcode 2 (STATUS): NOTIMP.
+        let mut status = good.clone();
+        status[2] |= 2 << 3;
+        assert_eq!(rcode_of(&status), rcode::NOTIMP);
+        // Two questions: FORMERR.
+        let mut two = good.clone();
+        two[5] = 2;
+        two.extend_from_slice(&good[12..]);
+        assert_eq!(rcode_of(&two), rcode::FORMERR);
+        // EDNS version 1: BADVERS.
+        assert_eq!(
+            rcode_of(&query_bytes(
+                "a.example",
+                rtype::A,
+                Some((1232, 1, false)),
+                true
+            )),
+            rcode::BADVERS
+        );
+    }
+
+    #[test]
+    fn course_replies_become_outcomes_for_the_question_they_answer() {
+        let question = |qtype, qclass| Question {
+            name: Name::from_ascii("Www.Site.com.").unwrap(),
+            qtype,
+            qclass,
+        };
+        let hit = wire::parse_reply(b"www.site.COM 10.1.2.3 A").unwrap();
+        let miss = wire::parse_reply(b"www.site.com - NOT FOUND").unwrap();
+        let a = question(rtype::A, CLASS_IN);
+        let Some(Outcome::Answer(records)) = line_outcome(&a, &hit, 7) else {
+            panic!()
+        };
+        assert_eq!(records.len(), 1);
+        assert_eq!(records[0].name.to_string(), "Www.Site.com.");
+        assert_eq!(
+            (records[0].ttl, &records[0].data),
+            (7, &RData::A([10, 1, 2, 3].into()))
+        );
+        assert!(matches!(
+            line_outcome(&question(QTYPE_ANY, CLASS_IN), &hit, 7),
+            Some(Outcome::Answer(_))
+        ));
+        assert_eq!(
+            line_outcome(&question(rtype::AAAA, CLASS_IN), &hit, 7),
+            Some(Outcome::NoData { soa: None })
+        );
+        assert_eq!(
+            line_outcome(&a, &miss, 7),
+            Some(Outcome::NxDomain { soa: None })
+        );
+        assert_eq!(
+            line_outcome(&question(rtype::A, 3), &hit, 7),
+            Some(Outcome::Refused)
+        );
+        let other = wire::parse_reply(b"www.site.org 10.1.2.3 A").unwrap();
+        assert_eq!(line_outcome(&a, &other, 7), None);
+    }
+}

@@ -1,0 +1,694 @@
+//! The LS's side of a DNS connection to a TS, with no I/O: the table of
+//! queries in flight on one TCP connection, what a TS's reply says, and how
+//! the replies of all TSes combine into the LS's answer.
+//!
+//! **Queries.** Over TCP many queries share one connection and replies may
+//! come in any order (RFC 7766 §6.2.1.1), so each query gets an ID not in
+//! use on that connection, drawn at random ([`Upstream::send`]), and a reply
+//! is taken only when its ID is in flight *and* its question is the one
+//! asked (name ignoring case, type, class: RFC 5452 §9.1). Queries go out
+//! with RD = 0: a TS is an authoritative server, and the LS does not ask it
+//! (or anything else) to recurse. They carry no OPT record: over TCP the
+//! answer's size is bounded by the length prefix, not by an EDNS payload
+//! size (RFC 6891 §6.2.5 concerns UDP), and the LS does not ask for DNSSEC
+//! records, so an OPT would only add bytes.
+//!
+//! **Replies.** [`classify`] turns a reply into an [`Outcome`]; only the
+//! answer section's records on the chain from the question's name (the
+//! name, then each CNAME target) are kept, so a TS cannot slip records for
+//! other names into the LS's answers or its cache.
+//!
+//! **Combining.** [`Verdict`] folds the outcomes of the TSes asked: the
+//! first positive answer wins; otherwise the LS waits for every TS still
+//! up, then answers NODATA if one said NODATA (the name exists), NXDOMAIN
+//! if the rest said NXDOMAIN or REFUSED and at least one NXDOMAIN, REFUSED if
+//! all refused, and SERVFAIL if a TS failed or none could answer.
+//!
+//! IDs come from [`SplitMix64`], the generator the UDP lab already uses.
+
+use std::collections::HashMap;
+use std::fmt;
+use std::hash::{BuildHasher, Hasher};
+use std::net::SocketAddr;
+
+use super::respond::Outcome;
+use super::{FormatError, Message, Name, Question, RData, Record, rcode, rtype};
+use crate::udp::loss::SplitMix64;
+
+/// Most queries in flight on one connection. A quarter of the 65536 IDs, so
+/// a random ID is free at least three times in four and finding one takes
+/// a few draws at most on average.
+pub const MAX_OUTSTANDING: usize = 16_384;
+
+/// The queries in flight on one connection to a TS, each with the caller's
+/// `tag` (what the LS needs to route the reply: a session, a query number).
+#[derive(Debug)]
+pub struct Upstream<T> {
+    pending: HashMap<u16, Pending<T>>,
+    rng: SplitMix64,
+    max: usize,
+}
+
+#[derive(Debug)]
+struct Pending<T> {
+    question: Question,
+    tag: T,
+}
+
+/// The connection already has as many queries in flight as allowed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Full;
+
+impl fmt::Display for Full {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("too many queries in flight on the connection")
+    }
+}
+
+impl std::error::Error for Full {}
+
+/// Why a message from a TS was not taken as a reply (the LS drops it and
+/// counts it).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Rejected {
+    /// The bytes are not a DNS message.
+    Malformed(FormatError),
+    /// QR is clear: a query, not a response.
+    NotAResponse { id: u16 },
+    /// No query with this ID is in flight (never sent, answered already, or
+    /// given up).
+    UnknownId { id: u16 },
+    /// A query with this ID is in flight but asked something else; it stays
+    /// in flight.
+    WrongQuestion { id: u16, asked: Question },
+}
+
+impl fmt::Display for Rejected {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Rejected::Malformed(e) => write!(f, "malformed reply: {e}"),
+            Rejected::NotAResponse { id } => write!(f, "message {id} is a query, not a reply"),
+            Rejected::UnknownId { id } => write!(f, "reply {id} matches no query in flight"),
+            Rejected::WrongQuestion { id, asked } => write!(
+                f,
+                "reply {id} does not answer the question asked ({} type {})",
+                asked.name, asked.qtype
+            ),
+        }
+    }
+}
+
+impl std::error::Error for Rejected {}
+
+/// A reply matched to its query.
+#[derive(Debug, PartialEq, Eq)]
+pub struct Matched<T> {
+    /// The ID it was matched by (free again now).
+    pub id: u16,
+    /// The question as it was sent.
+    pub question: Question,
+    /// The tag given to [`Upstream::send`].
+    pub tag: T,
+    /// The reply's response code, for counters and log lines.
+    pub rcode: u16,
+    /// Whether the reply had TC set (never expected over TCP; classified as
+    /// a failure).
+    pub truncated: bool,
+    /// What the reply says.
+    pub outcome: Outcome,
+}
+
+impl<T> Upstream<T> {
+    /// An empty table whose IDs are drawn from a generator seeded with
+    /// `seed` (see [`seed_for`]), allowing `max_outstanding` queries in
+    /// flight (at least 1, at most [`MAX_OUTSTANDING`]).
+    pub fn new(seed: u64, max_outstanding: usize) -> Upstream<T> {
+        Upstream {
+            pending: HashMap::new(),
+            rng: SplitMix64::new(seed),
+            max: max_outstanding.clamp(1, MAX_OUTSTANDING),
+        }
+    }
+
+    /// Registers a query for `question` and returns its ID and its message
+    /// bytes (without the TCP length prefix).
+    ///
+    /// ```
+    /// use dnslb::dns::upstream::Upstream;
+    /// use dnslb::dns::{Message, Name, Question, rtype, CLASS_IN};
+    /// let mut link = Upstream::new(1, 100);
+    /// let q = Question { name: Name::from_ascii("www.example.com").unwrap(), qtype: rtype::A, qclass: CLASS_IN };
+    /// let (id, bytes) = link.send(&q, "first").unwrap();
+    /// let sent = Message::parse(&bytes).unwrap();
+    /// assert_eq!((sent.header.id, sent.header.rd, sent.questions), (id, false, vec![q]));
+    /// assert_eq!(link.len(), 1);
+    /// ```
+    ///
+    /// # Errors
+    /// [`Full`] when the table already holds its maximum.
+    pub fn send(&mut self, question: &Question, tag: T) -> Result<(u16, Vec<u8>), Full> {
+        if self.pending.len() >= self.max {
+            return Err(Full);
+        }
+        let id = loop {
+            // The table is at most a quarter full: each draw is free with
+            // probability 3/4 or more.
+            let id = (self.rng.next_u64() >> 48) as u16;
+            if !self.pending.contains_key(&id) {
+                break id;
+            }
+        };
+        self.pending.insert(
+            id,
+            Pending {
+                question: question.clone(),
+                tag,
+            },
+        );
+        Ok((id, query_bytes(id, question)))
+    }
+
+    /// Matches a message from the TS to the query it answers, which leaves
+    /// the table, and classifies it.
+    ///
+    /// # Errors
+    /// [`Rejected`] when it is not a reply to a query in flight; the table
+    /// is unchanged.
+    pub fn receive(&mut self, bytes: &[u8]) -> Result<Matched<T>, Rejected> {
+        let message = Message::parse(bytes).map_err(Rejected::Malformed)?;
+        let id = message.header.id;
+        if !message.header.qr {
+            return Err(Rejected::NotAResponse { id });
+        }
+        let pending = self.pending.get(&id).ok_or(Rejected::UnknownId { id })?;
+        match &message.questions[..] {
+            [question] if question.same_as(&pending.question) => {}
+            _ => {
+                return Err(Rejected::WrongQuestion {
+                    id,
+                    asked: pending.question.clone(),
+                });
+            }
+        }
+        let Pending { question, tag } = self.pending.remove(&id).expect("found just above");
+        Ok(Matched {
+            id,
+            outcome: classify(&question, &message),
+            question,
+            tag,
+            rcode: message.rcode,
+            truncated: message.header.tc,
+        })
+    }
+
+    /// Forgets the query with `id` (its deadline passed); a reply to it
+    /// later is [`Rejected::UnknownId`]. Returns its tag.
+    pub fn cancel(&mut self, id: u16) -> Option<T> {
+        self.pending.remove(&id).map(|p| p.tag)
+    }
+
+    /// Empties the table (the connection is gone), returning each query's
+    /// ID and tag, so that the LS can count this TS out of their verdicts.
+    pub fn drain(&mut self) -> Vec<(u16, T)> {
+        self.pending.drain().map(|(id, p)| (id, p.tag)).collect()
+    }
+
+    /// Queries in flight.
+    pub fn len(&self) -> usize {
+        self.pending.len()
+    }
+
+    /// Whether no query is in flight.
+    pub fn is_empty(&self) -> bool {
+        self.pending.is_empty()
+    }
+}
+
+/// A seed for one connection's IDs: the process's hash keys (random per
+/// process), the time and the TS's address, so that connections and runs
+/// draw different IDs.
+pub fn seed_for(addr: SocketAddr) -> u64 {
+    let mut hasher = std::collections::hash_map::RandomState::new().build_hasher();
+    hasher.write_u64(crate::udp::loss::random_seed());
+    if let Ok(since) = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH) {
+        hasher.write_u128(since.as_nanos());
+    }
+    std::hash::Hash::hash(&addr, &mut hasher);
+    hasher.finish()
+}
+
+/// The query message for `question` with `id`: opcode QUERY, RD = 0, one
+/// question, no OPT (see the module).
+pub fn query_bytes(id: u16, question: &Question) -> Vec<u8> {
+    let mut query = Message::default();
+    query.header.id = id;
+    query.questions.push(question.clone());
+    query.to_bytes(super::TCP_LIMIT)
+}
+
+/// What a TS's reply to `question` says.
+///
+/// - TC set: [`Outcome::ServFail`] (a reply cut short is not an answer).
+/// - NOERROR with records on the chain from the question's name (the
+///   records owned by the name, then by each CNAME target, in that order;
+///   records for other names are dropped): [`Outcome::Answer`].
+/// - NOERROR with no such record: a referral (NS records in the authority
+///   section and no SOA: the name is delegated elsewhere, which a
+///   non-recursive LS cannot follow) is [`Outcome::Refused`]; otherwise
+///   [`Outcome::NoData`], with the authority section's SOA if any.
+/// - NXDOMAIN: [`Outcome::NxDomain`], with the SOA if any. REFUSED:
+///   [`Outcome::Refused`]. Any other rcode: [`Outcome::ServFail`].
+pub fn classify(question: &Question, reply: &Message) -> Outcome {
+    if reply.header.tc {
+        return Outcome::ServFail;
+    }
+    let soa = || {
+        reply
+            .authority
+            .iter()
+            .find(|r| r.rtype == rtype::SOA)
+            .cloned()
+    };
+    match reply.rcode {
+        rcode::NOERROR => {
+            let records = answer_chain(question, &reply.answers);
+            if !records.is_empty() {
+                Outcome::Answer(records)
+            } else if soa().is_none() && reply.authority.iter().any(|r| r.rtype == rtype::NS) {
+                Outcome::Refused
+            } else {
+                Outcome::NoData { soa: soa() }
+            }
+        }
+        rcode::NXDOMAIN => Outcome::NxDomain { soa: soa() },
+        rcode::REFUSED => Outcome::Refused,
+        _ => Outcome::ServFail,
+    }
+}
+
+/// The records of `answers` on the chain from the question's name: those
+/// of the type asked (any type for `*`) or CNAMEs, owned by the name, then
+/// by the CNAME's target, and so on; each name visited once (a CNAME loop
+/// ends).
+fn answer_chain(question: &Question, answers: &[Record]) -> Vec<Record> {
+    let wanted = |r: &Record| {
+        r.class == question.qclass
+            && (r.rtype == question.qtype
+                || r.rtype == rtype::CNAME
+                || question.qtype == super::respond::QTYPE_ANY)
+    };
+    let mut kept = Vec::new();
+    let mut visited: Vec<Name> = Vec::new();
+    let mut owner = question.name.clone();
+    loop {
+        if visited.iter().any(|v| v.eq_ignore_case(&owner)) {
+            break;
+        }
+        let here: Vec<&Record> = answers
+            .iter()
+            .filter(|r| r.name.eq_ignore_case(&owner) && wanted(r))
+            .collect();
+        kept.extend(here.iter().map(|r| (*r).clone()));
+        let next = here.iter().find_map(|r| match &r.data {
+            RData::Name(target) if r.rtype == rtype::CNAME && question.qtype != rtype::CNAME => {
+                Some(target.clone())
+            }
+            _ => None,
+        });
+        visited.push(owner);
+        match next {
+            Some(target) => owner = target,
+            None => break,
+        }
+    }
+    kept
+}
+
+/// The LS's answer to one question from the outcomes of the TSes it asked
+/// (see the module's combining rule).
+///
+/// ```
+/// use dnslb::dns::upstream::Verdict;
+/// use dnslb::dns::Outcome;
+/// let mut v = Verdict::new(3);
+/// assert_eq!(v.add(Outcome::Refused), None);
+/// assert_eq!(v.add(Outcome::NxDomain { soa: None }), None);
+/// // The third TS's connection drops: every TS still up has replied.
+/// assert_eq!(v.lost(), Some(Outcome::NxDomain { soa: None }));
+/// ```
+#[derive(Clone, Debug, Default)]
+pub struct Verdict {
+    /// TSes asked that have neither replied nor been lost.
+    waiting: usize,
+    answer: Option<Vec<Record>>,
+    nodata: Option<Option<Record>>,
+    nxdomain: Option<Option<Record>>,
+    refused: usize,
+    failed: usize,
+}
+
+impl Verdict {
+    /// A verdict waiting for `asked` TSes. With none (every TS down), the
+    /// verdict is SERVFAIL at once.
+    pub fn new(asked: usize) -> Verdict {
+        Verdict {
+            waiting: asked,
+            ..Verdict::default()
+        }
+    }
+
+    /// Takes one TS's outcome; returns the verdict once it is known (and
+    /// again on every later call).
+    pub fn add(&mut self, outcome: Outcome) -> Option<Outcome> {
+        if self.answer.is_none() {
+            self.waiting = self.waiting.saturating_sub(1);
+            match outcome {
+                Outcome::Answer(records) => self.answer = Some(records),
+                Outcome::NoData { soa } => {
+                    self.nodata.get_or_insert(soa);
+                }
+                Outcome::NxDomain { soa } => {
+                    self.nxdomain.get_or_insert(soa);
+                }
+                Outcome::Refused => self.refused += 1,
+                Outcome::ServFail => self.failed += 1,
+            }
+        }
+        self.outcome()
+    }
+
+    /// A TS asked will not reply (its connection is gone); returns the
+    /// verdict once it is known.
+    pub fn lost(&mut self) -> Option<Outcome> {
+        self.waiting = self.waiting.saturating_sub(1);
+        self.outcome()
+    }
+
+    /// The verdict, or `None` while it depends on a TS yet to reply.
+    pub fn outcome(&self) -> Option<Outcome> {
+        if let Some(records) = &self.answer {
+            return Some(Outcome::Answer(records.clone()));
+        }
+        if self.waiting > 0 {
+            return None;
+        }
+        Some(if self.failed > 0 {
+            Outcome::ServFail
+        } else if let Some(soa) = &self.nodata {
+            Outcome::NoData { soa: soa.clone() }
+        } else if let Some(soa) = &self.nxdomain {
+            Outcome::NxDomain { soa: soa.clone() }
+        } else if self.refused > 0 {
+            Outcome::Refused
+        } else {
+            Outcome::ServFail
+        })
+    }
+
+    /// The verdict at the deadline: the verdict if known, else SERVFAIL.
+    pub fn at_deadline(&self) -> Outcome {
+        self.outcome().unwrap_or(Outcome::ServFail)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::dns::CLASS_IN;
+
+    fn name(text: &str) -> Name {
+        Name::from_ascii(text).unwrap()
+    }
+
+    fn question(text: &str, qtype: u16) -> Question {
+        Question {
+            name: name(text),
+            qtype,
+            qclass: CLASS_IN,
+        }
+    }
+
+    fn soa(minimum: u32) -> Record {
+        Record {
+            name: name("example.com"),
+            rtype: rtype::SOA,
+            class: CLASS_IN,
+            ttl: 3600,
+            data: RData::Soa {
+                mname: name("ns.example.com"),
+                rname: name("host.example.com"),
+                serial: 1,
+                refresh: 2,
+                retry: 3,
+                expire: 4,
+                minimum,
+            },
+        }
+    }
+
+    /// A TS's reply to `id` about `q` with `rcode` and `answers`.
+    fn reply(id: u16, q: &Question, code: u16, answers: Vec<Record>) -> Message {
+        let mut m = Message::default();
+        m.header.id = id;
+        m.header.qr = true;
+        m.header.aa = true;
+        m.rcode = code;
+        m.questions.push(q.clone());
+        m.answers = answers;
+        m
+    }
+
+    fn a(owner: &str, last: u8) -> Record {
+        Record::a(name(owner), 60, [10, 0, 0, last].into())
+    }
+
+    #[test]
+    fn replies_out_of_order_reach_their_own_queries() {
+        let mut link = Upstream::new(7, 100);
+        let names = ["one.example", "two.example", "three.example"];
+        let sent: Vec<(u16, Question)> = names
+            .iter()
+            .enumerate()
+            .map(|(i, n)| {
+                let q = question(n, rtype::A);
+                (link.send(&q, i).unwrap().0, q)
+            })
+            .collect();
+        for (i, (id, q)) in sent.iter().enumerate().rev() {
+            let bytes = reply(*id, q, rcode::NOERROR, vec![a(names[i], i as u8)]).to_bytes(65535);
+            let m = link.receive(&bytes).unwrap();
+            assert_eq!((m.id, m.tag), (*id, i));
+            assert_eq!(m.outcome, Outcome::Answer(vec![a(names[i], i as u8)]));
+        }
+        assert!(link.is_empty());
+        // A second reply to an ID already answered matches nothing.
+        let (id, q) = &sent[0];
+        let again = reply(*id, q, rcode::NOERROR, Vec::new()).to_bytes(65535);
+        assert_eq!(link.receive(&again), Err(Rejected::UnknownId { id: *id }));
+    }
+
+    #[test]
+    fn the_question_is_matched_ignoring_case_and_a_wrong_one_is_rejected() {
+        let mut link = Upstream::new(3, 10);
+        let q = question("WWW.Example.com", rtype::A);
+        let (id, _) = link.send(&q, ()).unwrap();
+        for wrong in [
+            question("www.example.org", rtype::A),
+            question("www.example.com", rtype::AAAA),
+        ] {
+            let bytes = reply(id, &wrong, rcode::NOERROR, Vec::new()).to_bytes(512);
+            assert_eq!(
+                link.receive(&bytes),
+                Err(Rejected::WrongQuestion {
+                    id,
+                    asked: q.clone()
+                })
+            );
+        }
+        let mut none = reply(id, &q, rcode::NOERROR, Vec::new());
+        none.questions.clear();
+        assert!(matches!(
+            link.receive(&none.to_bytes(512)),
+            Err(Rejected::WrongQuestion { .. })
+        ));
+        assert_eq!(link.len(), 1, "the query stays in flight");
+        let lower = question("www.example.COM.", rtype::A);
+        let bytes = reply(id, &lower, rcode::NXDOMAIN, Vec::new()).to_bytes(512);
+        let m = link.receive(&bytes).unwrap();
+        assert_eq!(
+            (m.rcode, m.outcome),
+            (rcode::NXDOMAIN, Outcome::NxDomain { soa: None })
+        );
+    }
+
+    #[test]
+    fn ids_in_flight_are_never_handed_out_twice() {
+        let mut link = Upstream::new(11, MAX_OUTSTANDING);
+        let q = question("a.example", rtype::A);
+        let mut seen = std::collections::HashSet::new();
+        for i in 0..MAX_OUTSTANDING {
+            let (id, _) = link.send(&q, i).unwrap();
+            assert!(seen.insert(id), "ID {id} handed out twice");
+        }
+        assert_eq!(link.send(&q, 0), Err(Full));
+        // A freed ID leaves room for one more, never an ID still in flight.
+        let freed = *seen.iter().next().unwrap();
+        assert!(link.cancel(freed).is_some());
+        seen.remove(&freed);
+        let (id, _) = link.send(&q, 0).unwrap();
+        assert!(!seen.contains(&id));
+        assert_eq!(link.drain().len(), MAX_OUTSTANDING);
+        assert!(link.is_empty());
+    }
+
+    #[test]
+    fn ids_are_spread_and_differ_between_seeds() {
+        let ids = |seed| {
+            let mut link = Upstream::new(seed, 100);
+            let q = question("a.example", rtype::A);
+            (0..50)
+                .map(|_| link.send(&q, ()).unwrap().0)
+                .collect::<Vec<u16>>()
+        };
+        assert_ne!(ids(1), ids(2));
+        assert_ne!(ids(1), (0..50).collect::<Vec<u16>>());
+        assert_ne!(
+            seed_for("127.0.0.1:1".parse().unwrap()),
+            seed_for("127.0.0.1:2".parse().unwrap())
+        );
+    }
+
+    #[test]
+    fn queries_and_junk_from_a_ts_are_rejected() {
+        let mut link = Upstream::new(5, 10);
+        let q = question("a.example", rtype::A);
+        let (id, bytes) = link.send(&q, ()).unwrap();
+        assert_eq!(link.receive(&bytes), Err(Rejected::NotAResponse { id }));
+        assert!(matches!(
+            link.receive(&bytes[..14]),
+            Err(Rejected::Malformed(_))
+        ));
+        assert_eq!(link.len(), 1);
+    }
+
+    #[test]
+    fn replies_are_classified() {
+        let q = question("www.example.com", rtype::A);
+        let mut with_soa = reply(1, &q, rcode::NXDOMAIN, Vec::new());
+        with_soa.authority.push(soa(30));
+        assert_eq!(
+            classify(&q, &with_soa),
+            Outcome::NxDomain { soa: Some(soa(30)) }
+        );
+        with_soa.rcode = rcode::NOERROR;
+        assert_eq!(
+            classify(&q, &with_soa),
+            Outcome::NoData { soa: Some(soa(30)) }
+        );
+        let empty = reply(1, &q, rcode::NOERROR, Vec::new());
+        assert_eq!(classify(&q, &empty), Outcome::NoData { soa: None });
+        let mut referral = empty.clone();
+        referral.authority.push(Record {
+            name: name("example.com"),
+            rtype: rtype::NS,
+            class: CLASS_IN,
+            ttl: 60,
+            data: RData::Name(name("ns.elsewhere.net")),
+        });
+        assert_eq!(classify(&q, &referral), Outcome::Refused);
+        assert_eq!(
+            classify(&q, &reply(1, &q, rcode::REFUSED, Vec::new())),
+            Outcome::Refused
+        );
+        for code in [rcode::SERVFAIL, rcode::FORMERR, rcode::NOTIMP] {
+            assert_eq!(
+                classify(&q, &reply(1, &q, code, Vec::new())),
+                Outcome::ServFail
+            );
+        }
+        let mut cut = reply(1, &q, rcode::NOERROR, vec![a("www.example.com", 1)]);
+        cut.header.tc = true;
+        assert_eq!(classify(&q, &cut), Outcome::ServFail);
+    }
+
+    #[test]
+    fn only_the_chain_from_the_question_is_kept() {
+        let q = question("www.example.com", rtype::A);
+        let cname = |from: &str, to: &str| Record {
+            name: name(from),
+            rtype: rtype::CNAME,
+            class: CLASS_IN,
+            ttl: 60,
+            data: RData::Name(name(to)),
+        };
+        let answers = vec![
+            a("evil.example.net", 66),
+            cname("WWW.example.com", "web.example.com"),
+            a("web.example.com", 1),
+            a("web.example.com", 2),
+            cname("web.example.com", "www.example.com"),
+        ];
+        let m = reply(1, &q, rcode::NOERROR, answers);
+        assert_eq!(
+            classify(&q, &m),
+            Outcome::Answer(vec![
+                cname("WWW.example.com", "web.example.com"),
+                a("web.example.com", 1),
+                a("web.example.com", 2),
+                cname("web.example.com", "www.example.com"),
+            ])
+        );
+        let only_evil = reply(1, &q, rcode::NOERROR, vec![a("evil.example.net", 66)]);
+        assert_eq!(classify(&q, &only_evil), Outcome::NoData { soa: None });
+    }
+
+    #[test]
+    fn the_first_positive_answer_wins_at_once() {
+        let mut v = Verdict::new(3);
+        assert_eq!(v.add(Outcome::NxDomain { soa: None }), None);
+        let first = Outcome::Answer(vec![a("x.example", 1)]);
+        assert_eq!(v.add(first.clone()), Some(first.clone()));
+        assert_eq!(
+            v.add(Outcome::Answer(vec![a("x.example", 2)])),
+            Some(first.clone())
+        );
+        assert_eq!(v.at_deadline(), first);
+    }
+
+    #[test]
+    fn negative_verdicts_wait_for_every_live_ts() {
+        let nx = || Outcome::NxDomain { soa: Some(soa(5)) };
+        let mut v = Verdict::new(2);
+        assert_eq!(v.add(Outcome::Refused), None);
+        assert_eq!(v.add(nx()), Some(nx()));
+
+        let mut v = Verdict::new(3);
+        assert_eq!(v.add(Outcome::Refused), None);
+        assert_eq!(v.add(Outcome::Refused), None);
+        assert_eq!(v.add(Outcome::Refused), Some(Outcome::Refused));
+
+        // The name exists on one TS: NODATA, not NXDOMAIN.
+        let mut v = Verdict::new(2);
+        v.add(nx());
+        assert_eq!(
+            v.add(Outcome::NoData { soa: None }),
+            Some(Outcome::NoData { soa: None })
+        );
+
+        // A TS that failed might hold the name: SERVFAIL.
+        let mut v = Verdict::new(2);
+        v.add(nx());
+        assert_eq!(v.add(Outcome::ServFail), Some(Outcome::ServFail));
+
+        // A silent TS: no verdict until the deadline, then SERVFAIL.
+        let mut v = Verdict::new(2);
+        v.add(nx());
+        assert_eq!(v.outcome(), None);
+        assert_eq!(v.at_deadline(), Outcome::ServFail);
+
+        // Every TS lost, or none asked: SERVFAIL.
+        let mut v = Verdict::new(1);
+        assert_eq!(v.lost(), Some(Outcome::ServFail));
+        assert_eq!(Verdict::new(0).outcome(), Some(Outcome::ServFail));
+    }
+}
