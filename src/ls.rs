@@ -40,6 +40,7 @@ use std::time::Duration;
 
 use crossbeam_channel::{RecvTimeoutError, Sender};
 
+use crate::dns::cache::SharedCache;
 use crate::framing::Framing;
 use crate::log;
 use crate::server::{ServeOptions, Shutdown, serve};
@@ -78,6 +79,7 @@ impl Ls {
                     .collect(),
                 backends: options.backends.clone(),
                 stats: Arc::new(Stats::new(count)),
+                cache: (options.cache > 0).then(|| SharedCache::new(options.cache)),
                 options,
             }),
         })

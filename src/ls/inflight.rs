@@ -41,10 +41,15 @@ pub enum Outcome {
     /// Every TS asked that replied refused the query (a DNS TS's REFUSED:
     /// "not mine"), and none said `NOT FOUND`.
     Refused,
+    /// A TS failed to answer (a DNS TS's SERVFAIL), and none answered or
+    /// said `NOT FOUND`.
+    Failed,
     /// No TS was up to ask, or every TS asked went down.
     AllDown,
     /// The query was not valid; its reply was known at once.
     Invalid,
+    /// Answered from the LS's cache (an answer, or a cached NXDOMAIN).
+    Cached,
     /// No TS answered, and some TS could not be asked for want of the LS's
     /// own descriptors or threads.
     Busy,
@@ -71,8 +76,9 @@ pub enum Said<A> {
     Answer(A),
     NotFound,
     /// The TS does not serve the name (DNS REFUSED).
-    #[allow(dead_code)] // Said by DNS TSes.
     Refused,
+    /// The TS could not answer (DNS SERVFAIL, or a reply it cut short).
+    Failed,
 }
 
 /// What [`InFlight::reply`] made of a reply.
@@ -103,6 +109,7 @@ struct Pending<A, T> {
     replied: u64,
     denied: u64,
     refused: u64,
+    failed: u64,
     starved: u64,
     done: Option<(Outcome, Option<A>, Duration)>,
 }
@@ -173,6 +180,7 @@ impl<A, T> InFlight<A, T> {
             replied: 0,
             denied: 0,
             refused: 0,
+            failed: 0,
             starved,
             done: None,
         });
@@ -184,8 +192,9 @@ impl<A, T> InFlight<A, T> {
         seq
     }
 
-    /// Adds an invalid query, settled at once with `reply`, in line with the others.
-    pub fn submit_invalid(&mut self, reply: A, tag: T, now: Instant) -> u64 {
+    /// Adds a query settled at once (an invalid one, or one answered from
+    /// a cache) with `reply`, in line with the others.
+    pub fn submit_settled(&mut self, outcome: Outcome, reply: A, tag: T, now: Instant) -> u64 {
         let seq = self.next_seq();
         self.queue.push_back(Pending {
             name: String::new(),
@@ -197,8 +206,9 @@ impl<A, T> InFlight<A, T> {
             replied: 0,
             denied: 0,
             refused: 0,
+            failed: 0,
             starved: 0,
-            done: Some((Outcome::Invalid, Some(reply), Duration::ZERO)),
+            done: Some((outcome, Some(reply), Duration::ZERO)),
         });
         seq
     }
@@ -209,6 +219,11 @@ impl<A, T> InFlight<A, T> {
     pub fn waiting_for(&self, seq: u64, ts: usize) -> Option<&str> {
         let pending = self.get(seq)?;
         (pending.done.is_none() && pending.asked & (1 << ts) != 0).then_some(pending.name.as_str())
+    }
+
+    /// Query `seq`'s tag, while it is in flight.
+    pub fn tag(&self, seq: u64) -> Option<&T> {
+        self.get(seq).map(|p| &p.tag)
     }
 
     /// The queries still unsettled that were asked of TS `ts`, oldest first.
@@ -238,18 +253,33 @@ impl<A, T> InFlight<A, T> {
                 .copied()
                 .find(|&seq| self.get(seq).is_some_and(|p| p.waiting_on() & bit != 0))
         });
-        let Some(seq) = owner else {
-            return match said {
-                Said::NotFound | Said::Refused => Matched::Stale,
+        match owner {
+            Some(seq) => self.reply_to(seq, ts, said, now),
+            None => match said {
                 Said::Answer(_) => Matched::Unmatched,
+                _ => Matched::Stale,
+            },
+        }
+    }
+
+    /// A reply from TS `ts` known to be for query `seq` (a DNS reply, matched
+    /// by its ID and question): taken only while `seq` waits on `ts`.
+    pub fn reply_to(&mut self, seq: u64, ts: usize, said: Said<A>, now: Instant) -> Matched {
+        let bit = 1 << ts;
+        let Some(index) = self
+            .index(seq)
+            .filter(|&i| self.queue[i].waiting_on() & bit != 0)
+        else {
+            return match said {
+                Said::Answer(_) => Matched::Unmatched,
+                _ => Matched::Stale,
             };
         };
-        let index = self.index(seq).expect("an owner is in the queue");
         let pending = &mut self.queue[index];
         pending.replied |= bit;
         match said {
             Said::Answer(_) if pending.done.is_some() => Matched::Second,
-            Said::NotFound | Said::Refused if pending.done.is_some() => Matched::Stale,
+            _ if pending.done.is_some() => Matched::Stale,
             Said::Answer(answer) => {
                 self.settle(index, Outcome::Answered { ts }, Some(answer), now);
                 Matched::Answered(seq)
@@ -259,8 +289,12 @@ impl<A, T> InFlight<A, T> {
                 self.settle_if_nobody_left(seq, now);
                 Matched::Denied(seq)
             }
-            Said::Refused => {
-                pending.refused |= bit;
+            Said::Refused | Said::Failed => {
+                if matches!(said, Said::Refused) {
+                    pending.refused |= bit;
+                } else {
+                    pending.failed |= bit;
+                }
                 self.settle_if_nobody_left(seq, now);
                 Matched::Denied(seq)
             }
@@ -380,6 +414,8 @@ impl<A, T> InFlight<A, T> {
         if pending.done.is_none() && pending.waiting_on() == 0 {
             let outcome = if pending.denied != 0 {
                 Outcome::NotFound
+            } else if pending.failed != 0 {
+                Outcome::Failed
             } else if pending.refused != 0 {
                 Outcome::Refused
             } else {
@@ -393,7 +429,11 @@ impl<A, T> InFlight<A, T> {
         let pending = &mut self.queue[index];
         let miss = matches!(
             outcome,
-            Outcome::TimedOut | Outcome::NotFound | Outcome::AllDown | Outcome::Refused
+            Outcome::TimedOut
+                | Outcome::NotFound
+                | Outcome::AllDown
+                | Outcome::Refused
+                | Outcome::Failed
         );
         let outcome = if miss && pending.starved != 0 {
             Outcome::Busy
@@ -613,7 +653,7 @@ mod tests {
     fn replies_leave_in_submission_order() {
         let (mut f, t) = setup();
         f.submit("slow.com", "slow.com", BOTH, 0, (), t);
-        f.submit_invalid("- Error:EMPTY QUERY", (), t);
+        f.submit_settled(Outcome::Invalid, "- Error:EMPTY QUERY", (), t);
         f.submit("fast.com", "fast.com", BOTH, 0, (), t);
         f.reply(TS1, "fast.com", Said::Answer("fast"), t);
         assert!(f.pop_ready().is_none(), "the oldest is not settled");
@@ -655,11 +695,47 @@ mod tests {
     }
 
     #[test]
+    fn a_failure_is_servfail_unless_another_ts_knows_better() {
+        let (mut f, t) = setup();
+        f.submit("a.com", "a.com", BOTH, 0, (), t);
+        f.reply(TS1, "a.com", Said::Failed, t);
+        f.reply(TS2, "a.com", Said::Refused, t);
+        f.submit("b.com", "b.com", BOTH, 0, (), t);
+        f.reply(TS1, "b.com", Said::Failed, t);
+        f.reply(TS2, "b.com", Said::NotFound, t);
+        assert_eq!(
+            outcomes(&mut f),
+            [(Outcome::Failed, None), (Outcome::NotFound, None)]
+        );
+    }
+
+    #[test]
+    fn a_reply_matched_by_id_goes_to_its_own_query() {
+        let (mut f, t) = setup();
+        let first = f.submit("a.com", "a.com", BOTH, 0, (), t);
+        let second = f.submit("a.com", "a.com", BOTH, 0, (), t);
+        // Out of order: TS1 answers the second copy first.
+        assert_eq!(
+            f.reply_to(second, TS1, Said::Answer("2"), t),
+            Matched::Answered(second)
+        );
+        assert_eq!(
+            f.reply_to(second, TS1, Said::Answer("2"), t),
+            Matched::Unmatched
+        );
+        assert_eq!(
+            f.reply_to(first, TS1, Said::Answer("1"), t),
+            Matched::Answered(first)
+        );
+        assert_eq!(outcomes(&mut f).len(), 2);
+    }
+
+    #[test]
     fn tags_come_back_with_their_queries() {
         let mut f: InFlight<&str, u16> = InFlight::new(TIMEOUT);
         let t = Instant::now();
         f.submit("a.com", "a.com", BOTH, 0, 7, t);
-        f.submit_invalid("bad", 9, t);
+        f.submit_settled(Outcome::Invalid, "bad", 9, t);
         f.reply(TS1, "a.com", Said::Answer("a"), t);
         let tags: Vec<u16> = std::iter::from_fn(|| f.pop_ready())
             .map(|s| s.tag)

@@ -22,13 +22,17 @@ use crossbeam_channel::Sender;
 
 use super::event::Event;
 use super::health::PROBE_IN_USE;
-use super::inflight::{InFlight, Matched, Said, Settled};
+use super::inflight::{InFlight, Matched, Outcome, Said, Settled};
 use super::link::{self, LinkHandle, LinkOptions, LinkThread};
 use super::setup::Shared;
-use crate::framing::{Frame, Framing, is_timeout, write_message};
+use super::setup::TsProtocol;
+use crate::dns::respond;
+use crate::dns::upstream::{self, Upstream};
+use crate::dns::{Outcome as DnsOutcome, Question};
+use crate::framing::{Frame, Framing, is_timeout, write_length_prefixed, write_message};
 use crate::log;
 use crate::sync::lock;
-use crate::wire::{self, Query, QueryError, Reply};
+use crate::wire::{self, Reply};
 
 /// Longest a session's write to a TS may block. A TS whose socket takes no
 /// more queries for this long has stopped reading (hung, or cut off by the
@@ -41,17 +45,49 @@ pub const TS_WRITE_BOUND: Duration = Duration::from_millis(20);
 /// queries that reach it before its read would arrive as one.
 pub const BARE_READ_GAP: Duration = Duration::from_millis(5);
 
+/// What a session's TSes said, as its front end gets it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Answer {
+    /// A course TS's answer line, as it came (without line ending).
+    Line(String),
+    /// A DNS TS's answer: records, or "the name exists without that type".
+    Dns(DnsOutcome),
+    /// A reply the front end made itself (an error line, a FORMERR
+    /// response, an answer from the cache), relayed in its turn.
+    Made(Vec<u8>),
+}
+
+/// A query as a front end hands it to its session.
+pub struct Request<T> {
+    /// The name as the client asked it.
+    pub name: String,
+    /// What a course TS's reply for it is matched by: the name's key.
+    pub key: String,
+    /// What a DNS TS is asked; `None` for a name DNS cannot carry (a DNS
+    /// TS is then not asked).
+    pub question: Option<Question>,
+    /// What the front end needs back with the reply (who asked, how).
+    pub tag: T,
+}
+
+/// A query's tag inside the session: the front end's, and the question a
+/// DNS TS is asked (for a link that comes up after the query).
+struct Tagged<T> {
+    question: Option<Question>,
+    front: T,
+}
+
 /// A session as its two threads share it, with the condition the client
 /// reader waits on while the session has its fill of queries in flight
 /// (the credits of its backpressure: the worker gives them back as replies
 /// leave).
-pub struct Locked {
-    session: Mutex<Session>,
+pub struct Locked<T = ()> {
+    session: Mutex<Session<T>>,
     room: Condvar,
 }
 
-impl Locked {
-    pub fn new(session: Session) -> Locked {
+impl<T> Locked<T> {
+    pub fn new(session: Session<T>) -> Locked<T> {
         Locked {
             session: Mutex::new(session),
             room: Condvar::new(),
@@ -59,13 +95,13 @@ impl Locked {
     }
 
     /// The session.
-    pub fn lock(&self) -> MutexGuard<'_, Session> {
+    pub fn lock(&self) -> MutexGuard<'_, Session<T>> {
         lock(&self.session)
     }
 
     /// The session, once it has room for one more query (or is closed).
     /// Queries written but not yet sent to the TSes go out before waiting.
-    pub fn lock_with_room(&self) -> MutexGuard<'_, Session> {
+    pub fn lock_with_room(&self) -> MutexGuard<'_, Session<T>> {
         let mut session = self.lock();
         while session.is_full() && !session.is_closed() {
             session.flush_links();
@@ -108,27 +144,57 @@ impl Pace {
     }
 }
 
-enum LinkState {
-    Up {
-        generation: u64,
-        writer: BufWriter<TcpStream>,
-        dirty: bool,
-        handle: LinkHandle,
-        pace: Pace,
-    },
-    Connecting {
-        generation: u64,
-        handle: LinkHandle,
-    },
-    Down {
-        check_at: Instant,
-    },
+/// A link that is up: where this session writes to the TS.
+struct Conn {
+    generation: u64,
+    writer: BufWriter<TcpStream>,
+    /// Written to since the last flush.
+    dirty: bool,
+    handle: LinkHandle,
+    pace: Pace,
+    /// The DNS queries in flight on the connection, by ID (DNS TSes only).
+    upstream: Option<Upstream<u64>>,
 }
 
-/// One client session's fan-out to every TS.
-pub struct Session {
+impl Conn {
+    /// Writes query `seq` to the TS: its name to a course TS, its question
+    /// under a fresh ID to a DNS TS. `Ok(false)`: not sent (a DNS
+    /// connection with every ID in use).
+    fn send(
+        &mut self,
+        seq: u64,
+        name: &str,
+        question: Option<&Question>,
+        framing: Framing,
+    ) -> io::Result<bool> {
+        self.dirty = true;
+        match &mut self.upstream {
+            None => {
+                self.pace.wrote(Instant::now(), framing);
+                write_message(&mut self.writer, name.as_bytes(), framing)?;
+            }
+            Some(upstream) => {
+                let Some(Ok((_, query))) = question.map(|q| upstream.send(q, seq)) else {
+                    return Ok(false);
+                };
+                write_length_prefixed(&mut self.writer, &query)?;
+            }
+        }
+        Ok(true)
+    }
+}
+
+enum LinkState {
+    Up(Conn),
+    Connecting { generation: u64, handle: LinkHandle },
+    Down { check_at: Instant },
+}
+
+/// One client session's fan-out to every TS. `T` is what the front end
+/// tags each query with.
+pub struct Session<T = ()> {
     shared: Arc<Shared>,
-    inflight: InFlight<String>,
+    inflight: InFlight<Answer, Tagged<T>>,
     links: Vec<LinkState>,
     threads: Vec<LinkThread>,
     next_generation: u64,
@@ -141,10 +207,11 @@ pub struct Session {
     client_framing: Framing,
 }
 
-impl Session {
+impl<T> Session<T> {
     /// A session that starts connecting to every TS the shared health
-    /// allows; its link threads report to `events`.
-    pub(super) fn new(shared: Arc<Shared>, events: Sender<Event>) -> Session {
+    /// allows, whose queries wait `timeout`; its link threads report to
+    /// `events`.
+    pub(super) fn new(shared: Arc<Shared>, timeout: Duration, events: Sender<Event>) -> Session<T> {
         let now = Instant::now();
         let links = shared
             .backends
@@ -152,7 +219,7 @@ impl Session {
             .map(|_| LinkState::Down { check_at: now })
             .collect();
         let mut session = Session {
-            inflight: InFlight::new(shared.options.timeout),
+            inflight: InFlight::new(timeout),
             shared,
             links,
             threads: Vec::new(),
@@ -204,54 +271,92 @@ impl Session {
         &self.shared.stats
     }
 
-    /// Adds a query (or, for an invalid one, its error) at the end of the
-    /// line and writes it to every TS that is up. Returns whether the worker
-    /// must act now: the reply is ready at once, or a write was held back.
-    pub fn submit(&mut self, query: Result<Query, QueryError>) -> bool {
+    /// Adds a query at the end of the line and writes it to every TS that
+    /// is up. Returns whether the worker must act now: the reply is ready at
+    /// once (no TS to ask), or a write was held back.
+    pub fn submit(&mut self, request: Request<T>) -> bool {
         let now = Instant::now();
         self.last_submit = now;
         self.shared.stats.queries.fetch_add(1, Ordering::Relaxed);
-        let query = match query {
-            Ok(query) => query,
-            Err(e) => {
-                log::info(format_args!("ls: invalid query: {e}"));
-                self.inflight.submit_invalid(e.reply(), (), now);
-                return true;
-            }
-        };
         let framing = self.shared.options.ts_framing;
         let seq = self.inflight.next_seq();
         let mut asked = 0;
         let mut held = false;
         for ts in 0..self.links.len() {
             let sent = match &mut self.links[ts] {
-                LinkState::Up { pace, .. } if pace.holds(now) => {
-                    pace.held = Some(seq);
+                LinkState::Up(conn) if conn.pace.holds(now) => {
+                    conn.pace.held = Some(seq);
                     held = true;
-                    Ok(())
+                    Ok(true)
                 }
-                LinkState::Up {
-                    writer,
-                    dirty,
-                    pace,
-                    ..
-                } => {
-                    *dirty = true;
-                    pace.wrote(now, framing);
-                    write_message(writer, query.name.as_bytes(), framing)
+                LinkState::Up(conn) => {
+                    conn.send(seq, &request.name, request.question.as_ref(), framing)
                 }
                 // Sent when the link comes up.
-                LinkState::Connecting { .. } => Ok(()),
-                LinkState::Down { .. } => continue,
+                LinkState::Connecting { .. } => Ok(true),
+                LinkState::Down { .. } => Ok(false),
             };
             match sent {
-                Ok(()) => asked |= 1 << ts,
+                Ok(true) => asked |= 1 << ts,
+                Ok(false) => {}
                 Err(e) => self.send_failed(ts, &e),
             }
         }
+        let tag = Tagged {
+            question: request.question,
+            front: request.tag,
+        };
         self.inflight
-            .submit(&query.name, &query.key, asked, 0, (), now);
+            .submit(&request.name, &request.key, asked, 0, tag, now);
         held || asked == 0
+    }
+
+    /// Adds a query whose reply the front end already made (`Invalid`: an
+    /// error reply; `Cached`: an answer from the cache): it leaves in its
+    /// turn.
+    pub fn submit_made(
+        &mut self,
+        outcome: Outcome,
+        reply: Answer,
+        question: Option<Question>,
+        tag: T,
+    ) -> bool {
+        self.last_submit = Instant::now();
+        self.shared.stats.queries.fetch_add(1, Ordering::Relaxed);
+        let tag = Tagged {
+            question,
+            front: tag,
+        };
+        self.inflight
+            .submit_settled(outcome, reply, tag, self.last_submit);
+        true
+    }
+
+    /// The cache's answer to `question`, TTLs counted down, if it has one.
+    pub fn cached(&self, question: &Question) -> Option<DnsOutcome> {
+        self.shared.cache.as_ref()?.get(question, Instant::now())
+    }
+
+    /// Keeps a settled query's answer in the cache (when there is one): a
+    /// TS's answer, or NXDOMAIN when every TS said the name does not exist.
+    fn keep(&self, outcome: Outcome, answer: Option<&Answer>, question: Option<&Question>) {
+        let (Some(cache), Some(question)) = (&self.shared.cache, question) else {
+            return;
+        };
+        let kept = match (outcome, answer) {
+            (Outcome::Answered { .. }, Some(Answer::Dns(outcome))) => outcome.clone(),
+            (Outcome::Answered { .. }, Some(Answer::Line(line))) => {
+                let Some(outcome) = wire::parse_reply(line.as_bytes()).ok().and_then(|reply| {
+                    respond::line_outcome(question, &reply, respond::LINE_ANSWER_TTL)
+                }) else {
+                    return;
+                };
+                outcome
+            }
+            (Outcome::NotFound, _) => DnsOutcome::NxDomain { soa: None },
+            _ => return,
+        };
+        cache.insert(question, &kept, Instant::now());
     }
 
     /// Acts on one piece of news from a link thread (client events are the
@@ -277,8 +382,7 @@ impl Session {
                 generation,
                 frame,
             } => {
-                if matches!(self.links[ts], LinkState::Up { generation: g, .. } if g == generation)
-                {
+                if matches!(&self.links[ts], LinkState::Up(conn) if conn.generation == generation) {
                     self.reply(ts, frame);
                 }
             }
@@ -287,9 +391,9 @@ impl Session {
                 generation,
                 why,
             } => {
-                let current = match self.links[ts] {
-                    LinkState::Up { generation: g, .. }
-                    | LinkState::Connecting { generation: g, .. } => g == generation,
+                let current = match &self.links[ts] {
+                    LinkState::Up(conn) => conn.generation == generation,
+                    LinkState::Connecting { generation: g, .. } => *g == generation,
                     LinkState::Down { .. } => false,
                 };
                 if current {
@@ -351,6 +455,7 @@ impl Session {
             let options = LinkOptions {
                 write_timeout: TS_WRITE_BOUND,
                 framing: self.shared.options.ts_framing,
+                protocol: self.shared.options.ts_protocol,
             };
             let spawned = link::spawn(
                 ts,
@@ -386,28 +491,22 @@ impl Session {
     fn release_held(&mut self, now: Instant) {
         let framing = self.shared.options.ts_framing;
         for ts in 0..self.links.len() {
-            let LinkState::Up {
-                writer,
-                dirty,
-                pace,
-                ..
-            } = &mut self.links[ts]
-            else {
+            let LinkState::Up(conn) = &mut self.links[ts] else {
                 continue;
             };
-            if pace.holds(now) {
+            if conn.pace.holds(now) {
                 continue;
             }
-            let Some(seq) = pace.held.take() else {
+            let Some(seq) = conn.pace.held.take() else {
                 continue;
             };
-            let Some(name) = self.inflight.waiting_for(seq, ts) else {
+            let (Some(name), Some(tag)) =
+                (self.inflight.waiting_for(seq, ts), self.inflight.tag(seq))
+            else {
                 self.inflight.unask(seq, ts);
                 continue;
             };
-            *dirty = true;
-            pace.wrote(now, framing);
-            if let Err(e) = write_message(writer, name.as_bytes(), framing) {
+            if let Err(e) = conn.send(seq, name, tag.question.as_ref(), framing) {
                 self.send_failed(ts, &e);
             }
         }
@@ -418,14 +517,14 @@ impl Session {
     pub fn next_wakeup(&self) -> Option<Instant> {
         let recheck = self.links.iter().filter_map(|link| match link {
             LinkState::Down { check_at } => Some(*check_at),
-            LinkState::Up {
+            LinkState::Up(Conn {
                 pace:
                     Pace {
                         quiet_until,
                         held: Some(_),
                     },
                 ..
-            } => *quiet_until,
+            }) => *quiet_until,
             _ => None,
         });
         recheck.chain(self.inflight.next_deadline()).min()
@@ -434,18 +533,30 @@ impl Session {
     /// The oldest query's reply, once it has one. The caller counts it
     /// ([`Stats::count`](super::stats::Stats::count)) once the reply has reached
     /// the client; a reply that never does is abandoned.
-    pub fn pop_ready(&mut self) -> Option<Settled<String>> {
-        self.inflight.pop_ready()
+    pub fn pop_ready(&mut self) -> Option<Settled<Answer, T>> {
+        let settled = self.inflight.pop_ready()?;
+        self.keep(
+            settled.outcome,
+            settled.answer.as_ref(),
+            settled.tag.question.as_ref(),
+        );
+        Some(Settled {
+            name: settled.name,
+            outcome: settled.outcome,
+            answer: settled.answer,
+            took: settled.took,
+            tag: settled.tag.front,
+        })
     }
 
     /// Sends the queries buffered for each TS.
     pub fn flush_links(&mut self) {
         for ts in 0..self.links.len() {
-            if let LinkState::Up { writer, dirty, .. } = &mut self.links[ts]
-                && *dirty
+            if let LinkState::Up(conn) = &mut self.links[ts]
+                && conn.dirty
             {
-                *dirty = false;
-                if let Err(e) = writer.flush() {
+                conn.dirty = false;
+                if let Err(e) = conn.writer.flush() {
                     self.send_failed(ts, &e);
                 }
             }
@@ -470,33 +581,41 @@ impl Session {
             thread.begin_close();
         }
         for link in &self.links {
-            if let LinkState::Up { writer, .. } = link {
-                let _ = writer.get_ref().shutdown(Direction::Both);
+            if let LinkState::Up(conn) = link {
+                let _ = conn.writer.get_ref().shutdown(Direction::Both);
             }
         }
         std::mem::take(&mut self.threads)
     }
 
     fn link_up(&mut self, ts: usize, generation: u64, stream: TcpStream, handle: LinkHandle) {
-        let mut writer = BufWriter::new(stream);
-        // Queries submitted while the link was connecting; those settled
-        // meanwhile are not sent and no longer count as asked.
-        let framing = self.shared.options.ts_framing;
-        let mut result = Ok(());
-        for seq in self.inflight.asked_of(ts) {
-            if let Some(name) = self.inflight.waiting_for(seq, ts) {
-                result = result.and_then(|()| write_message(&mut writer, name.as_bytes(), framing));
-            }
-        }
-        let mut pace = Pace::default();
-        pace.wrote(Instant::now(), framing);
-        self.links[ts] = LinkState::Up {
+        let options = &self.shared.options;
+        let framing = options.ts_framing;
+        let upstream = (options.ts_protocol == TsProtocol::Dns).then(|| {
+            let seed = stream.peer_addr().map_or(0, upstream::seed_for);
+            Upstream::new(seed, options.max_inflight)
+        });
+        let mut conn = Conn {
             generation,
-            writer,
+            writer: BufWriter::new(stream),
             dirty: true,
             handle,
-            pace,
+            pace: Pace::default(),
+            upstream,
         };
+        // Queries submitted while the link was connecting; those settled
+        // meanwhile are not sent and no longer count as asked.
+        let mut result = Ok(true);
+        for seq in self.inflight.asked_of(ts) {
+            if let (Some(name), Some(tag)) =
+                (self.inflight.waiting_for(seq, ts), self.inflight.tag(seq))
+                && result.is_ok()
+            {
+                result = conn.send(seq, name, tag.question.as_ref(), framing);
+            }
+        }
+        conn.pace.wrote(Instant::now(), framing);
+        self.links[ts] = LinkState::Up(conn);
         if let Err(e) = result {
             self.send_failed(ts, &e);
         }
@@ -531,16 +650,18 @@ impl Session {
     /// link thread reports nothing more; a broken connection is news for the
     /// TS's health only if the other sessions see it too.
     fn link_failed(&mut self, ts: usize, why: &str) {
-        if let LinkState::Up { handle, .. } | LinkState::Connecting { handle, .. } = &self.links[ts]
-        {
-            handle.close();
+        match &self.links[ts] {
+            LinkState::Up(Conn { handle, .. }) | LinkState::Connecting { handle, .. } => {
+                handle.close();
+            }
+            LinkState::Down { .. } => {}
         }
         self.link_down(ts, why);
     }
 
     fn link_down(&mut self, ts: usize, why: &str) {
-        if let LinkState::Up { writer, .. } = &self.links[ts] {
-            let _ = writer.get_ref().shutdown(Direction::Both);
+        if let LinkState::Up(conn) = &self.links[ts] {
+            let _ = conn.writer.get_ref().shutdown(Direction::Both);
         }
         log::info(format_args!(
             "ls: session lost {}: {why}",
@@ -553,45 +674,79 @@ impl Session {
     }
 
     fn reply(&mut self, ts: usize, frame: Frame) {
-        let backend = &self.shared.backends[ts];
-        let parsed = match frame {
-            Frame::TooLong => Err("an over-long line".to_string()),
-            Frame::Message(bytes) => wire::parse_reply(&bytes)
-                .map(|reply| (reply, bytes))
-                .map_err(|e| e.to_string()),
+        let Frame::Message(bytes) = frame else {
+            self.dropped(ts, "an over-long line");
+            return;
         };
-        let (reply, bytes) = match parsed {
-            Ok(parsed) => parsed,
-            Err(why) => {
-                self.count_dropped();
-                log::info(format_args!(
-                    "ls: dropped an invalid reply from {backend}: {why}"
-                ));
+        let LinkState::Up(conn) = &mut self.links[ts] else {
+            return;
+        };
+        // The TS has read what it was sent.
+        conn.pace.quiet_until = None;
+        if let Some(upstream) = &mut conn.upstream {
+            match upstream.receive(&bytes) {
+                Ok(matched) => {
+                    let said = match matched.outcome {
+                        DnsOutcome::NxDomain { .. } => Said::NotFound,
+                        DnsOutcome::Refused => Said::Refused,
+                        DnsOutcome::ServFail => Said::Failed,
+                        outcome => Said::Answer(Answer::Dns(outcome)),
+                    };
+                    // A DNS TS answers every query: its silence is a fault.
+                    self.shared.health[ts].learn_answers_misses();
+                    let name = matched.question.name.to_string();
+                    self.settle_reply(ts, &name, |inflight, now| {
+                        inflight.reply_to(matched.tag, ts, said, now)
+                    });
+                }
+                Err(rejected) => self.dropped(ts, &rejected.to_string()),
+            }
+            return;
+        }
+        let reply = match wire::parse_reply(&bytes) {
+            Ok(reply) => reply,
+            Err(e) => {
+                self.dropped(ts, &e.to_string());
                 return;
             }
         };
-        if let LinkState::Up { pace, .. } = &mut self.links[ts] {
-            // The TS has read what it was sent.
-            pace.quiet_until = None;
-        }
         let key = wire::name_key(reply.name());
         let said = match reply {
             // The bytes parsed as an answer, so they are UTF-8.
-            Reply::Answer(_) => Said::Answer(String::from_utf8_lossy(&bytes).trim().to_string()),
+            Reply::Answer(_) => Said::Answer(Answer::Line(
+                String::from_utf8_lossy(&bytes).trim().to_string(),
+            )),
             Reply::NotFound(_) => {
                 // From now on, silence from this TS means trouble, not a miss.
                 self.shared.health[ts].learn_answers_misses();
                 Said::NotFound
             }
         };
-        let why = match self.inflight.reply(ts, &key, said, Instant::now()) {
+        self.settle_reply(ts, &key, |inflight, now| {
+            inflight.reply(ts, &key, said, now)
+        });
+    }
+
+    /// Hands a reply to the in-flight rules; counts and logs one they drop.
+    fn settle_reply(
+        &mut self,
+        ts: usize,
+        name: &str,
+        apply: impl FnOnce(&mut InFlight<Answer, Tagged<T>>, Instant) -> Matched,
+    ) {
+        let why = match apply(&mut self.inflight, Instant::now()) {
             Matched::Answered(_) | Matched::Denied(_) | Matched::Stale => return,
             Matched::Second => "a second answer",
             Matched::Unmatched => "late, or for a name not asked",
         };
+        self.dropped(ts, &format!("{why} ({name:?})"));
+    }
+
+    /// Counts and logs a TS reply that is dropped.
+    fn dropped(&self, ts: usize, why: &str) {
         self.count_dropped();
         log::info(format_args!(
-            "ls: dropped a reply from {} for {key:?}: {why}",
+            "ls: dropped a reply from {}: {why}",
             self.shared.backends[ts]
         ));
     }

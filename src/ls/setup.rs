@@ -8,11 +8,16 @@ use std::time::Duration;
 
 use super::health::Health;
 use super::stats::Stats;
+use crate::dns::cache::SharedCache;
 use crate::framing::Framing;
 use crate::wire::{self, Dialect};
 
 /// The per-query deadline when none is given (the course spec's 5 s).
 pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// How long a DNS query waits when none is given: dig and dnsperf give up
+/// after 5 s, so the course's 5 s would answer after they stopped listening.
+pub const DEFAULT_DNS_TIMEOUT: Duration = Duration::from_secs(2);
 
 /// How long a link waits for a TS to accept its connection.
 pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(1);
@@ -40,6 +45,31 @@ impl fmt::Display for Backend {
     }
 }
 
+/// What the LS speaks to its TSes.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum TsProtocol {
+    /// The course's line protocol: a name out, `name ip A` back, or silence.
+    #[default]
+    Line,
+    /// DNS over TCP (RFC 1035, RFC 7766): pipelined queries with random IDs,
+    /// replies matched by ID and question.
+    Dns,
+}
+
+impl std::str::FromStr for TsProtocol {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "line" => Ok(TsProtocol::Line),
+            "dns" => Ok(TsProtocol::Dns),
+            other => Err(format!(
+                "unknown TS protocol {other:?}: expected line or dns"
+            )),
+        }
+    }
+}
+
 /// How an LS behaves.
 #[derive(Clone, Debug)]
 pub struct LsOptions {
@@ -53,6 +83,12 @@ pub struct LsOptions {
     pub client_framing: Framing,
     /// How the LS delimits queries to TSes and their replies.
     pub ts_framing: Framing,
+    /// What the LS speaks to its TSes.
+    pub ts_protocol: TsProtocol,
+    /// How long a DNS query waits for an answer before SERVFAIL.
+    pub dns_timeout: Duration,
+    /// Most entries in the answer cache (0: no cache).
+    pub cache: usize,
     /// Most queries in flight per client; past it the LS stops reading that
     /// client until replies have gone out. Always 1 towards bare TSes.
     pub max_inflight: usize,
@@ -64,9 +100,10 @@ pub struct LsOptions {
 }
 
 impl LsOptions {
-    /// Options with the defaults: 5 s timeout, 2020 dialect, auto-detected
-    /// client framing, line framing towards the TSes, 4096 queries in flight
-    /// per client, 1024 clients, 300 s idle timeout.
+    /// Options with the defaults: 5 s timeout (2 s for DNS queries), 2020
+    /// dialect, auto-detected client framing, the line protocol with line
+    /// framing towards the TSes, 4096 queries in flight per client, 1024
+    /// clients, 300 s idle timeout, no cache.
     pub fn new(backends: Vec<Backend>) -> LsOptions {
         LsOptions {
             backends,
@@ -74,6 +111,9 @@ impl LsOptions {
             dialect: Dialect::Y2020,
             client_framing: Framing::Auto,
             ts_framing: Framing::Line,
+            ts_protocol: TsProtocol::Line,
+            dns_timeout: DEFAULT_DNS_TIMEOUT,
+            cache: 0,
             max_inflight: 4096,
             max_clients: 1024,
             idle_timeout: Duration::from_secs(300),
@@ -86,5 +126,7 @@ pub struct Shared {
     pub backends: Vec<Backend>,
     pub health: Vec<Arc<Health>>,
     pub stats: Arc<Stats>,
+    /// Answers kept for `--cache`, shared by every session and front end.
+    pub cache: Option<SharedCache>,
     pub options: LsOptions,
 }

@@ -34,13 +34,28 @@ use crossbeam_channel::{Receiver, RecvTimeoutError, Sender};
 
 use super::event::Event;
 use super::inflight::{Outcome, Settled};
-use super::session::{Locked, Session};
+use super::session::{Answer, Locked, Request, Session};
 use super::setup::Shared;
 use super::stats::Stats;
+use crate::dns::{self, Question, Record, rtype};
 use crate::framing::{Frame, Framing, MessageReader, is_timeout, write_message};
 use crate::log;
 use crate::server::Shutdown;
-use crate::wire::{self, QueryError};
+use crate::wire::{self, Dialect, QueryError};
+
+/// Where a worker's replies go: its client, in the client's protocol.
+pub(super) trait Front {
+    /// What the front end tags each query with, to answer it.
+    type Tag;
+    /// Whether a client that sends nothing for the idle timeout is closed
+    /// (a connection is; the UDP front end's sessions are not).
+    const IDLE_CLOSES: bool;
+    /// Sends (or buffers) one settled query's reply; an error ends the
+    /// worker. `framing`: the client's, as its reader found it.
+    fn reply(&mut self, settled: Settled<Answer, Self::Tag>, framing: Framing) -> io::Result<()>;
+    /// Sends what is buffered.
+    fn flush(&mut self) -> io::Result<()>;
+}
 
 /// Events buffered per session before link threads wait for the worker: a
 /// TS that floods replies is slowed down, not buffered without bound. A
@@ -77,6 +92,7 @@ pub(super) fn serve_client(
     let (events_tx, events) = crossbeam_channel::bounded(EVENT_QUEUE);
     let session = Arc::new(Locked::new(Session::new(
         Arc::clone(shared),
+        options.timeout,
         events_tx.clone(),
     )));
     let reader = spawn_client_reader(
@@ -93,7 +109,10 @@ pub(super) fn serve_client(
             return Err(e);
         }
     };
-    let mut replies = Replies::new(&client, &shared.stats);
+    let mut replies = CourseReplies {
+        replies: Replies::new(&client, &shared.stats),
+        shared,
+    };
     let result = work(&session, &events, &mut replies, shared);
     drop(replies);
     if let Err(e) = &result
@@ -114,7 +133,7 @@ pub(super) fn serve_client(
 }
 
 /// Closes the session and joins its link threads.
-fn close(session: &Locked, events: Receiver<Event>) {
+pub(super) fn close<T>(session: &Locked<T>, events: Receiver<Event>) {
     let threads = session.lock().close();
     session.wake_all();
     // Dropping the receiver frees any link thread blocked on a full queue.
@@ -127,10 +146,10 @@ fn close(session: &Locked, events: Receiver<Event>) {
 /// The worker's loop: take the news, call the deadlines, write the replies,
 /// wait. Returns when the client is done, and an error when it is gone or
 /// idle (`TimedOut`, also for a write that timed out).
-fn work(
-    session: &Locked,
+pub(super) fn work<F: Front>(
+    session: &Locked<F::Tag>,
     events: &Receiver<Event>,
-    replies: &mut Replies,
+    front: &mut F,
     shared: &Shared,
 ) -> io::Result<()> {
     let options = &shared.options;
@@ -153,7 +172,7 @@ fn work(
         s.expire(now);
         s.maintain_links(now);
         s.flush_links();
-        let ready: Vec<Settled<String>> = std::iter::from_fn(|| s.pop_ready()).collect();
+        let ready: Vec<Settled<Answer, F::Tag>> = std::iter::from_fn(|| s.pop_ready()).collect();
         let (in_flight, wake, framing) = (s.in_flight(), s.next_wakeup(), s.client_framing());
         drop(s);
 
@@ -162,13 +181,10 @@ fn work(
             let writing = Instant::now();
             for settled in ready {
                 record(&settled, shared);
-                let reply = settled
-                    .answer
-                    .unwrap_or_else(|| wire::miss_line(&settled.name, options.dialect));
-                replies.push(settled.outcome, &reply, framing)?;
+                front.reply(settled, framing)?;
             }
             if events.is_empty() {
-                replies.flush()?;
+                front.flush()?;
             }
             last_write = Instant::now();
             // A client that stops reading blocks these writes; the replies
@@ -180,17 +196,17 @@ fn work(
             }
         }
         if !client_open && in_flight == 0 {
-            return replies.flush();
+            return front.flush();
         }
         if !events.is_empty() {
             continue;
         }
-        replies.flush()?;
+        front.flush()?;
         // Queries the reader submits meanwhile have later deadlines than
         // this wait's end (it is capped at one timeout), so the wait never
         // sleeps through one; the reader wakes it only for what is due now.
-        let idle_since = |s: &Session| last_write.max(s.last_submit());
-        let idle_deadline = (in_flight == 0 && client_open)
+        let idle_since = |s: &Session<F::Tag>| last_write.max(s.last_submit());
+        let idle_deadline = (F::IDLE_CLOSES && in_flight == 0 && client_open)
             .then(|| idle_since(&session.lock()) + options.idle_timeout);
         let cap = Instant::now() + options.timeout;
         let wait_until = [wake, idle_deadline]
@@ -201,7 +217,7 @@ fn work(
             Ok(event) => received = Some(event),
             Err(RecvTimeoutError::Timeout) => {
                 let s = session.lock();
-                if client_open
+                if idle_deadline.is_some()
                     && s.in_flight() == 0
                     && Instant::now() >= idle_since(&s) + options.idle_timeout
                 {
@@ -209,13 +225,13 @@ fn work(
                 }
             }
             // The session holds a sender: the channel cannot disconnect.
-            Err(RecvTimeoutError::Disconnected) => return replies.flush(),
+            Err(RecvTimeoutError::Disconnected) => return front.flush(),
         }
     }
 }
 
 /// Logs a settled query with `-v`: the spec's "track which TS responded".
-fn record(settled: &Settled<String>, shared: &Shared) {
+fn record<T>(settled: &Settled<Answer, T>, shared: &Shared) {
     if !log::verbose() {
         return;
     }
@@ -231,6 +247,9 @@ fn record(settled: &Settled<String>, shared: &Shared) {
         Outcome::NotFound => log::info(format_args!(
             "ls: {name} not found: every TS said so ({ms:.1} ms)"
         )),
+        Outcome::Failed => log::info(format_args!(
+            "ls: {name} not answered: a TS failed ({ms:.1} ms)"
+        )),
         Outcome::Refused => log::info(format_args!("ls: {name} refused by every TS ({ms:.1} ms)")),
         Outcome::AllDown => log::info(format_args!(
             "ls: {name} not found: every TS is down ({ms:.1} ms)"
@@ -238,6 +257,7 @@ fn record(settled: &Settled<String>, shared: &Shared) {
         Outcome::Busy => log::info(format_args!(
             "ls: {name} not answered: the LS could not ask every TS ({ms:.1} ms)"
         )),
+        Outcome::Cached => log::info(format_args!("ls: {name} answered from the cache")),
         Outcome::Invalid => {}
     }
 }
@@ -295,7 +315,7 @@ fn read_client(
             continue;
         }
         s.set_client_framing(reader.framing());
-        let wake = s.submit(query);
+        let wake = submit_course_query(&mut s, query);
         if !reader.has_buffered_message() {
             s.flush_links();
         }
@@ -306,8 +326,42 @@ fn read_client(
     }
 }
 
+/// Submits one course-protocol query: from the cache when it holds the
+/// answer, else to the TSes; an invalid query's error line in its turn.
+fn submit_course_query(s: &mut Session, query: Result<wire::Query, QueryError>) -> bool {
+    let query = match query {
+        Ok(query) => query,
+        Err(e) => {
+            log::info(format_args!("ls: invalid query: {e}"));
+            let reply = Answer::Made(e.reply().into_bytes());
+            return s.submit_made(Outcome::Invalid, reply, None, ());
+        }
+    };
+    // `None` for a hostname the course accepts that DNS cannot carry (over
+    // 255 bytes in wire form): asked of course TSes only.
+    let question = course_question(&query.name);
+    if let Some(hit) = question.as_ref().and_then(|q| s.cached(q)) {
+        return s.submit_made(Outcome::Cached, Answer::Dns(hit), question, ());
+    }
+    s.submit(Request {
+        name: query.name,
+        key: query.key,
+        question,
+        tag: (),
+    })
+}
+
+/// The DNS question a course query asks: the name's A records.
+fn course_question(name: &str) -> Option<Question> {
+    Some(Question {
+        name: dns::Name::from_ascii(name).ok()?,
+        qtype: rtype::A,
+        qclass: dns::CLASS_IN,
+    })
+}
+
 /// Counts a query the closed session will never answer.
-fn count_abandoned(session: &Locked) {
+fn count_abandoned<T>(session: &Locked<T>) {
     let s = session.lock();
     let stats = s.stats();
     stats.queries.fetch_add(1, Ordering::Relaxed);
@@ -318,7 +372,7 @@ fn count_abandoned(session: &Locked) {
 /// (answered, miss, invalid) once its last byte is sent; one that a failed
 /// write cuts off is counted as abandoned, so the counters never claim a
 /// reply the client did not get.
-struct Replies<'a> {
+pub(super) struct Replies<'a> {
     client: &'a TcpStream,
     stats: &'a Stats,
     bytes: Vec<u8>,
@@ -330,7 +384,7 @@ impl<'a> Replies<'a> {
     /// Replies are sent once this many bytes are buffered, or on `flush`.
     const BATCH: usize = 8 * 1024;
 
-    fn new(client: &'a TcpStream, stats: &'a Stats) -> Replies<'a> {
+    pub(super) fn new(client: &'a TcpStream, stats: &'a Stats) -> Replies<'a> {
         Replies {
             client,
             stats,
@@ -339,8 +393,13 @@ impl<'a> Replies<'a> {
         }
     }
 
-    fn push(&mut self, outcome: Outcome, reply: &str, framing: Framing) -> io::Result<()> {
-        write_message(&mut self.bytes, reply.as_bytes(), framing)?;
+    /// Adds one reply, framed as `frame` writes it.
+    pub(super) fn push(
+        &mut self,
+        outcome: Outcome,
+        frame: impl FnOnce(&mut Vec<u8>) -> io::Result<()>,
+    ) -> io::Result<()> {
+        frame(&mut self.bytes)?;
         self.ends.push((self.bytes.len(), outcome));
         if self.bytes.len() >= Self::BATCH {
             self.flush()?;
@@ -348,7 +407,7 @@ impl<'a> Replies<'a> {
         Ok(())
     }
 
-    fn flush(&mut self) -> io::Result<()> {
+    pub(super) fn flush(&mut self) -> io::Result<()> {
         if self.bytes.is_empty() {
             return Ok(());
         }
@@ -382,4 +441,52 @@ impl Drop for Replies<'_> {
         let lost = self.ends.len() as u64;
         self.stats.abandoned.fetch_add(lost, Ordering::Relaxed);
     }
+}
+
+/// The course protocol's replies: an answer line, a miss line, an error line.
+struct CourseReplies<'a> {
+    replies: Replies<'a>,
+    shared: &'a Shared,
+}
+
+impl Front for CourseReplies<'_> {
+    type Tag = ();
+    const IDLE_CLOSES: bool = true;
+
+    fn reply(&mut self, settled: Settled<Answer, ()>, framing: Framing) -> io::Result<()> {
+        let dialect = self.shared.options.dialect;
+        let line = match settled.answer {
+            Some(Answer::Line(line)) => line,
+            Some(Answer::Made(bytes)) => String::from_utf8_lossy(&bytes).into_owned(),
+            Some(Answer::Dns(outcome)) => first_address(&outcome, dialect)
+                .unwrap_or_else(|| wire::miss_line(&settled.name, dialect)),
+            None => wire::miss_line(&settled.name, dialect),
+        };
+        self.replies.push(settled.outcome, |out| {
+            write_message(out, line.as_bytes(), framing)
+        })
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        self.replies.flush()
+    }
+}
+
+/// The course reply for a DNS answer: its first address, as `name ip A`.
+fn first_address(outcome: &dns::Outcome, dialect: Dialect) -> Option<String> {
+    let dns::Outcome::Answer(records) = outcome else {
+        return None;
+    };
+    records
+        .iter()
+        .find_map(|record: &Record| match record.data {
+            dns::RData::A(ip) => Some(
+                wire::Answer {
+                    name: record.name.to_string().trim_end_matches('.').to_string(),
+                    ip,
+                }
+                .line(dialect),
+            ),
+            _ => None,
+        })
 }
