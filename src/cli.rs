@@ -14,7 +14,7 @@ use argh::{ArgsInfo, FlagInfoKind, FromArgs};
 use dnslb::bench;
 use dnslb::framing::Framing;
 use dnslb::log;
-use dnslb::ls;
+use dnslb::ls::{self, TsProtocol};
 use dnslb::udp::lb as udp_lb;
 use dnslb::udp::loss::Loss;
 use dnslb::wire::Dialect;
@@ -253,6 +253,18 @@ pub struct LsArgs {
         from_str_fn(parse_seconds)
     )]
     pub idle_timeout: Duration,
+    /// also serve DNS (RFC 1035) over UDP and TCP on this port (0: any free port)
+    #[argh(option)]
+    pub dns_port: Option<u16>,
+    /// seconds a DNS query waits before SERVFAIL (default 2, fractions allowed)
+    #[argh(option, default = "ls::DEFAULT_DNS_TIMEOUT", from_str_fn(parse_seconds))]
+    pub dns_timeout: Duration,
+    /// what the LS speaks to the TSes: line (the course protocol, default) or dns (DNS over TCP)
+    #[argh(option, default = "TsProtocol::Line")]
+    pub ts_protocol: TsProtocol,
+    /// keep up to this many answers, for both front ends (default 0: no cache)
+    #[argh(option, default = "0")]
+    pub cache: usize,
     /// log every query on stderr (name, which TS answered, time taken) and the counters every 10 s
     #[argh(switch, short = 'v')]
     pub verbose: bool,

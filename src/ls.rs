@@ -16,6 +16,7 @@
 //! - `health`: what the whole LS knows about each TS; `stats`: counters.
 //! - `setup`: the options and what all sessions share.
 
+mod dns_front;
 mod event;
 mod health;
 mod inflight;
@@ -29,7 +30,9 @@ pub use health::{BACKOFF_CAP, BACKOFF_START, Health};
 pub use inflight::MAX_BACKENDS;
 pub use session::{BARE_READ_GAP, TS_WRITE_BOUND};
 use setup::Shared;
-pub use setup::{BUSY_REPLY, Backend, CONNECT_TIMEOUT, DEFAULT_TIMEOUT, LsOptions};
+pub use setup::{
+    BUSY_REPLY, Backend, CONNECT_TIMEOUT, DEFAULT_DNS_TIMEOUT, DEFAULT_TIMEOUT, LsOptions, TsProtocol,
+};
 pub use stats::{Snapshot, Stats};
 
 use std::io;
@@ -41,6 +44,7 @@ use std::time::Duration;
 use crossbeam_channel::{RecvTimeoutError, Sender};
 
 use crate::dns::cache::SharedCache;
+use crate::ts::dns::Sockets;
 use crate::framing::Framing;
 use crate::log;
 use crate::server::{ServeOptions, Shutdown, serve};
@@ -102,6 +106,53 @@ impl Ls {
     /// # Errors
     /// When the listener's address cannot be read.
     pub fn run(&self, listener: TcpListener, shutdown: &Shutdown) -> io::Result<()> {
+        let reporter = self.start_reporter();
+        let served = self.serve_course(listener, shutdown);
+        drop(reporter);
+        log::warn(format_args!("ls: {}", self.snapshot()));
+        served
+    }
+
+    /// Like [`run`](Self::run), and serves DNS (RFC 1035) on `dns` too, over
+    /// UDP and TCP, through the same sessions, TSes and cache.
+    ///
+    /// # Errors
+    /// When a socket's address cannot be read or a DNS thread cannot start.
+    pub fn run_with_dns(
+        &self,
+        listener: TcpListener,
+        dns: Sockets,
+        shutdown: &Shutdown,
+    ) -> io::Result<()> {
+        let reporter = self.start_reporter();
+        let served = thread::scope(|scope| {
+            let Sockets { udp, tcp } = dns;
+            let udp_side = thread::Builder::new()
+                .name("ls dns udp".into())
+                .spawn_scoped(scope, || {
+                    dns_front::serve_udp(udp, &self.shared, shutdown)
+                        .inspect_err(|_| shutdown.trigger())
+                })?;
+            let tcp_side = thread::Builder::new()
+                .name("ls dns tcp".into())
+                .spawn_scoped(scope, || {
+                    self.serve_dns_tcp(tcp, shutdown)
+                        .inspect_err(|_| shutdown.trigger())
+                })?;
+            let course = self.serve_course(listener, shutdown);
+            let joined = |side: thread::ScopedJoinHandle<'_, io::Result<()>>| {
+                side.join()
+                    .unwrap_or_else(|_| Err(io::Error::other("a DNS thread panicked")))
+            };
+            course.and(joined(udp_side)).and(joined(tcp_side))
+        });
+        drop(reporter);
+        log::warn(format_args!("ls: {}", self.snapshot()));
+        served
+    }
+
+    /// The course protocol's accept loop.
+    fn serve_course(&self, listener: TcpListener, shutdown: &Shutdown) -> io::Result<()> {
         let options = &self.shared.options;
         let serve_options = ServeOptions {
             // A worker answers what it already received within one timeout.
@@ -111,17 +162,30 @@ impl Ls {
             stats: Arc::clone(&self.shared.stats.connections),
             ..ServeOptions::new("ls", Duration::ZERO)
         };
-        let reporter = self.start_reporter();
         let shared = Arc::clone(&self.shared);
         let stopping = shutdown.clone();
-        let served = serve(listener, shutdown, &serve_options, move |client| {
+        serve(listener, shutdown, &serve_options, move |client| {
             if let Err(e) = worker::serve_client(client, &shared, &stopping) {
                 log::info(format_args!("ls: client connection ended: {e}"));
             }
-        });
-        drop(reporter);
-        log::warn(format_args!("ls: {}", self.snapshot()));
-        served
+        })
+    }
+
+    /// The DNS-over-TCP accept loop: a connection is a client like any.
+    fn serve_dns_tcp(&self, listener: TcpListener, shutdown: &Shutdown) -> io::Result<()> {
+        let options = &self.shared.options;
+        let serve_options = ServeOptions {
+            grace: options.dns_timeout + Duration::from_millis(500),
+            max_connections: options.max_clients,
+            ..ServeOptions::new("ls dns", Duration::ZERO)
+        };
+        let shared = Arc::clone(&self.shared);
+        let stopping = shutdown.clone();
+        serve(listener, shutdown, &serve_options, move |client| {
+            if let Err(e) = dns_front::serve_tcp_client(client, &shared, &stopping) {
+                log::info(format_args!("ls dns: tcp connection ended: {e}"));
+            }
+        })
     }
 
     /// With `-v`, prints the counters every 10 s until the returned guard drops.

@@ -107,13 +107,22 @@ fn run_ls(args: LsArgs) -> Result<(), Usage> {
         max_inflight: args.max_inflight,
         max_clients: args.max_clients,
         idle_timeout: args.idle_timeout,
+        dns_timeout: args.dns_timeout,
+        ts_protocol: args.ts_protocol,
+        cache: args.cache,
         ..LsOptions::new(backends)
     };
     let ls = Ls::new(options).map_err(Usage)?;
     let shutdown = stop_on_signal();
     let listener = bind(&args.bind, args.port)?;
-    ls.run(listener, &shutdown)
-        .map_err(|e| Usage(format!("ls: {e}")))
+    let result = match args.dns_port {
+        None => ls.run(listener, &shutdown),
+        Some(port) => {
+            let sockets = bind_dns(&args.bind, port)?;
+            ls.run_with_dns(listener, sockets, &shutdown)
+        }
+    };
+    result.map_err(|e| Usage(format!("ls: {e}")))
 }
 
 fn run_client(args: ClientArgs) -> ExitCode {

@@ -238,7 +238,8 @@ impl<T> Session<T> {
         self.inflight.len()
     }
 
-    fn is_full(&self) -> bool {
+    /// Whether the session holds its fill of queries (`--max-inflight`).
+    pub fn is_full(&self) -> bool {
         self.inflight.len() >= self.shared.options.max_inflight
     }
 

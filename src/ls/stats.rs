@@ -37,6 +37,47 @@ pub struct Stats {
     pub idle_closed: AtomicU64,
     /// Client connections accepted, refused, open.
     pub connections: Arc<ConnectionStats>,
+    /// The DNS front end's responses.
+    pub dns: DnsCounts,
+}
+
+/// The DNS front end's responses by response code, and the UDP queries it
+/// dropped because their session was full.
+#[derive(Default)]
+pub struct DnsCounts {
+    pub noerror: AtomicU64,
+    pub nxdomain: AtomicU64,
+    pub servfail: AtomicU64,
+    pub refused: AtomicU64,
+    /// FORMERR, NOTIMP, BADVERS.
+    pub other: AtomicU64,
+    pub dropped: AtomicU64,
+}
+
+impl DnsCounts {
+    /// Counts one response with `rcode`.
+    pub fn count(&self, rcode: u16) {
+        let counter = match rcode {
+            0 => &self.noerror,
+            2 => &self.servfail,
+            3 => &self.nxdomain,
+            5 => &self.refused,
+            _ => &self.other,
+        };
+        counter.fetch_add(1, Ordering::Relaxed);
+    }
+
+    fn snapshot(&self) -> [u64; 6] {
+        [
+            &self.noerror,
+            &self.nxdomain,
+            &self.servfail,
+            &self.refused,
+            &self.other,
+            &self.dropped,
+        ]
+        .map(|c| c.load(Ordering::Relaxed))
+    }
 }
 
 impl Stats {
@@ -68,6 +109,7 @@ impl Stats {
             queries: get(&self.queries),
             answered: self.answered.iter().map(get).collect(),
             cached: get(&self.cached),
+            dns: self.dns.snapshot(),
             timed_out: get(&self.timed_out),
             not_found: get(&self.not_found),
             all_down: get(&self.all_down),
@@ -88,6 +130,9 @@ pub struct Snapshot {
     pub queries: u64,
     pub answered: Vec<u64>,
     pub cached: u64,
+    /// DNS responses: NOERROR, NXDOMAIN, SERVFAIL, REFUSED, other; and UDP
+    /// queries dropped.
+    pub dns: [u64; 6],
     pub timed_out: u64,
     pub not_found: u64,
     pub all_down: u64,
@@ -149,6 +194,15 @@ impl fmt::Display for Snapshot {
             self.refused,
             self.idle_closed,
             self.transitions
-        )
+        )?;
+        if self.dns.iter().any(|&n| n > 0) {
+            let [noerror, nxdomain, servfail, refused, other, dropped] = self.dns;
+            write!(
+                f,
+                "; DNS responses: noerror {noerror}, nxdomain {nxdomain}, servfail {servfail}, \
+                 refused {refused}, other {other}; UDP queries dropped {dropped}"
+            )?;
+        }
+        Ok(())
     }
 }
