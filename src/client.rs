@@ -13,12 +13,12 @@ use std::io::{self, BufWriter, Write};
 use std::net::{Shutdown, SocketAddr, TcpStream};
 use std::thread;
 
-use crossbeam_channel::{Receiver, Sender};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use crate::framing::{Frame, Framing, MessageReader, is_timeout, write_message};
 use crate::net::connect_any;
+use crate::window::{self, Credits, Returns};
 
 /// How long the client waits for the LS to accept its connection.
 pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
@@ -204,27 +204,24 @@ fn exchange(
     } else {
         options.pipeline.max(1)
     };
-    let (credit, credits) = crossbeam_channel::bounded::<()>(window);
-    for _ in 0..window {
-        let _ = credit.send(());
-    }
+    let (credits, returns) = window::open(window);
     thread::scope(|scope| {
         let sender = scope.spawn(|| send_queries(stream, names, options.framing, &credits));
-        let received = receive_replies(&mut replies, names.len(), &credit, out, echo, lost);
+        let received = receive_replies(&mut replies, names.len(), &returns, out, echo, lost);
         // Unblocks the sender if the replies stopped coming.
         let _ = replies.get_ref().shutdown(Shutdown::Both);
-        drop(credit);
+        drop(returns);
         let _ = sender.join();
         received
     })
 }
 
 /// Sends each name once a credit allows; flushes whenever it must wait.
-fn send_queries(stream: TcpStream, names: &[&[u8]], framing: Framing, credits: &Receiver<()>) {
+fn send_queries(stream: TcpStream, names: &[&[u8]], framing: Framing, credits: &Credits) {
     let mut queries = BufWriter::new(stream);
     for name in names {
-        let must_wait = credits.try_recv().is_err();
-        if must_wait && (queries.flush().is_err() || credits.recv().is_err()) {
+        let must_wait = !credits.try_take();
+        if must_wait && (queries.flush().is_err() || !credits.take()) {
             return;
         }
         if write_message(&mut queries, name, framing).is_err() {
@@ -238,7 +235,7 @@ fn send_queries(stream: TcpStream, names: &[&[u8]], framing: Framing, credits: &
 fn receive_replies(
     replies: &mut MessageReader,
     expected: usize,
-    credit: &Sender<()>,
+    returns: &Returns,
     out: &mut impl Write,
     echo: &mut impl Write,
     lost: impl Fn(usize, io::Error) -> Failure,
@@ -254,7 +251,7 @@ fn receive_replies(
                 });
             }
         };
-        let _ = credit.try_send(());
+        returns.give_back();
         let mut line = reply.trim_ascii().to_vec();
         line.push(b'\n');
         out.write_all(&line).map_err(Failure::Output)?;

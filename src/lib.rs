@@ -17,7 +17,11 @@
 //! - [`server`]: the shutdown signal and the thread-per-connection accept loop.
 //! - [`ts`], [`ls`], [`client`]: the three roles; `ls` holds the fan-out engine.
 //! - [`net`]: host arguments to addresses.
-//! - [`bench`](mod@bench): the load generator that drives an LS or a TS and checks every reply.
+//! - [`window`]: the credit window of a pipelined client (client and bench).
+//! - [`sync`], [`random`]: the poison-tolerant lock and the seeded
+//!   splitmix64 generator, each written once.
+//! - [`bench`](mod@bench): the load generator that drives an LS or a TS and
+//!   checks every reply with [`wire`]'s parsers (names, drive, judge, report).
 //! - [`log`]: stderr logging, per-query lines with `-v`.
 //! - [`udp`]: the second system, UDP ping: echo servers with loss, a
 //!   round-robin UDP load balancer and a ping client (docs/UDP.md).
@@ -29,8 +33,11 @@ pub mod framing;
 pub mod log;
 pub mod ls;
 pub mod net;
+pub mod random;
 pub mod server;
+pub mod sync;
 pub mod table;
 pub mod ts;
 pub mod udp;
+pub mod window;
 pub mod wire;

@@ -20,6 +20,10 @@ pub const MAX_LABEL_LEN: usize = 63;
 /// peer before the rest of it is discarded unread.
 pub const MAX_MESSAGE_LEN: usize = 512;
 
+/// The line an LS sends a client it cannot serve (too many clients, or
+/// short of its own descriptors or threads).
+pub const SERVER_BUSY: &str = "- Error:SERVER BUSY";
+
 /// The reply formats of the course's semesters.
 ///
 /// ```
@@ -189,6 +193,20 @@ pub fn name_key(name: &str) -> String {
     name.strip_suffix('.').unwrap_or(name).to_ascii_lowercase()
 }
 
+/// Whether two hostnames are the same name, as [`name_key`] compares them
+/// (ignoring case and a final dot), without building the keys.
+///
+/// ```
+/// use dnslb::wire::same_name;
+/// assert!(same_name("Google.SITE.", "google.site"));
+/// assert!(!same_name("google.site", "google.sit"));
+/// ```
+pub fn same_name(a: &str, b: &str) -> bool {
+    let a = a.strip_suffix('.').unwrap_or(a);
+    let b = b.strip_suffix('.').unwrap_or(b);
+    a.eq_ignore_ascii_case(b)
+}
+
 /// A TS answer: `name ip A` (2020) or `name ip A IN` (2022).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Answer {
@@ -275,8 +293,15 @@ pub fn parse_answer(message: &[u8]) -> Result<Answer, ReplyError> {
 /// assert_eq!(not_found_line("nothinghere.com"), "nothinghere.com - NOT FOUND");
 /// ```
 pub fn not_found_line(query: &str) -> String {
-    format!("{query} - NOT FOUND")
+    format!("{query}{NOT_FOUND}")
 }
+
+/// How a TS's negative answer ends, after the name.
+const NOT_FOUND: &str = " - NOT FOUND";
+
+/// How the LS's miss line ends, after the name, in each dialect.
+const MISS_2020: &str = " - Error:HOST NOT FOUND";
+const MISS_2022: &str = " - TIMED OUT";
 
 /// What a TS can send: an answer, or (with `--answer-misses`) a negative answer.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -309,14 +334,14 @@ impl Reply {
 /// # Errors
 /// A [`ReplyError`] when the message is neither.
 pub fn parse_reply(message: &[u8]) -> Result<Reply, ReplyError> {
-    if let Some(name) = message.strip_suffix(b" - NOT FOUND") {
+    if let Some(name) = message.strip_suffix(NOT_FOUND.as_bytes()) {
         let text = std::str::from_utf8(name)
             .map_err(|_| ReplyError::NotUtf8)?
             .trim();
         return if is_hostname(text) {
             Ok(Reply::NotFound(text.to_string()))
         } else {
-            Err(ReplyError::Malformed(format!("{text} - NOT FOUND")))
+            Err(ReplyError::Malformed(format!("{text}{NOT_FOUND}")))
         };
     }
     parse_answer(message).map(Reply::Answer)
@@ -331,7 +356,45 @@ pub fn parse_reply(message: &[u8]) -> Result<Reply, ReplyError> {
 /// ```
 pub fn miss_line(query: &str, dialect: Dialect) -> String {
     match dialect {
-        Dialect::Y2020 => format!("{query} - Error:HOST NOT FOUND"),
-        Dialect::Y2022 => format!("{query} - TIMED OUT"),
+        Dialect::Y2020 => format!("{query}{MISS_2020}"),
+        Dialect::Y2022 => format!("{query}{MISS_2022}"),
     }
+}
+
+/// The name a miss line is about: the LS's miss line in either dialect or a
+/// TS's negative answer, trimmed, as written (it is not checked to be a
+/// hostname: compare it with the name asked). `None` for any other message.
+///
+/// ```
+/// use dnslb::wire::{miss_line, not_found_line, parse_miss, Dialect};
+/// assert_eq!(parse_miss(miss_line("a.com", Dialect::Y2020).as_bytes()), Some("a.com"));
+/// assert_eq!(parse_miss(miss_line("a.com", Dialect::Y2022).as_bytes()), Some("a.com"));
+/// assert_eq!(parse_miss(not_found_line("A.com.").as_bytes()), Some("A.com."));
+/// assert_eq!(parse_miss(b" a.com - TIMED OUT\r"), Some("a.com"));
+/// assert_eq!(parse_miss(b"a.com 1.2.3.4 A"), None);
+/// assert_eq!(parse_miss(b"- Error:EMPTY QUERY"), None);
+/// ```
+pub fn parse_miss(message: &[u8]) -> Option<&str> {
+    let text = std::str::from_utf8(message).ok()?.trim();
+    [MISS_2020, MISS_2022, NOT_FOUND]
+        .iter()
+        .find_map(|ending| text.strip_suffix(ending))
+        .map(str::trim)
+}
+
+/// Whether `message` is one of the LS's error lines: `- Error:...` for a
+/// query that is no hostname, `<text> - Error:...` when it echoes the query.
+/// A 2020 miss line has the same shape; try [`parse_miss`] first.
+///
+/// ```
+/// use dnslb::wire::{is_error_line, parse_query};
+/// assert!(is_error_line(parse_query(b"").unwrap_err().reply().as_bytes()));
+/// assert!(is_error_line(parse_query(b"a b").unwrap_err().reply().as_bytes()));
+/// assert!(!is_error_line(b"a.com 1.2.3.4 A"));
+/// assert!(!is_error_line(b"Error: no"));
+/// ```
+pub fn is_error_line(message: &[u8]) -> bool {
+    std::str::from_utf8(message)
+        .map(str::trim)
+        .is_ok_and(|text| text.starts_with("- Error:") || text.contains(" - Error:"))
 }

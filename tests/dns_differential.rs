@@ -12,7 +12,7 @@ use std::net::{Ipv4Addr, Ipv6Addr};
 
 use dns_diff::Verdict;
 use dnslb::dns::Message;
-use dnslb::udp::loss::SplitMix64;
+use dnslb::random::SplitMix64;
 use hickory_proto::op::{Edns, Message as HMessage, MessageType, OpCode, Query};
 use hickory_proto::rr::rdata::{A, AAAA, CNAME, MX, NS, PTR, SOA, TXT};
 use hickory_proto::rr::{Name, RData, Record, RecordType};

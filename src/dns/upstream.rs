@@ -33,7 +33,7 @@ use std::net::SocketAddr;
 
 use super::respond::Outcome;
 use super::{FormatError, Message, Name, Question, RData, Record, rcode, rtype};
-use crate::udp::loss::SplitMix64;
+use crate::random::SplitMix64;
 
 /// Most queries in flight on one connection. A quarter of the 65536 IDs, so
 /// a random ID is free at least three times in four and finding one takes
@@ -229,7 +229,7 @@ impl<T> Upstream<T> {
 /// draw different IDs.
 pub fn seed_for(addr: SocketAddr) -> u64 {
     let mut hasher = std::collections::hash_map::RandomState::new().build_hasher();
-    hasher.write_u64(crate::udp::loss::random_seed());
+    hasher.write_u64(crate::random::random_seed());
     if let Ok(since) = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH) {
         hasher.write_u128(since.as_nanos());
     }

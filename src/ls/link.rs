@@ -5,7 +5,7 @@
 //! Connecting on the link's own thread keeps a slow or unreachable TS from
 //! holding up the session's other TSes and its client.
 
-use std::io;
+use std::io::{self, BufReader};
 use std::net::{Shutdown as Direction, TcpStream};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -14,33 +14,15 @@ use std::time::Duration;
 
 use crossbeam_channel::Sender;
 
+use super::event::Event;
 use super::health::{Attempt, Health};
-use super::{Backend, CONNECT_TIMEOUT};
-use crate::framing::{Frame, Framing, MessageReader};
+use super::setup::{Backend, CONNECT_TIMEOUT, TsProtocol};
+use crate::framing::{Frame, Framing, MessageReader, read_length_prefixed};
 use crate::net::connect_any;
 use crate::wire;
 
 /// Reader threads only move bytes into the channel; they need little stack.
 const LINK_STACK: usize = 64 * 1024;
-
-/// What a link thread tells its session. `generation` tells a link's events
-/// apart from those of the link it replaced.
-pub enum Event {
-    /// The connection is up; its writing half is in the link's [`LinkHandle`].
-    Connected { ts: usize, generation: u64 },
-    /// The TS sent a message.
-    Reply {
-        ts: usize,
-        generation: u64,
-        frame: Frame,
-    },
-    /// The connection could not be made, or ended.
-    Down {
-        ts: usize,
-        generation: u64,
-        why: String,
-    },
-}
 
 /// The session's view of one link: where the thread leaves its connection's
 /// writing half once connected, and the flag that says the session is done
@@ -115,8 +97,10 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 pub struct LinkOptions {
     /// Longest a write to the TS may block.
     pub write_timeout: Duration,
-    /// `Line` or `Bare` (`Auto` is read as `Line`).
+    /// `Line` or `Bare` (`Auto` is read as `Line`) for a course TS.
     pub framing: Framing,
+    /// What the TS speaks.
+    pub protocol: TsProtocol,
 }
 
 /// What a link thread needs to know about itself.
@@ -199,7 +183,12 @@ impl Link {
         {
             return;
         }
-        let why = read_replies(ts, generation, reader, self.options.framing, &self.events);
+        let why = match self.options.protocol {
+            TsProtocol::Line => {
+                read_replies(ts, generation, reader, self.options.framing, &self.events)
+            }
+            TsProtocol::Dns => read_dns_replies(ts, generation, reader, &self.events),
+        };
         if !self.handle.is_closing() {
             self.health.failed(None, &why);
             let _ = self.events.send(Event::Down {
@@ -215,6 +204,33 @@ fn prepare(stream: &TcpStream, options: LinkOptions) -> io::Result<()> {
     stream.set_nodelay(true)?;
     // A TS that stops reading must not block its session past a deadline.
     stream.set_write_timeout(Some(options.write_timeout))
+}
+
+/// Forwards a DNS TS's messages (each with its 2-byte length, RFC 7766)
+/// until the connection ends; returns why it ended.
+fn read_dns_replies(
+    ts: usize,
+    generation: u64,
+    stream: TcpStream,
+    events: &Sender<Event>,
+) -> String {
+    let mut reader = BufReader::new(stream);
+    loop {
+        match read_length_prefixed(&mut reader) {
+            Ok(Some(message)) => {
+                let event = Event::Reply {
+                    ts,
+                    generation,
+                    frame: Frame::Message(message),
+                };
+                if events.send(event).is_err() {
+                    return "session ended".to_string();
+                }
+            }
+            Ok(None) => return "connection closed by the TS".to_string(),
+            Err(e) => return e.to_string(),
+        }
+    }
 }
 
 /// Forwards the TS's messages until the connection ends; returns why it ended.

@@ -8,8 +8,8 @@ use std::fmt;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use super::engine::Outcome;
 use super::health::Health;
+use super::inflight::Outcome;
 use crate::server::ConnectionStats;
 
 /// Live counters, updated by every session.
@@ -19,6 +19,8 @@ pub struct Stats {
     pub queries: AtomicU64,
     /// Queries answered, per TS.
     pub answered: Vec<AtomicU64>,
+    /// Queries answered from the cache.
+    pub cached: AtomicU64,
     /// Misses because no TS answered before the deadline.
     pub timed_out: AtomicU64,
     /// Misses because every TS asked said `NOT FOUND` (or went down).
@@ -52,7 +54,8 @@ impl Stats {
             Outcome::Answered { ts } => &self.answered[*ts],
             Outcome::TimedOut => &self.timed_out,
             Outcome::NotFound => &self.not_found,
-            Outcome::AllDown => &self.all_down,
+            Outcome::AllDown | Outcome::Busy | Outcome::Refused | Outcome::Failed => &self.all_down,
+            Outcome::Cached => &self.cached,
             Outcome::Invalid => &self.invalid,
         };
         counter.fetch_add(1, Ordering::Relaxed);
@@ -64,6 +67,7 @@ impl Stats {
         Snapshot {
             queries: get(&self.queries),
             answered: self.answered.iter().map(get).collect(),
+            cached: get(&self.cached),
             timed_out: get(&self.timed_out),
             not_found: get(&self.not_found),
             all_down: get(&self.all_down),
@@ -83,6 +87,7 @@ impl Stats {
 pub struct Snapshot {
     pub queries: u64,
     pub answered: Vec<u64>,
+    pub cached: u64,
     pub timed_out: u64,
     pub not_found: u64,
     pub all_down: u64,
@@ -97,8 +102,9 @@ pub struct Snapshot {
 
 impl Snapshot {
     /// Answers from every TS.
+    /// Answers from every TS and from the cache.
     pub fn answered_total(&self) -> u64 {
-        self.answered.iter().sum()
+        self.answered.iter().sum::<u64>() + self.cached
     }
 
     /// Misses of every kind.
@@ -116,12 +122,15 @@ impl fmt::Display for Snapshot {
     ///     clients accepted 0, refused 0, idle-closed 0; TS up/down transitions 0");
     /// ```
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let per_ts: Vec<String> = self
+        let mut per_ts: Vec<String> = self
             .answered
             .iter()
             .enumerate()
             .map(|(i, n)| format!("ts{} {n}", i + 1))
             .collect();
+        if self.cached > 0 {
+            per_ts.push(format!("cache {}", self.cached));
+        }
         write!(
             f,
             "queries {} = answered {} ({}) + misses {} (timeout {}, not-found {}, all-down {}) + invalid {} + abandoned {}; \

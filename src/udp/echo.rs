@@ -9,8 +9,9 @@ use std::io;
 use std::net::UdpSocket;
 
 use crate::log;
+use crate::random::random_seed;
 use crate::server::Shutdown;
-use crate::udp::loss::{Dropper, Loss, random_seed};
+use crate::udp::loss::{Dropper, Loss};
 use crate::udp::{RECV_BUFFER, Received, recv_datagram, wake_on_trigger};
 
 /// How an echo server behaves.

@@ -13,8 +13,9 @@ use std::io;
 use std::net::{SocketAddr, UdpSocket};
 use std::time::{Duration, Instant, SystemTime};
 
+use crate::framing::is_timeout;
 use crate::udp::ping::ping_message;
-use crate::udp::{RECV_BUFFER, is_timeout, is_unreachable, unspecified};
+use crate::udp::{RECV_BUFFER, is_unreachable, unspecified};
 
 /// How a flood runs.
 #[derive(Clone, Copy, Debug)]

@@ -4,18 +4,18 @@
 //! exactly 4 in 11. dnslb keeps the loss an exact fraction `num/den` and
 //! draws from a small seeded generator, so a run can be repeated:
 //!
-//! **Drop rule.** The generator is splitmix64 seeded with `--seed`. For the
-//! n-th datagram a server receives (n = 1, 2, ...), take the n-th output `x`
-//! of the generator; the datagram is dropped when `x % den < num`. With the
+//! **Drop rule.** The generator is splitmix64 ([`SplitMix64`]) seeded with
+//! `--seed`. For the n-th datagram a server receives (n = 1, 2, ...), take
+//! the n-th output `x` of the generator; the datagram is dropped when `x % den < num`. With the
 //! default `4/11` this is `randint(0, 10) < 4` with a different generator.
 //! Without `--seed` the seed is random, so every run differs.
 //!
 //! Pure: no I/O, no clock.
 
-use std::collections::hash_map::RandomState;
 use std::fmt;
-use std::hash::{BuildHasher, Hasher};
 use std::str::FromStr;
+
+use crate::random::SplitMix64;
 
 /// A loss probability kept as an exact fraction `num/den`, `num <= den`.
 ///
@@ -106,36 +106,6 @@ fn parse_decimal(text: &str) -> Option<(u64, u64)> {
     Some((whole.checked_mul(den)?.checked_add(fraction)?, den))
 }
 
-/// splitmix64: a tiny generator with good statistical quality, enough to
-/// decide which datagrams to drop (not for anything secret).
-///
-/// ```
-/// use dnslb::udp::loss::SplitMix64;
-/// let mut a = SplitMix64::new(7);
-/// let mut b = SplitMix64::new(7);
-/// assert_eq!(a.next_u64(), b.next_u64());
-/// ```
-#[derive(Clone, Debug)]
-pub struct SplitMix64 {
-    state: u64,
-}
-
-impl SplitMix64 {
-    /// A generator whose outputs are fixed by `seed`.
-    pub fn new(seed: u64) -> SplitMix64 {
-        SplitMix64 { state: seed }
-    }
-
-    /// The next output.
-    pub fn next_u64(&mut self) -> u64 {
-        self.state = self.state.wrapping_add(0x9e37_79b9_7f4a_7c15);
-        let mut z = self.state;
-        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-        z ^ (z >> 31)
-    }
-}
-
 /// Decides, datagram after datagram, which ones to drop (see the module's
 /// drop rule).
 ///
@@ -169,14 +139,6 @@ impl Dropper {
     }
 }
 
-/// A seed that differs from run to run, from the randomness std already
-/// gathers for its hash maps.
-pub fn random_seed() -> u64 {
-    let mut hasher = RandomState::new().build_hasher();
-    hasher.write_u64(u64::from(std::process::id()));
-    hasher.finish()
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -204,14 +166,6 @@ mod tests {
         };
         assert_eq!(pattern(5), pattern(5));
         assert_ne!(pattern(5), pattern(6));
-    }
-
-    #[test]
-    fn splitmix64_matches_the_reference_outputs() {
-        // First outputs for seed 1234567 from the reference C implementation.
-        let mut rng = SplitMix64::new(1_234_567);
-        assert_eq!(rng.next_u64(), 6_457_827_717_110_365_317);
-        assert_eq!(rng.next_u64(), 3_203_168_211_198_807_973);
     }
 
     #[test]

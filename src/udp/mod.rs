@@ -26,6 +26,7 @@ pub mod ping;
 use std::io;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, UdpSocket};
 
+use crate::framing::is_timeout;
 use crate::log;
 use crate::server::{Shutdown, WakerGuard, reachable_addr};
 
@@ -114,14 +115,6 @@ pub fn is_unreachable(error: &io::Error) -> bool {
             | io::ErrorKind::ConnectionReset
             | io::ErrorKind::HostUnreachable
             | io::ErrorKind::NetworkUnreachable
-    )
-}
-
-/// Whether a `recv` error is only its read timeout expiring.
-pub fn is_timeout(error: &io::Error) -> bool {
-    matches!(
-        error.kind(),
-        io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
     )
 }
 

@@ -28,7 +28,8 @@ use std::io::{self, Write};
 use std::net::{SocketAddr, UdpSocket};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use crate::udp::{RECV_BUFFER, is_timeout, is_unreachable, text, unspecified};
+use crate::framing::is_timeout;
+use crate::udp::{RECV_BUFFER, is_unreachable, text, unspecified};
 
 /// Timed-out pings remembered for matching late replies; older ones are
 /// forgotten, so memory stays bounded however many pings are sent.

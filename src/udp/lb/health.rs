@@ -16,6 +16,7 @@ use std::time::{Duration, Instant};
 
 use super::{Backend, LbStats};
 use crate::log;
+use crate::sync::lock;
 
 /// The health of every backend, shared by the front thread and the readers.
 pub(super) struct Health {
@@ -135,11 +136,6 @@ impl Health {
         ));
         self.stats.backend_down(backend, false);
     }
-}
-
-fn lock(state: &Mutex<State>) -> std::sync::MutexGuard<'_, State> {
-    // A state is replaced in one assignment; poisoning cannot leave it torn.
-    state.lock().unwrap_or_else(|e| e.into_inner())
 }
 
 #[cfg(test)]

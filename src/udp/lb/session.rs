@@ -24,8 +24,9 @@ use crossbeam_channel::Sender;
 
 use super::LbStats;
 use super::health::Health;
+use crate::framing::is_timeout;
 use crate::log;
-use crate::udp::{RECV_BUFFER, is_timeout, is_unreachable, text, unspecified, wake_connected};
+use crate::udp::{RECV_BUFFER, is_unreachable, text, unspecified, wake_connected};
 
 /// Reader threads only move bytes (their buffer is on the heap); they need
 /// little stack.

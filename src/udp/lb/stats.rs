@@ -6,6 +6,8 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
+use crate::sync;
+
 /// A handle on a load balancer's counters. Cloning gives another handle to
 /// the same counters; pass one to [`run`](super::run) and keep the other.
 #[derive(Clone, Default)]
@@ -136,7 +138,7 @@ impl LbStats {
 
     fn lock(&self) -> MutexGuard<'_, Counts> {
         // Updates are single assignments; a panic cannot leave them half done.
-        self.0.counts.lock().unwrap_or_else(|e| e.into_inner())
+        sync::lock(&self.0.counts)
     }
 }
 

@@ -1,0 +1,756 @@
+//! The queries one client session has in flight, and the rules that settle
+//! them: which query a TS reply belongs to, when a deadline fires, in what
+//! order replies leave. A plain data structure: no threads, no sockets, no
+//! clock of its own (every call that needs the time takes `now`), so each
+//! rule is tested case by case below.
+//!
+//! Rules:
+//! - Each query has a bit per TS it was asked and a bit per TS that replied.
+//! - A reply from TS `t` for key `k` belongs to the oldest query in flight
+//!   for `k` that `t` was asked and has not replied to yet (a TS answers its
+//!   queries in order). If that query is already settled, the reply is a
+//!   second answer; if there is none, the reply is late or unasked.
+//! - A query is settled by the first answer; as a miss once every TS asked
+//!   has said `NOT FOUND` or is gone; as a miss at its deadline otherwise.
+//!   A miss on a query some TS could not be asked for want of the LS's own
+//!   resources is `Busy` instead: the LS cannot tell it is a miss.
+//! - Every query shares one timeout, so deadlines fall in submission order
+//!   and the oldest unsettled query has the earliest one.
+//! - Replies leave strictly in submission order: [`pop_ready`](InFlight::pop_ready)
+//!   gives the oldest query once it is settled, never a younger one first.
+//!
+//! The answer `A` is whatever the front end relays: the answer line for the
+//! course protocol.
+
+use std::collections::{HashMap, VecDeque};
+use std::time::{Duration, Instant};
+
+/// Most TSes one LS forwards to (a query keeps one bit per TS).
+pub const MAX_BACKENDS: usize = 64;
+
+/// How a query ended.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Outcome {
+    /// TS number `ts` answered.
+    Answered { ts: usize },
+    /// No TS answered before the deadline.
+    TimedOut,
+    /// Every TS asked said `NOT FOUND` (or went down, or refused, after
+    /// some did).
+    NotFound,
+    /// Every TS asked that replied refused the query (a DNS TS's REFUSED:
+    /// "not mine"), and none said `NOT FOUND`.
+    Refused,
+    /// A TS failed to answer (a DNS TS's SERVFAIL), and none answered or
+    /// said `NOT FOUND`.
+    Failed,
+    /// No TS was up to ask, or every TS asked went down.
+    AllDown,
+    /// The query was not valid; its reply was known at once.
+    Invalid,
+    /// Answered from the LS's cache (an answer, or a cached NXDOMAIN).
+    Cached,
+    /// No TS answered, and some TS could not be asked for want of the LS's
+    /// own descriptors or threads.
+    Busy,
+}
+
+/// A settled query, on its way to the client.
+#[derive(Debug, PartialEq, Eq)]
+pub struct Settled<A, T = ()> {
+    /// The query's name, as the client sent it (empty for an invalid one).
+    pub name: String,
+    pub outcome: Outcome,
+    /// The answer for `Answered`, the error reply for `Invalid`; `None` for
+    /// the misses, whose reply the front end writes.
+    pub answer: Option<A>,
+    /// From submission to settling.
+    pub took: Duration,
+    /// What the front end attached to the query (who asked, how).
+    pub tag: T,
+}
+
+/// What a TS said about a key.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Said<A> {
+    Answer(A),
+    NotFound,
+    /// The TS does not serve the name (DNS REFUSED).
+    Refused,
+    /// The TS could not answer (DNS SERVFAIL, or a reply it cut short).
+    Failed,
+}
+
+/// What [`InFlight::reply`] made of a reply.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Matched {
+    /// It settled query `seq`.
+    Answered(u64),
+    /// A `NOT FOUND` for query `seq` (settling it if it was the last TS).
+    Denied(u64),
+    /// An answer for a query already answered by another TS: dropped.
+    Second,
+    /// A `NOT FOUND` for a query another TS already answered: expected,
+    /// ignored.
+    Stale,
+    /// An answer for no query in flight that asked this TS: late (after its
+    /// deadline) or never asked. Dropped.
+    Unmatched,
+}
+
+struct Pending<A, T> {
+    name: String,
+    tag: T,
+    /// `None` for an invalid query.
+    key: Option<String>,
+    started: Instant,
+    deadline: Instant,
+    asked: u64,
+    replied: u64,
+    denied: u64,
+    refused: u64,
+    failed: u64,
+    starved: u64,
+    done: Option<(Outcome, Option<A>, Duration)>,
+}
+
+impl<A, T> Pending<A, T> {
+    fn waiting_on(&self) -> u64 {
+        self.asked & !self.replied
+    }
+}
+
+/// The queries of one session, oldest first, each with the front end's tag.
+pub struct InFlight<A, T = ()> {
+    timeout: Duration,
+    queue: VecDeque<Pending<A, T>>,
+    /// Sequence number of `queue[0]`.
+    first_seq: u64,
+    /// Sequence numbers in flight per key, oldest first.
+    by_key: HashMap<String, VecDeque<u64>>,
+}
+
+impl<A, T> InFlight<A, T> {
+    /// No query yet; each will wait `timeout` for an answer.
+    pub fn new(timeout: Duration) -> InFlight<A, T> {
+        InFlight {
+            timeout,
+            queue: VecDeque::new(),
+            first_seq: 0,
+            by_key: HashMap::new(),
+        }
+    }
+
+    /// Queries submitted and not yet popped, settled or not.
+    pub fn len(&self) -> usize {
+        self.queue.len()
+    }
+
+    /// Whether no query is in flight.
+    pub fn is_empty(&self) -> bool {
+        self.queue.is_empty()
+    }
+
+    /// The sequence number the next query will get.
+    pub fn next_seq(&self) -> u64 {
+        self.first_seq + self.queue.len() as u64
+    }
+
+    /// Adds a query for `key` asked of the TSes in `asked` (a bit each);
+    /// `starved`: the TSes that could not be asked for want of the LS's own
+    /// resources. Returns its sequence number. Asked of nobody, it is
+    /// settled at once.
+    pub fn submit(
+        &mut self,
+        name: &str,
+        key: &str,
+        asked: u64,
+        starved: u64,
+        tag: T,
+        now: Instant,
+    ) -> u64 {
+        let seq = self.next_seq();
+        self.queue.push_back(Pending {
+            name: name.to_string(),
+            tag,
+            key: Some(key.to_string()),
+            started: now,
+            deadline: now + self.timeout,
+            asked,
+            replied: 0,
+            denied: 0,
+            refused: 0,
+            failed: 0,
+            starved,
+            done: None,
+        });
+        self.by_key
+            .entry(key.to_string())
+            .or_default()
+            .push_back(seq);
+        self.settle_if_nobody_left(seq, now);
+        seq
+    }
+
+    /// Adds a query settled at once (an invalid one, or one answered from
+    /// a cache) with `reply`, in line with the others.
+    pub fn submit_settled(&mut self, outcome: Outcome, reply: A, tag: T, now: Instant) -> u64 {
+        let seq = self.next_seq();
+        self.queue.push_back(Pending {
+            name: String::new(),
+            tag,
+            key: None,
+            started: now,
+            deadline: now,
+            asked: 0,
+            replied: 0,
+            denied: 0,
+            refused: 0,
+            failed: 0,
+            starved: 0,
+            done: Some((outcome, Some(reply), Duration::ZERO)),
+        });
+        seq
+    }
+
+    /// Query `seq`'s name and whether it still waits for TS `ts`: what a
+    /// link that comes up (or a held write) needs to send it. `None` once
+    /// the query is settled or gone.
+    pub fn waiting_for(&self, seq: u64, ts: usize) -> Option<&str> {
+        let pending = self.get(seq)?;
+        (pending.done.is_none() && pending.asked & (1 << ts) != 0).then_some(pending.name.as_str())
+    }
+
+    /// Query `seq`'s tag, while it is in flight.
+    pub fn tag(&self, seq: u64) -> Option<&T> {
+        self.get(seq).map(|p| &p.tag)
+    }
+
+    /// The queries still unsettled that were asked of TS `ts`, oldest first.
+    pub fn asked_of(&self, ts: usize) -> Vec<u64> {
+        let bit = 1 << ts;
+        (self.first_seq..self.next_seq())
+            .filter(|&seq| {
+                self.get(seq)
+                    .is_some_and(|p| p.done.is_none() && p.asked & bit != 0)
+            })
+            .collect()
+    }
+
+    /// TS `ts` will not be asked query `seq` after all (it was to be sent
+    /// later, and the query was settled first).
+    pub fn unask(&mut self, seq: u64, ts: usize) {
+        if let Some(index) = self.index(seq) {
+            self.queue[index].asked &= !(1 << ts);
+        }
+    }
+
+    /// A reply from TS `ts` about `key`.
+    pub fn reply(&mut self, ts: usize, key: &str, said: Said<A>, now: Instant) -> Matched {
+        let bit = 1 << ts;
+        let owner = self.by_key.get(key).and_then(|seqs| {
+            seqs.iter()
+                .copied()
+                .find(|&seq| self.get(seq).is_some_and(|p| p.waiting_on() & bit != 0))
+        });
+        match owner {
+            Some(seq) => self.reply_to(seq, ts, said, now),
+            None => match said {
+                Said::Answer(_) => Matched::Unmatched,
+                _ => Matched::Stale,
+            },
+        }
+    }
+
+    /// A reply from TS `ts` known to be for query `seq` (a DNS reply, matched
+    /// by its ID and question): taken only while `seq` waits on `ts`.
+    pub fn reply_to(&mut self, seq: u64, ts: usize, said: Said<A>, now: Instant) -> Matched {
+        let bit = 1 << ts;
+        let Some(index) = self
+            .index(seq)
+            .filter(|&i| self.queue[i].waiting_on() & bit != 0)
+        else {
+            return match said {
+                Said::Answer(_) => Matched::Unmatched,
+                _ => Matched::Stale,
+            };
+        };
+        let pending = &mut self.queue[index];
+        pending.replied |= bit;
+        match said {
+            Said::Answer(_) if pending.done.is_some() => Matched::Second,
+            _ if pending.done.is_some() => Matched::Stale,
+            Said::Answer(answer) => {
+                self.settle(index, Outcome::Answered { ts }, Some(answer), now);
+                Matched::Answered(seq)
+            }
+            Said::NotFound => {
+                pending.denied |= bit;
+                self.settle_if_nobody_left(seq, now);
+                Matched::Denied(seq)
+            }
+            Said::Refused | Said::Failed => {
+                if matches!(said, Said::Refused) {
+                    pending.refused |= bit;
+                } else {
+                    pending.failed |= bit;
+                }
+                self.settle_if_nobody_left(seq, now);
+                Matched::Denied(seq)
+            }
+        }
+    }
+
+    /// TS `ts`'s connection is gone: no query waits on it any more, so the
+    /// next connection's replies match only the queries sent on it.
+    /// Queries left waiting on nobody are settled.
+    pub fn forget_ts(&mut self, ts: usize, now: Instant) {
+        let bit = 1 << ts;
+        for seq in self.first_seq..self.next_seq() {
+            let index = self.index(seq).expect("seq in range");
+            let pending = &mut self.queue[index];
+            let was_waiting = pending.waiting_on() & bit != 0;
+            pending.asked &= !bit;
+            pending.replied &= !bit;
+            if was_waiting {
+                self.settle_if_nobody_left(seq, now);
+            }
+        }
+    }
+
+    /// TS `ts` could not be reached for want of the LS's own resources:
+    /// the queries waiting on it stop waiting, and cannot end as misses.
+    #[allow(dead_code)] // Used once link threads report the LS's own shortages.
+    pub fn starve_ts(&mut self, ts: usize, now: Instant) {
+        let bit = 1 << ts;
+        for pending in &mut self.queue {
+            if pending.waiting_on() & bit != 0 {
+                pending.starved |= bit;
+            }
+        }
+        self.forget_ts(ts, now);
+    }
+
+    /// Settles every query whose deadline is not after `now` as timed out.
+    /// Returns the TSes those queries were still waiting on (a bit each).
+    pub fn expire(&mut self, now: Instant) -> u64 {
+        let mut silent = 0;
+        for index in 0..self.queue.len() {
+            let pending = &self.queue[index];
+            if pending.deadline > now {
+                break;
+            }
+            if pending.done.is_none() {
+                silent |= pending.waiting_on();
+                self.settle(index, Outcome::TimedOut, None, now);
+            }
+        }
+        silent
+    }
+
+    /// Moves every deadline `by` later (time in which replies could not be
+    /// taken does not count against the TSes).
+    pub fn postpone(&mut self, by: Duration) {
+        for pending in &mut self.queue {
+            pending.deadline += by;
+        }
+    }
+
+    /// The earliest deadline of an unsettled query.
+    pub fn next_deadline(&self) -> Option<Instant> {
+        self.queue
+            .iter()
+            .find(|p| p.done.is_none())
+            .map(|p| p.deadline)
+    }
+
+    /// The oldest query, once it is settled.
+    pub fn pop_ready(&mut self) -> Option<Settled<A, T>> {
+        self.queue.front()?.done.as_ref()?;
+        let pending = self.queue.pop_front()?;
+        let seq = self.first_seq;
+        self.first_seq += 1;
+        if let Some(key) = &pending.key
+            && let Some(seqs) = self.by_key.get_mut(key)
+        {
+            if seqs.front() == Some(&seq) {
+                seqs.pop_front();
+            }
+            if seqs.is_empty() {
+                self.by_key.remove(key);
+            }
+        }
+        let (outcome, answer, took) = pending.done?;
+        Some(Settled {
+            name: pending.name,
+            outcome,
+            answer,
+            took,
+            tag: pending.tag,
+        })
+    }
+
+    /// Empties the queue; returns how many queries it held, settled or not.
+    pub fn clear(&mut self) -> usize {
+        let count = self.queue.len();
+        self.queue.clear();
+        self.by_key.clear();
+        self.first_seq += count as u64;
+        count
+    }
+
+    fn get(&self, seq: u64) -> Option<&Pending<A, T>> {
+        self.queue.get(self.index(seq)?)
+    }
+
+    fn index(&self, seq: u64) -> Option<usize> {
+        let index = usize::try_from(seq.checked_sub(self.first_seq)?).ok()?;
+        (index < self.queue.len()).then_some(index)
+    }
+
+    fn settle_if_nobody_left(&mut self, seq: u64, now: Instant) {
+        let Some(index) = self.index(seq) else { return };
+        let pending = &self.queue[index];
+        if pending.done.is_none() && pending.waiting_on() == 0 {
+            let outcome = if pending.denied != 0 {
+                Outcome::NotFound
+            } else if pending.failed != 0 {
+                Outcome::Failed
+            } else if pending.refused != 0 {
+                Outcome::Refused
+            } else {
+                Outcome::AllDown
+            };
+            self.settle(index, outcome, None, now);
+        }
+    }
+
+    fn settle(&mut self, index: usize, outcome: Outcome, answer: Option<A>, now: Instant) {
+        let pending = &mut self.queue[index];
+        let miss = matches!(
+            outcome,
+            Outcome::TimedOut
+                | Outcome::NotFound
+                | Outcome::AllDown
+                | Outcome::Refused
+                | Outcome::Failed
+        );
+        let outcome = if miss && pending.starved != 0 {
+            Outcome::Busy
+        } else {
+            outcome
+        };
+        let took = now.saturating_duration_since(pending.started);
+        pending.done = Some((outcome, answer, took));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const TS1: usize = 0;
+    const TS2: usize = 1;
+    const BOTH: u64 = 0b11;
+    const TIMEOUT: Duration = Duration::from_secs(5);
+
+    fn setup() -> (InFlight<&'static str>, Instant) {
+        (InFlight::new(TIMEOUT), Instant::now())
+    }
+
+    fn outcomes(inflight: &mut InFlight<&'static str>) -> Vec<(Outcome, Option<&'static str>)> {
+        std::iter::from_fn(|| inflight.pop_ready())
+            .map(|s| (s.outcome, s.answer))
+            .collect()
+    }
+
+    #[test]
+    fn first_answer_settles_and_a_second_is_dropped() {
+        let (mut f, t) = setup();
+        let seq = f.submit("a.com", "a.com", BOTH, 0, (), t);
+        assert_eq!(
+            f.reply(TS2, "a.com", Said::Answer("a2"), t),
+            Matched::Answered(seq)
+        );
+        assert_eq!(
+            f.reply(TS1, "a.com", Said::Answer("a1"), t),
+            Matched::Second
+        );
+        let settled = f.pop_ready().unwrap();
+        assert_eq!(
+            (settled.outcome, settled.answer),
+            (Outcome::Answered { ts: TS2 }, Some("a2"))
+        );
+    }
+
+    #[test]
+    fn a_late_reply_is_not_taken_for_the_next_query() {
+        let (mut f, t) = setup();
+        f.submit("a.com", "a.com", BOTH, 0, (), t);
+        assert_eq!(f.expire(t + TIMEOUT), BOTH);
+        assert_eq!(outcomes(&mut f), [(Outcome::TimedOut, None)]);
+        // A new query for another name, then the old answer arrives.
+        f.submit("b.com", "b.com", BOTH, 0, (), t + TIMEOUT);
+        assert_eq!(
+            f.reply(TS1, "a.com", Said::Answer("late"), t + TIMEOUT),
+            Matched::Unmatched
+        );
+        assert!(f.pop_ready().is_none(), "b.com is still waiting");
+    }
+
+    #[test]
+    fn a_late_reply_for_a_name_asked_again_goes_to_the_older_query_only() {
+        let (mut f, t) = setup();
+        let old = f.submit("a.com", "a.com", 1 << TS1, 0, (), t);
+        f.expire(t + TIMEOUT);
+        // The same name asked again before the old query left the queue.
+        let new = f.submit("A.com", "a.com", 1 << TS1, 0, (), t + TIMEOUT);
+        // TS1 answers in order: its first reply is the old query's.
+        assert_eq!(
+            f.reply(TS1, "a.com", Said::Answer("1"), t + TIMEOUT),
+            Matched::Second
+        );
+        assert_eq!(
+            f.reply(TS1, "a.com", Said::Answer("2"), t + TIMEOUT),
+            Matched::Answered(new)
+        );
+        assert!(old < new);
+        assert_eq!(
+            outcomes(&mut f),
+            [
+                (Outcome::TimedOut, None),
+                (Outcome::Answered { ts: TS1 }, Some("2"))
+            ]
+        );
+    }
+
+    #[test]
+    fn duplicate_names_in_flight_are_matched_oldest_first_per_ts() {
+        let (mut f, t) = setup();
+        let first = f.submit("x.com", "x.com", BOTH, 0, (), t);
+        let second = f.submit("x.com", "x.com", BOTH, 0, (), t);
+        assert_eq!(
+            f.reply(TS1, "x.com", Said::NotFound, t),
+            Matched::Denied(first)
+        );
+        // TS2 answers its first copy; TS1's next reply is for the second.
+        assert_eq!(
+            f.reply(TS2, "x.com", Said::Answer("2a"), t),
+            Matched::Answered(first)
+        );
+        assert_eq!(
+            f.reply(TS1, "x.com", Said::Answer("1b"), t),
+            Matched::Answered(second)
+        );
+        assert_eq!(
+            outcomes(&mut f),
+            [
+                (Outcome::Answered { ts: TS2 }, Some("2a")),
+                (Outcome::Answered { ts: TS1 }, Some("1b"))
+            ]
+        );
+    }
+
+    #[test]
+    fn all_negative_is_a_miss_at_once() {
+        let (mut f, t) = setup();
+        f.submit("a.com", "a.com", BOTH, 0, (), t);
+        f.reply(TS1, "a.com", Said::NotFound, t);
+        assert!(f.pop_ready().is_none(), "TS2 has not said yet");
+        f.reply(TS2, "a.com", Said::NotFound, t);
+        assert_eq!(outcomes(&mut f), [(Outcome::NotFound, None)]);
+        assert_eq!(f.next_deadline(), None);
+    }
+
+    #[test]
+    fn a_not_found_after_the_answer_left_is_stale() {
+        let (mut f, t) = setup();
+        f.submit("a.com", "a.com", BOTH, 0, (), t);
+        f.reply(TS1, "a.com", Said::Answer("a"), t);
+        f.pop_ready().unwrap();
+        assert_eq!(f.reply(TS2, "a.com", Said::NotFound, t), Matched::Stale);
+    }
+
+    #[test]
+    fn one_ts_down_leaves_the_other_to_decide() {
+        let (mut f, t) = setup();
+        f.submit("a.com", "a.com", BOTH, 0, (), t);
+        f.reply(TS2, "a.com", Said::NotFound, t);
+        f.forget_ts(TS1, t);
+        assert_eq!(outcomes(&mut f), [(Outcome::NotFound, None)]);
+        // Nobody said anything and both went: every TS is down.
+        f.submit("b.com", "b.com", BOTH, 0, (), t);
+        f.forget_ts(TS1, t);
+        assert!(f.pop_ready().is_none());
+        f.forget_ts(TS2, t);
+        assert_eq!(outcomes(&mut f), [(Outcome::AllDown, None)]);
+    }
+
+    #[test]
+    fn asked_of_nobody_is_settled_at_submission() {
+        let (mut f, t) = setup();
+        f.submit("a.com", "a.com", 0, 0, (), t);
+        assert_eq!(outcomes(&mut f), [(Outcome::AllDown, None)]);
+        f.submit("b.com", "b.com", 0, 1 << TS2, (), t);
+        assert_eq!(outcomes(&mut f), [(Outcome::Busy, None)]);
+    }
+
+    #[test]
+    fn a_ts_lost_for_want_of_resources_turns_a_miss_into_busy() {
+        let (mut f, t) = setup();
+        f.submit("a.com", "a.com", BOTH, 0, (), t);
+        f.starve_ts(TS1, t);
+        f.expire(t + TIMEOUT);
+        assert_eq!(outcomes(&mut f), [(Outcome::Busy, None)]);
+        // An answer from the other TS is still an answer.
+        f.submit("b.com", "b.com", BOTH, 0, (), t);
+        f.starve_ts(TS1, t);
+        f.reply(TS2, "b.com", Said::Answer("b"), t);
+        assert_eq!(
+            outcomes(&mut f),
+            [(Outcome::Answered { ts: TS2 }, Some("b"))]
+        );
+    }
+
+    #[test]
+    fn deadlines_fire_in_order_and_only_when_due() {
+        let (mut f, t) = setup();
+        f.submit("a.com", "a.com", BOTH, 0, (), t);
+        f.submit(
+            "b.com",
+            "b.com",
+            1 << TS2,
+            0,
+            (),
+            t + Duration::from_secs(1),
+        );
+        assert_eq!(f.next_deadline(), Some(t + TIMEOUT));
+        assert_eq!(f.expire(t + TIMEOUT - Duration::from_millis(1)), 0);
+        assert_eq!(f.expire(t + TIMEOUT), BOTH);
+        assert_eq!(f.next_deadline(), Some(t + Duration::from_secs(6)));
+        assert_eq!(f.expire(t + Duration::from_secs(6)), 1 << TS2);
+        assert_eq!(outcomes(&mut f).len(), 2);
+    }
+
+    #[test]
+    fn postponed_deadlines_let_a_reply_that_came_in_time_win() {
+        let (mut f, t) = setup();
+        let seq = f.submit("a.com", "a.com", BOTH, 0, (), t);
+        // The session could not listen for 3 s.
+        f.postpone(Duration::from_secs(3));
+        assert_eq!(f.expire(t + TIMEOUT), 0);
+        assert_eq!(
+            f.reply(TS1, "a.com", Said::Answer("a"), t + TIMEOUT),
+            Matched::Answered(seq)
+        );
+        assert_eq!(
+            f.pop_ready().unwrap().outcome,
+            Outcome::Answered { ts: TS1 }
+        );
+    }
+
+    #[test]
+    fn replies_leave_in_submission_order() {
+        let (mut f, t) = setup();
+        f.submit("slow.com", "slow.com", BOTH, 0, (), t);
+        f.submit_settled(Outcome::Invalid, "- Error:EMPTY QUERY", (), t);
+        f.submit("fast.com", "fast.com", BOTH, 0, (), t);
+        f.reply(TS1, "fast.com", Said::Answer("fast"), t);
+        assert!(f.pop_ready().is_none(), "the oldest is not settled");
+        f.reply(TS2, "slow.com", Said::Answer("slow"), t);
+        assert_eq!(
+            outcomes(&mut f),
+            [
+                (Outcome::Answered { ts: TS2 }, Some("slow")),
+                (Outcome::Invalid, Some("- Error:EMPTY QUERY")),
+                (Outcome::Answered { ts: TS1 }, Some("fast")),
+            ]
+        );
+        assert!(f.is_empty());
+    }
+
+    #[test]
+    fn refusals_and_not_found() {
+        let (mut f, t) = setup();
+        f.submit("a.com", "a.com", BOTH, 0, (), t);
+        f.reply(TS1, "a.com", Said::Refused, t);
+        f.reply(TS2, "a.com", Said::Refused, t);
+        // Every TS refused: refused.
+        f.submit("b.com", "b.com", BOTH, 0, (), t);
+        f.reply(TS1, "b.com", Said::Refused, t);
+        f.reply(TS2, "b.com", Said::NotFound, t);
+        // One said NOT FOUND, the other refused: not found.
+        f.submit("c.com", "c.com", BOTH, 0, (), t);
+        f.reply(TS1, "c.com", Said::Refused, t);
+        f.reply(TS2, "c.com", Said::Answer("c"), t);
+        // The first positive answer wins over a refusal.
+        assert_eq!(
+            outcomes(&mut f),
+            [
+                (Outcome::Refused, None),
+                (Outcome::NotFound, None),
+                (Outcome::Answered { ts: TS2 }, Some("c"))
+            ]
+        );
+    }
+
+    #[test]
+    fn a_failure_is_servfail_unless_another_ts_knows_better() {
+        let (mut f, t) = setup();
+        f.submit("a.com", "a.com", BOTH, 0, (), t);
+        f.reply(TS1, "a.com", Said::Failed, t);
+        f.reply(TS2, "a.com", Said::Refused, t);
+        f.submit("b.com", "b.com", BOTH, 0, (), t);
+        f.reply(TS1, "b.com", Said::Failed, t);
+        f.reply(TS2, "b.com", Said::NotFound, t);
+        assert_eq!(
+            outcomes(&mut f),
+            [(Outcome::Failed, None), (Outcome::NotFound, None)]
+        );
+    }
+
+    #[test]
+    fn a_reply_matched_by_id_goes_to_its_own_query() {
+        let (mut f, t) = setup();
+        let first = f.submit("a.com", "a.com", BOTH, 0, (), t);
+        let second = f.submit("a.com", "a.com", BOTH, 0, (), t);
+        // Out of order: TS1 answers the second copy first.
+        assert_eq!(
+            f.reply_to(second, TS1, Said::Answer("2"), t),
+            Matched::Answered(second)
+        );
+        assert_eq!(
+            f.reply_to(second, TS1, Said::Answer("2"), t),
+            Matched::Unmatched
+        );
+        assert_eq!(
+            f.reply_to(first, TS1, Said::Answer("1"), t),
+            Matched::Answered(first)
+        );
+        assert_eq!(outcomes(&mut f).len(), 2);
+    }
+
+    #[test]
+    fn tags_come_back_with_their_queries() {
+        let mut f: InFlight<&str, u16> = InFlight::new(TIMEOUT);
+        let t = Instant::now();
+        f.submit("a.com", "a.com", BOTH, 0, 7, t);
+        f.submit_settled(Outcome::Invalid, "bad", 9, t);
+        f.reply(TS1, "a.com", Said::Answer("a"), t);
+        let tags: Vec<u16> = std::iter::from_fn(|| f.pop_ready())
+            .map(|s| s.tag)
+            .collect();
+        assert_eq!(tags, [7, 9]);
+    }
+
+    #[test]
+    fn a_query_settled_before_its_send_is_not_sent() {
+        let (mut f, t) = setup();
+        let seq = f.submit("a.com", "a.com", BOTH, 0, (), t);
+        assert_eq!(f.waiting_for(seq, TS1), Some("a.com"));
+        assert_eq!(f.asked_of(TS1), [seq]);
+        f.reply(TS2, "a.com", Said::Answer("a"), t);
+        assert_eq!(f.waiting_for(seq, TS1), None);
+        assert!(f.asked_of(TS1).is_empty());
+    }
+}

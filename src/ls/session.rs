@@ -1,0 +1,760 @@
+//! One client session's fan-out: its connection to every TS and the queries
+//! it has in flight.
+//!
+//! The session sits behind a mutex shared by the two threads that serve the
+//! client (see `worker.rs`): the client reader [`submit`](Session::submit)s
+//! each query and writes it to every TS itself, and the worker feeds the
+//! session the news of its link threads ([`handle`](Session::handle)),
+//! calls deadlines ([`expire`](Session::expire)) and takes the replies, in
+//! order ([`pop_ready`](Session::pop_ready)). Which reply belongs to which
+//! query is decided by [`InFlight`]; this module does the I/O around it.
+//!
+//! No call blocks for long while holding the lock: a write to a TS blocks at
+//! most [`TS_WRITE_BOUND`], and writes to the client happen outside it.
+
+use std::io::{self, BufWriter, Write};
+use std::net::{Shutdown as Direction, TcpStream};
+use std::sync::atomic::Ordering;
+use std::sync::{Arc, Condvar, Mutex, MutexGuard};
+use std::time::{Duration, Instant};
+
+use crossbeam_channel::Sender;
+
+use super::event::Event;
+use super::health::PROBE_IN_USE;
+use super::inflight::{InFlight, Matched, Outcome, Said, Settled};
+use super::link::{self, LinkHandle, LinkOptions, LinkThread};
+use super::setup::Shared;
+use super::setup::TsProtocol;
+use crate::dns::respond;
+use crate::dns::upstream::{self, Upstream};
+use crate::dns::{Outcome as DnsOutcome, Question};
+use crate::framing::{Frame, Framing, is_timeout, write_length_prefixed, write_message};
+use crate::log;
+use crate::sync::lock;
+use crate::wire::{self, Reply};
+
+/// Longest a session's write to a TS may block. A TS whose socket takes no
+/// more queries for this long has stopped reading (hung, or cut off by the
+/// network): it is given up at once instead of holding up the client and
+/// its other TSes until the query deadline.
+pub const TS_WRITE_BOUND: Duration = Duration::from_millis(20);
+
+/// How long the LS leaves a bare TS (one message per `recv()`) to read a
+/// query before sending it the next, unless it has replied meanwhile: two
+/// queries that reach it before its read would arrive as one.
+pub const BARE_READ_GAP: Duration = Duration::from_millis(5);
+
+/// What a session's TSes said, as its front end gets it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Answer {
+    /// A course TS's answer line, as it came (without line ending).
+    Line(String),
+    /// A DNS TS's answer: records, or "the name exists without that type".
+    Dns(DnsOutcome),
+    /// A reply the front end made itself (an error line, a FORMERR
+    /// response, an answer from the cache), relayed in its turn.
+    Made(Vec<u8>),
+}
+
+/// A query as a front end hands it to its session.
+pub struct Request<T> {
+    /// The name as the client asked it.
+    pub name: String,
+    /// What a course TS's reply for it is matched by: the name's key.
+    pub key: String,
+    /// What a DNS TS is asked; `None` for a name DNS cannot carry (a DNS
+    /// TS is then not asked).
+    pub question: Option<Question>,
+    /// What the front end needs back with the reply (who asked, how).
+    pub tag: T,
+}
+
+/// A query's tag inside the session: the front end's, and the question a
+/// DNS TS is asked (for a link that comes up after the query).
+struct Tagged<T> {
+    question: Option<Question>,
+    front: T,
+}
+
+/// A session as its two threads share it, with the condition the client
+/// reader waits on while the session has its fill of queries in flight
+/// (the credits of its backpressure: the worker gives them back as replies
+/// leave).
+pub struct Locked<T = ()> {
+    session: Mutex<Session<T>>,
+    room: Condvar,
+}
+
+impl<T> Locked<T> {
+    pub fn new(session: Session<T>) -> Locked<T> {
+        Locked {
+            session: Mutex::new(session),
+            room: Condvar::new(),
+        }
+    }
+
+    /// The session.
+    pub fn lock(&self) -> MutexGuard<'_, Session<T>> {
+        lock(&self.session)
+    }
+
+    /// The session, once it has room for one more query (or is closed).
+    /// Queries written but not yet sent to the TSes go out before waiting.
+    pub fn lock_with_room(&self) -> MutexGuard<'_, Session<T>> {
+        let mut session = self.lock();
+        while session.is_full() && !session.is_closed() {
+            session.flush_links();
+            session = self.room.wait(session).unwrap_or_else(|e| e.into_inner());
+        }
+        session
+    }
+
+    /// Wakes the client reader if it waits for room.
+    pub fn made_room(&self) {
+        self.room.notify_one();
+    }
+
+    /// Wakes the client reader for good (the session is closed).
+    pub fn wake_all(&self) {
+        self.room.notify_all();
+    }
+}
+
+/// Spacing of the queries written to a bare TS (see [`BARE_READ_GAP`]).
+#[derive(Default)]
+struct Pace {
+    /// Until when the next query must wait: set by a write, cleared by a
+    /// reply (the TS has read). Always `None` for line TSes.
+    quiet_until: Option<Instant>,
+    /// The query waiting for `quiet_until`.
+    held: Option<u64>,
+}
+
+impl Pace {
+    /// A query was written to the TS at `now`.
+    fn wrote(&mut self, now: Instant, framing: Framing) {
+        if framing == Framing::Bare {
+            self.quiet_until = Some(now + BARE_READ_GAP);
+        }
+    }
+
+    fn holds(&self, now: Instant) -> bool {
+        self.quiet_until.is_some_and(|t| now < t)
+    }
+}
+
+/// A link that is up: where this session writes to the TS.
+struct Conn {
+    generation: u64,
+    writer: BufWriter<TcpStream>,
+    /// Written to since the last flush.
+    dirty: bool,
+    handle: LinkHandle,
+    pace: Pace,
+    /// The DNS queries in flight on the connection, by ID (DNS TSes only).
+    upstream: Option<Upstream<u64>>,
+}
+
+impl Conn {
+    /// Writes query `seq` to the TS: its name to a course TS, its question
+    /// under a fresh ID to a DNS TS. `Ok(false)`: not sent (a DNS
+    /// connection with every ID in use).
+    fn send(
+        &mut self,
+        seq: u64,
+        name: &str,
+        question: Option<&Question>,
+        framing: Framing,
+    ) -> io::Result<bool> {
+        self.dirty = true;
+        match &mut self.upstream {
+            None => {
+                self.pace.wrote(Instant::now(), framing);
+                write_message(&mut self.writer, name.as_bytes(), framing)?;
+            }
+            Some(upstream) => {
+                let Some(Ok((_, query))) = question.map(|q| upstream.send(q, seq)) else {
+                    return Ok(false);
+                };
+                write_length_prefixed(&mut self.writer, &query)?;
+            }
+        }
+        Ok(true)
+    }
+}
+
+enum LinkState {
+    Up(Conn),
+    Connecting { generation: u64, handle: LinkHandle },
+    Down { check_at: Instant },
+}
+
+/// One client session's fan-out to every TS. `T` is what the front end
+/// tags each query with.
+pub struct Session<T = ()> {
+    shared: Arc<Shared>,
+    inflight: InFlight<Answer, Tagged<T>>,
+    links: Vec<LinkState>,
+    threads: Vec<LinkThread>,
+    next_generation: u64,
+    events: Sender<Event>,
+    /// When the client last sent a query.
+    last_submit: Instant,
+    /// When the worker closed the session; `None` while it serves.
+    closed: Option<Instant>,
+    /// How the client delimits its messages, as its reader found out.
+    client_framing: Framing,
+}
+
+impl<T> Session<T> {
+    /// A session that starts connecting to every TS the shared health
+    /// allows, whose queries wait `timeout`; its link threads report to
+    /// `events`.
+    pub(super) fn new(shared: Arc<Shared>, timeout: Duration, events: Sender<Event>) -> Session<T> {
+        let now = Instant::now();
+        let links = shared
+            .backends
+            .iter()
+            .map(|_| LinkState::Down { check_at: now })
+            .collect();
+        let mut session = Session {
+            inflight: InFlight::new(timeout),
+            shared,
+            links,
+            threads: Vec::new(),
+            next_generation: 0,
+            events,
+            last_submit: now,
+            closed: None,
+            client_framing: Framing::Line,
+        };
+        session.maintain_links(now);
+        session
+    }
+
+    /// Queries submitted and not yet taken by [`pop_ready`](Self::pop_ready).
+    pub fn in_flight(&self) -> usize {
+        self.inflight.len()
+    }
+
+    fn is_full(&self) -> bool {
+        self.inflight.len() >= self.shared.options.max_inflight
+    }
+
+    /// Since when the session is closed, if it is.
+    pub fn closed_since(&self) -> Option<Instant> {
+        self.closed
+    }
+
+    fn is_closed(&self) -> bool {
+        self.closed.is_some()
+    }
+
+    /// When the client last sent a query.
+    pub fn last_submit(&self) -> Instant {
+        self.last_submit
+    }
+
+    /// How the client's replies are to be framed (its queries' framing).
+    pub fn client_framing(&self) -> Framing {
+        self.client_framing
+    }
+
+    /// Records the client's framing, once its reader has detected it.
+    pub fn set_client_framing(&mut self, framing: Framing) {
+        self.client_framing = framing;
+    }
+
+    /// The LS's counters.
+    pub fn stats(&self) -> &super::stats::Stats {
+        &self.shared.stats
+    }
+
+    /// Adds a query at the end of the line and writes it to every TS that
+    /// is up. Returns whether the worker must act now: the reply is ready at
+    /// once (no TS to ask), or a write was held back.
+    pub fn submit(&mut self, request: Request<T>) -> bool {
+        let now = Instant::now();
+        self.last_submit = now;
+        self.shared.stats.queries.fetch_add(1, Ordering::Relaxed);
+        let framing = self.shared.options.ts_framing;
+        let seq = self.inflight.next_seq();
+        let mut asked = 0;
+        let mut held = false;
+        for ts in 0..self.links.len() {
+            let sent = match &mut self.links[ts] {
+                LinkState::Up(conn) if conn.pace.holds(now) => {
+                    conn.pace.held = Some(seq);
+                    held = true;
+                    Ok(true)
+                }
+                LinkState::Up(conn) => {
+                    conn.send(seq, &request.name, request.question.as_ref(), framing)
+                }
+                // Sent when the link comes up.
+                LinkState::Connecting { .. } => Ok(true),
+                LinkState::Down { .. } => Ok(false),
+            };
+            match sent {
+                Ok(true) => asked |= 1 << ts,
+                Ok(false) => {}
+                Err(e) => self.send_failed(ts, &e),
+            }
+        }
+        let tag = Tagged {
+            question: request.question,
+            front: request.tag,
+        };
+        self.inflight
+            .submit(&request.name, &request.key, asked, 0, tag, now);
+        held || asked == 0
+    }
+
+    /// Adds a query whose reply the front end already made (`Invalid`: an
+    /// error reply; `Cached`: an answer from the cache): it leaves in its
+    /// turn.
+    pub fn submit_made(
+        &mut self,
+        outcome: Outcome,
+        reply: Answer,
+        question: Option<Question>,
+        tag: T,
+    ) -> bool {
+        self.last_submit = Instant::now();
+        self.shared.stats.queries.fetch_add(1, Ordering::Relaxed);
+        let tag = Tagged {
+            question,
+            front: tag,
+        };
+        self.inflight
+            .submit_settled(outcome, reply, tag, self.last_submit);
+        true
+    }
+
+    /// The cache's answer to `question`, TTLs counted down, if it has one.
+    pub fn cached(&self, question: &Question) -> Option<DnsOutcome> {
+        self.shared.cache.as_ref()?.get(question, Instant::now())
+    }
+
+    /// Keeps a settled query's answer in the cache (when there is one): a
+    /// TS's answer, or NXDOMAIN when every TS said the name does not exist.
+    fn keep(&self, outcome: Outcome, answer: Option<&Answer>, question: Option<&Question>) {
+        let (Some(cache), Some(question)) = (&self.shared.cache, question) else {
+            return;
+        };
+        let kept = match (outcome, answer) {
+            (Outcome::Answered { .. }, Some(Answer::Dns(outcome))) => outcome.clone(),
+            (Outcome::Answered { .. }, Some(Answer::Line(line))) => {
+                let Some(outcome) = wire::parse_reply(line.as_bytes()).ok().and_then(|reply| {
+                    respond::line_outcome(question, &reply, respond::LINE_ANSWER_TTL)
+                }) else {
+                    return;
+                };
+                outcome
+            }
+            (Outcome::NotFound, _) => DnsOutcome::NxDomain { soa: None },
+            _ => return,
+        };
+        cache.insert(question, &kept, Instant::now());
+    }
+
+    /// Acts on one piece of news from a link thread (client events are the
+    /// worker's).
+    pub fn handle(&mut self, event: Event) {
+        match event {
+            Event::Connected { ts, generation } => {
+                if let LinkState::Connecting {
+                    generation: g,
+                    handle,
+                } = &self.links[ts]
+                    && *g == generation
+                {
+                    let handle = handle.clone();
+                    match handle.take_writer() {
+                        Some(stream) => self.link_up(ts, generation, stream, handle),
+                        None => self.link_down(ts, "connection already closed"),
+                    }
+                }
+            }
+            Event::Reply {
+                ts,
+                generation,
+                frame,
+            } => {
+                if matches!(&self.links[ts], LinkState::Up(conn) if conn.generation == generation) {
+                    self.reply(ts, frame);
+                }
+            }
+            Event::Down {
+                ts,
+                generation,
+                why,
+            } => {
+                let current = match &self.links[ts] {
+                    LinkState::Up(conn) => conn.generation == generation,
+                    LinkState::Connecting { generation: g, .. } => *g == generation,
+                    LinkState::Down { .. } => false,
+                };
+                if current {
+                    self.link_down(ts, &why);
+                }
+            }
+            Event::Submitted | Event::ClientClosed | Event::ClientFailed(_) => {}
+        }
+    }
+
+    /// Times out every query whose deadline is not after `now`. Handle every
+    /// event already received first: a reply that arrived in time is then
+    /// never turned into a miss.
+    ///
+    /// A TS known to answer misses (it has said `NOT FOUND`) that left a
+    /// query unanswered past its deadline has stopped answering (hung, or
+    /// cut off by the network with no reset): it is marked down like a TS
+    /// whose connection failed.
+    pub fn expire(&mut self, now: Instant) {
+        let silent = self.inflight.expire(now);
+        for ts in 0..self.links.len() {
+            if silent & (1 << ts) != 0 && self.shared.health[ts].answers_misses() {
+                self.link_stalled(
+                    ts,
+                    "left a query unanswered past its deadline, though it answers misses",
+                );
+            }
+        }
+    }
+
+    /// Moves every deadline `by` later: the session could not take replies
+    /// for that long (its client was not reading), and time in which the
+    /// LS could not listen does not count against the TSes.
+    pub fn postpone_deadlines(&mut self, by: Duration) {
+        self.inflight.postpone(by);
+    }
+
+    /// Starts connecting the links that are down, where the shared health
+    /// allows it now, and sends the queries held back for bare TSes.
+    pub fn maintain_links(&mut self, now: Instant) {
+        self.release_held(now);
+        let in_use = !self.inflight.is_empty() || now < self.last_submit + PROBE_IN_USE;
+        for ts in 0..self.links.len() {
+            let LinkState::Down { check_at } = self.links[ts] else {
+                continue;
+            };
+            if check_at > now || self.is_closed() {
+                continue;
+            }
+            let health = &self.shared.health[ts];
+            let Some(attempt) = health.begin_attempt(now, in_use) else {
+                self.links[ts] = LinkState::Down {
+                    check_at: health.next_check(now),
+                };
+                continue;
+            };
+            let generation = self.next_generation;
+            self.next_generation += 1;
+            let options = LinkOptions {
+                write_timeout: TS_WRITE_BOUND,
+                framing: self.shared.options.ts_framing,
+                protocol: self.shared.options.ts_protocol,
+            };
+            let spawned = link::spawn(
+                ts,
+                generation,
+                &self.shared.backends[ts],
+                Arc::clone(health),
+                attempt,
+                options,
+                self.events.clone(),
+            );
+            match spawned {
+                Ok(thread) => {
+                    self.links[ts] = LinkState::Connecting {
+                        generation,
+                        handle: thread.handle(),
+                    };
+                    self.threads.retain(|t| !t.is_finished());
+                    self.threads.push(thread);
+                }
+                Err(e) => {
+                    log::warn(format_args!("ls: cannot start a link thread: {e}"));
+                    health.failed(Some(attempt), "no thread to connect with");
+                    self.links[ts] = LinkState::Down {
+                        check_at: health.next_check(now),
+                    };
+                }
+            }
+        }
+    }
+
+    /// Writes the queries held back for bare TSes whose gap has passed; a
+    /// query settled meanwhile is not sent and no longer counts as asked.
+    fn release_held(&mut self, now: Instant) {
+        let framing = self.shared.options.ts_framing;
+        for ts in 0..self.links.len() {
+            let LinkState::Up(conn) = &mut self.links[ts] else {
+                continue;
+            };
+            if conn.pace.holds(now) {
+                continue;
+            }
+            let Some(seq) = conn.pace.held.take() else {
+                continue;
+            };
+            let (Some(name), Some(tag)) =
+                (self.inflight.waiting_for(seq, ts), self.inflight.tag(seq))
+            else {
+                self.inflight.unask(seq, ts);
+                continue;
+            };
+            if let Err(e) = conn.send(seq, name, tag.question.as_ref(), framing) {
+                self.send_failed(ts, &e);
+            }
+        }
+    }
+
+    /// When the worker must call [`expire`](Self::expire) and
+    /// [`maintain_links`](Self::maintain_links) next, if ever.
+    pub fn next_wakeup(&self) -> Option<Instant> {
+        let recheck = self.links.iter().filter_map(|link| match link {
+            LinkState::Down { check_at } => Some(*check_at),
+            LinkState::Up(Conn {
+                pace:
+                    Pace {
+                        quiet_until,
+                        held: Some(_),
+                    },
+                ..
+            }) => *quiet_until,
+            _ => None,
+        });
+        recheck.chain(self.inflight.next_deadline()).min()
+    }
+
+    /// The oldest query's reply, once it has one. The caller counts it
+    /// ([`Stats::count`](super::stats::Stats::count)) once the reply has reached
+    /// the client; a reply that never does is abandoned.
+    pub fn pop_ready(&mut self) -> Option<Settled<Answer, T>> {
+        let settled = self.inflight.pop_ready()?;
+        self.keep(
+            settled.outcome,
+            settled.answer.as_ref(),
+            settled.tag.question.as_ref(),
+        );
+        Some(Settled {
+            name: settled.name,
+            outcome: settled.outcome,
+            answer: settled.answer,
+            took: settled.took,
+            tag: settled.tag.front,
+        })
+    }
+
+    /// Sends the queries buffered for each TS.
+    pub fn flush_links(&mut self) {
+        for ts in 0..self.links.len() {
+            if let LinkState::Up(conn) = &mut self.links[ts]
+                && conn.dirty
+            {
+                conn.dirty = false;
+                if let Err(e) = conn.writer.flush() {
+                    self.send_failed(ts, &e);
+                }
+            }
+        }
+    }
+
+    /// Ends the session: the queries still in flight (settled or not) are
+    /// counted as abandoned, every TS connection is closed, and the link
+    /// threads are returned for the caller to join once it no longer holds
+    /// the lock. Later submissions are the caller's to count.
+    pub fn close(&mut self) -> Vec<LinkThread> {
+        self.closed = Some(Instant::now());
+        // Settled or not, these replies never reached the client.
+        let abandoned = self.inflight.clear() as u64;
+        self.shared
+            .stats
+            .abandoned
+            .fetch_add(abandoned, Ordering::Relaxed);
+        // Closing first, so that the link threads do not take the ends of
+        // their connections for news about the TSes.
+        for thread in &self.threads {
+            thread.begin_close();
+        }
+        for link in &self.links {
+            if let LinkState::Up(conn) = link {
+                let _ = conn.writer.get_ref().shutdown(Direction::Both);
+            }
+        }
+        std::mem::take(&mut self.threads)
+    }
+
+    fn link_up(&mut self, ts: usize, generation: u64, stream: TcpStream, handle: LinkHandle) {
+        let options = &self.shared.options;
+        let framing = options.ts_framing;
+        let upstream = (options.ts_protocol == TsProtocol::Dns).then(|| {
+            let seed = stream.peer_addr().map_or(0, upstream::seed_for);
+            Upstream::new(seed, options.max_inflight)
+        });
+        let mut conn = Conn {
+            generation,
+            writer: BufWriter::new(stream),
+            dirty: true,
+            handle,
+            pace: Pace::default(),
+            upstream,
+        };
+        // Queries submitted while the link was connecting; those settled
+        // meanwhile are not sent and no longer count as asked.
+        let mut result = Ok(true);
+        for seq in self.inflight.asked_of(ts) {
+            if let (Some(name), Some(tag)) =
+                (self.inflight.waiting_for(seq, ts), self.inflight.tag(seq))
+                && result.is_ok()
+            {
+                result = conn.send(seq, name, tag.question.as_ref(), framing);
+            }
+        }
+        conn.pace.wrote(Instant::now(), framing);
+        self.links[ts] = LinkState::Up(conn);
+        if let Err(e) = result {
+            self.send_failed(ts, &e);
+        }
+    }
+
+    /// A write to TS `ts` failed. One that timed out means the TS stopped
+    /// reading: that is news for the whole LS (every session would block on
+    /// it in turn), so the shared record marks it down. Any other failure is
+    /// this session's connection only.
+    fn send_failed(&mut self, ts: usize, e: &io::Error) {
+        if is_timeout(e) {
+            self.link_stalled(
+                ts,
+                &format!(
+                    "stopped reading queries (a write did not complete within {TS_WRITE_BOUND:?})"
+                ),
+            );
+        } else {
+            self.link_failed(ts, &format!("send failed: {e}"));
+        }
+    }
+
+    /// TS `ts` is unavailable although its connection may look open: marked
+    /// down for every session, and this session's connection is given up.
+    fn link_stalled(&mut self, ts: usize, why: &str) {
+        self.shared.health[ts].failed(None, why);
+        self.link_failed(ts, why);
+    }
+
+    /// This session's connection to TS `ts` is no use any more (a write
+    /// failed, or the TS stalled): it is given up, connecting or not. The
+    /// link thread reports nothing more; a broken connection is news for the
+    /// TS's health only if the other sessions see it too.
+    fn link_failed(&mut self, ts: usize, why: &str) {
+        match &self.links[ts] {
+            LinkState::Up(Conn { handle, .. }) | LinkState::Connecting { handle, .. } => {
+                handle.close();
+            }
+            LinkState::Down { .. } => {}
+        }
+        self.link_down(ts, why);
+    }
+
+    fn link_down(&mut self, ts: usize, why: &str) {
+        if let LinkState::Up(conn) = &self.links[ts] {
+            let _ = conn.writer.get_ref().shutdown(Direction::Both);
+        }
+        log::info(format_args!(
+            "ls: session lost {}: {why}",
+            self.shared.backends[ts]
+        ));
+        self.links[ts] = LinkState::Down {
+            check_at: self.shared.health[ts].next_check(Instant::now()),
+        };
+        self.inflight.forget_ts(ts, Instant::now());
+    }
+
+    fn reply(&mut self, ts: usize, frame: Frame) {
+        let Frame::Message(bytes) = frame else {
+            self.dropped(ts, "an over-long line");
+            return;
+        };
+        let LinkState::Up(conn) = &mut self.links[ts] else {
+            return;
+        };
+        // The TS has read what it was sent.
+        conn.pace.quiet_until = None;
+        if let Some(upstream) = &mut conn.upstream {
+            match upstream.receive(&bytes) {
+                Ok(matched) => {
+                    let said = match matched.outcome {
+                        DnsOutcome::NxDomain { .. } => Said::NotFound,
+                        DnsOutcome::Refused => Said::Refused,
+                        DnsOutcome::ServFail => Said::Failed,
+                        outcome => Said::Answer(Answer::Dns(outcome)),
+                    };
+                    // A DNS TS answers every query: its silence is a fault.
+                    self.shared.health[ts].learn_answers_misses();
+                    let name = matched.question.name.to_string();
+                    self.settle_reply(ts, &name, |inflight, now| {
+                        inflight.reply_to(matched.tag, ts, said, now)
+                    });
+                }
+                Err(rejected) => self.dropped(ts, &rejected.to_string()),
+            }
+            return;
+        }
+        let reply = match wire::parse_reply(&bytes) {
+            Ok(reply) => reply,
+            Err(e) => {
+                self.dropped(ts, &e.to_string());
+                return;
+            }
+        };
+        let key = wire::name_key(reply.name());
+        let said = match reply {
+            // The bytes parsed as an answer, so they are UTF-8.
+            Reply::Answer(_) => Said::Answer(Answer::Line(
+                String::from_utf8_lossy(&bytes).trim().to_string(),
+            )),
+            Reply::NotFound(_) => {
+                // From now on, silence from this TS means trouble, not a miss.
+                self.shared.health[ts].learn_answers_misses();
+                Said::NotFound
+            }
+        };
+        self.settle_reply(ts, &key, |inflight, now| {
+            inflight.reply(ts, &key, said, now)
+        });
+    }
+
+    /// Hands a reply to the in-flight rules; counts and logs one they drop.
+    fn settle_reply(
+        &mut self,
+        ts: usize,
+        name: &str,
+        apply: impl FnOnce(&mut InFlight<Answer, Tagged<T>>, Instant) -> Matched,
+    ) {
+        let why = match apply(&mut self.inflight, Instant::now()) {
+            Matched::Answered(_) | Matched::Denied(_) | Matched::Stale => return,
+            Matched::Second => "a second answer",
+            Matched::Unmatched => "late, or for a name not asked",
+        };
+        self.dropped(ts, &format!("{why} ({name:?})"));
+    }
+
+    /// Counts and logs a TS reply that is dropped.
+    fn dropped(&self, ts: usize, why: &str) {
+        self.count_dropped();
+        log::info(format_args!(
+            "ls: dropped a reply from {}: {why}",
+            self.shared.backends[ts]
+        ));
+    }
+
+    fn count_dropped(&self) {
+        self.shared
+            .stats
+            .dropped_replies
+            .fetch_add(1, Ordering::Relaxed);
+    }
+}

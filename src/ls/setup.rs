@@ -1,0 +1,132 @@
+//! What an LS is given (its TSes and options) and what all its sessions
+//! share (the TSes' health and the counters).
+
+use std::fmt;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use super::health::Health;
+use super::stats::Stats;
+use crate::dns::cache::SharedCache;
+use crate::framing::Framing;
+use crate::wire::{self, Dialect};
+
+/// The per-query deadline when none is given (the course spec's 5 s).
+pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// How long a DNS query waits when none is given: dig and dnsperf give up
+/// after 5 s, so the course's 5 s would answer after they stopped listening.
+pub const DEFAULT_DNS_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// How long a link waits for a TS to accept its connection.
+pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(1);
+
+/// The line sent to a client over `--max-clients` before it is closed.
+pub const BUSY_REPLY: &str = wire::SERVER_BUSY;
+
+/// One top-level server the LS forwards to.
+#[derive(Clone, Debug)]
+pub struct Backend {
+    /// How logs name it: `ts1`, `ts2`, ...
+    pub label: String,
+    /// The host as given on the command line.
+    pub host: String,
+    /// Its addresses (a name may resolve to several); tried in order.
+    pub addrs: Vec<SocketAddr>,
+}
+
+impl fmt::Display for Backend {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.addrs.first() {
+            Some(addr) => write!(f, "{} ({addr})", self.label),
+            None => write!(f, "{} ({})", self.label, self.host),
+        }
+    }
+}
+
+/// What the LS speaks to its TSes.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum TsProtocol {
+    /// The course's line protocol: a name out, `name ip A` back, or silence.
+    #[default]
+    Line,
+    /// DNS over TCP (RFC 1035, RFC 7766): pipelined queries with random IDs,
+    /// replies matched by ID and question.
+    Dns,
+}
+
+impl std::str::FromStr for TsProtocol {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "line" => Ok(TsProtocol::Line),
+            "dns" => Ok(TsProtocol::Dns),
+            other => Err(format!(
+                "unknown TS protocol {other:?}: expected line or dns"
+            )),
+        }
+    }
+}
+
+/// How an LS behaves.
+#[derive(Clone, Debug)]
+pub struct LsOptions {
+    /// The TSes every query is forwarded to (1 to [`MAX_BACKENDS`](super::inflight::MAX_BACKENDS)).
+    pub backends: Vec<Backend>,
+    /// How long a query waits for an answer.
+    pub timeout: Duration,
+    /// The miss line's format.
+    pub dialect: Dialect,
+    /// How clients delimit queries; `Auto` detects per connection.
+    pub client_framing: Framing,
+    /// How the LS delimits queries to TSes and their replies.
+    pub ts_framing: Framing,
+    /// What the LS speaks to its TSes.
+    pub ts_protocol: TsProtocol,
+    /// How long a DNS query waits for an answer before SERVFAIL.
+    pub dns_timeout: Duration,
+    /// Most entries in the answer cache (0: no cache).
+    pub cache: usize,
+    /// Most queries in flight per client; past it the LS stops reading that
+    /// client until replies have gone out. Always 1 towards bare TSes.
+    pub max_inflight: usize,
+    /// Most clients connected at once; one more gets [`BUSY_REPLY`].
+    pub max_clients: usize,
+    /// A client that sends nothing for this long (with nothing in flight), or
+    /// reads none of its replies for this long, is closed.
+    pub idle_timeout: Duration,
+}
+
+impl LsOptions {
+    /// Options with the defaults: 5 s timeout (2 s for DNS queries), 2020
+    /// dialect, auto-detected client framing, the line protocol with line
+    /// framing towards the TSes, 4096 queries in flight per client, 1024
+    /// clients, 300 s idle timeout, no cache.
+    pub fn new(backends: Vec<Backend>) -> LsOptions {
+        LsOptions {
+            backends,
+            timeout: DEFAULT_TIMEOUT,
+            dialect: Dialect::Y2020,
+            client_framing: Framing::Auto,
+            ts_framing: Framing::Line,
+            ts_protocol: TsProtocol::Line,
+            dns_timeout: DEFAULT_DNS_TIMEOUT,
+            cache: 0,
+            max_inflight: 4096,
+            max_clients: 1024,
+            idle_timeout: Duration::from_secs(300),
+        }
+    }
+}
+
+/// What every session of one LS shares.
+pub struct Shared {
+    pub backends: Vec<Backend>,
+    pub health: Vec<Arc<Health>>,
+    pub stats: Arc<Stats>,
+    /// Answers kept for `--cache`, shared by every session and front end.
+    pub cache: Option<SharedCache>,
+    pub options: LsOptions,
+}

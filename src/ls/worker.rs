@@ -1,0 +1,492 @@
+//! The story of one client connection: the file to read first.
+//!
+//! The course's select() LS (`scripts/select_ls.py`) serves a client with one
+//! thread and this loop: read a query line; `sendall()` it to every TS;
+//! `select()` on the TS sockets until an answer for the name or the
+//! deadline; write the reply; repeat. dnslb does the same steps with one
+//! thread per blocking wait instead of one `select()`, so that a client may
+//! have many queries in flight (pipelining):
+//!
+//! | select_ls.py | dnslb |
+//! |---|---|
+//! | `conn.recv()`, split lines | the **client reader** thread blocks in `read()` on the client socket and parses each line (`wire::parse_query`) |
+//! | `link.sock.sendall(name)` to every TS | the client reader, under the session's lock, [`Session::submit`]s the query: it joins the queries in flight and is written to every TS at once |
+//! | `select([ts sockets], timeout=deadline - now)` | one **link thread** per TS blocks in `read()` on its socket and sends each reply line as an [`Event`] into the worker's channel; the **worker** blocks in `recv_deadline` on that one channel until the earliest deadline |
+//! | `recv()`, `matching_answer()` | the worker hands each reply to the session, which matches it to the oldest query for that name the TS was asked (`inflight.rs`) |
+//! | deadline passed: `HOST NOT FOUND` | the worker calls [`Session::expire`] once the replies already received are matched |
+//! | `conn.sendall(reply)` | the worker writes the settled replies, strictly in query order |
+//!
+//! So a query crosses one thread boundary on its way to the TSes (none:
+//! the reader writes it itself) and one on the way back (link thread to
+//! worker). The reader waits for room when the client has `--max-inflight`
+//! queries in flight (TCP then holds the client back); the worker gives the
+//! room back as replies leave. Health, limits and counters live elsewhere
+//! and are called from here by name.
+
+use std::io::{self, Write};
+use std::net::{Shutdown as Direction, TcpStream};
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::thread;
+use std::time::{Duration, Instant};
+
+use crossbeam_channel::{Receiver, RecvTimeoutError, Sender};
+
+use super::event::Event;
+use super::inflight::{Outcome, Settled};
+use super::session::{Answer, Locked, Request, Session};
+use super::setup::Shared;
+use super::stats::Stats;
+use crate::dns::{self, Question, Record, rtype};
+use crate::framing::{Frame, Framing, MessageReader, is_timeout, write_message};
+use crate::log;
+use crate::server::Shutdown;
+use crate::wire::{self, Dialect, QueryError};
+
+/// Where a worker's replies go: its client, in the client's protocol.
+pub(super) trait Front {
+    /// What the front end tags each query with, to answer it.
+    type Tag;
+    /// Whether a client that sends nothing for the idle timeout is closed
+    /// (a connection is; the UDP front end's sessions are not).
+    const IDLE_CLOSES: bool;
+    /// Sends (or buffers) one settled query's reply; an error ends the
+    /// worker. `framing`: the client's, as its reader found it.
+    fn reply(&mut self, settled: Settled<Answer, Self::Tag>, framing: Framing) -> io::Result<()>;
+    /// Sends what is buffered.
+    fn flush(&mut self) -> io::Result<()>;
+}
+
+/// Events buffered per session before link threads wait for the worker: a
+/// TS that floods replies is slowed down, not buffered without bound. A
+/// bounded channel allocates its slots up front, so this is per-client
+/// memory.
+const EVENT_QUEUE: usize = 256;
+
+/// The client reader parses one message at a time; it needs little stack.
+const CLIENT_READER_STACK: usize = 64 * 1024;
+
+/// A write to the client blocked for this long or more postpones the
+/// deadlines (shorter waits are the cost of writing, not a stalled client).
+const STALL_NOTICE: Duration = Duration::from_millis(5);
+
+/// Longest a closed session's reader goes on counting the queries the
+/// client had sent (see [`read_client`]).
+const UNANSWERED_COUNT_BOUND: Duration = Duration::from_secs(1);
+
+/// Serves one client connection until the client is done and every query
+/// has its reply, or the client is gone or idle.
+///
+/// # Errors
+/// The client connection's errors; `TimedOut` when it was idle.
+pub(super) fn serve_client(
+    client: TcpStream,
+    shared: &Arc<Shared>,
+    shutdown: &Shutdown,
+) -> io::Result<()> {
+    client.set_nodelay(true)?;
+    let options = &shared.options;
+    // A client that reads none of its replies for the idle timeout is
+    // closed like one that sends nothing.
+    client.set_write_timeout(Some(options.idle_timeout))?;
+    let (events_tx, events) = crossbeam_channel::bounded(EVENT_QUEUE);
+    let session = Arc::new(Locked::new(Session::new(
+        Arc::clone(shared),
+        options.timeout,
+        events_tx.clone(),
+    )));
+    let reader = spawn_client_reader(
+        client.try_clone()?,
+        Arc::clone(&session),
+        options.client_framing,
+        shutdown.clone(),
+        events_tx,
+    );
+    let reader = match reader {
+        Ok(reader) => reader,
+        Err(e) => {
+            close(&session, events);
+            return Err(e);
+        }
+    };
+    let mut replies = CourseReplies {
+        replies: Replies::new(&client, &shared.stats),
+        shared,
+    };
+    let result = work(&session, &events, &mut replies, shared);
+    drop(replies);
+    if let Err(e) = &result
+        && is_timeout(e)
+    {
+        // Sent nothing, or read none of its replies, for the idle timeout.
+        shared.stats.idle_closed.fetch_add(1, Ordering::Relaxed);
+        log::info(format_args!(
+            "ls: closing a client idle for {:?}",
+            options.idle_timeout
+        ));
+    }
+    // Ends the client reader once it has counted what it still reads.
+    let _ = client.shutdown(Direction::Both);
+    close(&session, events);
+    let _ = reader.join();
+    result
+}
+
+/// Closes the session and joins its link threads.
+pub(super) fn close<T>(session: &Locked<T>, events: Receiver<Event>) {
+    let threads = session.lock().close();
+    session.wake_all();
+    // Dropping the receiver frees any link thread blocked on a full queue.
+    drop(events);
+    for thread in threads {
+        thread.join();
+    }
+}
+
+/// The worker's loop: take the news, call the deadlines, write the replies,
+/// wait. Returns when the client is done, and an error when it is gone or
+/// idle (`TimedOut`, also for a write that timed out).
+pub(super) fn work<F: Front>(
+    session: &Locked<F::Tag>,
+    events: &Receiver<Event>,
+    front: &mut F,
+    shared: &Shared,
+) -> io::Result<()> {
+    let options = &shared.options;
+    let mut client_open = true;
+    let mut last_write = Instant::now();
+    let mut received = None;
+    loop {
+        // Every event already received is handled before any deadline is
+        // called: a reply that came in time is never turned into a miss.
+        let mut s = session.lock();
+        let now = Instant::now();
+        let news = received.take().into_iter();
+        for event in news.chain(events.try_iter().take(EVENT_QUEUE)) {
+            match event {
+                Event::ClientClosed => client_open = false,
+                Event::ClientFailed(e) => return Err(e),
+                event => s.handle(event),
+            }
+        }
+        s.expire(now);
+        s.maintain_links(now);
+        s.flush_links();
+        let ready: Vec<Settled<Answer, F::Tag>> = std::iter::from_fn(|| s.pop_ready()).collect();
+        let (in_flight, wake, framing) = (s.in_flight(), s.next_wakeup(), s.client_framing());
+        drop(s);
+
+        if !ready.is_empty() {
+            session.made_room();
+            let writing = Instant::now();
+            for settled in ready {
+                record(&settled, shared);
+                front.reply(settled, framing)?;
+            }
+            if events.is_empty() {
+                front.flush()?;
+            }
+            last_write = Instant::now();
+            // A client that stops reading blocks these writes; the replies
+            // the TSes send meanwhile wait unread, so the time blocked does
+            // not count against the deadlines.
+            let blocked = writing.elapsed();
+            if blocked >= STALL_NOTICE {
+                session.lock().postpone_deadlines(blocked);
+            }
+        }
+        if !client_open && in_flight == 0 {
+            return front.flush();
+        }
+        if !events.is_empty() {
+            continue;
+        }
+        front.flush()?;
+        // Queries the reader submits meanwhile have later deadlines than
+        // this wait's end (it is capped at one timeout), so the wait never
+        // sleeps through one; the reader wakes it only for what is due now.
+        let idle_since = |s: &Session<F::Tag>| last_write.max(s.last_submit());
+        let idle_deadline = (F::IDLE_CLOSES && in_flight == 0 && client_open)
+            .then(|| idle_since(&session.lock()) + options.idle_timeout);
+        let cap = Instant::now() + options.timeout;
+        let wait_until = [wake, idle_deadline]
+            .into_iter()
+            .flatten()
+            .fold(cap, Instant::min);
+        match events.recv_deadline(wait_until) {
+            Ok(event) => received = Some(event),
+            Err(RecvTimeoutError::Timeout) => {
+                let s = session.lock();
+                if idle_deadline.is_some()
+                    && s.in_flight() == 0
+                    && Instant::now() >= idle_since(&s) + options.idle_timeout
+                {
+                    return Err(io::ErrorKind::TimedOut.into());
+                }
+            }
+            // The session holds a sender: the channel cannot disconnect.
+            Err(RecvTimeoutError::Disconnected) => return front.flush(),
+        }
+    }
+}
+
+/// Logs a settled query with `-v`: the spec's "track which TS responded".
+fn record<T>(settled: &Settled<Answer, T>, shared: &Shared) {
+    if !log::verbose() {
+        return;
+    }
+    let (name, ms) = (&settled.name, settled.took.as_secs_f64() * 1000.0);
+    match settled.outcome {
+        Outcome::Answered { ts } => log::info(format_args!(
+            "ls: {name} answered by {} in {ms:.1} ms",
+            shared.backends[ts]
+        )),
+        Outcome::TimedOut => log::info(format_args!(
+            "ls: {name} not found: no TS answered within {ms:.1} ms"
+        )),
+        Outcome::NotFound => log::info(format_args!(
+            "ls: {name} not found: every TS said so ({ms:.1} ms)"
+        )),
+        Outcome::Failed => log::info(format_args!(
+            "ls: {name} not answered: a TS failed ({ms:.1} ms)"
+        )),
+        Outcome::Refused => log::info(format_args!("ls: {name} refused by every TS ({ms:.1} ms)")),
+        Outcome::AllDown => log::info(format_args!(
+            "ls: {name} not found: every TS is down ({ms:.1} ms)"
+        )),
+        Outcome::Busy => log::info(format_args!(
+            "ls: {name} not answered: the LS could not ask every TS ({ms:.1} ms)"
+        )),
+        Outcome::Cached => log::info(format_args!("ls: {name} answered from the cache")),
+        Outcome::Invalid => {}
+    }
+}
+
+/// Starts the client reader (see [`read_client`]).
+fn spawn_client_reader(
+    stream: TcpStream,
+    session: Arc<Locked>,
+    framing: Framing,
+    shutdown: Shutdown,
+    events: Sender<Event>,
+) -> io::Result<thread::JoinHandle<()>> {
+    thread::Builder::new()
+        .name("ls client reader".into())
+        .stack_size(CLIENT_READER_STACK)
+        .spawn(move || {
+            let mut reader = MessageReader::new(stream, framing, wire::MAX_MESSAGE_LEN);
+            let end = read_client(&mut reader, &session, &shutdown, &events);
+            let _ = events.send(end);
+        })
+}
+
+/// Reads and parses the client's messages and submits each to the session,
+/// until the client closes (or the connection fails). Waits for room while
+/// the session has its fill of queries in flight, which stops reading the
+/// socket. Once the worker has closed the session, what is still read (for
+/// at most [`UNANSWERED_COUNT_BOUND`]) is counted as received and abandoned.
+fn read_client(
+    reader: &mut MessageReader,
+    session: &Locked,
+    shutdown: &Shutdown,
+    events: &Sender<Event>,
+) -> Event {
+    loop {
+        let query = match reader.next_frame() {
+            Ok(Some(Frame::TooLong)) => Err(QueryError::TooLong),
+            Ok(Some(Frame::Message(_))) if reader.last_was_cut() && shutdown.is_triggered() => {
+                // The shutdown cut this line short: it is not a query.
+                log::info(format_args!(
+                    "ls: ignoring a line cut short by the shutdown"
+                ));
+                return Event::ClientClosed;
+            }
+            Ok(Some(Frame::Message(message))) => wire::parse_query(&message),
+            Ok(None) => return Event::ClientClosed,
+            Err(e) => return Event::ClientFailed(e),
+        };
+        let mut s = session.lock_with_room();
+        if let Some(closed) = s.closed_since() {
+            drop(s);
+            count_abandoned(session);
+            if closed.elapsed() >= UNANSWERED_COUNT_BOUND {
+                return Event::ClientClosed;
+            }
+            continue;
+        }
+        s.set_client_framing(reader.framing());
+        let wake = submit_course_query(&mut s, query);
+        if !reader.has_buffered_message() {
+            s.flush_links();
+        }
+        drop(s);
+        if wake {
+            let _ = events.send(Event::Submitted);
+        }
+    }
+}
+
+/// Submits one course-protocol query: from the cache when it holds the
+/// answer, else to the TSes; an invalid query's error line in its turn.
+fn submit_course_query(s: &mut Session, query: Result<wire::Query, QueryError>) -> bool {
+    let query = match query {
+        Ok(query) => query,
+        Err(e) => {
+            log::info(format_args!("ls: invalid query: {e}"));
+            let reply = Answer::Made(e.reply().into_bytes());
+            return s.submit_made(Outcome::Invalid, reply, None, ());
+        }
+    };
+    // `None` for a hostname the course accepts that DNS cannot carry (over
+    // 255 bytes in wire form): asked of course TSes only.
+    let question = course_question(&query.name);
+    if let Some(hit) = question.as_ref().and_then(|q| s.cached(q)) {
+        return s.submit_made(Outcome::Cached, Answer::Dns(hit), question, ());
+    }
+    s.submit(Request {
+        name: query.name,
+        key: query.key,
+        question,
+        tag: (),
+    })
+}
+
+/// The DNS question a course query asks: the name's A records.
+fn course_question(name: &str) -> Option<Question> {
+    Some(Question {
+        name: dns::Name::from_ascii(name).ok()?,
+        qtype: rtype::A,
+        qclass: dns::CLASS_IN,
+    })
+}
+
+/// Counts a query the closed session will never answer.
+fn count_abandoned<T>(session: &Locked<T>) {
+    let s = session.lock();
+    let stats = s.stats();
+    stats.queries.fetch_add(1, Ordering::Relaxed);
+    stats.abandoned.fetch_add(1, Ordering::Relaxed);
+}
+
+/// The worker's replies on their way to its client. A reply is counted
+/// (answered, miss, invalid) once its last byte is sent; one that a failed
+/// write cuts off is counted as abandoned, so the counters never claim a
+/// reply the client did not get.
+pub(super) struct Replies<'a> {
+    client: &'a TcpStream,
+    stats: &'a Stats,
+    bytes: Vec<u8>,
+    /// Where each buffered reply ends in `bytes`, and how its query ended.
+    ends: Vec<(usize, Outcome)>,
+}
+
+impl<'a> Replies<'a> {
+    /// Replies are sent once this many bytes are buffered, or on `flush`.
+    const BATCH: usize = 8 * 1024;
+
+    pub(super) fn new(client: &'a TcpStream, stats: &'a Stats) -> Replies<'a> {
+        Replies {
+            client,
+            stats,
+            bytes: Vec::with_capacity(Self::BATCH),
+            ends: Vec::new(),
+        }
+    }
+
+    /// Adds one reply, framed as `frame` writes it.
+    pub(super) fn push(
+        &mut self,
+        outcome: Outcome,
+        frame: impl FnOnce(&mut Vec<u8>) -> io::Result<()>,
+    ) -> io::Result<()> {
+        frame(&mut self.bytes)?;
+        self.ends.push((self.bytes.len(), outcome));
+        if self.bytes.len() >= Self::BATCH {
+            self.flush()?;
+        }
+        Ok(())
+    }
+
+    pub(super) fn flush(&mut self) -> io::Result<()> {
+        if self.bytes.is_empty() {
+            return Ok(());
+        }
+        let mut sent = 0;
+        let result = loop {
+            if sent == self.bytes.len() {
+                break Ok(());
+            }
+            match self.client.write(&self.bytes[sent..]) {
+                Ok(0) => break Err(io::ErrorKind::WriteZero.into()),
+                Ok(n) => sent += n,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => break Err(e),
+            }
+        };
+        let delivered = self.ends.partition_point(|(end, _)| *end <= sent);
+        for (_, outcome) in &self.ends[..delivered] {
+            self.stats.count(outcome);
+        }
+        let lost = (self.ends.len() - delivered) as u64;
+        self.stats.abandoned.fetch_add(lost, Ordering::Relaxed);
+        self.bytes.clear();
+        self.ends.clear();
+        result
+    }
+}
+
+impl Drop for Replies<'_> {
+    fn drop(&mut self) {
+        // Replies never sent: the worker ended on another error.
+        let lost = self.ends.len() as u64;
+        self.stats.abandoned.fetch_add(lost, Ordering::Relaxed);
+    }
+}
+
+/// The course protocol's replies: an answer line, a miss line, an error line.
+struct CourseReplies<'a> {
+    replies: Replies<'a>,
+    shared: &'a Shared,
+}
+
+impl Front for CourseReplies<'_> {
+    type Tag = ();
+    const IDLE_CLOSES: bool = true;
+
+    fn reply(&mut self, settled: Settled<Answer, ()>, framing: Framing) -> io::Result<()> {
+        let dialect = self.shared.options.dialect;
+        let line = match settled.answer {
+            Some(Answer::Line(line)) => line,
+            Some(Answer::Made(bytes)) => String::from_utf8_lossy(&bytes).into_owned(),
+            Some(Answer::Dns(outcome)) => first_address(&outcome, dialect)
+                .unwrap_or_else(|| wire::miss_line(&settled.name, dialect)),
+            None => wire::miss_line(&settled.name, dialect),
+        };
+        self.replies.push(settled.outcome, |out| {
+            write_message(out, line.as_bytes(), framing)
+        })
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        self.replies.flush()
+    }
+}
+
+/// The course reply for a DNS answer: its first address, as `name ip A`.
+fn first_address(outcome: &dns::Outcome, dialect: Dialect) -> Option<String> {
+    let dns::Outcome::Answer(records) = outcome else {
+        return None;
+    };
+    records
+        .iter()
+        .find_map(|record: &Record| match record.data {
+            dns::RData::A(ip) => Some(
+                wire::Answer {
+                    name: record.name.to_string().trim_end_matches('.').to_string(),
+                    ip,
+                }
+                .line(dialect),
+            ),
+            _ => None,
+        })
+}
