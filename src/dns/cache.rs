@@ -370,7 +370,7 @@ impl SharedCache {
     fn lock(&self) -> MutexGuard<'_, Cache> {
         // A panic while holding the lock leaves a consistent cache: each
         // method changes both maps before it can panic, or neither.
-        self.cache.lock().unwrap_or_else(|e| e.into_inner())
+        crate::sync::lock(&self.cache)
     }
 }
 
