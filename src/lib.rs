@@ -10,7 +10,8 @@
 //!
 //! # Layout
 //! - [`wire`]: the messages of every hop (parse, format, validate); no I/O.
-//! - [`dns`]: the DNS message format (RFC 1035, EDNS0); no I/O.
+//! - [`dns`]: the DNS message format (RFC 1035, EDNS0), answering queries,
+//!   the LS's matching of TS replies and its cache; no I/O.
 //! - [`framing`]: splitting a byte stream into messages (line or bare).
 //! - [`table`]: a TS's records, loaded once.
 //! - [`server`]: the shutdown signal and the thread-per-connection accept loop.

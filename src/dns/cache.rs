@@ -31,13 +31,15 @@
 //! TTL for the whole table), so earliest expiry would reduce to "oldest
 //! stored" and throw out the names asked every second as readily as names
 //! asked once; LRU keeps the names clients keep asking. Expired entries are
-//! removed when found, and are first in line for eviction as nobody can use
-//! them. The order is a `BTreeMap` from a use counter to the key: O(log n)
-//! per lookup and per store.
+//! removed when found, and an expired entry among the 8 least recently used
+//! goes before a live one. The order is a `BTreeMap` from a use counter to
+//! the key: O(log n) per lookup and per store.
 //!
-//! **Memory** is bounded by N entries of at most `max_bytes` of records
-//! each (plus a key of at most 259 bytes): roughly N × 6 kB at worst with
-//! the default policy, a few hundred bytes for a typical entry.
+//! **Memory** is bounded by N entries, each at most
+//! [`CachePolicy::max_records`] records (about 100 bytes each in memory) and
+//! [`CachePolicy::max_bytes`] of names and data, plus a key of at most 259
+//! bytes: about 11 kB at worst with the default policy, a few hundred bytes
+//! for a typical answer of a few addresses.
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{Mutex, MutexGuard};
@@ -68,14 +70,14 @@ impl Default for CachePolicy {
     /// 60 s for a negative answer without a SOA, at most 300 s for any
     /// negative answer (a name added to a TS shows within 5 minutes), at
     /// most one day for a record (as Unbound's `cache-max-ttl`), at most
-    /// 256 records and 4096 bytes an entry (256 A records of a 4-byte name
-    /// take 4096 bytes: a name with many addresses is still cached).
+    /// 64 records and 4096 bytes an entry (64 A records owned by a name of
+    /// 44 bytes on the wire take 64 × (44 + 10 + 4) = 3712 bytes).
     fn default() -> Self {
         CachePolicy {
             negative_default: 60,
             negative_max: 300,
             max_ttl: 86_400,
-            max_records: 256,
+            max_records: 64,
             max_bytes: 4096,
         }
     }
@@ -225,9 +227,7 @@ impl Cache {
         if let Some(old) = self.entries.remove(&key) {
             self.order.remove(&old.used);
         }
-        while self.entries.len() >= self.capacity {
-            self.evict_one(now);
-        }
+        while self.entries.len() >= self.capacity && self.evict_one(now) {}
         self.uses += 1;
         self.order.insert(self.uses, key.clone());
         self.entries.insert(
@@ -291,8 +291,8 @@ impl Cache {
     }
 
     /// Removes the least recently used entry, or an expired one when the
-    /// least recently used few include one.
-    fn evict_one(&mut self, now: Instant) {
+    /// least recently used few include one. Returns whether it removed one.
+    fn evict_one(&mut self, now: Instant) -> bool {
         // Look a few places down the order for an entry nobody can use any
         // more: a bounded look, so eviction stays O(log n).
         let expired = self
@@ -305,9 +305,7 @@ impl Cache {
             Some(used) => self.order.remove_entry(&used),
             None => self.order.pop_first(),
         };
-        if let Some((_, key)) = victim {
-            self.entries.remove(&key);
-        }
+        victim.is_some_and(|(_, key)| self.entries.remove(&key).is_some())
     }
 }
 
@@ -372,7 +370,7 @@ impl SharedCache {
     fn lock(&self) -> MutexGuard<'_, Cache> {
         // A panic while holding the lock leaves a consistent cache: each
         // method changes both maps before it can panic, or neither.
-        self.cache.lock().unwrap_or_else(|e| e.into_inner())
+        crate::sync::lock(&self.cache)
     }
 }
 

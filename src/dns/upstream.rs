@@ -24,7 +24,7 @@
 //! if the rest said NXDOMAIN or REFUSED and at least one NXDOMAIN, REFUSED if
 //! all refused, and SERVFAIL if a TS failed or none could answer.
 //!
-//! IDs come from [`SplitMix64`], the generator the UDP lab already uses.
+//! IDs come from [`SplitMix64`], dnslb's one generator ([`crate::random`]).
 
 use std::collections::HashMap;
 use std::fmt;
