@@ -257,7 +257,11 @@ pub struct LsArgs {
     #[argh(option)]
     pub dns_port: Option<u16>,
     /// seconds a DNS query waits before SERVFAIL (default 2, fractions allowed)
-    #[argh(option, default = "ls::DEFAULT_DNS_TIMEOUT", from_str_fn(parse_seconds))]
+    #[argh(
+        option,
+        default = "ls::DEFAULT_DNS_TIMEOUT",
+        from_str_fn(parse_seconds)
+    )]
     pub dns_timeout: Duration,
     /// what the LS speaks to the TSes: line (the course protocol, default) or dns (DNS over TCP)
     #[argh(option, default = "TsProtocol::Line")]

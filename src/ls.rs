@@ -31,7 +31,8 @@ pub use inflight::MAX_BACKENDS;
 pub use session::{BARE_READ_GAP, TS_WRITE_BOUND};
 use setup::Shared;
 pub use setup::{
-    BUSY_REPLY, Backend, CONNECT_TIMEOUT, DEFAULT_DNS_TIMEOUT, DEFAULT_TIMEOUT, LsOptions, TsProtocol,
+    BUSY_REPLY, Backend, CONNECT_TIMEOUT, DEFAULT_DNS_TIMEOUT, DEFAULT_TIMEOUT, LsOptions,
+    TsProtocol,
 };
 pub use stats::{Snapshot, Stats};
 
@@ -44,10 +45,10 @@ use std::time::Duration;
 use crossbeam_channel::{RecvTimeoutError, Sender};
 
 use crate::dns::cache::SharedCache;
-use crate::ts::dns::Sockets;
 use crate::framing::Framing;
 use crate::log;
 use crate::server::{ServeOptions, Shutdown, serve};
+use crate::ts::dns::Sockets;
 
 /// How often `-v` prints the counters.
 const REPORT_EVERY: Duration = Duration::from_secs(10);

@@ -31,7 +31,7 @@ use crossbeam_channel::Sender;
 
 use super::event::Event;
 use super::inflight::{Outcome, Settled};
-use super::session::{Answer, Locked, Request, Session};
+use super::session::{Answer, Locked, Request, Session, cached_outcome};
 use super::setup::{Shared, TsProtocol};
 use super::worker::{self, Front, Replies};
 use crate::dns::respond::{self, Accepted, Outcome as DnsOutcome, Transport};
@@ -62,7 +62,7 @@ pub(super) struct Ask {
 /// malformed query, a cache hit), or hand it to a session.
 enum Take {
     Answer(Vec<u8>, Outcome),
-    Ask(Request<Ask>),
+    Ask(Box<Request<Ask>>),
     Drop,
 }
 
@@ -83,7 +83,7 @@ fn take(bytes: &[u8], transport: Transport, peer: Option<SocketAddr>, shared: &S
         .as_ref()
         .and_then(|cache| cache.get(&query.question, std::time::Instant::now()))
     {
-        return Take::Answer(respond::answer(&query, &hit), Outcome::Cached);
+        return Take::Answer(respond::answer(&query, &hit), cached_outcome(&hit));
     }
     let name = query.question.name.to_string();
     let name = name.trim_end_matches('.').to_string();
@@ -91,16 +91,19 @@ fn take(bytes: &[u8], transport: Transport, peer: Option<SocketAddr>, shared: &S
         Some(key) => key,
         // Not a hostname: no course TS can hold it.
         None if shared.options.ts_protocol == TsProtocol::Line => {
-            return Take::Answer(respond::answer(&query, &DnsOutcome::Refused), Outcome::Refused);
+            return Take::Answer(
+                respond::answer(&query, &DnsOutcome::Refused),
+                Outcome::Refused,
+            );
         }
         None => name.to_ascii_lowercase(),
     };
-    Take::Ask(Request {
+    Take::Ask(Box::new(Request {
         name,
         key,
         question: Some(query.question.clone()),
         tag: Ask { query, peer },
-    })
+    }))
 }
 
 /// The response to a settled query, and the outcome to count it under.
@@ -149,7 +152,11 @@ pub(super) fn serve_tcp_client(
         events_tx.clone(),
     )));
     let reader = {
-        let (stream, session, shared) = (client.try_clone()?, Arc::clone(&session), Arc::clone(shared));
+        let (stream, session, shared) = (
+            client.try_clone()?,
+            Arc::clone(&session),
+            Arc::clone(shared),
+        );
         let shutdown = shutdown.clone();
         thread::Builder::new()
             .name("ls dns reader".into())
@@ -239,7 +246,11 @@ impl Front for TcpAnswers<'_> {
     type Tag = Option<Ask>;
     const IDLE_CLOSES: bool = true;
 
-    fn reply(&mut self, settled: Settled<Answer, Option<Ask>>, _: crate::framing::Framing) -> io::Result<()> {
+    fn reply(
+        &mut self,
+        settled: Settled<Answer, Option<Ask>>,
+        _: crate::framing::Framing,
+    ) -> io::Result<()> {
         let (bytes, outcome) = match settled.tag {
             Some(ask) => response(Settled {
                 name: settled.name,
@@ -276,7 +287,11 @@ struct Pooled {
 ///
 /// # Errors
 /// When the socket fails, or a session's threads cannot be started.
-pub(super) fn serve_udp(socket: UdpSocket, shared: &Arc<Shared>, shutdown: &Shutdown) -> io::Result<()> {
+pub(super) fn serve_udp(
+    socket: UdpSocket,
+    shared: &Arc<Shared>,
+    shutdown: &Shutdown,
+) -> io::Result<()> {
     let socket = Arc::new(socket);
     let _wake = wake_on_trigger(&socket, shutdown)?;
     let mut pool = Vec::with_capacity(UDP_SESSIONS);
@@ -288,7 +303,11 @@ pub(super) fn serve_udp(socket: UdpSocket, shared: &Arc<Shared>, shutdown: &Shut
             events_tx.clone(),
         )));
         let worker = {
-            let (session, socket, shared) = (Arc::clone(&session), Arc::clone(&socket), Arc::clone(shared));
+            let (session, socket, shared) = (
+                Arc::clone(&session),
+                Arc::clone(&socket),
+                Arc::clone(shared),
+            );
             thread::Builder::new()
                 .name(format!("ls dns udp {n}"))
                 .spawn(move || {
@@ -320,7 +339,12 @@ pub(super) fn serve_udp(socket: UdpSocket, shared: &Arc<Shared>, shutdown: &Shut
 
 /// The receiving loop: answers at once what needs no TS, hands the rest
 /// to the session the client's address picks.
-fn receive_udp(socket: &UdpSocket, pool: &[Pooled], shared: &Shared, shutdown: &Shutdown) -> io::Result<()> {
+fn receive_udp(
+    socket: &UdpSocket,
+    pool: &[Pooled],
+    shared: &Shared,
+    shutdown: &Shutdown,
+) -> io::Result<()> {
     let mut buf = vec![0; UDP_BUFFER];
     while !shutdown.is_triggered() {
         let Received::Datagram(len, peer) = recv_datagram(socket, &mut buf, "ls dns")? else {
@@ -347,7 +371,7 @@ fn receive_udp(socket: &UdpSocket, pool: &[Pooled], shared: &Shared, shutdown: &
                     shared.stats.dns.dropped.fetch_add(1, Ordering::Relaxed);
                     continue;
                 }
-                let wake = s.submit(request);
+                let wake = s.submit(*request);
                 s.flush_links();
                 drop(s);
                 if wake {
@@ -376,7 +400,11 @@ impl Front for UdpAnswers<'_> {
     type Tag = Ask;
     const IDLE_CLOSES: bool = false;
 
-    fn reply(&mut self, settled: Settled<Answer, Ask>, _: crate::framing::Framing) -> io::Result<()> {
+    fn reply(
+        &mut self,
+        settled: Settled<Answer, Ask>,
+        _: crate::framing::Framing,
+    ) -> io::Result<()> {
         let Some(peer) = settled.tag.peer else {
             return Ok(());
         };

@@ -48,8 +48,10 @@ pub enum Outcome {
     AllDown,
     /// The query was not valid; its reply was known at once.
     Invalid,
-    /// Answered from the LS's cache (an answer, or a cached NXDOMAIN).
+    /// Answered from the LS's cache.
     Cached,
+    /// A miss from the LS's cache (a name the TSes said does not exist).
+    CachedMiss,
     /// No TS answered, and some TS could not be asked for want of the LS's
     /// own descriptors or threads.
     Busy,

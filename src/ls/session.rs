@@ -57,6 +57,15 @@ pub enum Answer {
     Made(Vec<u8>),
 }
 
+/// How a cache hit counts: an answer, or a miss (a cached NXDOMAIN or
+/// NODATA).
+pub fn cached_outcome(hit: &DnsOutcome) -> Outcome {
+    match hit {
+        DnsOutcome::Answer(_) => Outcome::Cached,
+        _ => Outcome::CachedMiss,
+    }
+}
+
 /// A query as a front end hands it to its session.
 pub struct Request<T> {
     /// The name as the client asked it.
@@ -333,7 +342,8 @@ impl<T> Session<T> {
         true
     }
 
-    /// The cache's answer to `question`, TTLs counted down, if it has one.
+    /// The cache's answer to `question`, TTLs counted down, if it has one
+    /// (see [`cached_outcome`] for how it counts).
     pub fn cached(&self, question: &Question) -> Option<DnsOutcome> {
         self.shared.cache.as_ref()?.get(question, Instant::now())
     }

@@ -97,6 +97,7 @@ impl Stats {
             Outcome::NotFound => &self.not_found,
             Outcome::AllDown | Outcome::Busy | Outcome::Refused | Outcome::Failed => &self.all_down,
             Outcome::Cached => &self.cached,
+            Outcome::CachedMiss => &self.not_found,
             Outcome::Invalid => &self.invalid,
         };
         counter.fetch_add(1, Ordering::Relaxed);

@@ -34,7 +34,7 @@ use crossbeam_channel::{Receiver, RecvTimeoutError, Sender};
 
 use super::event::Event;
 use super::inflight::{Outcome, Settled};
-use super::session::{Answer, Locked, Request, Session};
+use super::session::{Answer, Locked, Request, Session, cached_outcome};
 use super::setup::Shared;
 use super::stats::Stats;
 use crate::dns::{self, Question, Record, rtype};
@@ -258,6 +258,7 @@ fn record<T>(settled: &Settled<Answer, T>, shared: &Shared) {
             "ls: {name} not answered: the LS could not ask every TS ({ms:.1} ms)"
         )),
         Outcome::Cached => log::info(format_args!("ls: {name} answered from the cache")),
+        Outcome::CachedMiss => log::info(format_args!("ls: {name} not found, from the cache")),
         Outcome::Invalid => {}
     }
 }
@@ -341,7 +342,7 @@ fn submit_course_query(s: &mut Session, query: Result<wire::Query, QueryError>) 
     // 255 bytes in wire form): asked of course TSes only.
     let question = course_question(&query.name);
     if let Some(hit) = question.as_ref().and_then(|q| s.cached(q)) {
-        return s.submit_made(Outcome::Cached, Answer::Dns(hit), question, ());
+        return s.submit_made(cached_outcome(&hit), Answer::Dns(hit), question, ());
     }
     s.submit(Request {
         name: query.name,
