@@ -114,12 +114,16 @@ impl<T> Locked<T> {
         let mut session = self.lock();
         while session.is_full() && !session.is_closed() {
             session.flush_links();
+            session.reader_waits = true;
             session = self.room.wait(session).unwrap_or_else(|e| e.into_inner());
+            session.reader_waits = false;
         }
         session
     }
 
-    /// Wakes the client reader if it waits for room.
+    /// Wakes the client reader; call it after taking replies from a session
+    /// whose [`reader_waits`](Session::reader_waits) (a wake-up nobody waits
+    /// for still costs a system call).
     pub fn made_room(&self) {
         self.room.notify_one();
     }
@@ -214,6 +218,8 @@ pub struct Session<T = ()> {
     closed: Option<Instant>,
     /// How the client delimits its messages, as its reader found out.
     client_framing: Framing,
+    /// The client reader waits for room.
+    reader_waits: bool,
 }
 
 impl<T> Session<T> {
@@ -237,6 +243,7 @@ impl<T> Session<T> {
             last_submit: now,
             closed: None,
             client_framing: Framing::Line,
+            reader_waits: false,
         };
         session.maintain_links(now);
         session
@@ -259,6 +266,11 @@ impl<T> Session<T> {
 
     fn is_closed(&self) -> bool {
         self.closed.is_some()
+    }
+
+    /// Whether the client reader waits for room (see [`Locked::made_room`]).
+    pub fn reader_waits(&self) -> bool {
+        self.reader_waits
     }
 
     /// When the client last sent a query.

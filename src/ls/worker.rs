@@ -174,10 +174,13 @@ pub(super) fn work<F: Front>(
         s.flush_links();
         let ready: Vec<Settled<Answer, F::Tag>> = std::iter::from_fn(|| s.pop_ready()).collect();
         let (in_flight, wake, framing) = (s.in_flight(), s.next_wakeup(), s.client_framing());
+        let reader_waits = s.reader_waits();
         drop(s);
 
         if !ready.is_empty() {
-            session.made_room();
+            if reader_waits {
+                session.made_room();
+            }
             let writing = Instant::now();
             for settled in ready {
                 record(&settled, shared);
