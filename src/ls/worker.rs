@@ -204,7 +204,14 @@ pub(super) fn work<F: Front>(
         if !events.is_empty() {
             continue;
         }
+        let flushing = Instant::now();
         front.flush()?;
+        let blocked = flushing.elapsed();
+        if blocked >= STALL_NOTICE {
+            // As above: the client held the replies back.
+            session.lock().postpone_deadlines(blocked);
+            continue;
+        }
         // Queries the reader submits meanwhile have later deadlines than
         // this wait's end (it is capped at one timeout), so the wait never
         // sleeps through one; the reader wakes it only for what is due now.
