@@ -18,6 +18,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use crate::framing::{Frame, Framing, MessageReader, is_timeout, write_message};
+use crate::ls::BUSY_REPLY;
 use crate::net::connect_any;
 
 /// How long the client waits for the LS to accept its connection.
@@ -67,6 +68,13 @@ pub enum ClientError {
         total: usize,
         why: String,
     },
+    /// The LS at `addr` replied `- Error:SERVER BUSY` (it is full, or short
+    /// of descriptors or threads) after `answered` answers.
+    Busy {
+        addr: SocketAddr,
+        answered: usize,
+        total: usize,
+    },
 }
 
 impl ClientError {
@@ -103,6 +111,14 @@ impl fmt::Display for ClientError {
             } => write!(
                 f,
                 "connection to the LS lost after {answered} of {total} answers: {why}"
+            ),
+            ClientError::Busy {
+                addr,
+                answered,
+                total,
+            } => write!(
+                f,
+                "the LS at {addr} is busy (it replied `{BUSY_REPLY}`) after {answered} of {total} answers; try again later"
             ),
         }
     }
@@ -144,6 +160,7 @@ pub fn resolve_file(
         addrs: addrs.to_vec(),
         error,
     })?;
+    let peer = stream.peer_addr().unwrap_or(addrs[0]);
     let file = File::create(output).map_err(|error| ClientError::Output {
         path: output.to_path_buf(),
         error,
@@ -164,12 +181,18 @@ pub fn resolve_file(
                 total: names.len(),
                 why,
             },
+            Failure::Busy { answered } => ClientError::Busy {
+                addr: peer,
+                answered,
+                total: names.len(),
+            },
         })
 }
 
 enum Failure {
     Output(io::Error),
     Connection { answered: usize, why: String },
+    Busy { answered: usize },
 }
 
 /// Sends the names, at most `options.pipeline` ahead of their replies, and
@@ -254,6 +277,10 @@ fn receive_replies(
                 });
             }
         };
+        if reply.trim_ascii() == BUSY_REPLY.as_bytes() {
+            // Not an answer: the LS could not serve this query.
+            return Err(Failure::Busy { answered });
+        }
         let _ = credit.try_send(());
         let mut line = reply.trim_ascii().to_vec();
         line.push(b'\n');

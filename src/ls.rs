@@ -31,6 +31,7 @@ use crossbeam_channel::{Receiver, RecvTimeoutError, Select, Sender};
 
 use crate::framing::{Frame, Framing, MessageReader, is_timeout, write_message};
 use crate::log;
+use crate::net::connect_any;
 use crate::server::{ServeOptions, Shutdown, serve};
 use crate::wire::{self, Dialect, Query, QueryError};
 
@@ -157,6 +158,12 @@ impl Ls {
         })
     }
 
+    /// Tries every TS once and logs those that cannot be reached (see
+    /// [`check_backends`]).
+    pub fn check_backends(&self) -> Vec<String> {
+        check_backends(&self.shared.backends)
+    }
+
     /// The live counters.
     pub fn stats(&self) -> Arc<Stats> {
         Arc::clone(&self.shared.stats)
@@ -235,6 +242,49 @@ impl Drop for ReporterGuard {
     }
 }
 
+/// Descriptors one client costs the LS with `backends` TSes: its socket, the
+/// client reader's and the shutdown registry's duplicates, and per TS a
+/// connection and its writing duplicate.
+///
+/// ```
+/// assert_eq!(dnslb::ls::descriptors_per_client(2), 7);
+/// ```
+pub fn descriptors_per_client(backends: usize) -> usize {
+    3 + 2 * backends
+}
+
+/// Tries to connect to every TS once (all at once, [`CONNECT_TIMEOUT`]
+/// each) and logs one line for each that cannot be reached. The LS starts
+/// anyway: a TS may come later. Returns the labels of the unreachable ones.
+pub fn check_backends(backends: &[Backend]) -> Vec<String> {
+    thread::scope(|scope| {
+        let tries: Vec<_> = backends
+            .iter()
+            .map(|backend| {
+                let try_one = move || connect_any(&backend.addrs, CONNECT_TIMEOUT).map(drop);
+                (backend, thread::Builder::new().spawn_scoped(scope, try_one))
+            })
+            .collect();
+        let mut unreachable = Vec::new();
+        for (backend, handle) in tries {
+            let tried = match handle {
+                Ok(handle) => handle
+                    .join()
+                    .unwrap_or_else(|_| Err(io::Error::other("the connection attempt panicked"))),
+                // No thread to spare: try it here.
+                Err(_) => connect_any(&backend.addrs, CONNECT_TIMEOUT).map(drop),
+            };
+            if let Err(e) = tried {
+                log::warn(format_args!(
+                    "ls: {backend} is not reachable: {e}; starting anyway"
+                ));
+                unreachable.push(backend.label.clone());
+            }
+        }
+        unreachable
+    })
+}
+
 /// Serves clients on `listener` with `options` until `shutdown` triggers.
 ///
 /// # Errors
@@ -262,7 +312,25 @@ fn serve_client(client: TcpStream, shared: &Arc<Shared>) -> io::Result<()> {
     // closed like one that sends nothing.
     client.set_write_timeout(Some(options.idle_timeout))?;
     let (queries_tx, queries) = crossbeam_channel::bounded(QUERY_QUEUE);
-    let reader = spawn_client_reader(client.try_clone()?, options.client_framing, queries_tx)?;
+    let reader = client
+        .try_clone()
+        .and_then(|stream| spawn_client_reader(stream, options.client_framing, queries_tx));
+    let reader = match reader {
+        Ok(reader) => reader,
+        Err(e) => {
+            // No descriptor or thread to serve it with: say so, not a
+            // silent close.
+            shared
+                .stats
+                .connections
+                .refused
+                .fetch_add(1, Ordering::Relaxed);
+            log::warn(format_args!("ls: refusing a client: {e}"));
+            let _ = (&client).write_all(format!("{BUSY_REPLY}\n").as_bytes());
+            let _ = client.shutdown(Direction::Both);
+            return Ok(());
+        }
+    };
     let mut engine = Engine::new(Arc::clone(shared));
     let mut out = BufWriter::new(&client);
     let result = relay(&mut engine, &queries, &mut out, options);

@@ -19,7 +19,7 @@ use dnslb::bench::{self, BenchOptions, Names};
 use dnslb::client::{self, ClientOptions};
 use dnslb::framing::Framing;
 use dnslb::ls::{self, Backend, Ls, LsOptions};
-use dnslb::server::Shutdown;
+use dnslb::server::{self, Shutdown};
 use dnslb::table::Table;
 use dnslb::ts::{self, TsOptions};
 use dnslb::udp::echo::{self, EchoOptions};
@@ -72,6 +72,17 @@ struct TsArgs {
     /// reply `<name> - NOT FOUND` to names not in the table instead of staying silent
     #[argh(switch)]
     answer_misses: bool,
+    /// most connections at once; one more is closed at once (default 4096,
+    /// lowered to what `ulimit -n` allows)
+    #[argh(option, default = "ts::DEFAULT_MAX_CLIENTS")]
+    max_clients: usize,
+    /// close a connection that sends nothing for this many seconds (default 600)
+    #[argh(
+        option,
+        default = "ts::DEFAULT_IDLE_TIMEOUT",
+        from_str_fn(parse_seconds)
+    )]
+    idle_timeout: Duration,
     /// log every query on stderr
     #[argh(switch, short = 'v')]
     verbose: bool,
@@ -106,7 +117,8 @@ struct LsArgs {
     /// most queries in flight per client before the LS stops reading it (default 4096)
     #[argh(option, default = "4096")]
     max_inflight: usize,
-    /// most clients at once; one more gets `- Error:SERVER BUSY` (default 1024)
+    /// most clients at once; one more gets `- Error:SERVER BUSY` (default
+    /// 1024, lowered to what `ulimit -n` allows)
     #[argh(option, default = "1024")]
     max_clients: usize,
     /// close a client that sends nothing for this many seconds (default 300)
@@ -363,12 +375,22 @@ fn parse_command_line() -> Result<Cli, ExitCode> {
 fn run_ts(args: TsArgs) -> Result<(), Usage> {
     log::set_verbose(args.verbose);
     let table = Table::load(&args.table).map_err(|e| Usage(e.to_string()))?;
+    if args.max_clients == 0 {
+        return Err(Usage("--max-clients must be at least 1".into()));
+    }
     let shutdown = stop_on_signal();
     let listener = bind(&args.bind, args.port)?;
     let options = TsOptions {
         dialect: args.dialect,
         framing: args.framing,
         answer_misses: args.answer_misses,
+        max_clients: server::fit_to_descriptors(
+            "ts",
+            "--max-clients",
+            args.max_clients,
+            ts::DESCRIPTORS_PER_CONNECTION,
+        ),
+        idle_timeout: args.idle_timeout,
     };
     ts::run(listener, Arc::new(table), options, &shutdown).map_err(|e| Usage(format!("ts: {e}")))
 }
@@ -381,19 +403,25 @@ fn run_ls(args: LsArgs) -> Result<(), Usage> {
             "--max-inflight and --max-clients must be at least 1".into(),
         ));
     }
+    // After the signal handler's descriptors, before the listener's (one
+    // of the spares).
+    let shutdown = stop_on_signal();
+    let per_client = ls::descriptors_per_client(backends.len());
+    let max_clients =
+        server::fit_to_descriptors("ls", "--max-clients", args.max_clients, per_client);
     let options = LsOptions {
         timeout: args.timeout,
         dialect: args.dialect,
         client_framing: args.framing,
         ts_framing: args.ts_framing,
         max_inflight: args.max_inflight,
-        max_clients: args.max_clients,
+        max_clients,
         idle_timeout: args.idle_timeout,
         ..LsOptions::new(backends)
     };
     let ls = Ls::new(options).map_err(Usage)?;
-    let shutdown = stop_on_signal();
     let listener = bind(&args.bind, args.port)?;
+    ls.check_backends();
     ls.run(listener, &shutdown)
         .map_err(|e| Usage(format!("ls: {e}")))
 }
@@ -639,17 +667,35 @@ fn bind_udp(host: &str, port: u16) -> Result<UdpSocket, Usage> {
 }
 
 /// A shutdown signal triggered by Ctrl-C or SIGTERM; a second signal exits at
-/// once. Installed before the listening line is printed, so a script may
-/// signal the server as soon as it has read that line.
+/// once (code 130). Installed before the listening line is printed, so a
+/// script may signal the server as soon as it has read that line.
+///
+/// The signal handler only passes the first signal on: the shutdown's
+/// wake-ups (which connect to the server's own listener, up to a second)
+/// run on a thread of their own, so the handler is always free to act on a
+/// second signal.
 fn stop_on_signal() -> Shutdown {
     let shutdown = Shutdown::new();
     let handle = shutdown.clone();
+    let (stop, stopping) = crossbeam_channel::bounded::<()>(1);
+    let stopper = std::thread::Builder::new()
+        .name("shutdown".into())
+        .spawn(move || {
+            if stopping.recv().is_ok() {
+                log::warn(format_args!("stopping: finishing the queries in flight"));
+                handle.trigger();
+            }
+        });
+    if let Err(e) = stopper {
+        log::warn(format_args!("cannot handle Ctrl-C: {e}"));
+        return shutdown;
+    }
+    let signalled = std::sync::atomic::AtomicBool::new(false);
     let installed = ctrlc::set_handler(move || {
-        if handle.is_triggered() {
+        if signalled.swap(true, std::sync::atomic::Ordering::SeqCst) {
             std::process::exit(130);
         }
-        log::warn(format_args!("stopping: finishing the queries in flight"));
-        handle.trigger();
+        let _ = stop.try_send(());
     });
     if let Err(e) = installed {
         log::warn(format_args!("cannot handle Ctrl-C: {e}"));

@@ -13,7 +13,7 @@ use std::io;
 use std::net::{
     IpAddr, Ipv4Addr, Ipv6Addr, Shutdown as Direction, SocketAddr, TcpListener, TcpStream,
 };
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::thread::{self, JoinHandle};
 
@@ -21,6 +21,7 @@ use crossbeam_channel::Sender;
 use std::time::Duration;
 
 use crate::log;
+use crate::net::is_local_shortage;
 
 type Waker = Box<dyn FnOnce() + Send>;
 
@@ -156,10 +157,15 @@ impl ServeOptions {
 pub struct ConnectionStats {
     /// Connections accepted and handled.
     pub accepted: AtomicU64,
-    /// Connections turned away because the server was full.
+    /// Connections turned away because the server was full, or short of
+    /// descriptors or threads.
     pub refused: AtomicU64,
     open: Mutex<usize>,
     closed: Condvar,
+    /// Places taken against the connection limit: a place is given back as
+    /// soon as its handler is done with the connection, before its thread
+    /// is joined.
+    taken: AtomicUsize,
 }
 
 impl ConnectionStats {
@@ -177,6 +183,21 @@ impl ConnectionStats {
             .wait_timeout_while(open, timeout, |open| *open > n)
             .unwrap_or_else(|e| e.into_inner());
         *open <= n
+    }
+
+    /// Waits until a connection closes, at most `timeout`.
+    fn wait_for_a_close(&self, timeout: Duration) {
+        let open = self.open.lock().unwrap_or_else(|e| e.into_inner());
+        let before = *open;
+        let _ = self
+            .closed
+            .wait_timeout_while(open, timeout, |open| *open >= before);
+    }
+
+    /// Connections holding a place against the limit (their handler has not
+    /// yet finished with them).
+    pub fn in_use(&self) -> usize {
+        self.taken.load(Ordering::SeqCst)
     }
 
     fn add_open(&self, delta: isize) {
@@ -229,6 +250,7 @@ where
     };
     let handler = Arc::new(handler);
     let (finished, reaper) = start_reaper(role, Arc::clone(stats))?;
+    let mut reserve = Reserve::open();
     for conn in listener.incoming() {
         // After the shutdown: the waker's connection ends the loop; one
         // queued before it is still served. Should the waker have failed to
@@ -243,11 +265,26 @@ where
         }
         match conn {
             Ok(stream) => start_handler(stream, shutdown, options, &open, &finished, &handler),
+            Err(e) if is_local_shortage(&e) => {
+                if shutdown.is_triggered() {
+                    // The waker's connection cannot be accepted either.
+                    log::warn(format_args!("{role}: accept failed: {e}"));
+                    break;
+                }
+                // Out of descriptors: the spare one makes room to accept the
+                // client at the head of the queue and tell it so.
+                if !reserve.refuse_next(&listener, options) {
+                    log::warn(format_args!("{role}: accept failed: {e}"));
+                    // Not even the spare descriptor helped: wait for a
+                    // connection to close rather than spin.
+                    stats.wait_for_a_close(SHORTAGE_PAUSE);
+                }
+            }
             Err(e) => {
                 log::warn(format_args!("{role}: accept failed: {e}"));
-                // Out of file descriptors or a similar condition: back off
-                // rather than spin on an accept that keeps failing.
-                thread::sleep(Duration::from_millis(50));
+                // A condition that may persist: back off rather than spin
+                // on an accept that keeps failing.
+                thread::sleep(SHORTAGE_PAUSE);
             }
         }
         if last {
@@ -323,7 +360,8 @@ fn start_handler<H>(
     let peer = stream
         .peer_addr()
         .map_or_else(|_| "unknown peer".to_string(), |a| a.to_string());
-    if stats.open() >= options.max_connections {
+    if stats.taken.fetch_add(1, Ordering::SeqCst) >= options.max_connections {
+        stats.taken.fetch_sub(1, Ordering::SeqCst);
         stats.refused.fetch_add(1, Ordering::Relaxed);
         log::info(format_args!(
             "{role}: refusing {peer}: {} connections open",
@@ -332,10 +370,13 @@ fn start_handler<H>(
         refuse(stream, options.busy_reply);
         return;
     }
+    let place = Place(Arc::clone(stats));
     let tracked = match open.track(&stream) {
         Ok(tracked) => tracked,
         Err(e) => {
-            log::warn(format_args!("{role}: dropping connection from {peer}: {e}"));
+            stats.refused.fetch_add(1, Ordering::Relaxed);
+            log::warn(format_args!("{role}: refusing {peer}: {e}"));
+            refuse(stream, options.busy_reply);
             return;
         }
     };
@@ -348,14 +389,24 @@ fn start_handler<H>(
     let handler = Arc::clone(handler);
     let done = finished.sender.clone();
     let id = tracked.id;
+    // Handed over through a slot, so that it can be taken back and told
+    // the server is busy should no thread start.
+    let handoff = Arc::new(Mutex::new(Some(stream)));
+    let slot = Arc::clone(&handoff);
     // Hold the map while spawning, so the reaper finds the handle.
     let mut handles = finished.lock();
     let spawned = thread::Builder::new()
         .name(format!("{role} {peer}"))
         .stack_size(HANDLER_STACK)
         .spawn(move || {
-            handler(stream);
+            let stream = slot.lock().unwrap_or_else(|e| e.into_inner()).take();
+            if let Some(stream) = stream {
+                handler(stream);
+            }
+            // The connection is done with: its place is free at once, before
+            // this thread is joined.
             drop(tracked);
+            drop(place);
             let _ = done.send(id);
         });
     match spawned {
@@ -363,11 +414,64 @@ fn start_handler<H>(
             handles.insert(id, handle);
         }
         Err(e) => {
-            log::warn(format_args!(
-                "{role}: cannot start a thread for {peer}: {e}"
-            ));
+            drop(handles);
+            stats.accepted.fetch_sub(1, Ordering::Relaxed);
+            stats.refused.fetch_add(1, Ordering::Relaxed);
             stats.add_open(-1);
+            log::warn(format_args!(
+                "{role}: refusing {peer}: cannot start a thread: {e}"
+            ));
+            let stream = handoff.lock().unwrap_or_else(|e| e.into_inner()).take();
+            if let Some(stream) = stream {
+                refuse(stream, options.busy_reply);
+            }
         }
+    }
+}
+
+/// How long the accept loop waits for a connection to close when it cannot
+/// accept for want of descriptors, or another accept error persists.
+const SHORTAGE_PAUSE: Duration = Duration::from_millis(50);
+
+/// A place against the connection limit; given back when dropped.
+struct Place(Arc<ConnectionStats>);
+
+impl Drop for Place {
+    fn drop(&mut self) {
+        self.0.taken.fetch_sub(1, Ordering::SeqCst);
+    }
+}
+
+/// A spare descriptor held by the accept loop. When `accept` fails for want
+/// of descriptors, closing the spare makes room to accept the next client,
+/// tell it the server is busy and close it, instead of leaving it queued
+/// without a word; the spare is then taken again.
+struct Reserve(Option<std::fs::File>);
+
+impl Reserve {
+    fn open() -> Reserve {
+        Reserve(std::fs::File::open("/dev/null").ok())
+    }
+
+    /// Refuses the next queued connection with the busy reply; false when
+    /// even the spare descriptor did not make room for it.
+    fn refuse_next(&mut self, listener: &TcpListener, options: &ServeOptions) -> bool {
+        drop(self.0.take());
+        let accepted = listener.accept();
+        let refused = match accepted {
+            Ok((stream, peer)) => {
+                options.stats.refused.fetch_add(1, Ordering::Relaxed);
+                log::warn(format_args!(
+                    "{}: refusing {peer}: out of file descriptors",
+                    options.role
+                ));
+                refuse(stream, options.busy_reply);
+                true
+            }
+            Err(_) => false,
+        };
+        *self = Reserve::open();
+        refused
     }
 }
 
@@ -456,5 +560,91 @@ struct Tracked {
 impl Drop for Tracked {
     fn drop(&mut self) {
         self.connections.lock().streams.remove(&self.id);
+    }
+}
+
+/// Descriptors a server keeps free beyond its connections: the accept
+/// loop's spare, a connection being refused, the shutdown wake-up (both
+/// ends), and a little slack for logs and probes.
+const SPARE_DESCRIPTORS: usize = 8;
+
+/// The soft limit on open descriptors (`ulimit -n`) from `/proc/self/limits`,
+/// `None` when unlimited or unreadable.
+pub fn descriptor_limit() -> Option<usize> {
+    let text = std::fs::read_to_string("/proc/self/limits").ok()?;
+    parse_descriptor_limit(&text)
+}
+
+fn parse_descriptor_limit(limits: &str) -> Option<usize> {
+    let line = limits.lines().find(|l| l.starts_with("Max open files"))?;
+    line["Max open files".len()..]
+        .split_whitespace()
+        .next()?
+        .parse()
+        .ok()
+}
+
+/// Descriptors open in this process now (from `/proc/self/fd`), `None` when
+/// unreadable.
+pub fn open_descriptors() -> Option<usize> {
+    // The listing's own descriptor is counted too: one more than before.
+    let count = std::fs::read_dir("/proc/self/fd").ok()?.count();
+    Some(count.saturating_sub(1))
+}
+
+/// How many connections costing `per_connection` descriptors each fit under
+/// `limit` with `open` already open and [`SPARE_DESCRIPTORS`] kept free (at
+/// least one).
+///
+/// ```
+/// assert_eq!(dnslb::server::connections_that_fit(64, 10, 7), 6);
+/// assert_eq!(dnslb::server::connections_that_fit(1024, 10, 7), 143);
+/// assert_eq!(dnslb::server::connections_that_fit(16, 10, 7), 1);
+/// ```
+pub fn connections_that_fit(limit: usize, open: usize, per_connection: usize) -> usize {
+    let free = limit.saturating_sub(open + SPARE_DESCRIPTORS);
+    (free / per_connection.max(1)).max(1)
+}
+
+/// `requested` connections (the `option` of `role`), lowered to what this
+/// process's descriptor limit can hold at `per_connection` descriptors each,
+/// with one line on stderr saying so. The limit cannot be raised without
+/// libc: `ulimit -n` before starting raises it.
+pub fn fit_to_descriptors(
+    role: &str,
+    option: &str,
+    requested: usize,
+    per_connection: usize,
+) -> usize {
+    let (Some(limit), Some(open)) = (descriptor_limit(), open_descriptors()) else {
+        return requested;
+    };
+    let fit = connections_that_fit(limit, open, per_connection);
+    if fit >= requested {
+        return requested;
+    }
+    log::warn(format_args!(
+        "{role}: serving at most {fit} connections at once, not {option} {requested}: \
+         each costs {per_connection} file descriptors and the limit is {limit} \
+         ({open} open); `ulimit -n` raises it"
+    ));
+    fit
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_descriptor_limit_is_read_from_proc_limits() {
+        let limits = "Limit                     Soft Limit           Hard Limit           Units     \n\
+                      Max processes             63704                63704                processes \n\
+                      Max open files            1024                 524288               files     \n";
+        assert_eq!(parse_descriptor_limit(limits), Some(1024));
+        let unlimited =
+            "Max open files            unlimited            unlimited            files     \n";
+        assert_eq!(parse_descriptor_limit(unlimited), None);
+        assert!(descriptor_limit().is_some_and(|limit| limit > 3));
+        assert!(open_descriptors().is_some_and(|open| open >= 3));
     }
 }

@@ -25,9 +25,9 @@ use std::time::Instant;
 
 use crossbeam_channel::{Receiver, Sender};
 
-use super::Shared;
-use super::health::PROBE_IN_USE;
+use super::health::{PROBE_IN_USE, RECHECK};
 use super::link::{self, Event, LinkHandle, LinkOptions, LinkThread};
+use super::{BUSY_REPLY, Shared};
 use crate::framing::{Frame, write_message};
 use crate::log;
 use crate::wire::{self, Query, Reply};
@@ -53,6 +53,9 @@ pub enum Outcome {
     AllDown,
     /// The query was not a valid hostname.
     Invalid,
+    /// No TS answered, and a TS could not be asked for want of the LS's own
+    /// descriptors or threads: the LS cannot tell it is a miss.
+    Busy,
 }
 
 /// One query in flight.
@@ -67,6 +70,8 @@ struct Pending {
     replied: u64,
     /// TSes that replied `NOT FOUND`.
     denied: u64,
+    /// TSes that could not be asked for want of the LS's own resources.
+    starved: u64,
     /// Set once the query has its reply.
     done: Option<(Outcome, String)>,
 }
@@ -108,6 +113,9 @@ pub struct Engine {
     by_key: HashMap<String, VecDeque<u64>>,
     /// When the client last sent a query.
     last_submit: Instant,
+    /// Links down for want of the LS's own descriptors or threads (not the
+    /// TS's fault): a query that cannot be sent on one is not a miss.
+    starved: u64,
 }
 
 impl Engine {
@@ -131,6 +139,7 @@ impl Engine {
             first_seq: 0,
             by_key: HashMap::new(),
             last_submit: now,
+            starved: 0,
         };
         engine.maintain_links(now);
         engine
@@ -158,6 +167,7 @@ impl Engine {
             asked: 0,
             replied: 0,
             denied: 0,
+            starved: 0,
             done: None,
         };
         let query = match query {
@@ -188,7 +198,10 @@ impl Engine {
                 }
                 // Sent when the link comes up.
                 LinkState::Connecting { .. } => true,
-                LinkState::Down { .. } => false,
+                LinkState::Down { .. } => {
+                    pending.starved |= self.starved & (1 << ts);
+                    false
+                }
             };
             if asked {
                 pending.asked |= 1 << ts;
@@ -243,6 +256,16 @@ impl Engine {
                 };
                 if current {
                     self.link_down(ts, &why);
+                }
+            }
+            Event::Starved {
+                ts,
+                generation,
+                why,
+            } => {
+                if matches!(self.links[ts], LinkState::Connecting { generation: g, .. } if g == generation)
+                {
+                    self.link_starved(ts, &why);
                 }
             }
         }
@@ -304,11 +327,9 @@ impl Engine {
                     self.threads.push(thread);
                 }
                 Err(e) => {
-                    log::warn(format_args!("ls: cannot start a link thread: {e}"));
-                    health.failed(Some(attempt), "no thread to connect with");
-                    self.links[ts] = LinkState::Down {
-                        check_at: health.next_check(now),
-                    };
+                    // The LS's own shortage, not news about the TS: the
+                    // attempt (and a probe) was dropped unreported.
+                    self.link_starved(ts, &format!("cannot start a link thread: {e}"));
                 }
             }
         }
@@ -367,6 +388,7 @@ impl Engine {
     }
 
     fn link_up(&mut self, ts: usize, generation: u64, stream: TcpStream, handle: LinkHandle) {
+        self.starved &= !(1 << ts);
         let mut writer = BufWriter::new(stream);
         // Queries submitted while the link was connecting; those settled
         // meanwhile are not sent, and no longer count as asked.
@@ -430,6 +452,30 @@ impl Engine {
             pending.asked &= !bit;
             pending.replied &= !bit;
             if was_waiting {
+                self.settle_if_nobody_left(self.first_seq + index as u64);
+            }
+        }
+    }
+
+    /// The link to TS `ts` could not be made for want of the LS's own
+    /// descriptors or threads. The TS's shared health is left alone; this
+    /// session tries again after a pause, and the queries that were waiting
+    /// on it cannot end as misses.
+    fn link_starved(&mut self, ts: usize, why: &str) {
+        log::warn(format_args!(
+            "ls: a session cannot reach {}: {why} (the LS is short of resources; the TS is not marked down)",
+            self.shared.backends[ts]
+        ));
+        let bit = 1 << ts;
+        self.starved |= bit;
+        self.links[ts] = LinkState::Down {
+            check_at: Instant::now() + RECHECK,
+        };
+        for index in 0..self.inflight.len() {
+            let pending = &mut self.inflight[index];
+            if pending.waiting_on() & bit != 0 {
+                pending.asked &= !bit;
+                pending.starved |= bit;
                 self.settle_if_nobody_left(self.first_seq + index as u64);
             }
         }
@@ -521,10 +567,21 @@ impl Engine {
     }
 
     /// Gives query `index` its outcome and reply (the miss line when `line` is `None`).
+    /// A miss on a query some TS could not be asked (the LS's own shortage)
+    /// is [`Outcome::Busy`] instead, with the busy line.
     fn settle(&mut self, index: usize, outcome: Outcome, line: Option<String>) {
         let dialect = self.shared.options.dialect;
         let pending = &mut self.inflight[index];
         let name = pending.query.as_ref().map_or("", |q| q.name.as_str());
+        let miss = matches!(
+            outcome,
+            Outcome::TimedOut | Outcome::NotFound | Outcome::AllDown
+        );
+        let (outcome, line) = if miss && pending.starved != 0 {
+            (Outcome::Busy, Some(BUSY_REPLY.to_string()))
+        } else {
+            (outcome, line)
+        };
         let line = line.unwrap_or_else(|| wire::miss_line(name, dialect));
         pending.done = Some((outcome, line));
         let pending = &self.inflight[index];
@@ -538,11 +595,13 @@ impl Engine {
             return;
         };
         match outcome {
-            Outcome::Answered { ts } => stats.answered[*ts].fetch_add(1, Ordering::Relaxed),
-            Outcome::TimedOut => stats.timed_out.fetch_add(1, Ordering::Relaxed),
-            Outcome::NotFound => stats.not_found.fetch_add(1, Ordering::Relaxed),
-            Outcome::AllDown => stats.all_down.fetch_add(1, Ordering::Relaxed),
-            Outcome::Invalid => stats.invalid.fetch_add(1, Ordering::Relaxed),
+            // Release: a snapshot that sees the outcome sees its query counted.
+            Outcome::Answered { ts } => stats.answered[*ts].fetch_add(1, Ordering::Release),
+            Outcome::TimedOut => stats.timed_out.fetch_add(1, Ordering::Release),
+            Outcome::NotFound => stats.not_found.fetch_add(1, Ordering::Release),
+            Outcome::AllDown => stats.all_down.fetch_add(1, Ordering::Release),
+            Outcome::Invalid => stats.invalid.fetch_add(1, Ordering::Release),
+            Outcome::Busy => stats.busy.fetch_add(1, Ordering::Release),
         };
         if !log::verbose() {
             return;
@@ -568,6 +627,9 @@ impl Engine {
             Outcome::AllDown => log::info(format_args!(
                 "ls: {name} not found: every TS is down ({ms:.1} ms)"
             )),
+            Outcome::Busy => log::info(format_args!(
+                "ls: {name} not answered: the LS could not ask every TS ({ms:.1} ms)"
+            )),
             Outcome::Invalid => {}
         }
     }
@@ -579,7 +641,7 @@ impl Drop for Engine {
         self.shared
             .stats
             .abandoned
-            .fetch_add(abandoned as u64, Ordering::Relaxed);
+            .fetch_add(abandoned as u64, Ordering::Release);
         // Closing first, so that the link threads do not take the ends of
         // their connections for news about the TSes.
         for thread in &self.threads {

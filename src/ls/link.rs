@@ -17,7 +17,7 @@ use crossbeam_channel::Sender;
 use super::health::{Attempt, Health};
 use super::{Backend, CONNECT_TIMEOUT};
 use crate::framing::{Frame, Framing, MessageReader};
-use crate::net::connect_any;
+use crate::net::{connect_any, is_local_shortage};
 use crate::wire;
 
 /// Reader threads only move bytes into the channel; they need little stack.
@@ -36,6 +36,13 @@ pub enum Event {
     },
     /// The connection could not be made, or ended.
     Down {
+        ts: usize,
+        generation: u64,
+        why: String,
+    },
+    /// The connection could not be made for want of the LS's own
+    /// descriptors or memory: no news about the TS.
+    Starved {
         ts: usize,
         generation: u64,
         why: String,
@@ -172,6 +179,17 @@ impl Link {
         });
         let (reader, writer) = match connected {
             Ok(streams) => streams,
+            Err(e) if is_local_shortage(&e) => {
+                // The LS's own shortage: the attempt is dropped unreported,
+                // which gives a probe back without blaming the TS.
+                let why = format!("cannot connect: {e}");
+                let _ = self.events.send(Event::Starved {
+                    ts,
+                    generation,
+                    why,
+                });
+                return;
+            }
             Err(e) => {
                 let why = format!("cannot connect: {e}");
                 self.health.failed(Some(self.attempt), &why);
