@@ -13,7 +13,7 @@ use std::io;
 use std::net::{
     IpAddr, Ipv4Addr, Ipv6Addr, Shutdown as Direction, SocketAddr, TcpListener, TcpStream,
 };
-use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::thread::{self, JoinHandle};
 
@@ -165,7 +165,8 @@ pub struct ConnectionStats {
     /// Places taken against the connection limit: a place is given back as
     /// soon as its handler is done with the connection, before its thread
     /// is joined.
-    taken: AtomicUsize,
+    taken: Mutex<usize>,
+    freed: Condvar,
 }
 
 impl ConnectionStats {
@@ -197,7 +198,22 @@ impl ConnectionStats {
     /// Connections holding a place against the limit (their handler has not
     /// yet finished with them).
     pub fn in_use(&self) -> usize {
-        self.taken.load(Ordering::SeqCst)
+        *self.taken.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Takes a place under `max`, waiting up to `wait` for one to be given
+    /// back; false when none was.
+    fn take_place(&self, max: usize, wait: Duration) -> bool {
+        let taken = self.taken.lock().unwrap_or_else(|e| e.into_inner());
+        let (mut taken, _) = self
+            .freed
+            .wait_timeout_while(taken, wait, |taken| *taken >= max)
+            .unwrap_or_else(|e| e.into_inner());
+        if *taken >= max {
+            return false;
+        }
+        *taken += 1;
+        true
     }
 
     fn add_open(&self, delta: isize) {
@@ -251,7 +267,9 @@ where
     let handler = Arc::new(handler);
     let (finished, reaper) = start_reaper(role, Arc::clone(stats))?;
     let mut reserve = Reserve::open();
-    for conn in listener.incoming() {
+    let mut refusing = None;
+    loop {
+        let conn = reserve.accept(&listener);
         // After the shutdown: the waker's connection ends the loop; one
         // queued before it is still served. Should the waker have failed to
         // connect, this connection is served and is the last.
@@ -264,21 +282,22 @@ where
             }
         }
         match conn {
-            Ok(stream) => start_handler(stream, shutdown, options, &open, &finished, &handler),
+            Ok(stream) => start_handler(
+                stream,
+                shutdown,
+                options,
+                (&open, &finished, &mut refusing),
+                &handler,
+            ),
             Err(e) if is_local_shortage(&e) => {
+                log::warn(format_args!("{role}: accept failed: {e}"));
                 if shutdown.is_triggered() {
                     // The waker's connection cannot be accepted either.
-                    log::warn(format_args!("{role}: accept failed: {e}"));
                     break;
                 }
-                // Out of descriptors: the spare one makes room to accept the
-                // client at the head of the queue and tell it so.
-                if !reserve.refuse_next(&listener, options) {
-                    log::warn(format_args!("{role}: accept failed: {e}"));
-                    // Not even the spare descriptor helped: wait for a
-                    // connection to close rather than spin.
-                    stats.wait_for_a_close(SHORTAGE_PAUSE);
-                }
+                // Not even the spare descriptor made room: wait for a
+                // connection to close rather than spin.
+                stats.wait_for_a_close(SHORTAGE_PAUSE);
             }
             Err(e) => {
                 log::warn(format_args!("{role}: accept failed: {e}"));
@@ -350,8 +369,7 @@ fn start_handler<H>(
     stream: TcpStream,
     shutdown: &Shutdown,
     options: &ServeOptions,
-    open: &Connections,
-    finished: &Finished,
+    (open, finished, refusing): (&Connections, &Finished, &mut Option<std::time::Instant>),
     handler: &Arc<H>,
 ) where
     H: Fn(TcpStream) + Send + Sync + 'static,
@@ -360,8 +378,7 @@ fn start_handler<H>(
     let peer = stream
         .peer_addr()
         .map_or_else(|_| "unknown peer".to_string(), |a| a.to_string());
-    if stats.taken.fetch_add(1, Ordering::SeqCst) >= options.max_connections {
-        stats.taken.fetch_sub(1, Ordering::SeqCst);
+    if !take_place(options, refusing) {
         stats.refused.fetch_add(1, Ordering::Relaxed);
         log::info(format_args!(
             "{role}: refusing {peer}: {} connections open",
@@ -438,14 +455,36 @@ struct Place(Arc<ConnectionStats>);
 
 impl Drop for Place {
     fn drop(&mut self) {
-        self.0.taken.fetch_sub(1, Ordering::SeqCst);
+        let mut taken = self.0.taken.lock().unwrap_or_else(|e| e.into_inner());
+        *taken = taken.saturating_sub(1);
+        self.0.freed.notify_all();
     }
 }
 
+/// How long a connection that finds the server full waits for a place: a
+/// client that connects right after another closed may arrive before that
+/// connection's handler has seen the close.
+const PLACE_WAIT: Duration = Duration::from_millis(250);
+
+/// Takes a place for a new connection. While connections keep being refused
+/// (`refusing` holds when the last refusal was), refuses at once, so a flood
+/// over the limit does not hold up the accept loop.
+fn take_place(options: &ServeOptions, refusing: &mut Option<std::time::Instant>) -> bool {
+    let now = std::time::Instant::now();
+    let flooded = refusing.is_some_and(|last| now < last + PLACE_WAIT);
+    let wait = if flooded { Duration::ZERO } else { PLACE_WAIT };
+    if options.stats.take_place(options.max_connections, wait) {
+        return true;
+    }
+    *refusing = Some(std::time::Instant::now());
+    false
+}
+
 /// A spare descriptor held by the accept loop. When `accept` fails for want
-/// of descriptors, closing the spare makes room to accept the next client,
-/// tell it the server is busy and close it, instead of leaving it queued
-/// without a word; the spare is then taken again.
+/// of descriptors, closing the spare makes room to take the next client off
+/// the queue; its handler cannot start for want of descriptors either, so it
+/// is told the server is busy and closed, instead of being left queued
+/// without a word. The spare is taken again once there is room.
 struct Reserve(Option<std::fs::File>);
 
 impl Reserve {
@@ -453,25 +492,19 @@ impl Reserve {
         Reserve(std::fs::File::open("/dev/null").ok())
     }
 
-    /// Refuses the next queued connection with the busy reply; false when
-    /// even the spare descriptor did not make room for it.
-    fn refuse_next(&mut self, listener: &TcpListener, options: &ServeOptions) -> bool {
-        drop(self.0.take());
-        let accepted = listener.accept();
-        let refused = match accepted {
-            Ok((stream, peer)) => {
-                options.stats.refused.fetch_add(1, Ordering::Relaxed);
-                log::warn(format_args!(
-                    "{}: refusing {peer}: out of file descriptors",
-                    options.role
-                ));
-                refuse(stream, options.busy_reply);
-                true
+    /// The next connection (blocking, as `accept` does), with the spare's
+    /// help when descriptors run out.
+    fn accept(&mut self, listener: &TcpListener) -> io::Result<TcpStream> {
+        if self.0.is_none() {
+            *self = Reserve::open();
+        }
+        match listener.accept() {
+            Err(e) if is_local_shortage(&e) && self.0.is_some() => {
+                drop(self.0.take());
+                listener.accept().map(|(stream, _)| stream)
             }
-            Err(_) => false,
-        };
-        *self = Reserve::open();
-        refused
+            accepted => accepted.map(|(stream, _)| stream),
+        }
     }
 }
 
