@@ -320,11 +320,10 @@ fn serve_client(client: TcpStream, shared: &Arc<Shared>) -> io::Result<()> {
         Err(e) => {
             // No descriptor or thread to serve it with: say so, not a
             // silent close.
-            shared
-                .stats
-                .connections
-                .refused
-                .fetch_add(1, Ordering::Relaxed);
+            // Counted as refused, not accepted.
+            let connections = &shared.stats.connections;
+            connections.accepted.fetch_sub(1, Ordering::Relaxed);
+            connections.refused.fetch_add(1, Ordering::Relaxed);
             log::warn(format_args!("ls: refusing a client: {e}"));
             let _ = (&client).write_all(format!("{BUSY_REPLY}\n").as_bytes());
             let _ = client.shutdown(Direction::Both);

@@ -657,7 +657,7 @@ pub fn fit_to_descriptors(
         return requested;
     }
     log::warn(format_args!(
-        "{role}: serving at most {fit} connections at once, not {option} {requested}: \
+        "{role}: serving at most {fit} clients at once, not {option} {requested}: \
          each costs {per_connection} file descriptors and the limit is {limit} \
          ({open} open); `ulimit -n` raises it"
     ));

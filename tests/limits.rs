@@ -15,6 +15,28 @@ use support::*;
 
 const TS1: &str = "amazon.org 94.5.6.7 A\nrutgers.com 172.34.4.6 A\n";
 
+/// `dnslb ls` on loopback forwarding to `ts1` and `ts2` with `timeout`
+/// seconds; its stderr lines on the channel.
+fn spawn_ls_bin(
+    ts1: SocketAddr,
+    ts2: SocketAddr,
+    timeout: &str,
+) -> (Running, crossbeam_channel::Receiver<String>) {
+    let (p1, p2) = (ts1.port().to_string(), ts2.port().to_string());
+    spawn_server_bin_stderr(&[
+        "ls",
+        "0",
+        "127.0.0.1",
+        &p1,
+        "127.0.0.1",
+        &p2,
+        "--bind",
+        "127.0.0.1",
+        "--timeout",
+        timeout,
+    ])
+}
+
 #[test]
 fn smoke() {
     let ts = start_ts(TS1);
@@ -72,19 +94,8 @@ fn clients_one_after_another_are_never_refused_at_max_clients_1() {
 fn the_ls_names_each_ts_it_cannot_reach_at_start_and_starts_anyway() {
     let (ts1, _ts2) = course_tses();
     let dead = closed_port();
-    let (p1, p2) = (ts1.addr.port().to_string(), dead.port().to_string());
-    let (ls, log) = spawn_server_bin_stderr(&[
-        "ls",
-        "0",
-        "127.0.0.1",
-        &p1,
-        "127.0.0.1",
-        &p2,
-        "--bind",
-        "127.0.0.1",
-        "--timeout",
-        "0.3",
-    ]);
+    let p2 = dead.port().to_string();
+    let (ls, log) = spawn_ls_bin(ts1.addr, dead, "0.3");
     let line = line_containing(&log, "is not reachable");
     assert!(
         line.contains(&format!("ts2 (127.0.0.1:{p2})")) && line.contains("starting anyway"),
@@ -184,13 +195,7 @@ fn under_ulimit_n_64_every_client_gets_its_answer_or_busy() {
         .args(["--bind", "127.0.0.1", "--timeout", "2"])
         .stderr(std::process::Stdio::piped());
     let mut ls = spawn_server_command(command);
-    let stderr = ls.child.stderr.take().unwrap();
-    let (tx, log) = crossbeam_channel::unbounded();
-    thread::spawn(move || {
-        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-            let _ = tx.send(line);
-        }
-    });
+    let log = stderr_lines(&mut ls);
     let lowered = line_containing(&log, "serving at most");
     assert!(
         lowered.contains("--max-clients 1024") && lowered.contains("limit is 64"),
@@ -253,19 +258,7 @@ fn a_second_sigterm_exits_at_once() {
     let (ts, _ts2) = course_tses();
     // The silent TS keeps a query in flight for the whole 30 s timeout.
     let silent = silent_ts();
-    let (p1, p2) = (ts.addr.port().to_string(), silent.port().to_string());
-    let (ls, log) = spawn_server_bin_stderr(&[
-        "ls",
-        "0",
-        "127.0.0.1",
-        &p1,
-        "127.0.0.1",
-        &p2,
-        "--bind",
-        "127.0.0.1",
-        "--timeout",
-        "30",
-    ]);
+    let (ls, log) = spawn_ls_bin(ts.addr, silent, "30");
     let mut idle = LineClient::connect(ls.addr);
     assert_eq!(idle.ask("amazon.org"), "amazon.org 94.5.6.7 A");
     let mut waiting = LineClient::connect(ls.addr);

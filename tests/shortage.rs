@@ -1,14 +1,14 @@
 //! The LS running out of descriptors while it serves: every client gets its
 //! answer or `- Error:SERVER BUSY`, and no TS is taken for down.
 //!
-//! The descriptor limit belongs to the whole process, so this file holds a
-//! single test: nothing else runs beside it while the limit is low.
+//! The descriptor limit and the descriptor count belong to the whole
+//! process, so the tests here run one at a time.
 
 mod support;
 
 use std::io::{BufRead, BufReader, ErrorKind, Write};
 use std::net::{TcpListener, TcpStream};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::thread;
 
 use dnslb::ls::{Ls, LsOptions};
@@ -31,8 +31,35 @@ fn set_descriptor_limit(soft: u64) -> u64 {
     }
 }
 
+/// Held by each test: they count or limit the process's descriptors.
+static ALONE: Mutex<()> = Mutex::new(());
+
+#[test]
+fn a_client_costs_the_descriptors_the_limit_is_fitted_with() {
+    let _alone = ALONE.lock().unwrap_or_else(|e| e.into_inner());
+    let (ts1, ts2) = course_tses();
+    let ls = start_ls_observed(&[ts1.addr, ts2.addr], ms(2000), |_| {});
+    // A first client warms up what the LS keeps for its whole life.
+    let mut first = LineClient::connect(ls.addr());
+    assert_eq!(first.ask("amazon.org"), "amazon.org 94.5.6.7 A");
+    let before = open_descriptors().unwrap();
+    let mut client = LineClient::connect(ls.addr());
+    // Answers from both TSes: both links are up.
+    assert_eq!(client.ask("amazon.org"), "amazon.org 94.5.6.7 A");
+    assert_eq!(
+        client.ask("www.princeton.edu"),
+        "www.princeton.edu 128.1.1.4 A"
+    );
+    let after = open_descriptors().unwrap();
+    // The test's own side of the connection: the socket and its reader's duplicate.
+    let own = 2;
+    assert_eq!(after - before - own, dnslb::ls::descriptors_per_client(2));
+    drop((first, client));
+}
+
 #[test]
 fn an_ls_out_of_descriptors_answers_or_says_busy_and_never_blames_a_ts() {
+    let _alone = ALONE.lock().unwrap_or_else(|e| e.into_inner());
     let (ts1, ts2) = course_tses();
     let mut options = LsOptions::new(backends(&[ts1.addr, ts2.addr]));
     options.timeout = ms(2000);
@@ -96,4 +123,8 @@ fn an_ls_out_of_descriptors_answers_or_says_busy_and_never_blames_a_ts() {
     let counts = ls.snapshot();
     assert_eq!(counts.transitions, 0, "a TS was taken for down: {counts}");
     assert_eq!(counts.misses(), 0, "{counts}");
+    // Every client was either accepted or refused; each busy line is a
+    // refusal or a query the LS could not ask every TS for.
+    assert_eq!(counts.accepted + counts.refused, 100, "{counts}");
+    assert_eq!(counts.refused + counts.busy, busy as u64, "{counts}");
 }

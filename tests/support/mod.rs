@@ -297,14 +297,20 @@ pub fn spawn_server_bin(args: &[&str]) -> Running {
 /// Like [`spawn_server_bin`], with the server's stderr lines on a channel.
 pub fn spawn_server_bin_stderr(args: &[&str]) -> (Running, Receiver<String>) {
     let mut running = start_bin(args, Stdio::piped());
-    let stderr = running.child.stderr.take().unwrap();
+    let lines = stderr_lines(&mut running);
+    (running, lines)
+}
+
+/// The lines of a server's piped stderr, on a channel.
+pub fn stderr_lines(running: &mut Running) -> Receiver<String> {
+    let stderr = running.child.stderr.take().expect("stderr is piped");
     let (tx, rx) = crossbeam_channel::unbounded();
     thread::spawn(move || {
         for line in BufReader::new(stderr).lines().map_while(Result::ok) {
             let _ = tx.send(line);
         }
     });
-    (running, rx)
+    rx
 }
 
 fn start_bin(args: &[&str], stderr: Stdio) -> Running {
