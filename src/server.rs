@@ -7,6 +7,11 @@
 //! connection with `shutdown(Read)`, so each handler finishes the message it
 //! is working on, sees end of stream and returns. [`serve`] returns once every
 //! handler has.
+//!
+//! Limits: a connection over the limit, or one the server has no descriptor
+//! or thread for, is sent the busy reply and closed, never dropped without a
+//! word; a spare descriptor makes room to do so when `accept` itself runs
+//! out. [`fit_to_descriptors`] lowers a limit the descriptor limit cannot hold.
 
 use std::collections::HashMap;
 use std::io;
@@ -131,7 +136,8 @@ pub struct ServeOptions {
     /// How long handlers get to finish after shutdown before their
     /// connections are closed under them.
     pub grace: Duration,
-    /// Most connections open at once; one more is sent `busy_reply` and closed.
+    /// Most connections open at once; one more waits briefly for a place,
+    /// then is sent `busy_reply` and closed.
     pub max_connections: usize,
     /// The line (without newline) sent to a connection over the limit.
     pub busy_reply: &'static str,
@@ -286,7 +292,9 @@ where
                 stream,
                 shutdown,
                 options,
-                (&open, &finished, &mut refusing),
+                &open,
+                &finished,
+                &mut refusing,
                 &handler,
             ),
             Err(e) if is_local_shortage(&e) => {
@@ -363,13 +371,16 @@ enum Accepted {
     ClientWithoutWaker,
 }
 
-/// Registers `stream` and starts its handler thread, or refuses it when the
-/// server is full.
+/// Registers `stream` and starts its handler thread, or refuses it with the
+/// busy reply when the server is full (after waiting briefly for a place) or
+/// has no descriptor or thread to serve it with.
 fn start_handler<H>(
     stream: TcpStream,
     shutdown: &Shutdown,
     options: &ServeOptions,
-    (open, finished, refusing): (&Connections, &Finished, &mut Option<std::time::Instant>),
+    open: &Connections,
+    finished: &Finished,
+    refusing: &mut Option<std::time::Instant>,
     handler: &Arc<H>,
 ) where
     H: Fn(TcpStream) + Send + Sync + 'static,

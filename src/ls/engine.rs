@@ -297,6 +297,8 @@ impl Engine {
             }
             let health = &self.shared.health[ts];
             let Some(attempt) = health.begin_attempt(now, in_use) else {
+                // Down by the shared record: a miss is the TS's, not a shortage.
+                self.starved &= !(1 << ts);
                 self.links[ts] = LinkState::Down {
                     check_at: health.next_check(now),
                 };
@@ -431,6 +433,7 @@ impl Engine {
     }
 
     fn link_down(&mut self, ts: usize, why: &str) {
+        self.starved &= !(1 << ts);
         if let LinkState::Up { writer, .. } = &self.links[ts] {
             let _ = writer.get_ref().shutdown(Direction::Both);
         }
@@ -462,7 +465,7 @@ impl Engine {
     /// session tries again after a pause, and the queries that were waiting
     /// on it cannot end as misses.
     fn link_starved(&mut self, ts: usize, why: &str) {
-        log::warn(format_args!(
+        log::info(format_args!(
             "ls: a session cannot reach {}: {why} (the LS is short of resources; the TS is not marked down)",
             self.shared.backends[ts]
         ));
