@@ -15,6 +15,7 @@ use dnslb::bench;
 use dnslb::framing::Framing;
 use dnslb::log;
 use dnslb::ls::{self, TsProtocol};
+use dnslb::ts;
 use dnslb::udp::lb as udp_lb;
 use dnslb::udp::loss::Loss;
 use dnslb::wire::Dialect;
@@ -203,6 +204,17 @@ pub struct TsArgs {
     /// reply `<name> - NOT FOUND` to names not in the table instead of staying silent
     #[argh(switch)]
     pub answer_misses: bool,
+    /// most connections at once; one more is closed at once (default 4096,
+    /// lowered to what `ulimit -n` allows)
+    #[argh(option, default = "ts::DEFAULT_MAX_CLIENTS")]
+    pub max_clients: usize,
+    /// close a connection that sends nothing for this many seconds (default 600)
+    #[argh(
+        option,
+        default = "ts::DEFAULT_IDLE_TIMEOUT",
+        from_str_fn(parse_seconds)
+    )]
+    pub idle_timeout: Duration,
     /// also answer DNS queries (RFC 1035) over UDP and TCP on this port (0: any free port)
     #[argh(option)]
     pub dns_port: Option<u16>,
@@ -243,7 +255,8 @@ pub struct LsArgs {
     /// most queries in flight per client before the LS stops reading it (default 4096)
     #[argh(option, default = "4096")]
     pub max_inflight: usize,
-    /// most clients at once; one more gets `- Error:SERVER BUSY` (default 1024)
+    /// most clients at once; one more gets `- Error:SERVER BUSY` (default
+    /// 1024, lowered to what `ulimit -n` allows)
     #[argh(option, default = "1024")]
     pub max_clients: usize,
     /// close a client that sends nothing for this many seconds (default 300)

@@ -19,6 +19,7 @@ use std::time::Duration;
 use crate::framing::{Frame, Framing, MessageReader, is_timeout, write_message};
 use crate::net::connect_any;
 use crate::window::{self, Credits, Returns};
+use crate::wire;
 
 /// How long the client waits for the LS to accept its connection.
 pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
@@ -67,6 +68,13 @@ pub enum ClientError {
         total: usize,
         why: String,
     },
+    /// The LS at `addr` replied `- Error:SERVER BUSY` (it is full, or short
+    /// of descriptors or threads) after `answered` answers.
+    Busy {
+        addr: SocketAddr,
+        answered: usize,
+        total: usize,
+    },
 }
 
 impl ClientError {
@@ -103,6 +111,15 @@ impl fmt::Display for ClientError {
             } => write!(
                 f,
                 "connection to the LS lost after {answered} of {total} answers: {why}"
+            ),
+            ClientError::Busy {
+                addr,
+                answered,
+                total,
+            } => write!(
+                f,
+                "the LS at {addr} is busy (it replied `{}`) after {answered} of {total} answers; try again later",
+                wire::SERVER_BUSY
             ),
         }
     }
@@ -144,6 +161,7 @@ pub fn resolve_file(
         addrs: addrs.to_vec(),
         error,
     })?;
+    let peer = stream.peer_addr().unwrap_or(addrs[0]);
     let file = File::create(output).map_err(|error| ClientError::Output {
         path: output.to_path_buf(),
         error,
@@ -164,12 +182,18 @@ pub fn resolve_file(
                 total: names.len(),
                 why,
             },
+            Failure::Busy { answered } => ClientError::Busy {
+                addr: peer,
+                answered,
+                total: names.len(),
+            },
         })
 }
 
 enum Failure {
     Output(io::Error),
     Connection { answered: usize, why: String },
+    Busy { answered: usize },
 }
 
 /// Sends the names, at most `options.pipeline` ahead of their replies, and
@@ -251,6 +275,10 @@ fn receive_replies(
                 });
             }
         };
+        if reply.trim_ascii() == wire::SERVER_BUSY.as_bytes() {
+            // Not an answer: the LS could not serve this query.
+            return Err(Failure::Busy { answered });
+        }
         returns.give_back();
         let mut line = reply.trim_ascii().to_vec();
         line.push(b'\n');

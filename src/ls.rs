@@ -47,6 +47,7 @@ use crossbeam_channel::{RecvTimeoutError, Sender};
 use crate::dns::cache::SharedCache;
 use crate::framing::Framing;
 use crate::log;
+use crate::net::connect_any;
 use crate::server::{ServeOptions, Shutdown, serve};
 use crate::ts::dns::Sockets;
 
@@ -88,6 +89,12 @@ impl Ls {
                 options,
             }),
         })
+    }
+
+    /// Tries every TS once and logs those that cannot be reached (see
+    /// [`check_backends`]).
+    pub fn check_backends(&self) -> Vec<String> {
+        check_backends(&self.shared.backends)
     }
 
     /// The live counters.
@@ -227,6 +234,49 @@ impl Drop for ReporterGuard {
             let _ = thread.join();
         }
     }
+}
+
+/// Descriptors one client costs the LS with `backends` TSes: its socket, the
+/// client reader's and the shutdown registry's duplicates, and per TS a
+/// connection and its writing duplicate.
+///
+/// ```
+/// assert_eq!(dnslb::ls::descriptors_per_client(2), 7);
+/// ```
+pub fn descriptors_per_client(backends: usize) -> usize {
+    3 + 2 * backends
+}
+
+/// Tries to connect to every TS once (all at once, [`CONNECT_TIMEOUT`]
+/// each) and logs one line for each that cannot be reached. The LS starts
+/// anyway: a TS may come later. Returns the labels of the unreachable ones.
+pub fn check_backends(backends: &[Backend]) -> Vec<String> {
+    thread::scope(|scope| {
+        let tries: Vec<_> = backends
+            .iter()
+            .map(|backend| {
+                let try_one = move || connect_any(&backend.addrs, CONNECT_TIMEOUT).map(drop);
+                (backend, thread::Builder::new().spawn_scoped(scope, try_one))
+            })
+            .collect();
+        let mut unreachable = Vec::new();
+        for (backend, handle) in tries {
+            let tried = match handle {
+                Ok(handle) => handle
+                    .join()
+                    .unwrap_or_else(|_| Err(io::Error::other("the connection attempt panicked"))),
+                // No thread to spare: try it here.
+                Err(_) => connect_any(&backend.addrs, CONNECT_TIMEOUT).map(drop),
+            };
+            if let Err(e) = tried {
+                log::warn(format_args!(
+                    "ls: {backend} is not reachable: {e}; starting anyway"
+                ));
+                unreachable.push(backend.label.clone());
+            }
+        }
+        unreachable
+    })
 }
 
 /// Serves clients on `listener` with `options` until `shutdown` triggers.

@@ -17,8 +17,8 @@ use cli::{BenchArgs, ClientArgs, LsArgs, PingArgs, Role, TsArgs, UdpEchoArgs, Ud
 use dnslb::bench::{self, BenchOptions, Names};
 use dnslb::client::{self, ClientOptions};
 use dnslb::framing::Framing;
-use dnslb::ls::{Backend, Ls, LsOptions};
-use dnslb::server::Shutdown;
+use dnslb::ls::{self, Backend, Ls, LsOptions};
+use dnslb::server::{self, Shutdown};
 use dnslb::table::Table;
 use dnslb::ts::{self, TsOptions};
 use dnslb::udp::echo::{self, EchoOptions};
@@ -53,12 +53,25 @@ fn main() -> ExitCode {
 fn run_ts(args: TsArgs) -> Result<(), Usage> {
     log::set_verbose(args.verbose);
     let table = Table::load(&args.table).map_err(|e| Usage(e.to_string()))?;
+    if args.max_clients == 0 {
+        return Err(Usage(cli::hint(
+            Some("ts"),
+            "--max-clients must be at least 1",
+        )));
+    }
     let shutdown = stop_on_signal();
     let listener = bind(&args.bind, args.port)?;
     let options = TsOptions {
         dialect: args.dialect,
         framing: args.framing,
         answer_misses: args.answer_misses,
+        max_clients: server::fit_to_descriptors(
+            "ts",
+            "--max-clients",
+            args.max_clients,
+            ts::DESCRIPTORS_PER_CONNECTION,
+        ),
+        idle_timeout: args.idle_timeout,
     };
     let table = Arc::new(table);
     let result = match args.dns_port {
@@ -99,13 +112,19 @@ fn run_ls(args: LsArgs) -> Result<(), Usage> {
             "--max-inflight and --max-clients must be at least 1",
         )));
     }
+    // After the signal handler's descriptors, before the listener's (one
+    // of the spares).
+    let shutdown = stop_on_signal();
+    let per_client = ls::descriptors_per_client(backends.len());
+    let max_clients =
+        server::fit_to_descriptors("ls", "--max-clients", args.max_clients, per_client);
     let options = LsOptions {
         timeout: args.timeout,
         dialect: args.dialect,
         client_framing: args.framing,
         ts_framing: args.ts_framing,
         max_inflight: args.max_inflight,
-        max_clients: args.max_clients,
+        max_clients,
         idle_timeout: args.idle_timeout,
         dns_timeout: args.dns_timeout,
         ts_protocol: args.ts_protocol,
@@ -113,8 +132,8 @@ fn run_ls(args: LsArgs) -> Result<(), Usage> {
         ..LsOptions::new(backends)
     };
     let ls = Ls::new(options).map_err(Usage)?;
-    let shutdown = stop_on_signal();
     let listener = bind(&args.bind, args.port)?;
+    ls.check_backends();
     let result = match args.dns_port {
         None => ls.run(listener, &shutdown),
         Some(port) => {
@@ -368,17 +387,35 @@ fn bind_udp(host: &str, port: u16) -> Result<UdpSocket, Usage> {
 }
 
 /// A shutdown signal triggered by Ctrl-C or SIGTERM; a second signal exits at
-/// once. Installed before the listening line is printed, so a script may
-/// signal the server as soon as it has read that line.
+/// once (code 130). Installed before the listening line is printed, so a
+/// script may signal the server as soon as it has read that line.
+///
+/// The signal handler only passes the first signal on: the shutdown's
+/// wake-ups (which connect to the server's own listener, up to a second)
+/// run on a thread of their own, so the handler is always free to act on a
+/// second signal.
 fn stop_on_signal() -> Shutdown {
     let shutdown = Shutdown::new();
     let handle = shutdown.clone();
+    let (stop, stopping) = crossbeam_channel::bounded::<()>(1);
+    let stopper = std::thread::Builder::new()
+        .name("shutdown".into())
+        .spawn(move || {
+            if stopping.recv().is_ok() {
+                log::warn(format_args!("stopping: finishing the queries in flight"));
+                handle.trigger();
+            }
+        });
+    if let Err(e) = stopper {
+        log::warn(format_args!("cannot handle Ctrl-C: {e}"));
+        return shutdown;
+    }
+    let signalled = std::sync::atomic::AtomicBool::new(false);
     let installed = ctrlc::set_handler(move || {
-        if handle.is_triggered() {
+        if signalled.swap(true, std::sync::atomic::Ordering::SeqCst) {
             std::process::exit(130);
         }
-        log::warn(format_args!("stopping: finishing the queries in flight"));
-        handle.trigger();
+        let _ = stop.try_send(());
     });
     if let Err(e) = installed {
         log::warn(format_args!("cannot handle Ctrl-C: {e}"));

@@ -52,6 +52,29 @@ pub fn connect_any(addrs: &[SocketAddr], timeout: Duration) -> io::Result<TcpStr
     Err(last)
 }
 
+/// Whether `error` is this process's own shortage (out of file
+/// descriptors, threads, buffers, memory or local ports) rather than news
+/// about the peer: Linux's EMFILE, ENFILE, EAGAIN (a thread that cannot be
+/// created), ENOMEM, ENOBUFS and EADDRNOTAVAIL.
+///
+/// ```
+/// use std::io::Error;
+/// assert!(dnslb::net::is_local_shortage(&Error::from_raw_os_error(24)));
+/// assert!(!dnslb::net::is_local_shortage(&Error::from(std::io::ErrorKind::ConnectionRefused)));
+/// ```
+pub fn is_local_shortage(error: &io::Error) -> bool {
+    const EAGAIN: i32 = 11;
+    const ENOMEM: i32 = 12;
+    const ENFILE: i32 = 23;
+    const EMFILE: i32 = 24;
+    const EADDRNOTAVAIL: i32 = 99;
+    const ENOBUFS: i32 = 105;
+    matches!(
+        error.raw_os_error(),
+        Some(EAGAIN | ENOMEM | ENFILE | EMFILE | EADDRNOTAVAIL | ENOBUFS)
+    )
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

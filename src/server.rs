@@ -7,6 +7,11 @@
 //! connection with `shutdown(Read)`, so each handler finishes the message it
 //! is working on, sees end of stream and returns. [`serve`] returns once every
 //! handler has.
+//!
+//! Limits: a connection over the limit, or one the server has no descriptor
+//! or thread for, is sent the busy reply and closed, never dropped without a
+//! word; a spare descriptor makes room to do so when `accept` itself runs
+//! out. [`fit_to_descriptors`] lowers a limit the descriptor limit cannot hold.
 
 use std::collections::HashMap;
 use std::io;
@@ -21,6 +26,7 @@ use crossbeam_channel::Sender;
 use std::time::Duration;
 
 use crate::log;
+use crate::net::is_local_shortage;
 
 type Waker = Box<dyn FnOnce() + Send>;
 
@@ -130,7 +136,8 @@ pub struct ServeOptions {
     /// How long handlers get to finish after shutdown before their
     /// connections are closed under them.
     pub grace: Duration,
-    /// Most connections open at once; one more is sent `busy_reply` and closed.
+    /// Most connections open at once; one more waits briefly for a place,
+    /// then is sent `busy_reply` and closed.
     pub max_connections: usize,
     /// The line (without newline) sent to a connection over the limit.
     pub busy_reply: &'static str,
@@ -156,10 +163,16 @@ impl ServeOptions {
 pub struct ConnectionStats {
     /// Connections accepted and handled.
     pub accepted: AtomicU64,
-    /// Connections turned away because the server was full.
+    /// Connections turned away because the server was full, or short of
+    /// descriptors or threads.
     pub refused: AtomicU64,
     open: Mutex<usize>,
     closed: Condvar,
+    /// Places taken against the connection limit: a place is given back as
+    /// soon as its handler is done with the connection, before its thread
+    /// is joined.
+    taken: Mutex<usize>,
+    freed: Condvar,
 }
 
 impl ConnectionStats {
@@ -177,6 +190,36 @@ impl ConnectionStats {
             .wait_timeout_while(open, timeout, |open| *open > n)
             .unwrap_or_else(|e| e.into_inner());
         *open <= n
+    }
+
+    /// Waits until a connection closes, at most `timeout`.
+    fn wait_for_a_close(&self, timeout: Duration) {
+        let open = self.open.lock().unwrap_or_else(|e| e.into_inner());
+        let before = *open;
+        let _ = self
+            .closed
+            .wait_timeout_while(open, timeout, |open| *open >= before);
+    }
+
+    /// Connections holding a place against the limit (their handler has not
+    /// yet finished with them).
+    pub fn in_use(&self) -> usize {
+        *self.taken.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Takes a place under `max`, waiting up to `wait` for one to be given
+    /// back; false when none was.
+    fn take_place(&self, max: usize, wait: Duration) -> bool {
+        let taken = self.taken.lock().unwrap_or_else(|e| e.into_inner());
+        let (mut taken, _) = self
+            .freed
+            .wait_timeout_while(taken, wait, |taken| *taken >= max)
+            .unwrap_or_else(|e| e.into_inner());
+        if *taken >= max {
+            return false;
+        }
+        *taken += 1;
+        true
     }
 
     fn add_open(&self, delta: isize) {
@@ -229,7 +272,10 @@ where
     };
     let handler = Arc::new(handler);
     let (finished, reaper) = start_reaper(role, Arc::clone(stats))?;
-    for conn in listener.incoming() {
+    let mut reserve = Reserve::open();
+    let mut refusing = None;
+    loop {
+        let conn = reserve.accept(&listener);
         // After the shutdown: the waker's connection ends the loop; one
         // queued before it is still served. Should the waker have failed to
         // connect, this connection is served and is the last.
@@ -242,12 +288,30 @@ where
             }
         }
         match conn {
-            Ok(stream) => start_handler(stream, shutdown, options, &open, &finished, &handler),
+            Ok(stream) => start_handler(
+                stream,
+                shutdown,
+                options,
+                &open,
+                &finished,
+                &mut refusing,
+                &handler,
+            ),
+            Err(e) if is_local_shortage(&e) => {
+                log::warn(format_args!("{role}: accept failed: {e}"));
+                if shutdown.is_triggered() {
+                    // The waker's connection cannot be accepted either.
+                    break;
+                }
+                // Not even the spare descriptor made room: wait for a
+                // connection to close rather than spin.
+                stats.wait_for_a_close(SHORTAGE_PAUSE);
+            }
             Err(e) => {
                 log::warn(format_args!("{role}: accept failed: {e}"));
-                // Out of file descriptors or a similar condition: back off
-                // rather than spin on an accept that keeps failing.
-                thread::sleep(Duration::from_millis(50));
+                // A condition that may persist: back off rather than spin
+                // on an accept that keeps failing.
+                thread::sleep(SHORTAGE_PAUSE);
             }
         }
         if last {
@@ -307,14 +371,16 @@ enum Accepted {
     ClientWithoutWaker,
 }
 
-/// Registers `stream` and starts its handler thread, or refuses it when the
-/// server is full.
+/// Registers `stream` and starts its handler thread, or refuses it with the
+/// busy reply when the server is full (after waiting briefly for a place) or
+/// has no descriptor or thread to serve it with.
 fn start_handler<H>(
     stream: TcpStream,
     shutdown: &Shutdown,
     options: &ServeOptions,
     open: &Connections,
     finished: &Finished,
+    refusing: &mut Option<std::time::Instant>,
     handler: &Arc<H>,
 ) where
     H: Fn(TcpStream) + Send + Sync + 'static,
@@ -323,7 +389,7 @@ fn start_handler<H>(
     let peer = stream
         .peer_addr()
         .map_or_else(|_| "unknown peer".to_string(), |a| a.to_string());
-    if stats.open() >= options.max_connections {
+    if !take_place(options, refusing) {
         stats.refused.fetch_add(1, Ordering::Relaxed);
         log::info(format_args!(
             "{role}: refusing {peer}: {} connections open",
@@ -332,10 +398,13 @@ fn start_handler<H>(
         refuse(stream, options.busy_reply);
         return;
     }
+    let place = Place(Arc::clone(stats));
     let tracked = match open.track(&stream) {
         Ok(tracked) => tracked,
         Err(e) => {
-            log::warn(format_args!("{role}: dropping connection from {peer}: {e}"));
+            stats.refused.fetch_add(1, Ordering::Relaxed);
+            log::warn(format_args!("{role}: refusing {peer}: {e}"));
+            refuse(stream, options.busy_reply);
             return;
         }
     };
@@ -348,14 +417,24 @@ fn start_handler<H>(
     let handler = Arc::clone(handler);
     let done = finished.sender.clone();
     let id = tracked.id;
+    // Handed over through a slot, so that it can be taken back and told
+    // the server is busy should no thread start.
+    let handoff = Arc::new(Mutex::new(Some(stream)));
+    let slot = Arc::clone(&handoff);
     // Hold the map while spawning, so the reaper finds the handle.
     let mut handles = finished.lock();
     let spawned = thread::Builder::new()
         .name(format!("{role} {peer}"))
         .stack_size(HANDLER_STACK)
         .spawn(move || {
-            handler(stream);
+            let stream = slot.lock().unwrap_or_else(|e| e.into_inner()).take();
+            if let Some(stream) = stream {
+                handler(stream);
+            }
+            // The connection is done with: its place is free at once, before
+            // this thread is joined.
             drop(tracked);
+            drop(place);
             let _ = done.send(id);
         });
     match spawned {
@@ -363,10 +442,79 @@ fn start_handler<H>(
             handles.insert(id, handle);
         }
         Err(e) => {
-            log::warn(format_args!(
-                "{role}: cannot start a thread for {peer}: {e}"
-            ));
+            drop(handles);
+            stats.accepted.fetch_sub(1, Ordering::Relaxed);
+            stats.refused.fetch_add(1, Ordering::Relaxed);
             stats.add_open(-1);
+            log::warn(format_args!(
+                "{role}: refusing {peer}: cannot start a thread: {e}"
+            ));
+            let stream = handoff.lock().unwrap_or_else(|e| e.into_inner()).take();
+            if let Some(stream) = stream {
+                refuse(stream, options.busy_reply);
+            }
+        }
+    }
+}
+
+/// How long the accept loop waits for a connection to close when it cannot
+/// accept for want of descriptors, or another accept error persists.
+const SHORTAGE_PAUSE: Duration = Duration::from_millis(50);
+
+/// A place against the connection limit; given back when dropped.
+struct Place(Arc<ConnectionStats>);
+
+impl Drop for Place {
+    fn drop(&mut self) {
+        let mut taken = self.0.taken.lock().unwrap_or_else(|e| e.into_inner());
+        *taken = taken.saturating_sub(1);
+        self.0.freed.notify_all();
+    }
+}
+
+/// How long a connection that finds the server full waits for a place: a
+/// client that connects right after another closed may arrive before that
+/// connection's handler has seen the close.
+const PLACE_WAIT: Duration = Duration::from_millis(250);
+
+/// Takes a place for a new connection. While connections keep being refused
+/// (`refusing` holds when the last refusal was), refuses at once, so a flood
+/// over the limit does not hold up the accept loop.
+fn take_place(options: &ServeOptions, refusing: &mut Option<std::time::Instant>) -> bool {
+    let now = std::time::Instant::now();
+    let flooded = refusing.is_some_and(|last| now < last + PLACE_WAIT);
+    let wait = if flooded { Duration::ZERO } else { PLACE_WAIT };
+    if options.stats.take_place(options.max_connections, wait) {
+        return true;
+    }
+    *refusing = Some(std::time::Instant::now());
+    false
+}
+
+/// A spare descriptor held by the accept loop. When `accept` fails for want
+/// of descriptors, closing the spare makes room to take the next client off
+/// the queue; its handler cannot start for want of descriptors either, so it
+/// is told the server is busy and closed, instead of being left queued
+/// without a word. The spare is taken again once there is room.
+struct Reserve(Option<std::fs::File>);
+
+impl Reserve {
+    fn open() -> Reserve {
+        Reserve(std::fs::File::open("/dev/null").ok())
+    }
+
+    /// The next connection (blocking, as `accept` does), with the spare's
+    /// help when descriptors run out.
+    fn accept(&mut self, listener: &TcpListener) -> io::Result<TcpStream> {
+        if self.0.is_none() {
+            *self = Reserve::open();
+        }
+        match listener.accept() {
+            Err(e) if is_local_shortage(&e) && self.0.is_some() => {
+                drop(self.0.take());
+                listener.accept().map(|(stream, _)| stream)
+            }
+            accepted => accepted.map(|(stream, _)| stream),
         }
     }
 }
@@ -456,5 +604,91 @@ struct Tracked {
 impl Drop for Tracked {
     fn drop(&mut self) {
         self.connections.lock().streams.remove(&self.id);
+    }
+}
+
+/// Descriptors a server keeps free beyond its connections: the accept
+/// loop's spare, a connection being refused, the shutdown wake-up (both
+/// ends), and a little slack for logs and probes.
+const SPARE_DESCRIPTORS: usize = 8;
+
+/// The soft limit on open descriptors (`ulimit -n`) from `/proc/self/limits`,
+/// `None` when unlimited or unreadable.
+pub fn descriptor_limit() -> Option<usize> {
+    let text = std::fs::read_to_string("/proc/self/limits").ok()?;
+    parse_descriptor_limit(&text)
+}
+
+fn parse_descriptor_limit(limits: &str) -> Option<usize> {
+    let line = limits.lines().find(|l| l.starts_with("Max open files"))?;
+    line["Max open files".len()..]
+        .split_whitespace()
+        .next()?
+        .parse()
+        .ok()
+}
+
+/// Descriptors open in this process now (from `/proc/self/fd`), `None` when
+/// unreadable.
+pub fn open_descriptors() -> Option<usize> {
+    // The listing's own descriptor is counted too: one more than before.
+    let count = std::fs::read_dir("/proc/self/fd").ok()?.count();
+    Some(count.saturating_sub(1))
+}
+
+/// How many connections costing `per_connection` descriptors each fit under
+/// `limit` with `open` already open and [`SPARE_DESCRIPTORS`] kept free (at
+/// least one).
+///
+/// ```
+/// assert_eq!(dnslb::server::connections_that_fit(64, 10, 7), 6);
+/// assert_eq!(dnslb::server::connections_that_fit(1024, 10, 7), 143);
+/// assert_eq!(dnslb::server::connections_that_fit(16, 10, 7), 1);
+/// ```
+pub fn connections_that_fit(limit: usize, open: usize, per_connection: usize) -> usize {
+    let free = limit.saturating_sub(open + SPARE_DESCRIPTORS);
+    (free / per_connection.max(1)).max(1)
+}
+
+/// `requested` connections (the `option` of `role`), lowered to what this
+/// process's descriptor limit can hold at `per_connection` descriptors each,
+/// with one line on stderr saying so. The limit cannot be raised without
+/// libc: `ulimit -n` before starting raises it.
+pub fn fit_to_descriptors(
+    role: &str,
+    option: &str,
+    requested: usize,
+    per_connection: usize,
+) -> usize {
+    let (Some(limit), Some(open)) = (descriptor_limit(), open_descriptors()) else {
+        return requested;
+    };
+    let fit = connections_that_fit(limit, open, per_connection);
+    if fit >= requested {
+        return requested;
+    }
+    log::warn(format_args!(
+        "{role}: serving at most {fit} clients at once, not {option} {requested}: \
+         each costs {per_connection} file descriptors and the limit is {limit} \
+         ({open} open); `ulimit -n` raises it"
+    ));
+    fit
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_descriptor_limit_is_read_from_proc_limits() {
+        let limits = "Limit                     Soft Limit           Hard Limit           Units     \n\
+                      Max processes             63704                63704                processes \n\
+                      Max open files            1024                 524288               files     \n";
+        assert_eq!(parse_descriptor_limit(limits), Some(1024));
+        let unlimited =
+            "Max open files            unlimited            unlimited            files     \n";
+        assert_eq!(parse_descriptor_limit(unlimited), None);
+        assert!(descriptor_limit().is_some_and(|limit| limit > 3));
+        assert!(open_descriptors().is_some_and(|open| open >= 3));
     }
 }

@@ -26,6 +26,18 @@ use crate::wire::{self, Dialect};
 /// How long connections get to finish after shutdown: a TS answers at once.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(1);
 
+/// Connections served at once when none is given.
+pub const DEFAULT_MAX_CLIENTS: usize = 4096;
+
+/// How long a connection may send nothing before it is closed, when none is
+/// given: above the LS's default idle timeout (300 s), so that an LS closes
+/// its idle sessions before their TSes do.
+pub const DEFAULT_IDLE_TIMEOUT: Duration = Duration::from_secs(600);
+
+/// Descriptors one connection costs a TS: its socket, the reader's and the
+/// shutdown registry's duplicates.
+pub const DESCRIPTORS_PER_CONNECTION: usize = 3;
+
 /// How a TS answers.
 #[derive(Clone, Copy, Debug)]
 pub struct TsOptions {
@@ -36,6 +48,10 @@ pub struct TsOptions {
     /// Reply `<name> - NOT FOUND` to names not in the table instead of
     /// staying silent.
     pub answer_misses: bool,
+    /// Most connections at once; one more is closed at once.
+    pub max_clients: usize,
+    /// A connection that sends nothing for this long is closed.
+    pub idle_timeout: Duration,
 }
 
 impl Default for TsOptions {
@@ -44,6 +60,8 @@ impl Default for TsOptions {
             dialect: Dialect::Y2020,
             framing: Framing::Auto,
             answer_misses: false,
+            max_clients: DEFAULT_MAX_CLIENTS,
+            idle_timeout: DEFAULT_IDLE_TIMEOUT,
         }
     }
 }
@@ -58,16 +76,15 @@ pub fn run(
     options: TsOptions,
     shutdown: &Shutdown,
 ) -> io::Result<()> {
-    serve(
-        listener,
-        shutdown,
-        &ServeOptions::new("ts", SHUTDOWN_GRACE),
-        move |stream| {
-            if let Err(e) = answer_connection(stream, &table, options) {
-                log::info(format_args!("ts: connection ended: {e}"));
-            }
-        },
-    )
+    let serve_options = ServeOptions {
+        max_connections: options.max_clients,
+        ..ServeOptions::new("ts", SHUTDOWN_GRACE)
+    };
+    serve(listener, shutdown, &serve_options, move |stream| {
+        if let Err(e) = answer_connection(stream, &table, options) {
+            log::info(format_args!("ts: connection ended: {e}"));
+        }
+    })
 }
 
 /// Serves `table` with the course protocol on `listener` and with DNS on
@@ -103,6 +120,10 @@ pub fn run_with_dns(
 
 fn answer_connection(stream: TcpStream, table: &Table, options: TsOptions) -> io::Result<()> {
     stream.set_nodelay(true)?;
+    // An idle connection ends with a timed-out read; so does one whose
+    // peer stops reading replies for as long.
+    stream.set_read_timeout(Some(options.idle_timeout))?;
+    stream.set_write_timeout(Some(options.idle_timeout))?;
     let mut reader =
         MessageReader::new(stream.try_clone()?, options.framing, wire::MAX_MESSAGE_LEN);
     let mut out = BufWriter::new(stream);

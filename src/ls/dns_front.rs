@@ -213,7 +213,7 @@ fn read_tcp_client(
         if s.closed_since().is_some() {
             // The worker is gone: what is still read is not answered.
             shared.stats.queries.fetch_add(1, Ordering::Relaxed);
-            shared.stats.abandoned.fetch_add(1, Ordering::Relaxed);
+            shared.stats.abandoned.fetch_add(1, Ordering::Release);
             return Event::ClientClosed;
         }
         let wake = match take(&message, Transport::Tcp, None, shared) {

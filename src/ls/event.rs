@@ -22,6 +22,13 @@ pub enum Event {
         generation: u64,
         why: String,
     },
+    /// A link's connection could not be made for want of the LS's own
+    /// descriptors or memory: no news about the TS.
+    Starved {
+        ts: usize,
+        generation: u64,
+        why: String,
+    },
     /// The client reader submitted something the worker must act on now: a
     /// reply ready at once, or a query held back for a bare TS.
     Submitted,

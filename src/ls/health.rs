@@ -12,7 +12,7 @@
 //! once per session.
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Mutex, MutexGuard};
+use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 use crate::log;
@@ -53,14 +53,49 @@ struct State {
     jitter: u64,
 }
 
-/// Permission to connect, from [`Health::begin_attempt`].
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Attempt {
-    /// The TS is believed up: connect freely.
-    Free,
-    /// The TS is down and this caller holds the single probe: report the
-    /// outcome with [`Health::connected`] or [`Health::failed`].
-    Probe,
+/// Permission to connect, from [`Health::begin_attempt`]: either free (the
+/// TS is believed up) or the single probe of a TS that is down. Report the
+/// outcome with [`Health::connected`] or [`Health::failed`]; a probe dropped
+/// unreported (its holder gave up, or unwound from a panic) is released, so
+/// the next session may probe.
+#[derive(Debug)]
+#[must_use = "dropping an attempt gives up the permission"]
+pub struct Attempt {
+    /// The record whose probe this is; `None` for a free attempt, or once
+    /// the probe was reported or released.
+    probe: Option<Arc<Health>>,
+}
+
+impl Attempt {
+    /// Whether this attempt holds the probe of a TS that is down.
+    pub fn is_probe(&self) -> bool {
+        self.probe.is_some()
+    }
+
+    /// Gives the probe back to `state` (already locked); the guard is then spent.
+    fn settle(&mut self, state: &mut State) -> bool {
+        let was_probe = self.probe.take().is_some();
+        if was_probe {
+            state.probing = false;
+        }
+        was_probe
+    }
+}
+
+impl Drop for Attempt {
+    fn drop(&mut self) {
+        if let Some(health) = self.probe.take() {
+            health.lock().probing = false;
+        }
+    }
+}
+
+impl std::fmt::Debug for Health {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Health")
+            .field("label", &self.label)
+            .finish()
+    }
 }
 
 impl Health {
@@ -112,15 +147,17 @@ impl Health {
 
     /// Whether the caller may connect now, and how. `in_use`: the caller
     /// has queries to send, so waiting out a long backoff would cost answers.
-    pub fn begin_attempt(&self, now: Instant, in_use: bool) -> Option<Attempt> {
+    pub fn begin_attempt(self: &Arc<Self>, now: Instant, in_use: bool) -> Option<Attempt> {
         let mut state = self.lock();
         let due = now >= state.next_attempt || (in_use && now >= state.last_probe + PROBE_IN_USE);
         if state.up {
-            Some(Attempt::Free)
+            Some(Attempt { probe: None })
         } else if !state.probing && due {
             state.probing = true;
             state.last_probe = now;
-            Some(Attempt::Probe)
+            Some(Attempt {
+                probe: Some(Arc::clone(self)),
+            })
         } else {
             None
         }
@@ -140,11 +177,9 @@ impl Health {
     }
 
     /// A connection succeeded.
-    pub fn connected(&self, attempt: Attempt) {
+    pub fn connected(&self, mut attempt: Attempt) {
         let mut state = self.lock();
-        if attempt == Attempt::Probe {
-            state.probing = false;
-        }
+        attempt.settle(&mut state);
         if !state.up {
             let down_for = state.since.elapsed();
             state.up = true;
@@ -166,9 +201,7 @@ impl Health {
 
     fn failed_at(&self, now: Instant, attempt: Option<Attempt>, why: &str) {
         let mut state = self.lock();
-        if attempt == Some(Attempt::Probe) {
-            state.probing = false;
-        }
+        let probed = attempt.is_some_and(|mut attempt| attempt.settle(&mut state));
         if state.up {
             state.up = false;
             state.since = now;
@@ -176,7 +209,7 @@ impl Health {
             self.answers_misses.store(false, Ordering::Relaxed);
             self.transitions.fetch_add(1, Ordering::Relaxed);
             log::warn(format_args!("ls: {} is down: {why}", self.label));
-        } else if attempt == Some(Attempt::Probe) {
+        } else if probed {
             state.failures = state.failures.saturating_add(1);
         } else {
             // Another session's news about a TS already known to be down.
@@ -228,33 +261,54 @@ mod tests {
         assert!(waits[9] >= Duration::from_millis(3750) && waits[9] <= BACKOFF_CAP);
     }
 
+    /// Whether `attempt` is the probe (`Some(true)`), free (`Some(false)`) or refused (`None`).
+    fn kind(attempt: &Option<Attempt>) -> Option<bool> {
+        attempt.as_ref().map(Attempt::is_probe)
+    }
+
     #[test]
     fn only_one_probe_at_a_time_while_down() {
-        let health = Health::new("ts1");
-        assert_eq!(
-            health.begin_attempt(Instant::now(), false),
-            Some(Attempt::Free)
-        );
-        health.failed(Some(Attempt::Free), "refused");
+        let health = Arc::new(Health::new("ts1"));
+        let free = health.begin_attempt(Instant::now(), false);
+        assert_eq!(kind(&free), Some(false));
+        health.failed(free, "refused");
         assert!(!health.is_up());
         let later = Instant::now() + BACKOFF_CAP;
-        assert_eq!(
-            health.begin_attempt(Instant::now(), false),
-            None,
+        assert!(
+            health.begin_attempt(Instant::now(), false).is_none(),
             "backoff not over"
         );
-        assert_eq!(health.begin_attempt(later, false), Some(Attempt::Probe));
-        assert_eq!(
-            health.begin_attempt(later, true),
-            None,
+        let probe = health.begin_attempt(later, false);
+        assert_eq!(kind(&probe), Some(true));
+        assert!(
+            health.begin_attempt(later, true).is_none(),
             "a probe is already out"
         );
         // The other sessions do not spin while the probe is out.
         let now = Instant::now();
         assert!(health.next_check(now) >= now + RECHECK);
-        health.connected(Attempt::Probe);
+        health.connected(probe.expect("probe"));
         assert!(health.is_up());
         assert_eq!(health.transitions(), 2);
+    }
+
+    #[test]
+    fn a_probe_is_released_when_its_holder_unwinds() {
+        let health = Arc::new(Health::new("ts1"));
+        health.failed(None, "connection closed");
+        let later = Instant::now() + BACKOFF_CAP;
+        let holder = Arc::clone(&health);
+        let unwound = std::panic::catch_unwind(move || {
+            let _probe = holder.begin_attempt(later, false).expect("probe granted");
+            panic!("the probing thread fails before reporting");
+        });
+        assert!(unwound.is_err());
+        // Not stuck "probing": the next session gets the probe.
+        assert_eq!(kind(&health.begin_attempt(later, false)), Some(true));
+        // Dropping it unreported releases it too, without a transition.
+        assert_eq!(kind(&health.begin_attempt(later, false)), Some(true));
+        assert_eq!(health.transitions(), 1);
+        assert!(!health.is_up());
     }
 
     #[test]
@@ -275,25 +329,26 @@ mod in_use {
 
     #[test]
     fn sessions_in_use_probe_every_second_whatever_the_backoff() {
-        let health = Health::new("ts1");
+        let health = Arc::new(Health::new("ts1"));
         let start = Instant::now();
         health.failed_at(start, None, "connection closed");
         // Ten failed probes: the backoff is at its 5 s cap.
         for n in 1..=10u32 {
             let at = start + BACKOFF_CAP * n;
-            assert_eq!(health.begin_attempt(at, false), Some(Attempt::Probe));
-            health.failed_at(at, Some(Attempt::Probe), "refused");
+            let probe = health.begin_attempt(at, false);
+            assert!(probe.as_ref().is_some_and(Attempt::is_probe));
+            health.failed_at(at, probe, "refused");
         }
         let last = start + BACKOFF_CAP * 10;
         let soon = last + PROBE_IN_USE + Duration::from_millis(10);
-        assert_eq!(
-            health.begin_attempt(soon, false),
-            None,
+        assert!(
+            health.begin_attempt(soon, false).is_none(),
             "idle: the backoff holds"
         );
-        assert_eq!(
-            health.begin_attempt(soon, true),
-            Some(Attempt::Probe),
+        assert!(
+            health
+                .begin_attempt(soon, true)
+                .is_some_and(|a| a.is_probe()),
             "in use: one a second"
         );
     }

@@ -322,7 +322,6 @@ impl<A, T> InFlight<A, T> {
 
     /// TS `ts` could not be reached for want of the LS's own resources:
     /// the queries waiting on it stop waiting, and cannot end as misses.
-    #[allow(dead_code)] // Used once link threads report the LS's own shortages.
     pub fn starve_ts(&mut self, ts: usize, now: Instant) {
         let bit = 1 << ts;
         for pending in &mut self.queue {

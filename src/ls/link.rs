@@ -18,7 +18,7 @@ use super::event::Event;
 use super::health::{Attempt, Health};
 use super::setup::{Backend, CONNECT_TIMEOUT, TsProtocol};
 use crate::framing::{Frame, Framing, MessageReader, read_length_prefixed};
-use crate::net::connect_any;
+use crate::net::{connect_any, is_local_shortage};
 use crate::wire;
 
 /// Reader threads only move bytes into the channel; they need little stack.
@@ -156,6 +156,17 @@ impl Link {
         });
         let (reader, writer) = match connected {
             Ok(streams) => streams,
+            Err(e) if is_local_shortage(&e) => {
+                // The LS's own shortage: the attempt is dropped unreported,
+                // which gives a probe back without blaming the TS.
+                let why = format!("cannot connect: {e}");
+                let _ = self.events.send(Event::Starved {
+                    ts,
+                    generation,
+                    why,
+                });
+                return;
+            }
             Err(e) => {
                 let why = format!("cannot connect: {e}");
                 self.health.failed(Some(self.attempt), &why);

@@ -21,7 +21,7 @@ use std::time::{Duration, Instant};
 use crossbeam_channel::Sender;
 
 use super::event::Event;
-use super::health::PROBE_IN_USE;
+use super::health::{PROBE_IN_USE, RECHECK};
 use super::inflight::{InFlight, Matched, Outcome, Said, Settled};
 use super::link::{self, LinkHandle, LinkOptions, LinkThread};
 use super::setup::Shared;
@@ -220,6 +220,9 @@ pub struct Session<T = ()> {
     client_framing: Framing,
     /// The client reader waits for room.
     reader_waits: bool,
+    /// Links down for want of the LS's own descriptors or threads (not the
+    /// TS's fault): a query that cannot be sent on one is not a miss.
+    starved: u64,
 }
 
 impl<T> Session<T> {
@@ -244,6 +247,7 @@ impl<T> Session<T> {
             closed: None,
             client_framing: Framing::Line,
             reader_waits: false,
+            starved: 0,
         };
         session.maintain_links(now);
         session
@@ -303,6 +307,7 @@ impl<T> Session<T> {
         let framing = self.shared.options.ts_framing;
         let seq = self.inflight.next_seq();
         let mut asked = 0;
+        let mut starved = 0;
         let mut held = false;
         for ts in 0..self.links.len() {
             let sent = match &mut self.links[ts] {
@@ -316,7 +321,10 @@ impl<T> Session<T> {
                 }
                 // Sent when the link comes up.
                 LinkState::Connecting { .. } => Ok(true),
-                LinkState::Down { .. } => Ok(false),
+                LinkState::Down { .. } => {
+                    starved |= self.starved & (1 << ts);
+                    Ok(false)
+                }
             };
             match sent {
                 Ok(true) => asked |= 1 << ts,
@@ -329,7 +337,7 @@ impl<T> Session<T> {
             front: request.tag,
         };
         self.inflight
-            .submit(&request.name, &request.key, asked, 0, tag, now);
+            .submit(&request.name, &request.key, asked, starved, tag, now);
         held || asked == 0
     }
 
@@ -423,6 +431,16 @@ impl<T> Session<T> {
                     self.link_down(ts, &why);
                 }
             }
+            Event::Starved {
+                ts,
+                generation,
+                why,
+            } => {
+                if matches!(self.links[ts], LinkState::Connecting { generation: g, .. } if g == generation)
+                {
+                    self.link_starved(ts, &why);
+                }
+            }
             Event::Submitted | Event::ClientClosed | Event::ClientFailed(_) => {}
         }
     }
@@ -468,6 +486,8 @@ impl<T> Session<T> {
             }
             let health = &self.shared.health[ts];
             let Some(attempt) = health.begin_attempt(now, in_use) else {
+                // Down by the shared record: a miss is the TS's, not a shortage.
+                self.starved &= !(1 << ts);
                 self.links[ts] = LinkState::Down {
                     check_at: health.next_check(now),
                 };
@@ -499,11 +519,9 @@ impl<T> Session<T> {
                     self.threads.push(thread);
                 }
                 Err(e) => {
-                    log::warn(format_args!("ls: cannot start a link thread: {e}"));
-                    health.failed(Some(attempt), "no thread to connect with");
-                    self.links[ts] = LinkState::Down {
-                        check_at: health.next_check(now),
-                    };
+                    // The LS's own shortage, not news about the TS: the
+                    // attempt (and a probe) was dropped unreported.
+                    self.link_starved(ts, &format!("cannot start a link thread: {e}"));
                 }
             }
         }
@@ -597,7 +615,7 @@ impl<T> Session<T> {
         self.shared
             .stats
             .abandoned
-            .fetch_add(abandoned, Ordering::Relaxed);
+            .fetch_add(abandoned, Ordering::Release);
         // Closing first, so that the link threads do not take the ends of
         // their connections for news about the TSes.
         for thread in &self.threads {
@@ -612,6 +630,7 @@ impl<T> Session<T> {
     }
 
     fn link_up(&mut self, ts: usize, generation: u64, stream: TcpStream, handle: LinkHandle) {
+        self.starved &= !(1 << ts);
         let options = &self.shared.options;
         let framing = options.ts_framing;
         let upstream = (options.ts_protocol == TsProtocol::Dns).then(|| {
@@ -682,7 +701,24 @@ impl<T> Session<T> {
         self.link_down(ts, why);
     }
 
+    /// The link to TS `ts` could not be made for want of the LS's own
+    /// descriptors or threads. The TS's shared health is left alone; this
+    /// session tries again after a pause, and the queries that were waiting
+    /// on it cannot end as misses.
+    fn link_starved(&mut self, ts: usize, why: &str) {
+        log::warn(format_args!(
+            "ls: a session cannot reach {}: {why} (the LS is short of resources; the TS is not marked down)",
+            self.shared.backends[ts]
+        ));
+        self.starved |= 1 << ts;
+        self.links[ts] = LinkState::Down {
+            check_at: Instant::now() + RECHECK,
+        };
+        self.inflight.starve_ts(ts, Instant::now());
+    }
+
     fn link_down(&mut self, ts: usize, why: &str) {
+        self.starved &= !(1 << ts);
         if let LinkState::Up(conn) = &self.links[ts] {
             let _ = conn.writer.get_ref().shutdown(Direction::Both);
         }

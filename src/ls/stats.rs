@@ -1,8 +1,11 @@
 //! The LS's counters: what happened to every query, every TS reply and every
 //! client connection. Printed when the LS stops, and every 10 s with `-v`.
 //!
-//! They add up: `queries = answered + misses + invalid + abandoned`, where
-//! abandoned queries are those still in flight when their client vanished.
+//! They add up: `queries = answered + misses + invalid + busy + abandoned +
+//! in-flight`, where busy queries are those the LS could not ask every TS
+//! for (its own shortage of descriptors or threads), abandoned queries are
+//! those still in flight when their client vanished, and in-flight queries
+//! are those not yet settled when the counters were read.
 
 use std::fmt;
 use std::sync::Arc;
@@ -29,6 +32,9 @@ pub struct Stats {
     pub all_down: AtomicU64,
     /// Messages that were not a valid hostname.
     pub invalid: AtomicU64,
+    /// Queries answered `- Error:SERVER BUSY`: no TS answered and one could
+    /// not be asked for want of the LS's own descriptors or threads.
+    pub busy: AtomicU64,
     /// Queries whose client left before they were answered.
     pub abandoned: AtomicU64,
     /// TS replies dropped: invalid, over-long, late, second, or for a name not asked.
@@ -94,20 +100,24 @@ impl Stats {
         let counter = match outcome {
             Outcome::Answered { ts } => &self.answered[*ts],
             Outcome::TimedOut => &self.timed_out,
-            Outcome::NotFound => &self.not_found,
-            Outcome::AllDown | Outcome::Busy | Outcome::Refused | Outcome::Failed => &self.all_down,
+            // A DNS TS's REFUSED is its way of saying "not mine".
+            Outcome::NotFound | Outcome::Refused | Outcome::CachedMiss => &self.not_found,
+            Outcome::AllDown | Outcome::Failed => &self.all_down,
+            Outcome::Busy => &self.busy,
             Outcome::Cached => &self.cached,
-            Outcome::CachedMiss => &self.not_found,
             Outcome::Invalid => &self.invalid,
         };
-        counter.fetch_add(1, Ordering::Relaxed);
+        // Release: a snapshot that sees the outcome sees its query counted.
+        counter.fetch_add(1, Ordering::Release);
     }
 
     /// The counters now, with the TSes' up/down transitions.
     pub fn snapshot(&self, health: &[Arc<Health>]) -> Snapshot {
-        let get = |c: &AtomicU64| c.load(Ordering::Relaxed);
-        Snapshot {
-            queries: get(&self.queries),
+        // Outcomes first (Acquire, paired with their Release increments),
+        // then the queries: every outcome read has its query counted, so
+        // the queries not yet settled are the difference.
+        let get = |c: &AtomicU64| c.load(Ordering::Acquire);
+        let mut snapshot = Snapshot {
             answered: self.answered.iter().map(get).collect(),
             cached: get(&self.cached),
             dns: self.dns.snapshot(),
@@ -115,13 +125,18 @@ impl Stats {
             not_found: get(&self.not_found),
             all_down: get(&self.all_down),
             invalid: get(&self.invalid),
+            busy: get(&self.busy),
             abandoned: get(&self.abandoned),
             dropped_replies: get(&self.dropped_replies),
             accepted: get(&self.connections.accepted),
             refused: get(&self.connections.refused),
             idle_closed: get(&self.idle_closed),
             transitions: health.iter().map(|h| h.transitions()).sum(),
-        }
+            ..Snapshot::default()
+        };
+        snapshot.queries = get(&self.queries);
+        snapshot.in_flight = snapshot.queries.saturating_sub(snapshot.settled());
+        snapshot
     }
 }
 
@@ -138,7 +153,10 @@ pub struct Snapshot {
     pub not_found: u64,
     pub all_down: u64,
     pub invalid: u64,
+    pub busy: u64,
     pub abandoned: u64,
+    /// Queries received and not yet settled or abandoned.
+    pub in_flight: u64,
     pub dropped_replies: u64,
     pub accepted: u64,
     pub refused: u64,
@@ -157,15 +175,21 @@ impl Snapshot {
     pub fn misses(&self) -> u64 {
         self.timed_out + self.not_found + self.all_down
     }
+
+    /// Queries that have their reply, or whose client left.
+    pub fn settled(&self) -> u64 {
+        self.answered_total() + self.misses() + self.invalid + self.busy + self.abandoned
+    }
 }
 
 impl fmt::Display for Snapshot {
     /// ```
     /// use dnslb::ls::Snapshot;
-    /// let s = Snapshot { queries: 7, answered: vec![3, 2], timed_out: 1, invalid: 1, ..Snapshot::default() };
-    /// assert_eq!(s.to_string(), "queries 7 = answered 5 (ts1 3, ts2 2) + misses 1 (timeout 1, \
-    ///     not-found 0, all-down 0) + invalid 1 + abandoned 0; dropped TS replies 0; \
-    ///     clients accepted 0, refused 0, idle-closed 0; TS up/down transitions 0");
+    /// let s = Snapshot { queries: 9, answered: vec![3, 2], timed_out: 1, invalid: 1, in_flight: 2,
+    ///     ..Snapshot::default() };
+    /// assert_eq!(s.to_string(), "queries 9 = answered 5 (ts1 3, ts2 2) + misses 1 (timeout 1, \
+    ///     not-found 0, all-down 0) + invalid 1 + busy 0 + abandoned 0 + in-flight 2; \
+    ///     dropped TS replies 0; clients accepted 0, refused 0, idle-closed 0; TS up/down transitions 0");
     /// ```
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let mut per_ts: Vec<String> = self
@@ -179,7 +203,7 @@ impl fmt::Display for Snapshot {
         }
         write!(
             f,
-            "queries {} = answered {} ({}) + misses {} (timeout {}, not-found {}, all-down {}) + invalid {} + abandoned {}; \
+            "queries {} = answered {} ({}) + misses {} (timeout {}, not-found {}, all-down {}) + invalid {} + busy {} + abandoned {} + in-flight {}; \
              dropped TS replies {}; clients accepted {}, refused {}, idle-closed {}; TS up/down transitions {}",
             self.queries,
             self.answered_total(),
@@ -189,7 +213,9 @@ impl fmt::Display for Snapshot {
             self.not_found,
             self.all_down,
             self.invalid,
+            self.busy,
             self.abandoned,
+            self.in_flight,
             self.dropped_replies,
             self.accepted,
             self.refused,

@@ -95,18 +95,21 @@ pub(super) fn serve_client(
         options.timeout,
         events_tx.clone(),
     )));
-    let reader = spawn_client_reader(
-        client.try_clone()?,
-        Arc::clone(&session),
-        options.client_framing,
-        shutdown.clone(),
-        events_tx,
-    );
+    let reader = client.try_clone().and_then(|stream| {
+        spawn_client_reader(
+            stream,
+            Arc::clone(&session),
+            options.client_framing,
+            shutdown.clone(),
+            events_tx,
+        )
+    });
     let reader = match reader {
         Ok(reader) => reader,
         Err(e) => {
             close(&session, events);
-            return Err(e);
+            refuse(&client, shared, &e);
+            return Ok(());
         }
     };
     let mut replies = CourseReplies {
@@ -130,6 +133,18 @@ pub(super) fn serve_client(
     close(&session, events);
     let _ = reader.join();
     result
+}
+
+/// Tells a client the LS has no descriptor or thread to serve it with (not
+/// a silent close), and counts it as refused rather than accepted.
+fn refuse(client: &TcpStream, shared: &Shared, why: &io::Error) {
+    let connections = &shared.stats.connections;
+    connections.accepted.fetch_sub(1, Ordering::Relaxed);
+    connections.refused.fetch_add(1, Ordering::Relaxed);
+    log::warn(format_args!("ls: refusing a client: {why}"));
+    let mut client = client;
+    let _ = client.write_all(format!("{}\n", wire::SERVER_BUSY).as_bytes());
+    let _ = client.shutdown(Direction::Both);
 }
 
 /// Closes the session and joins its link threads.
@@ -376,7 +391,7 @@ fn count_abandoned<T>(session: &Locked<T>) {
     let s = session.lock();
     let stats = s.stats();
     stats.queries.fetch_add(1, Ordering::Relaxed);
-    stats.abandoned.fetch_add(1, Ordering::Relaxed);
+    stats.abandoned.fetch_add(1, Ordering::Release);
 }
 
 /// The worker's replies on their way to its client. A reply is counted
@@ -439,7 +454,7 @@ impl<'a> Replies<'a> {
             self.stats.count(outcome);
         }
         let lost = (self.ends.len() - delivered) as u64;
-        self.stats.abandoned.fetch_add(lost, Ordering::Relaxed);
+        self.stats.abandoned.fetch_add(lost, Ordering::Release);
         self.bytes.clear();
         self.ends.clear();
         result
@@ -450,7 +465,7 @@ impl Drop for Replies<'_> {
     fn drop(&mut self) {
         // Replies never sent: the worker ended on another error.
         let lost = self.ends.len() as u64;
-        self.stats.abandoned.fetch_add(lost, Ordering::Relaxed);
+        self.stats.abandoned.fetch_add(lost, Ordering::Release);
     }
 }
 
@@ -471,6 +486,8 @@ impl Front for CourseReplies<'_> {
             Some(Answer::Made(bytes)) => String::from_utf8_lossy(&bytes).into_owned(),
             Some(Answer::Dns(outcome)) => first_address(&outcome, dialect)
                 .unwrap_or_else(|| wire::miss_line(&settled.name, dialect)),
+            // The LS could not ask every TS: it cannot say the name is missing.
+            None if settled.outcome == Outcome::Busy => wire::SERVER_BUSY.to_string(),
             None => wire::miss_line(&settled.name, dialect),
         };
         self.replies.push(settled.outcome, |out| {
