@@ -35,6 +35,7 @@ pub mod ls;
 pub mod net;
 pub mod random;
 pub mod server;
+pub mod shutdown;
 pub mod sync;
 pub mod table;
 pub mod ts;

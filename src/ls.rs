@@ -47,9 +47,10 @@ use crossbeam_channel::{RecvTimeoutError, Sender};
 use crate::dns::cache::SharedCache;
 use crate::framing::Framing;
 use crate::log;
+use crate::net::DnsSockets;
 use crate::net::connect_any;
-use crate::server::{ServeOptions, Shutdown, serve};
-use crate::ts::dns::Sockets;
+use crate::server::{ServeOptions, serve};
+use crate::shutdown::Shutdown;
 
 /// How often `-v` prints the counters.
 const REPORT_EVERY: Duration = Duration::from_secs(10);
@@ -129,12 +130,12 @@ impl Ls {
     pub fn run_with_dns(
         &self,
         listener: TcpListener,
-        dns: Sockets,
+        dns: DnsSockets,
         shutdown: &Shutdown,
     ) -> io::Result<()> {
         let reporter = self.start_reporter();
         let served = thread::scope(|scope| {
-            let Sockets { udp, tcp } = dns;
+            let DnsSockets { udp, tcp } = dns;
             let udp_side = thread::Builder::new()
                 .name("ls dns udp".into())
                 .spawn_scoped(scope, || {

@@ -18,7 +18,8 @@ use dnslb::bench::{self, BenchOptions, Names};
 use dnslb::client::{self, ClientOptions};
 use dnslb::framing::Framing;
 use dnslb::ls::{self, Backend, Ls, LsOptions};
-use dnslb::server::{self, Shutdown};
+use dnslb::server;
+use dnslb::shutdown::Shutdown;
 use dnslb::table::Table;
 use dnslb::ts::{self, TsOptions};
 use dnslb::udp::echo::{self, EchoOptions};
@@ -90,17 +91,14 @@ fn run_ts(args: TsArgs) -> Result<(), Usage> {
 
 /// Binds the DNS side's UDP and TCP sockets and announces them after the
 /// course listener: `listening on <addr>:<port> (dns udp+tcp)`.
-fn bind_dns(host: &str, port: u16) -> Result<ts::dns::Sockets, Usage> {
-    let addrs: Vec<SocketAddr> = net::resolve(host, port).map_err(Usage)?;
-    let sockets = ts::dns::Sockets::bind(&addrs)
-        .map_err(|e| Usage(format!("cannot listen on {host}:{port} for DNS: {e}")))?;
-    let local = sockets
-        .local_addr()
-        .map_err(|e| Usage(format!("cannot read the listening address: {e}")))?;
-    let mut stdout = io::stdout().lock();
-    let _ = writeln!(stdout, "listening on {local} (dns udp+tcp)");
-    let _ = stdout.flush();
-    Ok(sockets)
+fn bind_dns(host: &str, port: u16) -> Result<net::DnsSockets, Usage> {
+    bind_and_announce(
+        host,
+        port,
+        " (dns udp+tcp)",
+        net::DnsSockets::bind,
+        net::DnsSockets::local_addr,
+    )
 }
 
 fn run_ls(args: LsArgs) -> Result<(), Usage> {
@@ -359,29 +357,44 @@ fn host_port_pairs(
 /// Binds the listener and announces it: `listening on <addr>:<port>` is the
 /// first line on stdout, flushed, for scripts to read.
 fn bind(host: &str, port: u16) -> Result<TcpListener, Usage> {
-    let addrs: Vec<SocketAddr> = net::resolve(host, port).map_err(Usage)?;
-    let listener = TcpListener::bind(&addrs[..])
-        .map_err(|e| Usage(format!("cannot listen on {host}:{port}: {e}")))?;
-    let local = listener
-        .local_addr()
-        .map_err(|e| Usage(format!("cannot read the listening address: {e}")))?;
-    let mut stdout = io::stdout().lock();
-    let _ = writeln!(stdout, "listening on {local}");
-    let _ = stdout.flush();
-    Ok(listener)
+    bind_and_announce(
+        host,
+        port,
+        "",
+        |addrs| TcpListener::bind(addrs),
+        TcpListener::local_addr,
+    )
 }
 
-/// Binds a UDP socket and announces it like [`bind`]: `listening on
-/// <addr>:<port>` first on stdout, flushed.
+/// Binds a UDP socket and announces it like [`bind`].
 fn bind_udp(host: &str, port: u16) -> Result<UdpSocket, Usage> {
+    bind_and_announce(
+        host,
+        port,
+        " (UDP)",
+        |addrs| UdpSocket::bind(addrs),
+        UdpSocket::local_addr,
+    )
+}
+
+/// Binds `host:port` with `bind` and prints `listening on <addr>:<port>`,
+/// flushed; `what` names the kind of socket in errors (and, for the DNS
+/// side, in the line).
+fn bind_and_announce<S>(
+    host: &str,
+    port: u16,
+    what: &str,
+    bind: impl FnOnce(&[SocketAddr]) -> io::Result<S>,
+    local_addr: impl FnOnce(&S) -> io::Result<SocketAddr>,
+) -> Result<S, Usage> {
     let addrs: Vec<SocketAddr> = net::resolve(host, port).map_err(Usage)?;
-    let socket = UdpSocket::bind(&addrs[..])
-        .map_err(|e| Usage(format!("cannot listen on {host}:{port} (UDP): {e}")))?;
-    let local = socket
-        .local_addr()
+    let socket =
+        bind(&addrs).map_err(|e| Usage(format!("cannot listen on {host}:{port}{what}: {e}")))?;
+    let local = local_addr(&socket)
         .map_err(|e| Usage(format!("cannot read the listening address: {e}")))?;
+    let suffix = if what == " (dns udp+tcp)" { what } else { "" };
     let mut stdout = io::stdout().lock();
-    let _ = writeln!(stdout, "listening on {local}");
+    let _ = writeln!(stdout, "listening on {local}{suffix}");
     let _ = stdout.flush();
     Ok(socket)
 }

@@ -1,7 +1,8 @@
-//! Turning command-line host arguments into addresses, and connecting to them.
+//! Turning command-line host arguments into addresses, connecting to them,
+//! and binding a DNS server's UDP and TCP sockets on one port.
 
 use std::io;
-use std::net::{SocketAddr, TcpStream, ToSocketAddrs};
+use std::net::{SocketAddr, TcpListener, TcpStream, ToSocketAddrs, UdpSocket};
 use std::time::Duration;
 
 /// The addresses of `host` (a name, an IPv4 or an IPv6 literal, with or
@@ -73,6 +74,58 @@ pub fn is_local_shortage(error: &io::Error) -> bool {
         error.raw_os_error(),
         Some(EAGAIN | ENOMEM | ENFILE | EMFILE | EADDRNOTAVAIL | ENOBUFS)
     )
+}
+
+/// How many times [`Sockets::bind`] tries port numbers when the OS picks one.
+const BIND_ATTEMPTS: usize = 20;
+
+/// A DNS server's sockets: UDP and TCP bound to the same address and port.
+pub struct DnsSockets {
+    /// Receives UDP queries.
+    pub udp: UdpSocket,
+    /// Accepts TCP connections.
+    pub tcp: TcpListener,
+}
+
+impl DnsSockets {
+    /// Binds UDP to the first of `addrs` that works, then TCP to the UDP
+    /// socket's address. When the port is 0 and the OS's pick for UDP is
+    /// taken for TCP, tries another pick.
+    ///
+    /// # Errors
+    /// The last address's error.
+    pub fn bind(addrs: &[SocketAddr]) -> io::Result<DnsSockets> {
+        let mut last = io::Error::new(io::ErrorKind::NotFound, "no address to bind");
+        for addr in addrs {
+            for _ in 0..BIND_ATTEMPTS {
+                match bind_pair(*addr) {
+                    Ok(sockets) => return Ok(sockets),
+                    Err(e) => {
+                        let again = addr.port() == 0 && e.kind() == io::ErrorKind::AddrInUse;
+                        last = e;
+                        if !again {
+                            break;
+                        }
+                    }
+                }
+            }
+        }
+        Err(last)
+    }
+
+    /// The address both sockets are bound to.
+    ///
+    /// # Errors
+    /// When the address cannot be read.
+    pub fn local_addr(&self) -> io::Result<SocketAddr> {
+        self.udp.local_addr()
+    }
+}
+
+fn bind_pair(addr: SocketAddr) -> io::Result<DnsSockets> {
+    let udp = UdpSocket::bind(addr)?;
+    let tcp = TcpListener::bind(udp.local_addr()?)?;
+    Ok(DnsSockets { udp, tcp })
 }
 
 #[cfg(test)]

@@ -1,5 +1,5 @@
-//! What every TCP server role shares: the shutdown signal and the
-//! thread-per-connection accept loop.
+//! What every TCP server role shares: the thread-per-connection accept
+//! loop.
 //!
 //! A server takes an already bound listener (port 0 in tests) and a
 //! [`Shutdown`]. Triggering the shutdown wakes the blocking `accept` by
@@ -18,7 +18,7 @@ use std::io;
 use std::net::{
     IpAddr, Ipv4Addr, Ipv6Addr, Shutdown as Direction, SocketAddr, TcpListener, TcpStream,
 };
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::thread::{self, JoinHandle};
 
@@ -27,91 +27,8 @@ use std::time::Duration;
 
 use crate::log;
 use crate::net::is_local_shortage;
-
-type Waker = Box<dyn FnOnce() + Send>;
-
-/// A stop signal shared by servers and whoever stops them (Ctrl-C, a test).
-/// Cloning gives another handle to the same signal.
-#[derive(Clone, Default)]
-pub struct Shutdown(Arc<Inner>);
-
-#[derive(Default)]
-struct Inner {
-    triggered: AtomicBool,
-    wakers: Mutex<Wakers>,
-}
-
-#[derive(Default)]
-struct Wakers {
-    next_id: u64,
-    pending: HashMap<u64, Waker>,
-}
-
-impl Shutdown {
-    /// A signal not yet triggered.
-    pub fn new() -> Shutdown {
-        Shutdown::default()
-    }
-
-    /// Whether [`trigger`](Self::trigger) was called.
-    pub fn is_triggered(&self) -> bool {
-        self.0.triggered.load(Ordering::SeqCst)
-    }
-
-    /// Triggers the signal and runs every registered waker, once.
-    pub fn trigger(&self) {
-        let wakers = {
-            let mut wakers = self.lock();
-            self.0.triggered.store(true, Ordering::SeqCst);
-            std::mem::take(&mut wakers.pending)
-        };
-        for waker in wakers.into_values() {
-            waker();
-        }
-    }
-
-    /// Runs `waker` when the signal is triggered (at once if it already was),
-    /// unless the returned guard is dropped first.
-    pub fn on_trigger(&self, waker: impl FnOnce() + Send + 'static) -> WakerGuard {
-        let mut wakers = self.lock();
-        if self.is_triggered() {
-            drop(wakers);
-            waker();
-            return WakerGuard {
-                shutdown: self.clone(),
-                id: None,
-            };
-        }
-        let id = wakers.next_id;
-        wakers.next_id += 1;
-        wakers.pending.insert(id, Box::new(waker));
-        WakerGuard {
-            shutdown: self.clone(),
-            id: Some(id),
-        }
-    }
-
-    fn lock(&self) -> MutexGuard<'_, Wakers> {
-        // A waker never panics while the lock is held, so poisoning cannot
-        // leave the map half-updated.
-        self.0.wakers.lock().unwrap_or_else(|e| e.into_inner())
-    }
-}
-
-/// Keeps a waker registered; dropping it unregisters the waker.
-#[must_use = "dropping the guard unregisters the waker"]
-pub struct WakerGuard {
-    shutdown: Shutdown,
-    id: Option<u64>,
-}
-
-impl Drop for WakerGuard {
-    fn drop(&mut self) {
-        if let Some(id) = self.id {
-            self.shutdown.lock().pending.remove(&id);
-        }
-    }
-}
+use crate::shutdown::Shutdown;
+use crate::sync;
 
 /// The address to connect to in order to reach a listener bound to `addr`
 /// (an all-interfaces bind is reached on loopback).
@@ -178,13 +95,13 @@ pub struct ConnectionStats {
 impl ConnectionStats {
     /// Connections whose handler thread has not yet ended.
     pub fn open(&self) -> usize {
-        *self.open.lock().unwrap_or_else(|e| e.into_inner())
+        *sync::lock(&self.open)
     }
 
     /// Waits until at most `n` connections are open (their handler threads
     /// have ended and been joined); false if that took longer than `timeout`.
     pub fn wait_open_at_most(&self, n: usize, timeout: Duration) -> bool {
-        let open = self.open.lock().unwrap_or_else(|e| e.into_inner());
+        let open = sync::lock(&self.open);
         let (open, _) = self
             .closed
             .wait_timeout_while(open, timeout, |open| *open > n)
@@ -194,7 +111,7 @@ impl ConnectionStats {
 
     /// Waits until a connection closes, at most `timeout`.
     fn wait_for_a_close(&self, timeout: Duration) {
-        let open = self.open.lock().unwrap_or_else(|e| e.into_inner());
+        let open = sync::lock(&self.open);
         let before = *open;
         let _ = self
             .closed
@@ -204,13 +121,13 @@ impl ConnectionStats {
     /// Connections holding a place against the limit (their handler has not
     /// yet finished with them).
     pub fn in_use(&self) -> usize {
-        *self.taken.lock().unwrap_or_else(|e| e.into_inner())
+        *sync::lock(&self.taken)
     }
 
     /// Takes a place under `max`, waiting up to `wait` for one to be given
     /// back; false when none was.
     fn take_place(&self, max: usize, wait: Duration) -> bool {
-        let taken = self.taken.lock().unwrap_or_else(|e| e.into_inner());
+        let taken = sync::lock(&self.taken);
         let (mut taken, _) = self
             .freed
             .wait_timeout_while(taken, wait, |taken| *taken >= max)
@@ -223,7 +140,7 @@ impl ConnectionStats {
     }
 
     fn add_open(&self, delta: isize) {
-        let mut open = self.open.lock().unwrap_or_else(|e| e.into_inner());
+        let mut open = sync::lock(&self.open);
         *open = open.saturating_add_signed(delta);
         self.closed.notify_all();
     }
@@ -342,14 +259,14 @@ struct AcceptWaker {
 
 impl AcceptWaker {
     fn set(&self, addr: Option<SocketAddr>) {
-        *self.addr.lock().unwrap_or_else(|e| e.into_inner()) = Some(addr);
+        *sync::lock(&self.addr) = Some(addr);
         self.set.notify_all();
     }
 
     /// Who made `conn`: the waker, or a client (queued before the waker,
     /// or arriving while the waker could not connect).
     fn identify(&self, conn: &io::Result<TcpStream>) -> Accepted {
-        let addr = self.addr.lock().unwrap_or_else(|e| e.into_inner());
+        let addr = sync::lock(&self.addr);
         let (addr, _) = self
             .set
             .wait_timeout_while(addr, Duration::from_secs(2), |addr| addr.is_none())
@@ -427,7 +344,7 @@ fn start_handler<H>(
         .name(format!("{role} {peer}"))
         .stack_size(HANDLER_STACK)
         .spawn(move || {
-            let stream = slot.lock().unwrap_or_else(|e| e.into_inner()).take();
+            let stream = sync::lock(&slot).take();
             if let Some(stream) = stream {
                 handler(stream);
             }
@@ -449,7 +366,7 @@ fn start_handler<H>(
             log::warn(format_args!(
                 "{role}: refusing {peer}: cannot start a thread: {e}"
             ));
-            let stream = handoff.lock().unwrap_or_else(|e| e.into_inner()).take();
+            let stream = sync::lock(&handoff).take();
             if let Some(stream) = stream {
                 refuse(stream, options.busy_reply);
             }
@@ -466,7 +383,7 @@ struct Place(Arc<ConnectionStats>);
 
 impl Drop for Place {
     fn drop(&mut self) {
-        let mut taken = self.0.taken.lock().unwrap_or_else(|e| e.into_inner());
+        let mut taken = sync::lock(&self.0.taken);
         *taken = taken.saturating_sub(1);
         self.0.freed.notify_all();
     }
@@ -537,7 +454,7 @@ struct Finished {
 
 impl Finished {
     fn lock(&self) -> MutexGuard<'_, HashMap<u64, JoinHandle<()>>> {
-        self.handles.lock().unwrap_or_else(|e| e.into_inner())
+        sync::lock(&self.handles)
     }
 }
 
@@ -550,7 +467,7 @@ fn start_reaper(role: &str, stats: Arc<ConnectionStats>) -> io::Result<(Finished
         .spawn(move || {
             // Ends when the accept loop and every handler have dropped their senders.
             for id in ended {
-                let handle = map.lock().unwrap_or_else(|e| e.into_inner()).remove(&id);
+                let handle = sync::lock(&map).remove(&id);
                 if let Some(handle) = handle {
                     let _ = handle.join();
                 }
@@ -572,7 +489,7 @@ struct ConnectionMap {
 
 impl Connections {
     fn lock(&self) -> MutexGuard<'_, ConnectionMap> {
-        self.0.lock().unwrap_or_else(|e| e.into_inner())
+        sync::lock(&self.0)
     }
 
     /// Registers a duplicate of `stream` until the returned guard drops.
@@ -637,7 +554,7 @@ pub fn open_descriptors() -> Option<usize> {
 }
 
 /// How many connections costing `per_connection` descriptors each fit under
-/// `limit` with `open` already open and [`SPARE_DESCRIPTORS`] kept free (at
+/// `limit` with `open` already open and `SPARE_DESCRIPTORS` kept free (at
 /// least one).
 ///
 /// ```

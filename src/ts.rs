@@ -19,7 +19,9 @@ use std::time::Duration;
 
 use crate::framing::{Frame, Framing, MessageReader, write_message};
 use crate::log;
-use crate::server::{ServeOptions, Shutdown, serve};
+use crate::net::DnsSockets;
+use crate::server::{ServeOptions, serve};
+use crate::shutdown::Shutdown;
 use crate::table::Table;
 use crate::wire::{self, Dialect};
 
@@ -95,7 +97,7 @@ pub fn run(
 /// Either side's error.
 pub fn run_with_dns(
     listener: TcpListener,
-    dns_sockets: dns::Sockets,
+    dns_sockets: DnsSockets,
     table: Arc<Table>,
     options: TsOptions,
     dns_options: dns::DnsOptions,

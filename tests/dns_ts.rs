@@ -13,9 +13,10 @@ use std::time::{Duration, Instant};
 use hickory_proto::op::{Edns, Message, OpCode, Query, ResponseCode};
 use hickory_proto::rr::{DNSClass, Name, RData, RecordType};
 
-use dnslb::server::Shutdown;
+use dnslb::net::DnsSockets as Sockets;
+use dnslb::shutdown::Shutdown;
 use dnslb::table::Table;
-use dnslb::ts::dns::{self as ts_dns, DnsOptions, Sockets};
+use dnslb::ts::dns::{self as ts_dns, DnsOptions};
 use support::{BOUND, ms};
 
 const TABLE: &str = "www.example.com 10.0.0.1 A\n\

@@ -12,7 +12,8 @@ use std::sync::{Arc, Mutex};
 use std::thread;
 
 use dnslb::ls::{Ls, LsOptions};
-use dnslb::server::{Shutdown, open_descriptors};
+use dnslb::server::open_descriptors;
+use dnslb::shutdown::Shutdown;
 use support::*;
 
 /// Sets this process's soft descriptor limit; returns the previous one.

@@ -38,7 +38,7 @@ use crate::dns::respond::{self, Accepted, Outcome as DnsOutcome, Transport};
 use crate::dns::{self, rcode};
 use crate::framing::{is_timeout, read_length_prefixed, write_length_prefixed};
 use crate::log;
-use crate::server::Shutdown;
+use crate::shutdown::Shutdown;
 use crate::udp::{Received, recv_datagram, wake_on_trigger};
 use crate::wire;
 

@@ -16,6 +16,8 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 use crate::log;
+use crate::random::{SplitMix64, random_seed};
+use crate::sync;
 
 /// First wait after a TS goes down.
 pub const BACKOFF_START: Duration = Duration::from_millis(100);
@@ -50,7 +52,7 @@ struct State {
     /// When the last probe was handed out.
     last_probe: Instant,
     probing: bool,
-    jitter: u64,
+    jitter: SplitMix64,
 }
 
 /// Permission to connect, from [`Health::begin_attempt`]: either free (the
@@ -111,7 +113,7 @@ impl Health {
                 next_attempt: now,
                 last_probe: now,
                 probing: false,
-                jitter: seed(label),
+                jitter: SplitMix64::new(random_seed()),
             }),
             transitions: AtomicU64::new(0),
             answers_misses: AtomicBool::new(false),
@@ -132,7 +134,7 @@ impl Health {
     }
 
     fn lock(&self) -> MutexGuard<'_, State> {
-        self.state.lock().unwrap_or_else(|e| e.into_inner())
+        sync::lock(&self.state)
     }
 
     /// Whether the TS is believed up.
@@ -223,29 +225,11 @@ impl Health {
 /// The wait after `failures` consecutive failures: 100 ms doubling up to
 /// 5 s, each drawn between 75 % and 100 % of that (jitter spreads the probes
 /// of several LSes).
-fn backoff(failures: u32, jitter: &mut u64) -> Duration {
+fn backoff(failures: u32, jitter: &mut SplitMix64) -> Duration {
     let exponent = failures.saturating_sub(1).min(16);
     let full = BACKOFF_START.saturating_mul(1 << exponent).min(BACKOFF_CAP);
-    let fraction = 0.75 + 0.25 * (next_random(jitter) as f64 / u64::MAX as f64);
+    let fraction = 0.75 + 0.25 * (jitter.next_u64() as f64 / u64::MAX as f64);
     full.mul_f64(fraction)
-}
-
-/// splitmix64: enough randomness for jitter, no dependency.
-fn next_random(state: &mut u64) -> u64 {
-    *state = state.wrapping_add(0x9E37_79B9_7F4A_7C15);
-    let mut z = *state;
-    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-    z ^ (z >> 31)
-}
-
-fn seed(label: &str) -> u64 {
-    let clock = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_nanos() as u64);
-    label
-        .bytes()
-        .fold(clock, |h, b| h.rotate_left(5) ^ u64::from(b))
 }
 
 #[cfg(test)]
@@ -254,7 +238,7 @@ mod tests {
 
     #[test]
     fn backoff_doubles_from_100ms_to_a_5s_cap_with_jitter() {
-        let mut jitter = 7;
+        let mut jitter = SplitMix64::new(7);
         let waits: Vec<Duration> = (1..=10).map(|n| backoff(n, &mut jitter)).collect();
         assert!(waits[0] >= Duration::from_millis(75) && waits[0] <= BACKOFF_START);
         assert!(waits[3] >= Duration::from_millis(600) && waits[3] <= Duration::from_millis(800));

@@ -8,7 +8,7 @@
 use std::io::{self, BufReader};
 use std::net::{Shutdown as Direction, TcpStream};
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex};
 use std::thread::{self, JoinHandle};
 use std::time::Duration;
 
@@ -19,6 +19,7 @@ use super::health::{Attempt, Health};
 use super::setup::{Backend, CONNECT_TIMEOUT, TsProtocol};
 use crate::framing::{Frame, Framing, MessageReader, read_length_prefixed};
 use crate::net::{connect_any, is_local_shortage};
+use crate::sync::lock;
 use crate::wire;
 
 /// Reader threads only move bytes into the channel; they need little stack.
@@ -86,10 +87,6 @@ impl LinkThread {
     pub fn join(self) {
         let _ = self.thread.join();
     }
-}
-
-fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|e| e.into_inner())
 }
 
 /// How a link connects and reads.

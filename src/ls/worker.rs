@@ -40,7 +40,7 @@ use super::stats::Stats;
 use crate::dns::{self, Question, Record, rtype};
 use crate::framing::{Frame, Framing, MessageReader, is_timeout, write_message};
 use crate::log;
-use crate::server::Shutdown;
+use crate::shutdown::Shutdown;
 use crate::wire::{self, Dialect, QueryError};
 
 /// Where a worker's replies go: its client, in the client's protocol.

@@ -10,7 +10,7 @@
 //! pipelined, the connection closed after an idle timeout.
 
 use std::io::{self, BufReader, BufWriter, Write};
-use std::net::{SocketAddr, TcpListener, TcpStream, UdpSocket};
+use std::net::{TcpStream, UdpSocket};
 use std::sync::Arc;
 use std::thread;
 use std::time::Duration;
@@ -20,7 +20,9 @@ use crate::dns::respond::{Accepted, QTYPE_ANY, Query, accept_query};
 use crate::dns::{self, Header, Record, rcode, rtype};
 use crate::framing::{self, read_length_prefixed, write_length_prefixed};
 use crate::log;
-use crate::server::{ServeOptions, Shutdown, serve};
+use crate::net::DnsSockets;
+use crate::server::{ServeOptions, serve};
+use crate::shutdown::Shutdown;
 use crate::table::Table;
 use crate::udp::{RECV_BUFFER, Received, recv_datagram, wake_on_trigger};
 
@@ -30,9 +32,6 @@ pub const DEFAULT_TTL: u32 = 300;
 /// How long a TCP connection may stay silent before the TS closes it
 /// (RFC 7766 §6.2.3 asks servers for a timeout of seconds, not minutes).
 pub const DEFAULT_TCP_IDLE: Duration = Duration::from_secs(10);
-
-/// How many times [`Sockets::bind`] tries port numbers when the OS picks one.
-const BIND_ATTEMPTS: usize = 20;
 
 /// How the DNS side answers.
 #[derive(Clone, Copy, Debug)]
@@ -128,55 +127,6 @@ pub fn respond(query: &[u8], table: &Table, ttl: u32, transport: Transport) -> O
     Some(bytes)
 }
 
-/// The DNS side's sockets: UDP and TCP bound to the same address and port.
-pub struct Sockets {
-    /// Receives UDP queries.
-    pub udp: UdpSocket,
-    /// Accepts TCP connections.
-    pub tcp: TcpListener,
-}
-
-impl Sockets {
-    /// Binds UDP to the first of `addrs` that works, then TCP to the UDP
-    /// socket's address. When the port is 0 and the OS's pick for UDP is
-    /// taken for TCP, tries another pick.
-    ///
-    /// # Errors
-    /// The last address's error.
-    pub fn bind(addrs: &[SocketAddr]) -> io::Result<Sockets> {
-        let mut last = io::Error::new(io::ErrorKind::NotFound, "no address to bind");
-        for addr in addrs {
-            for _ in 0..BIND_ATTEMPTS {
-                match bind_pair(*addr) {
-                    Ok(sockets) => return Ok(sockets),
-                    Err(e) => {
-                        let again = addr.port() == 0 && e.kind() == io::ErrorKind::AddrInUse;
-                        last = e;
-                        if !again {
-                            break;
-                        }
-                    }
-                }
-            }
-        }
-        Err(last)
-    }
-
-    /// The address both sockets are bound to.
-    ///
-    /// # Errors
-    /// When the address cannot be read.
-    pub fn local_addr(&self) -> io::Result<SocketAddr> {
-        self.udp.local_addr()
-    }
-}
-
-fn bind_pair(addr: SocketAddr) -> io::Result<Sockets> {
-    let udp = UdpSocket::bind(addr)?;
-    let tcp = TcpListener::bind(udp.local_addr()?)?;
-    Ok(Sockets { udp, tcp })
-}
-
 /// Serves `table` over DNS on `sockets` until `shutdown` triggers; returns
 /// once the UDP thread and every TCP connection have ended.
 ///
@@ -184,12 +134,12 @@ fn bind_pair(addr: SocketAddr) -> io::Result<Sockets> {
 /// When a socket's address cannot be read, or receiving UDP fails for a
 /// reason other than a timeout or an ICMP error about an earlier answer.
 pub fn run(
-    sockets: Sockets,
+    sockets: DnsSockets,
     table: Arc<Table>,
     options: DnsOptions,
     shutdown: &Shutdown,
 ) -> io::Result<()> {
-    let Sockets { udp, tcp } = sockets;
+    let DnsSockets { udp, tcp } = sockets;
     let udp_table = Arc::clone(&table);
     let udp_shutdown = shutdown.clone();
     let _wake = wake_on_trigger(&udp, shutdown)?;

@@ -10,7 +10,7 @@ use std::net::UdpSocket;
 
 use crate::log;
 use crate::random::random_seed;
-use crate::server::Shutdown;
+use crate::shutdown::Shutdown;
 use crate::udp::loss::{Dropper, Loss};
 use crate::udp::{RECV_BUFFER, Received, recv_datagram, wake_on_trigger};
 

@@ -38,7 +38,7 @@ use crossbeam_channel::Sender;
 use self::health::Health;
 use self::session::{Session, Shared};
 use crate::log;
-use crate::server::Shutdown;
+use crate::shutdown::Shutdown;
 use crate::udp::{RECV_BUFFER, Received, is_unreachable, recv_datagram, text, wake_on_trigger};
 
 /// How long a session may stay idle when no timeout is given.

@@ -28,7 +28,8 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, UdpSocket};
 
 use crate::framing::is_timeout;
 use crate::log;
-use crate::server::{Shutdown, WakerGuard, reachable_addr};
+use crate::server::reachable_addr;
+use crate::shutdown::{Shutdown, WakerGuard};
 
 /// Longest payload a UDP datagram can carry (65535 minus the 8-byte UDP
 /// header; IPv4 allows 20 bytes less).

@@ -17,7 +17,7 @@ use std::time::Duration;
 use crossbeam_channel::Receiver;
 
 use dnslb::ls::{self, Backend, LsOptions};
-use dnslb::server::Shutdown;
+use dnslb::shutdown::Shutdown;
 use dnslb::table::Table;
 use dnslb::ts::{self, TsOptions};
 

@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 
 use crossbeam_channel::{Receiver, RecvTimeoutError};
 
-use dnslb::server::Shutdown;
+use dnslb::shutdown::Shutdown;
 use dnslb::udp::echo::{self, EchoOptions};
 use dnslb::udp::lb::{self, Backend, LbOptions, LbStats};
 use dnslb::udp::loss::Loss;
