@@ -6,6 +6,8 @@
 //! harness's capture: shown with a failing test's output, hidden otherwise.
 #![allow(dead_code)] // Each test file uses a different part.
 
+pub mod dns;
+
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{Shutdown as Direction, SocketAddr, TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
