@@ -283,6 +283,30 @@ fn replies_with_a_wrong_id_or_question_are_dropped_and_counted() {
 }
 
 #[test]
+#[ignore = "a DNS TS closing its connection (RFC 7766 §6.2.3 idle timeout) marks it \
+            down, and queries get SERVFAIL (all-down) until the link is up again"]
+fn a_dns_ts_that_closes_its_connection_is_asked_again_on_a_new_one() {
+    // Answers one query per connection, then closes it.
+    let closing = fake_server(|mut stream| {
+        if let Some(bytes) = read_framed(&mut stream) {
+            write_message(
+                &mut stream,
+                &answer_for(&Message::from_vec(&bytes).unwrap()),
+            );
+        }
+    });
+    let ls = DnsLs::start(&[closing], |o| o.ts_protocol = TsProtocol::Dns);
+    for id in 1..=3 {
+        let answer = udp_ask(ls.dns, &query(id, "q7.example.", RecordType::A));
+        assert_eq!(
+            answer.metadata.response_code,
+            ResponseCode::NoError,
+            "query {id}"
+        );
+    }
+}
+
+#[test]
 fn a_course_ts_answer_becomes_one_a_record_with_ttl_300() {
     let ts1 = start_ts(TABLE1);
     let ts2 = start_ts(TABLE2);
