@@ -520,6 +520,16 @@ fn a_length_prefix_split_across_writes_is_read_whole() {
     assert_eq!(addresses(&answer), [ip(10, 0, 2, 1)]);
 }
 
+/// Resident memory of process `pid` now, in kB.
+fn resident_kb(pid: u32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    status
+        .lines()
+        .find_map(|line| line.strip_prefix("VmRSS:"))
+        .and_then(|rest| rest.trim().trim_end_matches(" kB").parse().ok())
+        .expect("VmRSS in /proc/<pid>/status")
+}
+
 /// Threads of process `pid` now.
 fn threads(pid: u32) -> usize {
     std::fs::read_dir(format!("/proc/{pid}/task"))
@@ -569,7 +579,7 @@ fn a_udp_flood_costs_no_threads_is_counted_as_dropped_and_the_ls_goes_on() {
     let pid = ls.child.id();
     let warm = ask_until_answered(dns, "known.example.", Duration::from_secs(3));
     assert_eq!(addresses(&warm), [ip(10, 1, 1, 1)]);
-    let before = threads(pid);
+    let (before, memory_before) = (threads(pid), resident_kb(pid));
     // 1000 queries for names no TS answers, from 20 addresses: each waits
     // for the 1 s deadline, so the sessions fill up at once.
     let flooders: Vec<UdpSocket> = (0..20).map(|_| udp_client()).collect();
@@ -579,12 +589,16 @@ fn a_udp_flood_costs_no_threads_is_counted_as_dropped_and_the_ls_goes_on() {
             .send_to(&q.to_vec().unwrap(), dns)
             .unwrap();
     }
-    let during = threads(pid);
+    let (during, memory_during) = (threads(pid), resident_kb(pid));
     let after = ask_until_answered(dns, "known.example.", Duration::from_secs(2));
     assert_eq!(addresses(&after), [ip(10, 1, 1, 1)]);
     assert!(
         during <= before && threads(pid) <= before,
         "threads grew: {before} before, {during} during the flood"
+    );
+    assert!(
+        memory_during < memory_before + 8 * 1024,
+        "memory grew from {memory_before} kB to {memory_during} kB"
     );
     ls.signal(libc::SIGINT);
     let stats = line_containing(&log, "UDP queries dropped");
