@@ -5,18 +5,15 @@
 mod support;
 
 use std::io::{Read, Write};
-use std::net::{Ipv4Addr, SocketAddr, TcpStream, UdpSocket};
-use std::sync::Arc;
-use std::thread::{self, JoinHandle};
+use std::net::{Ipv4Addr, SocketAddr, TcpStream};
 use std::time::{Duration, Instant};
 
-use hickory_proto::op::{Edns, Message, OpCode, Query, ResponseCode};
-use hickory_proto::rr::{DNSClass, Name, RData, RecordType};
+use hickory_proto::op::{Message, OpCode, ResponseCode};
+use hickory_proto::rr::{DNSClass, RecordType};
 
 use dnslb::net::DnsSockets as Sockets;
-use dnslb::shutdown::Shutdown;
-use dnslb::table::Table;
-use dnslb::ts::dns::{self as ts_dns, DnsOptions};
+use dnslb::ts::dns::DnsOptions;
+use support::dns::*;
 use support::{BOUND, ms};
 
 const TABLE: &str = "www.example.com 10.0.0.1 A\n\
@@ -24,123 +21,10 @@ const TABLE: &str = "www.example.com 10.0.0.1 A\n\
                      rr.example.com 10.0.1.2 A\n\
                      RR.example.com 10.0.1.3 A\n";
 
-/// A TS's DNS side running in-process; stopped and joined on drop.
-struct DnsTs {
-    addr: SocketAddr,
-    shutdown: Shutdown,
-    thread: Option<JoinHandle<()>>,
-}
-
-impl DnsTs {
-    fn start(table: &str) -> DnsTs {
-        DnsTs::start_with(table, DnsOptions::default())
-    }
-
-    fn start_with(table: &str, options: DnsOptions) -> DnsTs {
-        let table = Arc::new(Table::parse(table.as_bytes()).unwrap());
-        let sockets = Sockets::bind(&["127.0.0.1:0".parse().unwrap()]).unwrap();
-        let addr = sockets.local_addr().unwrap();
-        assert_eq!(sockets.tcp.local_addr().unwrap(), addr);
-        let shutdown = Shutdown::new();
-        let handle = shutdown.clone();
-        let thread = thread::spawn(move || ts_dns::run(sockets, table, options, &handle).unwrap());
-        DnsTs {
-            addr,
-            shutdown,
-            thread: Some(thread),
-        }
-    }
-}
-
-impl Drop for DnsTs {
-    fn drop(&mut self) {
-        self.shutdown.trigger();
-        if let Some(thread) = self.thread.take() {
-            let _ = thread.join();
-        }
-    }
-}
-
-fn query(id: u16, name: &str, qtype: RecordType) -> Message {
-    let mut message = Message::query();
-    message.metadata.id = id;
-    message.metadata.recursion_desired = true;
-    message.add_query(Query::query(Name::from_ascii(name).unwrap(), qtype));
-    message
-}
-
-fn with_edns(mut message: Message, payload: u16, version: u8, dnssec_ok: bool) -> Message {
-    let mut edns = Edns::new();
-    edns.set_max_payload(payload);
-    edns.set_version(version);
-    edns.set_dnssec_ok(dnssec_ok);
-    message.set_edns(edns);
-    message
-}
-
-fn udp_client() -> UdpSocket {
-    let socket = UdpSocket::bind("127.0.0.1:0").unwrap();
-    socket.set_read_timeout(Some(BOUND)).unwrap();
-    socket
-}
-
-/// Sends `bytes` in one datagram and returns the raw answer.
-fn udp_raw(ts: &DnsTs, bytes: &[u8]) -> Vec<u8> {
-    let socket = udp_client();
-    socket.send_to(bytes, ts.addr).unwrap();
-    let mut buf = vec![0; 65_536];
-    let (len, _) = socket
-        .recv_from(&mut buf)
-        .expect("an answer within the bound");
-    buf.truncate(len);
-    buf
-}
-
-fn udp_ask(ts: &DnsTs, message: &Message) -> Message {
-    Message::from_vec(&udp_raw(ts, &message.to_vec().unwrap())).unwrap()
-}
-
-fn tcp_connect(ts: &DnsTs) -> TcpStream {
-    let stream = TcpStream::connect(ts.addr).unwrap();
-    stream.set_read_timeout(Some(BOUND)).unwrap();
-    stream.set_nodelay(true).unwrap();
-    stream
-}
-
-fn framed(message: &Message) -> Vec<u8> {
-    let bytes = message.to_vec().unwrap();
-    let mut out = (bytes.len() as u16).to_be_bytes().to_vec();
-    out.extend_from_slice(&bytes);
-    out
-}
-
-fn tcp_read(stream: &mut TcpStream) -> Message {
-    let mut len = [0; 2];
-    stream.read_exact(&mut len).unwrap();
-    let mut bytes = vec![0; usize::from(u16::from_be_bytes(len))];
-    stream.read_exact(&mut bytes).unwrap();
-    Message::from_vec(&bytes).unwrap()
-}
-
-fn addresses(message: &Message) -> Vec<Ipv4Addr> {
-    message
-        .answers
-        .iter()
-        .map(|record| match &record.data {
-            RData::A(a) => a.0,
-            other => panic!("not an A record: {other:?}"),
-        })
-        .collect()
-}
-
-fn rcode(message: &Message) -> u16 {
-    u16::from(message.metadata.response_code)
-}
-
 #[test]
 fn smoke() {
     let ts = DnsTs::start(TABLE);
-    let answer = udp_ask(&ts, &query(0x4242, "www.example.com.", RecordType::A));
+    let answer = udp_ask(ts.addr, &query(0x4242, "www.example.com.", RecordType::A));
     let m = &answer.metadata;
     assert_eq!(m.id, 0x4242);
     assert_eq!(m.response_code, ResponseCode::NoError);
@@ -163,13 +47,18 @@ fn an_rrset_comes_whole_with_one_ttl_and_rotates() {
         },
     );
     let first: Vec<Vec<Ipv4Addr>> = (0..3)
-        .map(|i| addresses(&udp_ask(&ts, &query(i, "rr.example.com.", RecordType::A))))
+        .map(|i| {
+            addresses(&udp_ask(
+                ts.addr,
+                &query(i, "rr.example.com.", RecordType::A),
+            ))
+        })
         .collect();
     let ip = |last| Ipv4Addr::new(10, 0, 1, last);
     assert_eq!(first[0], [ip(1), ip(2), ip(3)]);
     assert_eq!(first[1], [ip(2), ip(3), ip(1)]);
     assert_eq!(first[2], [ip(3), ip(1), ip(2)]);
-    let again = udp_ask(&ts, &query(9, "RR.EXAMPLE.COM.", RecordType::A));
+    let again = udp_ask(ts.addr, &query(9, "RR.EXAMPLE.COM.", RecordType::A));
     assert_eq!(addresses(&again), [ip(1), ip(2), ip(3)]);
     assert!(again.answers.iter().all(|r| r.ttl == 60));
 }
@@ -177,7 +66,7 @@ fn an_rrset_comes_whole_with_one_ttl_and_rotates() {
 #[test]
 fn a_missing_name_is_an_authoritative_nxdomain() {
     let ts = DnsTs::start(TABLE);
-    let answer = udp_ask(&ts, &query(7, "nothere.example.com.", RecordType::A));
+    let answer = udp_ask(ts.addr, &query(7, "nothere.example.com.", RecordType::A));
     assert_eq!(answer.metadata.response_code, ResponseCode::NXDomain);
     assert!(answer.metadata.authoritative);
     assert!(answer.answers.is_empty());
@@ -188,7 +77,7 @@ fn a_missing_name_is_an_authoritative_nxdomain() {
 fn another_type_of_a_present_name_is_noerror_without_answers() {
     let ts = DnsTs::start(TABLE);
     for qtype in [RecordType::AAAA, RecordType::MX, RecordType::TXT] {
-        let answer = udp_ask(&ts, &query(8, "www.example.com.", qtype));
+        let answer = udp_ask(ts.addr, &query(8, "www.example.com.", qtype));
         assert_eq!(answer.metadata.response_code, ResponseCode::NoError);
         assert!(answer.metadata.authoritative);
         assert!(answer.answers.is_empty(), "{qtype}");
@@ -202,7 +91,7 @@ fn other_opcodes_are_not_implemented() {
     for op in [OpCode::Status, OpCode::Notify, OpCode::Update] {
         let mut q = query(5, "www.example.com.", RecordType::A);
         q.metadata.op_code = op;
-        let answer = udp_ask(&ts, &q);
+        let answer = udp_ask(ts.addr, &q);
         assert_eq!(answer.metadata.response_code, ResponseCode::NotImp);
         assert_eq!((answer.metadata.id, answer.metadata.op_code), (5, op));
         assert!(answer.answers.is_empty());
@@ -267,7 +156,7 @@ fn malformed_queries_get_formerr_with_their_id() {
         ),
     ];
     for (what, bytes) in cases {
-        let raw = udp_raw(&ts, &bytes);
+        let raw = udp_raw(ts.addr, &bytes);
         let answer = Message::from_vec(&raw).unwrap();
         assert_eq!(
             answer.metadata.response_code,
@@ -318,7 +207,7 @@ fn an_opt_is_answered_with_an_opt_of_version_0_and_1232_bytes() {
             0,
             dnssec_ok,
         );
-        let answer = udp_ask(&ts, &q);
+        let answer = udp_ask(ts.addr, &q);
         let edns = answer.edns.as_ref().expect("an OPT in the answer");
         assert_eq!((edns.version(), edns.max_payload()), (0, 1232));
         assert_eq!(edns.flags().dnssec_ok, dnssec_ok);
@@ -331,7 +220,7 @@ fn an_opt_is_answered_with_an_opt_of_version_0_and_1232_bytes() {
 fn an_unknown_edns_version_gets_badvers() {
     let ts = DnsTs::start(TABLE);
     let q = with_edns(query(4, "www.example.com.", RecordType::A), 1232, 1, false);
-    let raw = udp_raw(&ts, &q.to_vec().unwrap());
+    let raw = udp_raw(ts.addr, &q.to_vec().unwrap());
     let answer = Message::from_vec(&raw).unwrap();
     assert_eq!(rcode(&answer), 16);
     assert_eq!(answer.edns.as_ref().unwrap().version(), 0);
@@ -349,7 +238,7 @@ fn two_opts_are_a_format_error() {
     bytes.extend_from_slice(&opt);
     bytes[11] = 2;
     assert!(Message::from_vec(&bytes).is_err(), "hickory refuses it too");
-    let answer = Message::from_vec(&udp_raw(&ts, &bytes)).unwrap();
+    let answer = Message::from_vec(&udp_raw(ts.addr, &bytes)).unwrap();
     assert_eq!(answer.metadata.response_code, ResponseCode::FormErr);
     assert_eq!(answer.metadata.id, 6);
 }
@@ -366,7 +255,7 @@ fn a_big_rrset_is_truncated_over_udp_and_whole_over_tcp() {
     // 100 A records of 16 bytes each: 1600 bytes of answers.
     let ts = DnsTs::start(&big_table(100));
     let plain = udp_raw(
-        &ts,
+        ts.addr,
         &query(1, "big.example.com.", RecordType::A)
             .to_vec()
             .unwrap(),
@@ -377,18 +266,18 @@ fn a_big_rrset_is_truncated_over_udp_and_whole_over_tcp() {
     assert!(plain.answers.is_empty(), "whole RRsets or nothing");
 
     let q = with_edns(query(2, "big.example.com.", RecordType::A), 1232, 0, false);
-    let raw = udp_raw(&ts, &q.to_vec().unwrap());
+    let raw = udp_raw(ts.addr, &q.to_vec().unwrap());
     assert!(raw.len() <= 1232);
     let small = Message::from_vec(&raw).unwrap();
     assert!(small.metadata.truncation && small.answers.is_empty());
     assert!(small.edns.is_some(), "the OPT stays in a truncated answer");
 
     let q = with_edns(query(3, "big.example.com.", RecordType::A), 4096, 0, false);
-    let roomy = udp_ask(&ts, &q);
+    let roomy = udp_ask(ts.addr, &q);
     assert!(!roomy.metadata.truncation);
     assert_eq!(roomy.answers.len(), 100);
 
-    let mut stream = tcp_connect(&ts);
+    let mut stream = tcp_connect(ts.addr);
     stream
         .write_all(&framed(&query(4, "big.example.com.", RecordType::A)))
         .unwrap();
@@ -401,7 +290,7 @@ fn a_big_rrset_is_truncated_over_udp_and_whole_over_tcp() {
 #[test]
 fn tcp_queries_split_anywhere_and_pipelined_are_answered_in_order() {
     let ts = DnsTs::start(TABLE);
-    let mut stream = tcp_connect(&ts);
+    let mut stream = tcp_connect(ts.addr);
     let names = [
         "www.example.com.",
         "nothere.example.com.",
@@ -434,7 +323,7 @@ fn the_question_comes_back_with_its_case() {
     let ts = DnsTs::start(TABLE);
     let q = query(11, "WwW.ExAmPlE.cOm.", RecordType::A);
     let sent = q.to_vec().unwrap();
-    let raw = udp_raw(&ts, &sent);
+    let raw = udp_raw(ts.addr, &sent);
     let question_len = sent.len() - 12;
     assert_eq!(
         raw[12..12 + question_len],
@@ -456,7 +345,7 @@ fn an_idle_tcp_connection_is_closed() {
             ..DnsOptions::default()
         },
     );
-    let mut stream = tcp_connect(&ts);
+    let mut stream = tcp_connect(ts.addr);
     let start = Instant::now();
     let mut buf = [0; 1];
     assert_eq!(stream.read(&mut buf).unwrap(), 0, "closed by the server");
@@ -472,18 +361,18 @@ fn tcp_connections_over_the_limit_are_closed() {
             ..DnsOptions::default()
         },
     );
-    let mut first = tcp_connect(&ts);
+    let mut first = tcp_connect(ts.addr);
     first
         .write_all(&framed(&query(1, "www.example.com.", RecordType::A)))
         .unwrap();
     assert_eq!(tcp_read(&mut first).metadata.id, 1);
-    let mut second = tcp_connect(&ts);
+    let mut second = tcp_connect(ts.addr);
     let _ = second.write_all(&framed(&query(2, "www.example.com.", RecordType::A)));
     let mut buf = [0; 1];
     assert!(matches!(second.read(&mut buf), Ok(0) | Err(_)));
     // UDP is not limited by TCP connections.
     assert_eq!(
-        udp_ask(&ts, &query(3, "www.example.com.", RecordType::A))
+        udp_ask(ts.addr, &query(3, "www.example.com.", RecordType::A))
             .metadata
             .id,
         3
@@ -493,7 +382,7 @@ fn tcp_connections_over_the_limit_are_closed() {
 #[test]
 fn shutdown_ends_udp_and_open_tcp_connections() {
     let mut ts = DnsTs::start(TABLE);
-    let mut idle = tcp_connect(&ts);
+    let mut idle = tcp_connect(ts.addr);
     idle.write_all(&framed(&query(1, "www.example.com.", RecordType::A)))
         .unwrap();
     assert_eq!(tcp_read(&mut idle).metadata.id, 1);

@@ -22,6 +22,9 @@ pub enum Event {
         generation: u64,
         why: String,
     },
+    /// The TS closed a link's connection (an idle connection closed, a TS
+    /// restarted or stopped): the session judges whether that is a fault.
+    Closed { ts: usize, generation: u64 },
     /// A link's connection could not be made for want of the LS's own
     /// descriptors or memory: no news about the TS.
     Starved {

@@ -143,6 +143,11 @@ impl<A, T> InFlight<A, T> {
         }
     }
 
+    /// How long each query waits for an answer.
+    pub fn timeout(&self) -> Duration {
+        self.timeout
+    }
+
     /// Queries submitted and not yet popped, settled or not.
     pub fn len(&self) -> usize {
         self.queue.len()
@@ -228,13 +233,14 @@ impl<A, T> InFlight<A, T> {
         self.get(seq).map(|p| &p.tag)
     }
 
-    /// The queries still unsettled that were asked of TS `ts`, oldest first.
+    /// The queries still unsettled that wait on TS `ts` (asked of it, and
+    /// not replied to), oldest first.
     pub fn asked_of(&self, ts: usize) -> Vec<u64> {
         let bit = 1 << ts;
         (self.first_seq..self.next_seq())
             .filter(|&seq| {
                 self.get(seq)
-                    .is_some_and(|p| p.done.is_none() && p.asked & bit != 0)
+                    .is_some_and(|p| p.done.is_none() && p.waiting_on() & bit != 0)
             })
             .collect()
     }

@@ -191,19 +191,30 @@ impl Link {
         {
             return;
         }
-        let why = match self.options.protocol {
+        let ended = match self.options.protocol {
             TsProtocol::Line => {
                 read_replies(ts, generation, reader, self.options.framing, &self.events)
             }
             TsProtocol::Dns => read_dns_replies(ts, generation, reader, &self.events),
         };
-        if !self.handle.is_closing() {
-            self.health.failed(None, &why);
-            let _ = self.events.send(Event::Down {
-                ts,
-                generation,
-                why,
-            });
+        if self.handle.is_closing() {
+            return;
+        }
+        match ended {
+            // Whether that is news about the TS depends on what the session
+            // was waiting for: the session decides.
+            Ended::ClosedByTs => {
+                let _ = self.events.send(Event::Closed { ts, generation });
+            }
+            Ended::Failed(why) => {
+                self.health.failed(None, &why);
+                let _ = self.events.send(Event::Down {
+                    ts,
+                    generation,
+                    why,
+                });
+            }
+            Ended::SessionGone => {}
         }
     }
 }
@@ -214,14 +225,33 @@ fn prepare(stream: &TcpStream, options: LinkOptions) -> io::Result<()> {
     stream.set_write_timeout(Some(options.write_timeout))
 }
 
+/// How a link's reading ended.
+enum Ended {
+    /// The TS closed the connection (end of stream).
+    ClosedByTs,
+    /// Reading failed.
+    Failed(String),
+    /// The session dropped its channel.
+    SessionGone,
+}
+
+/// A reset is the TS closing the connection too (it closed it with a query
+/// of ours on the way, say); any other error is a failure.
+fn ended_by(e: io::Error) -> Ended {
+    match e.kind() {
+        io::ErrorKind::ConnectionReset | io::ErrorKind::ConnectionAborted => Ended::ClosedByTs,
+        _ => Ended::Failed(e.to_string()),
+    }
+}
+
 /// Forwards a DNS TS's messages (each with its 2-byte length, RFC 7766)
-/// until the connection ends; returns why it ended.
+/// until the connection ends.
 fn read_dns_replies(
     ts: usize,
     generation: u64,
     stream: TcpStream,
     events: &Sender<Event>,
-) -> String {
+) -> Ended {
     let mut reader = BufReader::new(stream);
     loop {
         match read_length_prefixed(&mut reader) {
@@ -232,23 +262,23 @@ fn read_dns_replies(
                     frame: Frame::Message(message),
                 };
                 if events.send(event).is_err() {
-                    return "session ended".to_string();
+                    return Ended::SessionGone;
                 }
             }
-            Ok(None) => return "connection closed by the TS".to_string(),
-            Err(e) => return e.to_string(),
+            Ok(None) => return Ended::ClosedByTs,
+            Err(e) => return ended_by(e),
         }
     }
 }
 
-/// Forwards the TS's messages until the connection ends; returns why it ended.
+/// Forwards the TS's messages until the connection ends.
 fn read_replies(
     ts: usize,
     generation: u64,
     stream: TcpStream,
     framing: Framing,
     events: &Sender<Event>,
-) -> String {
+) -> Ended {
     let framing = match framing {
         Framing::Auto => Framing::Line,
         framing => framing,
@@ -263,11 +293,11 @@ fn read_replies(
                     frame,
                 };
                 if events.send(event).is_err() {
-                    return "session ended".to_string();
+                    return Ended::SessionGone;
                 }
             }
-            Ok(None) => return "connection closed by the TS".to_string(),
-            Err(e) => return e.to_string(),
+            Ok(None) => return Ended::ClosedByTs,
+            Err(e) => return ended_by(e),
         }
     }
 }

@@ -223,6 +223,9 @@ pub struct Session<T = ()> {
     /// Links down for want of the LS's own descriptors or threads (not the
     /// TS's fault): a query that cannot be sent on one is not a miss.
     starved: u64,
+    /// Per TS, connections it closed with queries unanswered since it last
+    /// replied.
+    closes: Vec<u32>,
 }
 
 impl<T> Session<T> {
@@ -231,6 +234,7 @@ impl<T> Session<T> {
     /// `events`.
     pub(super) fn new(shared: Arc<Shared>, timeout: Duration, events: Sender<Event>) -> Session<T> {
         let now = Instant::now();
+        let shared_backends = shared.backends.len();
         let links = shared
             .backends
             .iter()
@@ -248,6 +252,7 @@ impl<T> Session<T> {
             client_framing: Framing::Line,
             reader_waits: false,
             starved: 0,
+            closes: vec![0; shared_backends],
         };
         session.maintain_links(now);
         session
@@ -270,6 +275,11 @@ impl<T> Session<T> {
 
     fn is_closed(&self) -> bool {
         self.closed.is_some()
+    }
+
+    /// How long each of this session's queries waits for an answer.
+    pub fn timeout(&self) -> Duration {
+        self.inflight.timeout()
     }
 
     /// Whether the client reader waits for room (see [`Locked::made_room`]).
@@ -307,6 +317,7 @@ impl<T> Session<T> {
         let framing = self.shared.options.ts_framing;
         let seq = self.inflight.next_seq();
         let mut asked = 0;
+        let mut failed = Vec::new();
         let mut starved = 0;
         let mut held = false;
         for ts in 0..self.links.len() {
@@ -329,7 +340,13 @@ impl<T> Session<T> {
             match sent {
                 Ok(true) => asked |= 1 << ts,
                 Ok(false) => {}
-                Err(e) => self.send_failed(ts, &e),
+                // Asked all the same: a connection the TS closed under the
+                // write is replaced and the query sent again (see
+                // `send_failed`), once the query is in flight.
+                Err(e) => {
+                    asked |= 1 << ts;
+                    failed.push((ts, e));
+                }
             }
         }
         let tag = Tagged {
@@ -338,6 +355,9 @@ impl<T> Session<T> {
         };
         self.inflight
             .submit(&request.name, &request.key, asked, starved, tag, now);
+        for (ts, e) in failed {
+            self.send_failed(ts, &e);
+        }
         held || asked == 0
     }
 
@@ -431,6 +451,11 @@ impl<T> Session<T> {
                     self.link_down(ts, &why);
                 }
             }
+            Event::Closed { ts, generation } => {
+                if matches!(&self.links[ts], LinkState::Up(conn) if conn.generation == generation) {
+                    self.link_closed(ts);
+                }
+            }
             Event::Starved {
                 ts,
                 generation,
@@ -476,53 +501,57 @@ impl<T> Session<T> {
     /// allows it now, and sends the queries held back for bare TSes.
     pub fn maintain_links(&mut self, now: Instant) {
         self.release_held(now);
-        let in_use = !self.inflight.is_empty() || now < self.last_submit + PROBE_IN_USE;
         for ts in 0..self.links.len() {
             let LinkState::Down { check_at } = self.links[ts] else {
                 continue;
             };
-            if check_at > now || self.is_closed() {
-                continue;
+            if check_at <= now && !self.is_closed() {
+                self.connect(ts, now);
             }
-            let health = &self.shared.health[ts];
-            let Some(attempt) = health.begin_attempt(now, in_use) else {
-                // Down by the shared record: a miss is the TS's, not a shortage.
-                self.starved &= !(1 << ts);
-                self.links[ts] = LinkState::Down {
-                    check_at: health.next_check(now),
+        }
+    }
+
+    /// Starts connecting to TS `ts`, if the shared health allows it now.
+    fn connect(&mut self, ts: usize, now: Instant) {
+        let in_use = !self.inflight.is_empty() || now < self.last_submit + PROBE_IN_USE;
+        let health = &self.shared.health[ts];
+        let Some(attempt) = health.begin_attempt(now, in_use) else {
+            // Down by the shared record: a miss is the TS's, not a shortage.
+            self.starved &= !(1 << ts);
+            self.links[ts] = LinkState::Down {
+                check_at: health.next_check(now),
+            };
+            return;
+        };
+        let generation = self.next_generation;
+        self.next_generation += 1;
+        let options = LinkOptions {
+            write_timeout: TS_WRITE_BOUND,
+            framing: self.shared.options.ts_framing,
+            protocol: self.shared.options.ts_protocol,
+        };
+        let spawned = link::spawn(
+            ts,
+            generation,
+            &self.shared.backends[ts],
+            Arc::clone(health),
+            attempt,
+            options,
+            self.events.clone(),
+        );
+        match spawned {
+            Ok(thread) => {
+                self.links[ts] = LinkState::Connecting {
+                    generation,
+                    handle: thread.handle(),
                 };
-                continue;
-            };
-            let generation = self.next_generation;
-            self.next_generation += 1;
-            let options = LinkOptions {
-                write_timeout: TS_WRITE_BOUND,
-                framing: self.shared.options.ts_framing,
-                protocol: self.shared.options.ts_protocol,
-            };
-            let spawned = link::spawn(
-                ts,
-                generation,
-                &self.shared.backends[ts],
-                Arc::clone(health),
-                attempt,
-                options,
-                self.events.clone(),
-            );
-            match spawned {
-                Ok(thread) => {
-                    self.links[ts] = LinkState::Connecting {
-                        generation,
-                        handle: thread.handle(),
-                    };
-                    self.threads.retain(|t| !t.is_finished());
-                    self.threads.push(thread);
-                }
-                Err(e) => {
-                    // The LS's own shortage, not news about the TS: the
-                    // attempt (and a probe) was dropped unreported.
-                    self.link_starved(ts, &format!("cannot start a link thread: {e}"));
-                }
+                self.threads.retain(|t| !t.is_finished());
+                self.threads.push(thread);
+            }
+            Err(e) => {
+                // The LS's own shortage, not news about the TS: the
+                // attempt (and a probe) was dropped unreported.
+                self.link_starved(ts, &format!("cannot start a link thread: {e}"));
             }
         }
     }
@@ -676,7 +705,16 @@ impl<T> Session<T> {
                 ),
             );
         } else {
-            self.link_failed(ts, &format!("send failed: {e}"));
+            // Broken pipe, reset: the TS closed the connection, as it may
+            // (an idle timeout, a restart).
+            log::info(format_args!(
+                "ls: session lost {}: send failed: {e}",
+                self.shared.backends[ts]
+            ));
+            if let LinkState::Up(Conn { handle, .. }) = &self.links[ts] {
+                handle.close();
+            }
+            self.link_closed(ts);
         }
     }
 
@@ -699,6 +737,41 @@ impl<T> Session<T> {
             LinkState::Down { .. } => {}
         }
         self.link_down(ts, why);
+    }
+
+    /// TS `ts` closed this session's connection. With queries waiting on it,
+    /// that is a fault (a crash, a restart): the TS is marked down. With
+    /// none, it is a TS closing an idle connection: the session connects
+    /// again at once, and the TS stays up for everyone.
+    fn link_closed(&mut self, ts: usize) {
+        let unanswered = !self.inflight.asked_of(ts).is_empty();
+        if unanswered && self.closes[ts] > 0 {
+            // Closed again before answering anything: not a TS to rely on.
+            let why = "closed its connections with queries unanswered";
+            self.shared.health[ts].failed(None, why);
+            self.link_down(ts, why);
+            return;
+        }
+        if unanswered {
+            // A TS may close a connection while a query is on its way
+            // (RFC 7766 §6.2.3): the queries are asked again, once, on a
+            // new connection.
+            self.closes[ts] += 1;
+        }
+        log::info(format_args!(
+            "ls: {} closed its connection; connecting again",
+            self.shared.backends[ts]
+        ));
+        if let LinkState::Up(conn) = &self.links[ts] {
+            let _ = conn.writer.get_ref().shutdown(Direction::Both);
+        }
+        // The queries it was asked stay asked: the next connection sends
+        // them again (`link_up`).
+        let now = Instant::now();
+        self.links[ts] = LinkState::Down { check_at: now };
+        if !self.is_closed() {
+            self.connect(ts, now);
+        }
     }
 
     /// The link to TS `ts` could not be made for want of the LS's own
@@ -742,6 +815,7 @@ impl<T> Session<T> {
         };
         // The TS has read what it was sent.
         conn.pace.quiet_until = None;
+        self.closes[ts] = 0;
         if let Some(upstream) = &mut conn.upstream {
             match upstream.receive(&bytes) {
                 Ok(matched) => {

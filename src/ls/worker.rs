@@ -233,7 +233,7 @@ pub(super) fn work<F: Front>(
         let idle_since = |s: &Session<F::Tag>| last_write.max(s.last_submit());
         let idle_deadline = (F::IDLE_CLOSES && in_flight == 0 && client_open)
             .then(|| idle_since(&session.lock()) + options.idle_timeout);
-        let cap = Instant::now() + options.timeout;
+        let cap = Instant::now() + session.lock().timeout();
         let wait_until = [wake, idle_deadline]
             .into_iter()
             .flatten()

@@ -6,6 +6,8 @@
 //! harness's capture: shown with a failing test's output, hidden otherwise.
 #![allow(dead_code)] // Each test file uses a different part.
 
+pub mod dns;
+
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{Shutdown as Direction, SocketAddr, TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
@@ -442,16 +444,24 @@ pub fn lying_ts() -> SocketAddr {
     })
 }
 
-/// A TS that answers `<query> 9.9.9.9 A` to its first `n` queries on each
-/// connection, then closes that connection.
+/// A TS that crashes: it takes one connection, answers `<query> 9.9.9.9 A`
+/// to its first `n` queries, then closes that connection and stops
+/// listening (a new connection is refused).
 pub fn crashing_ts(n: usize) -> SocketAddr {
-    fake_server(move |stream| {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    thread::spawn(move || {
+        let Ok((stream, _)) = listener.accept() else {
+            return;
+        };
+        drop(listener);
         let mut writer = stream.try_clone().unwrap();
         for line in BufReader::new(stream).lines().take(n) {
             let Ok(line) = line else { return };
             let _ = writer.write_all(format!("{} 9.9.9.9 A\n", line.trim()).as_bytes());
         }
-    })
+    });
+    addr
 }
 
 /// A TS on a given address (to restart one where it was).

@@ -1,0 +1,620 @@
+//! The LS's DNS side end to end, through hickory-proto (an independent DNS
+//! implementation) over real UDP and TCP sockets on 127.0.0.1: an LS with
+//! its DNS front end in-process (or the binary), in front of dnslb TSes
+//! speaking DNS or the course protocol, and fake DNS TSes that refuse,
+//! reorder, lie or stay silent.
+
+mod support;
+
+use std::io::Write;
+use std::net::{Ipv4Addr, SocketAddr, UdpSocket};
+use std::time::{Duration, Instant};
+
+use hickory_proto::op::{Message, ResponseCode};
+use hickory_proto::rr::rdata::A;
+use hickory_proto::rr::{Name, RData, Record, RecordType};
+
+use dnslb::ls::{LsOptions, TsProtocol};
+use dnslb::ts::TsOptions;
+use dnslb::ts::dns::DnsOptions;
+use support::dns::*;
+use support::*;
+
+/// TS1's table: one name with one address, one with three.
+const TABLE1: &str = "www.example.com 10.0.0.1 A\n\
+                      rr.example.com 10.0.1.1 A\n\
+                      rr.example.com 10.0.1.2 A\n\
+                      rr.example.com 10.0.1.3 A\n";
+/// TS2's table.
+const TABLE2: &str = "mail.example.org 10.0.2.1 A\n";
+
+/// Both ways a DNS client asks.
+#[derive(Clone, Copy, Debug)]
+enum Via {
+    Udp,
+    Tcp,
+}
+
+const BOTH: [Via; 2] = [Via::Udp, Via::Tcp];
+
+fn ask(via: Via, server: SocketAddr, message: &Message) -> Message {
+    match via {
+        Via::Udp => udp_ask(server, message),
+        Via::Tcp => tcp_ask(server, message),
+    }
+}
+
+/// Asks and also returns how long the answer took.
+fn timed_ask(via: Via, server: SocketAddr, message: &Message) -> (Message, Duration) {
+    let start = Instant::now();
+    let answer = ask(via, server, message);
+    (answer, start.elapsed())
+}
+
+/// Two TSes speaking DNS (TTL 77) and an LS in front of them speaking DNS
+/// to them, with `tweak` applied to its options.
+fn dns_system(tweak: impl FnOnce(&mut LsOptions)) -> (DnsTs, DnsTs, DnsLs) {
+    let options = DnsOptions {
+        ttl: 77,
+        ..DnsOptions::default()
+    };
+    let ts1 = DnsTs::start_with(TABLE1, options);
+    let ts2 = DnsTs::start_with(TABLE2, options);
+    let ls = DnsLs::start(&[ts1.addr, ts2.addr], |o| {
+        o.ts_protocol = TsProtocol::Dns;
+        tweak(o);
+    });
+    (ts1, ts2, ls)
+}
+
+fn ip(a: u8, b: u8, c: u8, d: u8) -> Ipv4Addr {
+    Ipv4Addr::new(a, b, c, d)
+}
+
+#[test]
+fn smoke() {
+    let (_ts1, _ts2, ls) = dns_system(|_| {});
+    let answer = udp_ask(ls.dns, &query(1, "www.example.com.", RecordType::A));
+    assert_eq!(answer.metadata.response_code, ResponseCode::NoError);
+    assert_eq!(addresses(&answer), [ip(10, 0, 0, 1)]);
+}
+
+#[test]
+fn an_answer_carries_the_whole_rrset_and_the_ts_ttl_and_echoes_the_query() {
+    let (_ts1, _ts2, ls) = dns_system(|_| {});
+    for (n, via) in BOTH.into_iter().enumerate() {
+        for rd in [true, false] {
+            let id = 0x7100 + n as u16 * 2 + u16::from(rd);
+            let mut q = query(id, "Rr.EXAMPLE.com.", RecordType::A);
+            q.metadata.recursion_desired = rd;
+            let answer = ask(via, ls.dns, &q);
+            let m = &answer.metadata;
+            assert_eq!(m.response_code, ResponseCode::NoError, "{via:?}");
+            assert_eq!((m.id, m.recursion_desired), (id, rd), "{via:?}");
+            assert!(!m.recursion_available && !m.authoritative && !m.truncation);
+            assert_eq!(answer.queries.len(), 1);
+            assert_eq!(answer.queries[0].name().to_ascii(), "Rr.EXAMPLE.com.");
+            assert_eq!(answer.queries[0].query_type(), RecordType::A);
+            let mut got = addresses(&answer);
+            got.sort();
+            assert_eq!(got, [ip(10, 0, 1, 1), ip(10, 0, 1, 2), ip(10, 0, 1, 3)]);
+            assert!(answer.answers.iter().all(|r| r.ttl == 77), "{via:?}");
+        }
+    }
+    // The second TS's name comes from the second TS (asked over UDP, whose
+    // answers are counted before they are sent).
+    let answer = udp_ask(ls.dns, &query(9, "mail.example.org.", RecordType::A));
+    assert_eq!(addresses(&answer), [ip(10, 0, 2, 1)]);
+    let s = ls.snapshot();
+    assert_eq!(s.dns[0], 5, "five NOERROR responses counted: {s}");
+    assert_eq!(s.answered[1], 1, "{s}");
+}
+
+#[test]
+fn every_ts_saying_nxdomain_is_nxdomain_at_once() {
+    let (_ts1, _ts2, ls) = dns_system(|o| o.dns_timeout = Duration::from_secs(8));
+    for via in BOTH {
+        let (answer, took) = timed_ask(via, ls.dns, &query(3, "nothere.example.", RecordType::A));
+        assert_eq!(answer.metadata.response_code, ResponseCode::NXDomain);
+        assert_eq!(answer.metadata.id, 3);
+        assert!(answer.answers.is_empty());
+        assert!(
+            took < Duration::from_secs(4),
+            "{via:?}: NXDOMAIN took {took:?}, not at once"
+        );
+    }
+    assert_eq!(ls.snapshot().dns[1], 2);
+}
+
+#[test]
+fn refusals_are_refused_when_all_refuse_and_nxdomain_beside_an_nxdomain() {
+    let refused = || rcode_ts(ResponseCode::Refused);
+    let all_refuse = DnsLs::start(&[refused(), refused()], |o| {
+        o.ts_protocol = TsProtocol::Dns;
+        o.dns_timeout = Duration::from_secs(8);
+    });
+    let one_nx = DnsLs::start(&[refused(), rcode_ts(ResponseCode::NXDomain)], |o| {
+        o.ts_protocol = TsProtocol::Dns;
+        o.dns_timeout = Duration::from_secs(8);
+    });
+    for via in BOTH {
+        let q = query(4, "elsewhere.example.", RecordType::A);
+        let (answer, took) = timed_ask(via, all_refuse.dns, &q);
+        assert_eq!(answer.metadata.response_code, ResponseCode::Refused);
+        assert!(took < Duration::from_secs(4), "{via:?}: {took:?}");
+        let (answer, took) = timed_ask(via, one_nx.dns, &q);
+        assert_eq!(answer.metadata.response_code, ResponseCode::NXDomain);
+        assert!(took < Duration::from_secs(4), "{via:?}: {took:?}");
+    }
+    assert_eq!(all_refuse.snapshot().dns[3], 2);
+}
+
+#[test]
+fn a_ts_that_never_answers_gives_servfail_at_the_dns_timeout() {
+    // The course timeout as short, so that this test does not depend on
+    // how long the worker waits between deadlines (see the ignored test
+    // below for a DNS timeout shorter than the course one).
+    let ls = DnsLs::start(&[silent_ts()], |o| {
+        o.ts_protocol = TsProtocol::Dns;
+        o.dns_timeout = ms(400);
+        o.timeout = ms(400);
+    });
+    for via in BOTH {
+        let (answer, took) = timed_ask(via, ls.dns, &query(5, "slow.example.", RecordType::A));
+        assert_eq!(answer.metadata.response_code, ResponseCode::ServFail);
+        assert_eq!(answer.metadata.id, 5);
+        assert!(
+            took >= ms(390),
+            "{via:?}: SERVFAIL before the deadline: {took:?}"
+        );
+        assert!(
+            took < Duration::from_secs(4),
+            "{via:?}: SERVFAIL at {took:?}, not at --dns-timeout"
+        );
+    }
+    assert_eq!(ls.snapshot().dns[2], 2);
+}
+
+#[test]
+fn servfail_comes_at_the_dns_timeout_once_the_links_are_up() {
+    let known = start_ts("known.example 10.1.1.1 A\n");
+    let ls = DnsLs::start(&[silent_ts(), known.addr], |o| o.dns_timeout = ms(400));
+    let socket = udp_client();
+    let ask = |id: u16, name: &str| {
+        let start = Instant::now();
+        socket
+            .send_to(&query(id, name, RecordType::A).to_vec().unwrap(), ls.dns)
+            .unwrap();
+        let answer = Message::from_vec(&udp_recv(&socket)).unwrap();
+        (answer, start.elapsed())
+    };
+    // The first query waits while the links come up; this one after.
+    let (first, _) = ask(1, "known.example.");
+    assert_eq!(addresses(&first), [ip(10, 1, 1, 1)]);
+    let (answer, took) = ask(2, "gone.example.");
+    assert_eq!(answer.metadata.response_code, ResponseCode::ServFail);
+    assert!(
+        took < Duration::from_secs(3),
+        "SERVFAIL at {took:?}, not at --dns-timeout"
+    );
+}
+
+/// The address a fake TS gives `name`: 10.9.9.<its first label's last digit>.
+fn address_of(name: &Name) -> Ipv4Addr {
+    let label = name.to_ascii();
+    let digit = label.split('.').next().unwrap().bytes().last().unwrap() - b'0';
+    ip(10, 9, 9, digit)
+}
+
+fn answer_for(query: &Message) -> Message {
+    reply_to(query, ResponseCode::NoError, |m| {
+        let name = query.queries[0].name().clone();
+        let a = address_of(&name);
+        m.add_answer(Record::from_rdata(name, 60, RData::A(A(a))));
+    })
+}
+
+#[test]
+fn replies_out_of_order_from_a_dns_ts_are_matched_to_their_queries() {
+    // Reads four queries, then answers them last first.
+    let reversing = fake_server(|mut stream| {
+        loop {
+            let mut batch = Vec::new();
+            while batch.len() < 4 {
+                let Some(bytes) = read_framed(&mut stream) else {
+                    return;
+                };
+                batch.push(Message::from_vec(&bytes).unwrap());
+            }
+            for q in batch.iter().rev() {
+                write_message(&mut stream, &answer_for(q));
+            }
+        }
+    });
+    let ls = DnsLs::start(&[reversing], |o| o.ts_protocol = TsProtocol::Dns);
+    let queries: Vec<Message> = (1..=4)
+        .map(|i| query(i, &format!("q{i}.example."), RecordType::A))
+        .collect();
+    // Over TCP, pipelined on one connection.
+    let mut tcp = tcp_connect(ls.dns);
+    let all: Vec<u8> = queries.iter().flat_map(framed).collect();
+    tcp.write_all(&all).unwrap();
+    // Over UDP, four datagrams from one socket.
+    let udp = udp_client();
+    for q in &queries {
+        udp.send_to(&q.to_vec().unwrap(), ls.dns).unwrap();
+    }
+    let answers: Vec<Message> = (0..4)
+        .map(|_| tcp_read(&mut tcp))
+        .chain((0..4).map(|_| Message::from_vec(&udp_recv(&udp)).unwrap()))
+        .collect();
+    for answer in &answers {
+        let i = answer.metadata.id;
+        assert_eq!(answer.metadata.response_code, ResponseCode::NoError);
+        assert_eq!(
+            answer.queries[0].name().to_ascii(),
+            format!("q{i}.example.")
+        );
+        assert_eq!(addresses(answer), [ip(10, 9, 9, i as u8)], "query {i}");
+    }
+    assert_eq!(ls.snapshot().dropped_replies, 0);
+}
+
+#[test]
+fn replies_with_a_wrong_id_or_question_are_dropped_and_counted() {
+    // Before each true answer: one with another ID, one for another name.
+    let lying = fake_dns_ts(|q, stream| {
+        let mut wrong_id = answer_for(q);
+        wrong_id.metadata.id ^= 0x8000;
+        write_message(stream, &wrong_id);
+        let mut other = q.clone();
+        other.queries[0] = hickory_proto::op::Query::query(
+            Name::from_ascii("q9.other.example.").unwrap(),
+            RecordType::A,
+        );
+        write_message(stream, &answer_for(&other));
+        write_message(stream, &answer_for(q));
+    });
+    let ls = DnsLs::start(&[lying], |o| o.ts_protocol = TsProtocol::Dns);
+    for (n, via) in BOTH.into_iter().enumerate() {
+        let answer = ask(via, ls.dns, &query(6, "q5.example.", RecordType::A));
+        assert_eq!(answer.metadata.response_code, ResponseCode::NoError);
+        assert_eq!(addresses(&answer), [ip(10, 9, 9, 5)], "{via:?}");
+        // The lies came first on the TS's stream: they are counted by now.
+        assert_eq!(ls.snapshot().dropped_replies, 2 * (n as u64 + 1), "{via:?}");
+    }
+}
+
+#[test]
+fn a_dns_ts_that_closes_its_connection_is_asked_again_on_a_new_one() {
+    // Answers one query per connection, then closes it.
+    let closing = fake_server(|mut stream| {
+        if let Some(bytes) = read_framed(&mut stream) {
+            write_message(
+                &mut stream,
+                &answer_for(&Message::from_vec(&bytes).unwrap()),
+            );
+        }
+    });
+    let ls = DnsLs::start(&[closing], |o| o.ts_protocol = TsProtocol::Dns);
+    for id in 1..=3 {
+        let answer = udp_ask(ls.dns, &query(id, "q7.example.", RecordType::A));
+        assert_eq!(
+            answer.metadata.response_code,
+            ResponseCode::NoError,
+            "query {id}"
+        );
+    }
+}
+
+#[test]
+fn a_course_ts_answer_becomes_one_a_record_with_ttl_300() {
+    let ts1 = start_ts(TABLE1);
+    let ts2 = start_ts(TABLE2);
+    let ls = DnsLs::start(&[ts1.addr, ts2.addr], |_| {});
+    for via in BOTH {
+        let answer = ask(via, ls.dns, &query(7, "MAIL.example.org.", RecordType::A));
+        assert_eq!(answer.metadata.response_code, ResponseCode::NoError);
+        assert_eq!(answer.queries[0].name().to_ascii(), "MAIL.example.org.");
+        assert_eq!(addresses(&answer), [ip(10, 0, 2, 1)], "{via:?}");
+        assert_eq!(answer.answers[0].ttl, 300);
+    }
+}
+
+#[test]
+fn course_tses_that_answer_misses_give_nxdomain_at_once() {
+    let misses = TsOptions {
+        answer_misses: true,
+        ..TsOptions::default()
+    };
+    let ts1 = start_ts_with(TABLE1, misses);
+    let ts2 = start_ts_with(TABLE2, misses);
+    let ls = DnsLs::start(&[ts1.addr, ts2.addr], |o| {
+        o.dns_timeout = Duration::from_secs(8);
+    });
+    for via in BOTH {
+        let (answer, took) = timed_ask(via, ls.dns, &query(8, "gone.example.", RecordType::A));
+        assert_eq!(answer.metadata.response_code, ResponseCode::NXDomain);
+        assert!(took < Duration::from_secs(4), "{via:?}: {took:?}");
+    }
+}
+
+#[test]
+fn silent_course_tses_give_servfail_at_the_dns_timeout() {
+    let ls = DnsLs::start(&[silent_ts(), silent_ts()], |o| {
+        o.dns_timeout = ms(300);
+        o.timeout = ms(300);
+    });
+    for via in BOTH {
+        let (answer, took) = timed_ask(via, ls.dns, &query(9, "gone.example.", RecordType::A));
+        assert_eq!(answer.metadata.response_code, ResponseCode::ServFail);
+        assert!(
+            took >= ms(290) && took < Duration::from_secs(4),
+            "{via:?}: {took:?}"
+        );
+    }
+}
+
+#[test]
+fn course_clients_of_a_dns_speaking_ls_get_course_replies() {
+    let (_ts1, _ts2, ls) = dns_system(|_| {});
+    let mut client = LineClient::connect(ls.course());
+    // The first address of the RRset (a fresh TS starts with the first line).
+    assert_eq!(client.ask("rr.example.com"), "rr.example.com 10.0.1.1 A");
+    assert_eq!(
+        client.ask("mail.example.org"),
+        "mail.example.org 10.0.2.1 A"
+    );
+    assert_eq!(
+        client.ask("nothere.example"),
+        "nothere.example - Error:HOST NOT FOUND"
+    );
+}
+
+/// Course TSes as DNS TSes, from the course's tables.
+fn course_dns_tses() -> (DnsTs, DnsTs) {
+    let table = |n| std::fs::read_to_string(data(&format!("PROJ2-DNSTS{n}.txt"))).unwrap();
+    (DnsTs::start(&table(1)), DnsTs::start(&table(2)))
+}
+
+#[test]
+fn the_course_sample_through_dns_tses_is_byte_identical() {
+    let (ts1, ts2) = course_dns_tses();
+    let ls = DnsLs::start(&[ts1.addr, ts2.addr], |o| o.ts_protocol = TsProtocol::Dns);
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::copy(data("PROJ2-HNS.txt"), dir.path().join("PROJ2-HNS.txt")).unwrap();
+    let port = ls.course().port().to_string();
+    let (status, _, stderr) = run_bin(dir.path(), &["client", "127.0.0.1", &port]);
+    assert!(status.success(), "client failed: {stderr}");
+    let expected = std::fs::read_to_string(data("example-RESOLVED.txt")).unwrap();
+    let resolved = std::fs::read_to_string(dir.path().join("RESOLVED.txt")).unwrap();
+    assert_eq!(resolved, expected);
+}
+
+#[test]
+fn course_replies_through_dns_tses_name_the_name_as_line_tses_do_but_for_case() {
+    // A course TS answers with its table's spelling (`google.site`); a DNS
+    // TS echoes the question as asked (RFC 1035 §4.1.1), so through DNS TSes
+    // the reply spells the name as the client did. Same name, same address.
+    let (dns1, dns2) = course_dns_tses();
+    let over_dns = DnsLs::start(&[dns1.addr, dns2.addr], |o| o.ts_protocol = TsProtocol::Dns);
+    let (line1, line2) = course_tses();
+    let over_lines = DnsLs::start(&[line1.addr, line2.addr], |_| {});
+    for name in ["Google.site", "WWW.Princeton.EDU", "NothingHere.com"] {
+        let via_lines = LineClient::connect(over_lines.course()).ask(name);
+        let via_dns = LineClient::connect(over_dns.course()).ask(name);
+        assert!(
+            via_dns.eq_ignore_ascii_case(&via_lines),
+            "{via_dns} / {via_lines}"
+        );
+        assert!(via_dns.starts_with(&format!("{name} ")), "{via_dns}");
+    }
+}
+
+#[test]
+fn a_second_query_is_a_cache_hit_and_served_while_the_tses_are_down() {
+    let (ts1, ts2, ls) = dns_system(|o| o.cache = 100);
+    let q = query(10, "www.example.com.", RecordType::A);
+    let first = udp_ask(ls.dns, &q);
+    assert_eq!(first.answers[0].ttl, 77);
+    assert_eq!(ls.snapshot().cached, 0);
+    let second = udp_ask(ls.dns, &q);
+    assert_eq!(addresses(&second), [ip(10, 0, 0, 1)]);
+    assert!(second.answers[0].ttl <= 77);
+    assert_eq!(ls.snapshot().cached, 1, "the second query is a cache hit");
+    // A negative answer is kept too.
+    let nx = query(11, "nothere.example.", RecordType::A);
+    assert_eq!(
+        udp_ask(ls.dns, &nx).metadata.response_code,
+        ResponseCode::NXDomain
+    );
+    drop((ts1, ts2));
+    for via in BOTH {
+        let answer = ask(via, ls.dns, &q);
+        assert_eq!(answer.metadata.response_code, ResponseCode::NoError);
+        assert_eq!(addresses(&answer), [ip(10, 0, 0, 1)], "{via:?}");
+        assert_eq!(answer.metadata.id, 10);
+        let answer = ask(via, ls.dns, &nx);
+        assert_eq!(answer.metadata.response_code, ResponseCode::NXDomain);
+    }
+    // Course clients are served from the same cache (the name spelt as
+    // whoever filled it spelt it).
+    let mut client = LineClient::connect(ls.course());
+    let line = client.ask("WWW.example.com");
+    assert!(
+        line.eq_ignore_ascii_case("www.example.com 10.0.0.1 A"),
+        "{line}"
+    );
+}
+
+#[test]
+fn servfail_is_not_cached() {
+    let ls = DnsLs::start(&[silent_ts()], |o| {
+        o.ts_protocol = TsProtocol::Dns;
+        o.dns_timeout = ms(300);
+        o.timeout = ms(300);
+        o.cache = 100;
+    });
+    let q = query(12, "slow.example.", RecordType::A);
+    for via in BOTH {
+        let (answer, took) = timed_ask(via, ls.dns, &q);
+        assert_eq!(answer.metadata.response_code, ResponseCode::ServFail);
+        assert!(
+            took >= ms(290),
+            "{via:?}: SERVFAIL came from the cache: {took:?}"
+        );
+    }
+    let s = ls.snapshot();
+    assert_eq!((s.cached, s.dns[2]), (0, 2), "{s}");
+}
+
+#[test]
+fn many_queries_pipelined_over_tcp_are_all_answered() {
+    let (_ts1, _ts2, ls) = dns_system(|_| {});
+    let names = ["www.example.com.", "gone.example.", "mail.example.org."];
+    let queries: Vec<Message> = (0..300u16)
+        .map(|i| query(i, names[usize::from(i) % 3], RecordType::A))
+        .collect();
+    let mut tcp = tcp_connect(ls.dns);
+    let all: Vec<u8> = queries.iter().flat_map(framed).collect();
+    tcp.write_all(&all).unwrap();
+    let mut seen = vec![false; queries.len()];
+    for _ in 0..queries.len() {
+        let answer = tcp_read(&mut tcp);
+        let i = answer.metadata.id;
+        assert!(
+            !std::mem::replace(&mut seen[usize::from(i)], true),
+            "{i} twice"
+        );
+        let expected = if i % 3 == 1 {
+            ResponseCode::NXDomain
+        } else {
+            ResponseCode::NoError
+        };
+        assert_eq!(answer.metadata.response_code, expected, "query {i}");
+        assert_eq!(
+            answer.queries[0].name().to_ascii(),
+            names[usize::from(i) % 3]
+        );
+    }
+}
+
+#[test]
+fn a_length_prefix_split_across_writes_is_read_whole() {
+    let (_ts1, _ts2, ls) = dns_system(|_| {});
+    let mut tcp = tcp_connect(ls.dns);
+    let first = framed(&query(1, "www.example.com.", RecordType::A));
+    let second = framed(&query(2, "mail.example.org.", RecordType::A));
+    // The first query and one byte of the second's length.
+    tcp.write_all(&first).unwrap();
+    tcp.write_all(&second[..1]).unwrap();
+    // Its answer proves the LS has read past the first query.
+    assert_eq!(tcp_read(&mut tcp).metadata.id, 1);
+    tcp.write_all(&second[1..]).unwrap();
+    let answer = tcp_read(&mut tcp);
+    assert_eq!(answer.metadata.id, 2);
+    assert_eq!(addresses(&answer), [ip(10, 0, 2, 1)]);
+}
+
+/// Resident memory of process `pid` now, in kB.
+fn resident_kb(pid: u32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    status
+        .lines()
+        .find_map(|line| line.strip_prefix("VmRSS:"))
+        .and_then(|rest| rest.trim().trim_end_matches(" kB").parse().ok())
+        .expect("VmRSS in /proc/<pid>/status")
+}
+
+/// Threads of process `pid` now.
+fn threads(pid: u32) -> usize {
+    std::fs::read_dir(format!("/proc/{pid}/task"))
+        .unwrap()
+        .count()
+}
+
+/// Asks `name` over UDP until an answer comes, as a resolver retries (each
+/// try waits up to `wait`, at most 10 tries).
+fn ask_until_answered(server: SocketAddr, name: &str, wait: Duration) -> Message {
+    let socket = UdpSocket::bind("127.0.0.1:0").unwrap();
+    socket.set_read_timeout(Some(wait)).unwrap();
+    for id in 0..10 {
+        socket
+            .send_to(&query(id, name, RecordType::A).to_vec().unwrap(), server)
+            .unwrap();
+        let mut buf = vec![0; 65_536];
+        while let Ok((len, _)) = socket.recv_from(&mut buf) {
+            let answer = Message::from_vec(&buf[..len]).unwrap();
+            if answer.metadata.id == id {
+                return answer;
+            }
+        }
+    }
+    panic!("no answer to {name} after 10 tries");
+}
+
+#[test]
+fn a_udp_flood_costs_no_threads_is_counted_as_dropped_and_the_ls_goes_on() {
+    let known = start_ts("known.example 10.1.1.1 A\n");
+    let silent = silent_ts();
+    let (known_port, silent_port) = (known.addr.port().to_string(), silent.port().to_string());
+    let (ls, dns, log) = spawn_dns_bin(&[
+        "ls",
+        "0",
+        "127.0.0.1",
+        &silent_port,
+        "127.0.0.1",
+        &known_port,
+        "--max-inflight",
+        "4",
+        "--dns-timeout",
+        "1",
+        "--timeout",
+        "1",
+    ]);
+    let pid = ls.child.id();
+    let warm = ask_until_answered(dns, "known.example.", Duration::from_secs(3));
+    assert_eq!(addresses(&warm), [ip(10, 1, 1, 1)]);
+    let (before, memory_before) = (threads(pid), resident_kb(pid));
+    // 1000 queries for names no TS answers, from 20 addresses: each waits
+    // for the 1 s deadline, so the sessions fill up at once.
+    let flooders: Vec<UdpSocket> = (0..20).map(|_| udp_client()).collect();
+    for i in 0..1000u16 {
+        let q = query(i, &format!("flood{i}.example."), RecordType::A);
+        flooders[usize::from(i) % 20]
+            .send_to(&q.to_vec().unwrap(), dns)
+            .unwrap();
+    }
+    let (during, memory_during) = (threads(pid), resident_kb(pid));
+    let after = ask_until_answered(dns, "known.example.", Duration::from_secs(2));
+    assert_eq!(addresses(&after), [ip(10, 1, 1, 1)]);
+    assert!(
+        during <= before && threads(pid) <= before,
+        "threads grew: {before} before, {during} during the flood"
+    );
+    assert!(
+        memory_during < memory_before + 8 * 1024,
+        "memory grew from {memory_before} kB to {memory_during} kB"
+    );
+    ls.signal(libc::SIGINT);
+    let stats = line_containing(&log, "UDP queries dropped");
+    let figure = |after: &str| -> u64 {
+        let at = stats
+            .find(after)
+            .unwrap_or_else(|| panic!("{after} in {stats}"))
+            + after.len();
+        stats[at..]
+            .split(|c: char| !c.is_ascii_digit())
+            .find(|s| !s.is_empty())
+            .unwrap()
+            .parse()
+            .unwrap()
+    };
+    let (queries, dropped) = (figure("queries "), figure("UDP queries dropped "));
+    assert!(dropped >= 100, "few queries counted as dropped: {stats}");
+    assert!(
+        queries + dropped <= 1000 + 20,
+        "more queries than were sent: {stats}"
+    );
+    assert!(ls.wait().success());
+}
