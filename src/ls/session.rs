@@ -170,6 +170,12 @@ struct Conn {
 }
 
 impl Conn {
+    /// Sends what was written.
+    fn flush(&mut self) -> io::Result<()> {
+        self.dirty = false;
+        self.writer.flush()
+    }
+
     /// Writes query `seq` to the TS: its name to a course TS, its question
     /// under a fresh ID to a DNS TS. `Ok(false)`: not sent (a DNS
     /// connection with every ID in use).
@@ -576,7 +582,10 @@ impl<T> Session<T> {
                 self.inflight.unask(seq, ts);
                 continue;
             };
-            if let Err(e) = conn.send(seq, name, tag.question.as_ref(), framing) {
+            let sent = conn
+                .send(seq, name, tag.question.as_ref(), framing)
+                .and_then(|_| conn.flush());
+            if let Err(e) = sent {
                 self.send_failed(ts, &e);
             }
         }
@@ -625,8 +634,7 @@ impl<T> Session<T> {
             if let LinkState::Up(conn) = &mut self.links[ts]
                 && conn.dirty
             {
-                conn.dirty = false;
-                if let Err(e) = conn.writer.flush() {
+                if let Err(e) = conn.flush() {
                     self.send_failed(ts, &e);
                 }
             }
@@ -669,7 +677,7 @@ impl<T> Session<T> {
         let mut conn = Conn {
             generation,
             writer: BufWriter::new(stream),
-            dirty: true,
+            dirty: false,
             handle,
             pace: Pace::default(),
             upstream,
@@ -685,6 +693,7 @@ impl<T> Session<T> {
                 result = conn.send(seq, name, tag.question.as_ref(), framing);
             }
         }
+        let result = result.and_then(|_| conn.flush());
         conn.pace.wrote(Instant::now(), framing);
         self.links[ts] = LinkState::Up(conn);
         if let Err(e) = result {

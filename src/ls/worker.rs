@@ -185,8 +185,10 @@ pub(super) fn work<F: Front>(
             }
         }
         s.expire(now);
+        // The worker's own writes to the TSes (a held query, the queries of
+        // a link that came up) are sent as they are written; the reader
+        // sends its own batches.
         s.maintain_links(now);
-        s.flush_links();
         let ready: Vec<Settled<Answer, F::Tag>> = std::iter::from_fn(|| s.pop_ready()).collect();
         let (in_flight, wake, framing) = (s.in_flight(), s.next_wakeup(), s.client_framing());
         let reader_waits = s.reader_waits();
