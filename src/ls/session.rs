@@ -633,10 +633,9 @@ impl<T> Session<T> {
         for ts in 0..self.links.len() {
             if let LinkState::Up(conn) = &mut self.links[ts]
                 && conn.dirty
+                && let Err(e) = conn.flush()
             {
-                if let Err(e) = conn.flush() {
-                    self.send_failed(ts, &e);
-                }
+                self.send_failed(ts, &e);
             }
         }
     }
