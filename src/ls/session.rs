@@ -111,7 +111,15 @@ impl<T> Locked<T> {
     /// The session, once it has room for one more query (or is closed).
     /// Queries written but not yet sent to the TSes go out before waiting.
     pub fn lock_with_room(&self) -> MutexGuard<'_, Session<T>> {
-        let mut session = self.lock();
+        self.wait_for_room(self.lock())
+    }
+
+    /// `session` (locked), once it has room for one more query (or is
+    /// closed); the lock is let go while waiting.
+    pub fn wait_for_room<'a>(
+        &'a self,
+        mut session: MutexGuard<'a, Session<T>>,
+    ) -> MutexGuard<'a, Session<T>> {
         while session.is_full() && !session.is_closed() {
             session.flush_links();
             session.reader_waits = true;

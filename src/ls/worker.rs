@@ -70,6 +70,9 @@ const CLIENT_READER_STACK: usize = 64 * 1024;
 /// deadlines (shorter waits are the cost of writing, not a stalled client).
 const STALL_NOTICE: Duration = Duration::from_millis(5);
 
+/// Most queries the client reader submits under one lock.
+const READ_BATCH: usize = 64;
+
 /// Longest a closed session's reader goes on counting the queries the
 /// client had sent (see [`read_client`]).
 const UNANSWERED_COUNT_BOUND: Duration = Duration::from_secs(1);
@@ -319,31 +322,34 @@ fn read_client(
     shutdown: &Shutdown,
     events: &Sender<Event>,
 ) -> Event {
+    let mut batch = Vec::with_capacity(READ_BATCH);
     loop {
-        let query = match reader.next_frame() {
-            Ok(Some(Frame::TooLong)) => Err(QueryError::TooLong),
-            Ok(Some(Frame::Message(_))) if reader.last_was_cut() && shutdown.is_triggered() => {
-                // The shutdown cut this line short: it is not a query.
-                log::info(format_args!(
-                    "ls: ignoring a line cut short by the shutdown"
-                ));
-                return Event::ClientClosed;
+        // One read that may block, then the queries it already brought,
+        // submitted under one lock (a pipelining client sends hundreds a
+        // read).
+        let end = loop {
+            match next_query(reader, shutdown) {
+                Ok(query) => batch.push(query),
+                Err(end) => break Some(end),
             }
-            Ok(Some(Frame::Message(message))) => wire::parse_query(&message),
-            Ok(None) => return Event::ClientClosed,
-            Err(e) => return Event::ClientFailed(e),
+            if batch.len() == READ_BATCH || !reader.has_buffered_message() {
+                break None;
+            }
         };
-        let mut s = session.lock_with_room();
-        if let Some(closed) = s.closed_since() {
-            drop(s);
-            count_abandoned(session);
-            if closed.elapsed() >= UNANSWERED_COUNT_BOUND {
-                return Event::ClientClosed;
+        let mut s = session.lock();
+        let mut wake = false;
+        for query in batch.drain(..) {
+            s = session.wait_for_room(s);
+            if let Some(closed) = s.closed_since() {
+                count_abandoned(&s);
+                if closed.elapsed() >= UNANSWERED_COUNT_BOUND {
+                    return Event::ClientClosed;
+                }
+                continue;
             }
-            continue;
+            s.set_client_framing(reader.framing());
+            wake |= submit_course_query(&mut s, query);
         }
-        s.set_client_framing(reader.framing());
-        let wake = submit_course_query(&mut s, query);
         if !reader.has_buffered_message() {
             s.flush_links();
         }
@@ -351,6 +357,29 @@ fn read_client(
         if wake {
             let _ = events.send(Event::Submitted);
         }
+        if let Some(end) = end {
+            return end;
+        }
+    }
+}
+
+/// The client's next query, or how its stream ended.
+fn next_query(
+    reader: &mut MessageReader,
+    shutdown: &Shutdown,
+) -> Result<Result<wire::Query, QueryError>, Event> {
+    match reader.next_frame() {
+        Ok(Some(Frame::TooLong)) => Ok(Err(QueryError::TooLong)),
+        Ok(Some(Frame::Message(_))) if reader.last_was_cut() && shutdown.is_triggered() => {
+            // The shutdown cut this line short: it is not a query.
+            log::info(format_args!(
+                "ls: ignoring a line cut short by the shutdown"
+            ));
+            Err(Event::ClientClosed)
+        }
+        Ok(Some(Frame::Message(message))) => Ok(wire::parse_query(&message)),
+        Ok(None) => Err(Event::ClientClosed),
+        Err(e) => Err(Event::ClientFailed(e)),
     }
 }
 
@@ -389,8 +418,7 @@ fn course_question(name: &str) -> Option<Question> {
 }
 
 /// Counts a query the closed session will never answer.
-fn count_abandoned<T>(session: &Locked<T>) {
-    let s = session.lock();
+fn count_abandoned<T>(s: &Session<T>) {
     let stats = s.stats();
     stats.queries.fetch_add(1, Ordering::Relaxed);
     stats.abandoned.fetch_add(1, Ordering::Release);
