@@ -22,7 +22,7 @@
 //! deadline (`--dns-timeout`) or when no TS could be asked.
 
 use std::io::{self, BufReader};
-use std::net::{Shutdown as Direction, SocketAddr, TcpStream, UdpSocket};
+use std::net::{SocketAddr, TcpStream, UdpSocket};
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::thread;
@@ -33,10 +33,10 @@ use super::event::Event;
 use super::inflight::{Outcome, Settled};
 use super::session::{Answer, Locked, Request, Session, cached_outcome};
 use super::setup::{Shared, TsProtocol};
-use super::worker::{self, Front, Replies};
+use super::worker::{self, Front, Replies, Unserved};
 use crate::dns::respond::{self, Accepted, Outcome as DnsOutcome, Transport};
 use crate::dns::{self, rcode};
-use crate::framing::{is_timeout, read_length_prefixed, write_length_prefixed};
+use crate::framing::{read_length_prefixed, write_length_prefixed};
 use crate::log;
 use crate::shutdown::Shutdown;
 use crate::udp::{Received, recv_datagram, wake_on_trigger};
@@ -143,51 +143,25 @@ pub(super) fn serve_tcp_client(
     shared: &Arc<Shared>,
     shutdown: &Shutdown,
 ) -> io::Result<()> {
-    client.set_nodelay(true)?;
-    client.set_write_timeout(Some(shared.options.idle_timeout))?;
-    let (events_tx, events) = crossbeam_channel::bounded(EVENT_QUEUE);
-    let session = Arc::new(Locked::new(Session::new(
-        Arc::clone(shared),
-        shared.options.dns_timeout,
-        events_tx.clone(),
-    )));
-    let reader = {
-        let (stream, session, shared) = (
-            client.try_clone()?,
-            Arc::clone(&session),
-            Arc::clone(shared),
-        );
-        let shutdown = shutdown.clone();
-        thread::Builder::new()
-            .name("ls dns reader".into())
-            .stack_size(64 * 1024)
-            .spawn(move || {
-                let end = read_tcp_client(stream, &session, &shared, &shutdown, &events_tx);
-                let _ = events_tx.send(end);
-            })
-    };
-    let reader = match reader {
-        Ok(reader) => reader,
-        Err(e) => {
-            worker::close(&session, events);
-            return Err(e);
-        }
-    };
-    let mut front = TcpAnswers {
+    let front = TcpAnswers {
         replies: Replies::new(&client, &shared.stats),
         shared,
     };
-    let result = worker::work(&session, &events, &mut front, shared);
-    drop(front);
-    if let Err(e) = &result
-        && is_timeout(e)
-    {
-        shared.stats.idle_closed.fetch_add(1, Ordering::Relaxed);
-    }
-    let _ = client.shutdown(Direction::Both);
-    worker::close(&session, events);
-    let _ = reader.join();
-    result
+    let (reading, shutdown) = (Arc::clone(shared), shutdown.clone());
+    let timeout = shared.options.dns_timeout;
+    worker::serve_connection(
+        &client,
+        shared,
+        timeout,
+        front,
+        move |stream, session, events| {
+            read_tcp_client(stream, &session, &reading, &shutdown, &events)
+        },
+    )
+    .map_err(|unserved| match unserved {
+        // A DNS client has no busy line: it sees the connection close.
+        Unserved::NoReader(e) | Unserved::Failed(e) => e,
+    })
 }
 
 /// Reads length-prefixed queries and submits each, until the client closes.

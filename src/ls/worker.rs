@@ -77,8 +77,8 @@ const READ_BATCH: usize = 64;
 /// client had sent (see [`read_client`]).
 const UNANSWERED_COUNT_BOUND: Duration = Duration::from_secs(1);
 
-/// Serves one client connection until the client is done and every query
-/// has its reply, or the client is gone or idle.
+/// Serves one course-protocol client connection until the client is done
+/// and every query has its reply, or the client is gone or idle.
 ///
 /// # Errors
 /// The client connection's errors; `TimedOut` when it was idle.
@@ -87,40 +87,89 @@ pub(super) fn serve_client(
     shared: &Arc<Shared>,
     shutdown: &Shutdown,
 ) -> io::Result<()> {
-    client.set_nodelay(true)?;
     let options = &shared.options;
-    // A client that reads none of its replies for the idle timeout is
-    // closed like one that sends nothing.
-    client.set_write_timeout(Some(options.idle_timeout))?;
+    let (framing, shutdown) = (options.client_framing, shutdown.clone());
+    let front = CourseReplies {
+        replies: Replies::new(&client, &shared.stats),
+        shared,
+    };
+    let served = serve_connection(
+        &client,
+        shared,
+        options.timeout,
+        front,
+        move |stream, session, events| {
+            let mut reader = MessageReader::new(stream, framing, wire::MAX_MESSAGE_LEN);
+            read_client(&mut reader, &session, &shutdown, &events)
+        },
+    );
+    match served {
+        Err(Unserved::NoReader(e)) => {
+            refuse(&client, shared, &e);
+            Ok(())
+        }
+        Err(Unserved::Failed(e)) => Err(e),
+        Ok(()) => Ok(()),
+    }
+}
+
+/// Why [`serve_connection`] ended without serving the client to the end.
+pub(super) enum Unserved {
+    /// No descriptor or thread for its reader: nothing was read.
+    NoReader(io::Error),
+    /// The connection failed, or was idle (`TimedOut`).
+    Failed(io::Error),
+}
+
+/// The life of one client connection, whatever its protocol: a session
+/// whose queries wait `timeout`, a reader thread running `read` (it submits
+/// the client's queries and returns how the stream ended), the worker loop
+/// writing replies through `front`, then closing it all down.
+///
+/// # Errors
+/// See [`Unserved`].
+pub(super) fn serve_connection<F: Front>(
+    client: &TcpStream,
+    shared: &Arc<Shared>,
+    timeout: Duration,
+    mut front: F,
+    read: impl FnOnce(TcpStream, Arc<Locked<F::Tag>>, Sender<Event>) -> Event + Send + 'static,
+) -> Result<(), Unserved>
+where
+    F::Tag: Send + 'static,
+{
+    let options = &shared.options;
+    let set_up = client.set_nodelay(true).and_then(|()| {
+        // A client that reads none of its replies for the idle timeout is
+        // closed like one that sends nothing.
+        client.set_write_timeout(Some(options.idle_timeout))
+    });
+    set_up.map_err(Unserved::Failed)?;
     let (events_tx, events) = crossbeam_channel::bounded(EVENT_QUEUE);
     let session = Arc::new(Locked::new(Session::new(
         Arc::clone(shared),
-        options.timeout,
+        timeout,
         events_tx.clone(),
     )));
     let reader = client.try_clone().and_then(|stream| {
-        spawn_client_reader(
-            stream,
-            Arc::clone(&session),
-            options.client_framing,
-            shutdown.clone(),
-            events_tx,
-        )
+        let session = Arc::clone(&session);
+        thread::Builder::new()
+            .name("ls client reader".into())
+            .stack_size(CLIENT_READER_STACK)
+            .spawn(move || {
+                let end = read(stream, session, events_tx.clone());
+                let _ = events_tx.send(end);
+            })
     });
     let reader = match reader {
         Ok(reader) => reader,
         Err(e) => {
             close(&session, events);
-            refuse(&client, shared, &e);
-            return Ok(());
+            return Err(Unserved::NoReader(e));
         }
     };
-    let mut replies = CourseReplies {
-        replies: Replies::new(&client, &shared.stats),
-        shared,
-    };
-    let result = work(&session, &events, &mut replies, shared);
-    drop(replies);
+    let result = work(&session, &events, &mut front, shared);
+    drop(front);
     if let Err(e) = &result
         && is_timeout(e)
     {
@@ -135,7 +184,7 @@ pub(super) fn serve_client(
     let _ = client.shutdown(Direction::Both);
     close(&session, events);
     let _ = reader.join();
-    result
+    result.map_err(Unserved::Failed)
 }
 
 /// Tells a client the LS has no descriptor or thread to serve it with (not
@@ -293,24 +342,6 @@ fn record<T>(settled: &Settled<Answer, T>, shared: &Shared) {
     }
 }
 
-/// Starts the client reader (see [`read_client`]).
-fn spawn_client_reader(
-    stream: TcpStream,
-    session: Arc<Locked>,
-    framing: Framing,
-    shutdown: Shutdown,
-    events: Sender<Event>,
-) -> io::Result<thread::JoinHandle<()>> {
-    thread::Builder::new()
-        .name("ls client reader".into())
-        .stack_size(CLIENT_READER_STACK)
-        .spawn(move || {
-            let mut reader = MessageReader::new(stream, framing, wire::MAX_MESSAGE_LEN);
-            let end = read_client(&mut reader, &session, &shutdown, &events);
-            let _ = events.send(end);
-        })
-}
-
 /// Reads and parses the client's messages and submits each to the session,
 /// until the client closes (or the connection fails). Waits for room while
 /// the session has its fill of queries in flight, which stops reading the
@@ -337,7 +368,6 @@ fn read_client(
             }
         };
         let mut s = session.lock();
-        let mut wake = false;
         for query in batch.drain(..) {
             s = session.wait_for_room(s);
             if let Some(closed) = s.closed_since() {
@@ -348,15 +378,17 @@ fn read_client(
                 continue;
             }
             s.set_client_framing(reader.framing());
-            wake |= submit_course_query(&mut s, query);
+            if submit_course_query(&mut s, query) {
+                // At once, before waiting for room for the next one. Never
+                // blocks under the lock: a full channel already has the
+                // worker's attention.
+                let _ = events.try_send(Event::Submitted);
+            }
         }
         if !reader.has_buffered_message() {
             s.flush_links();
         }
         drop(s);
-        if wake {
-            let _ = events.send(Event::Submitted);
-        }
         if let Some(end) = end {
             return end;
         }
