@@ -6,10 +6,11 @@
 //!   the session, a link per TS. Queries may be pipelined; answers go back
 //!   in query order (which RFC 7766 allows, and which keeps the worker one
 //!   loop for both protocols).
-//! - **UDP**: one receiving thread answers what needs no TS at once (a
-//!   malformed query, a cache hit) and hands every other query to one of a
-//!   fixed pool of [`UDP_SESSIONS`] sessions, chosen by the client's
-//!   address, each with its worker and links. A flood from many addresses
+//! - **UDP**: a fixed pool of [`UDP_SESSIONS`] sessions, each with a
+//!   receiving thread (all block in `recv_from` on the one socket, and the
+//!   kernel gives each datagram to one), its worker and its links. The
+//!   receiving thread answers what needs no TS at once (a malformed query,
+//!   a cache hit) and hands every other query to its session. A flood from many addresses
 //!   therefore costs no thread and no memory beyond the pool's: a session
 //!   holds at most `--max-inflight` queries, and a query that finds its
 //!   session full is dropped (and counted), as an overloaded DNS server
@@ -267,7 +268,10 @@ pub(super) fn serve_udp(
     shutdown: &Shutdown,
 ) -> io::Result<()> {
     let socket = Arc::new(socket);
-    let _wake = wake_on_trigger(&socket, shutdown)?;
+    // One wake-up datagram per receiving thread: each takes one and stops.
+    let _wakes = (0..UDP_SESSIONS)
+        .map(|_| wake_on_trigger(&socket, shutdown))
+        .collect::<io::Result<Vec<_>>>()?;
     let mut pool = Vec::with_capacity(UDP_SESSIONS);
     for n in 0..UDP_SESSIONS {
         let (events_tx, events) = crossbeam_channel::bounded(EVENT_QUEUE);
@@ -301,7 +305,24 @@ pub(super) fn serve_udp(
             worker,
         });
     }
-    let received = receive_udp(&socket, &pool, shared, shutdown);
+    // A receiving thread per session, all blocking in `recv_from` on the
+    // one socket: the kernel hands each datagram to one of them, so
+    // receiving and handing over run on every core.
+    let received = thread::scope(|scope| {
+        let receivers: Vec<_> = pool
+            .iter()
+            .map(|pooled| {
+                let socket = &socket;
+                scope.spawn(move || receive_udp(socket, pooled, shared, shutdown))
+            })
+            .collect();
+        receivers.into_iter().fold(Ok(()), |result, receiver| {
+            let received = receiver
+                .join()
+                .unwrap_or_else(|_| Err(io::Error::other("a UDP receiver panicked")));
+            result.and(received)
+        })
+    });
     for pooled in &pool {
         let _ = pooled.events.send(Event::ClientClosed);
     }
@@ -311,11 +332,11 @@ pub(super) fn serve_udp(
     received
 }
 
-/// The receiving loop: answers at once what needs no TS, hands the rest
-/// to the session the client's address picks.
+/// A receiving loop: answers at once what needs no TS, hands the rest to
+/// its session.
 fn receive_udp(
     socket: &UdpSocket,
-    pool: &[Pooled],
+    pooled: &Pooled,
     shared: &Shared,
     shutdown: &Shutdown,
 ) -> io::Result<()> {
@@ -338,7 +359,6 @@ fn receive_udp(
                 }
             }
             Take::Ask(request) => {
-                let pooled = &pool[pool_index(peer)];
                 let mut s = pooled.session.lock();
                 if s.is_full() {
                     // Overloaded: the client will ask again.
@@ -355,13 +375,6 @@ fn receive_udp(
         }
     }
     Ok(())
-}
-
-/// The pool session for a client address: the same one every time.
-fn pool_index(peer: SocketAddr) -> usize {
-    use std::hash::{BuildHasher, BuildHasherDefault, DefaultHasher};
-    let hash = BuildHasherDefault::<DefaultHasher>::default().hash_one(peer);
-    (hash % UDP_SESSIONS as u64) as usize
 }
 
 /// Answers on the UDP socket, each to the address that asked.
