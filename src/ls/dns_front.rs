@@ -316,12 +316,14 @@ pub(super) fn serve_udp(
                 scope.spawn(move || receive_udp(socket, pooled, shared, shutdown))
             })
             .collect();
-        receivers.into_iter().fold(Ok(()), |result, receiver| {
+        let mut result = Ok(());
+        for receiver in receivers {
             let received = receiver
                 .join()
                 .unwrap_or_else(|_| Err(io::Error::other("a UDP receiver panicked")));
-            result.and(received)
-        })
+            result = result.and(received);
+        }
+        result
     });
     for pooled in &pool {
         let _ = pooled.events.send(Event::ClientClosed);
