@@ -219,7 +219,7 @@ pub struct TsArgs {
     #[argh(option)]
     pub dns_port: Option<u16>,
     /// TTL in seconds of DNS answers (default 300)
-    #[argh(option, default = "dnslb::ts::dns::DEFAULT_TTL")]
+    #[argh(option, default = "dnslb::dns::respond::DEFAULT_TTL")]
     pub ttl: u32,
     /// log every query on stderr
     #[argh(switch, short = 'v')]

@@ -6,7 +6,7 @@
 
 mod support;
 
-use std::io::Write;
+use std::io::{Read, Write};
 use std::net::{Ipv4Addr, SocketAddr, UdpSocket};
 use std::time::{Duration, Instant};
 
@@ -216,14 +216,32 @@ fn answer_for(query: &Message) -> Message {
 
 #[test]
 fn replies_out_of_order_from_a_dns_ts_are_matched_to_their_queries() {
-    // Reads four queries, then answers them last first.
+    // Reads up to four queries (fewer when no more come for a moment: the
+    // UDP sessions each have their own connection), then answers them last
+    // first.
     let reversing = fake_server(|mut stream| {
         loop {
             let mut batch = Vec::new();
             while batch.len() < 4 {
-                let Some(bytes) = read_framed(&mut stream) else {
+                stream
+                    .set_read_timeout(if batch.is_empty() {
+                        None
+                    } else {
+                        Some(ms(100))
+                    })
+                    .unwrap();
+                let mut len = [0; 2];
+                match stream.read_exact(&mut len) {
+                    Ok(()) => {}
+                    Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => break,
+                    Err(e) if e.kind() == std::io::ErrorKind::TimedOut => break,
+                    Err(_) => return,
+                }
+                stream.set_read_timeout(None).unwrap();
+                let mut bytes = vec![0; usize::from(u16::from_be_bytes(len))];
+                if stream.read_exact(&mut bytes).is_err() {
                     return;
-                };
+                }
                 batch.push(Message::from_vec(&bytes).unwrap());
             }
             for q in batch.iter().rev() {

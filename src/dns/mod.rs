@@ -31,12 +31,14 @@
 //! docs/PROTOCOL.md describes the messages the TS sends and accepts.
 
 pub mod cache;
+mod error;
 pub mod message;
 pub mod name;
 pub mod respond;
 pub mod upstream;
 
-pub use message::{Edns, FormatError, Header, Message, Question, RData, Record};
+pub use error::FormatError;
+pub use message::{Edns, Header, Message, Question, RData, Record};
 pub use name::Name;
 pub use respond::Outcome;
 

@@ -12,7 +12,7 @@
 
 use std::fmt;
 
-use super::message::FormatError;
+use super::error::FormatError;
 
 /// Longest name on the wire, root label included (RFC 1035 §3.1).
 pub const MAX_NAME_WIRE: usize = 255;

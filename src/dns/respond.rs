@@ -213,9 +213,12 @@ pub fn is_truncated(bytes: &[u8]) -> bool {
 }
 
 /// The TTL the LS gives an address a course-protocol TS answered with: the
-/// TS's DNS default ([`crate::ts::dns::DEFAULT_TTL`]), so that a line TS
+/// TS's DNS default ([`DEFAULT_TTL`]), so that a line TS
 /// and a DNS TS serving the same table give the same answers.
-pub const LINE_ANSWER_TTL: u32 = crate::ts::dns::DEFAULT_TTL;
+pub const LINE_ANSWER_TTL: u32 = DEFAULT_TTL;
+
+/// The TTL of a TS's DNS answers when none is given (`dnslb ts --ttl`).
+pub const DEFAULT_TTL: u32 = 300;
 
 /// What a course-protocol TS's reply says about `question`, or `None` when
 /// the reply is about another name.

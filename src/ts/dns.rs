@@ -26,8 +26,7 @@ use crate::shutdown::Shutdown;
 use crate::table::Table;
 use crate::udp::{RECV_BUFFER, Received, recv_datagram, wake_on_trigger};
 
-/// The TTL of answers when none is given (`--ttl`).
-pub const DEFAULT_TTL: u32 = 300;
+use crate::dns::respond::DEFAULT_TTL;
 
 /// How long a TCP connection may stay silent before the TS closes it
 /// (RFC 7766 §6.2.3 asks servers for a timeout of seconds, not minutes).
