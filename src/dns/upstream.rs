@@ -18,11 +18,8 @@
 //! name, then each CNAME target) are kept, so a TS cannot slip records for
 //! other names into the LS's answers or its cache.
 //!
-//! **Combining.** [`Verdict`] folds the outcomes of the TSes asked: the
-//! first positive answer wins; otherwise the LS waits for every TS still
-//! up, then answers NODATA if one said NODATA (the name exists), NXDOMAIN
-//! if the rest said NXDOMAIN or REFUSED and at least one NXDOMAIN, REFUSED if
-//! all refused, and SERVFAIL if a TS failed or none could answer.
+//! **Combining** the replies of all TSes is not done here: the LS's
+//! in-flight rules (`ls/inflight.rs`) settle DNS and course queries alike.
 //!
 //! IDs come from [`SplitMix64`], dnslb's one generator ([`crate::random`]).
 
@@ -324,93 +321,6 @@ fn answer_chain(question: &Question, answers: &[Record]) -> Vec<Record> {
     kept
 }
 
-/// The LS's answer to one question from the outcomes of the TSes it asked
-/// (see the module's combining rule).
-///
-/// ```
-/// use dnslb::dns::upstream::Verdict;
-/// use dnslb::dns::Outcome;
-/// let mut v = Verdict::new(3);
-/// assert_eq!(v.add(Outcome::Refused), None);
-/// assert_eq!(v.add(Outcome::NxDomain { soa: None }), None);
-/// // The third TS's connection drops: every TS still up has replied.
-/// assert_eq!(v.lost(), Some(Outcome::NxDomain { soa: None }));
-/// ```
-#[derive(Clone, Debug, Default)]
-pub struct Verdict {
-    /// TSes asked that have neither replied nor been lost.
-    waiting: usize,
-    answer: Option<Vec<Record>>,
-    nodata: Option<Option<Record>>,
-    nxdomain: Option<Option<Record>>,
-    refused: usize,
-    failed: usize,
-}
-
-impl Verdict {
-    /// A verdict waiting for `asked` TSes. With none (every TS down), the
-    /// verdict is SERVFAIL at once.
-    pub fn new(asked: usize) -> Verdict {
-        Verdict {
-            waiting: asked,
-            ..Verdict::default()
-        }
-    }
-
-    /// Takes one TS's outcome; returns the verdict once it is known (and
-    /// again on every later call).
-    pub fn add(&mut self, outcome: Outcome) -> Option<Outcome> {
-        if self.answer.is_none() {
-            self.waiting = self.waiting.saturating_sub(1);
-            match outcome {
-                Outcome::Answer(records) => self.answer = Some(records),
-                Outcome::NoData { soa } => {
-                    self.nodata.get_or_insert(soa);
-                }
-                Outcome::NxDomain { soa } => {
-                    self.nxdomain.get_or_insert(soa);
-                }
-                Outcome::Refused => self.refused += 1,
-                Outcome::ServFail => self.failed += 1,
-            }
-        }
-        self.outcome()
-    }
-
-    /// A TS asked will not reply (its connection is gone); returns the
-    /// verdict once it is known.
-    pub fn lost(&mut self) -> Option<Outcome> {
-        self.waiting = self.waiting.saturating_sub(1);
-        self.outcome()
-    }
-
-    /// The verdict, or `None` while it depends on a TS yet to reply.
-    pub fn outcome(&self) -> Option<Outcome> {
-        if let Some(records) = &self.answer {
-            return Some(Outcome::Answer(records.clone()));
-        }
-        if self.waiting > 0 {
-            return None;
-        }
-        Some(if self.failed > 0 {
-            Outcome::ServFail
-        } else if let Some(soa) = &self.nodata {
-            Outcome::NoData { soa: soa.clone() }
-        } else if let Some(soa) = &self.nxdomain {
-            Outcome::NxDomain { soa: soa.clone() }
-        } else if self.refused > 0 {
-            Outcome::Refused
-        } else {
-            Outcome::ServFail
-        })
-    }
-
-    /// The verdict at the deadline: the verdict if known, else SERVFAIL.
-    pub fn at_deadline(&self) -> Outcome {
-        self.outcome().unwrap_or(Outcome::ServFail)
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -640,55 +550,5 @@ mod tests {
         );
         let only_evil = reply(1, &q, rcode::NOERROR, vec![a("evil.example.net", 66)]);
         assert_eq!(classify(&q, &only_evil), Outcome::NoData { soa: None });
-    }
-
-    #[test]
-    fn the_first_positive_answer_wins_at_once() {
-        let mut v = Verdict::new(3);
-        assert_eq!(v.add(Outcome::NxDomain { soa: None }), None);
-        let first = Outcome::Answer(vec![a("x.example", 1)]);
-        assert_eq!(v.add(first.clone()), Some(first.clone()));
-        assert_eq!(
-            v.add(Outcome::Answer(vec![a("x.example", 2)])),
-            Some(first.clone())
-        );
-        assert_eq!(v.at_deadline(), first);
-    }
-
-    #[test]
-    fn negative_verdicts_wait_for_every_live_ts() {
-        let nx = || Outcome::NxDomain { soa: Some(soa(5)) };
-        let mut v = Verdict::new(2);
-        assert_eq!(v.add(Outcome::Refused), None);
-        assert_eq!(v.add(nx()), Some(nx()));
-
-        let mut v = Verdict::new(3);
-        assert_eq!(v.add(Outcome::Refused), None);
-        assert_eq!(v.add(Outcome::Refused), None);
-        assert_eq!(v.add(Outcome::Refused), Some(Outcome::Refused));
-
-        // The name exists on one TS: NODATA, not NXDOMAIN.
-        let mut v = Verdict::new(2);
-        v.add(nx());
-        assert_eq!(
-            v.add(Outcome::NoData { soa: None }),
-            Some(Outcome::NoData { soa: None })
-        );
-
-        // A TS that failed might hold the name: SERVFAIL.
-        let mut v = Verdict::new(2);
-        v.add(nx());
-        assert_eq!(v.add(Outcome::ServFail), Some(Outcome::ServFail));
-
-        // A silent TS: no verdict until the deadline, then SERVFAIL.
-        let mut v = Verdict::new(2);
-        v.add(nx());
-        assert_eq!(v.outcome(), None);
-        assert_eq!(v.at_deadline(), Outcome::ServFail);
-
-        // Every TS lost, or none asked: SERVFAIL.
-        let mut v = Verdict::new(1);
-        assert_eq!(v.lost(), Some(Outcome::ServFail));
-        assert_eq!(Verdict::new(0).outcome(), Some(Outcome::ServFail));
     }
 }
