@@ -21,8 +21,8 @@ use std::net::{Shutdown as Direction, SocketAddr, TcpStream};
 use std::os::fd::AsRawFd;
 use std::path::Path;
 use std::process::{Command, Output, Stdio};
-use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
 use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant};
 
@@ -37,8 +37,9 @@ const PREFIX: &str = "dnslbh-";
 /// The hosts' subnet (inside the namespaces only).
 const SUBNET: &str = "10.231.77";
 
-/// How long any `ip` command may take.
-const COMMAND_BOUND: Duration = Duration::from_secs(10);
+/// How long any `ip` command may take (namespace changes wait for the
+/// kernel to finish tearing down earlier namespaces).
+const COMMAND_BOUND: Duration = Duration::from_secs(30);
 
 /// How long a load client waits for one reply before calling it lost: above
 /// the LS's 5 s deadline, so a stall shows as the latency it really was.
@@ -171,7 +172,14 @@ struct Hosts {
     ls: Running,
     ls_log: Receiver<String>,
     net: Net,
+    /// Held until the namespaces are gone (fields drop in order): the
+    /// kernel serialises namespace changes, and one test's teardown would
+    /// stall another's `ip` commands.
+    _alone: MutexGuard<'static, ()>,
 }
+
+/// Taken by each test for as long as its hosts exist.
+static ALONE: Mutex<()> = Mutex::new(());
 
 /// The namespaces of one run; deleted on drop.
 struct Net {
@@ -217,6 +225,7 @@ impl Hosts {
             eprintln!("hosts: skipped: network namespaces need root");
             return None;
         }
+        let alone = ALONE.lock().unwrap_or_else(|e| e.into_inner());
         remove_leftovers();
         static RUNS: AtomicU64 = AtomicU64::new(0);
         let run = format!(
@@ -260,6 +269,7 @@ impl Hosts {
             ls,
             ls_log,
             net,
+            _alone: alone,
         })
     }
 

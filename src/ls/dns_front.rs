@@ -128,10 +128,43 @@ fn response(settled: Settled<Answer, Ask>) -> (Vec<u8>, Outcome) {
     (respond::answer(query, &outcome), settled.outcome)
 }
 
-/// Counts a response by its rcode.
+/// Counts a response by its rcode, and with `-v` logs it (the per-query
+/// line of the course front end says which TS answered; this one says
+/// what the client got).
 fn count_rcode(shared: &Shared, bytes: &[u8]) {
     let rcode = dns::Header::parse(bytes).map_or(rcode::SERVFAIL, |h| u16::from(h.rcode));
     shared.stats.dns.count(rcode);
+    if log::verbose()
+        && let Ok(response) = dns::Message::parse(bytes)
+        && let Some(question) = response.questions.first()
+    {
+        log::info(format_args!(
+            "ls dns: {} type {}: {}, {} answer records{}",
+            question.name,
+            question.qtype,
+            rcode_name(response.rcode),
+            response.answers.len(),
+            if response.header.tc {
+                ", truncated"
+            } else {
+                ""
+            }
+        ));
+    }
+}
+
+/// How dig names a response code.
+fn rcode_name(rcode: u16) -> &'static str {
+    match rcode {
+        rcode::NOERROR => "NOERROR",
+        rcode::FORMERR => "FORMERR",
+        rcode::SERVFAIL => "SERVFAIL",
+        rcode::NXDOMAIN => "NXDOMAIN",
+        rcode::NOTIMP => "NOTIMP",
+        rcode::REFUSED => "REFUSED",
+        rcode::BADVERS => "BADVERS",
+        _ => "another rcode",
+    }
 }
 
 /// Serves one DNS-over-TCP connection until the client is done and every
