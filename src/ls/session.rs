@@ -213,8 +213,17 @@ impl Conn {
 
 enum LinkState {
     Up(Conn),
-    Connecting { generation: u64, handle: LinkHandle },
-    Down { check_at: Instant },
+    Connecting {
+        generation: u64,
+        handle: LinkHandle,
+    },
+    Down {
+        check_at: Instant,
+    },
+    /// The TS closed an idle connection: connected again when a query
+    /// needs it (connecting at once could reach a TS that is shutting
+    /// down, whose listener still takes connections for a moment).
+    Idle,
 }
 
 /// One client session's fan-out to every TS. `T` is what the front end
@@ -335,6 +344,9 @@ impl<T> Session<T> {
         let mut starved = 0;
         let mut held = false;
         for ts in 0..self.links.len() {
+            if matches!(self.links[ts], LinkState::Idle) {
+                self.connect(ts, now);
+            }
             let sent = match &mut self.links[ts] {
                 LinkState::Up(conn) if conn.pace.holds(now) => {
                     conn.pace.held = Some(seq);
@@ -346,7 +358,7 @@ impl<T> Session<T> {
                 }
                 // Sent when the link comes up.
                 LinkState::Connecting { .. } => Ok(true),
-                LinkState::Down { .. } => {
+                LinkState::Down { .. } | LinkState::Idle => {
                     starved |= self.starved & (1 << ts);
                     Ok(false)
                 }
@@ -459,7 +471,7 @@ impl<T> Session<T> {
                 let current = match &self.links[ts] {
                     LinkState::Up(conn) => conn.generation == generation,
                     LinkState::Connecting { generation: g, .. } => *g == generation,
-                    LinkState::Down { .. } => false,
+                    LinkState::Down { .. } | LinkState::Idle => false,
                 };
                 if current {
                     self.link_down(ts, &why);
@@ -750,7 +762,7 @@ impl<T> Session<T> {
             LinkState::Up(Conn { handle, .. }) | LinkState::Connecting { handle, .. } => {
                 handle.close();
             }
-            LinkState::Down { .. } => {}
+            LinkState::Down { .. } | LinkState::Idle => {}
         }
         self.link_down(ts, why);
     }
@@ -768,21 +780,21 @@ impl<T> Session<T> {
             self.link_down(ts, why);
             return;
         }
-        if unanswered {
-            // A TS may close a connection while a query is on its way
-            // (RFC 7766 §6.2.3): the queries are asked again, once, on a
-            // new connection.
-            self.closes[ts] += 1;
-        }
         log::info(format_args!(
-            "ls: {} closed its connection; connecting again",
+            "ls: {} closed its connection",
             self.shared.backends[ts]
         ));
         if let LinkState::Up(conn) = &self.links[ts] {
             let _ = conn.writer.get_ref().shutdown(Direction::Both);
         }
-        // The queries it was asked stay asked: the next connection sends
-        // them again (`link_up`).
+        if !unanswered {
+            self.links[ts] = LinkState::Idle;
+            return;
+        }
+        // A TS may close a connection while a query is on its way (RFC 7766
+        // §6.2.3): the queries it was asked stay asked, and a new
+        // connection sends them again (`link_up`), once.
+        self.closes[ts] += 1;
         let now = Instant::now();
         self.links[ts] = LinkState::Down { check_at: now };
         if !self.is_closed() {
