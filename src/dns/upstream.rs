@@ -198,16 +198,11 @@ impl<T> Upstream<T> {
         })
     }
 
-    /// Forgets the query with `id` (its deadline passed); a reply to it
-    /// later is [`Rejected::UnknownId`]. Returns its tag.
-    pub fn cancel(&mut self, id: u16) -> Option<T> {
-        self.pending.remove(&id).map(|p| p.tag)
-    }
-
-    /// Empties the table (the connection is gone), returning each query's
-    /// ID and tag, so that the LS can count this TS out of their verdicts.
-    pub fn drain(&mut self) -> Vec<(u16, T)> {
-        self.pending.drain().map(|(id, p)| (id, p.tag)).collect()
+    /// Forgets the queries whose tag `keep` rejects (their deadline
+    /// passed): their IDs are free again, and a reply to one later is
+    /// [`Rejected::UnknownId`].
+    pub fn retain(&mut self, mut keep: impl FnMut(&T) -> bool) {
+        self.pending.retain(|_, p| keep(&p.tag));
     }
 
     /// Queries in flight.
@@ -443,11 +438,15 @@ mod tests {
         assert_eq!(link.send(&q, 0), Err(Full));
         // A freed ID leaves room for one more, never an ID still in flight.
         let freed = *seen.iter().next().unwrap();
-        assert!(link.cancel(freed).is_some());
+        let answer = reply(freed, &q, rcode::NXDOMAIN, vec![]).to_bytes(65535);
+        let freed_tag = link.receive(&answer).unwrap().tag;
         seen.remove(&freed);
-        let (id, _) = link.send(&q, 0).unwrap();
+        let (id, _) = link.send(&q, freed_tag).unwrap();
         assert!(!seen.contains(&id));
-        assert_eq!(link.drain().len(), MAX_OUTSTANDING);
+        // Queries given up (their deadline passed) free their IDs.
+        link.retain(|&tag| tag >= MAX_OUTSTANDING / 2);
+        assert_eq!(link.len(), MAX_OUTSTANDING / 2);
+        link.retain(|_| false);
         assert!(link.is_empty());
     }
 

@@ -228,6 +228,11 @@ impl<A, T> InFlight<A, T> {
         (pending.done.is_none() && pending.asked & (1 << ts) != 0).then_some(pending.name.as_str())
     }
 
+    /// Whether query `seq` is in flight and not yet settled.
+    pub fn is_waiting(&self, seq: u64) -> bool {
+        self.get(seq).is_some_and(|p| p.done.is_none())
+    }
+
     /// Query `seq`'s tag, while it is in flight.
     pub fn tag(&self, seq: u64) -> Option<&T> {
         self.get(seq).map(|p| &p.tag)

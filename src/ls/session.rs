@@ -506,6 +506,20 @@ impl<T> Session<T> {
     /// whose connection failed.
     pub fn expire(&mut self, now: Instant) {
         let silent = self.inflight.expire(now);
+        if silent == 0 {
+            return;
+        }
+        for link in &mut self.links {
+            if let LinkState::Up(Conn {
+                upstream: Some(upstream),
+                ..
+            }) = link
+            {
+                // The queries given up free their IDs on the connection.
+                let inflight = &self.inflight;
+                upstream.retain(|&seq| inflight.is_waiting(seq));
+            }
+        }
         for ts in 0..self.links.len() {
             if silent & (1 << ts) != 0 && self.shared.health[ts].answers_misses() {
                 self.link_stalled(
