@@ -223,6 +223,7 @@ pub(super) fn work<F: Front>(
     let mut client_open = true;
     let mut last_write = Instant::now();
     let mut received = None;
+    let timeout = session.lock().timeout();
     loop {
         // Every event already received is handled before any deadline is
         // called: a reply that came in time is never turned into a miss.
@@ -243,51 +244,38 @@ pub(super) fn work<F: Front>(
         s.maintain_links(now);
         let ready: Vec<Settled<Answer, F::Tag>> = std::iter::from_fn(|| s.pop_ready()).collect();
         let (in_flight, wake, framing) = (s.in_flight(), s.next_wakeup(), s.client_framing());
-        let reader_waits = s.reader_waits();
+        let (reader_waits, last_submit) = (s.reader_waits(), s.last_submit());
         drop(s);
 
         if !ready.is_empty() {
             if reader_waits {
                 session.made_room();
             }
-            let writing = Instant::now();
-            for settled in ready {
-                record(&settled, shared);
-                front.reply(settled, framing)?;
-            }
-            if events.is_empty() {
-                front.flush()?;
-            }
+            write_to_client(session, || {
+                for settled in ready {
+                    record(&settled, shared);
+                    front.reply(settled, framing)?;
+                }
+                if events.is_empty() {
+                    front.flush()?;
+                }
+                Ok(())
+            })?;
             last_write = Instant::now();
-            // A client that stops reading blocks these writes; the replies
-            // the TSes send meanwhile wait unread, so the time blocked does
-            // not count against the deadlines.
-            let blocked = writing.elapsed();
-            if blocked >= STALL_NOTICE {
-                session.lock().postpone_deadlines(blocked);
-            }
         }
         if !client_open && in_flight == 0 {
             return front.flush();
         }
-        if !events.is_empty() {
-            continue;
-        }
-        let flushing = Instant::now();
-        front.flush()?;
-        let blocked = flushing.elapsed();
-        if blocked >= STALL_NOTICE {
-            // As above: the client held the replies back.
-            session.lock().postpone_deadlines(blocked);
+        if !events.is_empty() || write_to_client(session, || front.flush())? {
             continue;
         }
         // Queries the reader submits meanwhile have later deadlines than
         // this wait's end (it is capped at one timeout), so the wait never
         // sleeps through one; the reader wakes it only for what is due now.
-        let idle_since = |s: &Session<F::Tag>| last_write.max(s.last_submit());
+        let idle_since = |last_submit: Instant| last_write.max(last_submit);
         let idle_deadline = (F::IDLE_CLOSES && in_flight == 0 && client_open)
-            .then(|| idle_since(&session.lock()) + options.idle_timeout);
-        let cap = Instant::now() + session.lock().timeout();
+            .then(|| idle_since(last_submit) + options.idle_timeout);
+        let cap = Instant::now() + timeout;
         let wait_until = [wake, idle_deadline]
             .into_iter()
             .flatten()
@@ -298,7 +286,7 @@ pub(super) fn work<F: Front>(
                 let s = session.lock();
                 if idle_deadline.is_some()
                     && s.in_flight() == 0
-                    && Instant::now() >= idle_since(&s) + options.idle_timeout
+                    && Instant::now() >= idle_since(s.last_submit()) + options.idle_timeout
                 {
                     return Err(io::ErrorKind::TimedOut.into());
                 }
@@ -307,6 +295,23 @@ pub(super) fn work<F: Front>(
             Err(RecvTimeoutError::Disconnected) => return front.flush(),
         }
     }
+}
+
+/// Runs a write to the client. A client that stops reading blocks it, and
+/// the replies the TSes send meanwhile wait unread, so the time it blocked
+/// does not count against the deadlines: returns whether it did.
+fn write_to_client<T>(
+    session: &Locked<T>,
+    write: impl FnOnce() -> io::Result<()>,
+) -> io::Result<bool> {
+    let started = Instant::now();
+    write()?;
+    let blocked = started.elapsed();
+    let stalled = blocked >= STALL_NOTICE;
+    if stalled {
+        session.lock().postpone_deadlines(blocked);
+    }
+    Ok(stalled)
 }
 
 /// Logs a settled query with `-v`: the spec's "track which TS responded".
