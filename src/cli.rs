@@ -208,6 +208,10 @@ pub struct TsArgs {
     /// lowered to what `ulimit -n` allows)
     #[argh(option, default = "ts::DEFAULT_MAX_CLIENTS")]
     pub max_clients: usize,
+    /// most connections at once from one address, on each port (default: no
+    /// cap but --max-clients: an LS opens a connection per client of its own)
+    #[argh(option)]
+    pub max_clients_per_ip: Option<usize>,
     /// close a connection that sends nothing for this many seconds (default 600)
     #[argh(
         option,
@@ -259,6 +263,10 @@ pub struct LsArgs {
     /// 1024, lowered to what `ulimit -n` allows)
     #[argh(option, default = "1024")]
     pub max_clients: usize,
+    /// most clients at once from one address, on each port (default 256);
+    /// one more takes the place of that address's longest-idle client
+    #[argh(option, default = "ls::DEFAULT_MAX_CLIENTS_PER_IP")]
+    pub max_clients_per_ip: usize,
     /// close a client that sends nothing for this many seconds (default 300)
     #[argh(
         option,
