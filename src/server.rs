@@ -20,7 +20,8 @@
 //! ([`ServeOptions::max_per_source`]), the accept loop closes the
 //! connection idle the longest (of that source) with `shutdown(Both)` on its
 //! registered duplicate, and the newcomer takes its place. Only when every
-//! connection is busy is the newcomer turned away.
+//! connection is busy, or idle for less than [`EVICTABLE_AFTER`], is the
+//! newcomer turned away.
 
 use std::collections::HashMap;
 use std::io;
@@ -226,21 +227,30 @@ impl Activity {
     }
 }
 
-/// Of `(key, idle since)` pairs, the key of the one idle the longest;
-/// `None` when every one is busy (`None` idle since).
+/// How long a connection must have been idle before it is closed to make
+/// room: a newcomer's first query may still be on its way, or unread.
+pub const EVICTABLE_AFTER: Duration = Duration::from_secs(1);
+
+/// Of `(key, idle since)` pairs, the key of the one idle the longest, if it
+/// has been idle for [`EVICTABLE_AFTER`] at `now`; `None` when none has
+/// (a busy one's idle since is `None`).
 ///
 /// ```
 /// use std::time::{Duration, Instant};
-/// let now = Instant::now();
-/// let earlier = now - Duration::from_secs(1);
-/// let conns = [(1, Some(now)), (2, None), (3, Some(earlier))];
-/// assert_eq!(dnslb::server::longest_idle(conns), Some(3));
-/// assert_eq!(dnslb::server::longest_idle([(1, None::<Instant>)]), None);
+/// use dnslb::server::longest_idle;
+/// let now = Instant::now() + Duration::from_secs(10);
+/// let (new, old) = (now - Duration::from_millis(10), now - Duration::from_secs(5));
+/// assert_eq!(longest_idle([(1, Some(new)), (2, None), (3, Some(old))], now), Some(3));
+/// assert_eq!(longest_idle([(1, Some(new)), (2, None)], now), None);
 /// ```
-pub fn longest_idle<K>(connections: impl IntoIterator<Item = (K, Option<Instant>)>) -> Option<K> {
+pub fn longest_idle<K>(
+    connections: impl IntoIterator<Item = (K, Option<Instant>)>,
+    now: Instant,
+) -> Option<K> {
     connections
         .into_iter()
         .filter_map(|(key, since)| Some((key, since?)))
+        .filter(|&(_, since)| now.saturating_duration_since(since) >= EVICTABLE_AFTER)
         .min_by_key(|&(_, since)| since)
         .map(|(key, _)| key)
 }
@@ -686,7 +696,7 @@ impl Connections {
             .iter()
             .filter(|(_, r)| !r.evicted && (source.is_none() || r.source == source))
             .map(|(&id, r)| (id, r.activity.idle_since()));
-        let Some(id) = longest_idle(candidates) else {
+        let Some(id) = longest_idle(candidates, Instant::now()) else {
             return false;
         };
         let Some(oldest) = map.streams.get_mut(&id) else {
