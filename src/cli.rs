@@ -256,8 +256,8 @@ pub struct LsArgs {
     /// framing towards the TSes: line (default) or bare (course Python TSes)
     #[argh(option, default = "Framing::Line")]
     pub ts_framing: Framing,
-    /// most queries in flight per client before the LS stops reading it (default 4096)
-    #[argh(option, default = "4096")]
+    /// most queries in flight per client before the LS stops reading it (default 1024)
+    #[argh(option, default = "ls::DEFAULT_MAX_INFLIGHT")]
     pub max_inflight: usize,
     /// most clients at once; one more gets `- Error:SERVER BUSY` (default
     /// 1024, lowered to what `ulimit -n` allows)

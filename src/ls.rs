@@ -32,7 +32,7 @@ pub use session::{BARE_READ_GAP, TS_WRITE_BOUND};
 use setup::Shared;
 pub use setup::{
     BUSY_REPLY, Backend, CONNECT_TIMEOUT, DEFAULT_DNS_TIMEOUT, DEFAULT_MAX_CLIENTS_PER_IP,
-    DEFAULT_TIMEOUT, LsOptions, TsProtocol,
+    DEFAULT_MAX_INFLIGHT, DEFAULT_TIMEOUT, LsOptions, TsProtocol,
 };
 pub use stats::{Snapshot, Stats};
 

@@ -22,6 +22,11 @@ pub const DEFAULT_DNS_TIMEOUT: Duration = Duration::from_secs(2);
 /// How long a link waits for a TS to accept its connection.
 pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(1);
 
+/// Queries in flight per client when none is given. Each costs the LS
+/// about 600 bytes until its reply is sent, so a client that sends queries
+/// and reads no replies holds about 1 MB.
+pub const DEFAULT_MAX_INFLIGHT: usize = 1024;
+
 /// Clients connected at once from one address when none is given: a
 /// quarter of the default `--max-clients`, so that one host (or one NAT)
 /// cannot hold every place.
@@ -116,7 +121,7 @@ pub struct LsOptions {
 impl LsOptions {
     /// Options with the defaults: 5 s timeout (2 s for DNS queries), 2020
     /// dialect, auto-detected client framing, the line protocol with line
-    /// framing towards the TSes, 4096 queries in flight per client, 1024
+    /// framing towards the TSes, 1024 queries in flight per client, 1024
     /// clients and 256 per address, 300 s idle timeout, 5 s per DNS-over-TCP
     /// message, no cache.
     pub fn new(backends: Vec<Backend>) -> LsOptions {
@@ -129,7 +134,7 @@ impl LsOptions {
             ts_protocol: TsProtocol::Line,
             dns_timeout: DEFAULT_DNS_TIMEOUT,
             cache: 0,
-            max_inflight: 4096,
+            max_inflight: DEFAULT_MAX_INFLIGHT,
             max_clients: 1024,
             max_clients_per_ip: DEFAULT_MAX_CLIENTS_PER_IP,
             dns_tcp_message: crate::framing::DNS_MESSAGE_BOUND,

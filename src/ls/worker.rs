@@ -71,6 +71,9 @@ const CLIENT_READER_STACK: usize = 64 * 1024;
 /// deadlines (shorter waits are the cost of writing, not a stalled client).
 const STALL_NOTICE: Duration = Duration::from_millis(5);
 
+/// Most settled replies the worker takes from its session at once.
+const WRITE_BATCH: usize = 256;
+
 /// Most queries the client reader submits under one lock.
 const READ_BATCH: usize = 64;
 
@@ -244,7 +247,13 @@ pub(super) fn work<F: Front>(
         // a link that came up) are sent as they are written; the reader
         // sends its own batches.
         s.maintain_links(now);
-        let ready: Vec<Settled<Answer, F::Tag>> = std::iter::from_fn(|| s.pop_ready()).collect();
+        // At most a batch: replies taken out of the session no longer
+        // count against `--max-inflight`, so while a client that does not
+        // read blocks the write, only this many wait outside the count.
+        let ready: Vec<Settled<Answer, F::Tag>> = std::iter::from_fn(|| s.pop_ready())
+            .take(WRITE_BATCH)
+            .collect();
+        let more_ready = ready.len() == WRITE_BATCH;
         let (in_flight, wake, framing) = (s.in_flight(), s.next_wakeup(), s.client_framing());
         let (reader_waits, last_submit) = (s.reader_waits(), s.last_submit());
         drop(s);
@@ -258,7 +267,7 @@ pub(super) fn work<F: Front>(
                     record(&settled, shared);
                     front.reply(settled, framing)?;
                 }
-                if events.is_empty() {
+                if events.is_empty() && !more_ready {
                     front.flush()?;
                 }
                 Ok(())
@@ -268,7 +277,7 @@ pub(super) fn work<F: Front>(
         if !client_open && in_flight == 0 {
             return front.flush();
         }
-        if !events.is_empty() || write_to_client(session, || front.flush())? {
+        if more_ready || !events.is_empty() || write_to_client(session, || front.flush())? {
             continue;
         }
         // Queries the reader submits meanwhile have later deadlines than
