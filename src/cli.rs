@@ -204,8 +204,9 @@ pub struct TsArgs {
     /// reply `<name> - NOT FOUND` to names not in the table instead of staying silent
     #[argh(switch)]
     pub answer_misses: bool,
-    /// most connections at once; one more is closed at once (default 4096,
-    /// lowered to what `ulimit -n` allows)
+    /// most connections at once; one more takes the place of the longest-idle
+    /// one, or is closed when none is idle (default 4096, lowered to what
+    /// `ulimit -n` allows)
     #[argh(option, default = "ts::DEFAULT_MAX_CLIENTS")]
     pub max_clients: usize,
     /// most connections at once from one address, on each port (default: no
@@ -259,8 +260,9 @@ pub struct LsArgs {
     /// most queries in flight per client before the LS stops reading it (default 1024)
     #[argh(option, default = "ls::DEFAULT_MAX_INFLIGHT")]
     pub max_inflight: usize,
-    /// most clients at once; one more gets `- Error:SERVER BUSY` (default
-    /// 1024, lowered to what `ulimit -n` allows)
+    /// most clients at once; one more takes the place of the longest-idle
+    /// one, or gets `- Error:SERVER BUSY` when none is idle (default 1024,
+    /// lowered to what `ulimit -n` allows)
     #[argh(option, default = "1024")]
     pub max_clients: usize,
     /// most clients at once from one address, on each port (default 256);
