@@ -63,8 +63,9 @@ pub struct ServeOptions {
     /// How long handlers get to finish after shutdown before their
     /// connections are closed under them.
     pub grace: Duration,
-    /// Most connections open at once; one more waits briefly for a place,
-    /// then is sent `busy_reply` and closed.
+    /// Most connections open at once; one more takes the place of the
+    /// longest-idle connection, or, when none is idle, waits briefly for a
+    /// place, then is sent `busy_reply` and closed.
     pub max_connections: usize,
     /// Most connections open at once from one source address; one more
     /// takes the place of that source's longest-idle connection, or is sent
@@ -426,7 +427,7 @@ fn start_handler<H>(
         if !made_room {
             stats.refused.fetch_add(1, Ordering::Relaxed);
             log::info(format_args!(
-                "{role}: refusing {peer}: {} busy connections open from {source}",
+                "{role}: refusing {peer}: {} connections open from {source}, none idle",
                 options.max_per_source
             ));
             refuse(stream, options.busy_reply);
@@ -436,7 +437,7 @@ fn start_handler<H>(
     if !take_place(options, open, made_room, &peer, refusing) {
         stats.refused.fetch_add(1, Ordering::Relaxed);
         log::info(format_args!(
-            "{role}: refusing {peer}: {} busy connections open",
+            "{role}: refusing {peer}: {} connections open, none idle",
             options.max_connections
         ));
         refuse(stream, options.busy_reply);
@@ -811,6 +812,28 @@ pub fn fit_to_descriptors(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_longest_idle_connection_for_a_second_or_more_gives_way() {
+        let now = Instant::now() + Duration::from_secs(60);
+        let ago = |ms| Some(now - Duration::from_millis(ms));
+        // The oldest idle one, busy ones never.
+        let conns = [(1, ago(1500)), (2, None), (3, ago(30_000)), (4, ago(2000))];
+        assert_eq!(longest_idle(conns, now), Some(3));
+        // Idle for under a second: a newcomer's first query may be on its way.
+        assert_eq!(longest_idle([(1, ago(999)), (2, None)], now), None);
+        assert_eq!(longest_idle([(1, ago(1000))], now), Some(1));
+        assert_eq!(longest_idle(Vec::<(u8, Option<Instant>)>::new(), now), None);
+        // Busy until every query received is answered.
+        let activity = Activity::default();
+        activity.received(1);
+        activity.received(2);
+        activity.answered(2);
+        assert_eq!(activity.idle_since(), None);
+        let before = Instant::now();
+        activity.answered(1);
+        assert!(activity.idle_since().is_some_and(|since| since >= before));
+    }
 
     #[test]
     fn the_descriptor_limit_is_read_from_proc_limits() {

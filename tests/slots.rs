@@ -214,6 +214,17 @@ fn a_full_ts_dns_port_closes_a_silent_connection_to_serve_a_new_one() {
     assert!(closed_by_server(&mut silent));
 }
 
+#[test]
+fn a_full_ls_dns_port_closes_a_silent_connection_to_serve_a_new_one() {
+    let ts = start_ts(TS1);
+    let ls = DnsLs::start(&[ts.addr], |o| o.max_clients = 1);
+    let mut silent = TcpStream::connect(ls.dns).unwrap();
+    wait_until_evictable();
+    let answer = tcp_ask(ls.dns, &query(7, "amazon.org.", RecordType::A));
+    assert_eq!(addresses(&answer), [Ipv4Addr::new(94, 5, 6, 7)]);
+    assert!(closed_by_server(&mut silent));
+}
+
 /// Sends a 65,535-byte DNS message one byte every 50 ms on its own thread,
 /// until the server closes the connection (or the bound passes).
 fn trickle(server: SocketAddr) -> (TcpStream, thread::JoinHandle<()>) {
