@@ -23,7 +23,7 @@ pub const DEFAULT_DNS_TIMEOUT: Duration = Duration::from_secs(2);
 pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(1);
 
 /// Queries in flight per client when none is given. Each costs the LS
-/// about 600 bytes until its reply is sent, so a client that sends queries
+/// about 550 bytes until its reply is sent, so a client that sends queries
 /// and reads no replies holds about 1 MB.
 pub const DEFAULT_MAX_INFLIGHT: usize = 1024;
 
