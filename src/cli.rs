@@ -204,10 +204,15 @@ pub struct TsArgs {
     /// reply `<name> - NOT FOUND` to names not in the table instead of staying silent
     #[argh(switch)]
     pub answer_misses: bool,
-    /// most connections at once; one more is closed at once (default 4096,
-    /// lowered to what `ulimit -n` allows)
+    /// most connections at once; one more takes the place of the longest-idle
+    /// one, or is closed when none is idle (default 4096, lowered to what
+    /// `ulimit -n` allows)
     #[argh(option, default = "ts::DEFAULT_MAX_CLIENTS")]
     pub max_clients: usize,
+    /// most connections at once from one address, on each port (default: no
+    /// cap but --max-clients: an LS opens a connection per client of its own)
+    #[argh(option)]
+    pub max_clients_per_ip: Option<usize>,
     /// close a connection that sends nothing for this many seconds (default 600)
     #[argh(
         option,
@@ -252,13 +257,18 @@ pub struct LsArgs {
     /// framing towards the TSes: line (default) or bare (course Python TSes)
     #[argh(option, default = "Framing::Line")]
     pub ts_framing: Framing,
-    /// most queries in flight per client before the LS stops reading it (default 4096)
-    #[argh(option, default = "4096")]
+    /// most queries in flight per client before the LS stops reading it (default 1024)
+    #[argh(option, default = "ls::DEFAULT_MAX_INFLIGHT")]
     pub max_inflight: usize,
-    /// most clients at once; one more gets `- Error:SERVER BUSY` (default
-    /// 1024, lowered to what `ulimit -n` allows)
+    /// most clients at once; one more takes the place of the longest-idle
+    /// one, or gets `- Error:SERVER BUSY` when none is idle (default 1024,
+    /// lowered to what `ulimit -n` allows)
     #[argh(option, default = "1024")]
     pub max_clients: usize,
+    /// most clients at once from one address, on each port (default 256);
+    /// one more takes the place of that address's longest-idle client
+    #[argh(option, default = "ls::DEFAULT_MAX_CLIENTS_PER_IP")]
+    pub max_clients_per_ip: usize,
     /// close a client that sends nothing for this many seconds (default 300)
     #[argh(
         option,

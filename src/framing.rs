@@ -7,7 +7,8 @@
 //! which one a connection uses from its first message ([`Framing::Auto`]).
 //!
 //! DNS over TCP frames each message with a two-byte length instead
-//! ([`read_length_prefixed`], [`write_length_prefixed`]).
+//! ([`read_length_prefixed`], [`write_length_prefixed`]); servers bound the
+//! time a whole message may take ([`read_length_prefixed_timed`]).
 //!
 //! Memory stays bounded whatever a peer sends: a message longer than the
 //! reader's limit is discarded as it streams and reported as
@@ -309,6 +310,82 @@ pub fn read_length_prefixed(reader: &mut impl Read) -> io::Result<Option<Vec<u8>
     Ok(Some(message))
 }
 
+/// How long a DNS-over-TCP peer may take over one message, from its first
+/// byte to its last (NSD and BIND allow a few seconds): a peer that
+/// trickles a message holds its connection no longer than this.
+pub const DNS_MESSAGE_BOUND: Duration = Duration::from_secs(5);
+
+/// What [`read_length_prefixed_timed`] read.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Timed {
+    /// A whole message.
+    Message(Vec<u8>),
+    /// The peer closed between messages.
+    End,
+    /// The peer sent nothing for the idle timeout.
+    Idle,
+    /// The peer began a message and did not finish it within the bound.
+    Slow,
+}
+
+/// Reads one DNS-over-TCP message as [`read_length_prefixed`] does, with
+/// time bounds: its first byte may take `idle` to come (`None`: waits as
+/// long as it takes), and the whole message, length prefix included, must
+/// have arrived `bound` after its first byte. The stream's read timeout is
+/// set for each read; a message already buffered costs no system call.
+///
+/// # Errors
+/// The stream's errors; `UnexpectedEof` when it ends inside a message.
+pub fn read_length_prefixed_timed(
+    reader: &mut io::BufReader<TcpStream>,
+    idle: Option<Duration>,
+    bound: Duration,
+) -> io::Result<Timed> {
+    if reader.buffer().is_empty() {
+        reader.get_ref().set_read_timeout(idle)?;
+        loop {
+            match io::BufRead::fill_buf(reader) {
+                Ok([]) => return Ok(Timed::End),
+                Ok(_) => break,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) if is_timeout(&e) => return Ok(Timed::Idle),
+                Err(e) => return Err(e),
+            }
+        }
+    }
+    let mut timed = ByDeadline {
+        reader,
+        deadline: Instant::now() + bound,
+    };
+    match read_length_prefixed(&mut timed) {
+        Ok(Some(message)) => Ok(Timed::Message(message)),
+        // Cannot happen: a byte is buffered.
+        Ok(None) => Ok(Timed::End),
+        Err(e) if is_timeout(&e) => Ok(Timed::Slow),
+        Err(e) => Err(e),
+    }
+}
+
+/// Reads from a buffered stream until a deadline: each read that must wait
+/// on the socket waits at most until then.
+struct ByDeadline<'a> {
+    reader: &'a mut io::BufReader<TcpStream>,
+    deadline: Instant,
+}
+
+impl Read for ByDeadline<'_> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        if self.reader.buffer().is_empty() {
+            let left = self.deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                return Err(io::ErrorKind::TimedOut.into());
+            }
+            self.reader.get_ref().set_read_timeout(Some(left))?;
+        }
+        self.reader.read(buf)
+    }
+}
+
 /// Writes one DNS-over-TCP message with its two-byte length, in one write.
 ///
 /// # Errors
@@ -394,6 +471,38 @@ mod tests {
         assert_eq!(r.next_frame().unwrap(), msg("a.com"));
         w.write_all(b"b.com\n").unwrap();
         assert_eq!(r.next_frame().unwrap(), msg("b.com"));
+    }
+
+    #[test]
+    fn a_length_prefixed_message_must_come_whole_within_the_bound() {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let mut w = TcpStream::connect(listener.local_addr().unwrap()).unwrap();
+        let mut r = io::BufReader::new(listener.accept().unwrap().0);
+        let bound = Duration::from_millis(100);
+        // Nothing sent: idle after the idle timeout.
+        let idle = Some(Duration::from_millis(50));
+        assert_eq!(
+            read_length_prefixed_timed(&mut r, idle, bound).unwrap(),
+            Timed::Idle
+        );
+        // Whole messages, pipelined.
+        w.write_all(b"\x00\x02ab\x00\x01c").unwrap();
+        let got = read_length_prefixed_timed(&mut r, idle, bound).unwrap();
+        assert_eq!(got, Timed::Message(b"ab".to_vec()));
+        let got = read_length_prefixed_timed(&mut r, idle, bound).unwrap();
+        assert_eq!(got, Timed::Message(b"c".to_vec()));
+        // Half a length prefix, then nothing: slow once the bound passes,
+        // though the idle timeout is longer.
+        w.write_all(b"\x00").unwrap();
+        let started = Instant::now();
+        let long_idle = Some(Duration::from_secs(10));
+        assert_eq!(
+            read_length_prefixed_timed(&mut r, long_idle, bound).unwrap(),
+            Timed::Slow
+        );
+        assert!(started.elapsed() < Duration::from_secs(5));
+        drop(w);
+        drop(r);
     }
 
     #[test]

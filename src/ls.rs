@@ -31,8 +31,8 @@ pub use inflight::MAX_BACKENDS;
 pub use session::{BARE_READ_GAP, TS_WRITE_BOUND};
 use setup::Shared;
 pub use setup::{
-    BUSY_REPLY, Backend, CONNECT_TIMEOUT, DEFAULT_DNS_TIMEOUT, DEFAULT_TIMEOUT, LsOptions,
-    TsProtocol,
+    BUSY_REPLY, Backend, CONNECT_TIMEOUT, DEFAULT_DNS_TIMEOUT, DEFAULT_MAX_CLIENTS_PER_IP,
+    DEFAULT_MAX_INFLIGHT, DEFAULT_TIMEOUT, LsOptions, TsProtocol,
 };
 pub use stats::{Snapshot, Stats};
 
@@ -167,17 +167,23 @@ impl Ls {
             // A worker answers what it already received within one timeout.
             grace: options.timeout + Duration::from_millis(500),
             max_connections: options.max_clients,
+            max_per_source: options.max_clients_per_ip,
             busy_reply: BUSY_REPLY,
             stats: Arc::clone(&self.shared.stats.connections),
             ..ServeOptions::new("ls", Duration::ZERO)
         };
         let shared = Arc::clone(&self.shared);
         let stopping = shutdown.clone();
-        serve(listener, shutdown, &serve_options, move |client| {
-            if let Err(e) = worker::serve_client(client, &shared, &stopping) {
-                log::info(format_args!("ls: client connection ended: {e}"));
-            }
-        })
+        serve(
+            listener,
+            shutdown,
+            &serve_options,
+            move |client, activity| {
+                if let Err(e) = worker::serve_client(client, activity, &shared, &stopping) {
+                    log::info(format_args!("ls: client connection ended: {e}"));
+                }
+            },
+        )
     }
 
     /// The DNS-over-TCP accept loop: a connection is a client like any.
@@ -186,15 +192,21 @@ impl Ls {
         let serve_options = ServeOptions {
             grace: options.dns_timeout + Duration::from_millis(500),
             max_connections: options.max_clients,
+            max_per_source: options.max_clients_per_ip,
             ..ServeOptions::new("ls dns", Duration::ZERO)
         };
         let shared = Arc::clone(&self.shared);
         let stopping = shutdown.clone();
-        serve(listener, shutdown, &serve_options, move |client| {
-            if let Err(e) = dns_front::serve_tcp_client(client, &shared, &stopping) {
-                log::info(format_args!("ls dns: tcp connection ended: {e}"));
-            }
-        })
+        serve(
+            listener,
+            shutdown,
+            &serve_options,
+            move |client, activity| {
+                if let Err(e) = dns_front::serve_tcp_client(client, activity, &shared, &stopping) {
+                    log::info(format_args!("ls dns: tcp connection ended: {e}"));
+                }
+            },
+        )
     }
 
     /// With `-v`, prints the counters every 10 s until the returned guard drops.

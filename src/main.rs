@@ -54,10 +54,10 @@ fn main() -> ExitCode {
 fn run_ts(args: TsArgs) -> Result<(), Usage> {
     log::set_verbose(args.verbose);
     let table = Table::load(&args.table).map_err(|e| Usage(e.to_string()))?;
-    if args.max_clients == 0 {
+    if args.max_clients == 0 || args.max_clients_per_ip == Some(0) {
         return Err(Usage(cli::hint(
             Some("ts"),
-            "--max-clients must be at least 1",
+            "--max-clients and --max-clients-per-ip must be at least 1",
         )));
     }
     let shutdown = stop_on_signal();
@@ -72,6 +72,7 @@ fn run_ts(args: TsArgs) -> Result<(), Usage> {
             args.max_clients,
             ts::DESCRIPTORS_PER_CONNECTION,
         ),
+        max_clients_per_ip: args.max_clients_per_ip.unwrap_or(usize::MAX),
         idle_timeout: args.idle_timeout,
     };
     let table = Arc::new(table);
@@ -80,6 +81,7 @@ fn run_ts(args: TsArgs) -> Result<(), Usage> {
         Some(port) => {
             let dns_options = ts::dns::DnsOptions {
                 ttl: args.ttl,
+                max_per_source: options.max_clients_per_ip,
                 ..Default::default()
             };
             let sockets = bind_dns(&args.bind, port)?;
@@ -104,10 +106,10 @@ fn bind_dns(host: &str, port: u16) -> Result<net::DnsSockets, Usage> {
 fn run_ls(args: LsArgs) -> Result<(), Usage> {
     log::set_verbose(args.verbose);
     let backends = parse_backends(&args.ts)?;
-    if args.max_inflight == 0 || args.max_clients == 0 {
+    if args.max_inflight == 0 || args.max_clients == 0 || args.max_clients_per_ip == 0 {
         return Err(Usage(cli::hint(
             Some("ls"),
-            "--max-inflight and --max-clients must be at least 1",
+            "--max-inflight, --max-clients and --max-clients-per-ip must be at least 1",
         )));
     }
     // After the signal handler's descriptors, before the listener's (one
@@ -123,6 +125,7 @@ fn run_ls(args: LsArgs) -> Result<(), Usage> {
         ts_framing: args.ts_framing,
         max_inflight: args.max_inflight,
         max_clients,
+        max_clients_per_ip: args.max_clients_per_ip,
         idle_timeout: args.idle_timeout,
         dns_timeout: args.dns_timeout,
         ts_protocol: args.ts_protocol,

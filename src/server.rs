@@ -12,6 +12,16 @@
 //! or thread for, is sent the busy reply and closed, never dropped without a
 //! word; a spare descriptor makes room to do so when `accept` itself runs
 //! out. [`fit_to_descriptors`] lowers a limit the descriptor limit cannot hold.
+//!
+//! Idle connections give way: every connection's handler keeps an
+//! [`Activity`] stamp up to date (busy from a query's arrival until its
+//! answer is sent, idle since then), registered beside the connection. When
+//! the server is full, or a source address has its fill of connections
+//! ([`ServeOptions::max_per_source`]), the accept loop closes the
+//! connection idle the longest (of that source) with `shutdown(Both)` on its
+//! registered duplicate, and the newcomer takes its place. Only when every
+//! connection is busy, or idle for less than [`EVICTABLE_AFTER`], is the
+//! newcomer turned away.
 
 use std::collections::HashMap;
 use std::io;
@@ -21,9 +31,9 @@ use std::net::{
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::thread::{self, JoinHandle};
+use std::time::{Duration, Instant};
 
 use crossbeam_channel::Sender;
-use std::time::Duration;
 
 use crate::log;
 use crate::net::is_local_shortage;
@@ -53,9 +63,14 @@ pub struct ServeOptions {
     /// How long handlers get to finish after shutdown before their
     /// connections are closed under them.
     pub grace: Duration,
-    /// Most connections open at once; one more waits briefly for a place,
-    /// then is sent `busy_reply` and closed.
+    /// Most connections open at once; one more takes the place of the
+    /// longest-idle connection, or, when none is idle, waits briefly for a
+    /// place, then is sent `busy_reply` and closed.
     pub max_connections: usize,
+    /// Most connections open at once from one source address; one more
+    /// takes the place of that source's longest-idle connection, or is sent
+    /// `busy_reply` and closed when none of them is idle.
+    pub max_per_source: usize,
     /// The line (without newline) sent to a connection over the limit.
     pub busy_reply: &'static str,
     /// Counters the caller can read while the server runs.
@@ -69,6 +84,7 @@ impl ServeOptions {
             role: role.to_string(),
             grace,
             max_connections: usize::MAX,
+            max_per_source: usize::MAX,
             busy_reply: "",
             stats: Arc::default(),
         }
@@ -83,6 +99,8 @@ pub struct ConnectionStats {
     /// Connections turned away because the server was full, or short of
     /// descriptors or threads.
     pub refused: AtomicU64,
+    /// Idle connections closed to make room for a new one.
+    pub evicted: AtomicU64,
     open: Mutex<usize>,
     closed: Condvar,
     /// Places taken against the connection limit: a place is given back as
@@ -146,8 +164,101 @@ impl ConnectionStats {
     }
 }
 
+/// How a connection is being used, as its handler reports it, so that a
+/// full server closes one nobody is using rather than turn a newcomer away.
+///
+/// A connection is busy from the moment a query is received until its
+/// answer (or its silence) has been sent, and idle otherwise: since it was
+/// accepted, or since its last answer left. Bytes of a message not yet
+/// complete do not count: a peer that trickles a message is idle.
+///
+/// ```
+/// let activity = dnslb::server::Activity::default();
+/// assert!(activity.idle_since().is_some());
+/// activity.received(2);
+/// activity.answered(1);
+/// assert!(activity.idle_since().is_none());
+/// activity.answered(1);
+/// assert!(activity.idle_since().is_some());
+/// ```
+#[derive(Clone)]
+pub struct Activity(Arc<Mutex<Use>>);
+
+#[derive(Clone, Copy)]
+struct Use {
+    /// Queries received and not yet answered.
+    unanswered: usize,
+    /// When `unanswered` last became 0.
+    idle_since: Instant,
+}
+
+impl Default for Activity {
+    /// Idle from now.
+    fn default() -> Activity {
+        Activity(Arc::new(Mutex::new(Use {
+            unanswered: 0,
+            idle_since: Instant::now(),
+        })))
+    }
+}
+
+impl Activity {
+    /// `n` queries were received: the connection is busy until they are
+    /// answered.
+    pub fn received(&self, n: usize) {
+        sync::lock(&self.0).unanswered += n;
+    }
+
+    /// `n` queries were answered (their answers sent, or given up on).
+    pub fn answered(&self, n: usize) {
+        if n == 0 {
+            return;
+        }
+        let mut used = sync::lock(&self.0);
+        used.unanswered = used.unanswered.saturating_sub(n);
+        if used.unanswered == 0 {
+            used.idle_since = Instant::now();
+        }
+    }
+
+    /// Since when the connection has been idle; `None` while it is busy.
+    pub fn idle_since(&self) -> Option<Instant> {
+        let used = *sync::lock(&self.0);
+        (used.unanswered == 0).then_some(used.idle_since)
+    }
+}
+
+/// How long a connection must have been idle before it is closed to make
+/// room: a newcomer's first query may still be on its way, or unread.
+pub const EVICTABLE_AFTER: Duration = Duration::from_secs(1);
+
+/// Of `(key, idle since)` pairs, the key of the one idle the longest, if it
+/// has been idle for [`EVICTABLE_AFTER`] at `now`; `None` when none has
+/// (a busy one's idle since is `None`).
+///
+/// ```
+/// use std::time::{Duration, Instant};
+/// use dnslb::server::longest_idle;
+/// let now = Instant::now() + Duration::from_secs(10);
+/// let (new, old) = (now - Duration::from_millis(10), now - Duration::from_secs(5));
+/// assert_eq!(longest_idle([(1, Some(new)), (2, None), (3, Some(old))], now), Some(3));
+/// assert_eq!(longest_idle([(1, Some(new)), (2, None)], now), None);
+/// ```
+pub fn longest_idle<K>(
+    connections: impl IntoIterator<Item = (K, Option<Instant>)>,
+    now: Instant,
+) -> Option<K> {
+    connections
+        .into_iter()
+        .filter_map(|(key, since)| Some((key, since?)))
+        .filter(|&(_, since)| now.saturating_duration_since(since) >= EVICTABLE_AFTER)
+        .min_by_key(|&(_, since)| since)
+        .map(|(key, _)| key)
+}
+
 /// Accepts connections until `shutdown` triggers, running `handler` on its
-/// own thread for each.
+/// own thread for each, with the connection's [`Activity`] for the handler
+/// to keep up to date.
 ///
 /// When `shutdown` triggers, accepting stops and every connection's reads end
 /// (its handler sees end of stream once it has consumed what the peer already
@@ -165,7 +276,7 @@ pub fn serve<H>(
     handler: H,
 ) -> io::Result<()>
 where
-    H: Fn(TcpStream) + Send + Sync + 'static,
+    H: Fn(TcpStream, Activity) + Send + Sync + 'static,
 {
     let role = &options.role;
     let stats = &options.stats;
@@ -289,8 +400,10 @@ enum Accepted {
 }
 
 /// Registers `stream` and starts its handler thread, or refuses it with the
-/// busy reply when the server is full (after waiting briefly for a place) or
-/// has no descriptor or thread to serve it with.
+/// busy reply when the server (or the stream's source) is full of busy
+/// connections (after waiting briefly for a place) or has no descriptor or
+/// thread to serve it with. An idle connection is closed to make room
+/// first, when there is one.
 fn start_handler<H>(
     stream: TcpStream,
     shutdown: &Shutdown,
@@ -300,23 +413,39 @@ fn start_handler<H>(
     refusing: &mut Option<std::time::Instant>,
     handler: &Arc<H>,
 ) where
-    H: Fn(TcpStream) + Send + Sync + 'static,
+    H: Fn(TcpStream, Activity) + Send + Sync + 'static,
 {
     let (role, stats) = (&options.role, &options.stats);
-    let peer = stream
-        .peer_addr()
-        .map_or_else(|_| "unknown peer".to_string(), |a| a.to_string());
-    if !take_place(options, refusing) {
+    let peer_addr = stream.peer_addr().ok();
+    let peer = peer_addr.map_or_else(|| "unknown peer".to_string(), |a| a.to_string());
+    let source = peer_addr.map(|a| a.ip());
+    let mut made_room = false;
+    if let Some(source) = source
+        && open.count_from(source) >= options.max_per_source
+    {
+        made_room = open.evict_longest_idle(Some(source), options, &peer);
+        if !made_room {
+            stats.refused.fetch_add(1, Ordering::Relaxed);
+            log::info(format_args!(
+                "{role}: refusing {peer}: {} connections open from {source}, none idle",
+                options.max_per_source
+            ));
+            refuse(stream, options.busy_reply);
+            return;
+        }
+    }
+    if !take_place(options, open, made_room, &peer, refusing) {
         stats.refused.fetch_add(1, Ordering::Relaxed);
         log::info(format_args!(
-            "{role}: refusing {peer}: {} connections open",
+            "{role}: refusing {peer}: {} connections open, none idle",
             options.max_connections
         ));
         refuse(stream, options.busy_reply);
         return;
     }
     let place = Place(Arc::clone(stats));
-    let tracked = match open.track(&stream) {
+    let activity = Activity::default();
+    let tracked = match open.track(&stream, source, &activity) {
         Ok(tracked) => tracked,
         Err(e) => {
             stats.refused.fetch_add(1, Ordering::Relaxed);
@@ -346,7 +475,7 @@ fn start_handler<H>(
         .spawn(move || {
             let stream = sync::lock(&slot).take();
             if let Some(stream) = stream {
-                handler(stream);
+                handler(stream, activity);
             }
             // The connection is done with: its place is free at once, before
             // this thread is joined.
@@ -394,14 +523,31 @@ impl Drop for Place {
 /// connection's handler has seen the close.
 const PLACE_WAIT: Duration = Duration::from_millis(250);
 
-/// Takes a place for a new connection. While connections keep being refused
-/// (`refusing` holds when the last refusal was), refuses at once, so a flood
-/// over the limit does not hold up the accept loop.
-fn take_place(options: &ServeOptions, refusing: &mut Option<std::time::Instant>) -> bool {
+/// Takes a place for a new connection. When the server is full, closes the
+/// longest-idle connection (unless `made_room`: one was already closed for
+/// it) and waits for its place. While connections keep being refused
+/// (`refusing` holds when the last refusal was) and none is idle, refuses
+/// at once, so a flood over the limit does not hold up the accept loop.
+fn take_place(
+    options: &ServeOptions,
+    open: &Connections,
+    made_room: bool,
+    peer: &str,
+    refusing: &mut Option<std::time::Instant>,
+) -> bool {
+    let stats = &options.stats;
+    if stats.take_place(options.max_connections, Duration::ZERO) {
+        return true;
+    }
+    let made_room = made_room || open.evict_longest_idle(None, options, peer);
     let now = std::time::Instant::now();
     let flooded = refusing.is_some_and(|last| now < last + PLACE_WAIT);
-    let wait = if flooded { Duration::ZERO } else { PLACE_WAIT };
-    if options.stats.take_place(options.max_connections, wait) {
+    let wait = if flooded && !made_room {
+        Duration::ZERO
+    } else {
+        PLACE_WAIT
+    };
+    if stats.take_place(options.max_connections, wait) {
         return true;
     }
     *refusing = Some(std::time::Instant::now());
@@ -477,14 +623,25 @@ fn start_reaper(role: &str, stats: Arc<ConnectionStats>) -> io::Result<(Finished
     Ok((Finished { sender, handles }, reaper))
 }
 
-/// The open connections of one server, so that shutdown can reach them.
+/// The open connections of one server, so that shutdown can reach them,
+/// and the accept loop can close an idle one to make room.
 #[derive(Clone, Default)]
 struct Connections(Arc<Mutex<ConnectionMap>>);
 
 #[derive(Default)]
 struct ConnectionMap {
     next_id: u64,
-    streams: HashMap<u64, TcpStream>,
+    streams: HashMap<u64, Registered>,
+}
+
+/// One open connection: a duplicate of its stream to close it with, where
+/// it comes from, and how it is being used.
+struct Registered {
+    stream: TcpStream,
+    source: Option<IpAddr>,
+    activity: Activity,
+    /// Closed to make room: on its way out, no longer counted.
+    evicted: bool,
 }
 
 impl Connections {
@@ -493,21 +650,81 @@ impl Connections {
     }
 
     /// Registers a duplicate of `stream` until the returned guard drops.
-    fn track(&self, stream: &TcpStream) -> io::Result<Tracked> {
+    fn track(
+        &self,
+        stream: &TcpStream,
+        source: Option<IpAddr>,
+        activity: &Activity,
+    ) -> io::Result<Tracked> {
         let clone = stream.try_clone()?;
         let mut map = self.lock();
         let id = map.next_id;
         map.next_id += 1;
-        map.streams.insert(id, clone);
+        let registered = Registered {
+            stream: clone,
+            source,
+            activity: activity.clone(),
+            evicted: false,
+        };
+        map.streams.insert(id, registered);
         Ok(Tracked {
             connections: self.clone(),
             id,
         })
     }
 
+    /// Connections open from `source`, not counting those being closed.
+    fn count_from(&self, source: IpAddr) -> usize {
+        let map = self.lock();
+        map.streams
+            .values()
+            .filter(|r| !r.evicted && r.source == Some(source))
+            .count()
+    }
+
+    /// Closes the connection idle the longest (of those from `source`,
+    /// when given) to make room for `newcomer`; false when every one is
+    /// busy.
+    fn evict_longest_idle(
+        &self,
+        source: Option<IpAddr>,
+        options: &ServeOptions,
+        newcomer: &str,
+    ) -> bool {
+        let mut map = self.lock();
+        let candidates = map
+            .streams
+            .iter()
+            .filter(|(_, r)| !r.evicted && (source.is_none() || r.source == source))
+            .map(|(&id, r)| (id, r.activity.idle_since()));
+        let Some(id) = longest_idle(candidates, Instant::now()) else {
+            return false;
+        };
+        let Some(oldest) = map.streams.get_mut(&id) else {
+            return false;
+        };
+        oldest.evicted = true;
+        let _ = oldest.stream.shutdown(Direction::Both);
+        options.stats.evicted.fetch_add(1, Ordering::Relaxed);
+        let idle = oldest
+            .activity
+            .idle_since()
+            .map_or(Duration::ZERO, |since| since.elapsed());
+        let peer = oldest
+            .stream
+            .peer_addr()
+            .map_or_else(|_| "unknown peer".to_string(), |a| a.to_string());
+        log::info(format_args!(
+            "{}: closing {peer}, idle for {:.1} s, to make room for {newcomer}",
+            options.role,
+            idle.as_secs_f64()
+        ));
+        true
+    }
+
     fn shutdown_all(&self, direction: Direction) {
-        for stream in self.lock().streams.values() {
-            let _ = stream.shutdown(direction);
+        for registered in self.lock().streams.values() {
+            let _ = registered.stream.shutdown(direction);
         }
     }
 }
@@ -595,6 +812,28 @@ pub fn fit_to_descriptors(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_longest_idle_connection_for_a_second_or_more_gives_way() {
+        let now = Instant::now() + Duration::from_secs(60);
+        let ago = |ms| Some(now - Duration::from_millis(ms));
+        // The oldest idle one, busy ones never.
+        let conns = [(1, ago(1500)), (2, None), (3, ago(30_000)), (4, ago(2000))];
+        assert_eq!(longest_idle(conns, now), Some(3));
+        // Idle for under a second: a newcomer's first query may be on its way.
+        assert_eq!(longest_idle([(1, ago(999)), (2, None)], now), None);
+        assert_eq!(longest_idle([(1, ago(1000))], now), Some(1));
+        assert_eq!(longest_idle(Vec::<(u8, Option<Instant>)>::new(), now), None);
+        // Busy until every query received is answered.
+        let activity = Activity::default();
+        activity.received(1);
+        activity.received(2);
+        activity.answered(2);
+        assert_eq!(activity.idle_since(), None);
+        let before = Instant::now();
+        activity.answered(1);
+        assert!(activity.idle_since().is_some_and(|since| since >= before));
+    }
 
     #[test]
     fn the_descriptor_limit_is_read_from_proc_limits() {

@@ -20,7 +20,7 @@ use std::time::Duration;
 use crate::framing::{Frame, Framing, MessageReader, write_message};
 use crate::log;
 use crate::net::DnsSockets;
-use crate::server::{ServeOptions, serve};
+use crate::server::{Activity, ServeOptions, serve};
 use crate::shutdown::Shutdown;
 use crate::table::Table;
 use crate::wire::{self, Dialect};
@@ -50,8 +50,12 @@ pub struct TsOptions {
     /// Reply `<name> - NOT FOUND` to names not in the table instead of
     /// staying silent.
     pub answer_misses: bool,
-    /// Most connections at once; one more is closed at once.
+    /// Most connections at once; one more takes the place of the
+    /// longest-idle one, or is closed at once when none is idle.
     pub max_clients: usize,
+    /// Most connections at once from one address (see
+    /// [`ServeOptions::max_per_source`]).
+    pub max_clients_per_ip: usize,
     /// A connection that sends nothing for this long is closed.
     pub idle_timeout: Duration,
 }
@@ -63,6 +67,7 @@ impl Default for TsOptions {
             framing: Framing::Auto,
             answer_misses: false,
             max_clients: DEFAULT_MAX_CLIENTS,
+            max_clients_per_ip: usize::MAX,
             idle_timeout: DEFAULT_IDLE_TIMEOUT,
         }
     }
@@ -80,13 +85,19 @@ pub fn run(
 ) -> io::Result<()> {
     let serve_options = ServeOptions {
         max_connections: options.max_clients,
+        max_per_source: options.max_clients_per_ip,
         ..ServeOptions::new("ts", SHUTDOWN_GRACE)
     };
-    serve(listener, shutdown, &serve_options, move |stream| {
-        if let Err(e) = answer_connection(stream, &table, options) {
-            log::info(format_args!("ts: connection ended: {e}"));
-        }
-    })
+    serve(
+        listener,
+        shutdown,
+        &serve_options,
+        move |stream, activity| {
+            if let Err(e) = answer_connection(stream, &activity, &table, options) {
+                log::info(format_args!("ts: connection ended: {e}"));
+            }
+        },
+    )
 }
 
 /// Serves `table` with the course protocol on `listener` and with DNS on
@@ -120,7 +131,12 @@ pub fn run_with_dns(
     })
 }
 
-fn answer_connection(stream: TcpStream, table: &Table, options: TsOptions) -> io::Result<()> {
+fn answer_connection(
+    stream: TcpStream,
+    activity: &Activity,
+    table: &Table,
+    options: TsOptions,
+) -> io::Result<()> {
     stream.set_nodelay(true)?;
     // An idle connection ends with a timed-out read; so does one whose
     // peer stops reading replies for as long.
@@ -129,12 +145,18 @@ fn answer_connection(stream: TcpStream, table: &Table, options: TsOptions) -> io
     let mut reader =
         MessageReader::new(stream.try_clone()?, options.framing, wire::MAX_MESSAGE_LEN);
     let mut out = BufWriter::new(stream);
+    // Queries read whose replies (or silence) have not been flushed.
+    let mut unanswered = 0;
     while let Some(frame) = reader.next_frame()? {
+        activity.received(1);
+        unanswered += 1;
         if let Some(reply) = reply_to(frame, table, options) {
             write_message(&mut out, reply.as_bytes(), reader.framing())?;
         }
         if !reader.has_buffered_message() {
             out.flush()?;
+            activity.answered(unanswered);
+            unanswered = 0;
         }
     }
     out.flush()

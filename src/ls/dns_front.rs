@@ -37,8 +37,9 @@ use super::setup::{Shared, TsProtocol};
 use super::worker::{self, Front, Replies, Unserved};
 use crate::dns::respond::{self, Accepted, Outcome as DnsOutcome, Transport};
 use crate::dns::{self, rcode};
-use crate::framing::{read_length_prefixed, write_length_prefixed};
+use crate::framing::{Timed, read_length_prefixed_timed, write_length_prefixed};
 use crate::log;
+use crate::server::Activity;
 use crate::shutdown::Shutdown;
 use crate::udp::{Received, recv_datagram, wake_on_trigger};
 use crate::wire;
@@ -174,11 +175,12 @@ fn rcode_name(rcode: u16) -> &'static str {
 /// The connection's errors; `TimedOut` when it was idle.
 pub(super) fn serve_tcp_client(
     client: TcpStream,
+    activity: Activity,
     shared: &Arc<Shared>,
     shutdown: &Shutdown,
 ) -> io::Result<()> {
     let front = TcpAnswers {
-        replies: Replies::new(&client, &shared.stats),
+        replies: Replies::new(&client, &shared.stats, activity.clone()),
         shared,
     };
     let (reading, shutdown) = (Arc::clone(shared), shutdown.clone());
@@ -189,7 +191,7 @@ pub(super) fn serve_tcp_client(
         timeout,
         front,
         move |stream, session, events| {
-            read_tcp_client(stream, &session, &reading, &shutdown, &events)
+            read_tcp_client(stream, &session, &activity, &reading, &shutdown, &events)
         },
     )
     .map_err(|unserved| match unserved {
@@ -198,23 +200,34 @@ pub(super) fn serve_tcp_client(
     })
 }
 
-/// Reads length-prefixed queries and submits each, until the client closes.
+/// Reads length-prefixed queries and submits each, until the client closes,
+/// or takes longer than `--dns-tcp-message` over one message (its queries
+/// so far are still answered). Between messages the worker's idle timeout
+/// applies.
 fn read_tcp_client(
     stream: TcpStream,
     session: &Locked<Option<Ask>>,
+    activity: &Activity,
     shared: &Shared,
     shutdown: &Shutdown,
     events: &Sender<Event>,
 ) -> Event {
     let mut reader = BufReader::new(stream);
+    let bound = shared.options.dns_tcp_message;
     loop {
-        let message = match read_length_prefixed(&mut reader) {
-            Ok(Some(message)) => message,
+        let message = match read_length_prefixed_timed(&mut reader, None, bound) {
+            Ok(Timed::Message(message)) => message,
             // A message cut short by the shutdown is not a query.
             Err(e) if e.kind() == io::ErrorKind::UnexpectedEof && shutdown.is_triggered() => {
                 return Event::ClientClosed;
             }
-            Ok(None) => return Event::ClientClosed,
+            Ok(Timed::End | Timed::Idle) => return Event::ClientClosed,
+            Ok(Timed::Slow) => {
+                log::info(format_args!(
+                    "ls dns: closing a tcp client whose message took over {bound:?}"
+                ));
+                return Event::ClientClosed;
+            }
             Err(e) => return Event::ClientFailed(e),
         };
         let mut s = session.lock_with_room();
@@ -224,7 +237,11 @@ fn read_tcp_client(
             shared.stats.abandoned.fetch_add(1, Ordering::Release);
             return Event::ClientClosed;
         }
-        let wake = match take(&message, Transport::Tcp, None, shared) {
+        let taken = take(&message, Transport::Tcp, None, shared);
+        if !matches!(taken, Take::Drop) {
+            activity.received(1);
+        }
+        let wake = match taken {
             Take::Drop => continue,
             Take::Answer(bytes, outcome) => s.submit_made(outcome, Answer::Made(bytes), None, None),
             Take::Ask(request) => s.submit(Request {
@@ -269,7 +286,10 @@ impl Front for TcpAnswers<'_> {
             }),
             None => match settled.answer {
                 Some(Answer::Made(bytes)) => (bytes, settled.outcome),
-                _ => return Ok(()),
+                _ => {
+                    self.replies.skip();
+                    return Ok(());
+                }
             },
         };
         count_rcode(self.shared, &bytes);

@@ -22,6 +22,16 @@ pub const DEFAULT_DNS_TIMEOUT: Duration = Duration::from_secs(2);
 /// How long a link waits for a TS to accept its connection.
 pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(1);
 
+/// Queries in flight per client when none is given. Each costs the LS
+/// about 550 bytes until its reply is sent, so a client that sends queries
+/// and reads no replies holds about 1 MB.
+pub const DEFAULT_MAX_INFLIGHT: usize = 1024;
+
+/// Clients connected at once from one address when none is given: a
+/// quarter of the default `--max-clients`, so that one host (or one NAT)
+/// cannot hold every place.
+pub const DEFAULT_MAX_CLIENTS_PER_IP: usize = 256;
+
 /// The line sent to a client over `--max-clients` before it is closed.
 pub const BUSY_REPLY: &str = wire::SERVER_BUSY;
 
@@ -92,8 +102,17 @@ pub struct LsOptions {
     /// Most queries in flight per client; past it the LS stops reading that
     /// client until replies have gone out. Always 1 towards bare TSes.
     pub max_inflight: usize,
-    /// Most clients connected at once; one more gets [`BUSY_REPLY`].
+    /// Most clients connected at once (per front end); one more takes the
+    /// place of the client idle the longest, or gets [`BUSY_REPLY`] when
+    /// none is idle.
     pub max_clients: usize,
+    /// Most clients connected at once from one address (per front end); one
+    /// more takes the place of that address's longest-idle client, or gets
+    /// [`BUSY_REPLY`].
+    pub max_clients_per_ip: usize,
+    /// How long a DNS-over-TCP client may take over one query message,
+    /// from its first byte to its last, before it is closed.
+    pub dns_tcp_message: Duration,
     /// A client that sends nothing for this long (with nothing in flight), or
     /// reads none of its replies for this long, is closed.
     pub idle_timeout: Duration,
@@ -102,8 +121,9 @@ pub struct LsOptions {
 impl LsOptions {
     /// Options with the defaults: 5 s timeout (2 s for DNS queries), 2020
     /// dialect, auto-detected client framing, the line protocol with line
-    /// framing towards the TSes, 4096 queries in flight per client, 1024
-    /// clients, 300 s idle timeout, no cache.
+    /// framing towards the TSes, 1024 queries in flight per client, 1024
+    /// clients and 256 per address, 300 s idle timeout, 5 s per DNS-over-TCP
+    /// message, no cache.
     pub fn new(backends: Vec<Backend>) -> LsOptions {
         LsOptions {
             backends,
@@ -114,8 +134,10 @@ impl LsOptions {
             ts_protocol: TsProtocol::Line,
             dns_timeout: DEFAULT_DNS_TIMEOUT,
             cache: 0,
-            max_inflight: 4096,
+            max_inflight: DEFAULT_MAX_INFLIGHT,
             max_clients: 1024,
+            max_clients_per_ip: DEFAULT_MAX_CLIENTS_PER_IP,
+            dns_tcp_message: crate::framing::DNS_MESSAGE_BOUND,
             idle_timeout: Duration::from_secs(300),
         }
     }

@@ -40,6 +40,7 @@ use super::stats::Stats;
 use crate::dns::{self, Question, Record, rtype};
 use crate::framing::{Frame, Framing, MessageReader, is_timeout, write_message};
 use crate::log;
+use crate::server::Activity;
 use crate::shutdown::Shutdown;
 use crate::wire::{self, Dialect, QueryError};
 
@@ -70,6 +71,9 @@ const CLIENT_READER_STACK: usize = 64 * 1024;
 /// deadlines (shorter waits are the cost of writing, not a stalled client).
 const STALL_NOTICE: Duration = Duration::from_millis(5);
 
+/// Most settled replies the worker takes from its session at once.
+const WRITE_BATCH: usize = 256;
+
 /// Most queries the client reader submits under one lock.
 const READ_BATCH: usize = 64;
 
@@ -84,13 +88,14 @@ const UNANSWERED_COUNT_BOUND: Duration = Duration::from_secs(1);
 /// The client connection's errors; `TimedOut` when it was idle.
 pub(super) fn serve_client(
     client: TcpStream,
+    activity: Activity,
     shared: &Arc<Shared>,
     shutdown: &Shutdown,
 ) -> io::Result<()> {
     let options = &shared.options;
     let (framing, shutdown) = (options.client_framing, shutdown.clone());
     let front = CourseReplies {
-        replies: Replies::new(&client, &shared.stats),
+        replies: Replies::new(&client, &shared.stats, activity.clone()),
         shared,
     };
     let served = serve_connection(
@@ -100,7 +105,7 @@ pub(super) fn serve_client(
         front,
         move |stream, session, events| {
             let mut reader = MessageReader::new(stream, framing, wire::MAX_MESSAGE_LEN);
-            read_client(&mut reader, &session, &shutdown, &events)
+            read_client(&mut reader, &session, &activity, &shutdown, &events)
         },
     );
     match served {
@@ -242,7 +247,13 @@ pub(super) fn work<F: Front>(
         // a link that came up) are sent as they are written; the reader
         // sends its own batches.
         s.maintain_links(now);
-        let ready: Vec<Settled<Answer, F::Tag>> = std::iter::from_fn(|| s.pop_ready()).collect();
+        // At most a batch: replies taken out of the session no longer
+        // count against `--max-inflight`, so while a client that does not
+        // read blocks the write, only this many wait outside the count.
+        let ready: Vec<Settled<Answer, F::Tag>> = std::iter::from_fn(|| s.pop_ready())
+            .take(WRITE_BATCH)
+            .collect();
+        let more_ready = ready.len() == WRITE_BATCH;
         let (in_flight, wake, framing) = (s.in_flight(), s.next_wakeup(), s.client_framing());
         let (reader_waits, last_submit) = (s.reader_waits(), s.last_submit());
         drop(s);
@@ -256,7 +267,7 @@ pub(super) fn work<F: Front>(
                     record(&settled, shared);
                     front.reply(settled, framing)?;
                 }
-                if events.is_empty() {
+                if events.is_empty() && !more_ready {
                     front.flush()?;
                 }
                 Ok(())
@@ -266,7 +277,7 @@ pub(super) fn work<F: Front>(
         if !client_open && in_flight == 0 {
             return front.flush();
         }
-        if !events.is_empty() || write_to_client(session, || front.flush())? {
+        if more_ready || !events.is_empty() || write_to_client(session, || front.flush())? {
             continue;
         }
         // Queries the reader submits meanwhile have later deadlines than
@@ -355,6 +366,7 @@ fn record<T>(settled: &Settled<Answer, T>, shared: &Shared) {
 fn read_client(
     reader: &mut MessageReader,
     session: &Locked,
+    activity: &Activity,
     shutdown: &Shutdown,
     events: &Sender<Event>,
 ) -> Event {
@@ -383,6 +395,7 @@ fn read_client(
                 continue;
             }
             s.set_client_framing(reader.framing());
+            activity.received(1);
             if submit_course_query(&mut s, query) {
                 // At once, before waiting for room for the next one. Never
                 // blocks under the lock: a full channel already has the
@@ -468,6 +481,9 @@ fn count_abandoned<T>(s: &Session<T>) {
 pub(super) struct Replies<'a> {
     client: &'a TcpStream,
     stats: &'a Stats,
+    /// Told of each reply once it is sent (or lost): the client is busy
+    /// until then.
+    activity: Activity,
     bytes: Vec<u8>,
     /// Where each buffered reply ends in `bytes`, and how its query ended.
     ends: Vec<(usize, Outcome)>,
@@ -477,10 +493,11 @@ impl<'a> Replies<'a> {
     /// Replies are sent once this many bytes are buffered, or on `flush`.
     const BATCH: usize = 8 * 1024;
 
-    pub(super) fn new(client: &'a TcpStream, stats: &'a Stats) -> Replies<'a> {
+    pub(super) fn new(client: &'a TcpStream, stats: &'a Stats, activity: Activity) -> Replies<'a> {
         Replies {
             client,
             stats,
+            activity,
             bytes: Vec::with_capacity(Self::BATCH),
             ends: Vec::new(),
         }
@@ -522,9 +539,15 @@ impl<'a> Replies<'a> {
         }
         let lost = (self.ends.len() - delivered) as u64;
         self.stats.abandoned.fetch_add(lost, Ordering::Release);
+        self.activity.answered(self.ends.len());
         self.bytes.clear();
         self.ends.clear();
         result
+    }
+
+    /// A query settled with nothing to send: answered all the same.
+    pub(super) fn skip(&self) {
+        self.activity.answered(1);
     }
 }
 

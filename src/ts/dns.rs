@@ -7,7 +7,10 @@
 //! datagram waits on another), woken for shutdown by a datagram to its own
 //! socket. TCP (RFC 7766) is [`serve`]'s thread per connection: queries
 //! framed by a two-byte length, answered in order, many per connection and
-//! pipelined, the connection closed after an idle timeout.
+//! pipelined, the connection closed after an idle timeout or when a message
+//! takes longer than [`DnsOptions::tcp_message`] from its first byte to its
+//! last; when every place is taken, the connection idle the longest makes
+//! room for a new one.
 
 use std::io::{self, BufReader, BufWriter, Write};
 use std::net::{TcpStream, UdpSocket};
@@ -18,10 +21,10 @@ use std::time::Duration;
 pub use crate::dns::respond::Transport;
 use crate::dns::respond::{Accepted, QTYPE_ANY, Query, accept_query};
 use crate::dns::{self, Header, Record, rcode, rtype};
-use crate::framing::{self, read_length_prefixed, write_length_prefixed};
+use crate::framing::{self, Timed, read_length_prefixed_timed, write_length_prefixed};
 use crate::log;
 use crate::net::DnsSockets;
-use crate::server::{ServeOptions, serve};
+use crate::server::{Activity, ServeOptions, serve};
 use crate::shutdown::Shutdown;
 use crate::table::Table;
 use crate::udp::{RECV_BUFFER, Received, recv_datagram, wake_on_trigger};
@@ -39,8 +42,14 @@ pub struct DnsOptions {
     pub ttl: u32,
     /// How long a TCP connection may stay silent before it is closed.
     pub tcp_idle: Duration,
-    /// Most TCP connections open at once; one more is closed at once.
+    /// How long one TCP message may take, from its first byte to its last.
+    pub tcp_message: Duration,
+    /// Most TCP connections open at once; one more takes the place of the
+    /// longest-idle one, or is closed at once when none is idle.
     pub max_connections: usize,
+    /// Most TCP connections open at once from one address (see
+    /// [`ServeOptions::max_per_source`]).
+    pub max_per_source: usize,
 }
 
 impl Default for DnsOptions {
@@ -48,7 +57,9 @@ impl Default for DnsOptions {
         DnsOptions {
             ttl: DEFAULT_TTL,
             tcp_idle: DEFAULT_TCP_IDLE,
+            tcp_message: framing::DNS_MESSAGE_BOUND,
             max_connections: 1024,
+            max_per_source: usize::MAX,
         }
     }
 }
@@ -147,10 +158,11 @@ pub fn run(
         .spawn(move || serve_udp(&udp, &udp_table, options.ttl, &udp_shutdown))?;
     let serve_options = ServeOptions {
         max_connections: options.max_connections,
+        max_per_source: options.max_per_source,
         ..ServeOptions::new("ts dns", super::SHUTDOWN_GRACE)
     };
-    let tcp_result = serve(tcp, shutdown, &serve_options, move |stream| {
-        if let Err(e) = answer_tcp(stream, &table, options) {
+    let tcp_result = serve(tcp, shutdown, &serve_options, move |stream, activity| {
+        if let Err(e) = answer_tcp(stream, &activity, &table, options) {
             log::info(format_args!("ts dns: tcp connection ended: {e}"));
         }
     });
@@ -182,30 +194,49 @@ fn serve_udp(socket: &UdpSocket, table: &Table, ttl: u32, shutdown: &Shutdown) -
 
 /// Answers the queries of one TCP connection in order, flushing whenever
 /// no further query is already buffered, until the peer closes, goes
-/// silent for `tcp_idle`, or the server shuts down.
-fn answer_tcp(stream: TcpStream, table: &Table, options: DnsOptions) -> io::Result<()> {
+/// silent for `tcp_idle`, takes longer than `tcp_message` over one
+/// message, or the server shuts down.
+fn answer_tcp(
+    stream: TcpStream,
+    activity: &Activity,
+    table: &Table,
+    options: DnsOptions,
+) -> io::Result<()> {
     stream.set_nodelay(true)?;
-    stream.set_read_timeout(Some(options.tcp_idle))?;
     let mut reader = BufReader::new(stream.try_clone()?);
     let mut out = BufWriter::new(stream);
+    // Queries read whose answers have not been flushed.
+    let mut unanswered = 0;
     loop {
-        let query = match read_length_prefixed(&mut reader) {
-            Ok(Some(query)) => query,
-            Ok(None) => break,
-            Err(e) if framing::is_timeout(&e) => {
+        let read =
+            read_length_prefixed_timed(&mut reader, Some(options.tcp_idle), options.tcp_message);
+        let query = match read? {
+            Timed::Message(query) => query,
+            Timed::End => break,
+            Timed::Idle => {
                 log::info(format_args!(
                     "ts dns: closing a tcp connection idle for {:?}",
                     options.tcp_idle
                 ));
                 break;
             }
-            Err(e) => return Err(e),
+            Timed::Slow => {
+                log::info(format_args!(
+                    "ts dns: closing a tcp connection whose message took over {:?}",
+                    options.tcp_message
+                ));
+                break;
+            }
         };
+        activity.received(1);
+        unanswered += 1;
         if let Some(answer) = respond(&query, table, options.ttl, Transport::Tcp) {
             write_length_prefixed(&mut out, &answer)?;
         }
         if !holds_whole_message(reader.buffer()) {
             out.flush()?;
+            activity.answered(unanswered);
+            unanswered = 0;
         }
     }
     out.flush()
