@@ -79,6 +79,14 @@ fn take(bytes: &[u8], transport: Transport, peer: Option<SocketAddr>, shared: &S
         }
         Some(Accepted::Query(query)) => query,
     };
+    if query.question.qclass != dns::CLASS_IN {
+        // The TSes hold only the Internet class (CH `version.bind` and the
+        // like): refused at once, whatever the TSes speak.
+        return Take::Answer(
+            respond::answer(&query, &DnsOutcome::Refused),
+            Outcome::Refused,
+        );
+    }
     if let Some(hit) = shared
         .cache
         .as_ref()
