@@ -16,6 +16,7 @@ mod cli;
 use cli::{BenchArgs, ClientArgs, LsArgs, PingArgs, Role, TsArgs, UdpEchoArgs, UdpLbArgs};
 use dnslb::bench::{self, BenchOptions, Names};
 use dnslb::client::{self, ClientOptions};
+use dnslb::dns::rrl::RateLimit;
 use dnslb::framing::Framing;
 use dnslb::ls::{self, Backend, Ls, LsOptions};
 use dnslb::server;
@@ -80,6 +81,7 @@ fn run_ts(args: TsArgs) -> Result<(), Usage> {
         Some(port) => {
             let dns_options = ts::dns::DnsOptions {
                 ttl: args.ttl,
+                rrl: rate_limit("ts", args.rrl, args.rrl_slip)?,
                 ..Default::default()
             };
             let sockets = bind_dns(&args.bind, port)?;
@@ -87,6 +89,18 @@ fn run_ts(args: TsArgs) -> Result<(), Usage> {
         }
     };
     result.map_err(|e| Usage(format!("ts: {e}")))
+}
+
+/// `--rrl` and `--rrl-slip` as a rate limit; `--rrl 0` is a usage error.
+fn rate_limit(role: &str, rate: Option<u32>, slip: u32) -> Result<Option<RateLimit>, Usage> {
+    match rate {
+        None => Ok(None),
+        Some(0) => Err(Usage(cli::hint(
+            Some(role),
+            "--rrl must be at least 1 (leave it out for no limit)",
+        ))),
+        Some(rate) => Ok(Some(RateLimit { rate, slip })),
+    }
 }
 
 /// Binds the DNS side's UDP and TCP sockets and announces them after the
@@ -127,6 +141,8 @@ fn run_ls(args: LsArgs) -> Result<(), Usage> {
         dns_timeout: args.dns_timeout,
         ts_protocol: args.ts_protocol,
         cache: args.cache,
+        rrl: rate_limit("ls", args.rrl, args.rrl_slip)?,
+        allow: args.allow,
         ..LsOptions::new(backends)
     };
     let ls = Ls::new(options).map_err(Usage)?;

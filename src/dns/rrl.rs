@@ -131,6 +131,28 @@ impl Bucket {
     }
 }
 
+/// The start-up line's account of `limit`.
+///
+/// ```
+/// use dnslb::dns::rrl::{describe, RateLimit};
+/// assert_eq!(describe(RateLimit { rate: 20, slip: 2 }),
+///     "at most 20 UDP answers per second per /24 (IPv4) or /56 (IPv6); \
+///      every 2nd one past it sent truncated (--rrl, --rrl-slip)");
+/// ```
+pub fn describe(limit: RateLimit) -> String {
+    let slip = match limit.slip {
+        0 => "none past it sent truncated".to_string(),
+        1 => "every one past it sent truncated".to_string(),
+        2 => "every 2nd one past it sent truncated".to_string(),
+        3 => "every 3rd one past it sent truncated".to_string(),
+        n => format!("every {n}th one past it sent truncated"),
+    };
+    format!(
+        "at most {} UDP answers per second per /24 (IPv4) or /56 (IPv6); {slip} (--rrl, --rrl-slip)",
+        limit.rate
+    )
+}
+
 /// The buckets of every network answered lately, and what was limited.
 #[derive(Debug)]
 pub struct Limiter {

@@ -15,7 +15,7 @@ use std::io::{self, BufReader, BufWriter, Write};
 use std::net::{TcpStream, UdpSocket};
 use std::sync::Arc;
 use std::thread;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 pub use crate::dns::respond::Transport;
 use crate::dns::respond::{Accepted, QTYPE_ANY, Query, accept_query};
@@ -29,6 +29,7 @@ use crate::table::Table;
 use crate::udp::{RECV_BUFFER, Received, recv_datagram, wake_on_trigger};
 
 use crate::dns::respond::DEFAULT_TTL;
+use crate::dns::rrl::{self, Limiter, RateLimit, Verdict};
 
 /// How long a TCP connection may stay silent before the TS closes it
 /// (RFC 7766 §6.2.3 asks servers for a timeout of seconds, not minutes).
@@ -43,6 +44,8 @@ pub struct DnsOptions {
     pub tcp_idle: Duration,
     /// Most TCP connections open at once; one more is closed at once.
     pub max_connections: usize,
+    /// The limit on UDP answers per network (`--rrl`); `None`: no limit.
+    pub rrl: Option<RateLimit>,
 }
 
 impl Default for DnsOptions {
@@ -51,6 +54,7 @@ impl Default for DnsOptions {
             ttl: DEFAULT_TTL,
             tcp_idle: DEFAULT_TCP_IDLE,
             max_connections: 1024,
+            rrl: None,
         }
     }
 }
@@ -246,9 +250,12 @@ pub fn run(
     let udp_table = Arc::clone(&table);
     let udp_shutdown = shutdown.clone();
     let _wake = wake_on_trigger(&udp, shutdown)?;
+    if let Some(limit) = options.rrl {
+        log::warn(format_args!("ts dns: {}", rrl::describe(limit)));
+    }
     let udp_thread = thread::Builder::new()
         .name("ts dns udp".into())
-        .spawn(move || serve_udp(&udp, &udp_table, options.ttl, &udp_shutdown))?;
+        .spawn(move || serve_udp(&udp, &udp_table, options, &udp_shutdown))?;
     let serve_options = ServeOptions {
         max_connections: options.max_connections,
         ..ServeOptions::new("ts dns", super::SHUTDOWN_GRACE)
@@ -264,7 +271,32 @@ pub fn run(
     tcp_result.and(udp_result)
 }
 
-fn serve_udp(socket: &UdpSocket, table: &Table, ttl: u32, shutdown: &Shutdown) -> io::Result<()> {
+fn serve_udp(
+    socket: &UdpSocket,
+    table: &Table,
+    options: DnsOptions,
+    shutdown: &Shutdown,
+) -> io::Result<()> {
+    let mut limiter = options.rrl.map(Limiter::new);
+    let served = answer_udp(socket, table, options.ttl, limiter.as_mut(), shutdown);
+    if let Some(limiter) = limiter {
+        log::warn(format_args!(
+            "ts dns: rate limit: {} UDP answers dropped, {} sent truncated",
+            limiter.dropped(),
+            limiter.slipped()
+        ));
+    }
+    served
+}
+
+/// Answers each datagram in turn, through `limiter` when there is one.
+fn answer_udp(
+    socket: &UdpSocket,
+    table: &Table,
+    ttl: u32,
+    mut limiter: Option<&mut Limiter>,
+    shutdown: &Shutdown,
+) -> io::Result<()> {
     let mut buf = vec![0; RECV_BUFFER];
     while !shutdown.is_triggered() {
         let Received::Datagram(len, peer) = recv_datagram(socket, &mut buf, "ts dns")? else {
@@ -276,6 +308,14 @@ fn serve_udp(socket: &UdpSocket, table: &Table, ttl: u32, shutdown: &Shutdown) -
         let Some(answer) = respond(&buf[..len], table, ttl, Transport::Udp) else {
             log::info(format_args!("ts dns: dropped {len} bytes from {peer}"));
             continue;
+        };
+        let verdict = limiter.as_deref_mut().map_or(Verdict::Send, |limiter| {
+            limiter.check(peer.ip(), Instant::now())
+        });
+        let answer = match verdict {
+            Verdict::Send => answer,
+            Verdict::Slip => rrl::slip_response(&answer),
+            Verdict::Drop => continue,
         };
         if let Err(e) = socket.send_to(&answer, peer) {
             log::info(format_args!("ts dns: cannot answer {peer}: {e}"));
