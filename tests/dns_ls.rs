@@ -14,6 +14,7 @@ use hickory_proto::op::{Message, ResponseCode};
 use hickory_proto::rr::rdata::A;
 use hickory_proto::rr::{Name, RData, Record, RecordType};
 
+use dnslb::dns::rrl::RateLimit;
 use dnslb::ls::{LsOptions, TsProtocol};
 use dnslb::ts::TsOptions;
 use dnslb::ts::dns::DnsOptions;
@@ -446,6 +447,112 @@ fn classes_other_than_in_are_refused_at_once_whatever_the_tses_speak() {
         }
         assert_eq!(ls.snapshot().dns[3], 2, "{protocol:?}: two REFUSED counted");
     }
+}
+
+#[test]
+fn udp_answers_past_the_rate_limit_slip_as_truncated_ones() {
+    // One answer a second, and every answer past it sent truncated: each
+    // query gets one datagram back, whole or truncated.
+    let (_ts1, _ts2, ls) = dns_system(|o| o.rrl = Some(RateLimit { rate: 1, slip: 1 }));
+    let client = udp_client();
+    for id in 0..10u16 {
+        // Half asked of the TSes, half refused at once.
+        let mut q = query(id, "www.example.com.", RecordType::A);
+        if id % 2 == 1 {
+            q.queries[0].set_query_class(hickory_proto::rr::DNSClass::CH);
+        }
+        client.send_to(&q.to_vec().unwrap(), ls.dns).unwrap();
+    }
+    let (mut whole, mut truncated) = (0, 0);
+    for _ in 0..10 {
+        let answer = Message::from_vec(&udp_recv(&client)).unwrap();
+        if answer.metadata.truncation {
+            assert!(answer.answers.is_empty());
+            assert_eq!(answer.queries[0].name().to_ascii(), "www.example.com.");
+            truncated += 1;
+        } else {
+            whole += 1;
+        }
+    }
+    assert!((1..=2).contains(&whole), "{whole} whole answers");
+    let s = ls.snapshot();
+    assert_eq!(s.dns_limits[1], truncated, "{s}");
+    assert!(truncated >= 8, "{s}");
+    // TCP is not limited.
+    assert_eq!(
+        addresses(&tcp_ask(
+            ls.dns,
+            &query(11, "www.example.com.", RecordType::A)
+        )),
+        [ip(10, 0, 0, 1)]
+    );
+}
+
+#[test]
+fn sources_outside_the_allow_list_are_dropped_over_udp_and_closed_over_tcp() {
+    let (_ts1, _ts2, ls) = dns_system(|o| o.allow = "127.0.1.0/24".parse().unwrap());
+    let q = query(1, "www.example.com.", RecordType::A);
+    let outside = udp_client();
+    outside.send_to(&q.to_vec().unwrap(), ls.dns).unwrap();
+    let inside = UdpSocket::bind("127.0.1.1:0").unwrap();
+    inside.set_read_timeout(Some(BOUND)).unwrap();
+    inside.send_to(&q.to_vec().unwrap(), ls.dns).unwrap();
+    assert_eq!(
+        addresses(&Message::from_vec(&udp_recv(&inside)).unwrap()),
+        [ip(10, 0, 0, 1)]
+    );
+    // The answer to the allowed source is in; none comes to the other.
+    outside.set_read_timeout(Some(ms(200))).unwrap();
+    let mut buf = [0; 512];
+    assert!(
+        outside.recv_from(&mut buf).is_err(),
+        "a source not allowed was answered"
+    );
+    let mut tcp = tcp_connect(ls.dns);
+    let _ = tcp.write_all(&framed(&q));
+    assert!(
+        matches!(tcp.read(&mut buf), Ok(0) | Err(_)),
+        "a connection not allowed was answered"
+    );
+    assert_eq!(ls.snapshot().dns_limits[2], 2);
+}
+
+#[test]
+fn the_start_up_lines_name_the_allow_list_and_servfail_on_course_misses() {
+    let ts = start_ts(TABLE1);
+    let port = ts.addr.port().to_string();
+    let (ls, _dns, log) = spawn_dns_bin(&["ls", "0", "127.0.0.1", &port]);
+    let allow = line_containing(&log, "(--allow)");
+    assert!(
+        allow.contains("127.0.0.0/8,10.0.0.0/8,172.16.0.0/12"),
+        "{allow}"
+    );
+    assert!(allow.contains("fc00::/7,fe80::/10"), "{allow}");
+    let misses = line_containing(&log, "--answer-misses");
+    assert!(
+        misses.contains("SERVFAIL after --dns-timeout (2s)"),
+        "{misses}"
+    );
+    ls.signal(libc::SIGINT);
+    assert!(ls.wait().success());
+    let (ls, _dns, log) = spawn_dns_bin(&[
+        "ls",
+        "0",
+        "127.0.0.1",
+        &port,
+        "--allow",
+        "10.0.0.0/8",
+        "--rrl",
+        "50",
+    ]);
+    assert!(line_containing(&log, "(--allow)").contains("in 10.0.0.0/8 only"));
+    let rrl = line_containing(&log, "--rrl");
+    assert!(
+        rrl.contains("at most 50 UDP answers per second per /24"),
+        "{rrl}"
+    );
+    ls.signal(libc::SIGINT);
+    assert!(ls.wait().success());
 }
 
 #[test]

@@ -12,6 +12,7 @@ use hickory_proto::op::{Message, OpCode, ResponseCode};
 use hickory_proto::rr::rdata::NS;
 use hickory_proto::rr::{DNSClass, Name, RData, RecordType};
 
+use dnslb::dns::rrl::RateLimit;
 use dnslb::net::DnsSockets as Sockets;
 use dnslb::ts::dns::DnsOptions;
 use support::dns::*;
@@ -492,6 +493,60 @@ fn a_big_rrset_is_truncated_over_udp_and_whole_over_tcp() {
     assert!(!whole.metadata.truncation);
     assert_eq!(whole.answers.len(), 100);
     assert_eq!(whole.metadata.id, 4);
+}
+
+#[test]
+fn udp_answers_past_the_rate_limit_are_dropped_and_every_second_one_slips() {
+    let ts = DnsTs::start_with(
+        TABLE,
+        DnsOptions {
+            rrl: Some(RateLimit { rate: 2, slip: 2 }),
+            ..DnsOptions::default()
+        },
+    );
+    let flooded = udp_client();
+    for id in 0..10 {
+        let q = query(id, "www.example.com.", RecordType::A);
+        flooded.send_to(&q.to_vec().unwrap(), ts.addr).unwrap();
+    }
+    // Another /24 has its own bucket. The TS answers datagrams in turn, so
+    // once this answer is in, the ten answers are in too (loopback).
+    let other = std::net::UdpSocket::bind("127.0.1.1:0").unwrap();
+    other.set_read_timeout(Some(BOUND)).unwrap();
+    other
+        .send_to(
+            &query(99, "www.example.com.", RecordType::A)
+                .to_vec()
+                .unwrap(),
+            ts.addr,
+        )
+        .unwrap();
+    assert_eq!(
+        Message::from_vec(&udp_recv(&other)).unwrap().metadata.id,
+        99
+    );
+    flooded.set_nonblocking(true).unwrap();
+    let mut buf = vec![0; 65_536];
+    let (mut whole, mut truncated) = (0, 0);
+    while let Ok((len, _)) = flooded.recv_from(&mut buf) {
+        let answer = Message::from_vec(&buf[..len]).unwrap();
+        assert!(answer.metadata.id < 10);
+        assert_eq!(answer.queries[0].name().to_ascii(), "www.example.com.");
+        if answer.metadata.truncation {
+            assert!(answer.answers.is_empty() && answer.additionals.is_empty());
+            truncated += 1;
+        } else {
+            assert_eq!(addresses(&answer), [Ipv4Addr::new(10, 0, 0, 1)]);
+            whole += 1;
+        }
+    }
+    // Two at once (a second's worth), a third should half a second have
+    // passed; of the other seven or eight, every second one slips.
+    assert!((2..=3).contains(&whole), "{whole} whole answers");
+    assert!(
+        (3..=4).contains(&truncated),
+        "{truncated} truncated answers"
+    );
 }
 
 #[test]
