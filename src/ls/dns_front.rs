@@ -19,8 +19,12 @@
 //!
 //! What a session's TSes said becomes the response here: an answer (a
 //! course TS's line becomes one A record), NXDOMAIN when every TS said the
-//! name does not exist, REFUSED when every TS refused, SERVFAIL at the
-//! deadline (`--dns-timeout`) or when no TS could be asked.
+//! name does not exist, REFUSED when every TS refused (or at once, for a
+//! class other than IN), SERVFAIL at the deadline (`--dns-timeout`) or when
+//! no TS could be asked.
+//!
+//! Only sources in `--allow` are answered ([`admits`]); UDP answers pass
+//! the rate limit (`--rrl`, `dns::rrl`) on their way out.
 
 use std::io::{self, BufReader};
 use std::net::{SocketAddr, TcpStream, UdpSocket};
