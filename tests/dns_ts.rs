@@ -550,6 +550,50 @@ fn udp_answers_past_the_rate_limit_are_dropped_and_every_second_one_slips() {
 }
 
 #[test]
+fn the_binary_says_its_rate_limit_at_start_and_what_it_dropped_at_stop() {
+    let table = tempfile::NamedTempFile::new().unwrap();
+    std::fs::write(table.path(), TABLE).unwrap();
+    let path = table.path().to_str().unwrap();
+    let (ts, addr, log) =
+        spawn_dns_bin(&["ts", "0", "--table", path, "--rrl", "5", "--rrl-slip", "0"]);
+    let start = support::line_containing(&log, "--rrl");
+    assert!(
+        start.contains(
+            "at most 5 UDP answers per second per /24 (IPv4) or /56 (IPv6); none past it"
+        ),
+        "{start}"
+    );
+    let client = udp_client();
+    for id in 0..7 {
+        let q = query(id, "www.example.com.", RecordType::A);
+        client.send_to(&q.to_vec().unwrap(), addr).unwrap();
+    }
+    // Another /24's answer comes after the seven were dealt with.
+    let other = std::net::UdpSocket::bind("127.0.1.1:0").unwrap();
+    other.set_read_timeout(Some(BOUND)).unwrap();
+    let q = query(99, "www.example.com.", RecordType::A);
+    other.send_to(&q.to_vec().unwrap(), addr).unwrap();
+    assert_eq!(
+        Message::from_vec(&udp_recv(&other)).unwrap().metadata.id,
+        99
+    );
+    ts.signal(libc::SIGINT);
+    let stop = support::line_containing(&log, "rate limit:");
+    let dropped: u32 = stop
+        .split("rate limit: ")
+        .nth(1)
+        .and_then(|rest| rest.split(' ').next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("{stop}"));
+    assert!((1..=2).contains(&dropped), "{stop}");
+    assert!(
+        stop.ends_with("UDP answers dropped, 0 sent truncated"),
+        "{stop}"
+    );
+    assert!(ts.wait().success());
+}
+
+#[test]
 fn tcp_queries_split_anywhere_and_pipelined_are_answered_in_order() {
     let ts = DnsTs::start(TABLE);
     let mut stream = tcp_connect(ts.addr);
