@@ -54,6 +54,7 @@ fn main() -> ExitCode {
 
 fn run_ts(args: TsArgs) -> Result<(), Usage> {
     log::set_verbose(args.verbose);
+    let rrl = rate_limit("ts", args.rrl, args.rrl_slip, args.dns_port)?;
     let table = Table::load(&args.table).map_err(|e| Usage(e.to_string()))?;
     if args.max_clients == 0 {
         return Err(Usage(cli::hint(
@@ -81,7 +82,7 @@ fn run_ts(args: TsArgs) -> Result<(), Usage> {
         Some(port) => {
             let dns_options = ts::dns::DnsOptions {
                 ttl: args.ttl,
-                rrl: rate_limit("ts", args.rrl, args.rrl_slip)?,
+                rrl,
                 ..Default::default()
             };
             let sockets = bind_dns(&args.bind, port)?;
@@ -91,16 +92,21 @@ fn run_ts(args: TsArgs) -> Result<(), Usage> {
     result.map_err(|e| Usage(format!("ts: {e}")))
 }
 
-/// `--rrl` and `--rrl-slip` as a rate limit; `--rrl 0` is a usage error.
-fn rate_limit(role: &str, rate: Option<u32>, slip: u32) -> Result<Option<RateLimit>, Usage> {
-    match rate {
-        None => Ok(None),
-        Some(0) => Err(Usage(cli::hint(
-            Some(role),
-            "--rrl must be at least 1 (leave it out for no limit)",
-        ))),
-        Some(rate) => Ok(Some(RateLimit { rate, slip })),
-    }
+/// `--rrl` and `--rrl-slip` as a rate limit; `--rrl 0`, or `--rrl`
+/// without `--dns-port` (`dns`), is a usage error.
+fn rate_limit(
+    role: &str,
+    rate: Option<u32>,
+    slip: u32,
+    dns: Option<u16>,
+) -> Result<Option<RateLimit>, Usage> {
+    let problem = match (rate, dns) {
+        (None, _) => return Ok(None),
+        (Some(0), _) => "--rrl must be at least 1 (leave it out for no limit)",
+        (Some(_), None) => "--rrl limits DNS answers: it needs --dns-port",
+        (Some(rate), Some(_)) => return Ok(Some(RateLimit { rate, slip })),
+    };
+    Err(Usage(cli::hint(Some(role), problem)))
 }
 
 /// Binds the DNS side's UDP and TCP sockets and announces them after the
@@ -141,7 +147,7 @@ fn run_ls(args: LsArgs) -> Result<(), Usage> {
         dns_timeout: args.dns_timeout,
         ts_protocol: args.ts_protocol,
         cache: args.cache,
-        rrl: rate_limit("ls", args.rrl, args.rrl_slip)?,
+        rrl: rate_limit("ls", args.rrl, args.rrl_slip, args.dns_port)?,
         allow: args.allow,
         ..LsOptions::new(backends)
     };
