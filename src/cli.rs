@@ -12,6 +12,7 @@ use std::time::Duration;
 use argh::{ArgsInfo, FlagInfoKind, FromArgs};
 
 use dnslb::bench;
+use dnslb::cidr::CidrList;
 use dnslb::framing::Framing;
 use dnslb::log;
 use dnslb::ls::{self, TsProtocol};
@@ -226,6 +227,14 @@ pub struct TsArgs {
     /// TTL in seconds of DNS answers (default 300)
     #[argh(option, default = "dnslb::dns::respond::DEFAULT_TTL")]
     pub ttl: u32,
+    /// answer at most this many DNS queries per second over UDP to one /24
+    /// (IPv4) or /56 (IPv6) (default: no limit)
+    #[argh(option)]
+    pub rrl: Option<u32>,
+    /// with --rrl, every this-many-th answer past the limit is sent
+    /// truncated, so real clients ask again over TCP (default 2; 0: none)
+    #[argh(option, default = "dnslb::dns::rrl::DEFAULT_SLIP")]
+    pub rrl_slip: u32,
     /// log every query on stderr
     #[argh(switch, short = 'v')]
     pub verbose: bool,
@@ -292,6 +301,20 @@ pub struct LsArgs {
     /// keep up to this many answers, for both front ends (default 0: no cache)
     #[argh(option, default = "0")]
     pub cache: usize,
+    /// answer at most this many DNS queries per second over UDP to one /24
+    /// (IPv4) or /56 (IPv6) (default: no limit)
+    #[argh(option)]
+    pub rrl: Option<u32>,
+    /// with --rrl, every this-many-th answer past the limit is sent
+    /// truncated, so real clients ask again over TCP (default 2; 0: none)
+    #[argh(option, default = "dnslb::dns::rrl::DEFAULT_SLIP")]
+    pub rrl_slip: u32,
+    /// DNS clients answered: CIDR ranges separated by commas; others are
+    /// dropped (default: loopback and private ranges, 127.0.0.0/8,
+    /// 10.0.0.0/8, 172.16.0.0/12, 192.168.0.0/16, 169.254.0.0/16, ::1,
+    /// fc00::/7, fe80::/10)
+    #[argh(option, default = "CidrList::private()")]
+    pub allow: CidrList,
     /// log every query on stderr (name, which TS answered, time taken) and the counters every 10 s
     #[argh(switch, short = 'v')]
     pub verbose: bool,

@@ -16,7 +16,7 @@
 //! - [`table`]: a TS's records, loaded once.
 //! - [`server`]: the shutdown signal and the thread-per-connection accept loop.
 //! - [`ts`], [`ls`], [`client`]: the three roles; `ls` holds the fan-out engine.
-//! - [`net`]: host arguments to addresses.
+//! - [`net`]: host arguments to addresses; [`cidr`]: address ranges (`--allow`).
 //! - [`window`]: the credit window of a pipelined client (client and bench).
 //! - [`sync`], [`random`]: the poison-tolerant lock and the seeded
 //!   splitmix64 generator, each written once.
@@ -27,6 +27,7 @@
 //!   round-robin UDP load balancer and a ping client (docs/UDP.md).
 
 pub mod bench;
+pub mod cidr;
 pub mod client;
 pub mod dns;
 pub mod framing;

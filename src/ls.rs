@@ -44,7 +44,7 @@ use std::time::Duration;
 
 use crossbeam_channel::{RecvTimeoutError, Sender};
 
-use crate::dns::cache::SharedCache;
+use crate::dns::{self, cache::SharedCache};
 use crate::framing::Framing;
 use crate::log;
 use crate::net::DnsSockets;
@@ -134,6 +134,7 @@ impl Ls {
         shutdown: &Shutdown,
     ) -> io::Result<()> {
         let reporter = self.start_reporter();
+        self.announce_dns();
         let served = thread::scope(|scope| {
             let DnsSockets { udp, tcp } = dns;
             let udp_side = thread::Builder::new()
@@ -158,6 +159,27 @@ impl Ls {
         drop(reporter);
         log::warn(format_args!("ls: {}", self.snapshot()));
         served
+    }
+
+    /// The DNS front end's start-up lines (stderr): whom it answers, its
+    /// rate limit, and what course TSes mean for names they do not hold.
+    fn announce_dns(&self) {
+        let options = &self.shared.options;
+        log::warn(format_args!(
+            "ls dns: answering clients in {} only (--allow)",
+            options.allow
+        ));
+        if let Some(limit) = options.rrl {
+            log::warn(format_args!("ls dns: {}", dns::rrl::describe(limit)));
+        }
+        if options.ts_protocol == TsProtocol::Line {
+            log::warn(format_args!(
+                "ls dns: course TSes (--ts-protocol line) are silent on names they do not hold: \
+                 such a DNS query is SERVFAIL after --dns-timeout ({:?}) unless the TSes run \
+                 with --answer-misses",
+                options.dns_timeout
+            ));
+        }
     }
 
     /// The course protocol's accept loop.
@@ -202,6 +224,12 @@ impl Ls {
             shutdown,
             &serve_options,
             move |client, activity| {
+                // A source `--allow` leaves out: closed unread, as dnsdist does.
+                if let Ok(peer) = client.peer_addr()
+                    && !dns_front::admits(&shared, peer)
+                {
+                    return;
+                }
                 if let Err(e) = dns_front::serve_tcp_client(client, activity, &shared, &stopping) {
                     log::info(format_args!("ls dns: tcp connection ended: {e}"));
                 }

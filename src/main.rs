@@ -16,6 +16,7 @@ mod cli;
 use cli::{BenchArgs, ClientArgs, LsArgs, PingArgs, Role, TsArgs, UdpEchoArgs, UdpLbArgs};
 use dnslb::bench::{self, BenchOptions, Names};
 use dnslb::client::{self, ClientOptions};
+use dnslb::dns::rrl::RateLimit;
 use dnslb::framing::Framing;
 use dnslb::ls::{self, Backend, Ls, LsOptions};
 use dnslb::server;
@@ -53,6 +54,7 @@ fn main() -> ExitCode {
 
 fn run_ts(args: TsArgs) -> Result<(), Usage> {
     log::set_verbose(args.verbose);
+    let rrl = rate_limit("ts", args.rrl, args.rrl_slip, args.dns_port)?;
     let table = Table::load(&args.table).map_err(|e| Usage(e.to_string()))?;
     if args.max_clients == 0 || args.max_clients_per_ip == Some(0) {
         return Err(Usage(cli::hint(
@@ -82,6 +84,7 @@ fn run_ts(args: TsArgs) -> Result<(), Usage> {
             let dns_options = ts::dns::DnsOptions {
                 ttl: args.ttl,
                 max_per_source: options.max_clients_per_ip,
+                rrl,
                 ..Default::default()
             };
             let sockets = bind_dns(&args.bind, port)?;
@@ -89,6 +92,23 @@ fn run_ts(args: TsArgs) -> Result<(), Usage> {
         }
     };
     result.map_err(|e| Usage(format!("ts: {e}")))
+}
+
+/// `--rrl` and `--rrl-slip` as a rate limit; `--rrl 0`, or `--rrl`
+/// without `--dns-port` (`dns`), is a usage error.
+fn rate_limit(
+    role: &str,
+    rate: Option<u32>,
+    slip: u32,
+    dns: Option<u16>,
+) -> Result<Option<RateLimit>, Usage> {
+    let problem = match (rate, dns) {
+        (None, _) => return Ok(None),
+        (Some(0), _) => "--rrl must be at least 1 (leave it out for no limit)",
+        (Some(_), None) => "--rrl limits DNS answers: it needs --dns-port",
+        (Some(rate), Some(_)) => return Ok(Some(RateLimit { rate, slip })),
+    };
+    Err(Usage(cli::hint(Some(role), problem)))
 }
 
 /// Binds the DNS side's UDP and TCP sockets and announces them after the
@@ -130,6 +150,8 @@ fn run_ls(args: LsArgs) -> Result<(), Usage> {
         dns_timeout: args.dns_timeout,
         ts_protocol: args.ts_protocol,
         cache: args.cache,
+        rrl: rate_limit("ls", args.rrl, args.rrl_slip, args.dns_port)?,
+        allow: args.allow,
         ..LsOptions::new(backends)
     };
     let ls = Ls::new(options).map_err(Usage)?;

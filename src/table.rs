@@ -7,10 +7,17 @@
 //! (round-robin DNS): a DNS answer lists the whole set starting at that
 //! turn's address, a course answer gives that address alone.
 //!
+//! A table also says which names exist without records of their own and
+//! which zones the TS serves: as the course's top-level server, a TS is
+//! authoritative for the top-level zone of each of its names (`com.` and
+//! `edu.` for a table holding `google.com` and `www.princeton.edu`), and
+//! every name between such a zone and a table name (`princeton.edu`) exists,
+//! holding no records (an empty non-terminal, RFC 8020).
+//!
 //! Errors name the file and line, because a TS that starts with half its table
 //! would answer wrongly forever after.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::fmt;
 use std::net::Ipv4Addr;
 use std::path::{Path, PathBuf};
@@ -22,6 +29,11 @@ use crate::wire::{self, Answer};
 #[derive(Debug, Default)]
 pub struct Table {
     records: HashMap<String, RecordSet>,
+    /// Every proper suffix of a table name (`princeton.edu` and `edu` for
+    /// `www.princeton.edu`), lower case.
+    ancestors: HashSet<String>,
+    /// The top-level zones served: each name's last label, lower case.
+    zones: HashSet<String>,
 }
 
 /// The records of one name in table order, and the rotation that spreads
@@ -174,7 +186,57 @@ impl Table {
                 .answers
                 .push(answer);
         }
-        Ok(Table { records })
+        let mut ancestors = HashSet::new();
+        let mut zones = HashSet::new();
+        for key in records.keys() {
+            let mut rest = key.as_str();
+            while let Some((_, parent)) = rest.split_once('.') {
+                ancestors.insert(parent.to_string());
+                rest = parent;
+            }
+            zones.insert(rest.to_string());
+        }
+        Ok(Table {
+            records,
+            ancestors,
+            zones,
+        })
+    }
+
+    /// Whether the TS serves the top-level zone `label` (one label, any
+    /// case): the last label of one of its names.
+    ///
+    /// ```
+    /// use dnslb::table::Table;
+    /// let t = Table::parse(b"google.com 10.0.0.1 A\nwww.princeton.EDU 10.0.0.2 A").unwrap();
+    /// assert!(t.serves_zone("com") && t.serves_zone("Edu"));
+    /// assert!(!t.serves_zone("org") && !t.serves_zone("princeton.edu"));
+    /// assert_eq!(t.zones(), ["com", "edu"]);
+    /// ```
+    pub fn serves_zone(&self, label: &str) -> bool {
+        self.zones.contains(&label.to_ascii_lowercase())
+    }
+
+    /// The zones served, sorted, lower case, without a final dot.
+    pub fn zones(&self) -> Vec<&str> {
+        let mut zones: Vec<&str> = self.zones.iter().map(String::as_str).collect();
+        zones.sort_unstable();
+        zones
+    }
+
+    /// Whether the name of an already normalised key (see
+    /// [`wire::name_key`]) exists: it has records, or a name with records
+    /// lies below it.
+    ///
+    /// ```
+    /// use dnslb::table::Table;
+    /// let t = Table::parse(b"www.princeton.edu 10.0.0.2 A").unwrap();
+    /// assert!(t.name_exists("www.princeton.edu") && t.name_exists("princeton.edu"));
+    /// assert!(t.name_exists("edu"));
+    /// assert!(!t.name_exists("cs.princeton.edu") && !t.name_exists("x.www.princeton.edu"));
+    /// ```
+    pub fn name_exists(&self, key: &str) -> bool {
+        self.records.contains_key(key) || self.ancestors.contains(key)
     }
 
     /// The records of `name`, whatever its case.

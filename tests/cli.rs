@@ -157,6 +157,16 @@ fn argument_errors_name_the_role_point_at_its_help_and_exit_2() {
             &["ls", "0", "127.0.0.1", "1", "--max-clients-per-ip", "0"],
             Some("ls"),
         ),
+        (
+            &["ls", "0", "127.0.0.1", "1", "--rrl", "0", "--dns-port", "0"],
+            Some("ls"),
+        ),
+        (&["ls", "0", "127.0.0.1", "1", "--rrl", "5"], Some("ls")),
+        (&["ts", "0", "--table", "x", "--rrl", "5"], Some("ts")),
+        (
+            &["ls", "0", "127.0.0.1", "1", "--allow", "10.0.0.0/33"],
+            Some("ls"),
+        ),
         (&["ls"], Some("ls")),
         (
             &["ts", "0", "--table", "x", "--dialect", "2021"],

@@ -14,6 +14,7 @@ use hickory_proto::op::{Message, ResponseCode};
 use hickory_proto::rr::rdata::A;
 use hickory_proto::rr::{Name, RData, Record, RecordType};
 
+use dnslb::dns::rrl::RateLimit;
 use dnslb::ls::{LsOptions, TsProtocol};
 use dnslb::ts::TsOptions;
 use dnslb::ts::dns::DnsOptions;
@@ -114,7 +115,12 @@ fn an_answer_carries_the_whole_rrset_and_the_ts_ttl_and_echoes_the_query() {
 fn every_ts_saying_nxdomain_is_nxdomain_at_once() {
     let (_ts1, _ts2, ls) = dns_system(|o| o.dns_timeout = Duration::from_secs(8));
     for via in BOTH {
-        let (answer, took) = timed_ask(via, ls.dns, &query(3, "nothere.example.", RecordType::A));
+        // TS1 serves com. and says NXDOMAIN; TS2 (org. only) refuses: not its name.
+        let (answer, took) = timed_ask(
+            via,
+            ls.dns,
+            &query(3, "nothere.example.com.", RecordType::A),
+        );
         assert_eq!(answer.metadata.response_code, ResponseCode::NXDomain);
         assert_eq!(answer.metadata.id, 3);
         assert!(answer.answers.is_empty());
@@ -374,6 +380,182 @@ fn silent_course_tses_give_servfail_at_the_dns_timeout() {
 }
 
 #[test]
+fn tses_serving_their_top_level_zones_still_give_every_name_and_nxdomain() {
+    // TS1 serves com. and org., TS2 edu. and site. (the course's tables);
+    // each refuses the other's zones, and the LS takes REFUSED as "not mine".
+    let (ts1, ts2) = course_dns_tses();
+    let ls = DnsLs::start(&[ts1.addr, ts2.addr], |o| {
+        o.ts_protocol = TsProtocol::Dns;
+        o.dns_timeout = Duration::from_secs(8);
+    });
+    let hits = [
+        ("amazon.org.", ip(94, 5, 6, 7)),
+        ("rutgers.com.", ip(172, 34, 4, 6)),
+        ("www.princeton.edu.", ip(128, 1, 1, 4)),
+        ("google.site.", ip(46, 1, 3, 7)),
+    ];
+    for via in BOTH {
+        for (name, address) in hits {
+            let answer = ask(via, ls.dns, &query(1, name, RecordType::A));
+            assert_eq!(addresses(&answer), [address], "{via:?} {name}");
+        }
+        for (name, code) in [
+            ("nothinghere.com.", ResponseCode::NXDomain),
+            ("cs.princeton.edu.", ResponseCode::NXDomain),
+            ("princeton.edu.", ResponseCode::NoError),
+            ("nothinghere.net.", ResponseCode::Refused),
+            (".", ResponseCode::Refused),
+        ] {
+            let (answer, took) = timed_ask(via, ls.dns, &query(2, name, RecordType::A));
+            assert_eq!(answer.metadata.response_code, code, "{via:?} {name}");
+            assert!(answer.answers.is_empty(), "{via:?} {name}");
+            assert!(took < Duration::from_secs(4), "{via:?} {name}: {took:?}");
+        }
+        // The apex of a zone one TS serves: its SOA, from that TS.
+        let answer = ask(via, ls.dns, &query(3, "edu.", RecordType::SOA));
+        assert_eq!(answer.metadata.response_code, ResponseCode::NoError);
+        assert_eq!(answer.answers.len(), 1, "{via:?}");
+        assert_eq!(answer.answers[0].record_type(), RecordType::SOA);
+    }
+}
+
+#[test]
+fn classes_other_than_in_are_refused_at_once_whatever_the_tses_speak() {
+    // Silent TSes: an answer that waited for them would come at the DNS timeout.
+    for protocol in [TsProtocol::Line, TsProtocol::Dns] {
+        let ls = DnsLs::start(&[silent_ts(), silent_ts()], |o| {
+            o.ts_protocol = protocol;
+            o.dns_timeout = Duration::from_secs(8);
+        });
+        for via in BOTH {
+            let mut q = query(4, "version.bind.", RecordType::TXT);
+            q.queries[0].set_query_class(hickory_proto::rr::DNSClass::CH);
+            let (answer, took) = timed_ask(via, ls.dns, &q);
+            assert_eq!(
+                answer.metadata.response_code,
+                ResponseCode::Refused,
+                "{protocol:?} {via:?}"
+            );
+            assert_eq!(
+                answer.queries[0].query_class(),
+                hickory_proto::rr::DNSClass::CH
+            );
+            assert!(
+                took < Duration::from_secs(2),
+                "{protocol:?} {via:?}: {took:?}"
+            );
+        }
+        assert_eq!(ls.snapshot().dns[3], 2, "{protocol:?}: two REFUSED counted");
+    }
+}
+
+#[test]
+fn udp_answers_past_the_rate_limit_slip_as_truncated_ones() {
+    // One answer a second, and every answer past it sent truncated: each
+    // query gets one datagram back, whole or truncated.
+    let (_ts1, _ts2, ls) = dns_system(|o| o.rrl = Some(RateLimit { rate: 1, slip: 1 }));
+    let client = udp_client();
+    for id in 0..10u16 {
+        // Half asked of the TSes, half refused at once.
+        let mut q = query(id, "www.example.com.", RecordType::A);
+        if id % 2 == 1 {
+            q.queries[0].set_query_class(hickory_proto::rr::DNSClass::CH);
+        }
+        client.send_to(&q.to_vec().unwrap(), ls.dns).unwrap();
+    }
+    let (mut whole, mut truncated) = (0, 0);
+    for _ in 0..10 {
+        let answer = Message::from_vec(&udp_recv(&client)).unwrap();
+        if answer.metadata.truncation {
+            assert!(answer.answers.is_empty());
+            assert_eq!(answer.queries[0].name().to_ascii(), "www.example.com.");
+            truncated += 1;
+        } else {
+            whole += 1;
+        }
+    }
+    assert!((1..=2).contains(&whole), "{whole} whole answers");
+    let s = ls.snapshot();
+    assert_eq!(s.dns_limits[1], truncated, "{s}");
+    assert!(truncated >= 8, "{s}");
+    // TCP is not limited.
+    assert_eq!(
+        addresses(&tcp_ask(
+            ls.dns,
+            &query(11, "www.example.com.", RecordType::A)
+        )),
+        [ip(10, 0, 0, 1)]
+    );
+}
+
+#[test]
+fn sources_outside_the_allow_list_are_dropped_over_udp_and_closed_over_tcp() {
+    let (_ts1, _ts2, ls) = dns_system(|o| o.allow = "127.0.1.0/24".parse().unwrap());
+    let q = query(1, "www.example.com.", RecordType::A);
+    let outside = udp_client();
+    outside.send_to(&q.to_vec().unwrap(), ls.dns).unwrap();
+    let inside = UdpSocket::bind("127.0.1.1:0").unwrap();
+    inside.set_read_timeout(Some(BOUND)).unwrap();
+    inside.send_to(&q.to_vec().unwrap(), ls.dns).unwrap();
+    assert_eq!(
+        addresses(&Message::from_vec(&udp_recv(&inside)).unwrap()),
+        [ip(10, 0, 0, 1)]
+    );
+    // The answer to the allowed source is in; none comes to the other.
+    outside.set_read_timeout(Some(ms(200))).unwrap();
+    let mut buf = [0; 512];
+    assert!(
+        outside.recv_from(&mut buf).is_err(),
+        "a source not allowed was answered"
+    );
+    let mut tcp = tcp_connect(ls.dns);
+    let _ = tcp.write_all(&framed(&q));
+    assert!(
+        matches!(tcp.read(&mut buf), Ok(0) | Err(_)),
+        "a connection not allowed was answered"
+    );
+    assert_eq!(ls.snapshot().dns_limits[2], 2);
+}
+
+#[test]
+fn the_start_up_lines_name_the_allow_list_and_servfail_on_course_misses() {
+    let ts = start_ts(TABLE1);
+    let port = ts.addr.port().to_string();
+    let (ls, _dns, log) = spawn_dns_bin(&["ls", "0", "127.0.0.1", &port]);
+    let allow = line_containing(&log, "(--allow)");
+    assert!(
+        allow.contains("127.0.0.0/8,10.0.0.0/8,172.16.0.0/12"),
+        "{allow}"
+    );
+    assert!(allow.contains("fc00::/7,fe80::/10"), "{allow}");
+    let misses = line_containing(&log, "--answer-misses");
+    assert!(
+        misses.contains("SERVFAIL after --dns-timeout (2s)"),
+        "{misses}"
+    );
+    ls.signal(libc::SIGINT);
+    assert!(ls.wait().success());
+    let (ls, _dns, log) = spawn_dns_bin(&[
+        "ls",
+        "0",
+        "127.0.0.1",
+        &port,
+        "--allow",
+        "10.0.0.0/8",
+        "--rrl",
+        "50",
+    ]);
+    assert!(line_containing(&log, "(--allow)").contains("in 10.0.0.0/8 only"));
+    let rrl = line_containing(&log, "--rrl");
+    assert!(
+        rrl.contains("at most 50 UDP answers per second per /24"),
+        "{rrl}"
+    );
+    ls.signal(libc::SIGINT);
+    assert!(ls.wait().success());
+}
+
+#[test]
 fn course_clients_of_a_dns_speaking_ls_get_course_replies() {
     let (_ts1, _ts2, ls) = dns_system(|_| {});
     let mut client = LineClient::connect(ls.course());
@@ -441,7 +623,7 @@ fn a_second_query_is_a_cache_hit_and_served_while_the_tses_are_down() {
     assert!(second.answers[0].ttl <= 77);
     assert_eq!(ls.snapshot().cached, 1, "the second query is a cache hit");
     // A negative answer is kept too.
-    let nx = query(11, "nothere.example.", RecordType::A);
+    let nx = query(11, "nothere.example.com.", RecordType::A);
     assert_eq!(
         udp_ask(ls.dns, &nx).metadata.response_code,
         ResponseCode::NXDomain
@@ -489,7 +671,7 @@ fn servfail_is_not_cached() {
 #[test]
 fn many_queries_pipelined_over_tcp_are_all_answered() {
     let (_ts1, _ts2, ls) = dns_system(|_| {});
-    let names = ["www.example.com.", "gone.example.", "mail.example.org."];
+    let names = ["www.example.com.", "gone.example.com.", "mail.example.org."];
     let queries: Vec<Message> = (0..300u16)
         .map(|i| query(i, names[usize::from(i) % 3], RecordType::A))
         .collect();

@@ -9,8 +9,10 @@ use std::net::{Ipv4Addr, SocketAddr, TcpStream};
 use std::time::{Duration, Instant};
 
 use hickory_proto::op::{Message, OpCode, ResponseCode};
-use hickory_proto::rr::{DNSClass, RecordType};
+use hickory_proto::rr::rdata::NS;
+use hickory_proto::rr::{DNSClass, Name, RData, RecordType};
 
+use dnslb::dns::rrl::RateLimit;
 use dnslb::net::DnsSockets as Sockets;
 use dnslb::ts::dns::DnsOptions;
 use support::dns::*;
@@ -82,6 +84,192 @@ fn another_type_of_a_present_name_is_noerror_without_answers() {
         assert!(answer.metadata.authoritative);
         assert!(answer.answers.is_empty(), "{qtype}");
         assert_eq!(answer.queries[0].query_type(), qtype);
+    }
+}
+
+/// The one SOA record of a negative answer's authority section: its owner,
+/// TTL and minimum.
+fn authority_soa(answer: &Message) -> (String, u32, u32) {
+    let [record] = &answer.authorities[..] else {
+        panic!("not one authority record: {:?}", answer.authorities);
+    };
+    let RData::SOA(soa) = &record.data else {
+        panic!("not an SOA: {record:?}");
+    };
+    (record.name.to_ascii(), record.ttl, soa.minimum)
+}
+
+/// The top-level zone of `name` (with a final dot), lower case.
+fn top_level(name: &str) -> String {
+    let label = name.trim_end_matches('.').rsplit('.').next().unwrap();
+    format!("{}.", label.to_ascii_lowercase())
+}
+
+/// A table holding names under two top-level zones, com. and edu.
+const TWO_ZONES: &str = "google.com 10.1.0.1 A\nwww.princeton.edu 10.1.0.2 A\n";
+
+#[test]
+fn the_apex_of_each_top_level_zone_has_a_soa_and_an_ns() {
+    let ts = DnsTs::start_with(
+        TWO_ZONES,
+        DnsOptions {
+            ttl: 120,
+            ..DnsOptions::default()
+        },
+    );
+    for zone in ["com.", "EDU."] {
+        for via_tcp in [false, true] {
+            let ask = |q: &Message| {
+                if via_tcp {
+                    tcp_ask(ts.addr, q)
+                } else {
+                    udp_ask(ts.addr, q)
+                }
+            };
+            let answer = ask(&query(1, zone, RecordType::SOA));
+            assert_eq!(
+                answer.metadata.response_code,
+                ResponseCode::NoError,
+                "{zone}"
+            );
+            assert!(answer.metadata.authoritative, "{zone}");
+            let [record] = &answer.answers[..] else {
+                panic!("{zone}: {:?}", answer.answers)
+            };
+            assert_eq!((record.name.to_ascii().as_str(), record.ttl), (zone, 120));
+            let RData::SOA(soa) = &record.data else {
+                panic!("{record:?}")
+            };
+            assert_eq!(soa.mname.to_ascii(), "ts.dnslb.invalid.");
+            assert_eq!(
+                soa.rname.to_ascii().to_ascii_lowercase(),
+                format!("hostmaster.{}", zone.to_ascii_lowercase())
+            );
+            assert_eq!((soa.serial, soa.minimum), (1, 120));
+
+            let answer = ask(&query(2, zone, RecordType::NS));
+            assert!(answer.metadata.authoritative);
+            let [record] = &answer.answers[..] else {
+                panic!("{zone}: {:?}", answer.answers)
+            };
+            assert_eq!(
+                record.data,
+                RData::NS(NS(Name::from_ascii("ts.dnslb.invalid.").unwrap()))
+            );
+
+            // Another type at the apex: NODATA with the SOA.
+            let answer = ask(&query(3, zone, RecordType::A));
+            assert_eq!(answer.metadata.response_code, ResponseCode::NoError);
+            assert!(answer.answers.is_empty());
+            assert_eq!(authority_soa(&answer).0, zone);
+        }
+    }
+    let any = udp_ask(ts.addr, &query(4, "com.", RecordType::ANY));
+    let types: Vec<_> = any.answers.iter().map(|r| r.record_type()).collect();
+    assert_eq!(types, [RecordType::SOA, RecordType::NS]);
+}
+
+#[test]
+fn a_missing_name_in_a_zone_served_is_nxdomain_with_the_zones_soa() {
+    let ts = DnsTs::start_with(
+        TWO_ZONES,
+        DnsOptions {
+            ttl: 90,
+            ..DnsOptions::default()
+        },
+    );
+    for name in [
+        "nothere.com.",
+        "cs.princeton.edu.",
+        "x.www.princeton.edu.",
+        "a.b.c.COM.",
+    ] {
+        let answer = udp_ask(ts.addr, &query(5, name, RecordType::A));
+        assert_eq!(
+            answer.metadata.response_code,
+            ResponseCode::NXDomain,
+            "{name}"
+        );
+        assert!(answer.metadata.authoritative, "{name}");
+        assert!(answer.answers.is_empty(), "{name}");
+        let (owner, ttl, minimum) = authority_soa(&answer);
+        assert_eq!(owner.to_ascii_lowercase(), top_level(name), "{name}");
+        assert_eq!(ttl, minimum.min(90), "the negative TTL (RFC 2308 §5)");
+    }
+}
+
+#[test]
+fn a_name_without_records_of_the_type_asked_is_nodata_with_the_soa() {
+    let ts = DnsTs::start(TWO_ZONES);
+    // A name with an A record asked for another type, and a name that
+    // exists only because a table name lies below it (RFC 8020: it must
+    // not be NXDOMAIN, or www.princeton.edu would be denied too).
+    for (name, qtype) in [
+        ("google.com.", RecordType::AAAA),
+        ("www.princeton.edu.", RecordType::MX),
+        ("princeton.edu.", RecordType::A),
+        ("Princeton.EDU.", RecordType::NS),
+    ] {
+        let answer = udp_ask(ts.addr, &query(6, name, qtype));
+        assert_eq!(
+            answer.metadata.response_code,
+            ResponseCode::NoError,
+            "{name}"
+        );
+        assert!(
+            answer.metadata.authoritative && answer.answers.is_empty(),
+            "{name}"
+        );
+        let owner = authority_soa(&answer).0;
+        assert_eq!(owner.to_ascii_lowercase(), top_level(name), "{name}");
+    }
+}
+
+#[test]
+fn the_root_and_names_under_zones_not_served_are_refused() {
+    let ts = DnsTs::start(TWO_ZONES);
+    for (name, qtype) in [
+        (".", RecordType::NS),
+        (".", RecordType::SOA),
+        ("org.", RecordType::SOA),
+        ("amazon.org.", RecordType::A),
+        ("a.root-servers.net.", RecordType::A),
+        ("google.site.", RecordType::A),
+    ] {
+        for answer in [
+            udp_ask(ts.addr, &query(7, name, qtype)),
+            tcp_ask(ts.addr, &query(7, name, qtype)),
+        ] {
+            assert_eq!(
+                answer.metadata.response_code,
+                ResponseCode::Refused,
+                "{name}"
+            );
+            assert!(!answer.metadata.authoritative, "{name}");
+            assert!(
+                answer.answers.is_empty() && answer.authorities.is_empty(),
+                "{name}"
+            );
+            assert_eq!(answer.queries[0].name().to_ascii(), name);
+        }
+    }
+}
+
+#[test]
+fn other_classes_are_refused() {
+    let ts = DnsTs::start(TABLE);
+    for class in [DNSClass::CH, DNSClass::HS] {
+        for name in ["version.bind.", "www.example.com."] {
+            let mut q = query(9, name, RecordType::TXT);
+            q.queries[0].set_query_class(class);
+            let answer = udp_ask(ts.addr, &q);
+            assert_eq!(
+                answer.metadata.response_code,
+                ResponseCode::Refused,
+                "{name} {class}"
+            );
+            assert!(answer.answers.is_empty() && !answer.metadata.authoritative);
+        }
     }
 }
 
@@ -272,10 +460,30 @@ fn a_big_rrset_is_truncated_over_udp_and_whole_over_tcp() {
     assert!(small.metadata.truncation && small.answers.is_empty());
     assert!(small.edns.is_some(), "the OPT stays in a truncated answer");
 
-    let q = with_edns(query(3, "big.example.com.", RecordType::A), 4096, 0, false);
-    let roomy = udp_ask(ts.addr, &q);
+    // However large the client's size, a UDP answer is at most 1232 bytes
+    // (RFC 9715): a 30-byte query draws no 64 KB datagram.
+    for payload in [4096, 65_535] {
+        let q = with_edns(
+            query(3, "big.example.com.", RecordType::A),
+            payload,
+            0,
+            false,
+        );
+        let raw = udp_raw(ts.addr, &q.to_vec().unwrap());
+        assert!(raw.len() <= 1232, "{payload}: {} bytes", raw.len());
+        let capped = Message::from_vec(&raw).unwrap();
+        assert!(capped.metadata.truncation && capped.answers.is_empty());
+    }
+    let fits = DnsTs::start(&big_table(60));
+    let q = with_edns(
+        query(3, "big.example.com.", RecordType::A),
+        65_535,
+        0,
+        false,
+    );
+    let roomy = udp_ask(fits.addr, &q);
     assert!(!roomy.metadata.truncation);
-    assert_eq!(roomy.answers.len(), 100);
+    assert_eq!(roomy.answers.len(), 60);
 
     let mut stream = tcp_connect(ts.addr);
     stream
@@ -285,6 +493,104 @@ fn a_big_rrset_is_truncated_over_udp_and_whole_over_tcp() {
     assert!(!whole.metadata.truncation);
     assert_eq!(whole.answers.len(), 100);
     assert_eq!(whole.metadata.id, 4);
+}
+
+#[test]
+fn udp_answers_past_the_rate_limit_are_dropped_and_every_second_one_slips() {
+    let ts = DnsTs::start_with(
+        TABLE,
+        DnsOptions {
+            rrl: Some(RateLimit { rate: 2, slip: 2 }),
+            ..DnsOptions::default()
+        },
+    );
+    let flooded = udp_client();
+    for id in 0..10 {
+        let q = query(id, "www.example.com.", RecordType::A);
+        flooded.send_to(&q.to_vec().unwrap(), ts.addr).unwrap();
+    }
+    // Another /24 has its own bucket. The TS answers datagrams in turn, so
+    // once this answer is in, the ten answers are in too (loopback).
+    let other = std::net::UdpSocket::bind("127.0.1.1:0").unwrap();
+    other.set_read_timeout(Some(BOUND)).unwrap();
+    other
+        .send_to(
+            &query(99, "www.example.com.", RecordType::A)
+                .to_vec()
+                .unwrap(),
+            ts.addr,
+        )
+        .unwrap();
+    assert_eq!(
+        Message::from_vec(&udp_recv(&other)).unwrap().metadata.id,
+        99
+    );
+    flooded.set_nonblocking(true).unwrap();
+    let mut buf = vec![0; 65_536];
+    let (mut whole, mut truncated) = (0, 0);
+    while let Ok((len, _)) = flooded.recv_from(&mut buf) {
+        let answer = Message::from_vec(&buf[..len]).unwrap();
+        assert!(answer.metadata.id < 10);
+        assert_eq!(answer.queries[0].name().to_ascii(), "www.example.com.");
+        if answer.metadata.truncation {
+            assert!(answer.answers.is_empty() && answer.additionals.is_empty());
+            truncated += 1;
+        } else {
+            assert_eq!(addresses(&answer), [Ipv4Addr::new(10, 0, 0, 1)]);
+            whole += 1;
+        }
+    }
+    // Two at once (a second's worth), a third should half a second have
+    // passed; of the other seven or eight, every second one slips.
+    assert!((2..=3).contains(&whole), "{whole} whole answers");
+    assert!(
+        (3..=4).contains(&truncated),
+        "{truncated} truncated answers"
+    );
+}
+
+#[test]
+fn the_binary_says_its_rate_limit_at_start_and_what_it_dropped_at_stop() {
+    let table = tempfile::NamedTempFile::new().unwrap();
+    std::fs::write(table.path(), TABLE).unwrap();
+    let path = table.path().to_str().unwrap();
+    let (ts, addr, log) =
+        spawn_dns_bin(&["ts", "0", "--table", path, "--rrl", "5", "--rrl-slip", "0"]);
+    let start = support::line_containing(&log, "--rrl");
+    assert!(
+        start.contains(
+            "at most 5 UDP answers per second per /24 (IPv4) or /56 (IPv6); none past it"
+        ),
+        "{start}"
+    );
+    let client = udp_client();
+    for id in 0..7 {
+        let q = query(id, "www.example.com.", RecordType::A);
+        client.send_to(&q.to_vec().unwrap(), addr).unwrap();
+    }
+    // Another /24's answer comes after the seven were dealt with.
+    let other = std::net::UdpSocket::bind("127.0.1.1:0").unwrap();
+    other.set_read_timeout(Some(BOUND)).unwrap();
+    let q = query(99, "www.example.com.", RecordType::A);
+    other.send_to(&q.to_vec().unwrap(), addr).unwrap();
+    assert_eq!(
+        Message::from_vec(&udp_recv(&other)).unwrap().metadata.id,
+        99
+    );
+    ts.signal(libc::SIGINT);
+    let stop = support::line_containing(&log, "rate limit:");
+    let dropped: u32 = stop
+        .split("rate limit: ")
+        .nth(1)
+        .and_then(|rest| rest.split(' ').next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("{stop}"));
+    assert!((1..=2).contains(&dropped), "{stop}");
+    assert!(
+        stop.ends_with("UDP answers dropped, 0 sent truncated"),
+        "{stop}"
+    );
+    assert!(ts.wait().success());
 }
 
 #[test]

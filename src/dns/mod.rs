@@ -27,6 +27,7 @@
 //! - [`upstream`]: the LS's side of a DNS connection to a TS: query IDs,
 //!   matching replies, classifying them, and combining the TSes' replies.
 //! - [`cache`]: the LS's cache of answers, positive and negative.
+//! - [`rrl`]: response-rate limiting for the UDP front ends.
 //!
 //! docs/PROTOCOL.md describes the messages the TS sends and accepts.
 
@@ -35,6 +36,7 @@ mod error;
 pub mod message;
 pub mod name;
 pub mod respond;
+pub mod rrl;
 pub mod upstream;
 
 pub use error::FormatError;

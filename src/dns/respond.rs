@@ -18,7 +18,8 @@ use crate::wire;
 /// The transport a query came by, which sets how large its answer may be.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Transport {
-    /// 512 bytes, or the size the query's OPT advertises; TC beyond it.
+    /// 512 bytes, or the size the query's OPT advertises up to
+    /// [`super::EDNS_PAYLOAD`]; TC beyond it.
     Udp,
     /// 65535 bytes; TC never set.
     Tcp,
@@ -66,7 +67,8 @@ pub struct Query {
     /// clear.
     pub response: Message,
     /// The most bytes the response may take: 512 over UDP without EDNS,
-    /// the advertised size with it, 65535 over TCP.
+    /// with it the advertised size but at most [`super::EDNS_PAYLOAD`]
+    /// (RFC 9715), 65535 over TCP.
     pub limit: usize,
 }
 
@@ -137,7 +139,10 @@ pub fn accept_query(bytes: &[u8], transport: Transport) -> Option<Accepted> {
     };
     let limit = match (transport, &query.edns) {
         (Transport::Tcp, _) => super::TCP_LIMIT,
-        (Transport::Udp, Some(edns)) => edns.udp_limit(),
+        // The smaller of the client's size and the server's own
+        // (RFC 9715): an answer never larger than what is advertised back,
+        // so a short query cannot draw a large datagram.
+        (Transport::Udp, Some(edns)) => edns.udp_limit().min(usize::from(super::EDNS_PAYLOAD)),
         (Transport::Udp, None) => super::UDP_PLAIN_LIMIT,
     };
     if let Some(edns) = &query.edns {
@@ -356,7 +361,7 @@ mod tests {
 
     #[test]
     fn udp_answers_are_truncated_to_the_advertised_size_and_tcp_ones_never() {
-        let big = Outcome::Answer(many("big.example", 100));
+        let big = Outcome::Answer(many("big.example", 60));
         let plain = accepted(
             &query_bytes("big.example", rtype::A, None, true),
             Transport::Udp,
@@ -364,13 +369,13 @@ mod tests {
         let out = answer(&plain, &big);
         assert!(out.len() <= 512 && is_truncated(&out));
         assert!(Message::parse(&out).unwrap().answers.is_empty());
-        let edns = query_bytes("big.example", rtype::A, Some((4096, 0, true)), true);
+        let edns = query_bytes("big.example", rtype::A, Some((1232, 0, true)), true);
         let roomy = accepted(&edns, Transport::Udp);
-        assert_eq!(roomy.limit, 4096);
+        assert_eq!(roomy.limit, 1232);
         let out = answer(&roomy, &big);
         let m = Message::parse(&out).unwrap();
         assert!(!m.header.tc);
-        assert_eq!(m.answers.len(), 100);
+        assert_eq!(m.answers.len(), 60);
         let opt = m.edns.unwrap();
         assert_eq!((opt.payload, opt.version, opt.dnssec_ok), (1232, 0, true));
         let tcp = accepted(
@@ -380,6 +385,20 @@ mod tests {
         let out = answer(&tcp, &big);
         assert!(!is_truncated(&out));
         assert!(Message::parse(&out).unwrap().edns.is_none());
+    }
+
+    #[test]
+    fn a_client_size_above_the_servers_own_is_capped_at_1232() {
+        for (advertised, limit) in [(65_535, 1232), (4096, 1232), (1232, 1232), (1000, 1000)] {
+            let edns = query_bytes("big.example", rtype::A, Some((advertised, 0, false)), true);
+            assert_eq!(accepted(&edns, Transport::Udp).limit, limit, "{advertised}");
+        }
+        let edns = query_bytes("big.example", rtype::A, Some((65_535, 0, false)), true);
+        let out = answer(
+            &accepted(&edns, Transport::Udp),
+            &Outcome::Answer(many("big.example", 100)),
+        );
+        assert!(out.len() <= 1232 && is_truncated(&out), "{}", out.len());
     }
 
     #[test]

@@ -19,14 +19,19 @@
 //!
 //! What a session's TSes said becomes the response here: an answer (a
 //! course TS's line becomes one A record), NXDOMAIN when every TS said the
-//! name does not exist, REFUSED when every TS refused, SERVFAIL at the
-//! deadline (`--dns-timeout`) or when no TS could be asked.
+//! name does not exist, REFUSED when every TS refused (or at once, for a
+//! class other than IN), SERVFAIL at the deadline (`--dns-timeout`) or when
+//! no TS could be asked.
+//!
+//! Only sources in `--allow` are answered ([`admits`]); UDP answers pass
+//! the rate limit (`--rrl`, `dns::rrl`) on their way out.
 
 use std::io::{self, BufReader};
 use std::net::{SocketAddr, TcpStream, UdpSocket};
-use std::sync::Arc;
 use std::sync::atomic::Ordering;
+use std::sync::{Arc, Mutex};
 use std::thread;
+use std::time::Instant;
 
 use crossbeam_channel::Sender;
 
@@ -36,11 +41,13 @@ use super::session::{Answer, Locked, Request, Session, cached_outcome};
 use super::setup::{Shared, TsProtocol};
 use super::worker::{self, Front, Replies, Unserved};
 use crate::dns::respond::{self, Accepted, Outcome as DnsOutcome, Transport};
+use crate::dns::rrl::{self, Limiter, Verdict};
 use crate::dns::{self, rcode};
 use crate::framing::{Timed, read_length_prefixed_timed, write_length_prefixed};
 use crate::log;
 use crate::server::Activity;
 use crate::shutdown::Shutdown;
+use crate::sync;
 use crate::udp::{Received, recv_datagram, wake_on_trigger};
 use crate::wire;
 
@@ -80,6 +87,14 @@ fn take(bytes: &[u8], transport: Transport, peer: Option<SocketAddr>, shared: &S
         }
         Some(Accepted::Query(query)) => query,
     };
+    if query.question.qclass != dns::CLASS_IN {
+        // The TSes hold only the Internet class (CH `version.bind` and the
+        // like): refused at once, whatever the TSes speak.
+        return Take::Answer(
+            respond::answer(&query, &DnsOutcome::Refused),
+            Outcome::Refused,
+        );
+    }
     if let Some(hit) = shared
         .cache
         .as_ref()
@@ -321,6 +336,10 @@ pub(super) fn serve_udp(
     shutdown: &Shutdown,
 ) -> io::Result<()> {
     let socket = Arc::new(socket);
+    let limiter = shared
+        .options
+        .rrl
+        .map(|limit| Arc::new(Mutex::new(Limiter::new(limit))));
     // One wake-up datagram per receiving thread: each takes one and stops.
     let _wakes = (0..UDP_SESSIONS)
         .map(|_| wake_on_trigger(&socket, shutdown))
@@ -334,10 +353,11 @@ pub(super) fn serve_udp(
             events_tx.clone(),
         )));
         let worker = {
-            let (session, socket, shared) = (
+            let (session, socket, shared, limiter) = (
                 Arc::clone(&session),
                 Arc::clone(&socket),
                 Arc::clone(shared),
+                limiter.clone(),
             );
             thread::Builder::new()
                 .name(format!("ls dns udp {n}"))
@@ -345,6 +365,7 @@ pub(super) fn serve_udp(
                     let mut front = UdpAnswers {
                         socket: &socket,
                         shared: &shared,
+                        limiter: limiter.as_deref(),
                     };
                     if let Err(e) = worker::work(&session, &events, &mut front, &shared) {
                         log::warn(format_args!("ls dns: a UDP session ended: {e}"));
@@ -365,8 +386,8 @@ pub(super) fn serve_udp(
         let receivers: Vec<_> = pool
             .iter()
             .map(|pooled| {
-                let socket = &socket;
-                scope.spawn(move || receive_udp(socket, pooled, shared, shutdown))
+                let (socket, limiter) = (&socket, limiter.as_deref());
+                scope.spawn(move || receive_udp(socket, pooled, limiter, shared, shutdown))
             })
             .collect();
         let mut result = Ok(());
@@ -392,6 +413,7 @@ pub(super) fn serve_udp(
 fn receive_udp(
     socket: &UdpSocket,
     pooled: &Pooled,
+    limiter: Option<&Mutex<Limiter>>,
     shared: &Shared,
     shutdown: &Shutdown,
 ) -> io::Result<()> {
@@ -403,15 +425,16 @@ fn receive_udp(
         if shutdown.is_triggered() {
             break;
         }
+        if !admits(shared, peer) {
+            continue;
+        }
         match take(&buf[..len], Transport::Udp, Some(peer), shared) {
             Take::Drop => log::info(format_args!("ls dns: dropped {len} bytes from {peer}")),
             Take::Answer(bytes, outcome) => {
                 shared.stats.queries.fetch_add(1, Ordering::Relaxed);
                 shared.stats.count(&outcome);
                 count_rcode(shared, &bytes);
-                if let Err(e) = socket.send_to(&bytes, peer) {
-                    log::info(format_args!("ls dns: cannot answer {peer}: {e}"));
-                }
+                send_limited(socket, &bytes, peer, limiter, shared);
             }
             Take::Ask(request) => {
                 let mut s = pooled.session.lock();
@@ -432,10 +455,56 @@ fn receive_udp(
     Ok(())
 }
 
+/// Whether the DNS front end answers `peer` (`--allow`); a source left
+/// out is counted, and logged with `-v`.
+pub(super) fn admits(shared: &Shared, peer: SocketAddr) -> bool {
+    if shared.options.allow.contains(peer.ip()) {
+        return true;
+    }
+    shared.stats.dns.not_allowed.fetch_add(1, Ordering::Relaxed);
+    log::info(format_args!("ls dns: {peer} is not allowed (--allow)"));
+    false
+}
+
+/// Sends one UDP answer through the rate limit, if there is one: sent,
+/// dropped, or sent as its truncated stand-in (the slip).
+fn send_limited(
+    socket: &UdpSocket,
+    bytes: &[u8],
+    peer: SocketAddr,
+    limiter: Option<&Mutex<Limiter>>,
+    shared: &Shared,
+) {
+    let verdict = limiter.map_or(Verdict::Send, |limiter| {
+        sync::lock(limiter).check(peer.ip(), Instant::now())
+    });
+    let slip;
+    let bytes = match verdict {
+        Verdict::Send => bytes,
+        Verdict::Drop => {
+            shared
+                .stats
+                .dns
+                .rate_limited
+                .fetch_add(1, Ordering::Relaxed);
+            return;
+        }
+        Verdict::Slip => {
+            shared.stats.dns.slipped.fetch_add(1, Ordering::Relaxed);
+            slip = rrl::slip_response(bytes);
+            &slip
+        }
+    };
+    if let Err(e) = socket.send_to(bytes, peer) {
+        log::info(format_args!("ls dns: cannot answer {peer}: {e}"));
+    }
+}
+
 /// Answers on the UDP socket, each to the address that asked.
 struct UdpAnswers<'a> {
     socket: &'a UdpSocket,
     shared: &'a Shared,
+    limiter: Option<&'a Mutex<Limiter>>,
 }
 
 impl Front for UdpAnswers<'_> {
@@ -453,9 +522,7 @@ impl Front for UdpAnswers<'_> {
         let (bytes, outcome) = response(settled);
         count_rcode(self.shared, &bytes);
         self.shared.stats.count(&outcome);
-        if let Err(e) = self.socket.send_to(&bytes, peer) {
-            log::info(format_args!("ls dns: cannot answer {peer}: {e}"));
-        }
+        send_limited(self.socket, &bytes, peer, self.limiter, self.shared);
         Ok(())
     }
 

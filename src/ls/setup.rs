@@ -8,7 +8,9 @@ use std::time::Duration;
 
 use super::health::Health;
 use super::stats::Stats;
+use crate::cidr::CidrList;
 use crate::dns::cache::SharedCache;
+use crate::dns::rrl::RateLimit;
 use crate::framing::Framing;
 use crate::wire::{self, Dialect};
 
@@ -99,6 +101,12 @@ pub struct LsOptions {
     pub dns_timeout: Duration,
     /// Most entries in the answer cache (0: no cache).
     pub cache: usize,
+    /// The limit on the DNS front end's UDP answers per network (`--rrl`);
+    /// `None`: no limit.
+    pub rrl: Option<RateLimit>,
+    /// The clients the DNS front end answers (`--allow`); queries from
+    /// elsewhere are dropped (UDP) or their connection closed (TCP).
+    pub allow: CidrList,
     /// Most queries in flight per client; past it the LS stops reading that
     /// client until replies have gone out. Always 1 towards bare TSes.
     pub max_inflight: usize,
@@ -123,7 +131,8 @@ impl LsOptions {
     /// dialect, auto-detected client framing, the line protocol with line
     /// framing towards the TSes, 1024 queries in flight per client, 1024
     /// clients and 256 per address, 300 s idle timeout, 5 s per DNS-over-TCP
-    /// message, no cache.
+    /// message, no cache; DNS clients from loopback and private ranges only,
+    /// with no rate limit.
     pub fn new(backends: Vec<Backend>) -> LsOptions {
         LsOptions {
             backends,
@@ -134,6 +143,8 @@ impl LsOptions {
             ts_protocol: TsProtocol::Line,
             dns_timeout: DEFAULT_DNS_TIMEOUT,
             cache: 0,
+            rrl: None,
+            allow: CidrList::private(),
             max_inflight: DEFAULT_MAX_INFLIGHT,
             max_clients: 1024,
             max_clients_per_ip: DEFAULT_MAX_CLIENTS_PER_IP,

@@ -58,6 +58,11 @@ pub struct DnsCounts {
     /// FORMERR, NOTIMP, BADVERS.
     pub other: AtomicU64,
     pub dropped: AtomicU64,
+    /// UDP answers the rate limit (`--rrl`) dropped, and sent truncated.
+    pub rate_limited: AtomicU64,
+    pub slipped: AtomicU64,
+    /// Queries (UDP) and connections (TCP) from sources `--allow` leaves out.
+    pub not_allowed: AtomicU64,
 }
 
 impl DnsCounts {
@@ -121,6 +126,12 @@ impl Stats {
             answered: self.answered.iter().map(get).collect(),
             cached: get(&self.cached),
             dns: self.dns.snapshot(),
+            dns_limits: [
+                &self.dns.rate_limited,
+                &self.dns.slipped,
+                &self.dns.not_allowed,
+            ]
+            .map(|c| c.load(Ordering::Relaxed)),
             timed_out: get(&self.timed_out),
             not_found: get(&self.not_found),
             all_down: get(&self.all_down),
@@ -149,6 +160,9 @@ pub struct Snapshot {
     /// DNS responses: NOERROR, NXDOMAIN, SERVFAIL, REFUSED, other; and UDP
     /// queries dropped.
     pub dns: [u64; 6],
+    /// DNS UDP answers rate-limited (dropped, sent truncated), and queries
+    /// or connections from sources not allowed.
+    pub dns_limits: [u64; 3],
     pub timed_out: u64,
     pub not_found: u64,
     pub all_down: u64,
@@ -228,6 +242,13 @@ impl fmt::Display for Snapshot {
                 f,
                 "; DNS responses: noerror {noerror}, nxdomain {nxdomain}, servfail {servfail}, \
                  refused {refused}, other {other}; UDP queries dropped {dropped}"
+            )?;
+        }
+        if self.dns_limits.iter().any(|&n| n > 0) {
+            let [limited, slipped, not_allowed] = self.dns_limits;
+            write!(
+                f,
+                "; DNS rate-limited {limited}, sent truncated {slipped}, not allowed {not_allowed}"
             )?;
         }
         Ok(())

@@ -1,8 +1,10 @@
 //! The TS's DNS side: an authoritative server for its table, over UDP and
 //! TCP on one port number, beside the course protocol.
 //!
-//! [`respond`] decides the answer to one query message with no I/O; the
-//! rest only carries bytes. UDP is one thread blocking in `recv_from`,
+//! [`respond`] decides the answer to one query message with no I/O: the
+//! TS is a top-level server, authoritative for the top-level zones of its
+//! table's names and refusing the rest. The rest of the module only
+//! carries bytes. UDP is one thread blocking in `recv_from`,
 //! answering each datagram in turn (an answer is a table lookup: no
 //! datagram waits on another), woken for shutdown by a datagram to its own
 //! socket. TCP (RFC 7766) is [`serve`]'s thread per connection: queries
@@ -16,11 +18,11 @@ use std::io::{self, BufReader, BufWriter, Write};
 use std::net::{TcpStream, UdpSocket};
 use std::sync::Arc;
 use std::thread;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 pub use crate::dns::respond::Transport;
 use crate::dns::respond::{Accepted, QTYPE_ANY, Query, accept_query};
-use crate::dns::{self, Header, Record, rcode, rtype};
+use crate::dns::{self, Header, Name, RData, Record, rcode, rtype};
 use crate::framing::{self, Timed, read_length_prefixed_timed, write_length_prefixed};
 use crate::log;
 use crate::net::DnsSockets;
@@ -30,6 +32,7 @@ use crate::table::Table;
 use crate::udp::{RECV_BUFFER, Received, recv_datagram, wake_on_trigger};
 
 use crate::dns::respond::DEFAULT_TTL;
+use crate::dns::rrl::{self, Limiter, RateLimit, Verdict};
 
 /// How long a TCP connection may stay silent before the TS closes it
 /// (RFC 7766 §6.2.3 asks servers for a timeout of seconds, not minutes).
@@ -50,6 +53,8 @@ pub struct DnsOptions {
     /// Most TCP connections open at once from one address (see
     /// [`ServeOptions::max_per_source`]).
     pub max_per_source: usize,
+    /// The limit on UDP answers per network (`--rrl`); `None`: no limit.
+    pub rrl: Option<RateLimit>,
 }
 
 impl Default for DnsOptions {
@@ -60,12 +65,20 @@ impl Default for DnsOptions {
             tcp_message: framing::DNS_MESSAGE_BOUND,
             max_connections: 1024,
             max_per_source: usize::MAX,
+            rrl: None,
         }
     }
 }
 
 /// The answer to one query message, or `None` when it is dropped (shorter
 /// than a header, or a response rather than a query).
+///
+/// The TS is authoritative (AA) for the top-level zones of its table's
+/// names ([`Table::serves_zone`]): a zone's apex has a synthesized SOA and
+/// NS ([`SERVER_NAME`], [`SOA_TIMERS`]), a table name its A records, and a
+/// negative answer (NXDOMAIN, or NODATA for a name that exists without
+/// records of the type asked) the zone's SOA in its authority section. The
+/// root, names under other zones and classes other than IN are REFUSED.
 ///
 /// ```
 /// use dnslb::dns::{Message, rcode};
@@ -80,9 +93,14 @@ impl Default for DnsOptions {
 /// // The question echoed byte for byte, then the answer: a pointer to it.
 /// assert_eq!(&answer[12..33], &query[12..]);
 /// assert_eq!(&answer[33..], b"\xc0\x0c\x00\x01\x00\x01\x00\x00\x01\x2c\x00\x04\x0a\x00\x00\x01");
-/// let miss = b"\x00\x01\x00\x00\x00\x01\x00\x00\x00\x00\x00\x00\x01x\x00\x00\x01\x00\x01";
+/// // A name under `com.`, which the TS serves: NXDOMAIN with com.'s SOA.
+/// let miss = b"\x00\x01\x00\x00\x00\x01\x00\x00\x00\x00\x00\x00\x01x\x03com\x00\x00\x01\x00\x01";
 /// let m = Message::parse(&respond(miss, &table, 300, Transport::Udp).unwrap()).unwrap();
-/// assert_eq!((m.rcode, m.header.aa), (rcode::NXDOMAIN, true));
+/// assert_eq!((m.rcode, m.header.aa, m.authority[0].name.to_string().as_str()), (rcode::NXDOMAIN, true, "com."));
+/// // A name under `org.`, which it does not: REFUSED.
+/// let foreign = b"\x00\x02\x00\x00\x00\x01\x00\x00\x00\x00\x00\x00\x01x\x03org\x00\x00\x01\x00\x01";
+/// let m = Message::parse(&respond(foreign, &table, 300, Transport::Udp).unwrap()).unwrap();
+/// assert_eq!((m.rcode, m.header.aa, m.authority.len()), (rcode::REFUSED, false, 0));
 /// assert_eq!(respond(&query[..11], &table, 300, Transport::Udp), None);
 /// ```
 pub fn respond(query: &[u8], table: &Table, ttl: u32, transport: Transport) -> Option<Vec<u8>> {
@@ -100,26 +118,14 @@ pub fn respond(query: &[u8], table: &Table, ttl: u32, transport: Transport) -> O
         }
     };
     let question = &question;
-    if question.qclass != dns::CLASS_IN {
-        response.rcode = rcode::REFUSED;
-        return Some(response.to_bytes(limit));
-    }
-    response.header.aa = true;
-    let set = question
-        .name
-        .hostname_key()
-        .and_then(|key| table.lookup_key(&key));
-    match set {
-        None => response.rcode = rcode::NXDOMAIN,
-        Some(set) if matches!(question.qtype, rtype::A | QTYPE_ANY) => {
-            // Owner names point at the question: its case, two bytes each.
-            response.answers = set
-                .rotate()
-                .into_iter()
-                .map(|answer| Record::a(question.name.clone(), ttl, answer.ip))
-                .collect();
+    let zone = zone_of(&question.name, table);
+    match zone {
+        Some(zone) if question.qclass == dns::CLASS_IN => {
+            response.header.aa = true;
+            fill(&mut response, question, &zone, table, ttl);
         }
-        Some(_) => {}
+        // Another class, the root, or a name under no zone this TS serves.
+        _ => response.rcode = rcode::REFUSED,
     }
     let bytes = response.to_bytes(limit);
     log::info(format_args!(
@@ -135,6 +141,108 @@ pub fn respond(query: &[u8], table: &Table, ttl: u32, transport: Transport) -> O
         }
     ));
     Some(bytes)
+}
+
+/// The name the synthesized NS and SOA records give as the zones' server:
+/// a TS does not know the name or address it is reached by, and is reached
+/// by configuration (a forwarder, a stub zone, an LS), not by delegation;
+/// `.invalid` (RFC 6761) says that no address is to be looked up.
+pub const SERVER_NAME: &str = "ts.dnslb.invalid.";
+
+/// The synthesized SOA's serial, refresh, retry and expire (its minimum,
+/// the negative-caching TTL, is the answers' TTL).
+pub const SOA_TIMERS: [u32; 4] = [1, 3600, 600, 604_800];
+
+/// The top-level zone `name` falls in, spelt as asked, when the TS serves
+/// it; `None` for the root and for names under no zone it serves.
+fn zone_of(name: &Name, table: &Table) -> Option<Name> {
+    let last = name.labels().last()?;
+    let label = std::str::from_utf8(last).ok()?;
+    if !table.serves_zone(label) {
+        return None;
+    }
+    Name::from_ascii(label).ok()
+}
+
+/// The synthesized SOA record of `zone`, owned by `owner`, with `ttl`
+/// as its TTL and its minimum.
+fn soa(owner: Name, zone: &Name, ttl: u32) -> Record {
+    let [serial, refresh, retry, expire] = SOA_TIMERS;
+    let hostmaster = Name::from_ascii(&format!("hostmaster.{zone}"))
+        .expect("a one-label zone under a short label stays a valid name");
+    Record {
+        name: owner,
+        rtype: rtype::SOA,
+        class: dns::CLASS_IN,
+        ttl,
+        data: RData::Soa {
+            mname: server_name(),
+            rname: hostmaster,
+            serial,
+            refresh,
+            retry,
+            expire,
+            minimum: ttl,
+        },
+    }
+}
+
+fn server_name() -> Name {
+    Name::from_ascii(SERVER_NAME).expect("a valid name")
+}
+
+/// Fills an authoritative answer for a question in `zone`: at the zone's
+/// apex its SOA and NS; a table name's A records; NODATA (NOERROR, the SOA
+/// in authority) for a name that exists without records of the type asked;
+/// NXDOMAIN with the SOA for a name that does not exist (RFC 2308 §3, the
+/// SOA's TTL the lesser of its own and its minimum).
+fn fill(
+    response: &mut dns::Message,
+    question: &dns::Question,
+    zone: &Name,
+    table: &Table,
+    ttl: u32,
+) {
+    let apex = question.name.labels().count() == 1;
+    let key = question.name.hostname_key();
+    if apex && matches!(question.qtype, rtype::SOA | QTYPE_ANY) {
+        response.answers.push(soa(question.name.clone(), zone, ttl));
+    }
+    if apex && matches!(question.qtype, rtype::NS | QTYPE_ANY) {
+        response.answers.push(Record {
+            name: question.name.clone(),
+            rtype: rtype::NS,
+            class: dns::CLASS_IN,
+            ttl,
+            data: RData::Name(server_name()),
+        });
+    }
+    let set = key.as_deref().and_then(|key| table.lookup_key(key));
+    if let Some(set) = set
+        && matches!(question.qtype, rtype::A | QTYPE_ANY)
+    {
+        // Owner names point at the question: its case, two bytes each.
+        response.answers.extend(
+            set.rotate()
+                .into_iter()
+                .map(|answer| Record::a(question.name.clone(), ttl, answer.ip)),
+        );
+    }
+    if response.answers.is_empty() {
+        let exists = apex || key.is_some_and(|key| table.name_exists(&key));
+        if !exists {
+            response.rcode = rcode::NXDOMAIN;
+        }
+        let soa = soa(zone.clone(), zone, ttl);
+        let negative_ttl = match soa.data {
+            RData::Soa { minimum, .. } => soa.ttl.min(minimum),
+            _ => soa.ttl,
+        };
+        response.authority.push(Record {
+            ttl: negative_ttl,
+            ..soa
+        });
+    }
 }
 
 /// Serves `table` over DNS on `sockets` until `shutdown` triggers; returns
@@ -153,9 +261,12 @@ pub fn run(
     let udp_table = Arc::clone(&table);
     let udp_shutdown = shutdown.clone();
     let _wake = wake_on_trigger(&udp, shutdown)?;
+    if let Some(limit) = options.rrl {
+        log::warn(format_args!("ts dns: {}", rrl::describe(limit)));
+    }
     let udp_thread = thread::Builder::new()
         .name("ts dns udp".into())
-        .spawn(move || serve_udp(&udp, &udp_table, options.ttl, &udp_shutdown))?;
+        .spawn(move || serve_udp(&udp, &udp_table, options, &udp_shutdown))?;
     let serve_options = ServeOptions {
         max_connections: options.max_connections,
         max_per_source: options.max_per_source,
@@ -172,7 +283,32 @@ pub fn run(
     tcp_result.and(udp_result)
 }
 
-fn serve_udp(socket: &UdpSocket, table: &Table, ttl: u32, shutdown: &Shutdown) -> io::Result<()> {
+fn serve_udp(
+    socket: &UdpSocket,
+    table: &Table,
+    options: DnsOptions,
+    shutdown: &Shutdown,
+) -> io::Result<()> {
+    let mut limiter = options.rrl.map(Limiter::new);
+    let served = answer_udp(socket, table, options.ttl, limiter.as_mut(), shutdown);
+    if let Some(limiter) = limiter {
+        log::warn(format_args!(
+            "ts dns: rate limit: {} UDP answers dropped, {} sent truncated",
+            limiter.dropped(),
+            limiter.slipped()
+        ));
+    }
+    served
+}
+
+/// Answers each datagram in turn, through `limiter` when there is one.
+fn answer_udp(
+    socket: &UdpSocket,
+    table: &Table,
+    ttl: u32,
+    mut limiter: Option<&mut Limiter>,
+    shutdown: &Shutdown,
+) -> io::Result<()> {
     let mut buf = vec![0; RECV_BUFFER];
     while !shutdown.is_triggered() {
         let Received::Datagram(len, peer) = recv_datagram(socket, &mut buf, "ts dns")? else {
@@ -184,6 +320,14 @@ fn serve_udp(socket: &UdpSocket, table: &Table, ttl: u32, shutdown: &Shutdown) -
         let Some(answer) = respond(&buf[..len], table, ttl, Transport::Udp) else {
             log::info(format_args!("ts dns: dropped {len} bytes from {peer}"));
             continue;
+        };
+        let verdict = limiter.as_deref_mut().map_or(Verdict::Send, |limiter| {
+            limiter.check(peer.ip(), Instant::now())
+        });
+        let answer = match verdict {
+            Verdict::Send => answer,
+            Verdict::Slip => rrl::slip_response(&answer),
+            Verdict::Drop => continue,
         };
         if let Err(e) = socket.send_to(&answer, peer) {
             log::info(format_args!("ts dns: cannot answer {peer}: {e}"));
