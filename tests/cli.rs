@@ -187,6 +187,96 @@ fn argument_errors_name_the_role_point_at_its_help_and_exit_2() {
 }
 
 #[test]
+fn a_word_that_is_no_role_is_answered_with_the_roles() {
+    let dir = tempfile::tempdir().unwrap();
+    let (status, _, stderr) = run_bin(dir.path(), &["foo"]);
+    assert_eq!(status.code(), Some(2));
+    assert!(
+        stderr.starts_with(
+            "dnslb: \"foo\" is not a role; the roles are ts, ls, client, bench, udp-echo, udp-lb, ping\n"
+        ),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn start_up_errors_name_the_role_the_argument_and_a_way_out_and_exit_2() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("empty.txt"), "# nothing\n\n").unwrap();
+    let taken = TcpListener::bind("127.0.0.1:0").unwrap();
+    let taken = taken.local_addr().unwrap().port().to_string();
+    let table = data("PROJ2-DNSTS1.txt");
+    let table = table.to_str().unwrap();
+    let in_use = format!(
+        "dnslb: ls: cannot listen on 127.0.0.1:{taken}: address in use (another server on that port? choose another port or stop it)\n"
+    );
+    for (args, expected) in [
+        (
+            &["ts", "70000", "--table", table][..],
+            "dnslb: ts: <port>: 70000 is not a port (0-65535)\n",
+        ),
+        (
+            &["ts", "0", "--table", table, "--dns-port", "65536"],
+            "dnslb: ts: --dns-port: 65536 is not a port (0-65535)\n",
+        ),
+        (
+            &["ls", "0", "127.0.0.1", "70000"],
+            "dnslb: ls: <ts-port> of 127.0.0.1: 70000 is not a port (0-65535)\n",
+        ),
+        (
+            &["ls", &taken, "127.0.0.1", "1", "--bind", "127.0.0.1"],
+            &in_use,
+        ),
+        (
+            &["ts", "0", "--table", "nope.txt"],
+            "dnslb: ts: --table nope.txt: cannot read it: ",
+        ),
+        (
+            &["ts", "0", "--table", "empty.txt"],
+            "dnslb: ts: --table empty.txt: no records, so the TS would answer nothing (give --table a file of `hostname ip A` lines",
+        ),
+        (
+            &["client", "127.0.0.1", "1"],
+            "dnslb: client: --input PROJ2-HNS.txt: cannot read it: ",
+        ),
+    ] {
+        let (status, stdout, stderr) = run_bin(dir.path(), args);
+        assert_eq!(status.code(), Some(2), "{args:?}: {stderr}");
+        assert!(!stdout.contains("listening"), "{args:?}: {stdout}");
+        assert!(stderr.starts_with(expected), "{args:?}: {stderr}");
+    }
+    let (_, _, stderr) = run_bin(dir.path(), &["client", "127.0.0.1", "1"]);
+    assert!(stderr.contains("--input <file>"), "{stderr}");
+}
+
+#[test]
+fn a_host_that_does_not_resolve_exits_2_from_every_role() {
+    let dir = tempfile::tempdir().unwrap();
+    let host = "no-such-host.invalid";
+    for (args, role, what) in [
+        (&["client", host, "1"][..], "client", "<ls-host>"),
+        (&["ping", host, "1"], "ping", "<host>"),
+        (&["bench", host, "1"], "bench", "<host>"),
+        (&["ls", "0", host, "1"], "ls", "<ts-host>"),
+        (&["udp-lb", "0", host, "1"], "udp-lb", "<backend-host>"),
+        (&["udp-echo", "0", "--bind", host], "udp-echo", "--bind"),
+    ] {
+        let (status, _, stderr) = run_bin(dir.path(), args);
+        assert_eq!(status.code(), Some(2), "{args:?}: {stderr}");
+        assert!(
+            stderr.starts_with(&format!(
+                "dnslb: {role}: {what}: cannot resolve host \"{host}\""
+            )),
+            "{args:?}: {stderr}"
+        );
+        assert!(
+            stderr.contains("(check the name, or give an IP address)"),
+            "{stderr}"
+        );
+    }
+}
+
+#[test]
 fn configuration_errors_exit_2_without_a_usage_hint() {
     let dir = tempfile::tempdir().unwrap();
     let (status, _, stderr) = run_bin(dir.path(), &["ts", "0", "--table", "-h"]);
