@@ -97,7 +97,10 @@ fn run_ts(args: TsArgs) -> Result<(), Usage> {
             "--max-clients must be at least 1",
         )));
     }
-    let shutdown = stop_on_signal();
+    let shutdown = stop_on_signal(&format!(
+        "ts: stopping: finishing the queries in flight (up to {} s)",
+        ts::SHUTDOWN_GRACE.as_secs_f64()
+    ));
     let listener = bind(&args.bind, args.port)?;
     let options = TsOptions {
         dialect: args.dialect,
@@ -147,9 +150,18 @@ fn run_ls(args: LsArgs) -> Result<(), Usage> {
             "--max-inflight and --max-clients must be at least 1",
         )));
     }
+    // How long the LS may take to stop: its longest deadline, and a little.
+    let deadline = match args.dns_port {
+        Some(_) => args.timeout.max(args.dns_timeout),
+        None => args.timeout,
+    };
+    let ls_grace = deadline + ls::SHUTDOWN_SLACK;
     // After the signal handler's descriptors, before the listener's (one
     // of the spares).
-    let shutdown = stop_on_signal();
+    let shutdown = stop_on_signal(&format!(
+        "ls: stopping: finishing the queries in flight (up to {} s)",
+        ls_grace.as_secs_f64()
+    ));
     let per_client = ls::descriptors_per_client(backends.len());
     let max_clients =
         server::fit_to_descriptors("ls", "--max-clients", args.max_clients, per_client);
@@ -251,7 +263,7 @@ fn run_bench(args: BenchArgs) -> ExitCode {
 fn run_udp_echo(args: UdpEchoArgs) -> Result<(), Usage> {
     log::set_verbose(args.verbose);
     // Before announcing the socket: a script may signal as soon as it reads the line.
-    let shutdown = stop_on_signal();
+    let shutdown = stop_on_signal("udp-echo: stopping");
     let socket = bind_udp(&args.bind, args.port)?;
     let options = EchoOptions {
         loss: args.loss,
@@ -270,7 +282,7 @@ fn run_udp_lb(args: UdpLbArgs) -> Result<(), Usage> {
     }
     let backends = parse_udp_backends(&args.backends)?;
     // Before announcing the socket: a script may signal as soon as it reads the line.
-    let shutdown = stop_on_signal();
+    let shutdown = stop_on_signal("udp-lb: stopping: closing its sessions");
     let socket = bind_udp(&args.bind, args.port)?;
     let options = LbOptions {
         session_timeout: args.session_timeout,
@@ -451,7 +463,8 @@ fn bind_error(e: &io::Error) -> String {
     }
 }
 
-/// A shutdown signal triggered by Ctrl-C or SIGTERM; a second signal exits at
+/// A shutdown signal triggered by Ctrl-C or SIGTERM, which logs `stopping`
+/// (the role, what it finishes and for how long); a second signal exits at
 /// once (code 130). Installed before the listening line is printed, so a
 /// script may signal the server as soon as it has read that line.
 ///
@@ -459,7 +472,8 @@ fn bind_error(e: &io::Error) -> String {
 /// wake-ups (which connect to the server's own listener, up to a second)
 /// run on a thread of their own, so the handler is always free to act on a
 /// second signal.
-fn stop_on_signal() -> Shutdown {
+fn stop_on_signal(stopping_line: &str) -> Shutdown {
+    let stopping_line = stopping_line.to_string();
     let shutdown = Shutdown::new();
     let handle = shutdown.clone();
     let (stop, stopping) = crossbeam_channel::bounded::<()>(1);
@@ -467,7 +481,7 @@ fn stop_on_signal() -> Shutdown {
         .name("shutdown".into())
         .spawn(move || {
             if stopping.recv().is_ok() {
-                log::warn(format_args!("stopping: finishing the queries in flight"));
+                log::warn(format_args!("{stopping_line}"));
                 handle.trigger();
             }
         });

@@ -14,6 +14,7 @@ pub mod dns;
 use std::io::{self, BufWriter, Write};
 use std::net::{TcpListener, TcpStream};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::thread;
 use std::time::Duration;
 
@@ -26,7 +27,7 @@ use crate::table::Table;
 use crate::wire::{self, Dialect};
 
 /// How long connections get to finish after shutdown: a TS answers at once.
-const SHUTDOWN_GRACE: Duration = Duration::from_secs(1);
+pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(1);
 
 /// Connections served at once when none is given.
 pub const DEFAULT_MAX_CLIENTS: usize = 4096;
@@ -68,7 +69,24 @@ impl Default for TsOptions {
     }
 }
 
-/// Serves `table` on `listener` until `shutdown` triggers.
+/// What happened to the course protocol's queries: each is answered, not
+/// in the table (silence, or `NOT FOUND` with `--answer-misses`) or invalid.
+#[derive(Default)]
+struct Counts {
+    answered: AtomicU64,
+    not_in_table: AtomicU64,
+    invalid: AtomicU64,
+}
+
+impl Counts {
+    fn add(counter: &AtomicU64) {
+        counter.fetch_add(1, Ordering::Relaxed);
+    }
+}
+
+/// Serves `table` on `listener` until `shutdown` triggers, then logs its
+/// counters: `ts: queries 12 = answered 9 + not in table 2 + invalid 1;
+/// connections accepted 2, turned away 0`.
 ///
 /// # Errors
 /// When the listener's address cannot be read.
@@ -82,11 +100,27 @@ pub fn run(
         max_connections: options.max_clients,
         ..ServeOptions::new("ts", SHUTDOWN_GRACE)
     };
-    serve(listener, shutdown, &serve_options, move |stream| {
-        if let Err(e) = answer_connection(stream, &table, options) {
+    let counts = Arc::new(Counts::default());
+    let handler_counts = Arc::clone(&counts);
+    let served = serve(listener, shutdown, &serve_options, move |stream| {
+        if let Err(e) = answer_connection(stream, &table, options, &handler_counts) {
             log::info(format_args!("ts: connection ended: {e}"));
         }
-    })
+    });
+    let get = |c: &AtomicU64| c.load(Ordering::Relaxed);
+    let (answered, not_in_table, invalid) = (
+        get(&counts.answered),
+        get(&counts.not_in_table),
+        get(&counts.invalid),
+    );
+    log::warn(format_args!(
+        "ts: queries {} = answered {answered} + not in table {not_in_table} + invalid {invalid}; \
+         connections accepted {}, turned away {}",
+        answered + not_in_table + invalid,
+        get(&serve_options.stats.accepted),
+        get(&serve_options.stats.refused),
+    ));
+    served
 }
 
 /// Serves `table` with the course protocol on `listener` and with DNS on
@@ -120,7 +154,12 @@ pub fn run_with_dns(
     })
 }
 
-fn answer_connection(stream: TcpStream, table: &Table, options: TsOptions) -> io::Result<()> {
+fn answer_connection(
+    stream: TcpStream,
+    table: &Table,
+    options: TsOptions,
+    counts: &Counts,
+) -> io::Result<()> {
     stream.set_nodelay(true)?;
     // An idle connection ends with a timed-out read; so does one whose
     // peer stops reading replies for as long.
@@ -130,7 +169,7 @@ fn answer_connection(stream: TcpStream, table: &Table, options: TsOptions) -> io
         MessageReader::new(stream.try_clone()?, options.framing, wire::MAX_MESSAGE_LEN);
     let mut out = BufWriter::new(stream);
     while let Some(frame) = reader.next_frame()? {
-        if let Some(reply) = reply_to(frame, table, options) {
+        if let Some(reply) = reply_to(frame, table, options, counts) {
             write_message(&mut out, reply.as_bytes(), reader.framing())?;
         }
         if !reader.has_buffered_message() {
@@ -141,29 +180,34 @@ fn answer_connection(stream: TcpStream, table: &Table, options: TsOptions) -> io
 }
 
 /// The reply to one query, or `None` for silence.
-fn reply_to(frame: Frame, table: &Table, options: TsOptions) -> Option<String> {
+fn reply_to(frame: Frame, table: &Table, options: TsOptions, counts: &Counts) -> Option<String> {
     let Frame::Message(message) = frame else {
+        Counts::add(&counts.invalid);
         log::info(format_args!("ts: ignoring an over-long query"));
         return None;
     };
     let query = match wire::parse_query(&message) {
         Ok(query) => query,
         Err(e) => {
+            Counts::add(&counts.invalid);
             log::info(format_args!("ts: ignoring a query: {e}"));
             return None;
         }
     };
     match table.lookup_key(&query.key) {
         Some(set) => {
+            Counts::add(&counts.answered);
             let line = set.next_answer().line(options.dialect);
             log::info(format_args!("ts: {} -> {line}", query.name));
             Some(line)
         }
         None if options.answer_misses => {
+            Counts::add(&counts.not_in_table);
             log::info(format_args!("ts: {} not in table", query.name));
             Some(wire::not_found_line(&query.name))
         }
         None => {
+            Counts::add(&counts.not_in_table);
             log::info(format_args!(
                 "ts: {} not in table, staying silent",
                 query.name

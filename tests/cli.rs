@@ -530,6 +530,86 @@ fn sigterm_answers_the_query_in_flight_then_exits_0() {
     assert_eq!(ls.wait().code(), Some(0));
 }
 
+/// Stops `server` with SIGTERM; checks it says `stopping` as `stopping`
+/// shows, then prints `counters`, and exits 0.
+fn stops_saying(server: Running, log: &Receiver<String>, stopping: &str, counters: &str) {
+    server.signal(libc::SIGTERM);
+    assert_eq!(
+        line_containing(log, "stopping"),
+        format!("dnslb: {stopping}")
+    );
+    assert_eq!(
+        line_containing(log, counters.split(' ').next().unwrap()),
+        format!("dnslb: {counters}")
+    );
+    assert_eq!(server.wait().code(), Some(0));
+}
+
+#[test]
+fn each_server_names_its_role_and_its_wait_when_stopping_then_prints_its_counters() {
+    let table = data("PROJ2-DNSTS1.txt");
+    let ts_args = [
+        "ts",
+        "0",
+        "--bind",
+        "127.0.0.1",
+        "--table",
+        table.to_str().unwrap(),
+    ];
+    let (ts, ts_log) = spawn_server_bin_stderr(&ts_args);
+    let mut client = LineClient::connect(ts.addr);
+    client.send("nothinghere.com");
+    client.send("bad name");
+    assert_eq!(client.ask("amazon.org"), "amazon.org 94.5.6.7 A");
+    drop(client);
+    stops_saying(
+        ts,
+        &ts_log,
+        "ts: stopping: finishing the queries in flight (up to 1 s)",
+        "ts: queries 3 = answered 1 + not in table 1 + invalid 1; connections accepted 1, turned away 0",
+    );
+
+    let (_ts1, _ts2, ls, ls_log) = course_system_logged(&[]);
+    ls.signal(libc::SIGTERM);
+    assert_eq!(
+        line_containing(&ls_log, "stopping"),
+        "dnslb: ls: stopping: finishing the queries in flight (up to 0.7 s)"
+    );
+    assert_eq!(ls.wait().code(), Some(0));
+
+    let echo_args = ["udp-echo", "0", "--bind", "127.0.0.1", "--loss", "0"];
+    let (echo, echo_log) = spawn_server_bin_stderr(&echo_args);
+    let echo_port = echo.addr.port().to_string();
+    let lb_args = [
+        "udp-lb",
+        "0",
+        "127.0.0.1",
+        &echo_port,
+        "--bind",
+        "127.0.0.1",
+    ];
+    let (lb, lb_log) = spawn_server_bin_stderr(&lb_args);
+    let socket = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    socket.set_read_timeout(Some(BOUND)).unwrap();
+    let mut buf = [0u8; 16];
+    socket.send_to(b"ping 1", echo.addr).unwrap();
+    assert_eq!(socket.recv(&mut buf).unwrap(), 6);
+    socket.send_to(b"ping 2", lb.addr).unwrap();
+    assert_eq!(socket.recv(&mut buf).unwrap(), 6);
+    stops_saying(
+        lb,
+        &lb_log,
+        "udp-lb: stopping: closing its sessions",
+        "udp-lb: datagrams forwarded 1, replies relayed 1; backends marked down 0 times",
+    );
+    stops_saying(
+        echo,
+        &echo_log,
+        "udp-echo: stopping",
+        "udp-echo: datagrams 2 = echoed 2 + dropped 0 (simulated loss) + unsent 0",
+    );
+}
+
 #[test]
 fn listening_line_comes_first_and_port_0_picks_a_free_port() {
     let ts = spawn_server_bin(&[
@@ -778,5 +858,8 @@ fn server_logs_show_only_for_a_failing_test() {
         out.contains("dnslb: ls: queries 0 = "),
         "in-process LS log:\n{out}"
     );
-    assert!(out.contains("dnslb: stopping"), "child process log:\n{out}");
+    assert!(
+        out.contains("dnslb: udp-echo: stopping"),
+        "child process log:\n{out}"
+    );
 }
