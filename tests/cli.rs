@@ -611,6 +611,28 @@ fn each_server_names_its_role_and_its_wait_when_stopping_then_prints_its_counter
 }
 
 #[test]
+fn a_client_turned_away_is_counted_once_as_busy() {
+    let (_ts1, _ts2, ls, log) = course_system_logged(&["--max-clients", "1"]);
+    let mut first = LineClient::connect(ls.addr);
+    assert_eq!(first.ask("amazon.org"), "amazon.org 94.5.6.7 A");
+    let mut second = LineClient::connect(ls.addr);
+    assert_eq!(second.recv(), "- Error:SERVER BUSY");
+    drop((first, second));
+    ls.signal(libc::SIGTERM);
+    let counters = line_containing(&log, " = answered ");
+    assert!(
+        counters.contains("queries 1 = ") && counters.contains("+ busy 0 +"),
+        "{counters}"
+    );
+    assert!(
+        counters.contains("; clients accepted 1, busy 1, idle-closed 0;"),
+        "{counters}"
+    );
+    assert!(!counters.contains("refused"), "{counters}");
+    assert_eq!(ls.wait().code(), Some(0));
+}
+
+#[test]
 fn listening_line_comes_first_and_port_0_picks_a_free_port() {
     let ts = spawn_server_bin(&[
         "ts",
