@@ -312,8 +312,12 @@ fn run_ping(args: PingArgs) -> ExitCode {
             count: args.count.unwrap_or(FloodOptions::default().count),
             window: args.window,
             timeout: args.timeout,
+            ..FloodOptions::default()
         };
-        flood::run(target, options).map(|report| {
+        let progress = |so_far: &flood::FloodReport| {
+            log::warn(format_args!("ping {name}: so far {so_far}"));
+        };
+        flood::run_with_progress(target, options, progress).map(|report| {
             let _ = writeln!(stdout, "{name} ({target}): {report}");
             report.received > 0
         })
