@@ -751,6 +751,42 @@ fn repository() -> &'static Path {
 }
 
 #[test]
+fn the_demo_labels_each_servers_lines_with_its_name() {
+    let probe = tempfile::tempdir().unwrap();
+    let script = probe.path().join("probe.sh");
+    let demo = repository().join("scripts/demo.sh");
+    std::fs::write(
+        &script,
+        format!("DEMO_TIMEOUT=0.2 exec bash '{}'\n", demo.display()),
+    )
+    .unwrap();
+    let build = FakeBuild::new().with_binary();
+    let (status, stdout, stderr) = build.run(&script, &[], probe.path());
+    assert!(status.success(), "{stderr}");
+    let expected = std::fs::read_to_string(data("example-RESOLVED.txt")).unwrap();
+    assert_eq!(stdout, expected);
+    for line in [
+        "ts1: listening on 127.0.0.1:",
+        "ts2: listening on 127.0.0.1:",
+        "ls: listening on 127.0.0.1:",
+        "ls: dnslb: ls: nothinghere.com not found",
+        "ls: dnslb: ls: stopping: finishing the queries in flight (up to 0.7 s)",
+        "ts1: dnslb: ts: stopping: finishing the queries in flight (up to 1 s)",
+        "ts2: dnslb: ts: stopping: finishing the queries in flight (up to 1 s)",
+        "ts1: dnslb: ts: queries ",
+        "ts2: dnslb: ts: queries ",
+        "ls: dnslb: ls: queries 4 = ",
+    ] {
+        assert!(
+            stderr.lines().any(|l| l.starts_with(line)),
+            "no line {line:?} in:\n{stderr}"
+        );
+    }
+    // Every server line is labelled.
+    assert!(!stderr.lines().any(|l| l.starts_with("dnslb: ")), "{stderr}");
+}
+
+#[test]
 fn the_first_script_build_shows_cargos_progress_later_ones_are_quiet() {
     let probe = tempfile::tempdir().unwrap();
     let script = probe.path().join("probe.sh");
