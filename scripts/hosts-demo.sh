@@ -11,8 +11,10 @@
 # made is deleted when it ends, however it ends.
 #
 # Usage: scripts/hosts-demo.sh
-#   HOSTS_QUERIES  queries per sequential client (default 10000; 16 clients);
-#                  each pipelined client sends 100 times as many
+#   HOSTS_QUERIES  queries per sequential client (16 clients); each pipelined
+#                  client sends 100 times as many. Default: as many as keep
+#                  each load going 4 s past the mend on this machine, from a
+#                  short run of each load before the cut
 #   HOSTS_CUT      seconds TS1 stays cut off (default 6: longer than the LS's
 #                  5 s timeout)
 # Exit 0 when the load saw no false miss and RESOLVED.txt is identical.
@@ -31,7 +33,7 @@ fi
 bin=$(dnslb_bin)
 out=${CARGO_TARGET_DIR:-$root/target}/hosts-demo
 mkdir -p "$out"
-queries=${HOSTS_QUERIES:-10000}
+queries=${HOSTS_QUERIES:-}
 cut_for=${HOSTS_CUT:-6}
 
 # Namespaces of this run: the prefix and this shell's pid keep them apart
@@ -112,6 +114,19 @@ ts1_in_use() {
     return 1
 }
 
+# lasting <sample> <bench args...>: the queries per client that keep this
+# load (TS2's names, with <bench args>) going from the start to 6 s past the
+# mend, from a run of <sample> queries per client; at least 10,000.
+lasting() {
+    local sample=$1 elapsed
+    shift
+    echo "(timing the load: $sample queries per client)" >&2
+    elapsed=$(on cl bench "${addr[ls]}" "$ls" --names "$root/data/PROJ2-DNSTS2.txt" --timeout 12 \
+        --queries "$sample" "$@" | awk '$1 == "elapsed" { print $2 }')
+    awk -v sample="$sample" -v seconds=$((1 + cut_for + 6)) -v e="${elapsed:-0}" \
+        'BEGIN { n = e > 0 ? sample * seconds / e : 0; printf "%d\n", n > 10000 ? n : 10000 }'
+}
+
 false_misses=0
 # partition <label> <bench args...>: runs the bench from the clients' host
 # asking only TS2's names, cuts TS1's port a second in, mends it $cut_for s
@@ -138,8 +153,13 @@ partition() {
     ts1_in_use
 }
 
-partition "16 sequential clients x $queries queries" --clients 16 --queries "$queries"
-partition "4 pipelined clients, 64 in flight" --clients 4 --pipeline 64 --queries $((queries * 100))
+sequential=${queries:-$(lasting 2000 --clients 16)}
+partition "16 sequential clients x $sequential queries" --clients 16 --queries "$sequential"
+pipelined=$((queries * 100))
+if [[ -z $queries ]]; then
+    pipelined=$(lasting 50000 --clients 4 --pipeline 64)
+fi
+partition "4 pipelined clients x $pipelined queries, 64 in flight" --clients 4 --pipeline 64 --queries "$pipelined"
 
 echo "== the course's client on host cl: data/PROJ2-HNS.txt" >&2
 (cd "$out" && cp "$root/data/PROJ2-HNS.txt" . && on cl client "${addr[ls]}" "$ls" >/dev/null)
