@@ -124,7 +124,7 @@ lasting() {
     elapsed=$(on cl bench "${addr[ls]}" "$ls" --names "$root/data/PROJ2-DNSTS2.txt" --timeout 12 \
         --queries "$sample" "$@" | awk '$1 == "elapsed" { print $2 }')
     awk -v sample="$sample" -v seconds=$((1 + cut_for + 6)) -v e="${elapsed:-0}" \
-        'BEGIN { n = e > 0 ? sample * seconds / e : 0; printf "%d\n", n > 10000 ? n : 10000 }'
+        'BEGIN { n = e > 0 ? sample * seconds / e : 0; printf "%d\n", (n > 10000 ? n : 10000) }'
 }
 
 false_misses=0
