@@ -783,7 +783,10 @@ fn the_demo_labels_each_servers_lines_with_its_name() {
         );
     }
     // Every server line is labelled.
-    assert!(!stderr.lines().any(|l| l.starts_with("dnslb: ")), "{stderr}");
+    assert!(
+        !stderr.lines().any(|l| l.starts_with("dnslb: ")),
+        "{stderr}"
+    );
 }
 
 #[test]
