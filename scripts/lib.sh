@@ -35,9 +35,17 @@ course_ts() {
 # call it from their EXIT trap).
 server_pids=()
 
+# label <name>: copies its input to stderr, each line after `<name>: `.
+label() {
+    local line
+    while IFS= read -r line; do
+        printf '%s: %s\n' "$1" "$line" >&2
+    done
+}
+
 # start_server <var> <command...>: starts a server in the background, its
 # stderr appended to $server_log (default: discarded; `-`: the script's own
-# stderr), and reads its first
+# stderr, each line after `<var>: `), and reads its first
 # line, `listening on <addr>:<port>`, waiting 10 s at most. Sets <var> to
 # the port, <var>_addr to `<addr>:<port>`, <var>_pid to its pid and
 # <var>_out to the descriptor of its stdout. Returns 1 when the server ends
@@ -46,7 +54,7 @@ start_server() {
     local var=$1 fd line
     shift
     if [[ ${server_log:-} == - ]]; then
-        exec {fd}< <(exec "$@")
+        exec {fd}< <(exec "$@" 2> >(label "$var"))
     else
         exec {fd}< <(exec "$@" 2>>"${server_log:-/dev/null}")
     fi

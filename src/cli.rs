@@ -75,7 +75,44 @@ pub fn parse() -> Result<Role, ExitCode> {
             print_out(&with_synopsis(role.as_deref(), &help));
             Err(ExitCode::SUCCESS)
         }
-        Err(exit) => Err(usage_error(&hint(role.as_deref(), exit.output.trim_end()))),
+        Err(exit) if role.is_none() && exit.output.starts_with("Unrecognized argument: ") => {
+            let word = exit.output["Unrecognized argument: ".len()..].trim_end();
+            let names: Vec<&str> = SYNOPSES.iter().map(|(name, _)| *name).collect();
+            let message = format!("{word:?} is not a role; the roles are {}", names.join(", "));
+            Err(usage_error(&hint(None, &message)))
+        }
+        Err(exit) => Err(usage_error(&hint(
+            role.as_deref(),
+            &plain_error(exit.output.trim_end()),
+        ))),
+    }
+}
+
+/// argh's message for a value that does not parse, `Error parsing
+/// positional argument 'port' with value '70000': <why>`, as `<port>: <why>`
+/// (`--flag: <why>` for an option); other messages unchanged.
+fn plain_error(message: &str) -> String {
+    let parsed = message
+        .strip_prefix("Error parsing positional argument '")
+        .map(|rest| (true, rest))
+        .or_else(|| {
+            message
+                .strip_prefix("Error parsing option '")
+                .map(|rest| (false, rest))
+        });
+    let Some((positional, rest)) = parsed else {
+        return message.to_string();
+    };
+    let Some((name, rest)) = rest.split_once("' with value '") else {
+        return message.to_string();
+    };
+    let Some((_, why)) = rest.split_once("': ") else {
+        return message.to_string();
+    };
+    if positional {
+        format!("<{}>: {why}", name.replace('_', "-"))
+    } else {
+        format!("{name}: {why}")
     }
 }
 
@@ -188,7 +225,7 @@ pub enum Role {
 #[argh(subcommand, name = "ts")]
 pub struct TsArgs {
     /// port to listen on (0: any free port)
-    #[argh(positional)]
+    #[argh(positional, from_str_fn(parse_port))]
     pub port: u16,
     /// table file: one `hostname ip A` per line
     #[argh(option)]
@@ -222,7 +259,7 @@ pub struct TsArgs {
     )]
     pub idle_timeout: Duration,
     /// also answer DNS queries (RFC 1035) over UDP and TCP on this port (0: any free port)
-    #[argh(option)]
+    #[argh(option, from_str_fn(parse_port))]
     pub dns_port: Option<u16>,
     /// TTL in seconds of DNS answers (default 300)
     #[argh(option, default = "dnslb::dns::respond::DEFAULT_TTL")]
@@ -246,7 +283,7 @@ pub struct TsArgs {
 #[argh(subcommand, name = "ls")]
 pub struct LsArgs {
     /// port to listen on (0: any free port)
-    #[argh(positional)]
+    #[argh(positional, from_str_fn(parse_port))]
     pub port: u16,
     /// TS host and port pairs: <ts-host> <ts-port> [<ts-host> <ts-port> ...]
     #[argh(positional)]
@@ -286,7 +323,7 @@ pub struct LsArgs {
     )]
     pub idle_timeout: Duration,
     /// also serve DNS (RFC 1035) over UDP and TCP on this port (0: any free port)
-    #[argh(option)]
+    #[argh(option, from_str_fn(parse_port))]
     pub dns_port: Option<u16>,
     /// seconds a DNS query waits before SERVFAIL (default 2, fractions allowed)
     #[argh(
@@ -328,7 +365,7 @@ pub struct ClientArgs {
     #[argh(positional)]
     pub ls_host: String,
     /// LS port
-    #[argh(positional)]
+    #[argh(positional, from_str_fn(parse_port))]
     pub ls_port: u16,
     /// hostnames, one per line (default PROJ2-HNS.txt)
     #[argh(option, default = "PathBuf::from(\"PROJ2-HNS.txt\")")]
@@ -362,7 +399,7 @@ pub struct BenchArgs {
     #[argh(positional)]
     pub host: String,
     /// server port
-    #[argh(positional)]
+    #[argh(positional, from_str_fn(parse_port))]
     pub port: u16,
     /// concurrent clients, each with its own connection (default 1)
     #[argh(option, default = "1")]
@@ -409,7 +446,7 @@ fn parse_ratio(text: &str) -> Result<f64, String> {
 #[argh(subcommand, name = "udp-echo")]
 pub struct UdpEchoArgs {
     /// port to listen on (0: any free port)
-    #[argh(positional)]
+    #[argh(positional, from_str_fn(parse_port))]
     pub port: u16,
     /// fraction of datagrams dropped: 4/11 (default, the course's
     /// `randint(0, 10) < 4`), 0.3636, 0, ...
@@ -433,7 +470,7 @@ pub struct UdpEchoArgs {
 #[argh(subcommand, name = "udp-lb")]
 pub struct UdpLbArgs {
     /// port to listen on (0: any free port)
-    #[argh(positional)]
+    #[argh(positional, from_str_fn(parse_port))]
     pub port: u16,
     /// backend host and port pairs: <backend-host> <backend-port> [...]
     #[argh(positional)]
@@ -475,7 +512,7 @@ pub struct PingArgs {
     #[argh(positional)]
     pub host: String,
     /// server port
-    #[argh(positional)]
+    #[argh(positional, from_str_fn(parse_port))]
     pub port: u16,
     /// pings to send (default 10; 100000 with --flood)
     #[argh(option, short = 'c')]
@@ -503,6 +540,12 @@ pub struct PingArgs {
     /// pings in flight with --flood (default 64)
     #[argh(option, default = "64")]
     pub window: usize,
+}
+
+/// Parses a port number.
+pub fn parse_port(text: &str) -> Result<u16, String> {
+    text.parse()
+        .map_err(|_| format!("{text} is not a port (0-65535)"))
 }
 
 /// Parses a positive number of seconds, fractions allowed.
@@ -556,6 +599,23 @@ mod tests {
             words("ping h 1 -O --help")
         );
         assert_eq!(long_help(words("ls 0 -- -h")), words("ls 0 -- -h"));
+    }
+
+    #[test]
+    fn value_errors_name_the_argument_or_flag() {
+        assert_eq!(
+            plain_error(
+                "Error parsing positional argument 'ls_port' with value '70000': 70000 is not a port (0-65535)"
+            ),
+            "<ls-port>: 70000 is not a port (0-65535)"
+        );
+        assert_eq!(
+            plain_error(
+                "Error parsing option '--dns-port' with value 'x': x is not a port (0-65535)"
+            ),
+            "--dns-port: x is not a port (0-65535)"
+        );
+        assert_eq!(plain_error("Required positional"), "Required positional");
     }
 
     #[test]

@@ -90,9 +90,12 @@ impl ClientError {
 impl fmt::Display for ClientError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            ClientError::Input { path, error } => {
-                write!(f, "cannot read {}: {error}", path.display())
-            }
+            ClientError::Input { path, error } => write!(
+                f,
+                "--input {}: cannot read it: {error} (run the client where that file is, \
+                 or name the hostnames file with --input <file>)",
+                path.display()
+            ),
             ClientError::Output { path, error } => {
                 write!(f, "cannot write {}: {error}", path.display())
             }

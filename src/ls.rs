@@ -55,6 +55,10 @@ use crate::shutdown::Shutdown;
 /// How often `-v` prints the counters.
 const REPORT_EVERY: Duration = Duration::from_secs(10);
 
+/// After a shutdown, connections get their query deadline and this much
+/// more to finish what they received.
+pub const SHUTDOWN_SLACK: Duration = Duration::from_millis(500);
+
 /// A load-balancing server, ready to [`run`](Ls::run).
 pub struct Ls {
     shared: Arc<Shared>,
@@ -187,7 +191,7 @@ impl Ls {
         let options = &self.shared.options;
         let serve_options = ServeOptions {
             // A worker answers what it already received within one timeout.
-            grace: options.timeout + Duration::from_millis(500),
+            grace: options.timeout + SHUTDOWN_SLACK,
             max_connections: options.max_clients,
             max_per_source: options.max_clients_per_ip,
             busy_reply: BUSY_REPLY,
@@ -212,7 +216,7 @@ impl Ls {
     fn serve_dns_tcp(&self, listener: TcpListener, shutdown: &Shutdown) -> io::Result<()> {
         let options = &self.shared.options;
         let serve_options = ServeOptions {
-            grace: options.dns_timeout + Duration::from_millis(500),
+            grace: options.dns_timeout + SHUTDOWN_SLACK,
             max_connections: options.max_clients,
             max_per_source: options.max_clients_per_ip,
             ..ServeOptions::new("ls dns", Duration::ZERO)

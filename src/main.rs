@@ -3,8 +3,9 @@
 //!
 //! Exit codes: 0 on success (and after Ctrl-C or SIGTERM), 1 when the client
 //! fails at run time or the bench saw a wrong answer or lost a connection,
-//! 2 for bad usage or configuration. `ping` exits 0 when any reply came, 1
-//! when none did or its host does not resolve.
+//! 2 for bad usage or configuration (a host argument that does not resolve
+//! included, for every role). `ping` exits 0 when any reply came, 1 when
+//! none did.
 
 use std::io::{self, IsTerminal, Write};
 use std::net::{SocketAddr, TcpListener, UdpSocket};
@@ -21,7 +22,7 @@ use dnslb::framing::Framing;
 use dnslb::ls::{self, Backend, Ls, LsOptions};
 use dnslb::server;
 use dnslb::shutdown::Shutdown;
-use dnslb::table::Table;
+use dnslb::table::{Table, TableError};
 use dnslb::ts::{self, TsOptions};
 use dnslb::udp::echo::{self, EchoOptions};
 use dnslb::udp::flood::{self, FloodOptions};
@@ -37,32 +38,71 @@ fn main() -> ExitCode {
         Ok(role) => role,
         Err(code) => return code,
     };
-    let result = match role {
-        Role::Ts(args) => run_ts(args),
-        Role::Ls(args) => run_ls(args),
+    let (name, result) = match role {
+        Role::Ts(args) => ("ts", run_ts(args)),
+        Role::Ls(args) => ("ls", run_ls(args)),
         Role::Client(args) => return run_client(args),
         Role::Bench(args) => return run_bench(args),
-        Role::UdpEcho(args) => run_udp_echo(args),
-        Role::UdpLb(args) => run_udp_lb(args),
+        Role::UdpEcho(args) => ("udp-echo", run_udp_echo(args)),
+        Role::UdpLb(args) => ("udp-lb", run_udp_lb(args)),
         Role::Ping(args) => return run_ping(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
-        Err(Usage(message)) => cli::usage_error(&message),
+        Err(Usage(message)) => cli::usage_error(&in_role(name, &message)),
     }
+}
+
+/// `message` after `<role>: `, unless it names the role already.
+fn in_role(role: &str, message: &str) -> String {
+    if message.starts_with(&format!("{role}: ")) {
+        message.to_string()
+    } else {
+        format!("{role}: {message}")
+    }
+}
+
+/// Resolves the host argument `what` (`<ls-host>`, `--bind`, ...) of
+/// `role`; the error names both and says what to check.
+fn resolve_arg(role: &str, what: &str, host: &str, port: u16) -> Result<Vec<SocketAddr>, String> {
+    net::resolve(host, port)
+        .map_err(|e| format!("{role}: {what}: {e} (check the name, or give an IP address)"))
+}
+
+/// Loads the TS's `--table`; errors name the role, the flag and the file,
+/// and a table without records is refused (a TS with no names answers nothing).
+fn load_table(path: &std::path::Path) -> Result<Table, Usage> {
+    let fix = "give --table a file of `hostname ip A` lines, e.g. data/PROJ2-DNSTS1.txt";
+    let table = Table::load(path).map_err(|e| match e {
+        TableError::Io { path, error } => Usage(format!(
+            "ts: --table {}: cannot read it: {error} ({fix})",
+            path.display()
+        )),
+        line @ TableError::Line { .. } => Usage(format!("ts: --table {line}")),
+    })?;
+    if table.is_empty() {
+        return Err(Usage(format!(
+            "ts: --table {}: no records, so the TS would answer nothing ({fix})",
+            path.display()
+        )));
+    }
+    Ok(table)
 }
 
 fn run_ts(args: TsArgs) -> Result<(), Usage> {
     log::set_verbose(args.verbose);
     let rrl = rate_limit("ts", args.rrl, args.rrl_slip, args.dns_port)?;
-    let table = Table::load(&args.table).map_err(|e| Usage(e.to_string()))?;
+    let table = load_table(&args.table)?;
     if args.max_clients == 0 || args.max_clients_per_ip == Some(0) {
         return Err(Usage(cli::hint(
             Some("ts"),
             "--max-clients and --max-clients-per-ip must be at least 1",
         )));
     }
-    let shutdown = stop_on_signal();
+    let shutdown = stop_on_signal(&format!(
+        "ts: stopping: finishing the queries in flight (up to {} s)",
+        ts::SHUTDOWN_GRACE.as_secs_f64()
+    ));
     let listener = bind(&args.bind, args.port)?;
     let options = TsOptions {
         dialect: args.dialect,
@@ -132,9 +172,18 @@ fn run_ls(args: LsArgs) -> Result<(), Usage> {
             "--max-inflight, --max-clients and --max-clients-per-ip must be at least 1",
         )));
     }
+    // How long the LS may take to stop: its longest deadline, and a little.
+    let deadline = match args.dns_port {
+        Some(_) => args.timeout.max(args.dns_timeout),
+        None => args.timeout,
+    };
+    let ls_grace = deadline + ls::SHUTDOWN_SLACK;
     // After the signal handler's descriptors, before the listener's (one
     // of the spares).
-    let shutdown = stop_on_signal();
+    let shutdown = stop_on_signal(&format!(
+        "ls: stopping: finishing the queries in flight (up to {} s)",
+        ls_grace.as_secs_f64()
+    ));
     let per_client = ls::descriptors_per_client(backends.len());
     let max_clients =
         server::fit_to_descriptors("ls", "--max-clients", args.max_clients, per_client);
@@ -168,12 +217,9 @@ fn run_ls(args: LsArgs) -> Result<(), Usage> {
 }
 
 fn run_client(args: ClientArgs) -> ExitCode {
-    let addrs = match net::resolve(&args.ls_host, args.ls_port) {
+    let addrs = match resolve_arg("client", "<ls-host>", &args.ls_host, args.ls_port) {
         Ok(addrs) => addrs,
-        Err(message) => {
-            log::warn(format_args!("{message}"));
-            return ExitCode::from(1);
-        }
+        Err(message) => return cli::usage_error(&message),
     };
     let options = ClientOptions {
         framing: args.framing,
@@ -185,7 +231,7 @@ fn run_client(args: ClientArgs) -> ExitCode {
         Ok(_) => ExitCode::SUCCESS,
         Err(e) => {
             let _ = stdout.flush();
-            log::warn(format_args!("{e}"));
+            log::warn(format_args!("client: {e}"));
             ExitCode::from(e.exit_code() as u8)
         }
     }
@@ -206,12 +252,9 @@ fn run_bench(args: BenchArgs) -> ExitCode {
         },
         None => Names::course(),
     };
-    let addrs = match net::resolve(&args.host, args.port) {
+    let addrs = match resolve_arg("bench", "<host>", &args.host, args.port) {
         Ok(addrs) => addrs,
-        Err(message) => {
-            log::warn(format_args!("{message}"));
-            return ExitCode::from(1);
-        }
+        Err(message) => return cli::usage_error(&message),
     };
     let options = BenchOptions {
         clients: args.clients,
@@ -245,7 +288,7 @@ fn run_bench(args: BenchArgs) -> ExitCode {
 fn run_udp_echo(args: UdpEchoArgs) -> Result<(), Usage> {
     log::set_verbose(args.verbose);
     // Before announcing the socket: a script may signal as soon as it reads the line.
-    let shutdown = stop_on_signal();
+    let shutdown = stop_on_signal("udp-echo: stopping");
     let socket = bind_udp(&args.bind, args.port)?;
     let options = EchoOptions {
         loss: args.loss,
@@ -264,7 +307,7 @@ fn run_udp_lb(args: UdpLbArgs) -> Result<(), Usage> {
     }
     let backends = parse_udp_backends(&args.backends)?;
     // Before announcing the socket: a script may signal as soon as it reads the line.
-    let shutdown = stop_on_signal();
+    let shutdown = stop_on_signal("udp-lb: stopping: closing its sessions");
     let socket = bind_udp(&args.bind, args.port)?;
     let options = LbOptions {
         session_timeout: args.session_timeout,
@@ -283,12 +326,9 @@ fn run_ping(args: PingArgs) -> ExitCode {
             "--count and --window must be at least 1",
         ));
     }
-    let target = match net::resolve(&args.host, args.port) {
+    let target = match resolve_arg("ping", "<host>", &args.host, args.port) {
         Ok(addrs) => net::datagram_target(&addrs),
-        Err(message) => {
-            log::warn(format_args!("{message}"));
-            return ExitCode::from(1);
-        }
+        Err(message) => return cli::usage_error(&message),
     };
     let name = format!("{}:{}", args.host, args.port);
     let mut stdout = io::stdout().lock();
@@ -297,8 +337,12 @@ fn run_ping(args: PingArgs) -> ExitCode {
             count: args.count.unwrap_or(FloodOptions::default().count),
             window: args.window,
             timeout: args.timeout,
+            ..FloodOptions::default()
         };
-        flood::run(target, options).map(|report| {
+        let progress = |so_far: &flood::FloodReport| {
+            log::warn(format_args!("ping {name}: so far {so_far}"));
+        };
+        flood::run_with_progress(target, options, progress).map(|report| {
             let _ = writeln!(stdout, "{name} ({target}): {report}");
             report.received > 0
         })
@@ -368,12 +412,12 @@ fn host_port_pairs(
         .chunks(2)
         .map(|pair| {
             let (host, port) = (&pair[0], &pair[1]);
-            let port: u16 = port.parse().map_err(|_| {
-                let message =
-                    format!("{what} port {port:?} (for host {host:?}) is not a port number");
+            let port: u16 = cli::parse_port(port).map_err(|why| {
+                let message = format!("<{}-port> of {host}: {why}", what.to_lowercase());
                 Usage(cli::hint(Some(role), &message))
             })?;
-            let addrs = net::resolve(host, port).map_err(Usage)?;
+            let what = format!("<{}-host>", what.to_lowercase());
+            let addrs = resolve_arg(role, &what, host, port).map_err(Usage)?;
             Ok((host.clone(), addrs))
         })
         .collect()
@@ -412,9 +456,17 @@ fn bind_and_announce<S>(
     bind: impl FnOnce(&[SocketAddr]) -> io::Result<S>,
     local_addr: impl FnOnce(&S) -> io::Result<SocketAddr>,
 ) -> Result<S, Usage> {
-    let addrs: Vec<SocketAddr> = net::resolve(host, port).map_err(Usage)?;
-    let socket =
-        bind(&addrs).map_err(|e| Usage(format!("cannot listen on {host}:{port}{what}: {e}")))?;
+    let addrs: Vec<SocketAddr> = net::resolve(host, port).map_err(|e| {
+        Usage(format!(
+            "--bind: {e} (check the name, or give an IP address)"
+        ))
+    })?;
+    let socket = bind(&addrs).map_err(|e| {
+        Usage(format!(
+            "cannot listen on {host}:{port}{what}: {}",
+            bind_error(&e)
+        ))
+    })?;
     let local = local_addr(&socket)
         .map_err(|e| Usage(format!("cannot read the listening address: {e}")))?;
     let suffix = if what == " (dns udp+tcp)" { what } else { "" };
@@ -424,7 +476,24 @@ fn bind_and_announce<S>(
     Ok(socket)
 }
 
-/// A shutdown signal triggered by Ctrl-C or SIGTERM; a second signal exits at
+/// Why a socket could not be bound, and the way out.
+fn bind_error(e: &io::Error) -> String {
+    match e.kind() {
+        io::ErrorKind::AddrInUse => {
+            "address in use (another server on that port? choose another port or stop it)".into()
+        }
+        io::ErrorKind::AddrNotAvailable => {
+            "address not available (is --bind an address of this machine?)".into()
+        }
+        io::ErrorKind::PermissionDenied => {
+            "permission denied (ports below 1024 need root: choose a port above 1023)".into()
+        }
+        _ => e.to_string(),
+    }
+}
+
+/// A shutdown signal triggered by Ctrl-C or SIGTERM, which logs `stopping`
+/// (the role, what it finishes and for how long); a second signal exits at
 /// once (code 130). Installed before the listening line is printed, so a
 /// script may signal the server as soon as it has read that line.
 ///
@@ -432,7 +501,8 @@ fn bind_and_announce<S>(
 /// wake-ups (which connect to the server's own listener, up to a second)
 /// run on a thread of their own, so the handler is always free to act on a
 /// second signal.
-fn stop_on_signal() -> Shutdown {
+fn stop_on_signal(stopping_line: &str) -> Shutdown {
+    let stopping_line = stopping_line.to_string();
     let shutdown = Shutdown::new();
     let handle = shutdown.clone();
     let (stop, stopping) = crossbeam_channel::bounded::<()>(1);
@@ -440,7 +510,7 @@ fn stop_on_signal() -> Shutdown {
         .name("shutdown".into())
         .spawn(move || {
             if stopping.recv().is_ok() {
-                log::warn(format_args!("stopping: finishing the queries in flight"));
+                log::warn(format_args!("{stopping_line}"));
                 handle.trigger();
             }
         });

@@ -14,6 +14,7 @@ pub mod dns;
 use std::io::{self, BufWriter, Write};
 use std::net::{TcpListener, TcpStream};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::thread;
 use std::time::Duration;
 
@@ -26,7 +27,7 @@ use crate::table::Table;
 use crate::wire::{self, Dialect};
 
 /// How long connections get to finish after shutdown: a TS answers at once.
-const SHUTDOWN_GRACE: Duration = Duration::from_secs(1);
+pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(1);
 
 /// Connections served at once when none is given.
 pub const DEFAULT_MAX_CLIENTS: usize = 4096;
@@ -73,7 +74,24 @@ impl Default for TsOptions {
     }
 }
 
-/// Serves `table` on `listener` until `shutdown` triggers.
+/// What happened to the course protocol's queries: each is answered, not
+/// in the table (silence, or `NOT FOUND` with `--answer-misses`) or invalid.
+#[derive(Default)]
+struct Counts {
+    answered: AtomicU64,
+    not_in_table: AtomicU64,
+    invalid: AtomicU64,
+}
+
+impl Counts {
+    fn add(counter: &AtomicU64) {
+        counter.fetch_add(1, Ordering::Relaxed);
+    }
+}
+
+/// Serves `table` on `listener` until `shutdown` triggers, then logs its
+/// counters: `ts: queries 12 = answered 9 + not in table 2 + invalid 1;
+/// connections accepted 2, turned away 0`.
 ///
 /// # Errors
 /// When the listener's address cannot be read.
@@ -88,16 +106,32 @@ pub fn run(
         max_per_source: options.max_clients_per_ip,
         ..ServeOptions::new("ts", SHUTDOWN_GRACE)
     };
-    serve(
+    let counts = Arc::new(Counts::default());
+    let handler_counts = Arc::clone(&counts);
+    let served = serve(
         listener,
         shutdown,
         &serve_options,
         move |stream, activity| {
-            if let Err(e) = answer_connection(stream, &activity, &table, options) {
+            if let Err(e) = answer_connection(stream, &activity, &table, options, &handler_counts) {
                 log::info(format_args!("ts: connection ended: {e}"));
             }
         },
-    )
+    );
+    let get = |c: &AtomicU64| c.load(Ordering::Relaxed);
+    let (answered, not_in_table, invalid) = (
+        get(&counts.answered),
+        get(&counts.not_in_table),
+        get(&counts.invalid),
+    );
+    log::warn(format_args!(
+        "ts: queries {} = answered {answered} + not in table {not_in_table} + invalid {invalid}; \
+         connections accepted {}, turned away {}",
+        answered + not_in_table + invalid,
+        get(&serve_options.stats.accepted),
+        get(&serve_options.stats.refused),
+    ));
+    served
 }
 
 /// Serves `table` with the course protocol on `listener` and with DNS on
@@ -136,6 +170,7 @@ fn answer_connection(
     activity: &Activity,
     table: &Table,
     options: TsOptions,
+    counts: &Counts,
 ) -> io::Result<()> {
     stream.set_nodelay(true)?;
     // An idle connection ends with a timed-out read; so does one whose
@@ -150,7 +185,7 @@ fn answer_connection(
     while let Some(frame) = reader.next_frame()? {
         activity.received(1);
         unanswered += 1;
-        if let Some(reply) = reply_to(frame, table, options) {
+        if let Some(reply) = reply_to(frame, table, options, counts) {
             write_message(&mut out, reply.as_bytes(), reader.framing())?;
         }
         if !reader.has_buffered_message() {
@@ -163,29 +198,34 @@ fn answer_connection(
 }
 
 /// The reply to one query, or `None` for silence.
-fn reply_to(frame: Frame, table: &Table, options: TsOptions) -> Option<String> {
+fn reply_to(frame: Frame, table: &Table, options: TsOptions, counts: &Counts) -> Option<String> {
     let Frame::Message(message) = frame else {
+        Counts::add(&counts.invalid);
         log::info(format_args!("ts: ignoring an over-long query"));
         return None;
     };
     let query = match wire::parse_query(&message) {
         Ok(query) => query,
         Err(e) => {
+            Counts::add(&counts.invalid);
             log::info(format_args!("ts: ignoring a query: {e}"));
             return None;
         }
     };
     match table.lookup_key(&query.key) {
         Some(set) => {
+            Counts::add(&counts.answered);
             let line = set.next_answer().line(options.dialect);
             log::info(format_args!("ts: {} -> {line}", query.name));
             Some(line)
         }
         None if options.answer_misses => {
+            Counts::add(&counts.not_in_table);
             log::info(format_args!("ts: {} not in table", query.name));
             Some(wire::not_found_line(&query.name))
         }
         None => {
+            Counts::add(&counts.not_in_table);
             log::info(format_args!(
                 "ts: {} not in table, staying silent",
                 query.name

@@ -201,6 +201,96 @@ fn argument_errors_name_the_role_point_at_its_help_and_exit_2() {
 }
 
 #[test]
+fn a_word_that_is_no_role_is_answered_with_the_roles() {
+    let dir = tempfile::tempdir().unwrap();
+    let (status, _, stderr) = run_bin(dir.path(), &["foo"]);
+    assert_eq!(status.code(), Some(2));
+    assert!(
+        stderr.starts_with(
+            "dnslb: \"foo\" is not a role; the roles are ts, ls, client, bench, udp-echo, udp-lb, ping\n"
+        ),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn start_up_errors_name_the_role_the_argument_and_a_way_out_and_exit_2() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("empty.txt"), "# nothing\n\n").unwrap();
+    let taken = TcpListener::bind("127.0.0.1:0").unwrap();
+    let taken = taken.local_addr().unwrap().port().to_string();
+    let table = data("PROJ2-DNSTS1.txt");
+    let table = table.to_str().unwrap();
+    let in_use = format!(
+        "dnslb: ls: cannot listen on 127.0.0.1:{taken}: address in use (another server on that port? choose another port or stop it)\n"
+    );
+    for (args, expected) in [
+        (
+            &["ts", "70000", "--table", table][..],
+            "dnslb: ts: <port>: 70000 is not a port (0-65535)\n",
+        ),
+        (
+            &["ts", "0", "--table", table, "--dns-port", "65536"],
+            "dnslb: ts: --dns-port: 65536 is not a port (0-65535)\n",
+        ),
+        (
+            &["ls", "0", "127.0.0.1", "70000"],
+            "dnslb: ls: <ts-port> of 127.0.0.1: 70000 is not a port (0-65535)\n",
+        ),
+        (
+            &["ls", &taken, "127.0.0.1", "1", "--bind", "127.0.0.1"],
+            &in_use,
+        ),
+        (
+            &["ts", "0", "--table", "nope.txt"],
+            "dnslb: ts: --table nope.txt: cannot read it: ",
+        ),
+        (
+            &["ts", "0", "--table", "empty.txt"],
+            "dnslb: ts: --table empty.txt: no records, so the TS would answer nothing (give --table a file of `hostname ip A` lines",
+        ),
+        (
+            &["client", "127.0.0.1", "1"],
+            "dnslb: client: --input PROJ2-HNS.txt: cannot read it: ",
+        ),
+    ] {
+        let (status, stdout, stderr) = run_bin(dir.path(), args);
+        assert_eq!(status.code(), Some(2), "{args:?}: {stderr}");
+        assert!(!stdout.contains("listening"), "{args:?}: {stdout}");
+        assert!(stderr.starts_with(expected), "{args:?}: {stderr}");
+    }
+    let (_, _, stderr) = run_bin(dir.path(), &["client", "127.0.0.1", "1"]);
+    assert!(stderr.contains("--input <file>"), "{stderr}");
+}
+
+#[test]
+fn a_host_that_does_not_resolve_exits_2_from_every_role() {
+    let dir = tempfile::tempdir().unwrap();
+    let host = "no-such-host.invalid";
+    for (args, role, what) in [
+        (&["client", host, "1"][..], "client", "<ls-host>"),
+        (&["ping", host, "1"], "ping", "<host>"),
+        (&["bench", host, "1"], "bench", "<host>"),
+        (&["ls", "0", host, "1"], "ls", "<ts-host>"),
+        (&["udp-lb", "0", host, "1"], "udp-lb", "<backend-host>"),
+        (&["udp-echo", "0", "--bind", host], "udp-echo", "--bind"),
+    ] {
+        let (status, _, stderr) = run_bin(dir.path(), args);
+        assert_eq!(status.code(), Some(2), "{args:?}: {stderr}");
+        assert!(
+            stderr.starts_with(&format!(
+                "dnslb: {role}: {what}: cannot resolve host \"{host}\""
+            )),
+            "{args:?}: {stderr}"
+        );
+        assert!(
+            stderr.contains("(check the name, or give an IP address)"),
+            "{stderr}"
+        );
+    }
+}
+
+#[test]
 fn configuration_errors_exit_2_without_a_usage_hint() {
     let dir = tempfile::tempdir().unwrap();
     let (status, _, stderr) = run_bin(dir.path(), &["ts", "0", "--table", "-h"]);
@@ -454,6 +544,108 @@ fn sigterm_answers_the_query_in_flight_then_exits_0() {
     assert_eq!(ls.wait().code(), Some(0));
 }
 
+/// Stops `server` with SIGTERM; checks it says `stopping` as `stopping`
+/// shows, then prints `counters`, and exits 0.
+fn stops_saying(server: Running, log: &Receiver<String>, stopping: &str, counters: &str) {
+    server.signal(libc::SIGTERM);
+    assert_eq!(
+        line_containing(log, "stopping"),
+        format!("dnslb: {stopping}")
+    );
+    assert_eq!(
+        line_containing(log, counters.split(' ').next().unwrap()),
+        format!("dnslb: {counters}")
+    );
+    assert_eq!(server.wait().code(), Some(0));
+}
+
+#[test]
+fn each_server_names_its_role_and_its_wait_when_stopping_then_prints_its_counters() {
+    let table = data("PROJ2-DNSTS1.txt");
+    let ts_args = [
+        "ts",
+        "0",
+        "--bind",
+        "127.0.0.1",
+        "--table",
+        table.to_str().unwrap(),
+    ];
+    let (ts, ts_log) = spawn_server_bin_stderr(&ts_args);
+    let mut client = LineClient::connect(ts.addr);
+    client.send("nothinghere.com");
+    client.send("bad name");
+    assert_eq!(client.ask("amazon.org"), "amazon.org 94.5.6.7 A");
+    drop(client);
+    stops_saying(
+        ts,
+        &ts_log,
+        "ts: stopping: finishing the queries in flight (up to 1 s)",
+        "ts: queries 3 = answered 1 + not in table 1 + invalid 1; connections accepted 1, turned away 0",
+    );
+
+    let (_ts1, _ts2, ls, ls_log) = course_system_logged(&[]);
+    ls.signal(libc::SIGTERM);
+    assert_eq!(
+        line_containing(&ls_log, "stopping"),
+        "dnslb: ls: stopping: finishing the queries in flight (up to 0.7 s)"
+    );
+    assert_eq!(ls.wait().code(), Some(0));
+
+    let echo_args = ["udp-echo", "0", "--bind", "127.0.0.1", "--loss", "0"];
+    let (echo, echo_log) = spawn_server_bin_stderr(&echo_args);
+    let echo_port = echo.addr.port().to_string();
+    let lb_args = [
+        "udp-lb",
+        "0",
+        "127.0.0.1",
+        &echo_port,
+        "--bind",
+        "127.0.0.1",
+    ];
+    let (lb, lb_log) = spawn_server_bin_stderr(&lb_args);
+    let socket = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    socket.set_read_timeout(Some(BOUND)).unwrap();
+    let mut buf = [0u8; 16];
+    socket.send_to(b"ping 1", echo.addr).unwrap();
+    assert_eq!(socket.recv(&mut buf).unwrap(), 6);
+    socket.send_to(b"ping 2", lb.addr).unwrap();
+    assert_eq!(socket.recv(&mut buf).unwrap(), 6);
+    stops_saying(
+        lb,
+        &lb_log,
+        "udp-lb: stopping: closing its sessions",
+        "udp-lb: datagrams forwarded 1, replies relayed 1; backends marked down 0 times",
+    );
+    stops_saying(
+        echo,
+        &echo_log,
+        "udp-echo: stopping",
+        "udp-echo: datagrams 2 = echoed 2 + dropped 0 (simulated loss) + unsent 0",
+    );
+}
+
+#[test]
+fn a_client_turned_away_is_counted_once_as_busy() {
+    let (_ts1, _ts2, ls, log) = course_system_logged(&["--max-clients", "1"]);
+    let mut first = LineClient::connect(ls.addr);
+    assert_eq!(first.ask("amazon.org"), "amazon.org 94.5.6.7 A");
+    let mut second = LineClient::connect(ls.addr);
+    assert_eq!(second.recv(), "- Error:SERVER BUSY");
+    drop((first, second));
+    ls.signal(libc::SIGTERM);
+    let counters = line_containing(&log, " = answered ");
+    assert!(
+        counters.contains("queries 1 = ") && counters.contains("+ busy 0 +"),
+        "{counters}"
+    );
+    assert!(
+        counters.contains("; clients accepted 1, busy 1, idle-closed 0;"),
+        "{counters}"
+    );
+    assert!(!counters.contains("refused"), "{counters}");
+    assert_eq!(ls.wait().code(), Some(0));
+}
+
 #[test]
 fn listening_line_comes_first_and_port_0_picks_a_free_port() {
     let ts = spawn_server_bin(&[
@@ -570,6 +762,45 @@ impl FakeBuild {
 
 fn repository() -> &'static Path {
     Path::new(env!("CARGO_MANIFEST_DIR"))
+}
+
+#[test]
+fn the_demo_labels_each_servers_lines_with_its_name() {
+    let probe = tempfile::tempdir().unwrap();
+    let script = probe.path().join("probe.sh");
+    let demo = repository().join("scripts/demo.sh");
+    std::fs::write(
+        &script,
+        format!("DEMO_TIMEOUT=0.2 exec bash '{}'\n", demo.display()),
+    )
+    .unwrap();
+    let build = FakeBuild::new().with_binary();
+    let (status, stdout, stderr) = build.run(&script, &[], probe.path());
+    assert!(status.success(), "{stderr}");
+    let expected = std::fs::read_to_string(data("example-RESOLVED.txt")).unwrap();
+    assert_eq!(stdout, expected);
+    for line in [
+        "ts1: listening on 127.0.0.1:",
+        "ts2: listening on 127.0.0.1:",
+        "ls: listening on 127.0.0.1:",
+        "ls: dnslb: ls: nothinghere.com not found",
+        "ls: dnslb: ls: stopping: finishing the queries in flight (up to 0.7 s)",
+        "ts1: dnslb: ts: stopping: finishing the queries in flight (up to 1 s)",
+        "ts2: dnslb: ts: stopping: finishing the queries in flight (up to 1 s)",
+        "ts1: dnslb: ts: queries ",
+        "ts2: dnslb: ts: queries ",
+        "ls: dnslb: ls: queries 4 = ",
+    ] {
+        assert!(
+            stderr.lines().any(|l| l.starts_with(line)),
+            "no line {line:?} in:\n{stderr}"
+        );
+    }
+    // Every server line is labelled.
+    assert!(
+        !stderr.lines().any(|l| l.starts_with("dnslb: ")),
+        "{stderr}"
+    );
 }
 
 #[test]
@@ -702,5 +933,8 @@ fn server_logs_show_only_for_a_failing_test() {
         out.contains("dnslb: ls: queries 0 = "),
         "in-process LS log:\n{out}"
     );
-    assert!(out.contains("dnslb: stopping"), "child process log:\n{out}");
+    assert!(
+        out.contains("dnslb: udp-echo: stopping"),
+        "child process log:\n{out}"
+    );
 }

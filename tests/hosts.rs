@@ -9,6 +9,9 @@
 //! the test measures each query's latency itself.
 //!
 //! Needs root and `ip netns`; without them the test prints why and skips.
+//! The tests take turns, and take a minute or more in all: each says what
+//! it is doing as it goes, on stderr past the harness's capture
+//! ([`progress`]); `-- --nocapture` adds the figures of every run.
 //! Namespace names carry this process's id and a count, so concurrent runs
 //! and tests never meet; every namespace is deleted when the test ends,
 //! however it ends.
@@ -135,6 +138,7 @@ fn a_partitioned_ts_that_answers_misses_stops_being_waited_for() {
     let (reply, took) = ask(miss);
     assert_eq!((reply.as_str(), took < ms(500)), (miss_line.as_str(), true));
 
+    progress(format_args!("20 misses with TS1 cut off"));
     hosts.set_ts1_port("down");
     // TS1 now leaves misses unanswered: one deadline (or a few) may pass
     // before the LS stops waiting for it; then misses are quick again.
@@ -161,6 +165,13 @@ fn a_partitioned_ts_that_answers_misses_stops_being_waited_for() {
     assert!(took < MAX_STALL, "an answer from TS2 took {took:?}");
     let took = hosts.wait_for_ts1().unwrap_or_else(|why| panic!("{why}"));
     eprintln!("hosts: TS1 answered again {took:?} after the link was mended");
+}
+
+/// Says what a test is doing now, straight to stderr: the test harness
+/// captures `eprintln!` (shown only for a failing test), and a run that is
+/// silent for a minute looks hung.
+fn progress(what: std::fmt::Arguments<'_>) {
+    let _ = std::io::stderr().write_all(format!("hosts: {what}\n").as_bytes());
 }
 
 /// The four hosts and the switch, with TS1, TS2 and the LS running. Dropping
@@ -205,6 +216,7 @@ impl Net {
 
 impl Drop for Net {
     fn drop(&mut self) {
+        let started = Instant::now();
         for ns in self.all() {
             // The servers in it were stopped first; this cannot hang, and a
             // failure here must not hide the test's own outcome.
@@ -212,6 +224,10 @@ impl Drop for Net {
                 eprintln!("hosts: cannot delete namespace {ns}: {why}");
             }
         }
+        progress(format_args!(
+            "namespaces deleted in {:?}",
+            started.elapsed()
+        ));
     }
 }
 
@@ -226,6 +242,8 @@ impl Hosts {
             return None;
         }
         let alone = ALONE.lock().unwrap_or_else(|e| e.into_inner());
+        let started = Instant::now();
+        progress(format_args!("building four hosts and a switch"));
         remove_leftovers();
         static RUNS: AtomicU64 = AtomicU64::new(0);
         let run = format!(
@@ -247,6 +265,7 @@ impl Hosts {
             client: name("cl"),
         };
         wire_up(&net).unwrap_or_else(|why| panic!("cannot build the test network: {why}"));
+        progress(format_args!("network up in {:?}", started.elapsed()));
 
         let table = |n: u8| data(&format!("PROJ2-DNSTS{n}.txt"));
         let ts = |ns: &str, table: &Path| {
@@ -305,6 +324,7 @@ impl Hosts {
                 .expect("the load did not get going before the cut");
         }
         let answered_before: u64 = clients.iter().map(|c| c.answered.count()).sum();
+        progress(format_args!("{load:?}: cutting TS1 off for {PARTITION:?}"));
         self.set_ts1_port("down");
         let cut = Instant::now();
         // Counted from the cut on: what was on its way before may still land.
@@ -331,6 +351,9 @@ impl Hosts {
             ts1_resets_in: ts1_after.1 - ts1_before.1,
         };
         self.set_ts1_port("up");
+        progress(format_args!(
+            "{load:?}: {answered_during} answers during the cut; link mended"
+        ));
         eprintln!("hosts: {outcome}");
         outcome
     }
@@ -371,6 +394,9 @@ impl Hosts {
     /// The course's sample, resolved by `dnslb client` on the clients' host,
     /// must be byte-identical to data/example-RESOLVED.txt.
     fn resolve_the_sample(&self) -> Result<(), String> {
+        progress(format_args!(
+            "the course client resolves the sample (its miss waits for the LS's timeout)"
+        ));
         let dir = tempfile::tempdir().unwrap();
         std::fs::copy(data("PROJ2-HNS.txt"), dir.path().join("PROJ2-HNS.txt")).unwrap();
         let (ls_ip, ls_port) = (

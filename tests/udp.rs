@@ -402,6 +402,7 @@ fn flood_counts_every_echo_through_the_load_balancer() {
         count: 3000,
         window: 16,
         timeout: ms(1000),
+        ..FloodOptions::default()
     };
     let report = flood::run(lb.addr, options).expect("flood runs");
     assert_eq!(report.sent, 3000);
@@ -411,6 +412,34 @@ fn flood_counts_every_echo_through_the_load_balancer() {
     // Counters are bumped after each send: read them once the LB has stopped.
     lb.stop_within(ms(2000));
     assert_eq!(stats.snapshot().relayed, 3000);
+}
+
+#[test]
+fn flood_against_a_lossy_server_reports_progress_losses_and_a_rate_without_the_waits() {
+    let echo = echo_server(Loss::COURSE, 7);
+    let options = FloodOptions {
+        count: 200,
+        window: 8,
+        timeout: ms(50),
+        progress_every: Duration::ZERO,
+    };
+    let mut so_far = Vec::new();
+    let report =
+        flood::run_with_progress(echo.addr, options, |r| so_far.push(*r)).expect("flood runs");
+    assert_eq!(report.sent, 200);
+    assert_eq!(report.received + report.lost, 200, "{report}");
+    assert!(report.lost > 0 && report.received > 0, "{report}");
+    // Every loss costs one 50 ms wait, shared by those in flight.
+    assert!(report.waiting >= ms(50), "{report}");
+    assert!(report.waiting <= report.elapsed, "{report}");
+    let wall_rate = report.received as f64 / report.elapsed.as_secs_f64();
+    assert!(report.rate() > wall_rate, "{report}");
+    // Progress came while the run went on, each report further along.
+    assert!(so_far.len() > 1, "{} progress reports", so_far.len());
+    for pair in so_far.windows(2) {
+        assert!(pair[0].sent <= pair[1].sent && pair[0].received <= pair[1].received);
+    }
+    assert!(so_far[0].received + so_far[0].lost < 200);
 }
 
 #[test]

@@ -6,6 +6,10 @@
 //! for (its own shortage of descriptors or threads), abandoned queries are
 //! those still in flight when their client vanished, and in-flight queries
 //! are those not yet settled when the counters were read.
+//!
+//! A client turned away at connect (`--max-clients` reached, or no
+//! descriptor or thread for it) is told `- Error:SERVER BUSY` and counted
+//! once, as a busy client (`clients ... busy`); it sent no query the LS read.
 
 use std::fmt;
 use std::sync::Arc;
@@ -173,6 +177,7 @@ pub struct Snapshot {
     pub in_flight: u64,
     pub dropped_replies: u64,
     pub accepted: u64,
+    /// Clients turned away with `- Error:SERVER BUSY` (shown as `busy`).
     pub refused: u64,
     pub idle_closed: u64,
     pub transitions: u64,
@@ -203,7 +208,7 @@ impl fmt::Display for Snapshot {
     ///     ..Snapshot::default() };
     /// assert_eq!(s.to_string(), "queries 9 = answered 5 (ts1 3, ts2 2) + misses 1 (timeout 1, \
     ///     not-found 0, all-down 0) + invalid 1 + busy 0 + abandoned 0 + in-flight 2; \
-    ///     dropped TS replies 0; clients accepted 0, refused 0, idle-closed 0; TS up/down transitions 0");
+    ///     dropped TS replies 0; clients accepted 0, busy 0, idle-closed 0; TS up/down transitions 0");
     /// ```
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let mut per_ts: Vec<String> = self
@@ -218,7 +223,7 @@ impl fmt::Display for Snapshot {
         write!(
             f,
             "queries {} = answered {} ({}) + misses {} (timeout {}, not-found {}, all-down {}) + invalid {} + busy {} + abandoned {} + in-flight {}; \
-             dropped TS replies {}; clients accepted {}, refused {}, idle-closed {}; TS up/down transitions {}",
+             dropped TS replies {}; clients accepted {}, busy {}, idle-closed {}; TS up/down transitions {}",
             self.queries,
             self.answered_total(),
             per_ts.join(", "),

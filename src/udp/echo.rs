@@ -33,7 +33,9 @@ impl Default for EchoOptions {
     }
 }
 
-/// Echoes datagrams on `socket` until `shutdown` triggers.
+/// Echoes datagrams on `socket` until `shutdown` triggers, then logs its
+/// counters: `udp-echo: datagrams 11 = echoed 7 + dropped 4 (simulated
+/// loss) + unsent 0`.
 ///
 /// # Errors
 /// When the socket's address cannot be read, or receiving fails for a
@@ -47,8 +49,39 @@ pub fn run(socket: UdpSocket, options: EchoOptions, shutdown: &Shutdown) -> io::
         options.loss
     ));
     let mut buf = vec![0; RECV_BUFFER];
+    let mut counts = Counts::default();
+    let result = echo(&socket, &mut dropper, &mut buf, shutdown, &mut counts);
+    let Counts {
+        echoed,
+        dropped,
+        unsent,
+    } = counts;
+    log::warn(format_args!(
+        "udp-echo: datagrams {} = echoed {echoed} + dropped {dropped} (simulated loss) + unsent {unsent}",
+        echoed + dropped + unsent
+    ));
+    result
+}
+
+/// What happened to the datagrams received: echoed, dropped on purpose, or
+/// unsent (the reply could not be sent).
+#[derive(Default)]
+struct Counts {
+    echoed: u64,
+    dropped: u64,
+    unsent: u64,
+}
+
+/// The receive loop of [`run`].
+fn echo(
+    socket: &UdpSocket,
+    dropper: &mut Dropper,
+    buf: &mut [u8],
+    shutdown: &Shutdown,
+    counts: &mut Counts,
+) -> io::Result<()> {
     while !shutdown.is_triggered() {
-        let Received::Datagram(len, peer) = recv_datagram(&socket, &mut buf, "udp-echo")? else {
+        let Received::Datagram(len, peer) = recv_datagram(socket, buf, "udp-echo")? else {
             continue;
         };
         if shutdown.is_triggered() {
@@ -56,6 +89,7 @@ pub fn run(socket: UdpSocket, options: EchoOptions, shutdown: &Shutdown) -> io::
         }
         // Drawn for every datagram, so the pattern depends only on arrival order.
         if dropper.drop_next() {
+            counts.dropped += 1;
             log::info(format_args!(
                 "udp-echo: {len} bytes from {peer}: dropped (simulated loss)"
             ));
@@ -64,8 +98,14 @@ pub fn run(socket: UdpSocket, options: EchoOptions, shutdown: &Shutdown) -> io::
         let reply = &mut buf[..len];
         reply.make_ascii_uppercase();
         match socket.send_to(reply, peer) {
-            Ok(_) => log::info(format_args!("udp-echo: {len} bytes from {peer}: echoed")),
-            Err(e) => log::info(format_args!("udp-echo: cannot reply to {peer}: {e}")),
+            Ok(_) => {
+                counts.echoed += 1;
+                log::info(format_args!("udp-echo: {len} bytes from {peer}: echoed"));
+            }
+            Err(e) => {
+                counts.unsent += 1;
+                log::info(format_args!("udp-echo: cannot reply to {peer}: {e}"));
+            }
         }
     }
     Ok(())

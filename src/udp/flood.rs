@@ -5,8 +5,12 @@
 //! One thread, one connected socket: it sends until `window` pings are
 //! outstanding, then each echo lets one more go. When no echo comes for the
 //! timeout, the outstanding pings are taken as lost and the window refills,
-//! so loss slows the run down but cannot stall it. The rate is echoes
-//! received divided by the time from the first send to the last echo.
+//! so loss slows the run down but cannot stall it. The time spent waiting
+//! out those timeouts is measured apart: the rate is echoes received divided
+//! by the time from the first send to the end less that wait, the
+//! rate at which the server answers what it answers. A report of the run so
+//! far is handed to a callback every `progress_every`, so a long run against
+//! a lossy server shows it is alive.
 
 use std::fmt;
 use std::io;
@@ -26,15 +30,18 @@ pub struct FloodOptions {
     pub window: usize,
     /// How long without an echo before the ones in flight count as lost.
     pub timeout: Duration,
+    /// How often the progress callback of [`run_with_progress`] is called.
+    pub progress_every: Duration,
 }
 
 impl Default for FloodOptions {
-    /// 100 000 datagrams, 64 in flight, 1 s timeout.
+    /// 100 000 datagrams, 64 in flight, 1 s timeout, progress every second.
     fn default() -> Self {
         FloodOptions {
             count: 100_000,
             window: 64,
             timeout: Duration::from_secs(1),
+            progress_every: Duration::from_secs(1),
         }
     }
 }
@@ -46,14 +53,18 @@ pub struct FloodReport {
     pub sent: u64,
     /// Echoes received.
     pub received: u64,
-    /// From the first send to the last echo.
+    /// Datagrams given up: no echo within the timeout, or refused (ICMP).
+    pub lost: u64,
+    /// From the first send to the end of the run.
     pub elapsed: Duration,
+    /// The part of `elapsed` spent waiting out timeouts for lost datagrams.
+    pub waiting: Duration,
 }
 
 impl FloodReport {
-    /// Echoes per second.
+    /// Echoes per second of the time not spent waiting out losses.
     pub fn rate(&self) -> f64 {
-        let secs = self.elapsed.as_secs_f64();
+        let secs = self.elapsed.saturating_sub(self.waiting).as_secs_f64();
         if secs > 0.0 {
             self.received as f64 / secs
         } else {
@@ -71,15 +82,27 @@ impl FloodReport {
 }
 
 impl fmt::Display for FloodReport {
-    /// `flood: <sent> sent, <received> received, <p>% lost, <secs> s, <rate> datagrams/s`
+    /// `flood: <sent> sent, <received> received, <lost> lost (<p>%), <secs> s
+    /// (<w> s waiting out losses), <rate> echoes/s`
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use dnslb::udp::flood::FloodReport;
+    /// let r = FloodReport { sent: 110, received: 70, lost: 40, elapsed: Duration::from_millis(2100),
+    ///     waiting: Duration::from_secs(2) };
+    /// assert_eq!(r.to_string(), "flood: 110 sent, 70 received, 40 lost (36.36%), 2.100 s \
+    ///     (2.000 s waiting out losses), 700 echoes/s");
+    /// ```
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(
             f,
-            "flood: {} sent, {} received, {:.2}% lost, {:.3} s, {:.0} datagrams/s",
+            "flood: {} sent, {} received, {} lost ({:.2}%), {:.3} s ({:.3} s waiting out losses), {:.0} echoes/s",
             self.sent,
             self.received,
+            self.lost,
             self.loss_percent(),
             self.elapsed.as_secs_f64(),
+            self.waiting.as_secs_f64(),
             self.rate()
         )
     }
@@ -88,9 +111,23 @@ impl fmt::Display for FloodReport {
 /// Floods `target` with pings and counts the echoes.
 ///
 /// # Errors
+/// As [`run_with_progress`].
+pub fn run(target: SocketAddr, options: FloodOptions) -> io::Result<FloodReport> {
+    run_with_progress(target, options, |_| {})
+}
+
+/// Floods `target` with pings and counts the echoes; `progress` gets the
+/// report of the run so far every `options.progress_every` (checked after
+/// each echo or timeout).
+///
+/// # Errors
 /// When no socket can be opened towards `target`, or sending or receiving
 /// fails other than by a timeout or an ICMP error.
-pub fn run(target: SocketAddr, options: FloodOptions) -> io::Result<FloodReport> {
+pub fn run_with_progress(
+    target: SocketAddr,
+    options: FloodOptions,
+    mut progress: impl FnMut(&FloodReport),
+) -> io::Result<FloodReport> {
     let socket = UdpSocket::bind(unspecified(target))?;
     socket.connect(target)?;
     socket.set_read_timeout(Some(options.timeout))?;
@@ -99,7 +136,7 @@ pub fn run(target: SocketAddr, options: FloodOptions) -> io::Result<FloodReport>
     let mut report = FloodReport::default();
     let mut in_flight: u64 = 0;
     let started = Instant::now();
-    let mut last_echo = started;
+    let mut last_progress = started;
     // The time of day in the message changes once a second: format it once per second.
     let mut clock = (Instant::now(), SystemTime::now());
     loop {
@@ -111,29 +148,37 @@ pub fn run(target: SocketAddr, options: FloodOptions) -> io::Result<FloodReport>
             match socket.send(ping_message(report.sent, clock.1).as_bytes()) {
                 Ok(_) => in_flight += 1,
                 // The target refused an earlier datagram; this one is lost.
-                Err(e) if is_unreachable(&e) => {}
+                Err(e) if is_unreachable(&e) => report.lost += 1,
                 Err(e) => return Err(e),
             }
         }
         if in_flight == 0 {
             break;
         }
+        let waited_from = Instant::now();
         match socket.recv(&mut buf) {
             Ok(_) => {
                 report.received += 1;
                 in_flight = in_flight.saturating_sub(1);
-                last_echo = Instant::now();
             }
-            Err(e) if is_timeout(&e) => in_flight = 0,
-            Err(e) if is_unreachable(&e) => in_flight = in_flight.saturating_sub(1),
+            Err(e) if is_timeout(&e) => {
+                report.lost += in_flight;
+                in_flight = 0;
+                report.waiting += waited_from.elapsed();
+            }
+            Err(e) if is_unreachable(&e) => {
+                report.lost += 1;
+                in_flight = in_flight.saturating_sub(1);
+            }
             Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
             Err(e) => return Err(e),
         }
+        if last_progress.elapsed() >= options.progress_every {
+            last_progress = Instant::now();
+            report.elapsed = started.elapsed();
+            progress(&report);
+        }
     }
-    report.elapsed = if report.received > 0 {
-        last_echo - started
-    } else {
-        started.elapsed()
-    };
+    report.elapsed = started.elapsed();
     Ok(report)
 }

@@ -140,9 +140,11 @@ pub fn run(
     drop(balancer);
     let _ = readers_ended.recv();
     let s = stats.snapshot();
-    log::info(format_args!(
-        "udp-lb: stopped after forwarding {} datagrams and relaying {} replies",
-        s.forwarded, s.relayed
+    log::warn(format_args!(
+        "udp-lb: datagrams forwarded {}, replies relayed {}; backends marked down {} times",
+        s.forwarded,
+        s.relayed,
+        s.failures.iter().sum::<u64>()
     ));
     result
 }
