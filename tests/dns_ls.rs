@@ -636,3 +636,75 @@ fn a_udp_flood_costs_no_threads_is_counted_as_dropped_and_the_ls_goes_on() {
     );
     assert!(ls.wait().success());
 }
+
+/// Two misses that wait for a long deadline, then eight hits: `send` sends
+/// the queries (misses first) and `recv` reads one answer. Each hit must
+/// come back within 150 ms of being sent, ahead of the misses.
+fn hits_overtake_misses(send: impl FnOnce(&[Message]), mut recv: impl FnMut() -> Message) {
+    let misses = (0..2u16).map(|i| query(100 + i, &format!("slow{i}.example."), RecordType::A));
+    let hits = (0..8u16).map(|i| query(i, "www.example.com.", RecordType::A));
+    let queries: Vec<Message> = misses.chain(hits).collect();
+    let sent = Instant::now();
+    send(&queries);
+    for _ in 0..8 {
+        let answer = recv();
+        let took = sent.elapsed();
+        assert!(answer.metadata.id < 8, "a miss came first: {answer:?}");
+        assert_eq!(addresses(&answer), [ip(10, 0, 0, 1)]);
+        assert!(took < ms(150), "a hit took {took:?}");
+    }
+}
+
+/// Course TSes that stay silent on names they do not hold, behind an LS
+/// whose DNS deadline is long; the links are up.
+fn silent_on_misses() -> (Server, Server, DnsLs) {
+    let ts1 = start_ts(TABLE1);
+    let ts2 = start_ts(TABLE2);
+    let ls = DnsLs::start(&[ts1.addr, ts2.addr], |o| {
+        o.dns_timeout = Duration::from_secs(2);
+    });
+    for via in BOTH {
+        let answer = ask(via, ls.dns, &query(1, "www.example.com.", RecordType::A));
+        assert_eq!(addresses(&answer), [ip(10, 0, 0, 1)]);
+    }
+    (ts1, ts2, ls)
+}
+
+#[test]
+fn udp_answers_leave_as_they_settle_not_behind_slow_queries() {
+    let (_ts1, _ts2, ls) = silent_on_misses();
+    let (slow, fast) = (udp_client(), udp_client());
+    hits_overtake_misses(
+        |queries| {
+            for (i, q) in queries.iter().enumerate() {
+                let socket = if i < 2 { &slow } else { &fast };
+                socket.send_to(&q.to_vec().unwrap(), ls.dns).unwrap();
+            }
+        },
+        || Message::from_vec(&udp_recv(&fast)).unwrap(),
+    );
+    // The misses end at their deadline.
+    for _ in 0..2 {
+        let miss = Message::from_vec(&udp_recv(&slow)).unwrap();
+        assert_eq!(miss.metadata.response_code, ResponseCode::ServFail);
+    }
+}
+
+#[test]
+fn pipelined_tcp_answers_leave_as_they_settle() {
+    let (_ts1, _ts2, ls) = silent_on_misses();
+    let mut tcp = tcp_connect(ls.dns);
+    let mut writer = tcp.try_clone().unwrap();
+    hits_overtake_misses(
+        |queries| {
+            let all: Vec<u8> = queries.iter().flat_map(framed).collect();
+            writer.write_all(&all).unwrap();
+        },
+        || tcp_read(&mut tcp),
+    );
+    for _ in 0..2 {
+        let miss = tcp_read(&mut tcp);
+        assert_eq!(miss.metadata.response_code, ResponseCode::ServFail);
+        assert!(miss.metadata.id >= 100);
+    }
+}

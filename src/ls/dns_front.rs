@@ -3,14 +3,15 @@
 //!
 //! - **TCP** (RFC 7766): a connection is a client, exactly like a course
 //!   client: a worker, a reader that submits each length-prefixed query to
-//!   the session, a link per TS. Queries may be pipelined; answers go back
-//!   in query order (which RFC 7766 allows, and which keeps the worker one
-//!   loop for both protocols).
+//!   the session, a link per TS. Queries may be pipelined; each answer
+//!   goes back as soon as its query is settled (RFC 7766 §6.2.1.1), so a
+//!   query waiting for its deadline holds up no other.
 //! - **UDP**: a fixed pool of [`UDP_SESSIONS`] sessions, each with a
 //!   receiving thread (all block in `recv_from` on the one socket, and the
 //!   kernel gives each datagram to one), its worker and its links. The
 //!   receiving thread answers what needs no TS at once (a malformed query,
-//!   a cache hit) and hands every other query to its session. A flood from many addresses
+//!   a cache hit) and hands every other query to its session, which
+//!   answers each as it settles. A flood from many addresses
 //!   therefore costs no thread and no memory beyond the pool's: a session
 //!   holds at most `--max-inflight` queries, and a query that finds its
 //!   session full is dropped (and counted), as an overloaded DNS server
@@ -31,7 +32,7 @@ use std::thread;
 use crossbeam_channel::Sender;
 
 use super::event::Event;
-use super::inflight::{Outcome, Settled};
+use super::inflight::{Outcome, Release, Settled};
 use super::session::{Answer, Locked, Request, Session, cached_outcome};
 use super::setup::{Shared, TsProtocol};
 use super::worker::{self, Front, Replies, Unserved};
@@ -187,6 +188,8 @@ pub(super) fn serve_tcp_client(
         &client,
         shared,
         timeout,
+        // RFC 7766 §6.2.1.1: pipelined answers may leave out of order.
+        Release::AsSettled,
         front,
         move |stream, session, events| {
             read_tcp_client(stream, &session, &reading, &shutdown, &events)
@@ -311,6 +314,8 @@ pub(super) fn serve_udp(
         let session = Arc::new(Locked::new(Session::new(
             Arc::clone(shared),
             shared.options.dns_timeout,
+            // Datagrams have no order: each answer leaves once settled.
+            Release::AsSettled,
             events_tx.clone(),
         )));
         let worker = {

@@ -33,7 +33,7 @@ use std::time::{Duration, Instant};
 use crossbeam_channel::{Receiver, RecvTimeoutError, Sender};
 
 use super::event::Event;
-use super::inflight::{Outcome, Settled};
+use super::inflight::{Outcome, Release, Settled};
 use super::session::{Answer, Locked, Request, Session, cached_outcome};
 use super::setup::Shared;
 use super::stats::Stats;
@@ -97,6 +97,8 @@ pub(super) fn serve_client(
         &client,
         shared,
         options.timeout,
+        // The course protocol's replies carry no ID: strictly in order.
+        Release::InOrder,
         front,
         move |stream, session, events| {
             let mut reader = MessageReader::new(stream, framing, wire::MAX_MESSAGE_LEN);
@@ -122,7 +124,7 @@ pub(super) enum Unserved {
 }
 
 /// The life of one client connection, whatever its protocol: a session
-/// whose queries wait `timeout`, a reader thread running `read` (it submits
+/// whose queries wait `timeout` and leave in `release` order, a reader thread running `read` (it submits
 /// the client's queries and returns how the stream ended), the worker loop
 /// writing replies through `front`, then closing it all down.
 ///
@@ -132,6 +134,7 @@ pub(super) fn serve_connection<F: Front>(
     client: &TcpStream,
     shared: &Arc<Shared>,
     timeout: Duration,
+    release: Release,
     mut front: F,
     read: impl FnOnce(TcpStream, Arc<Locked<F::Tag>>, Sender<Event>) -> Event + Send + 'static,
 ) -> Result<(), Unserved>
@@ -149,6 +152,7 @@ where
     let session = Arc::new(Locked::new(Session::new(
         Arc::clone(shared),
         timeout,
+        release,
         events_tx.clone(),
     )));
     let reader = client.try_clone().and_then(|stream| {
