@@ -129,12 +129,30 @@ fn response(settled: Settled<Answer, Ask>) -> (Vec<u8>, Outcome) {
     (respond::answer(query, &outcome), settled.outcome)
 }
 
-/// Counts a response by its rcode, and with `-v` logs it (the per-query
-/// line of the course front end says which TS answered; this one says
-/// what the client got).
-fn count_rcode(shared: &Shared, bytes: &[u8]) {
-    let rcode = dns::Header::parse(bytes).map_or(rcode::SERVFAIL, |h| u16::from(h.rcode));
-    shared.stats.dns.count(rcode);
+/// A response's rcode, as the counters file it.
+fn rcode_of(bytes: &[u8]) -> u16 {
+    dns::Header::parse(bytes).map_or(rcode::SERVFAIL, |h| u16::from(h.rcode))
+}
+
+/// Sends a UDP response to `peer` and counts it (by `outcome` and by its
+/// rcode) once sent; one the socket would not take is abandoned.
+fn send_udp(socket: &UdpSocket, shared: &Shared, bytes: &[u8], outcome: &Outcome, peer: SocketAddr) {
+    log_response(bytes);
+    match socket.send_to(bytes, peer) {
+        Ok(_) => {
+            shared.stats.count(outcome);
+            shared.stats.dns.count(rcode_of(bytes));
+        }
+        Err(e) => {
+            shared.stats.abandoned.fetch_add(1, Ordering::Release);
+            log::info(format_args!("ls dns: cannot answer {peer}: {e}"));
+        }
+    }
+}
+
+/// With `-v`, logs a response (the per-query line of the course front end
+/// says which TS answered; this one says what the client got).
+fn log_response(bytes: &[u8]) {
     if log::verbose()
         && let Ok(response) = dns::Message::parse(bytes)
         && let Some(question) = response.questions.first()
@@ -180,7 +198,6 @@ pub(super) fn serve_tcp_client(
 ) -> io::Result<()> {
     let front = TcpAnswers {
         replies: Replies::new(&client, &shared.stats),
-        shared,
     };
     let (reading, shutdown) = (Arc::clone(shared), shutdown.clone());
     let timeout = shared.options.dns_timeout;
@@ -202,6 +219,8 @@ pub(super) fn serve_tcp_client(
 }
 
 /// Reads length-prefixed queries and submits each, until the client closes.
+/// Once the worker has closed the session, what is still read is counted
+/// as received and abandoned (as the course reader does).
 fn read_tcp_client(
     stream: TcpStream,
     session: &Locked<Option<Ask>>,
@@ -221,11 +240,16 @@ fn read_tcp_client(
             Err(e) => return Event::ClientFailed(e),
         };
         let mut s = session.lock_with_room();
-        if s.closed_since().is_some() {
-            // The worker is gone: what is still read is not answered.
-            shared.stats.queries.fetch_add(1, Ordering::Relaxed);
-            shared.stats.abandoned.fetch_add(1, Ordering::Release);
-            return Event::ClientClosed;
+        if let Some(closed) = s.closed_since() {
+            // The worker is gone: what the client had sent is counted as
+            // received and abandoned (for a bounded time), not answered.
+            if respond::accept_query(&message, Transport::Tcp).is_some() {
+                worker::count_abandoned(&s);
+            }
+            if closed.elapsed() >= worker::UNANSWERED_COUNT_BOUND {
+                return Event::ClientClosed;
+            }
+            continue;
         }
         let wake = match take(&message, Transport::Tcp, None, shared) {
             Take::Drop => continue,
@@ -247,10 +271,9 @@ fn read_tcp_client(
     }
 }
 
-/// Answers on a TCP connection: each length-prefixed, in query order.
+/// Answers on a TCP connection: each length-prefixed, as its query settles.
 struct TcpAnswers<'a> {
     replies: Replies<'a>,
-    shared: &'a Shared,
 }
 
 impl Front for TcpAnswers<'_> {
@@ -275,9 +298,10 @@ impl Front for TcpAnswers<'_> {
                 _ => return Ok(()),
             },
         };
-        count_rcode(self.shared, &bytes);
-        self.replies
-            .push(outcome, |out| write_length_prefixed(out, &bytes))
+        log_response(&bytes);
+        self.replies.push(outcome, Some(rcode_of(&bytes)), |out| {
+            write_length_prefixed(out, &bytes)
+        })
     }
 
     fn flush(&mut self) -> io::Result<()> {
@@ -392,11 +416,7 @@ fn receive_udp(
             Take::Drop => log::info(format_args!("ls dns: dropped {len} bytes from {peer}")),
             Take::Answer(bytes, outcome) => {
                 shared.stats.queries.fetch_add(1, Ordering::Relaxed);
-                shared.stats.count(&outcome);
-                count_rcode(shared, &bytes);
-                if let Err(e) = socket.send_to(&bytes, peer) {
-                    log::info(format_args!("ls dns: cannot answer {peer}: {e}"));
-                }
+                send_udp(socket, shared, &bytes, &outcome, peer);
             }
             Take::Ask(request) => {
                 let mut s = pooled.session.lock();
@@ -436,11 +456,7 @@ impl Front for UdpAnswers<'_> {
             return Ok(());
         };
         let (bytes, outcome) = response(settled);
-        count_rcode(self.shared, &bytes);
-        self.shared.stats.count(&outcome);
-        if let Err(e) = self.socket.send_to(&bytes, peer) {
-            log::info(format_args!("ls dns: cannot answer {peer}: {e}"));
-        }
+        send_udp(self.socket, self.shared, &bytes, &outcome, peer);
         Ok(())
     }
 

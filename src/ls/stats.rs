@@ -4,8 +4,11 @@
 //! They add up: `queries = answered + misses + invalid + busy + abandoned +
 //! in-flight`, where busy queries are those the LS could not ask every TS
 //! for (its own shortage of descriptors or threads), abandoned queries are
-//! those still in flight when their client vanished, and in-flight queries
-//! are those not yet settled when the counters were read.
+//! those received whose reply never reached the client (still in flight
+//! when it vanished, cut off by a failed write, or read after its worker
+//! ended), and in-flight queries are those not yet settled when the
+//! counters were read (0 once the LS has stopped). The DNS responses are
+//! counted by rcode once written, like the outcomes.
 
 use std::fmt;
 use std::sync::Arc;
