@@ -105,7 +105,10 @@ fn holding_ts(held: usize) -> (SocketAddr, Receiver<()>, Sender<()>) {
         let _ = got.try_send(());
         let _ = released.recv_timeout(BOUND);
         for name in names.into_iter().chain(lines) {
-            if writer.write_all(format!("{name} 10.0.0.1 A\n").as_bytes()).is_err() {
+            if writer
+                .write_all(format!("{name} 10.0.0.1 A\n").as_bytes())
+                .is_err()
+            {
                 return;
             }
         }
@@ -127,16 +130,16 @@ fn answers_to_a_dns_client_gone_leave_nothing_in_flight_and_count_no_rcode() {
     let ls = DnsLs::start(&[ts], |o| o.dns_timeout = Duration::from_secs(3));
     let mut client = TcpStream::connect(ls.dns).unwrap();
     client.write_all(&pipelined_queries(sent as u16)).unwrap();
-    got_them.recv_timeout(BOUND).expect("every query reached the TS");
+    got_them
+        .recv_timeout(BOUND)
+        .expect("every query reached the TS");
     // The client leaves without reading; the LS stops with every query in
     // flight, and the answers come only then: the first write reaches a
     // closed socket, the next ones fail.
     drop(client);
     ls.server.shutdown.trigger();
     drop(release);
-    let DnsLs { server, ls, .. } = ls;
-    server.stop();
-    let counts = ls.snapshot();
+    let counts = ls.stop();
     assert_eq!(counts.queries, sent as u64, "{counts}");
     assert_eq!(counts.in_flight, 0, "{counts}");
     assert_eq!(counts.queries, counts.settled(), "{counts}");
@@ -161,14 +164,14 @@ fn dns_queries_left_unread_when_a_connection_ends_are_counted_as_abandoned() {
     let mut client = TcpStream::connect(ls.dns).unwrap();
     client.write_all(&pipelined_queries(sent as u16)).unwrap();
     wait_until_delivered(&client);
-    got_them.recv_timeout(BOUND).expect("the first queries reached the TS");
+    got_them
+        .recv_timeout(BOUND)
+        .expect("the first queries reached the TS");
     // Gone without reading: the LS's writes fail, and the connection ends
     // with the rest of the queries read but never answered.
     drop(client);
     drop(release);
-    let DnsLs { server, ls, .. } = ls;
-    server.stop();
-    let counts = ls.snapshot();
+    let counts = ls.stop();
     assert_eq!(counts.queries, sent as u64, "{counts}");
     assert_eq!(counts.in_flight, 0, "{counts}");
     assert_eq!(counts.queries, counts.settled(), "{counts}");

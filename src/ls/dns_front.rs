@@ -15,18 +15,22 @@
 //!   therefore costs no thread and no memory beyond the pool's: a session
 //!   holds at most `--max-inflight` queries, and a query that finds its
 //!   session full is dropped (and counted), as an overloaded DNS server
-//!   drops datagrams. A session per client address, as the UDP lab's load
-//!   balancer has, would give a flood of spoofed addresses a thread each.
+//!   drops datagrams. So is one whose source (its /24, or /56 for IPv6)
+//!   already holds its share of the pool ([`SHARE_OF_SLOTS`]): one source
+//!   cannot fill the pool for everyone. A session per client address, as
+//!   the UDP lab's load balancer has, would give a flood of spoofed
+//!   addresses a thread each.
 //!
 //! What a session's TSes said becomes the response here: an answer (a
 //! course TS's line becomes one A record), NXDOMAIN when every TS said the
 //! name does not exist, REFUSED when every TS refused, SERVFAIL at the
 //! deadline (`--dns-timeout`) or when no TS could be asked.
 
+use std::collections::HashMap;
 use std::io::{self, BufReader};
-use std::net::{SocketAddr, TcpStream, UdpSocket};
-use std::sync::Arc;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, TcpStream, UdpSocket};
 use std::sync::atomic::Ordering;
+use std::sync::{Arc, Mutex};
 use std::thread;
 
 use crossbeam_channel::Sender;
@@ -41,6 +45,7 @@ use crate::dns::{self, rcode};
 use crate::framing::{read_length_prefixed, write_length_prefixed};
 use crate::log;
 use crate::shutdown::Shutdown;
+use crate::sync::lock;
 use crate::udp::{Received, recv_datagram, wake_on_trigger};
 use crate::wire;
 
@@ -49,6 +54,10 @@ pub const UDP_SESSIONS: usize = 2;
 
 /// Largest UDP datagram the front end reads.
 const UDP_BUFFER: usize = 65_535;
+
+/// A source holds at most this fraction (1/N) of the UDP front end's
+/// in-flight slots (`UDP_SESSIONS` × `--max-inflight`), at least one.
+const SHARE_OF_SLOTS: usize = 8;
 
 /// Events buffered per session (see `worker.rs`).
 const EVENT_QUEUE: usize = 256;
@@ -136,7 +145,13 @@ fn rcode_of(bytes: &[u8]) -> u16 {
 
 /// Sends a UDP response to `peer` and counts it (by `outcome` and by its
 /// rcode) once sent; one the socket would not take is abandoned.
-fn send_udp(socket: &UdpSocket, shared: &Shared, bytes: &[u8], outcome: &Outcome, peer: SocketAddr) {
+fn send_udp(
+    socket: &UdpSocket,
+    shared: &Shared,
+    bytes: &[u8],
+    outcome: &Outcome,
+    peer: SocketAddr,
+) {
     log_response(bytes);
     match socket.send_to(bytes, peer) {
         Ok(_) => {
@@ -309,6 +324,62 @@ impl Front for TcpAnswers<'_> {
     }
 }
 
+/// What a client's share of the UDP slots is counted by: its address's
+/// /24 for IPv4 (also when mapped into IPv6), its /56 for IPv6 (an end
+/// site's assignment, RFC 6177; the prefixes BIND and NSD limit response
+/// rates by). One host cannot take a neighbour's share by changing ports,
+/// or addresses within its network.
+fn source_of(addr: IpAddr) -> IpAddr {
+    match addr {
+        IpAddr::V4(v4) => IpAddr::V4(Ipv4Addr::from(u32::from(v4) & 0xffff_ff00)),
+        IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
+            Some(v4) => source_of(IpAddr::V4(v4)),
+            None => IpAddr::V6(Ipv6Addr::from(u128::from(v6) & (!0u128 << 72))),
+        },
+    }
+}
+
+/// How many queries each source holds in the UDP pool, against a cap: the
+/// pool is shared by every client, so one source flooding it (misses that
+/// wait for their deadline, from any number of ports) cannot take every
+/// slot. Memory is bounded by the pool: a source is kept only while it
+/// holds a query.
+struct Shares {
+    cap: usize,
+    held: HashMap<IpAddr, usize>,
+}
+
+impl Shares {
+    /// Each source holding at most `cap` queries (at least one).
+    fn new(cap: usize) -> Shares {
+        Shares {
+            cap: cap.max(1),
+            held: HashMap::new(),
+        }
+    }
+
+    /// Takes a slot for a query from `source`; `false` when it already
+    /// holds its share.
+    fn take(&mut self, source: IpAddr) -> bool {
+        let held = self.held.entry(source).or_insert(0);
+        if *held >= self.cap {
+            return false;
+        }
+        *held += 1;
+        true
+    }
+
+    /// Gives back a slot `source` took (its query has left).
+    fn give_back(&mut self, source: IpAddr) {
+        if let Some(held) = self.held.get_mut(&source) {
+            *held -= 1;
+            if *held == 0 {
+                self.held.remove(&source);
+            }
+        }
+    }
+}
+
 /// One UDP session of the pool: its lock, the sender of its worker's
 /// channel, and its worker.
 struct Pooled {
@@ -332,6 +403,8 @@ pub(super) fn serve_udp(
     let _wakes = (0..UDP_SESSIONS)
         .map(|_| wake_on_trigger(&socket, shutdown))
         .collect::<io::Result<Vec<_>>>()?;
+    let slots = UDP_SESSIONS * shared.options.max_inflight;
+    let shares = Arc::new(Mutex::new(Shares::new(slots / SHARE_OF_SLOTS)));
     let mut pool = Vec::with_capacity(UDP_SESSIONS);
     for n in 0..UDP_SESSIONS {
         let (events_tx, events) = crossbeam_channel::bounded(EVENT_QUEUE);
@@ -343,10 +416,11 @@ pub(super) fn serve_udp(
             events_tx.clone(),
         )));
         let worker = {
-            let (session, socket, shared) = (
+            let (session, socket, shared, shares) = (
                 Arc::clone(&session),
                 Arc::clone(&socket),
                 Arc::clone(shared),
+                Arc::clone(&shares),
             );
             thread::Builder::new()
                 .name(format!("ls dns udp {n}"))
@@ -354,6 +428,7 @@ pub(super) fn serve_udp(
                     let mut front = UdpAnswers {
                         socket: &socket,
                         shared: &shared,
+                        shares: &shares,
                     };
                     if let Err(e) = worker::work(&session, &events, &mut front, &shared) {
                         log::warn(format_args!("ls dns: a UDP session ended: {e}"));
@@ -374,8 +449,8 @@ pub(super) fn serve_udp(
         let receivers: Vec<_> = pool
             .iter()
             .map(|pooled| {
-                let socket = &socket;
-                scope.spawn(move || receive_udp(socket, pooled, shared, shutdown))
+                let (socket, shares) = (&socket, &*shares);
+                scope.spawn(move || receive_udp(socket, pooled, shares, shared, shutdown))
             })
             .collect();
         let mut result = Ok(());
@@ -397,10 +472,13 @@ pub(super) fn serve_udp(
 }
 
 /// A receiving loop: answers at once what needs no TS, hands the rest to
-/// its session.
+/// its session, unless the session is full or the query's source already
+/// holds its share of the pool (then it is dropped and counted: the client
+/// will ask again).
 fn receive_udp(
     socket: &UdpSocket,
     pooled: &Pooled,
+    shares: &Mutex<Shares>,
     shared: &Shared,
     shutdown: &Shutdown,
 ) -> io::Result<()> {
@@ -425,6 +503,10 @@ fn receive_udp(
                     shared.stats.dns.dropped.fetch_add(1, Ordering::Relaxed);
                     continue;
                 }
+                if !lock(shares).take(source_of(peer.ip())) {
+                    shared.stats.dns.over_share.fetch_add(1, Ordering::Relaxed);
+                    continue;
+                }
                 let wake = s.submit(*request);
                 s.flush_links();
                 drop(s);
@@ -437,10 +519,12 @@ fn receive_udp(
     Ok(())
 }
 
-/// Answers on the UDP socket, each to the address that asked.
+/// Answers on the UDP socket, each to the address that asked, giving its
+/// source's slot back.
 struct UdpAnswers<'a> {
     socket: &'a UdpSocket,
     shared: &'a Shared,
+    shares: &'a Mutex<Shares>,
 }
 
 impl Front for UdpAnswers<'_> {
@@ -455,6 +539,7 @@ impl Front for UdpAnswers<'_> {
         let Some(peer) = settled.tag.peer else {
             return Ok(());
         };
+        lock(self.shares).give_back(source_of(peer.ip()));
         let (bytes, outcome) = response(settled);
         send_udp(self.socket, self.shared, &bytes, &outcome, peer);
         Ok(())
@@ -462,5 +547,45 @@ impl Front for UdpAnswers<'_> {
 
     fn flush(&mut self) -> io::Result<()> {
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ip(text: &str) -> IpAddr {
+        text.parse().unwrap()
+    }
+
+    #[test]
+    fn a_source_is_its_ipv4_slash_24_or_ipv6_slash_56() {
+        assert_eq!(source_of(ip("192.0.2.77")), ip("192.0.2.0"));
+        assert_eq!(source_of(ip("::ffff:192.0.2.77")), ip("192.0.2.0"));
+        assert_eq!(
+            source_of(ip("2001:db8:aa:bbcc:1:2:3:4")),
+            ip("2001:db8:aa:bb00::")
+        );
+    }
+
+    #[test]
+    fn a_source_holds_at_most_its_share_and_gets_slots_back() {
+        let mut shares = Shares::new(2);
+        let (a, b) = (ip("192.0.2.0"), ip("198.51.100.0"));
+        assert!(shares.take(a) && shares.take(a));
+        assert!(!shares.take(a), "over its share");
+        assert!(shares.take(b), "another source is not held back");
+        shares.give_back(a);
+        assert!(shares.take(a));
+        for _ in 0..2 {
+            shares.give_back(a);
+        }
+        shares.give_back(b);
+        assert!(
+            shares.held.is_empty(),
+            "sources holding nothing are forgotten"
+        );
+        // A pool too small to divide still lets every source ask.
+        assert!(Shares::new(0).take(a));
     }
 }

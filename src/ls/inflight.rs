@@ -206,17 +206,17 @@ impl<A, T> InFlight<A, T> {
             seq,
             Pending {
                 name: name.to_string(),
-            tag,
-            key: Some(key.to_string()),
-            started: now,
-            deadline: now + self.timeout,
-            asked,
-            replied: 0,
-            denied: 0,
-            refused: 0,
-            failed: 0,
-            starved,
-            done: None,
+                tag,
+                key: Some(key.to_string()),
+                started: now,
+                deadline: now + self.timeout,
+                asked,
+                replied: 0,
+                denied: 0,
+                refused: 0,
+                failed: 0,
+                starved,
+                done: None,
             },
         );
         self.by_key
@@ -236,17 +236,17 @@ impl<A, T> InFlight<A, T> {
             seq,
             Pending {
                 name: String::new(),
-            tag,
-            key: None,
-            started: now,
-            deadline: now,
-            asked: 0,
-            replied: 0,
-            denied: 0,
-            refused: 0,
-            failed: 0,
-            starved: 0,
-            done: Some((outcome, Some(reply), Duration::ZERO)),
+                tag,
+                key: None,
+                started: now,
+                deadline: now,
+                asked: 0,
+                replied: 0,
+                denied: 0,
+                refused: 0,
+                failed: 0,
+                starved: 0,
+                done: Some((outcome, Some(reply), Duration::ZERO)),
             },
         );
         if self.release == Release::AsSettled {
@@ -761,7 +761,14 @@ mod tests {
         let (mut f, t) = as_settled();
         f.submit("a.com", "a.com", BOTH, 0, (), t);
         f.submit("b.com", "b.com", BOTH, 0, (), t);
-        f.submit("c.com", "c.com", 1 << TS1, 0, (), t + Duration::from_secs(1));
+        f.submit(
+            "c.com",
+            "c.com",
+            1 << TS1,
+            0,
+            (),
+            t + Duration::from_secs(1),
+        );
         f.reply(TS1, "b.com", Said::NotFound, t);
         f.reply(TS2, "b.com", Said::NotFound, t);
         f.reply(TS2, "a.com", Said::Answer("a"), t);
@@ -796,7 +803,10 @@ mod tests {
             outcomes(&mut f),
             [(Outcome::Answered { ts: TS2 }, Some("2a"))]
         );
-        assert_eq!(f.reply(TS1, "x.com", Said::Answer("1b"), t), Matched::Unmatched);
+        assert_eq!(
+            f.reply(TS1, "x.com", Said::Answer("1b"), t),
+            Matched::Unmatched
+        );
     }
 
     #[test]

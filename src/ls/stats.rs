@@ -50,8 +50,8 @@ pub struct Stats {
     pub dns: DnsCounts,
 }
 
-/// The DNS front end's responses by response code, and the UDP queries it
-/// dropped because their session was full.
+/// The DNS front end's responses written, by response code, and the UDP
+/// queries it dropped unasked, by reason.
 #[derive(Default)]
 pub struct DnsCounts {
     pub noerror: AtomicU64,
@@ -60,7 +60,11 @@ pub struct DnsCounts {
     pub refused: AtomicU64,
     /// FORMERR, NOTIMP, BADVERS.
     pub other: AtomicU64,
+    /// UDP queries dropped because their session was full.
     pub dropped: AtomicU64,
+    /// UDP queries dropped because their source already held its share of
+    /// the UDP front end's queries in flight.
+    pub over_share: AtomicU64,
 }
 
 impl DnsCounts {
@@ -76,7 +80,7 @@ impl DnsCounts {
         counter.fetch_add(1, Ordering::Relaxed);
     }
 
-    fn snapshot(&self) -> [u64; 6] {
+    fn snapshot(&self) -> [u64; 7] {
         [
             &self.noerror,
             &self.nxdomain,
@@ -84,6 +88,7 @@ impl DnsCounts {
             &self.refused,
             &self.other,
             &self.dropped,
+            &self.over_share,
         ]
         .map(|c| c.load(Ordering::Relaxed))
     }
@@ -149,9 +154,10 @@ pub struct Snapshot {
     pub queries: u64,
     pub answered: Vec<u64>,
     pub cached: u64,
-    /// DNS responses: NOERROR, NXDOMAIN, SERVFAIL, REFUSED, other; and UDP
-    /// queries dropped.
-    pub dns: [u64; 6],
+    /// DNS responses written: NOERROR, NXDOMAIN, SERVFAIL, REFUSED, other;
+    /// and UDP queries dropped: their session full, their source over its
+    /// share.
+    pub dns: [u64; 7],
     pub timed_out: u64,
     pub not_found: u64,
     pub all_down: u64,
@@ -226,11 +232,21 @@ impl fmt::Display for Snapshot {
             self.transitions
         )?;
         if self.dns.iter().any(|&n| n > 0) {
-            let [noerror, nxdomain, servfail, refused, other, dropped] = self.dns;
+            let [
+                noerror,
+                nxdomain,
+                servfail,
+                refused,
+                other,
+                full,
+                over_share,
+            ] = self.dns;
             write!(
                 f,
                 "; DNS responses: noerror {noerror}, nxdomain {nxdomain}, servfail {servfail}, \
-                 refused {refused}, other {other}; UDP queries dropped {dropped}"
+                 refused {refused}, other {other}; UDP queries dropped {} (session full {full}, \
+                 source over its share {over_share})",
+                full + over_share
             )?;
         }
         Ok(())
