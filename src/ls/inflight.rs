@@ -27,7 +27,7 @@
 //! The answer `A` is whatever the front end relays: the answer line for the
 //! course protocol.
 
-use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::collections::{HashMap, VecDeque};
 use std::time::{Duration, Instant};
 
 /// Most TSes one LS forwards to (a query keeps one bit per TS).
@@ -138,14 +138,105 @@ impl<A, T> Pending<A, T> {
     }
 }
 
+/// The queries in flight by sequence number, oldest first: a queue in
+/// which a query that leaves before older ones leaves a hole (one pointer)
+/// until they have left too, so that finding a query is an index. The
+/// oldest slot is never a hole. Holes exist only with
+/// [`Release::AsSettled`]: at most one per query submitted since the oldest
+/// one in flight, which leaves by its deadline.
+struct Slots<P> {
+    /// The sequence number of `slots[0]`.
+    first: u64,
+    slots: VecDeque<Option<Box<P>>>,
+    /// Slots that are not holes.
+    live: usize,
+}
+
+impl<P> Slots<P> {
+    fn new() -> Slots<P> {
+        Slots {
+            first: 0,
+            slots: VecDeque::new(),
+            live: 0,
+        }
+    }
+
+    fn next_seq(&self) -> u64 {
+        self.first + self.slots.len() as u64
+    }
+
+    fn len(&self) -> usize {
+        self.live
+    }
+
+    /// Adds `p` at the end; returns its sequence number.
+    fn push(&mut self, p: P) -> u64 {
+        let seq = self.next_seq();
+        self.slots.push_back(Some(Box::new(p)));
+        self.live += 1;
+        seq
+    }
+
+    fn index(&self, seq: u64) -> Option<usize> {
+        let index = usize::try_from(seq.checked_sub(self.first)?).ok()?;
+        (index < self.slots.len()).then_some(index)
+    }
+
+    fn get(&self, seq: u64) -> Option<&P> {
+        self.slots.get(self.index(seq)?)?.as_deref()
+    }
+
+    fn get_mut(&mut self, seq: u64) -> Option<&mut P> {
+        let index = self.index(seq)?;
+        self.slots.get_mut(index)?.as_deref_mut()
+    }
+
+    /// The oldest.
+    fn first(&self) -> Option<(u64, &P)> {
+        Some((self.first, self.slots.front()?.as_deref()?))
+    }
+
+    /// Takes `seq` out, leaving a hole, and drops the holes at the front.
+    fn remove(&mut self, seq: u64) -> Option<P> {
+        let index = self.index(seq)?;
+        let p = self.slots[index].take()?;
+        self.live -= 1;
+        while self.slots.front().is_some_and(Option::is_none) {
+            self.slots.pop_front();
+            self.first += 1;
+        }
+        Some(*p)
+    }
+
+    /// Every one, oldest first, with its sequence number.
+    fn iter(&self) -> impl Iterator<Item = (u64, &P)> {
+        let first = self.first;
+        (first..)
+            .zip(&self.slots)
+            .filter_map(|(seq, p)| Some((seq, p.as_deref()?)))
+    }
+
+    fn iter_mut(&mut self) -> impl Iterator<Item = (u64, &mut P)> {
+        let first = self.first;
+        (first..)
+            .zip(&mut self.slots)
+            .filter_map(|(seq, p)| Some((seq, p.as_deref_mut()?)))
+    }
+
+    /// Empties it; returns how many it held.
+    fn clear(&mut self) -> usize {
+        self.first = self.next_seq();
+        self.slots.clear();
+        std::mem::take(&mut self.live)
+    }
+}
+
 /// The queries of one session by sequence number (oldest first), each with
 /// the front end's tag.
 pub struct InFlight<A, T = ()> {
     timeout: Duration,
     release: Release,
-    queue: BTreeMap<u64, Pending<A, T>>,
-    /// The sequence number of the next query.
-    next_seq: u64,
+    queue: Slots<Pending<A, T>>,
     /// Sequence numbers in flight per key, oldest first.
     by_key: HashMap<String, VecDeque<u64>>,
     /// With [`Release::AsSettled`], the settled queries in the order they
@@ -160,8 +251,7 @@ impl<A, T> InFlight<A, T> {
         InFlight {
             timeout,
             release,
-            queue: BTreeMap::new(),
-            next_seq: 0,
+            queue: Slots::new(),
             by_key: HashMap::new(),
             ready: VecDeque::new(),
         }
@@ -179,12 +269,12 @@ impl<A, T> InFlight<A, T> {
 
     /// Whether no query is in flight.
     pub fn is_empty(&self) -> bool {
-        self.queue.is_empty()
+        self.queue.len() == 0
     }
 
     /// The sequence number the next query will get.
     pub fn next_seq(&self) -> u64 {
-        self.next_seq
+        self.queue.next_seq()
     }
 
     /// Adds a query for `key` asked of the TSes in `asked` (a bit each);
@@ -200,25 +290,20 @@ impl<A, T> InFlight<A, T> {
         tag: T,
         now: Instant,
     ) -> u64 {
-        let seq = self.next_seq;
-        self.next_seq += 1;
-        self.queue.insert(
-            seq,
-            Pending {
-                name: name.to_string(),
-                tag,
-                key: Some(key.to_string()),
-                started: now,
-                deadline: now + self.timeout,
-                asked,
-                replied: 0,
-                denied: 0,
-                refused: 0,
-                failed: 0,
-                starved,
-                done: None,
-            },
-        );
+        let seq = self.queue.push(Pending {
+            name: name.to_string(),
+            tag,
+            key: Some(key.to_string()),
+            started: now,
+            deadline: now + self.timeout,
+            asked,
+            replied: 0,
+            denied: 0,
+            refused: 0,
+            failed: 0,
+            starved,
+            done: None,
+        });
         self.by_key
             .entry(key.to_string())
             .or_default()
@@ -230,25 +315,20 @@ impl<A, T> InFlight<A, T> {
     /// Adds a query settled at once (an invalid one, or one answered from
     /// a cache) with `reply`, in line with the others.
     pub fn submit_settled(&mut self, outcome: Outcome, reply: A, tag: T, now: Instant) -> u64 {
-        let seq = self.next_seq;
-        self.next_seq += 1;
-        self.queue.insert(
-            seq,
-            Pending {
-                name: String::new(),
-                tag,
-                key: None,
-                started: now,
-                deadline: now,
-                asked: 0,
-                replied: 0,
-                denied: 0,
-                refused: 0,
-                failed: 0,
-                starved: 0,
-                done: Some((outcome, Some(reply), Duration::ZERO)),
-            },
-        );
+        let seq = self.queue.push(Pending {
+            name: String::new(),
+            tag,
+            key: None,
+            started: now,
+            deadline: now,
+            asked: 0,
+            replied: 0,
+            denied: 0,
+            refused: 0,
+            failed: 0,
+            starved: 0,
+            done: Some((outcome, Some(reply), Duration::ZERO)),
+        });
         if self.release == Release::AsSettled {
             self.ready.push_back(seq);
         }
@@ -280,14 +360,14 @@ impl<A, T> InFlight<A, T> {
         self.queue
             .iter()
             .filter(|(_, p)| p.done.is_none() && p.waiting_on() & bit != 0)
-            .map(|(&seq, _)| seq)
+            .map(|(seq, _)| seq)
             .collect()
     }
 
     /// TS `ts` will not be asked query `seq` after all (it was to be sent
     /// later, and the query was settled first).
     pub fn unask(&mut self, seq: u64, ts: usize) {
-        if let Some(pending) = self.queue.get_mut(&seq) {
+        if let Some(pending) = self.queue.get_mut(seq) {
             pending.asked &= !(1 << ts);
         }
     }
@@ -315,7 +395,7 @@ impl<A, T> InFlight<A, T> {
         let bit = 1 << ts;
         let Some(pending) = self
             .queue
-            .get_mut(&seq)
+            .get_mut(seq)
             .filter(|p| p.waiting_on() & bit != 0)
         else {
             return match said {
@@ -354,7 +434,7 @@ impl<A, T> InFlight<A, T> {
     pub fn forget_ts(&mut self, ts: usize, now: Instant) {
         let bit = 1 << ts;
         let mut was_waiting = Vec::new();
-        for (&seq, pending) in &mut self.queue {
+        for (seq, pending) in self.queue.iter_mut() {
             if pending.waiting_on() & bit != 0 {
                 was_waiting.push(seq);
             }
@@ -370,7 +450,7 @@ impl<A, T> InFlight<A, T> {
     /// the queries waiting on it stop waiting, and cannot end as misses.
     pub fn starve_ts(&mut self, ts: usize, now: Instant) {
         let bit = 1 << ts;
-        for pending in self.queue.values_mut() {
+        for pending in self.queue.iter_mut().map(|(_, p)| p) {
             if pending.waiting_on() & bit != 0 {
                 pending.starved |= bit;
             }
@@ -383,7 +463,7 @@ impl<A, T> InFlight<A, T> {
     pub fn expire(&mut self, now: Instant) -> u64 {
         let mut silent = 0;
         let mut due = Vec::new();
-        for (&seq, pending) in &self.queue {
+        for (seq, pending) in self.queue.iter() {
             if pending.deadline > now {
                 break;
             }
@@ -401,7 +481,7 @@ impl<A, T> InFlight<A, T> {
     /// Moves every deadline `by` later (time in which replies could not be
     /// taken does not count against the TSes).
     pub fn postpone(&mut self, by: Duration) {
-        for pending in self.queue.values_mut() {
+        for pending in self.queue.iter_mut().map(|(_, p)| p) {
             pending.deadline += by;
         }
     }
@@ -409,7 +489,8 @@ impl<A, T> InFlight<A, T> {
     /// The earliest deadline of an unsettled query.
     pub fn next_deadline(&self) -> Option<Instant> {
         self.queue
-            .values()
+            .iter()
+            .map(|(_, p)| p)
             .find(|p| p.done.is_none())
             .map(|p| p.deadline)
     }
@@ -420,17 +501,20 @@ impl<A, T> InFlight<A, T> {
     pub fn pop_ready(&mut self) -> Option<Settled<A, T>> {
         let seq = match self.release {
             Release::InOrder => {
-                let (&seq, oldest) = self.queue.first_key_value()?;
+                let (seq, oldest) = self.queue.first()?;
                 oldest.done.as_ref()?;
                 seq
             }
             Release::AsSettled => self.ready.pop_front()?,
         };
-        let pending = self.queue.remove(&seq)?;
+        let pending = self.queue.remove(seq)?;
         if let Some(key) = &pending.key
             && let Some(seqs) = self.by_key.get_mut(key)
         {
-            seqs.retain(|&s| s != seq);
+            // Near the front: queries for one key mostly leave oldest first.
+            if let Some(at) = seqs.iter().position(|&s| s == seq) {
+                seqs.remove(at);
+            }
             if seqs.is_empty() {
                 self.by_key.remove(key);
             }
@@ -455,11 +539,11 @@ impl<A, T> InFlight<A, T> {
     }
 
     fn get(&self, seq: u64) -> Option<&Pending<A, T>> {
-        self.queue.get(&seq)
+        self.queue.get(seq)
     }
 
     fn settle_if_nobody_left(&mut self, seq: u64, now: Instant) {
-        let Some(pending) = self.queue.get(&seq) else {
+        let Some(pending) = self.queue.get(seq) else {
             return;
         };
         if pending.done.is_none() && pending.waiting_on() == 0 {
@@ -478,7 +562,7 @@ impl<A, T> InFlight<A, T> {
 
     /// Settles query `seq` (in flight and not settled yet).
     fn settle(&mut self, seq: u64, outcome: Outcome, answer: Option<A>, now: Instant) {
-        let Some(pending) = self.queue.get_mut(&seq) else {
+        let Some(pending) = self.queue.get_mut(seq) else {
             return;
         };
         let miss = matches!(
@@ -754,6 +838,22 @@ mod tests {
             [(Outcome::Answered { ts: TS2 }, Some("slow"))]
         );
         assert!(f.is_empty());
+    }
+
+    #[test]
+    fn as_settled_the_holes_behind_a_slow_query_go_when_it_does() {
+        let (mut f, t) = as_settled();
+        let slow = f.submit("slow.com", "slow.com", BOTH, 0, (), t);
+        for _ in 0..100 {
+            f.submit_settled(Outcome::Cached, "hit", (), t);
+        }
+        assert_eq!(outcomes(&mut f).len(), 100);
+        assert_eq!((f.len(), f.queue.slots.len()), (1, 101));
+        assert_eq!(f.tag(slow), Some(&()));
+        f.expire(t + TIMEOUT);
+        assert_eq!(outcomes(&mut f), [(Outcome::TimedOut, None)]);
+        assert_eq!((f.len(), f.queue.slots.len()), (0, 0));
+        assert_eq!(f.next_seq(), 101);
     }
 
     #[test]
