@@ -153,6 +153,32 @@ fn answers_to_a_dns_client_gone_leave_nothing_in_flight_and_count_no_rcode() {
 }
 
 #[test]
+fn replies_to_a_course_client_gone_leave_nothing_in_flight() {
+    let sent = 2000;
+    let (ts, got_them, release) = holding_ts(sent);
+    let ls = start_ls_observed(&[ts], Duration::from_secs(3), |_| {});
+    // Long names: a worker's batch of replies spans several writes.
+    let name = format!("{}.example.com", "a".repeat(60));
+    let mut client = TcpStream::connect(ls.addr()).unwrap();
+    client
+        .write_all(format!("{name}\n").repeat(sent).as_bytes())
+        .unwrap();
+    got_them
+        .recv_timeout(BOUND)
+        .expect("every query reached the TS");
+    drop(client);
+    ls.server.shutdown.trigger();
+    drop(release);
+    let LsServer { server, ls } = ls;
+    server.stop();
+    let counts = ls.snapshot();
+    assert_eq!(counts.queries, sent as u64, "{counts}");
+    assert_eq!(counts.in_flight, 0, "{counts}");
+    assert_eq!(counts.queries, counts.settled(), "{counts}");
+    assert!(counts.abandoned > 0, "{counts}");
+}
+
+#[test]
 fn dns_queries_left_unread_when_a_connection_ends_are_counted_as_abandoned() {
     // Eight in flight at a time: most queries wait in the LS's socket.
     let (sent, room) = (1000, 8);
