@@ -6,8 +6,9 @@
 //! each query and writes it to every TS itself, and the worker feeds the
 //! session the news of its link threads ([`handle`](Session::handle)),
 //! calls deadlines ([`expire`](Session::expire)) and takes the replies, in
-//! the order the front end chose ([`pop_ready`](Session::pop_ready)). Which reply belongs to which
-//! query is decided by [`InFlight`]; this module does the I/O around it.
+//! the order the front end chose ([`pop_ready`](Session::pop_ready)).
+//! Which reply belongs to which query is decided by [`InFlight`]; this
+//! module does the I/O around it.
 //!
 //! No call blocks for long while holding the lock: a write to a TS blocks at
 //! most [`TS_WRITE_BOUND`], and writes to the client happen outside it.
@@ -648,9 +649,9 @@ impl<T> Session<T> {
         recheck.chain(self.inflight.next_deadline()).min()
     }
 
-    /// The next reply ready, in the session's release order. The caller counts it
-    /// ([`Stats::count`](super::stats::Stats::count)) once the reply has reached
-    /// the client; a reply that never does is abandoned.
+    /// The next reply ready, in the session's release order. The caller
+    /// counts it ([`Stats::count`](super::stats::Stats::count)) once the
+    /// reply has reached the client; a reply that never does is abandoned.
     pub fn pop_ready(&mut self) -> Option<Settled<Answer, T>> {
         let settled = self.inflight.pop_ready()?;
         self.keep(

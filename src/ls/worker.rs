@@ -14,7 +14,7 @@
 //! | `select([ts sockets], timeout=deadline - now)` | one **link thread** per TS blocks in `read()` on its socket and sends each reply line as an [`Event`] into the worker's channel; the **worker** blocks in `recv_deadline` on that one channel until the earliest deadline |
 //! | `recv()`, `matching_answer()` | the worker hands each reply to the session, which matches it to the oldest query for that name the TS was asked (`inflight.rs`) |
 //! | deadline passed: `HOST NOT FOUND` | the worker calls [`Session::expire`] once the replies already received are matched |
-//! | `conn.sendall(reply)` | the worker writes the settled replies, strictly in query order |
+//! | `conn.sendall(reply)` | the worker writes the settled replies, strictly in query order (DNS answers: each as it settles) |
 //!
 //! So a query crosses one thread boundary on its way to the TSes (none:
 //! the reader writes it itself) and one on the way back (link thread to
@@ -124,9 +124,10 @@ pub(super) enum Unserved {
 }
 
 /// The life of one client connection, whatever its protocol: a session
-/// whose queries wait `timeout` and leave in `release` order, a reader thread running `read` (it submits
-/// the client's queries and returns how the stream ended), the worker loop
-/// writing replies through `front`, then closing it all down.
+/// whose queries wait `timeout` and leave in `release` order, a reader
+/// thread running `read` (it submits the client's queries and returns how
+/// the stream ended), the worker loop writing replies through `front`, then
+/// closing it all down.
 ///
 /// # Errors
 /// See [`Unserved`].
