@@ -102,11 +102,10 @@ fn an_answer_carries_the_whole_rrset_and_the_ts_ttl_and_echoes_the_query() {
             assert!(answer.answers.iter().all(|r| r.ttl == 77), "{via:?}");
         }
     }
-    // The second TS's name comes from the second TS (asked over UDP, whose
-    // answers are counted before they are sent).
+    // The second TS's name comes from the second TS.
     let answer = udp_ask(ls.dns, &query(9, "mail.example.org.", RecordType::A));
     assert_eq!(addresses(&answer), [ip(10, 0, 2, 1)]);
-    let s = ls.snapshot();
+    let s = ls.stop();
     assert_eq!(s.dns[0], 5, "five NOERROR responses counted: {s}");
     assert_eq!(s.answered[1], 1, "{s}");
 }
@@ -129,7 +128,7 @@ fn every_ts_saying_nxdomain_is_nxdomain_at_once() {
             "{via:?}: NXDOMAIN took {took:?}, not at once"
         );
     }
-    assert_eq!(ls.snapshot().dns[1], 2);
+    assert_eq!(ls.stop().dns[1], 2);
 }
 
 #[test]
@@ -152,7 +151,7 @@ fn refusals_are_refused_when_all_refuse_and_nxdomain_beside_an_nxdomain() {
         assert_eq!(answer.metadata.response_code, ResponseCode::NXDomain);
         assert!(took < Duration::from_secs(4), "{via:?}: {took:?}");
     }
-    assert_eq!(all_refuse.snapshot().dns[3], 2);
+    assert_eq!(all_refuse.stop().dns[3], 2);
 }
 
 #[test]
@@ -178,7 +177,7 @@ fn a_ts_that_never_answers_gives_servfail_at_the_dns_timeout() {
             "{via:?}: SERVFAIL at {took:?}, not at --dns-timeout"
         );
     }
-    assert_eq!(ls.snapshot().dns[2], 2);
+    assert_eq!(ls.stop().dns[2], 2);
 }
 
 #[test]
@@ -445,7 +444,7 @@ fn classes_other_than_in_are_refused_at_once_whatever_the_tses_speak() {
                 "{protocol:?} {via:?}: {took:?}"
             );
         }
-        assert_eq!(ls.snapshot().dns[3], 2, "{protocol:?}: two REFUSED counted");
+        assert_eq!(ls.stop().dns[3], 2, "{protocol:?}: two REFUSED counted");
     }
 }
 
@@ -514,7 +513,7 @@ fn sources_outside_the_allow_list_are_dropped_over_udp_and_closed_over_tcp() {
         matches!(tcp.read(&mut buf), Ok(0) | Err(_)),
         "a connection not allowed was answered"
     );
-    assert_eq!(ls.snapshot().dns_limits[2], 2);
+    assert_eq!(ls.stop().dns_limits[2], 2);
 }
 
 #[test]
@@ -664,7 +663,7 @@ fn servfail_is_not_cached() {
             "{via:?}: SERVFAIL came from the cache: {took:?}"
         );
     }
-    let s = ls.snapshot();
+    let s = ls.stop();
     assert_eq!((s.cached, s.dns[2]), (0, 2), "{s}");
 }
 
@@ -817,4 +816,116 @@ fn a_udp_flood_costs_no_threads_is_counted_as_dropped_and_the_ls_goes_on() {
         "more queries than were sent: {stats}"
     );
     assert!(ls.wait().success());
+}
+
+/// Two misses that wait for a long deadline, then eight hits: `send` sends
+/// the queries (misses first) and `recv` reads one answer. Each hit must
+/// come back within 150 ms of being sent, ahead of the misses.
+fn hits_overtake_misses(send: impl FnOnce(&[Message]), mut recv: impl FnMut() -> Message) {
+    let misses = (0..2u16).map(|i| query(100 + i, &format!("slow{i}.example."), RecordType::A));
+    let hits = (0..8u16).map(|i| query(i, "www.example.com.", RecordType::A));
+    let queries: Vec<Message> = misses.chain(hits).collect();
+    let sent = Instant::now();
+    send(&queries);
+    for _ in 0..8 {
+        let answer = recv();
+        let took = sent.elapsed();
+        assert!(answer.metadata.id < 8, "a miss came first: {answer:?}");
+        assert_eq!(addresses(&answer), [ip(10, 0, 0, 1)]);
+        assert!(took < ms(150), "a hit took {took:?}");
+    }
+    eprintln!(
+        "eight hits behind two misses: all back within {:?}",
+        sent.elapsed()
+    );
+}
+
+/// Course TSes that stay silent on names they do not hold, behind an LS
+/// whose DNS deadline is long; the links are up.
+fn silent_on_misses() -> (Server, Server, DnsLs) {
+    silent_on_misses_with(|_| {})
+}
+
+/// [`silent_on_misses`] with `tweak` applied to the LS's options.
+fn silent_on_misses_with(tweak: impl FnOnce(&mut LsOptions)) -> (Server, Server, DnsLs) {
+    let ts1 = start_ts(TABLE1);
+    let ts2 = start_ts(TABLE2);
+    let ls = DnsLs::start(&[ts1.addr, ts2.addr], |o| {
+        o.dns_timeout = Duration::from_secs(2);
+        tweak(o);
+    });
+    for via in BOTH {
+        let answer = ask(via, ls.dns, &query(1, "www.example.com.", RecordType::A));
+        assert_eq!(addresses(&answer), [ip(10, 0, 0, 1)]);
+    }
+    (ts1, ts2, ls)
+}
+
+#[test]
+fn udp_answers_leave_as_they_settle_not_behind_slow_queries() {
+    let (_ts1, _ts2, ls) = silent_on_misses();
+    let (slow, fast) = (udp_client(), udp_client());
+    hits_overtake_misses(
+        |queries| {
+            for (i, q) in queries.iter().enumerate() {
+                let socket = if i < 2 { &slow } else { &fast };
+                socket.send_to(&q.to_vec().unwrap(), ls.dns).unwrap();
+            }
+        },
+        || Message::from_vec(&udp_recv(&fast)).unwrap(),
+    );
+    // The misses end at their deadline.
+    for _ in 0..2 {
+        let miss = Message::from_vec(&udp_recv(&slow)).unwrap();
+        assert_eq!(miss.metadata.response_code, ResponseCode::ServFail);
+    }
+}
+
+#[test]
+fn pipelined_tcp_answers_leave_as_they_settle() {
+    let (_ts1, _ts2, ls) = silent_on_misses();
+    let mut tcp = tcp_connect(ls.dns);
+    let mut writer = tcp.try_clone().unwrap();
+    hits_overtake_misses(
+        |queries| {
+            let all: Vec<u8> = queries.iter().flat_map(framed).collect();
+            writer.write_all(&all).unwrap();
+        },
+        || tcp_read(&mut tcp),
+    );
+    for _ in 0..2 {
+        let miss = tcp_read(&mut tcp);
+        assert_eq!(miss.metadata.response_code, ResponseCode::ServFail);
+        assert!(miss.metadata.id >= 100);
+    }
+}
+
+#[test]
+fn one_source_flooding_misses_cannot_crowd_out_another_sources_hit() {
+    // 2 sessions × 8 slots; misses hold theirs for the whole deadline.
+    let (_ts1, _ts2, ls) = silent_on_misses_with(|o| o.max_inflight = 8);
+    let flooder = udp_client();
+    for i in 0..200u16 {
+        let q = query(i, &format!("flood{i}.example."), RecordType::A);
+        flooder.send_to(&q.to_vec().unwrap(), ls.dns).unwrap();
+    }
+    // Another /24 of the loopback network: another source.
+    let other = UdpSocket::bind("127.0.1.1:0").unwrap();
+    other.set_read_timeout(Some(BOUND)).unwrap();
+    let hit = query(7, "www.example.com.", RecordType::A);
+    other.send_to(&hit.to_vec().unwrap(), ls.dns).unwrap();
+    let answer = Message::from_vec(&udp_recv(&other)).unwrap();
+    assert_eq!(answer.metadata.id, 7);
+    assert_eq!(addresses(&answer), [ip(10, 0, 0, 1)]);
+    // The flooder got its share (2 of the 16 slots); the rest of its
+    // queries were dropped, counted under their reason.
+    let s = ls.snapshot();
+    let [.., full, over_share] = s.dns;
+    assert!(over_share >= 190, "{s}");
+    assert_eq!(full, 0, "{s}");
+    assert!(
+        s.to_string()
+            .contains(&format!("source over its share {over_share}")),
+        "{s}"
+    );
 }

@@ -3,19 +3,23 @@
 //!
 //! - **TCP** (RFC 7766): a connection is a client, exactly like a course
 //!   client: a worker, a reader that submits each length-prefixed query to
-//!   the session, a link per TS. Queries may be pipelined; answers go back
-//!   in query order (which RFC 7766 allows, and which keeps the worker one
-//!   loop for both protocols).
+//!   the session, a link per TS. Queries may be pipelined; each answer
+//!   goes back as soon as its query is settled (RFC 7766 §6.2.1.1), so a
+//!   query waiting for its deadline holds up no other.
 //! - **UDP**: a fixed pool of [`UDP_SESSIONS`] sessions, each with a
 //!   receiving thread (all block in `recv_from` on the one socket, and the
 //!   kernel gives each datagram to one), its worker and its links. The
 //!   receiving thread answers what needs no TS at once (a malformed query,
-//!   a cache hit) and hands every other query to its session. A flood from many addresses
+//!   a cache hit) and hands every other query to its session, which
+//!   answers each as it settles. A flood from many addresses
 //!   therefore costs no thread and no memory beyond the pool's: a session
 //!   holds at most `--max-inflight` queries, and a query that finds its
 //!   session full is dropped (and counted), as an overloaded DNS server
-//!   drops datagrams. A session per client address, as the UDP lab's load
-//!   balancer has, would give a flood of spoofed addresses a thread each.
+//!   drops datagrams. So is one whose source (its /24, or /56 for IPv6)
+//!   already holds its share of the pool ([`SHARE_OF_SLOTS`]): one source
+//!   cannot fill the pool for everyone. A session per client address, as
+//!   the UDP lab's load balancer has, would give a flood of spoofed
+//!   addresses a thread each.
 //!
 //! What a session's TSes said becomes the response here: an answer (a
 //! course TS's line becomes one A record), NXDOMAIN when every TS said the
@@ -26,8 +30,9 @@
 //! Only sources in `--allow` are answered ([`admits`]); UDP answers pass
 //! the rate limit (`--rrl`, `dns::rrl`) on their way out.
 
+use std::collections::HashMap;
 use std::io::{self, BufReader};
-use std::net::{SocketAddr, TcpStream, UdpSocket};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, TcpStream, UdpSocket};
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
 use std::thread;
@@ -36,7 +41,7 @@ use std::time::Instant;
 use crossbeam_channel::Sender;
 
 use super::event::Event;
-use super::inflight::{Outcome, Settled};
+use super::inflight::{Outcome, Release, Settled};
 use super::session::{Answer, Locked, Request, Session, cached_outcome};
 use super::setup::{Shared, TsProtocol};
 use super::worker::{self, Front, Replies, Unserved};
@@ -47,7 +52,7 @@ use crate::framing::{Timed, read_length_prefixed_timed, write_length_prefixed};
 use crate::log;
 use crate::server::Activity;
 use crate::shutdown::Shutdown;
-use crate::sync;
+use crate::sync::{self, lock};
 use crate::udp::{Received, recv_datagram, wake_on_trigger};
 use crate::wire;
 
@@ -56,6 +61,10 @@ pub const UDP_SESSIONS: usize = 2;
 
 /// Largest UDP datagram the front end reads.
 const UDP_BUFFER: usize = 65_535;
+
+/// A source holds at most this fraction (1/N) of the UDP front end's
+/// in-flight slots (`UDP_SESSIONS` × `--max-inflight`), at least one.
+const SHARE_OF_SLOTS: usize = 8;
 
 /// Events buffered per session (see `worker.rs`).
 const EVENT_QUEUE: usize = 256;
@@ -144,12 +153,57 @@ fn response(settled: Settled<Answer, Ask>) -> (Vec<u8>, Outcome) {
     (respond::answer(query, &outcome), settled.outcome)
 }
 
-/// Counts a response by its rcode, and with `-v` logs it (the per-query
-/// line of the course front end says which TS answered; this one says
-/// what the client got).
-fn count_rcode(shared: &Shared, bytes: &[u8]) {
-    let rcode = dns::Header::parse(bytes).map_or(rcode::SERVFAIL, |h| u16::from(h.rcode));
-    shared.stats.dns.count(rcode);
+/// A response's rcode, as the counters file it.
+fn rcode_of(bytes: &[u8]) -> u16 {
+    dns::Header::parse(bytes).map_or(rcode::SERVFAIL, |h| u16::from(h.rcode))
+}
+
+/// Sends a UDP response to `peer` through the rate limit, if there is one
+/// (sent, dropped, or sent as its truncated stand-in: the slip), and counts
+/// it (by `outcome` and by its rcode) once sent; one the socket would not
+/// take, or the rate limit dropped, is abandoned.
+fn send_udp(
+    socket: &UdpSocket,
+    shared: &Shared,
+    limiter: Option<&Mutex<Limiter>>,
+    bytes: &[u8],
+    outcome: &Outcome,
+    peer: SocketAddr,
+) {
+    let verdict = limiter.map_or(Verdict::Send, |limiter| {
+        sync::lock(limiter).check(peer.ip(), Instant::now())
+    });
+    let slip;
+    let bytes = match verdict {
+        Verdict::Send => bytes,
+        Verdict::Drop => {
+            let stats = &shared.stats;
+            stats.dns.rate_limited.fetch_add(1, Ordering::Relaxed);
+            stats.abandoned.fetch_add(1, Ordering::Release);
+            return;
+        }
+        Verdict::Slip => {
+            shared.stats.dns.slipped.fetch_add(1, Ordering::Relaxed);
+            slip = rrl::slip_response(bytes);
+            &slip
+        }
+    };
+    log_response(bytes);
+    match socket.send_to(bytes, peer) {
+        Ok(_) => {
+            shared.stats.count(outcome);
+            shared.stats.dns.count(rcode_of(bytes));
+        }
+        Err(e) => {
+            shared.stats.abandoned.fetch_add(1, Ordering::Release);
+            log::info(format_args!("ls dns: cannot answer {peer}: {e}"));
+        }
+    }
+}
+
+/// With `-v`, logs a response (the per-query line of the course front end
+/// says which TS answered; this one says what the client got).
+fn log_response(bytes: &[u8]) {
     if log::verbose()
         && let Ok(response) = dns::Message::parse(bytes)
         && let Some(question) = response.questions.first()
@@ -196,7 +250,6 @@ pub(super) fn serve_tcp_client(
 ) -> io::Result<()> {
     let front = TcpAnswers {
         replies: Replies::new(&client, &shared.stats, activity.clone()),
-        shared,
     };
     let (reading, shutdown) = (Arc::clone(shared), shutdown.clone());
     let timeout = shared.options.dns_timeout;
@@ -204,6 +257,8 @@ pub(super) fn serve_tcp_client(
         &client,
         shared,
         timeout,
+        // RFC 7766 §6.2.1.1: pipelined answers may leave out of order.
+        Release::AsSettled,
         front,
         move |stream, session, events| {
             read_tcp_client(stream, &session, &activity, &reading, &shutdown, &events)
@@ -218,7 +273,8 @@ pub(super) fn serve_tcp_client(
 /// Reads length-prefixed queries and submits each, until the client closes,
 /// or takes longer than `--dns-tcp-message` over one message (its queries
 /// so far are still answered). Between messages the worker's idle timeout
-/// applies.
+/// applies. Once the worker has closed the session, what is still read is
+/// counted as received and abandoned (as the course reader does).
 fn read_tcp_client(
     stream: TcpStream,
     session: &Locked<Option<Ask>>,
@@ -246,11 +302,16 @@ fn read_tcp_client(
             Err(e) => return Event::ClientFailed(e),
         };
         let mut s = session.lock_with_room();
-        if s.closed_since().is_some() {
-            // The worker is gone: what is still read is not answered.
-            shared.stats.queries.fetch_add(1, Ordering::Relaxed);
-            shared.stats.abandoned.fetch_add(1, Ordering::Release);
-            return Event::ClientClosed;
+        if let Some(closed) = s.closed_since() {
+            // The worker is gone: what the client had sent is counted as
+            // received and abandoned (for a bounded time), not answered.
+            if respond::accept_query(&message, Transport::Tcp).is_some() {
+                worker::count_abandoned(&s);
+            }
+            if closed.elapsed() >= worker::UNANSWERED_COUNT_BOUND {
+                return Event::ClientClosed;
+            }
+            continue;
         }
         let taken = take(&message, Transport::Tcp, None, shared);
         if !matches!(taken, Take::Drop) {
@@ -276,10 +337,9 @@ fn read_tcp_client(
     }
 }
 
-/// Answers on a TCP connection: each length-prefixed, in query order.
+/// Answers on a TCP connection: each length-prefixed, as its query settles.
 struct TcpAnswers<'a> {
     replies: Replies<'a>,
-    shared: &'a Shared,
 }
 
 impl Front for TcpAnswers<'_> {
@@ -307,13 +367,70 @@ impl Front for TcpAnswers<'_> {
                 }
             },
         };
-        count_rcode(self.shared, &bytes);
-        self.replies
-            .push(outcome, |out| write_length_prefixed(out, &bytes))
+        log_response(&bytes);
+        self.replies.push(outcome, Some(rcode_of(&bytes)), |out| {
+            write_length_prefixed(out, &bytes)
+        })
     }
 
     fn flush(&mut self) -> io::Result<()> {
         self.replies.flush()
+    }
+}
+
+/// What a client's share of the UDP slots is counted by: its address's
+/// /24 for IPv4 (also when mapped into IPv6), its /56 for IPv6 (an end
+/// site's assignment, RFC 6177; the prefixes BIND and NSD limit response
+/// rates by). One host cannot take a neighbour's share by changing ports,
+/// or addresses within its network.
+fn source_of(addr: IpAddr) -> IpAddr {
+    match addr {
+        IpAddr::V4(v4) => IpAddr::V4(Ipv4Addr::from(u32::from(v4) & 0xffff_ff00)),
+        IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
+            Some(v4) => source_of(IpAddr::V4(v4)),
+            None => IpAddr::V6(Ipv6Addr::from(u128::from(v6) & (!0u128 << 72))),
+        },
+    }
+}
+
+/// How many queries each source holds in the UDP pool, against a cap: the
+/// pool is shared by every client, so one source flooding it (misses that
+/// wait for their deadline, from any number of ports) cannot take every
+/// slot. Memory is bounded by the pool: a source is kept only while it
+/// holds a query.
+struct Shares {
+    cap: usize,
+    held: HashMap<IpAddr, usize>,
+}
+
+impl Shares {
+    /// Each source holding at most `cap` queries (at least one).
+    fn new(cap: usize) -> Shares {
+        Shares {
+            cap: cap.max(1),
+            held: HashMap::new(),
+        }
+    }
+
+    /// Takes a slot for a query from `source`; `false` when it already
+    /// holds its share.
+    fn take(&mut self, source: IpAddr) -> bool {
+        let held = self.held.entry(source).or_insert(0);
+        if *held >= self.cap {
+            return false;
+        }
+        *held += 1;
+        true
+    }
+
+    /// Gives back a slot `source` took (its query has left).
+    fn give_back(&mut self, source: IpAddr) {
+        if let Some(held) = self.held.get_mut(&source) {
+            *held -= 1;
+            if *held == 0 {
+                self.held.remove(&source);
+            }
+        }
     }
 }
 
@@ -344,20 +461,25 @@ pub(super) fn serve_udp(
     let _wakes = (0..UDP_SESSIONS)
         .map(|_| wake_on_trigger(&socket, shutdown))
         .collect::<io::Result<Vec<_>>>()?;
+    let slots = UDP_SESSIONS * shared.options.max_inflight;
+    let shares = Arc::new(Mutex::new(Shares::new(slots / SHARE_OF_SLOTS)));
     let mut pool = Vec::with_capacity(UDP_SESSIONS);
     for n in 0..UDP_SESSIONS {
         let (events_tx, events) = crossbeam_channel::bounded(EVENT_QUEUE);
         let session = Arc::new(Locked::new(Session::new(
             Arc::clone(shared),
             shared.options.dns_timeout,
+            // Datagrams have no order: each answer leaves once settled.
+            Release::AsSettled,
             events_tx.clone(),
         )));
         let worker = {
-            let (session, socket, shared, limiter) = (
+            let (session, socket, shared, limiter, shares) = (
                 Arc::clone(&session),
                 Arc::clone(&socket),
                 Arc::clone(shared),
                 limiter.clone(),
+                Arc::clone(&shares),
             );
             thread::Builder::new()
                 .name(format!("ls dns udp {n}"))
@@ -366,6 +488,7 @@ pub(super) fn serve_udp(
                         socket: &socket,
                         shared: &shared,
                         limiter: limiter.as_deref(),
+                        shares: &shares,
                     };
                     if let Err(e) = worker::work(&session, &events, &mut front, &shared) {
                         log::warn(format_args!("ls dns: a UDP session ended: {e}"));
@@ -386,8 +509,8 @@ pub(super) fn serve_udp(
         let receivers: Vec<_> = pool
             .iter()
             .map(|pooled| {
-                let (socket, limiter) = (&socket, limiter.as_deref());
-                scope.spawn(move || receive_udp(socket, pooled, limiter, shared, shutdown))
+                let (socket, limiter, shares) = (&socket, limiter.as_deref(), &*shares);
+                scope.spawn(move || receive_udp(socket, pooled, limiter, shares, shared, shutdown))
             })
             .collect();
         let mut result = Ok(());
@@ -409,11 +532,14 @@ pub(super) fn serve_udp(
 }
 
 /// A receiving loop: answers at once what needs no TS, hands the rest to
-/// its session.
+/// its session, unless the session is full or the query's source already
+/// holds its share of the pool (then it is dropped and counted: the client
+/// will ask again).
 fn receive_udp(
     socket: &UdpSocket,
     pooled: &Pooled,
     limiter: Option<&Mutex<Limiter>>,
+    shares: &Mutex<Shares>,
     shared: &Shared,
     shutdown: &Shutdown,
 ) -> io::Result<()> {
@@ -432,15 +558,17 @@ fn receive_udp(
             Take::Drop => log::info(format_args!("ls dns: dropped {len} bytes from {peer}")),
             Take::Answer(bytes, outcome) => {
                 shared.stats.queries.fetch_add(1, Ordering::Relaxed);
-                shared.stats.count(&outcome);
-                count_rcode(shared, &bytes);
-                send_limited(socket, &bytes, peer, limiter, shared);
+                send_udp(socket, shared, limiter, &bytes, &outcome, peer);
             }
             Take::Ask(request) => {
                 let mut s = pooled.session.lock();
                 if s.is_full() {
                     // Overloaded: the client will ask again.
                     shared.stats.dns.dropped.fetch_add(1, Ordering::Relaxed);
+                    continue;
+                }
+                if !lock(shares).take(source_of(peer.ip())) {
+                    shared.stats.dns.over_share.fetch_add(1, Ordering::Relaxed);
                     continue;
                 }
                 let wake = s.submit(*request);
@@ -466,45 +594,13 @@ pub(super) fn admits(shared: &Shared, peer: SocketAddr) -> bool {
     false
 }
 
-/// Sends one UDP answer through the rate limit, if there is one: sent,
-/// dropped, or sent as its truncated stand-in (the slip).
-fn send_limited(
-    socket: &UdpSocket,
-    bytes: &[u8],
-    peer: SocketAddr,
-    limiter: Option<&Mutex<Limiter>>,
-    shared: &Shared,
-) {
-    let verdict = limiter.map_or(Verdict::Send, |limiter| {
-        sync::lock(limiter).check(peer.ip(), Instant::now())
-    });
-    let slip;
-    let bytes = match verdict {
-        Verdict::Send => bytes,
-        Verdict::Drop => {
-            shared
-                .stats
-                .dns
-                .rate_limited
-                .fetch_add(1, Ordering::Relaxed);
-            return;
-        }
-        Verdict::Slip => {
-            shared.stats.dns.slipped.fetch_add(1, Ordering::Relaxed);
-            slip = rrl::slip_response(bytes);
-            &slip
-        }
-    };
-    if let Err(e) = socket.send_to(bytes, peer) {
-        log::info(format_args!("ls dns: cannot answer {peer}: {e}"));
-    }
-}
-
-/// Answers on the UDP socket, each to the address that asked.
+/// Answers on the UDP socket, each to the address that asked, giving its
+/// source's slot back.
 struct UdpAnswers<'a> {
     socket: &'a UdpSocket,
     shared: &'a Shared,
     limiter: Option<&'a Mutex<Limiter>>,
+    shares: &'a Mutex<Shares>,
 }
 
 impl Front for UdpAnswers<'_> {
@@ -519,14 +615,60 @@ impl Front for UdpAnswers<'_> {
         let Some(peer) = settled.tag.peer else {
             return Ok(());
         };
+        lock(self.shares).give_back(source_of(peer.ip()));
         let (bytes, outcome) = response(settled);
-        count_rcode(self.shared, &bytes);
-        self.shared.stats.count(&outcome);
-        send_limited(self.socket, &bytes, peer, self.limiter, self.shared);
+        send_udp(
+            self.socket,
+            self.shared,
+            self.limiter,
+            &bytes,
+            &outcome,
+            peer,
+        );
         Ok(())
     }
 
     fn flush(&mut self) -> io::Result<()> {
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ip(text: &str) -> IpAddr {
+        text.parse().unwrap()
+    }
+
+    #[test]
+    fn a_source_is_its_ipv4_slash_24_or_ipv6_slash_56() {
+        assert_eq!(source_of(ip("192.0.2.77")), ip("192.0.2.0"));
+        assert_eq!(source_of(ip("::ffff:192.0.2.77")), ip("192.0.2.0"));
+        assert_eq!(
+            source_of(ip("2001:db8:aa:bbcc:1:2:3:4")),
+            ip("2001:db8:aa:bb00::")
+        );
+    }
+
+    #[test]
+    fn a_source_holds_at_most_its_share_and_gets_slots_back() {
+        let mut shares = Shares::new(2);
+        let (a, b) = (ip("192.0.2.0"), ip("198.51.100.0"));
+        assert!(shares.take(a) && shares.take(a));
+        assert!(!shares.take(a), "over its share");
+        assert!(shares.take(b), "another source is not held back");
+        shares.give_back(a);
+        assert!(shares.take(a));
+        for _ in 0..2 {
+            shares.give_back(a);
+        }
+        shares.give_back(b);
+        assert!(
+            shares.held.is_empty(),
+            "sources holding nothing are forgotten"
+        );
+        // A pool too small to divide still lets every source ask.
+        assert!(Shares::new(0).take(a));
     }
 }

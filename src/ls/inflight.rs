@@ -16,8 +16,13 @@
 //!   resources is `Busy` instead: the LS cannot tell it is a miss.
 //! - Every query shares one timeout, so deadlines fall in submission order
 //!   and the oldest unsettled query has the earliest one.
-//! - Replies leave strictly in submission order: [`pop_ready`](InFlight::pop_ready)
-//!   gives the oldest query once it is settled, never a younger one first.
+//! - Replies leave in the order the front end chose ([`Release`]): strictly
+//!   in submission order ([`pop_ready`](InFlight::pop_ready) gives the
+//!   oldest query once it is settled, never a younger one first), or each as
+//!   it is settled (oldest settled first), whatever is still unsettled
+//!   before it. A query popped leaves the matching: a TS's reply that would
+//!   have been its second answer is matched to the next query in flight for
+//!   the key, or dropped as unmatched.
 //!
 //! The answer `A` is whatever the front end relays: the answer line for the
 //! course protocol.
@@ -27,6 +32,17 @@ use std::time::{Duration, Instant};
 
 /// Most TSes one LS forwards to (a query keeps one bit per TS).
 pub const MAX_BACKENDS: usize = 64;
+
+/// In what order settled queries leave ([`InFlight::pop_ready`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Release {
+    /// Strictly in submission order: a course client matches replies to
+    /// queries by their order.
+    InOrder,
+    /// Each as soon as it is settled: a DNS response carries its query's ID,
+    /// so a slow query holds up no other.
+    AsSettled,
+}
 
 /// How a query ended.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -122,24 +138,122 @@ impl<A, T> Pending<A, T> {
     }
 }
 
-/// The queries of one session, oldest first, each with the front end's tag.
+/// The queries in flight by sequence number, oldest first: a queue in
+/// which a query that leaves before older ones leaves a hole (one pointer)
+/// until they have left too, so that finding a query is an index. The
+/// oldest slot is never a hole. Holes exist only with
+/// [`Release::AsSettled`]: at most one per query submitted since the oldest
+/// one in flight, which leaves by its deadline.
+struct Slots<P> {
+    /// The sequence number of `slots[0]`.
+    first: u64,
+    slots: VecDeque<Option<Box<P>>>,
+    /// Slots that are not holes.
+    live: usize,
+}
+
+impl<P> Slots<P> {
+    fn new() -> Slots<P> {
+        Slots {
+            first: 0,
+            slots: VecDeque::new(),
+            live: 0,
+        }
+    }
+
+    fn next_seq(&self) -> u64 {
+        self.first + self.slots.len() as u64
+    }
+
+    fn len(&self) -> usize {
+        self.live
+    }
+
+    /// Adds `p` at the end; returns its sequence number.
+    fn push(&mut self, p: P) -> u64 {
+        let seq = self.next_seq();
+        self.slots.push_back(Some(Box::new(p)));
+        self.live += 1;
+        seq
+    }
+
+    fn index(&self, seq: u64) -> Option<usize> {
+        let index = usize::try_from(seq.checked_sub(self.first)?).ok()?;
+        (index < self.slots.len()).then_some(index)
+    }
+
+    fn get(&self, seq: u64) -> Option<&P> {
+        self.slots.get(self.index(seq)?)?.as_deref()
+    }
+
+    fn get_mut(&mut self, seq: u64) -> Option<&mut P> {
+        let index = self.index(seq)?;
+        self.slots.get_mut(index)?.as_deref_mut()
+    }
+
+    /// The oldest.
+    fn first(&self) -> Option<(u64, &P)> {
+        Some((self.first, self.slots.front()?.as_deref()?))
+    }
+
+    /// Takes `seq` out, leaving a hole, and drops the holes at the front.
+    fn remove(&mut self, seq: u64) -> Option<P> {
+        let index = self.index(seq)?;
+        let p = self.slots[index].take()?;
+        self.live -= 1;
+        while self.slots.front().is_some_and(Option::is_none) {
+            self.slots.pop_front();
+            self.first += 1;
+        }
+        Some(*p)
+    }
+
+    /// Every one, oldest first, with its sequence number.
+    fn iter(&self) -> impl Iterator<Item = (u64, &P)> {
+        let first = self.first;
+        (first..)
+            .zip(&self.slots)
+            .filter_map(|(seq, p)| Some((seq, p.as_deref()?)))
+    }
+
+    fn iter_mut(&mut self) -> impl Iterator<Item = (u64, &mut P)> {
+        let first = self.first;
+        (first..)
+            .zip(&mut self.slots)
+            .filter_map(|(seq, p)| Some((seq, p.as_deref_mut()?)))
+    }
+
+    /// Empties it; returns how many it held.
+    fn clear(&mut self) -> usize {
+        self.first = self.next_seq();
+        self.slots.clear();
+        std::mem::take(&mut self.live)
+    }
+}
+
+/// The queries of one session by sequence number (oldest first), each with
+/// the front end's tag.
 pub struct InFlight<A, T = ()> {
     timeout: Duration,
-    queue: VecDeque<Pending<A, T>>,
-    /// Sequence number of `queue[0]`.
-    first_seq: u64,
+    release: Release,
+    queue: Slots<Pending<A, T>>,
     /// Sequence numbers in flight per key, oldest first.
     by_key: HashMap<String, VecDeque<u64>>,
+    /// With [`Release::AsSettled`], the settled queries in the order they
+    /// were settled (at most one entry per query in `queue`).
+    ready: VecDeque<u64>,
 }
 
 impl<A, T> InFlight<A, T> {
-    /// No query yet; each will wait `timeout` for an answer.
-    pub fn new(timeout: Duration) -> InFlight<A, T> {
+    /// No query yet; each will wait `timeout` for an answer, and settled
+    /// ones leave in `release` order.
+    pub fn new(timeout: Duration, release: Release) -> InFlight<A, T> {
         InFlight {
             timeout,
-            queue: VecDeque::new(),
-            first_seq: 0,
+            release,
+            queue: Slots::new(),
             by_key: HashMap::new(),
+            ready: VecDeque::new(),
         }
     }
 
@@ -155,12 +269,12 @@ impl<A, T> InFlight<A, T> {
 
     /// Whether no query is in flight.
     pub fn is_empty(&self) -> bool {
-        self.queue.is_empty()
+        self.queue.len() == 0
     }
 
     /// The sequence number the next query will get.
     pub fn next_seq(&self) -> u64 {
-        self.first_seq + self.queue.len() as u64
+        self.queue.next_seq()
     }
 
     /// Adds a query for `key` asked of the TSes in `asked` (a bit each);
@@ -176,8 +290,7 @@ impl<A, T> InFlight<A, T> {
         tag: T,
         now: Instant,
     ) -> u64 {
-        let seq = self.next_seq();
-        self.queue.push_back(Pending {
+        let seq = self.queue.push(Pending {
             name: name.to_string(),
             tag,
             key: Some(key.to_string()),
@@ -202,8 +315,7 @@ impl<A, T> InFlight<A, T> {
     /// Adds a query settled at once (an invalid one, or one answered from
     /// a cache) with `reply`, in line with the others.
     pub fn submit_settled(&mut self, outcome: Outcome, reply: A, tag: T, now: Instant) -> u64 {
-        let seq = self.next_seq();
-        self.queue.push_back(Pending {
+        let seq = self.queue.push(Pending {
             name: String::new(),
             tag,
             key: None,
@@ -217,6 +329,9 @@ impl<A, T> InFlight<A, T> {
             starved: 0,
             done: Some((outcome, Some(reply), Duration::ZERO)),
         });
+        if self.release == Release::AsSettled {
+            self.ready.push_back(seq);
+        }
         seq
     }
 
@@ -242,19 +357,18 @@ impl<A, T> InFlight<A, T> {
     /// not replied to), oldest first.
     pub fn asked_of(&self, ts: usize) -> Vec<u64> {
         let bit = 1 << ts;
-        (self.first_seq..self.next_seq())
-            .filter(|&seq| {
-                self.get(seq)
-                    .is_some_and(|p| p.done.is_none() && p.waiting_on() & bit != 0)
-            })
+        self.queue
+            .iter()
+            .filter(|(_, p)| p.done.is_none() && p.waiting_on() & bit != 0)
+            .map(|(seq, _)| seq)
             .collect()
     }
 
     /// TS `ts` will not be asked query `seq` after all (it was to be sent
     /// later, and the query was settled first).
     pub fn unask(&mut self, seq: u64, ts: usize) {
-        if let Some(index) = self.index(seq) {
-            self.queue[index].asked &= !(1 << ts);
+        if let Some(pending) = self.queue.get_mut(seq) {
+            pending.asked &= !(1 << ts);
         }
     }
 
@@ -279,22 +393,22 @@ impl<A, T> InFlight<A, T> {
     /// by its ID and question): taken only while `seq` waits on `ts`.
     pub fn reply_to(&mut self, seq: u64, ts: usize, said: Said<A>, now: Instant) -> Matched {
         let bit = 1 << ts;
-        let Some(index) = self
-            .index(seq)
-            .filter(|&i| self.queue[i].waiting_on() & bit != 0)
+        let Some(pending) = self
+            .queue
+            .get_mut(seq)
+            .filter(|p| p.waiting_on() & bit != 0)
         else {
             return match said {
                 Said::Answer(_) => Matched::Unmatched,
                 _ => Matched::Stale,
             };
         };
-        let pending = &mut self.queue[index];
         pending.replied |= bit;
         match said {
             Said::Answer(_) if pending.done.is_some() => Matched::Second,
             _ if pending.done.is_some() => Matched::Stale,
             Said::Answer(answer) => {
-                self.settle(index, Outcome::Answered { ts }, Some(answer), now);
+                self.settle(seq, Outcome::Answered { ts }, Some(answer), now);
                 Matched::Answered(seq)
             }
             Said::NotFound => {
@@ -319,15 +433,16 @@ impl<A, T> InFlight<A, T> {
     /// Queries left waiting on nobody are settled.
     pub fn forget_ts(&mut self, ts: usize, now: Instant) {
         let bit = 1 << ts;
-        for seq in self.first_seq..self.next_seq() {
-            let index = self.index(seq).expect("seq in range");
-            let pending = &mut self.queue[index];
-            let was_waiting = pending.waiting_on() & bit != 0;
+        let mut was_waiting = Vec::new();
+        for (seq, pending) in self.queue.iter_mut() {
+            if pending.waiting_on() & bit != 0 {
+                was_waiting.push(seq);
+            }
             pending.asked &= !bit;
             pending.replied &= !bit;
-            if was_waiting {
-                self.settle_if_nobody_left(seq, now);
-            }
+        }
+        for seq in was_waiting {
+            self.settle_if_nobody_left(seq, now);
         }
     }
 
@@ -335,7 +450,7 @@ impl<A, T> InFlight<A, T> {
     /// the queries waiting on it stop waiting, and cannot end as misses.
     pub fn starve_ts(&mut self, ts: usize, now: Instant) {
         let bit = 1 << ts;
-        for pending in &mut self.queue {
+        for pending in self.queue.iter_mut().map(|(_, p)| p) {
             if pending.waiting_on() & bit != 0 {
                 pending.starved |= bit;
             }
@@ -347,15 +462,18 @@ impl<A, T> InFlight<A, T> {
     /// Returns the TSes those queries were still waiting on (a bit each).
     pub fn expire(&mut self, now: Instant) -> u64 {
         let mut silent = 0;
-        for index in 0..self.queue.len() {
-            let pending = &self.queue[index];
+        let mut due = Vec::new();
+        for (seq, pending) in self.queue.iter() {
             if pending.deadline > now {
                 break;
             }
             if pending.done.is_none() {
                 silent |= pending.waiting_on();
-                self.settle(index, Outcome::TimedOut, None, now);
+                due.push(seq);
             }
+        }
+        for seq in due {
+            self.settle(seq, Outcome::TimedOut, None, now);
         }
         silent
     }
@@ -363,7 +481,7 @@ impl<A, T> InFlight<A, T> {
     /// Moves every deadline `by` later (time in which replies could not be
     /// taken does not count against the TSes).
     pub fn postpone(&mut self, by: Duration) {
-        for pending in &mut self.queue {
+        for pending in self.queue.iter_mut().map(|(_, p)| p) {
             pending.deadline += by;
         }
     }
@@ -372,21 +490,30 @@ impl<A, T> InFlight<A, T> {
     pub fn next_deadline(&self) -> Option<Instant> {
         self.queue
             .iter()
+            .map(|(_, p)| p)
             .find(|p| p.done.is_none())
             .map(|p| p.deadline)
     }
 
-    /// The oldest query, once it is settled.
+    /// The next settled query in [`Release`] order: with `InOrder` the
+    /// oldest query once it is settled, with `AsSettled` the one settled
+    /// first.
     pub fn pop_ready(&mut self) -> Option<Settled<A, T>> {
-        self.queue.front()?.done.as_ref()?;
-        let pending = self.queue.pop_front()?;
-        let seq = self.first_seq;
-        self.first_seq += 1;
+        let seq = match self.release {
+            Release::InOrder => {
+                let (seq, oldest) = self.queue.first()?;
+                oldest.done.as_ref()?;
+                seq
+            }
+            Release::AsSettled => self.ready.pop_front()?,
+        };
+        let pending = self.queue.remove(seq)?;
         if let Some(key) = &pending.key
             && let Some(seqs) = self.by_key.get_mut(key)
         {
-            if seqs.front() == Some(&seq) {
-                seqs.pop_front();
+            // Near the front: queries for one key mostly leave oldest first.
+            if let Some(at) = seqs.iter().position(|&s| s == seq) {
+                seqs.remove(at);
             }
             if seqs.is_empty() {
                 self.by_key.remove(key);
@@ -407,22 +534,18 @@ impl<A, T> InFlight<A, T> {
         let count = self.queue.len();
         self.queue.clear();
         self.by_key.clear();
-        self.first_seq += count as u64;
+        self.ready.clear();
         count
     }
 
     fn get(&self, seq: u64) -> Option<&Pending<A, T>> {
-        self.queue.get(self.index(seq)?)
-    }
-
-    fn index(&self, seq: u64) -> Option<usize> {
-        let index = usize::try_from(seq.checked_sub(self.first_seq)?).ok()?;
-        (index < self.queue.len()).then_some(index)
+        self.queue.get(seq)
     }
 
     fn settle_if_nobody_left(&mut self, seq: u64, now: Instant) {
-        let Some(index) = self.index(seq) else { return };
-        let pending = &self.queue[index];
+        let Some(pending) = self.queue.get(seq) else {
+            return;
+        };
         if pending.done.is_none() && pending.waiting_on() == 0 {
             let outcome = if pending.denied != 0 {
                 Outcome::NotFound
@@ -433,12 +556,15 @@ impl<A, T> InFlight<A, T> {
             } else {
                 Outcome::AllDown
             };
-            self.settle(index, outcome, None, now);
+            self.settle(seq, outcome, None, now);
         }
     }
 
-    fn settle(&mut self, index: usize, outcome: Outcome, answer: Option<A>, now: Instant) {
-        let pending = &mut self.queue[index];
+    /// Settles query `seq` (in flight and not settled yet).
+    fn settle(&mut self, seq: u64, outcome: Outcome, answer: Option<A>, now: Instant) {
+        let Some(pending) = self.queue.get_mut(seq) else {
+            return;
+        };
         let miss = matches!(
             outcome,
             Outcome::TimedOut
@@ -454,6 +580,9 @@ impl<A, T> InFlight<A, T> {
         };
         let took = now.saturating_duration_since(pending.started);
         pending.done = Some((outcome, answer, took));
+        if self.release == Release::AsSettled {
+            self.ready.push_back(seq);
+        }
     }
 }
 
@@ -467,7 +596,7 @@ mod tests {
     const TIMEOUT: Duration = Duration::from_secs(5);
 
     fn setup() -> (InFlight<&'static str>, Instant) {
-        (InFlight::new(TIMEOUT), Instant::now())
+        (InFlight::new(TIMEOUT, Release::InOrder), Instant::now())
     }
 
     fn outcomes(inflight: &mut InFlight<&'static str>) -> Vec<(Outcome, Option<&'static str>)> {
@@ -681,6 +810,130 @@ mod tests {
         assert!(f.is_empty());
     }
 
+    fn as_settled() -> (InFlight<&'static str>, Instant) {
+        (InFlight::new(TIMEOUT, Release::AsSettled), Instant::now())
+    }
+
+    #[test]
+    fn as_settled_a_reply_leaves_before_older_unsettled_queries() {
+        let (mut f, t) = as_settled();
+        let slow = f.submit("slow.com", "slow.com", BOTH, 0, (), t);
+        f.submit_settled(Outcome::Invalid, "bad", (), t);
+        let fast = f.submit("fast.com", "fast.com", BOTH, 0, (), t);
+        f.reply(TS1, "fast.com", Said::Answer("fast"), t);
+        // Settled first, out first; the slow query still waits.
+        assert_eq!(
+            outcomes(&mut f),
+            [
+                (Outcome::Invalid, Some("bad")),
+                (Outcome::Answered { ts: TS1 }, Some("fast")),
+            ]
+        );
+        assert_eq!(f.len(), 1);
+        assert!(f.is_waiting(slow) && !f.is_waiting(fast));
+        assert_eq!(f.next_deadline(), Some(t + TIMEOUT));
+        f.reply(TS2, "slow.com", Said::Answer("slow"), t);
+        assert_eq!(
+            outcomes(&mut f),
+            [(Outcome::Answered { ts: TS2 }, Some("slow"))]
+        );
+        assert!(f.is_empty());
+    }
+
+    #[test]
+    fn as_settled_the_holes_behind_a_slow_query_go_when_it_does() {
+        let (mut f, t) = as_settled();
+        let slow = f.submit("slow.com", "slow.com", BOTH, 0, (), t);
+        for _ in 0..100 {
+            f.submit_settled(Outcome::Cached, "hit", (), t);
+        }
+        assert_eq!(outcomes(&mut f).len(), 100);
+        assert_eq!((f.len(), f.queue.slots.len()), (1, 101));
+        assert_eq!(f.tag(slow), Some(&()));
+        f.expire(t + TIMEOUT);
+        assert_eq!(outcomes(&mut f), [(Outcome::TimedOut, None)]);
+        assert_eq!((f.len(), f.queue.slots.len()), (0, 0));
+        assert_eq!(f.next_seq(), 101);
+    }
+
+    #[test]
+    fn as_settled_queries_leave_in_the_order_they_were_settled() {
+        let (mut f, t) = as_settled();
+        f.submit("a.com", "a.com", BOTH, 0, (), t);
+        f.submit("b.com", "b.com", BOTH, 0, (), t);
+        f.submit(
+            "c.com",
+            "c.com",
+            1 << TS1,
+            0,
+            (),
+            t + Duration::from_secs(1),
+        );
+        f.reply(TS1, "b.com", Said::NotFound, t);
+        f.reply(TS2, "b.com", Said::NotFound, t);
+        f.reply(TS2, "a.com", Said::Answer("a"), t);
+        // The deadline of a.com's and b.com's age passes; c.com is younger.
+        f.expire(t + TIMEOUT);
+        assert_eq!(
+            outcomes(&mut f),
+            [
+                (Outcome::NotFound, None),
+                (Outcome::Answered { ts: TS2 }, Some("a")),
+            ]
+        );
+        assert_eq!(f.expire(t + Duration::from_secs(6)), 1 << TS1);
+        assert_eq!(outcomes(&mut f), [(Outcome::TimedOut, None)]);
+        assert!(f.is_empty());
+    }
+
+    #[test]
+    fn as_settled_a_popped_query_leaves_the_matching() {
+        let (mut f, t) = as_settled();
+        let first = f.submit("x.com", "x.com", BOTH, 0, (), t);
+        let second = f.submit("x.com", "x.com", BOTH, 0, (), t);
+        f.reply(TS1, "x.com", Said::Answer("1a"), t);
+        assert_eq!(f.pop_ready().map(|s| s.answer), Some(Some("1a")));
+        // TS2's answer to the first copy goes to the second: the same name.
+        assert_eq!(
+            f.reply(TS2, "x.com", Said::Answer("2a"), t),
+            Matched::Answered(second)
+        );
+        assert!(first < second);
+        assert_eq!(
+            outcomes(&mut f),
+            [(Outcome::Answered { ts: TS2 }, Some("2a"))]
+        );
+        assert_eq!(
+            f.reply(TS1, "x.com", Said::Answer("1b"), t),
+            Matched::Unmatched
+        );
+    }
+
+    #[test]
+    fn as_settled_a_reply_by_id_and_a_ts_gone_settle_out_of_order() {
+        let (mut f, t) = as_settled();
+        let first = f.submit("a.com", "a.com", 1 << TS1, 0, (), t);
+        let second = f.submit("b.com", "b.com", 1 << TS2, 0, (), t);
+        let third = f.submit("c.com", "c.com", 1 << TS1, 0, (), t);
+        f.reply_to(third, TS1, Said::Answer("c"), t);
+        f.forget_ts(TS2, t);
+        assert_eq!(
+            outcomes(&mut f),
+            [
+                (Outcome::Answered { ts: TS1 }, Some("c")),
+                (Outcome::AllDown, None)
+            ]
+        );
+        assert!(f.is_waiting(first) && !f.is_waiting(second));
+        assert_eq!(f.asked_of(TS1), [first]);
+        // Closing counts what is left, settled or not.
+        f.reply_to(first, TS1, Said::Answer("a"), t);
+        f.submit("d.com", "d.com", BOTH, 0, (), t);
+        assert_eq!(f.clear(), 2);
+        assert!(f.pop_ready().is_none());
+        assert_eq!(f.next_seq(), 4);
+    }
+
     #[test]
     fn refusals_and_not_found() {
         let (mut f, t) = setup();
@@ -744,7 +997,7 @@ mod tests {
 
     #[test]
     fn tags_come_back_with_their_queries() {
-        let mut f: InFlight<&str, u16> = InFlight::new(TIMEOUT);
+        let mut f: InFlight<&str, u16> = InFlight::new(TIMEOUT, Release::InOrder);
         let t = Instant::now();
         f.submit("a.com", "a.com", BOTH, 0, 7, t);
         f.submit_settled(Outcome::Invalid, "bad", 9, t);

@@ -6,8 +6,9 @@
 //! each query and writes it to every TS itself, and the worker feeds the
 //! session the news of its link threads ([`handle`](Session::handle)),
 //! calls deadlines ([`expire`](Session::expire)) and takes the replies, in
-//! order ([`pop_ready`](Session::pop_ready)). Which reply belongs to which
-//! query is decided by [`InFlight`]; this module does the I/O around it.
+//! the order the front end chose ([`pop_ready`](Session::pop_ready)).
+//! Which reply belongs to which query is decided by [`InFlight`]; this
+//! module does the I/O around it.
 //!
 //! No call blocks for long while holding the lock: a write to a TS blocks at
 //! most [`TS_WRITE_BOUND`], and writes to the client happen outside it.
@@ -22,7 +23,7 @@ use crossbeam_channel::Sender;
 
 use super::event::Event;
 use super::health::{PROBE_IN_USE, RECHECK};
-use super::inflight::{InFlight, Matched, Outcome, Said, Settled};
+use super::inflight::{InFlight, Matched, Outcome, Release, Said, Settled};
 use super::link::{self, LinkHandle, LinkOptions, LinkThread};
 use super::setup::Shared;
 use super::setup::TsProtocol;
@@ -253,9 +254,14 @@ pub struct Session<T = ()> {
 
 impl<T> Session<T> {
     /// A session that starts connecting to every TS the shared health
-    /// allows, whose queries wait `timeout`; its link threads report to
-    /// `events`.
-    pub(super) fn new(shared: Arc<Shared>, timeout: Duration, events: Sender<Event>) -> Session<T> {
+    /// allows, whose queries wait `timeout` and leave in `release` order;
+    /// its link threads report to `events`.
+    pub(super) fn new(
+        shared: Arc<Shared>,
+        timeout: Duration,
+        release: Release,
+        events: Sender<Event>,
+    ) -> Session<T> {
         let now = Instant::now();
         let shared_backends = shared.backends.len();
         let links = shared
@@ -264,7 +270,7 @@ impl<T> Session<T> {
             .map(|_| LinkState::Down { check_at: now })
             .collect();
         let mut session = Session {
-            inflight: InFlight::new(timeout),
+            inflight: InFlight::new(timeout, release),
             shared,
             links,
             threads: Vec::new(),
@@ -643,9 +649,9 @@ impl<T> Session<T> {
         recheck.chain(self.inflight.next_deadline()).min()
     }
 
-    /// The oldest query's reply, once it has one. The caller counts it
-    /// ([`Stats::count`](super::stats::Stats::count)) once the reply has reached
-    /// the client; a reply that never does is abandoned.
+    /// The next reply ready, in the session's release order. The caller
+    /// counts it ([`Stats::count`](super::stats::Stats::count)) once the
+    /// reply has reached the client; a reply that never does is abandoned.
     pub fn pop_ready(&mut self) -> Option<Settled<Answer, T>> {
         let settled = self.inflight.pop_ready()?;
         self.keep(

@@ -4,8 +4,11 @@
 //! They add up: `queries = answered + misses + invalid + busy + abandoned +
 //! in-flight`, where busy queries are those the LS could not ask every TS
 //! for (its own shortage of descriptors or threads), abandoned queries are
-//! those still in flight when their client vanished, and in-flight queries
-//! are those not yet settled when the counters were read.
+//! those received whose reply never reached the client (still in flight
+//! when it vanished, cut off by a failed write, or read after its worker
+//! ended), and in-flight queries are those not yet settled when the
+//! counters were read (0 once the LS has stopped). The DNS responses are
+//! counted by rcode once written, like the outcomes.
 //!
 //! A client turned away at connect (`--max-clients` reached, or no
 //! descriptor or thread for it) is told `- Error:SERVER BUSY` and counted
@@ -51,8 +54,8 @@ pub struct Stats {
     pub dns: DnsCounts,
 }
 
-/// The DNS front end's responses by response code, and the UDP queries it
-/// dropped because their session was full.
+/// The DNS front end's responses written, by response code, and the UDP
+/// queries it dropped unasked, by reason.
 #[derive(Default)]
 pub struct DnsCounts {
     pub noerror: AtomicU64,
@@ -61,7 +64,11 @@ pub struct DnsCounts {
     pub refused: AtomicU64,
     /// FORMERR, NOTIMP, BADVERS.
     pub other: AtomicU64,
+    /// UDP queries dropped because their session was full.
     pub dropped: AtomicU64,
+    /// UDP queries dropped because their source already held its share of
+    /// the UDP front end's queries in flight.
+    pub over_share: AtomicU64,
     /// UDP answers the rate limit (`--rrl`) dropped, and sent truncated.
     pub rate_limited: AtomicU64,
     pub slipped: AtomicU64,
@@ -82,7 +89,7 @@ impl DnsCounts {
         counter.fetch_add(1, Ordering::Relaxed);
     }
 
-    fn snapshot(&self) -> [u64; 6] {
+    fn snapshot(&self) -> [u64; 7] {
         [
             &self.noerror,
             &self.nxdomain,
@@ -90,6 +97,7 @@ impl DnsCounts {
             &self.refused,
             &self.other,
             &self.dropped,
+            &self.over_share,
         ]
         .map(|c| c.load(Ordering::Relaxed))
     }
@@ -161,9 +169,10 @@ pub struct Snapshot {
     pub queries: u64,
     pub answered: Vec<u64>,
     pub cached: u64,
-    /// DNS responses: NOERROR, NXDOMAIN, SERVFAIL, REFUSED, other; and UDP
-    /// queries dropped.
-    pub dns: [u64; 6],
+    /// DNS responses written: NOERROR, NXDOMAIN, SERVFAIL, REFUSED, other;
+    /// and UDP queries dropped: their session full, their source over its
+    /// share.
+    pub dns: [u64; 7],
     /// DNS UDP answers rate-limited (dropped, sent truncated), and queries
     /// or connections from sources not allowed.
     pub dns_limits: [u64; 3],
@@ -242,11 +251,21 @@ impl fmt::Display for Snapshot {
             self.transitions
         )?;
         if self.dns.iter().any(|&n| n > 0) {
-            let [noerror, nxdomain, servfail, refused, other, dropped] = self.dns;
+            let [
+                noerror,
+                nxdomain,
+                servfail,
+                refused,
+                other,
+                full,
+                over_share,
+            ] = self.dns;
             write!(
                 f,
                 "; DNS responses: noerror {noerror}, nxdomain {nxdomain}, servfail {servfail}, \
-                 refused {refused}, other {other}; UDP queries dropped {dropped}"
+                 refused {refused}, other {other}; UDP queries dropped {} (session full {full}, \
+                 source over its share {over_share})",
+                full + over_share
             )?;
         }
         if self.dns_limits.iter().any(|&n| n > 0) {

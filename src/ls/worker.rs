@@ -14,7 +14,7 @@
 //! | `select([ts sockets], timeout=deadline - now)` | one **link thread** per TS blocks in `read()` on its socket and sends each reply line as an [`Event`] into the worker's channel; the **worker** blocks in `recv_deadline` on that one channel until the earliest deadline |
 //! | `recv()`, `matching_answer()` | the worker hands each reply to the session, which matches it to the oldest query for that name the TS was asked (`inflight.rs`) |
 //! | deadline passed: `HOST NOT FOUND` | the worker calls [`Session::expire`] once the replies already received are matched |
-//! | `conn.sendall(reply)` | the worker writes the settled replies, strictly in query order |
+//! | `conn.sendall(reply)` | the worker writes the settled replies, strictly in query order (DNS answers: each as it settles) |
 //!
 //! So a query crosses one thread boundary on its way to the TSes (none:
 //! the reader writes it itself) and one on the way back (link thread to
@@ -33,7 +33,7 @@ use std::time::{Duration, Instant};
 use crossbeam_channel::{Receiver, RecvTimeoutError, Sender};
 
 use super::event::Event;
-use super::inflight::{Outcome, Settled};
+use super::inflight::{Outcome, Release, Settled};
 use super::session::{Answer, Locked, Request, Session, cached_outcome};
 use super::setup::Shared;
 use super::stats::Stats;
@@ -79,7 +79,7 @@ const READ_BATCH: usize = 64;
 
 /// Longest a closed session's reader goes on counting the queries the
 /// client had sent (see [`read_client`]).
-const UNANSWERED_COUNT_BOUND: Duration = Duration::from_secs(1);
+pub(super) const UNANSWERED_COUNT_BOUND: Duration = Duration::from_secs(1);
 
 /// Serves one course-protocol client connection until the client is done
 /// and every query has its reply, or the client is gone or idle.
@@ -102,6 +102,8 @@ pub(super) fn serve_client(
         &client,
         shared,
         options.timeout,
+        // The course protocol's replies carry no ID: strictly in order.
+        Release::InOrder,
         front,
         move |stream, session, events| {
             let mut reader = MessageReader::new(stream, framing, wire::MAX_MESSAGE_LEN);
@@ -127,9 +129,10 @@ pub(super) enum Unserved {
 }
 
 /// The life of one client connection, whatever its protocol: a session
-/// whose queries wait `timeout`, a reader thread running `read` (it submits
-/// the client's queries and returns how the stream ended), the worker loop
-/// writing replies through `front`, then closing it all down.
+/// whose queries wait `timeout` and leave in `release` order, a reader
+/// thread running `read` (it submits the client's queries and returns how
+/// the stream ended), the worker loop writing replies through `front`, then
+/// closing it all down.
 ///
 /// # Errors
 /// See [`Unserved`].
@@ -137,6 +140,7 @@ pub(super) fn serve_connection<F: Front>(
     client: &TcpStream,
     shared: &Arc<Shared>,
     timeout: Duration,
+    release: Release,
     mut front: F,
     read: impl FnOnce(TcpStream, Arc<Locked<F::Tag>>, Sender<Event>) -> Event + Send + 'static,
 ) -> Result<(), Unserved>
@@ -154,6 +158,7 @@ where
     let session = Arc::new(Locked::new(Session::new(
         Arc::clone(shared),
         timeout,
+        release,
         events_tx.clone(),
     )));
     let reader = client.try_clone().and_then(|stream| {
@@ -263,10 +268,17 @@ pub(super) fn work<F: Front>(
                 session.made_room();
             }
             write_to_client(session, || {
-                for settled in ready {
+                let mut ready = ready.into_iter();
+                let written = ready.by_ref().try_for_each(|settled| {
                     record(&settled, shared);
-                    front.reply(settled, framing)?;
+                    front.reply(settled, framing)
+                });
+                if written.is_err() {
+                    // Taken from the session, never handed to the client.
+                    let lost = ready.len() as u64;
+                    shared.stats.abandoned.fetch_add(lost, Ordering::Release);
                 }
+                written?;
                 if events.is_empty() && !more_ready {
                     front.flush()?;
                 }
@@ -385,13 +397,12 @@ fn read_client(
             }
         };
         let mut s = session.lock();
+        let mut counted_enough = false;
         for query in batch.drain(..) {
             s = session.wait_for_room(s);
             if let Some(closed) = s.closed_since() {
                 count_abandoned(&s);
-                if closed.elapsed() >= UNANSWERED_COUNT_BOUND {
-                    return Event::ClientClosed;
-                }
+                counted_enough |= closed.elapsed() >= UNANSWERED_COUNT_BOUND;
                 continue;
             }
             s.set_client_framing(reader.framing());
@@ -407,6 +418,9 @@ fn read_client(
             s.flush_links();
         }
         drop(s);
+        if counted_enough {
+            return Event::ClientClosed;
+        }
         if let Some(end) = end {
             return end;
         }
@@ -468,16 +482,16 @@ fn course_question(name: &str) -> Option<Question> {
 }
 
 /// Counts a query the closed session will never answer.
-fn count_abandoned<T>(s: &Session<T>) {
+pub(super) fn count_abandoned<T>(s: &Session<T>) {
     let stats = s.stats();
     stats.queries.fetch_add(1, Ordering::Relaxed);
     stats.abandoned.fetch_add(1, Ordering::Release);
 }
 
 /// The worker's replies on their way to its client. A reply is counted
-/// (answered, miss, invalid) once its last byte is sent; one that a failed
-/// write cuts off is counted as abandoned, so the counters never claim a
-/// reply the client did not get.
+/// (answered, miss, invalid, and a DNS response by its rcode) once its last
+/// byte is sent; one that a failed write cuts off is counted as abandoned,
+/// so the counters never claim a reply the client did not get.
 pub(super) struct Replies<'a> {
     client: &'a TcpStream,
     stats: &'a Stats,
@@ -485,8 +499,9 @@ pub(super) struct Replies<'a> {
     /// until then.
     activity: Activity,
     bytes: Vec<u8>,
-    /// Where each buffered reply ends in `bytes`, and how its query ended.
-    ends: Vec<(usize, Outcome)>,
+    /// Where each buffered reply ends in `bytes`, how its query ended, and
+    /// a DNS response's rcode.
+    ends: Vec<(usize, Outcome, Option<u16>)>,
 }
 
 impl<'a> Replies<'a> {
@@ -503,14 +518,16 @@ impl<'a> Replies<'a> {
         }
     }
 
-    /// Adds one reply, framed as `frame` writes it.
+    /// Adds one reply, framed as `frame` writes it; `rcode`: a DNS
+    /// response's.
     pub(super) fn push(
         &mut self,
         outcome: Outcome,
+        rcode: Option<u16>,
         frame: impl FnOnce(&mut Vec<u8>) -> io::Result<()>,
     ) -> io::Result<()> {
         frame(&mut self.bytes)?;
-        self.ends.push((self.bytes.len(), outcome));
+        self.ends.push((self.bytes.len(), outcome, rcode));
         if self.bytes.len() >= Self::BATCH {
             self.flush()?;
         }
@@ -533,9 +550,12 @@ impl<'a> Replies<'a> {
                 Err(e) => break Err(e),
             }
         };
-        let delivered = self.ends.partition_point(|(end, _)| *end <= sent);
-        for (_, outcome) in &self.ends[..delivered] {
+        let delivered = self.ends.partition_point(|(end, ..)| *end <= sent);
+        for (_, outcome, rcode) in &self.ends[..delivered] {
             self.stats.count(outcome);
+            if let Some(rcode) = rcode {
+                self.stats.dns.count(*rcode);
+            }
         }
         let lost = (self.ends.len() - delivered) as u64;
         self.stats.abandoned.fetch_add(lost, Ordering::Release);
@@ -580,7 +600,7 @@ impl Front for CourseReplies<'_> {
             None if settled.outcome == Outcome::Busy => wire::SERVER_BUSY.to_string(),
             None => wire::miss_line(&settled.name, dialect),
         };
-        self.replies.push(settled.outcome, |out| {
+        self.replies.push(settled.outcome, None, |out| {
             write_message(out, line.as_bytes(), framing)
         })
     }

@@ -97,6 +97,15 @@ impl DnsLs {
     pub fn snapshot(&self) -> Snapshot {
         self.ls.snapshot()
     }
+
+    /// Stops the LS and returns its counters as it prints them at exit.
+    /// A response is counted once written, which may be just after its
+    /// client read it: counters read after stopping miss none.
+    pub fn stop(self) -> Snapshot {
+        let DnsLs { server, ls, .. } = self;
+        server.stop();
+        ls.snapshot()
+    }
 }
 
 /// A query for `name` and `qtype` with `id` and RD set, as a stub resolver sends it.
