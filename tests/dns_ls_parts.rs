@@ -193,7 +193,7 @@ fn the_ls_answer_echoes_the_query_and_clears_ra_as_hickory_reads_it() {
     assert_eq!(m.answers[0].ttl, 33);
     assert_eq!(m.answers[0].data, RData::A(A(Ipv4Addr::new(10, 9, 8, 7))));
     for (outcome, code) in [
-        (Outcome::NxDomain { soa: None }, ResponseCode::NXDomain),
+        (Outcome::nxdomain(), ResponseCode::NXDomain),
         (Outcome::ServFail, ResponseCode::ServFail),
         (Outcome::Refused, ResponseCode::Refused),
     ] {
@@ -242,8 +242,5 @@ fn refused_and_nxdomain_replies_from_hickory_are_told_apart() {
         links[0].receive(&refused).unwrap().outcome,
         Outcome::Refused
     );
-    assert_eq!(
-        links[1].receive(&nx).unwrap().outcome,
-        Outcome::NxDomain { soa: None }
-    );
+    assert_eq!(links[1].receive(&nx).unwrap().outcome, Outcome::nxdomain());
 }

@@ -120,7 +120,7 @@ fn response(settled: Settled<Answer, Ask>) -> (Vec<u8>, Outcome) {
             })
             .unwrap_or(DnsOutcome::ServFail),
         None => match settled.outcome {
-            Outcome::NotFound => DnsOutcome::NxDomain { soa: None },
+            Outcome::NotFound => DnsOutcome::nxdomain(),
             Outcome::Refused => DnsOutcome::Refused,
             _ => DnsOutcome::ServFail,
         },

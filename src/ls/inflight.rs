@@ -77,6 +77,9 @@ pub struct Settled<A, T = ()> {
 pub enum Said<A> {
     Answer(A),
     NotFound,
+    /// `NOT FOUND` with what the front end relays for it (a DNS TS's
+    /// NXDOMAIN, with its SOA): the query's answer if it ends as a miss.
+    Negative(A),
     /// The TS does not serve the name (DNS REFUSED).
     Refused,
     /// The TS could not answer (DNS SERVFAIL, or a reply it cut short).
@@ -113,6 +116,8 @@ struct Pending<A, T> {
     refused: u64,
     failed: u64,
     starved: u64,
+    /// The first [`Said::Negative`], relayed if the query ends as a miss.
+    negative: Option<A>,
     done: Option<(Outcome, Option<A>, Duration)>,
 }
 
@@ -189,6 +194,7 @@ impl<A, T> InFlight<A, T> {
             refused: 0,
             failed: 0,
             starved,
+            negative: None,
             done: None,
         });
         self.by_key
@@ -199,12 +205,19 @@ impl<A, T> InFlight<A, T> {
         seq
     }
 
-    /// Adds a query settled at once (an invalid one, or one answered from
-    /// a cache) with `reply`, in line with the others.
-    pub fn submit_settled(&mut self, outcome: Outcome, reply: A, tag: T, now: Instant) -> u64 {
+    /// Adds a query for `name` settled at once (an invalid one, or one
+    /// answered from a cache) with `reply`, in line with the others.
+    pub fn submit_settled(
+        &mut self,
+        name: &str,
+        outcome: Outcome,
+        reply: A,
+        tag: T,
+        now: Instant,
+    ) -> u64 {
         let seq = self.next_seq();
         self.queue.push_back(Pending {
-            name: String::new(),
+            name: name.to_string(),
             tag,
             key: None,
             started: now,
@@ -215,6 +228,7 @@ impl<A, T> InFlight<A, T> {
             refused: 0,
             failed: 0,
             starved: 0,
+            negative: None,
             done: Some((outcome, Some(reply), Duration::ZERO)),
         });
         seq
@@ -297,8 +311,11 @@ impl<A, T> InFlight<A, T> {
                 self.settle(index, Outcome::Answered { ts }, Some(answer), now);
                 Matched::Answered(seq)
             }
-            Said::NotFound => {
+            Said::NotFound | Said::Negative(_) => {
                 pending.denied |= bit;
+                if let Said::Negative(negative) = said {
+                    pending.negative.get_or_insert(negative);
+                }
                 self.settle_if_nobody_left(seq, now);
                 Matched::Denied(seq)
             }
@@ -312,6 +329,15 @@ impl<A, T> InFlight<A, T> {
                 Matched::Denied(seq)
             }
         }
+    }
+
+    /// Query `seq`'s outcome and answer once it is settled, with the TSes
+    /// that said `NOT FOUND` or refused it (a bit each): a miss heard from
+    /// every TS is one that no TS down, silent or failing could contradict.
+    pub fn settled(&self, seq: u64) -> Option<(Outcome, Option<&A>, u64)> {
+        let pending = self.get(seq)?;
+        let (outcome, answer, _) = pending.done.as_ref()?;
+        Some((*outcome, answer.as_ref(), pending.denied | pending.refused))
     }
 
     /// TS `ts`'s connection is gone: no query waits on it any more, so the
@@ -433,7 +459,13 @@ impl<A, T> InFlight<A, T> {
             } else {
                 Outcome::AllDown
             };
-            self.settle(index, outcome, None, now);
+            let negative = self.queue[index].negative.take();
+            self.settle(
+                index,
+                outcome,
+                negative.filter(|_| outcome == Outcome::NotFound),
+                now,
+            );
         }
     }
 
@@ -447,10 +479,10 @@ impl<A, T> InFlight<A, T> {
                 | Outcome::Refused
                 | Outcome::Failed
         );
-        let outcome = if miss && pending.starved != 0 {
-            Outcome::Busy
+        let (outcome, answer) = if miss && pending.starved != 0 {
+            (Outcome::Busy, None)
         } else {
-            outcome
+            (outcome, answer)
         };
         let took = now.saturating_duration_since(pending.started);
         pending.done = Some((outcome, answer, took));
@@ -665,7 +697,7 @@ mod tests {
     fn replies_leave_in_submission_order() {
         let (mut f, t) = setup();
         f.submit("slow.com", "slow.com", BOTH, 0, (), t);
-        f.submit_settled(Outcome::Invalid, "- Error:EMPTY QUERY", (), t);
+        f.submit_settled("", Outcome::Invalid, "- Error:EMPTY QUERY", (), t);
         f.submit("fast.com", "fast.com", BOTH, 0, (), t);
         f.reply(TS1, "fast.com", Said::Answer("fast"), t);
         assert!(f.pop_ready().is_none(), "the oldest is not settled");
@@ -747,7 +779,7 @@ mod tests {
         let mut f: InFlight<&str, u16> = InFlight::new(TIMEOUT);
         let t = Instant::now();
         f.submit("a.com", "a.com", BOTH, 0, 7, t);
-        f.submit_settled(Outcome::Invalid, "bad", 9, t);
+        f.submit_settled("", Outcome::Invalid, "bad", 9, t);
         f.reply(TS1, "a.com", Said::Answer("a"), t);
         let tags: Vec<u16> = std::iter::from_fn(|| f.pop_ready())
             .map(|s| s.tag)
