@@ -3,20 +3,23 @@
 //! question's name ignoring case, its type and its class. No I/O and no
 //! clock of its own: every call takes the time, so tests control it.
 //!
-//! - **Positive answers** keep the answer's records with their TTLs. A hit
-//!   serves each record with its TTL minus the whole seconds since it was
-//!   stored; the entry expires when its smallest TTL runs out, and is never
-//!   served after that. Each hit rotates every RRset by one place, so
+//! - **Positive answers** (and referrals) keep their records, answer,
+//!   authority and additional sections, with their TTLs. A hit serves each
+//!   record with its TTL minus the whole seconds since it was stored; the
+//!   entry expires when its smallest TTL runs out, and is never served
+//!   after that. Each hit rotates every RRset by one place, so
 //!   several addresses for a name keep taking turns at the front while the
 //!   answer comes from the cache (what BIND's default cyclic order does).
 //! - **Negative answers** (NXDOMAIN, and NODATA: the name exists without
 //!   the type asked) are kept for the SOA's negative TTL, the smaller of
 //!   its TTL and its MINIMUM field (RFC 2308 §5), or
-//!   [`CachePolicy::negative_default`] without a SOA (dnslb's TSes send
-//!   none), and never longer than [`CachePolicy::negative_max`]. A hit
-//!   serves the SOA with its TTL counted down like a positive answer's.
+//!   [`CachePolicy::negative_default`] without a SOA (course TSes send
+//!   none), and never longer than [`CachePolicy::negative_max`] nor than
+//!   the CNAMEs that led to a missing name. A hit serves the SOA with its
+//!   TTL counted down like a positive answer's.
 //! - **Never cached:** SERVFAIL, REFUSED, truncated replies, answers with
-//!   a TTL of 0 (RFC 1035 §3.2.1: for this transaction only), answers with
+//!   a TTL of 0 (RFC 1035 §3.2.1: for this transaction only; a TTL of 2^31
+//!   or more is read as 0, RFC 2181 §8), answers with
 //!   more than [`CachePolicy::max_records`] records or
 //!   [`CachePolicy::max_bytes`] bytes. TTLs are capped at
 //!   [`CachePolicy::max_ttl`].
@@ -372,6 +375,7 @@ impl SharedCache {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::dns::respond::Sections;
     use crate::dns::{CLASS_IN, Name, rcode, rtype};
 
     fn name(text: &str) -> Name {
@@ -530,6 +534,89 @@ mod tests {
             },
             t0
         ));
+    }
+
+    fn ns(zone: &str, ttl: u32) -> Record {
+        Record {
+            name: name(zone),
+            rtype: rtype::NS,
+            class: CLASS_IN,
+            ttl,
+            data: RData::Name(name(&format!("ns1.{zone}"))),
+        }
+    }
+
+    #[test]
+    fn referrals_authority_and_additional_records_are_kept_and_counted_down() {
+        let mut cache = Cache::new(10);
+        let t0 = Instant::now();
+        let q = question("www.sub.example");
+        let referral = Outcome::Referral(Sections {
+            answers: Vec::new(),
+            authority: vec![ns("sub.example", 100)],
+            additional: vec![a("ns1.sub.example", 50, 53)],
+        });
+        assert!(cache.insert(&q, &referral, t0));
+        let Some(Outcome::Referral(kept)) = cache.get(&q, t0 + secs(10)) else {
+            panic!()
+        };
+        let ttls: Vec<u32> = kept.records().map(|r| r.ttl).collect();
+        assert_eq!(ttls, [90, 40]);
+        // The entry goes with its shortest TTL, the glue's.
+        assert_eq!(cache.get(&q, t0 + secs(50)), None);
+        // An answer with its zone's NS: both count down.
+        let answer = Outcome::Answer(Sections {
+            answers: vec![a("www.example", 30, 1)],
+            authority: vec![ns("example", 3600)],
+            additional: Vec::new(),
+        });
+        cache.insert(&q, &answer, t0);
+        let Some(Outcome::Answer(kept)) = cache.get(&q, t0 + secs(1)) else {
+            panic!()
+        };
+        assert_eq!(
+            kept.records().map(|r| r.ttl).collect::<Vec<_>>(),
+            [29, 3599]
+        );
+        assert!(!cache.insert(&q, &Outcome::Referral(Sections::default()), t0));
+    }
+
+    #[test]
+    fn a_dangling_cname_is_kept_with_its_nxdomain_no_longer_than_the_cname() {
+        let mut cache = Cache::new(10);
+        let t0 = Instant::now();
+        let q = question("alias.example.com");
+        let cname = Record {
+            name: name("alias.example.com"),
+            rtype: rtype::CNAME,
+            class: CLASS_IN,
+            ttl: 20,
+            data: RData::Name(name("gone.example.com")),
+        };
+        let nx = Outcome::NxDomain {
+            chain: vec![cname.clone()],
+            soa: Some(soa(3600, 45)),
+        };
+        assert!(cache.insert(&q, &nx, t0));
+        let Some(Outcome::NxDomain { chain, soa }) = cache.get(&q, t0 + secs(5)) else {
+            panic!()
+        };
+        assert_eq!((chain[0].ttl, soa.unwrap().ttl), (15, 40));
+        assert_eq!(cache.get(&q, t0 + secs(20)), None);
+    }
+
+    #[test]
+    fn a_reply_with_a_ttl_of_2_to_the_31_is_not_kept() {
+        let mut cache = Cache::new(10);
+        let t0 = Instant::now();
+        let q = question("a.example");
+        let mut reply = Message::default();
+        reply.header.qr = true;
+        reply.questions.push(q.clone());
+        reply.answers.push(a("a.example", 0x8000_0000, 1));
+        let parsed = Message::parse(&reply.to_bytes(512)).unwrap();
+        assert_eq!(parsed.answers[0].ttl, 0);
+        assert!(!cache.insert_reply(&q, &parsed, t0));
     }
 
     #[test]

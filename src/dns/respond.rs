@@ -471,6 +471,61 @@ mod tests {
     }
 
     #[test]
+    fn additional_records_go_first_then_a_positive_answers_authority_then_tc() {
+        let q = accepted(
+            &query_bytes("big.example", rtype::A, None, true),
+            Transport::Udp,
+        );
+        let ns = |i: u8| Record {
+            name: Name::from_ascii("example").unwrap(),
+            rtype: rtype::NS,
+            class: CLASS_IN,
+            ttl: 60,
+            data: RData::Name(Name::from_ascii(&format!("ns{i}.example")).unwrap()),
+        };
+        // 12 + 17 bytes of header and question, 16 bytes an A record.
+        let sections = |answers: u8, servers: u8, glue: u8| {
+            Outcome::Answer(Sections {
+                answers: many("big.example", answers),
+                authority: (0..servers).map(ns).collect(),
+                additional: many("ns0.example", glue),
+            })
+        };
+        let parse = |outcome: &Outcome| Message::parse(&answer(&q, outcome)).unwrap();
+        // Everything fits.
+        let m = parse(&sections(2, 2, 2));
+        assert_eq!(
+            (m.answers.len(), m.authority.len(), m.additional.len()),
+            (2, 2, 2)
+        );
+        // The additional RRset does not fit: left out, no TC.
+        let m = parse(&sections(20, 2, 20));
+        assert!(!m.header.tc);
+        assert_eq!(
+            (m.answers.len(), m.authority.len(), m.additional.len()),
+            (20, 2, 0)
+        );
+        // The authority RRset does not fit either: left out, no TC.
+        let m = parse(&sections(29, 10, 5));
+        assert!(!m.header.tc);
+        assert_eq!(
+            (m.answers.len(), m.authority.len(), m.additional.len()),
+            (29, 0, 0)
+        );
+        // The answer does not fit: TC.
+        let m = parse(&sections(40, 1, 1));
+        assert!(m.header.tc);
+        assert!(m.answers.is_empty());
+        // A referral's NS records are its answer: TC when they do not fit.
+        let Outcome::Answer(mut referral) = sections(0, 40, 0) else {
+            unreachable!()
+        };
+        referral.authority = (0..40).map(ns).collect();
+        let m = parse(&Outcome::Referral(referral));
+        assert!(m.header.tc);
+    }
+
+    #[test]
     fn bad_queries_are_answered_or_dropped() {
         let good = query_bytes("a.example", rtype::A, None, true);
         // A response: dropped.
@@ -490,16 +545,14 @@ mod tests {
         two[5] = 2;
         two.extend_from_slice(&good[12..]);
         assert_eq!(rcode_of(&two), rcode::FORMERR);
-        // EDNS version 1: BADVERS.
-        assert_eq!(
-            rcode_of(&query_bytes(
-                "a.example",
-                rtype::A,
-                Some((1232, 1, false)),
-                true
-            )),
-            rcode::BADVERS
-        );
+        // EDNS version 1: BADVERS, the question echoed.
+        let badvers = query_bytes("a.example", rtype::A, Some((1232, 1, false)), true);
+        assert_eq!(rcode_of(&badvers), rcode::BADVERS);
+        let Some(Accepted::Answered { bytes, .. }) = accept_query(&badvers, Transport::Udp) else {
+            panic!()
+        };
+        let m = Message::parse(&bytes).unwrap();
+        assert_eq!(m.questions, Message::parse(&badvers).unwrap().questions);
     }
 
     #[test]

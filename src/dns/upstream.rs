@@ -13,10 +13,13 @@
 //! size (RFC 6891 §6.2.5 concerns UDP), and the LS does not ask for DNSSEC
 //! records, so an OPT would only add bytes.
 //!
-//! **Replies.** [`classify`] turns a reply into an [`Outcome`]; only the
-//! answer section's records on the chain from the question's name (the
-//! name, then each CNAME target) are kept, so a TS cannot slip records for
-//! other names into the LS's answers or its cache.
+//! **Replies.** [`classify`] turns a reply into an [`Outcome`]. Only what
+//! the zone that answered may speak for is kept ([`Bailiwick`]): the answer
+//! section's chain from the question's name (the name, then each CNAME
+//! target inside the zone), the zone's NS and SOA records, and the
+//! addresses of the names those records name. A TS cannot slip records for
+//! other names into the LS's answers, its course replies or its cache, and
+//! the cache keeps everything under the name asked.
 //!
 //! **Combining** the replies of all TSes is not done here: the LS's
 //! in-flight rules (`ls/inflight.rs`) settle DNS and course queries alike.

@@ -17,10 +17,11 @@
 //!   drops datagrams. A session per client address, as the UDP lab's load
 //!   balancer has, would give a flood of spoofed addresses a thread each.
 //!
-//! What a session's TSes said becomes the response here: an answer (a
-//! course TS's line becomes one A record), NXDOMAIN when every TS said the
-//! name does not exist, REFUSED when every TS refused, SERVFAIL at the
-//! deadline (`--dns-timeout`) or when no TS could be asked.
+//! What a session's TSes said becomes the response here: an answer or a
+//! referral as the TS sent it (a course TS's line becomes one A record),
+//! NXDOMAIN when every TS said the name does not exist (with the first DNS
+//! TS's SOA and CNAME chain), REFUSED when every TS refused, SERVFAIL at
+//! the deadline (`--dns-timeout`) or when no TS could be asked.
 
 use std::io::{self, BufReader};
 use std::net::{SocketAddr, TcpStream, UdpSocket};

@@ -12,6 +12,10 @@
 //!   second answer; if there is none, the reply is late or unasked.
 //! - A query is settled by the first answer; as a miss once every TS asked
 //!   has said `NOT FOUND` or is gone; as a miss at its deadline otherwise.
+//!   A miss keeps the first negative answer a TS gave with it (a DNS TS's
+//!   NXDOMAIN and SOA) for the front end to relay, and says which TSes
+//!   were heard saying `NOT FOUND` or refusing ([`settled`](InFlight::settled)):
+//!   one that not every TS confirmed is not for the cache.
 //!   A miss on a query some TS could not be asked for want of the LS's own
 //!   resources is `Busy` instead: the LS cannot tell it is a miss.
 //! - Every query shares one timeout, so deadlines fall in submission order
@@ -734,6 +738,57 @@ mod tests {
                 (Outcome::Refused, None),
                 (Outcome::NotFound, None),
                 (Outcome::Answered { ts: TS2 }, Some("c"))
+            ]
+        );
+    }
+
+    #[test]
+    fn a_miss_carries_the_first_negative_answer_and_says_who_was_heard() {
+        let (mut f, t) = setup();
+        let nx = f.submit("a.com", "a.com", BOTH, 0, (), t);
+        f.reply(TS1, "a.com", Said::Negative("nx1"), t);
+        assert_eq!(f.settled(nx), None, "TS2 may still answer");
+        f.reply(TS2, "a.com", Said::Negative("nx2"), t);
+        assert_eq!(f.settled(nx), Some((Outcome::NotFound, Some(&"nx1"), BOTH)));
+        // A refusal is heard; a TS that went down is not.
+        let refused = f.submit("b.com", "b.com", BOTH, 0, (), t);
+        f.reply(TS1, "b.com", Said::Refused, t);
+        f.reply(TS2, "b.com", Said::Negative("nx"), t);
+        assert_eq!(
+            f.settled(refused),
+            Some((Outcome::NotFound, Some(&"nx"), BOTH))
+        );
+        let down = f.submit("c.com", "c.com", BOTH, 0, (), t);
+        f.reply(TS2, "c.com", Said::Negative("nx"), t);
+        f.forget_ts(TS1, t);
+        assert_eq!(
+            f.settled(down),
+            Some((Outcome::NotFound, Some(&"nx"), 1 << TS2))
+        );
+        // Not asked at all (down before the query), or failing: not heard.
+        let unasked = f.submit("d.com", "d.com", 1 << TS2, 0, (), t);
+        f.reply(TS2, "d.com", Said::NotFound, t);
+        assert_eq!(
+            f.settled(unasked),
+            Some((Outcome::NotFound, None, 1 << TS2))
+        );
+        let failed = f.submit("e.com", "e.com", BOTH, 0, (), t);
+        f.reply(TS1, "e.com", Said::Failed, t);
+        f.reply(TS2, "e.com", Said::NotFound, t);
+        assert_eq!(f.settled(failed), Some((Outcome::NotFound, None, 1 << TS2)));
+        // A miss the LS could not be sure of carries no answer.
+        let busy = f.submit("f.com", "f.com", 1 << TS2, 1 << TS1, (), t);
+        f.reply(TS2, "f.com", Said::Negative("nx"), t);
+        assert_eq!(f.settled(busy), Some((Outcome::Busy, None, 1 << TS2)));
+        // Named cache answers keep their name.
+        f.submit_settled("g.com", Outcome::CachedMiss, "nx", (), t);
+        let names: Vec<String> = std::iter::from_fn(|| f.pop_ready())
+            .map(|s| s.name)
+            .collect();
+        assert_eq!(
+            names,
+            [
+                "a.com", "b.com", "c.com", "d.com", "e.com", "f.com", "g.com"
             ]
         );
     }

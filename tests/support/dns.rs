@@ -342,7 +342,7 @@ pub fn soa_record(zone: &str, ttl: u32, minimum: u32) -> hickory_proto::rr::Reco
     let soa = hickory_proto::rr::rdata::SOA::new(
         hname(&format!("ns1.{zone}")),
         hname(&format!("hostmaster.{zone}")),
-        2026_01_01,
+        2_026_010_101,
         3600,
         600,
         86_400,
