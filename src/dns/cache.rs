@@ -164,9 +164,9 @@ impl Cache {
     /// let q = Question { name: Name::from_ascii("www.example.com").unwrap(), qtype: rtype::A, qclass: CLASS_IN };
     /// let mut cache = Cache::new(100);
     /// let t0 = Instant::now();
-    /// cache.insert(&q, &Outcome::Answer(vec![Record::a(q.name.clone(), 30, [10, 0, 0, 1].into())]), t0);
+    /// cache.insert(&q, &Outcome::answer(vec![Record::a(q.name.clone(), 30, [10, 0, 0, 1].into())]), t0);
     /// let Some(Outcome::Answer(records)) = cache.get(&q, t0 + Duration::from_millis(2500)) else { panic!() };
-    /// assert_eq!(records[0].ttl, 28);
+    /// assert_eq!(records.answers[0].ttl, 28);
     /// assert_eq!(cache.get(&q, t0 + Duration::from_secs(30)), None);
     /// ```
     pub fn get(&mut self, question: &Question, now: Instant) -> Option<Outcome> {
