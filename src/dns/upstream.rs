@@ -254,8 +254,9 @@ pub fn query_bytes(id: u16, question: &Question) -> Vec<u8> {
 ///   for the names on the chain, and the additional section's A and AAAA
 ///   records for names those records and the answer name (an MX target, a
 ///   name server).
-/// - NOERROR with no such record: a referral (NS records in the authority
-///   section for the name or above it, and no SOA: the name is delegated)
+/// - NOERROR with no such record: a referral (AA clear, NS records in the
+///   authority section for the name or above it, and no SOA: the name is
+///   delegated, RFC 1034 §4.3.2)
 ///   is [`Outcome::Referral`], with the NS records and their glue;
 ///   otherwise [`Outcome::NoData`], with the authority section's SOA if
 ///   any.
@@ -279,7 +280,11 @@ pub fn classify(question: &Question, reply: &Message) -> Outcome {
                 additional,
             })
         }
-        rcode::NOERROR if soa.is_none() && authority.iter().any(|r| r.rtype == rtype::NS) => {
+        rcode::NOERROR
+            if !reply.header.aa
+                && soa.is_none()
+                && authority.iter().any(|r| r.rtype == rtype::NS) =>
+        {
             let additional = zone.additional(&chain, &authority, &reply.additional);
             Outcome::Referral(Sections {
                 answers: Vec::new(),
@@ -622,6 +627,7 @@ mod tests {
         let empty = reply(1, &q, rcode::NOERROR, Vec::new());
         assert_eq!(classify(&q, &empty), Outcome::NoData { soa: None });
         let mut referral = empty.clone();
+        referral.header.aa = false;
         referral.authority.push(Record {
             name: name("example.com"),
             rtype: rtype::NS,
@@ -636,6 +642,9 @@ mod tests {
                 ..Sections::default()
             })
         );
+        // From the zone's own authority, NS without a SOA is no delegation.
+        referral.header.aa = true;
+        assert_eq!(classify(&q, &referral), Outcome::NoData { soa: None });
         assert_eq!(
             classify(&q, &reply(1, &q, rcode::REFUSED, Vec::new())),
             Outcome::Refused
