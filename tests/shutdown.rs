@@ -201,5 +201,7 @@ fn dns_queries_left_unread_when_a_connection_ends_are_counted_as_abandoned() {
     assert_eq!(counts.queries, sent as u64, "{counts}");
     assert_eq!(counts.in_flight, 0, "{counts}");
     assert_eq!(counts.queries, counts.settled(), "{counts}");
-    assert!(counts.abandoned >= (sent - 2 * room) as u64, "{counts}");
+    // Writes the kernel takes before the client's reset arrives count as
+    // answered; the rest (most) must be abandoned, not lost from the sum.
+    assert!(counts.abandoned >= (sent / 2) as u64, "{counts}");
 }

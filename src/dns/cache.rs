@@ -3,20 +3,23 @@
 //! question's name ignoring case, its type and its class. No I/O and no
 //! clock of its own: every call takes the time, so tests control it.
 //!
-//! - **Positive answers** keep the answer's records with their TTLs. A hit
-//!   serves each record with its TTL minus the whole seconds since it was
-//!   stored; the entry expires when its smallest TTL runs out, and is never
-//!   served after that. Each hit rotates every RRset by one place, so
+//! - **Positive answers** (and referrals) keep their records, answer,
+//!   authority and additional sections, with their TTLs. A hit serves each
+//!   record with its TTL minus the whole seconds since it was stored; the
+//!   entry expires when its smallest TTL runs out, and is never served
+//!   after that. Each hit rotates every RRset by one place, so
 //!   several addresses for a name keep taking turns at the front while the
 //!   answer comes from the cache (what BIND's default cyclic order does).
 //! - **Negative answers** (NXDOMAIN, and NODATA: the name exists without
 //!   the type asked) are kept for the SOA's negative TTL, the smaller of
 //!   its TTL and its MINIMUM field (RFC 2308 §5), or
-//!   [`CachePolicy::negative_default`] without a SOA (dnslb's TSes send
-//!   none), and never longer than [`CachePolicy::negative_max`]. A hit
-//!   serves the SOA with its TTL counted down like a positive answer's.
+//!   [`CachePolicy::negative_default`] without a SOA (course TSes send
+//!   none), and never longer than [`CachePolicy::negative_max`] nor than
+//!   the CNAMEs that led to a missing name. A hit serves the SOA with its
+//!   TTL counted down like a positive answer's.
 //! - **Never cached:** SERVFAIL, REFUSED, truncated replies, answers with
-//!   a TTL of 0 (RFC 1035 §3.2.1: for this transaction only), answers with
+//!   a TTL of 0 (RFC 1035 §3.2.1: for this transaction only; a TTL of 2^31
+//!   or more is read as 0, RFC 2181 §8), answers with
 //!   more than [`CachePolicy::max_records`] records or
 //!   [`CachePolicy::max_bytes`] bytes. TTLs are capped at
 //!   [`CachePolicy::max_ttl`].
@@ -102,16 +105,10 @@ impl Key {
 }
 
 #[derive(Debug)]
-enum Kept {
-    Answer(Vec<Record>),
-    /// The SOA's TTL is the entry's negative TTL.
-    NxDomain(Option<Record>),
-    NoData(Option<Record>),
-}
-
-#[derive(Debug)]
 struct Entry {
-    kept: Kept,
+    /// An answer, a referral, NXDOMAIN or NODATA, with the TTLs to count
+    /// down from (a negative answer's SOA carries the negative TTL).
+    kept: Outcome,
     stored: Instant,
     expires: Instant,
     /// The entry's place in [`Cache::order`].
@@ -167,9 +164,9 @@ impl Cache {
     /// let q = Question { name: Name::from_ascii("www.example.com").unwrap(), qtype: rtype::A, qclass: CLASS_IN };
     /// let mut cache = Cache::new(100);
     /// let t0 = Instant::now();
-    /// cache.insert(&q, &Outcome::Answer(vec![Record::a(q.name.clone(), 30, [10, 0, 0, 1].into())]), t0);
+    /// cache.insert(&q, &Outcome::answer(vec![Record::a(q.name.clone(), 30, [10, 0, 0, 1].into())]), t0);
     /// let Some(Outcome::Answer(records)) = cache.get(&q, t0 + Duration::from_millis(2500)) else { panic!() };
-    /// assert_eq!(records[0].ttl, 28);
+    /// assert_eq!(records.answers[0].ttl, 28);
     /// assert_eq!(cache.get(&q, t0 + Duration::from_secs(30)), None);
     /// ```
     pub fn get(&mut self, question: &Question, now: Instant) -> Option<Outcome> {
@@ -183,26 +180,17 @@ impl Cache {
         }
         let elapsed = u32::try_from(now.saturating_duration_since(entry.stored).as_secs())
             .unwrap_or(u32::MAX);
-        let count_down = |r: &Record| Record {
-            ttl: r.ttl.saturating_sub(elapsed),
-            ..r.clone()
-        };
-        let outcome = match &mut entry.kept {
-            Kept::Answer(records) => {
-                for set in records.chunk_by_mut(|a, b| {
-                    a.rtype == b.rtype && a.class == b.class && a.name.eq_ignore_case(&b.name)
-                }) {
-                    set.rotate_left(1);
-                }
-                Outcome::Answer(records.iter().map(count_down).collect())
+        if let Outcome::Answer(sections) = &mut entry.kept {
+            for set in sections.answers.chunk_by_mut(|a, b| {
+                a.rtype == b.rtype && a.class == b.class && a.name.eq_ignore_case(&b.name)
+            }) {
+                set.rotate_left(1);
             }
-            Kept::NxDomain(soa) => Outcome::NxDomain {
-                soa: soa.as_ref().map(count_down),
-            },
-            Kept::NoData(soa) => Outcome::NoData {
-                soa: soa.as_ref().map(count_down),
-            },
-        };
+        }
+        let mut outcome = entry.kept.clone();
+        for record in records_mut(&mut outcome) {
+            record.ttl = record.ttl.saturating_sub(elapsed);
+        }
         self.uses += 1;
         self.order.remove(&entry.used);
         entry.used = self.uses;
@@ -249,45 +237,45 @@ impl Cache {
     }
 
     /// What to keep of `outcome` and for how many seconds, or `None`.
-    fn keepable(&self, outcome: &Outcome) -> Option<(Kept, u32)> {
+    fn keepable(&self, outcome: &Outcome) -> Option<(Outcome, u32)> {
         let policy = &self.policy;
-        let negative = |soa: &Option<Record>| {
-            let ttl = match soa {
-                Some(
-                    soa @ Record {
-                        data: RData::Soa { minimum, .. },
-                        ..
-                    },
-                ) => soa.ttl.min(*minimum),
-                _ => policy.negative_default,
-            }
-            .min(policy.negative_max);
-            let soa = soa.as_ref().map(|soa| Record { ttl, ..soa.clone() });
-            (ttl > 0).then_some((soa, ttl))
-        };
-        match outcome {
-            Outcome::Answer(records) => {
-                let bytes: usize = records.iter().map(wire_size).sum();
-                if records.is_empty()
-                    || records.len() > policy.max_records
-                    || bytes > policy.max_bytes
-                {
-                    return None;
+        let mut kept = outcome.clone();
+        let negative_ttl = match &kept {
+            Outcome::Answer(sections) if sections.answers.is_empty() => return None,
+            Outcome::Referral(sections) if sections.authority.is_empty() => return None,
+            Outcome::Answer(_) | Outcome::Referral(_) => None,
+            Outcome::NxDomain { soa, .. } | Outcome::NoData { soa } => Some(
+                match soa {
+                    Some(
+                        soa @ Record {
+                            data: RData::Soa { minimum, .. },
+                            ..
+                        },
+                    ) => soa.ttl.min(*minimum),
+                    _ => policy.negative_default,
                 }
-                let records: Vec<Record> = records
-                    .iter()
-                    .map(|r| Record {
-                        ttl: r.ttl.min(policy.max_ttl),
-                        ..r.clone()
-                    })
-                    .collect();
-                let ttl = records.iter().map(|r| r.ttl).min()?;
-                (ttl > 0).then_some((Kept::Answer(records), ttl))
-            }
-            Outcome::NxDomain { soa } => negative(soa).map(|(soa, ttl)| (Kept::NxDomain(soa), ttl)),
-            Outcome::NoData { soa } => negative(soa).map(|(soa, ttl)| (Kept::NoData(soa), ttl)),
-            Outcome::Refused | Outcome::ServFail => None,
+                .min(policy.negative_max),
+            ),
+            Outcome::Refused | Outcome::ServFail => return None,
+        };
+        if let (
+            Outcome::NxDomain { soa: Some(soa), .. } | Outcome::NoData { soa: Some(soa) },
+            Some(ttl),
+        ) = (&mut kept, negative_ttl)
+        {
+            soa.ttl = ttl;
         }
+        let (mut count, mut bytes, mut ttl) = (0, 0, negative_ttl.unwrap_or(u32::MAX));
+        for record in records_mut(&mut kept) {
+            record.ttl = record.ttl.min(policy.max_ttl);
+            count += 1;
+            bytes += wire_size(record);
+            ttl = ttl.min(record.ttl);
+        }
+        if count > policy.max_records || bytes > policy.max_bytes {
+            return None;
+        }
+        (ttl > 0).then_some((kept, ttl))
     }
 
     /// Removes the least recently used entry, or an expired one when the
@@ -306,6 +294,16 @@ impl Cache {
             None => self.order.pop_first(),
         };
         victim.is_some_and(|(_, key)| self.entries.remove(&key).is_some())
+    }
+}
+
+/// Every record `outcome` holds.
+fn records_mut(outcome: &mut Outcome) -> Vec<&mut Record> {
+    match outcome {
+        Outcome::Answer(sections) | Outcome::Referral(sections) => sections.records_mut().collect(),
+        Outcome::NxDomain { chain, soa } => chain.iter_mut().chain(soa).collect(),
+        Outcome::NoData { soa } => soa.iter_mut().collect(),
+        Outcome::Refused | Outcome::ServFail => Vec::new(),
     }
 }
 
@@ -377,6 +375,7 @@ impl SharedCache {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::dns::respond::Sections;
     use crate::dns::{CLASS_IN, Name, rcode, rtype};
 
     fn name(text: &str) -> Name {
@@ -419,14 +418,14 @@ mod tests {
 
     fn ttls(outcome: Option<Outcome>) -> Vec<u32> {
         match outcome {
-            Some(Outcome::Answer(records)) => records.iter().map(|r| r.ttl).collect(),
+            Some(Outcome::Answer(records)) => records.answers.iter().map(|r| r.ttl).collect(),
             other => panic!("not an answer: {other:?}"),
         }
     }
 
     fn negative_ttl(outcome: Option<Outcome>) -> Option<u32> {
         match outcome {
-            Some(Outcome::NxDomain { soa } | Outcome::NoData { soa }) => soa.map(|s| s.ttl),
+            Some(Outcome::NxDomain { soa, .. } | Outcome::NoData { soa }) => soa.map(|s| s.ttl),
             other => panic!("not negative: {other:?}"),
         }
     }
@@ -436,7 +435,7 @@ mod tests {
         let mut cache = Cache::new(10);
         let q = question("www.example.com");
         let t0 = Instant::now();
-        let outcome = Outcome::Answer(vec![a("www.example.com", 10, 1), a("x.example.com", 4, 2)]);
+        let outcome = Outcome::answer(vec![a("www.example.com", 10, 1), a("x.example.com", 4, 2)]);
         assert!(cache.insert(&q, &outcome, t0));
         assert_eq!(ttls(cache.get(&q, t0)), [10, 4]);
         assert_eq!(
@@ -458,10 +457,10 @@ mod tests {
         let q = question("rr.example");
         let t0 = Instant::now();
         let set: Vec<Record> = (1..=3).map(|i| a("rr.example", 60, i)).collect();
-        cache.insert(&q, &Outcome::Answer(set), t0);
+        cache.insert(&q, &Outcome::answer(set), t0);
         let firsts: Vec<RData> = (0..4)
             .map(|_| match cache.get(&q, t0) {
-                Some(Outcome::Answer(r)) => r[0].data.clone(),
+                Some(Outcome::Answer(r)) => r.answers[0].data.clone(),
                 other => panic!("{other:?}"),
             })
             .collect();
@@ -478,12 +477,12 @@ mod tests {
         let mut cache = Cache::with_policy(10, policy);
         let q = question("a.example");
         let t0 = Instant::now();
-        cache.insert(&q, &Outcome::Answer(vec![a("a.example", u32::MAX, 1)]), t0);
+        cache.insert(&q, &Outcome::answer(vec![a("a.example", u32::MAX, 1)]), t0);
         assert_eq!(ttls(cache.get(&q, t0 + secs(1))), [99]);
         assert_eq!(cache.get(&q, t0 + secs(100)), None);
-        let zero = Outcome::Answer(vec![a("a.example", 0, 1)]);
+        let zero = Outcome::answer(vec![a("a.example", 0, 1)]);
         assert!(!cache.insert(&q, &zero, t0));
-        assert!(!cache.insert(&q, &Outcome::Answer(Vec::new()), t0));
+        assert!(!cache.insert(&q, &Outcome::answer(Vec::new()), t0));
     }
 
     #[test]
@@ -495,6 +494,7 @@ mod tests {
         cache.insert(
             &q,
             &Outcome::NxDomain {
+                chain: Vec::new(),
                 soa: Some(soa(3600, 30)),
             },
             t0,
@@ -505,6 +505,7 @@ mod tests {
         cache.insert(
             &q,
             &Outcome::NxDomain {
+                chain: Vec::new(),
                 soa: Some(soa(20, 3600)),
             },
             t0,
@@ -521,17 +522,101 @@ mod tests {
         assert_eq!(negative_ttl(cache.get(&q, t0 + secs(299))), Some(1));
         assert_eq!(cache.get(&q, t0 + secs(300)), None);
         // No SOA: 60 s.
-        cache.insert(&q, &Outcome::NxDomain { soa: None }, t0);
+        cache.insert(&q, &Outcome::nxdomain(), t0);
         assert_eq!(negative_ttl(cache.get(&q, t0 + secs(59))), None);
         assert_eq!(cache.get(&q, t0 + secs(60)), None);
         // A SOA saying 0: not kept.
         assert!(!cache.insert(
             &q,
             &Outcome::NxDomain {
+                chain: Vec::new(),
                 soa: Some(soa(0, 60))
             },
             t0
         ));
+    }
+
+    fn ns(zone: &str, ttl: u32) -> Record {
+        Record {
+            name: name(zone),
+            rtype: rtype::NS,
+            class: CLASS_IN,
+            ttl,
+            data: RData::Name(name(&format!("ns1.{zone}"))),
+        }
+    }
+
+    #[test]
+    fn referrals_authority_and_additional_records_are_kept_and_counted_down() {
+        let mut cache = Cache::new(10);
+        let t0 = Instant::now();
+        let q = question("www.sub.example");
+        let referral = Outcome::Referral(Sections {
+            answers: Vec::new(),
+            authority: vec![ns("sub.example", 100)],
+            additional: vec![a("ns1.sub.example", 50, 53)],
+        });
+        assert!(cache.insert(&q, &referral, t0));
+        let Some(Outcome::Referral(kept)) = cache.get(&q, t0 + secs(10)) else {
+            panic!()
+        };
+        let ttls: Vec<u32> = kept.records().map(|r| r.ttl).collect();
+        assert_eq!(ttls, [90, 40]);
+        // The entry goes with its shortest TTL, the glue's.
+        assert_eq!(cache.get(&q, t0 + secs(50)), None);
+        // An answer with its zone's NS: both count down.
+        let answer = Outcome::Answer(Sections {
+            answers: vec![a("www.example", 30, 1)],
+            authority: vec![ns("example", 3600)],
+            additional: Vec::new(),
+        });
+        cache.insert(&q, &answer, t0);
+        let Some(Outcome::Answer(kept)) = cache.get(&q, t0 + secs(1)) else {
+            panic!()
+        };
+        assert_eq!(
+            kept.records().map(|r| r.ttl).collect::<Vec<_>>(),
+            [29, 3599]
+        );
+        assert!(!cache.insert(&q, &Outcome::Referral(Sections::default()), t0));
+    }
+
+    #[test]
+    fn a_dangling_cname_is_kept_with_its_nxdomain_no_longer_than_the_cname() {
+        let mut cache = Cache::new(10);
+        let t0 = Instant::now();
+        let q = question("alias.example.com");
+        let cname = Record {
+            name: name("alias.example.com"),
+            rtype: rtype::CNAME,
+            class: CLASS_IN,
+            ttl: 20,
+            data: RData::Name(name("gone.example.com")),
+        };
+        let nx = Outcome::NxDomain {
+            chain: vec![cname.clone()],
+            soa: Some(soa(3600, 45)),
+        };
+        assert!(cache.insert(&q, &nx, t0));
+        let Some(Outcome::NxDomain { chain, soa }) = cache.get(&q, t0 + secs(5)) else {
+            panic!()
+        };
+        assert_eq!((chain[0].ttl, soa.unwrap().ttl), (15, 40));
+        assert_eq!(cache.get(&q, t0 + secs(20)), None);
+    }
+
+    #[test]
+    fn a_reply_with_a_ttl_of_2_to_the_31_is_not_kept() {
+        let mut cache = Cache::new(10);
+        let t0 = Instant::now();
+        let q = question("a.example");
+        let mut reply = Message::default();
+        reply.header.qr = true;
+        reply.questions.push(q.clone());
+        reply.answers.push(a("a.example", 0x8000_0000, 1));
+        let parsed = Message::parse(&reply.to_bytes(512)).unwrap();
+        assert_eq!(parsed.answers[0].ttl, 0);
+        assert!(!cache.insert_reply(&q, &parsed, t0));
     }
 
     #[test]
@@ -568,11 +653,11 @@ mod tests {
         let mut cache = Cache::with_policy(10, policy);
         let q = question("big.example");
         let t0 = Instant::now();
-        let records = |n| Outcome::Answer((0..n).map(|i| a("big.example", 60, i)).collect());
+        let records = |n| Outcome::answer((0..n).map(|i| a("big.example", 60, i)).collect());
         // Each record: 13-byte name + 10 + 4 = 27 bytes.
         assert!(cache.insert(&q, &records(5), t0));
         assert!(!cache.insert(&q, &records(6), t0));
-        let long = Outcome::Answer(vec![Record {
+        let long = Outcome::answer(vec![Record {
             data: RData::Other(vec![0; 200]),
             rtype: rtype::TXT,
             ..a("big.example", 60, 0)
@@ -586,7 +671,7 @@ mod tests {
         let t0 = Instant::now();
         cache.insert(
             &question("WWW.Example.COM"),
-            &Outcome::Answer(vec![a("WWW.Example.COM", 60, 1)]),
+            &Outcome::answer(vec![a("WWW.Example.COM", 60, 1)]),
             t0,
         );
         assert!(cache.get(&question("www.example.com."), t0).is_some());
@@ -607,7 +692,7 @@ mod tests {
         let mut cache = Cache::new(3);
         let t0 = Instant::now();
         let keep = |cache: &mut Cache, n: &str| {
-            cache.insert(&question(n), &Outcome::Answer(vec![a(n, 60, 1)]), t0)
+            cache.insert(&question(n), &Outcome::answer(vec![a(n, 60, 1)]), t0)
         };
         for n in ["a.x", "b.x", "c.x"] {
             keep(&mut cache, n);
@@ -632,17 +717,17 @@ mod tests {
         let t0 = Instant::now();
         cache.insert(
             &question("live.x"),
-            &Outcome::Answer(vec![a("live.x", 60, 1)]),
+            &Outcome::answer(vec![a("live.x", 60, 1)]),
             t0,
         );
         cache.insert(
             &question("short.x"),
-            &Outcome::Answer(vec![a("short.x", 1, 1)]),
+            &Outcome::answer(vec![a("short.x", 1, 1)]),
             t0,
         );
         cache.insert(
             &question("new.x"),
-            &Outcome::Answer(vec![a("new.x", 60, 1)]),
+            &Outcome::answer(vec![a("new.x", 60, 1)]),
             t0 + secs(2),
         );
         assert!(cache.get(&question("live.x"), t0 + secs(2)).is_some());
@@ -653,7 +738,7 @@ mod tests {
     fn capacity_zero_keeps_nothing() {
         let t0 = Instant::now();
         let q = question("a.example");
-        let outcome = Outcome::Answer(vec![a("a.example", 60, 1)]);
+        let outcome = Outcome::answer(vec![a("a.example", 60, 1)]);
         let mut cache = Cache::new(0);
         assert!(!cache.insert(&q, &outcome, t0));
         assert_eq!(cache.get(&q, t0), None);
@@ -674,7 +759,7 @@ mod tests {
                     for i in 0..100 {
                         let n = format!("h{i}.t{t}.example");
                         let q = question(&n);
-                        assert!(shared.insert(&q, &Outcome::Answer(vec![a(&n, 60, 1)]), t0));
+                        assert!(shared.insert(&q, &Outcome::answer(vec![a(&n, 60, 1)]), t0));
                         assert!(shared.get(&q, t0).is_some());
                     }
                 })

@@ -517,9 +517,28 @@ fn read_record(cursor: &mut Cursor<'_>) -> Result<Record, FormatError> {
         name,
         rtype,
         class,
-        ttl,
+        // The OPT's TTL field holds flags, not a time.
+        ttl: if rtype == rtype::OPT {
+            ttl
+        } else {
+            received_ttl(ttl)
+        },
         data,
     })
+}
+
+/// A TTL as received: one with the top bit set (2^31 and above) counts as
+/// 0 (RFC 2181 §8), so it is relayed as 0 and never cached.
+///
+/// ```
+/// use dnslb::dns::message::received_ttl;
+/// assert_eq!(received_ttl(86_400), 86_400);
+/// assert_eq!(received_ttl(0x7FFF_FFFF), 0x7FFF_FFFF);
+/// assert_eq!(received_ttl(0x8000_0000), 0);
+/// assert_eq!(received_ttl(u32::MAX), 0);
+/// ```
+pub fn received_ttl(ttl: u32) -> u32 {
+    if ttl & 0x8000_0000 == 0 { ttl } else { 0 }
 }
 
 /// A name inside record data that runs past the data is the data's fault;
@@ -766,6 +785,29 @@ mod tests {
         assert!(all.len() > 1000);
         assert_eq!(Message::parse(&all).unwrap().additional.len(), 30);
         assert!(m.to_bytes(512).len() <= 512);
+    }
+
+    #[test]
+    fn ttls_with_the_top_bit_set_are_read_as_zero() {
+        let mut m = Message::default();
+        m.answers
+            .push(Record::a(name("a.b"), 0x8000_0000, [1, 1, 1, 1].into()));
+        m.answers
+            .push(Record::a(name("a.b"), u32::MAX, [1, 1, 1, 2].into()));
+        m.answers
+            .push(Record::a(name("a.b"), 0x7FFF_FFFF, [1, 1, 1, 3].into()));
+        // An extended rcode of 128 or more sets the OPT's top TTL bit.
+        m.rcode = 0x800;
+        m.edns = Some(Edns {
+            payload: 512,
+            version: 0,
+            dnssec_ok: false,
+            options: Vec::new(),
+        });
+        let back = Message::parse(&m.to_bytes(512)).unwrap();
+        let ttls: Vec<u32> = back.answers.iter().map(|r| r.ttl).collect();
+        assert_eq!(ttls, [0, 0, 0x7FFF_FFFF]);
+        assert_eq!(back.rcode, 0x800);
     }
 
     #[test]

@@ -25,15 +25,56 @@ pub enum Transport {
     Tcp,
 }
 
+/// The records of a reply the LS passes on, section by section.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Sections {
+    /// The answer section: the chain from the question's name.
+    pub answers: Vec<Record>,
+    /// The authority section: the zone's NS (or SOA) records.
+    pub authority: Vec<Record>,
+    /// The additional section: addresses of names the other sections
+    /// name (an MX target, a name server's glue).
+    pub additional: Vec<Record>,
+}
+
+impl Sections {
+    /// Every record, section after section.
+    pub fn records(&self) -> impl Iterator<Item = &Record> {
+        self.answers
+            .iter()
+            .chain(&self.authority)
+            .chain(&self.additional)
+    }
+
+    /// Every record, mutably, section after section.
+    pub fn records_mut(&mut self) -> impl Iterator<Item = &mut Record> {
+        self.answers
+            .iter_mut()
+            .chain(&mut self.authority)
+            .chain(&mut self.additional)
+    }
+}
+
 /// What the TSes (or the cache) said about one question: the LS's answer,
 /// and each TS reply once classified.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Outcome {
-    /// NOERROR with records: the answer section's RRsets, TTLs as sent.
-    Answer(Vec<Record>),
-    /// The name does not exist, with the SOA record that says for how long
-    /// (RFC 2308 §3), when the server sent one.
-    NxDomain { soa: Option<Record> },
+    /// NOERROR with records for the question: the answer section's chain,
+    /// with the authority and additional records that go with it, TTLs as
+    /// sent.
+    Answer(Sections),
+    /// NOERROR without an answer from a server that delegates the name: the
+    /// NS records of the zone cut in the authority section, their glue in
+    /// the additional section (RFC 1034 §4.3.2). Passed on as it came; a
+    /// positive answer for combining.
+    Referral(Sections),
+    /// The name does not exist, with the CNAME chain that led to it (a
+    /// CNAME whose target does not exist) and the SOA record that says for
+    /// how long (RFC 2308 §3), when the server sent one.
+    NxDomain {
+        chain: Vec<Record>,
+        soa: Option<Record>,
+    },
     /// The name exists without records of the type asked (NOERROR, no
     /// answer: RFC 2308 §2.2), with the SOA when the server sent one.
     NoData { soa: Option<Record> },
@@ -48,11 +89,28 @@ impl Outcome {
     /// The response code this outcome is answered with.
     pub fn rcode(&self) -> u16 {
         match self {
-            Outcome::Answer(_) | Outcome::NoData { .. } => rcode::NOERROR,
+            Outcome::Answer(_) | Outcome::Referral(_) | Outcome::NoData { .. } => rcode::NOERROR,
             Outcome::NxDomain { .. } => rcode::NXDOMAIN,
             Outcome::Refused => rcode::REFUSED,
             Outcome::ServFail => rcode::SERVFAIL,
         }
+    }
+
+    /// NXDOMAIN with no chain and no SOA: what course TSes' `NOT FOUND`
+    /// means.
+    pub fn nxdomain() -> Outcome {
+        Outcome::NxDomain {
+            chain: Vec::new(),
+            soa: None,
+        }
+    }
+
+    /// An answer of `records` in the answer section only.
+    pub fn answer(records: Vec<Record>) -> Outcome {
+        Outcome::Answer(Sections {
+            answers: records,
+            ..Sections::default()
+        })
     }
 }
 
@@ -154,6 +212,8 @@ pub fn accept_query(bytes: &[u8], transport: Transport) -> Option<Accepted> {
         });
         if edns.version > 0 {
             response.rcode = rcode::BADVERS;
+            // Echoed, as NSD and Unbound do: the asker matches it.
+            response.questions.clone_from(&query.questions);
             return Some(Accepted::Answered {
                 bytes: response.to_bytes(limit),
                 problem: None,
@@ -179,18 +239,22 @@ pub fn accept_query(bytes: &[u8], transport: Transport) -> Option<Accepted> {
     }))
 }
 
-/// The LS's answer to `query` from `outcome`: its rcode, the answer
-/// records for [`Outcome::Answer`], the SOA in the authority section for a
-/// negative outcome that has one (RFC 2308 §3); RA and AA clear (see the
-/// module). Over UDP an answer that does not fit is cut to whole RRsets
-/// with TC set, so the client asks again over TCP.
+/// The LS's answer to `query` from `outcome`: its rcode and its records,
+/// section by section (see [`Outcome`]): for NXDOMAIN the CNAME chain in
+/// the answer section, and for NXDOMAIN and NODATA the SOA in the authority
+/// section when there is one (RFC 2308 §3); RA and AA clear (see the
+/// module). Records owned by the question's name spell it as the question
+/// does (their names are pointers to it). Over UDP an answer that does not fit loses its additional
+/// records first, then (for a positive answer, where they are optional)
+/// its authority records; past that it is cut to whole RRsets with TC set,
+/// so the client asks again over TCP.
 ///
 /// ```
 /// use dnslb::dns::respond::{accept_query, answer, Accepted, Outcome, Transport};
 /// use dnslb::dns::{Message, Record, rcode};
 /// let query = b"\x00\x07\x01\x00\x00\x01\x00\x00\x00\x00\x00\x00\x01x\x00\x00\x01\x00\x01";
 /// let Some(Accepted::Query(q)) = accept_query(query, Transport::Udp) else { panic!() };
-/// let found = Outcome::Answer(vec![Record::a(q.question.name.clone(), 42, [10, 0, 0, 1].into())]);
+/// let found = Outcome::answer(vec![Record::a(q.question.name.clone(), 42, [10, 0, 0, 1].into())]);
 /// let m = Message::parse(&answer(&q, &found)).unwrap();
 /// assert_eq!((m.header.id, m.header.rd, m.header.ra, m.rcode), (7, true, false, rcode::NOERROR));
 /// assert_eq!(m.answers[0].ttl, 42);
@@ -203,13 +267,30 @@ pub fn answer(query: &Query, outcome: &Outcome) -> Vec<u8> {
     response.header.ra = false;
     response.rcode = outcome.rcode();
     match outcome {
-        Outcome::Answer(records) => response.answers.clone_from(records),
-        Outcome::NxDomain { soa: Some(soa) } | Outcome::NoData { soa: Some(soa) } => {
-            response.authority.push(soa.clone());
+        Outcome::Answer(sections) | Outcome::Referral(sections) => {
+            response.answers.clone_from(&sections.answers);
+            response.authority.clone_from(&sections.authority);
+            response.additional.clone_from(&sections.additional);
         }
-        _ => {}
+        Outcome::NxDomain { chain, soa } => {
+            response.answers.clone_from(chain);
+            response.authority.extend(soa.iter().cloned());
+        }
+        Outcome::NoData { soa } => response.authority.extend(soa.iter().cloned()),
+        Outcome::Refused | Outcome::ServFail => {}
     }
-    response.to_bytes(query.limit)
+    let bytes = response.to_bytes(query.limit);
+    if matches!(outcome, Outcome::Answer(_))
+        && is_truncated(&bytes)
+        && !response.authority.is_empty()
+    {
+        // The authority records of a positive answer are optional (RFC
+        // 2181 §9): left out before the answer is cut.
+        response.authority.clear();
+        response.additional.clear();
+        return response.to_bytes(query.limit);
+    }
+    bytes
 }
 
 /// Whether `bytes` (an answer) has TC set.
@@ -245,7 +326,7 @@ pub const DEFAULT_TTL: u32 = 300;
 /// let q = Question { name: Name::from_ascii("WWW.site.com").unwrap(), qtype: rtype::A, qclass: CLASS_IN };
 /// let reply = parse_reply(b"www.site.com 10.0.0.9 A").unwrap();
 /// assert_eq!(line_outcome(&q, &reply, 300),
-///     Some(Outcome::Answer(vec![Record::a(q.name.clone(), 300, [10, 0, 0, 9].into())])));
+///     Some(Outcome::answer(vec![Record::a(q.name.clone(), 300, [10, 0, 0, 9].into())])));
 /// assert_eq!(line_outcome(&q, &parse_reply(b"other.com 10.0.0.9 A").unwrap(), 300), None);
 /// ```
 pub fn line_outcome(question: &Question, reply: &wire::Reply, ttl: u32) -> Option<Outcome> {
@@ -256,9 +337,9 @@ pub fn line_outcome(question: &Question, reply: &wire::Reply, ttl: u32) -> Optio
         return Some(Outcome::Refused);
     }
     Some(match reply {
-        wire::Reply::NotFound(_) => Outcome::NxDomain { soa: None },
+        wire::Reply::NotFound(_) => Outcome::nxdomain(),
         wire::Reply::Answer(a) if matches!(question.qtype, rtype::A | QTYPE_ANY) => {
-            Outcome::Answer(vec![Record::a(question.name.clone(), ttl, a.ip)])
+            Outcome::answer(vec![Record::a(question.name.clone(), ttl, a.ip)])
         }
         wire::Reply::Answer(_) => Outcome::NoData { soa: None },
     })
@@ -326,7 +407,7 @@ mod tests {
         for rd in [false, true] {
             let bytes = query_bytes("Mixed.Case.example", rtype::A, None, rd);
             let q = accepted(&bytes, Transport::Udp);
-            let outcome = Outcome::Answer(many("mixed.case.example", 2));
+            let outcome = Outcome::answer(many("mixed.case.example", 2));
             let out = answer(&q, &outcome);
             let m = Message::parse(&out).unwrap();
             assert_eq!(m.header.id, 0xBEEF);
@@ -345,8 +426,15 @@ mod tests {
             Transport::Udp,
         );
         let cases = [
-            (Outcome::NxDomain { soa: Some(soa()) }, rcode::NXDOMAIN, 1),
-            (Outcome::NxDomain { soa: None }, rcode::NXDOMAIN, 0),
+            (
+                Outcome::NxDomain {
+                    chain: Vec::new(),
+                    soa: Some(soa()),
+                },
+                rcode::NXDOMAIN,
+                1,
+            ),
+            (Outcome::nxdomain(), rcode::NXDOMAIN, 0),
             (Outcome::NoData { soa: Some(soa()) }, rcode::NOERROR, 1),
             (Outcome::Refused, rcode::REFUSED, 0),
             (Outcome::ServFail, rcode::SERVFAIL, 0),
@@ -361,7 +449,7 @@ mod tests {
 
     #[test]
     fn udp_answers_are_truncated_to_the_advertised_size_and_tcp_ones_never() {
-        let big = Outcome::Answer(many("big.example", 60));
+        let big = Outcome::answer(many("big.example", 60));
         let plain = accepted(
             &query_bytes("big.example", rtype::A, None, true),
             Transport::Udp,
@@ -396,9 +484,64 @@ mod tests {
         let edns = query_bytes("big.example", rtype::A, Some((65_535, 0, false)), true);
         let out = answer(
             &accepted(&edns, Transport::Udp),
-            &Outcome::Answer(many("big.example", 100)),
+            &Outcome::answer(many("big.example", 100)),
         );
         assert!(out.len() <= 1232 && is_truncated(&out), "{}", out.len());
+    }
+
+    #[test]
+    fn additional_records_go_first_then_a_positive_answers_authority_then_tc() {
+        let q = accepted(
+            &query_bytes("big.example", rtype::A, None, true),
+            Transport::Udp,
+        );
+        let ns = |i: u8| Record {
+            name: Name::from_ascii("example").unwrap(),
+            rtype: rtype::NS,
+            class: CLASS_IN,
+            ttl: 60,
+            data: RData::Name(Name::from_ascii(&format!("ns{i}.example")).unwrap()),
+        };
+        // 12 + 17 bytes of header and question, 16 bytes an A record.
+        let sections = |answers: u8, servers: u8, glue: u8| {
+            Outcome::Answer(Sections {
+                answers: many("big.example", answers),
+                authority: (0..servers).map(ns).collect(),
+                additional: many("ns0.example", glue),
+            })
+        };
+        let parse = |outcome: &Outcome| Message::parse(&answer(&q, outcome)).unwrap();
+        // Everything fits.
+        let m = parse(&sections(2, 2, 2));
+        assert_eq!(
+            (m.answers.len(), m.authority.len(), m.additional.len()),
+            (2, 2, 2)
+        );
+        // The additional RRset does not fit: left out, no TC.
+        let m = parse(&sections(20, 2, 20));
+        assert!(!m.header.tc);
+        assert_eq!(
+            (m.answers.len(), m.authority.len(), m.additional.len()),
+            (20, 2, 0)
+        );
+        // The authority RRset does not fit either: left out, no TC.
+        let m = parse(&sections(29, 10, 5));
+        assert!(!m.header.tc);
+        assert_eq!(
+            (m.answers.len(), m.authority.len(), m.additional.len()),
+            (29, 0, 0)
+        );
+        // The answer does not fit: TC.
+        let m = parse(&sections(40, 1, 1));
+        assert!(m.header.tc);
+        assert!(m.answers.is_empty());
+        // A referral's NS records are its answer: TC when they do not fit.
+        let Outcome::Answer(mut referral) = sections(0, 40, 0) else {
+            unreachable!()
+        };
+        referral.authority = (0..40).map(ns).collect();
+        let m = parse(&Outcome::Referral(referral));
+        assert!(m.header.tc);
     }
 
     #[test]
@@ -421,16 +564,14 @@ mod tests {
         two[5] = 2;
         two.extend_from_slice(&good[12..]);
         assert_eq!(rcode_of(&two), rcode::FORMERR);
-        // EDNS version 1: BADVERS.
-        assert_eq!(
-            rcode_of(&query_bytes(
-                "a.example",
-                rtype::A,
-                Some((1232, 1, false)),
-                true
-            )),
-            rcode::BADVERS
-        );
+        // EDNS version 1: BADVERS, the question echoed.
+        let badvers = query_bytes("a.example", rtype::A, Some((1232, 1, false)), true);
+        assert_eq!(rcode_of(&badvers), rcode::BADVERS);
+        let Some(Accepted::Answered { bytes, .. }) = accept_query(&badvers, Transport::Udp) else {
+            panic!()
+        };
+        let m = Message::parse(&bytes).unwrap();
+        assert_eq!(m.questions, Message::parse(&badvers).unwrap().questions);
     }
 
     #[test]
@@ -443,7 +584,10 @@ mod tests {
         let hit = wire::parse_reply(b"www.site.COM 10.1.2.3 A").unwrap();
         let miss = wire::parse_reply(b"www.site.com - NOT FOUND").unwrap();
         let a = question(rtype::A, CLASS_IN);
-        let Some(Outcome::Answer(records)) = line_outcome(&a, &hit, 7) else {
+        let Some(Outcome::Answer(Sections {
+            answers: records, ..
+        })) = line_outcome(&a, &hit, 7)
+        else {
             panic!()
         };
         assert_eq!(records.len(), 1);
@@ -460,10 +604,7 @@ mod tests {
             line_outcome(&question(rtype::AAAA, CLASS_IN), &hit, 7),
             Some(Outcome::NoData { soa: None })
         );
-        assert_eq!(
-            line_outcome(&a, &miss, 7),
-            Some(Outcome::NxDomain { soa: None })
-        );
+        assert_eq!(line_outcome(&a, &miss, 7), Some(Outcome::nxdomain()));
         assert_eq!(
             line_outcome(&question(rtype::A, 3), &hit, 7),
             Some(Outcome::Refused)

@@ -13,10 +13,13 @@
 //! size (RFC 6891 §6.2.5 concerns UDP), and the LS does not ask for DNSSEC
 //! records, so an OPT would only add bytes.
 //!
-//! **Replies.** [`classify`] turns a reply into an [`Outcome`]; only the
-//! answer section's records on the chain from the question's name (the
-//! name, then each CNAME target) are kept, so a TS cannot slip records for
-//! other names into the LS's answers or its cache.
+//! **Replies.** [`classify`] turns a reply into an [`Outcome`]. Only what
+//! the zone that answered may speak for is kept ([`Bailiwick`]): the answer
+//! section's chain from the question's name (the name, then each CNAME
+//! target inside the zone), the zone's NS and SOA records, and the
+//! addresses of the names those records name. A TS cannot slip records for
+//! other names into the LS's answers, its course replies or its cache, and
+//! the cache keeps everything under the name asked.
 //!
 //! **Combining** the replies of all TSes is not done here: the LS's
 //! in-flight rules (`ls/inflight.rs`) settle DNS and course queries alike.
@@ -28,7 +31,7 @@ use std::fmt;
 use std::hash::{BuildHasher, Hasher};
 use std::net::SocketAddr;
 
-use super::respond::Outcome;
+use super::respond::{Outcome, Sections};
 use super::{FormatError, Message, Name, Question, RData, Record, rcode, rtype};
 use crate::random::SplitMix64;
 
@@ -238,51 +241,178 @@ pub fn query_bytes(id: u16, question: &Question) -> Vec<u8> {
     query.to_bytes(super::TCP_LIMIT)
 }
 
-/// What a TS's reply to `question` says.
+/// What a TS's reply to `question` says. Only records the answering zone
+/// may speak for are kept (see [`Bailiwick`]): the chain from the
+/// question's name, the zone's NS and SOA records, and the addresses of
+/// names those records name.
 ///
 /// - TC set: [`Outcome::ServFail`] (a reply cut short is not an answer).
 /// - NOERROR with records on the chain from the question's name (the
-///   records owned by the name, then by each CNAME target, in that order;
-///   records for other names are dropped): [`Outcome::Answer`].
-/// - NOERROR with no such record: a referral (NS records in the authority
-///   section and no SOA: the name is delegated elsewhere, which a
-///   non-recursive LS cannot follow) is [`Outcome::Refused`]; otherwise
-///   [`Outcome::NoData`], with the authority section's SOA if any.
-/// - NXDOMAIN: [`Outcome::NxDomain`], with the SOA if any. REFUSED:
-///   [`Outcome::Refused`]. Any other rcode: [`Outcome::ServFail`].
+///   records owned by the name, then by each CNAME target inside the zone
+///   that answered, in that order; records for other names are dropped):
+///   [`Outcome::Answer`], with the authority section's NS and SOA records
+///   for the names on the chain, and the additional section's A and AAAA
+///   records for names those records and the answer name (an MX target, a
+///   name server).
+/// - NOERROR with no such record: a referral (AA clear, NS records in the
+///   authority section for the name or above it, and no SOA: the name is
+///   delegated, RFC 1034 §4.3.2)
+///   is [`Outcome::Referral`], with the NS records and their glue;
+///   otherwise [`Outcome::NoData`], with the authority section's SOA if
+///   any.
+/// - NXDOMAIN: [`Outcome::NxDomain`], with the chain that led to the
+///   missing name (a CNAME whose target does not exist) and the SOA if any.
+///   REFUSED: [`Outcome::Refused`]. Any other rcode: [`Outcome::ServFail`].
 pub fn classify(question: &Question, reply: &Message) -> Outcome {
     if reply.header.tc {
         return Outcome::ServFail;
     }
-    let soa = || {
-        reply
-            .authority
-            .iter()
-            .find(|r| r.rtype == rtype::SOA)
-            .cloned()
-    };
+    let zone = Bailiwick::of(question, reply);
+    let chain = answer_chain(question, &reply.answers, &zone);
+    let authority = zone.authority(question, &chain, &reply.authority);
+    let soa = authority.iter().find(|r| r.rtype == rtype::SOA).cloned();
     match reply.rcode {
-        rcode::NOERROR => {
-            let records = answer_chain(question, &reply.answers);
-            if !records.is_empty() {
-                Outcome::Answer(records)
-            } else if soa().is_none() && reply.authority.iter().any(|r| r.rtype == rtype::NS) {
-                Outcome::Refused
-            } else {
-                Outcome::NoData { soa: soa() }
-            }
+        rcode::NOERROR if !chain.is_empty() => {
+            let additional = zone.additional(&chain, &authority, &reply.additional);
+            Outcome::Answer(Sections {
+                answers: chain,
+                authority,
+                additional,
+            })
         }
-        rcode::NXDOMAIN => Outcome::NxDomain { soa: soa() },
+        rcode::NOERROR
+            if !reply.header.aa
+                && soa.is_none()
+                && authority.iter().any(|r| r.rtype == rtype::NS) =>
+        {
+            let additional = zone.additional(&chain, &authority, &reply.additional);
+            Outcome::Referral(Sections {
+                answers: Vec::new(),
+                authority,
+                additional,
+            })
+        }
+        rcode::NOERROR => Outcome::NoData { soa },
+        rcode::NXDOMAIN => Outcome::NxDomain { chain, soa },
         rcode::REFUSED => Outcome::Refused,
         _ => Outcome::ServFail,
     }
 }
 
+/// The zone a TS's reply speaks for: the deepest owner of an NS or SOA
+/// record in its authority section that is the question's name or above
+/// it, but never above the name's top-level domain (a server claiming the
+/// root would speak for every name); without one, the top-level domain
+/// (in the course's model a TS is a top-level server). A record is in
+/// bailiwick when its owner is the zone or below it.
+///
+/// ```text
+/// cn.evil.test. CNAME google.com.   kept: in test.
+/// google.com.   A     6.6.6.6       dropped: google.com. is not in test.
+/// ```
+#[derive(Debug)]
+pub struct Bailiwick {
+    /// The zone's labels, most specific first.
+    labels: Vec<Vec<u8>>,
+}
+
+impl Bailiwick {
+    /// The zone `reply` to `question` speaks for.
+    pub fn of(question: &Question, reply: &Message) -> Bailiwick {
+        let qname: Vec<&[u8]> = question.name.labels().collect();
+        let floor = qname.len().min(1);
+        let depth = reply
+            .authority
+            .iter()
+            .filter(|r| matches!(r.rtype, rtype::NS | rtype::SOA))
+            .filter(|r| under(&question.name, &r.name))
+            .map(|r| r.name.labels().count())
+            .max()
+            .unwrap_or(floor)
+            .max(floor);
+        Bailiwick {
+            labels: qname[qname.len() - depth..]
+                .iter()
+                .map(|l| l.to_ascii_lowercase())
+                .collect(),
+        }
+    }
+
+    /// Whether `name` is the zone or below it.
+    pub fn holds(&self, name: &Name) -> bool {
+        let labels: Vec<&[u8]> = name.labels().collect();
+        labels.len() >= self.labels.len()
+            && labels[labels.len() - self.labels.len()..]
+                .iter()
+                .zip(&self.labels)
+                .all(|(a, b)| a.eq_ignore_ascii_case(b))
+    }
+
+    /// The NS and SOA records of `authority` owned by the question's name,
+    /// a name on `chain`, or a name above one of them, inside the top-level
+    /// domain.
+    fn authority(
+        &self,
+        question: &Question,
+        chain: &[Record],
+        authority: &[Record],
+    ) -> Vec<Record> {
+        let tld = Bailiwick {
+            labels: self.labels.last().into_iter().cloned().collect(),
+        };
+        authority
+            .iter()
+            .filter(|r| matches!(r.rtype, rtype::NS | rtype::SOA) && r.class == question.qclass)
+            .filter(|r| tld.holds(&r.name))
+            .filter(|r| {
+                under(&question.name, &r.name) || chain.iter().any(|c| under(&c.name, &r.name))
+            })
+            .cloned()
+            .collect()
+    }
+
+    /// The A and AAAA records of `additional` for names that the NS and MX
+    /// records of `answers` and `authority` name, inside the zone.
+    fn additional(
+        &self,
+        answers: &[Record],
+        authority: &[Record],
+        additional: &[Record],
+    ) -> Vec<Record> {
+        let named: Vec<&Name> = answers
+            .iter()
+            .chain(authority)
+            .filter_map(|r| match &r.data {
+                RData::Name(target) if r.rtype == rtype::NS => Some(target),
+                RData::Mx { exchange, .. } => Some(exchange),
+                _ => None,
+            })
+            .collect();
+        additional
+            .iter()
+            .filter(|r| matches!(r.rtype, rtype::A | rtype::AAAA))
+            .filter(|r| self.holds(&r.name) && named.iter().any(|n| n.eq_ignore_case(&r.name)))
+            .cloned()
+            .collect()
+    }
+}
+
+/// Whether `name` is `apex` or below it, ignoring case.
+fn under(name: &Name, apex: &Name) -> bool {
+    let name: Vec<&[u8]> = name.labels().collect();
+    let apex: Vec<&[u8]> = apex.labels().collect();
+    name.len() >= apex.len()
+        && name[name.len() - apex.len()..]
+            .iter()
+            .zip(&apex)
+            .all(|(a, b)| a.eq_ignore_ascii_case(b))
+}
+
 /// The records of `answers` on the chain from the question's name: those
 /// of the type asked (any type for `*`) or CNAMEs, owned by the name, then
-/// by the CNAME's target, and so on; each name visited once (a CNAME loop
-/// ends).
-fn answer_chain(question: &Question, answers: &[Record]) -> Vec<Record> {
+/// by the CNAME's target while it is inside `zone`, and so on; each name
+/// visited once (a CNAME loop ends).
+fn answer_chain(question: &Question, answers: &[Record], zone: &Bailiwick) -> Vec<Record> {
     let wanted = |r: &Record| {
         r.class == question.qclass
             && (r.rtype == question.qtype
@@ -293,7 +423,7 @@ fn answer_chain(question: &Question, answers: &[Record]) -> Vec<Record> {
     let mut visited: Vec<Name> = Vec::new();
     let mut owner = question.name.clone();
     loop {
-        if visited.iter().any(|v| v.eq_ignore_case(&owner)) {
+        if visited.iter().any(|v| v.eq_ignore_case(&owner)) || !zone.holds(&owner) {
             break;
         }
         let here: Vec<&Record> = answers
@@ -383,7 +513,7 @@ mod tests {
             let bytes = reply(*id, q, rcode::NOERROR, vec![a(names[i], i as u8)]).to_bytes(65535);
             let m = link.receive(&bytes).unwrap();
             assert_eq!((m.id, m.tag), (*id, i));
-            assert_eq!(m.outcome, Outcome::Answer(vec![a(names[i], i as u8)]));
+            assert_eq!(m.outcome, Outcome::answer(vec![a(names[i], i as u8)]));
         }
         assert!(link.is_empty());
         // A second reply to an ID already answered matches nothing.
@@ -420,10 +550,7 @@ mod tests {
         let lower = question("www.example.COM.", rtype::A);
         let bytes = reply(id, &lower, rcode::NXDOMAIN, Vec::new()).to_bytes(512);
         let m = link.receive(&bytes).unwrap();
-        assert_eq!(
-            (m.rcode, m.outcome),
-            (rcode::NXDOMAIN, Outcome::NxDomain { soa: None })
-        );
+        assert_eq!((m.rcode, m.outcome), (rcode::NXDOMAIN, Outcome::nxdomain()));
     }
 
     #[test]
@@ -487,7 +614,10 @@ mod tests {
         with_soa.authority.push(soa(30));
         assert_eq!(
             classify(&q, &with_soa),
-            Outcome::NxDomain { soa: Some(soa(30)) }
+            Outcome::NxDomain {
+                chain: Vec::new(),
+                soa: Some(soa(30))
+            }
         );
         with_soa.rcode = rcode::NOERROR;
         assert_eq!(
@@ -497,6 +627,7 @@ mod tests {
         let empty = reply(1, &q, rcode::NOERROR, Vec::new());
         assert_eq!(classify(&q, &empty), Outcome::NoData { soa: None });
         let mut referral = empty.clone();
+        referral.header.aa = false;
         referral.authority.push(Record {
             name: name("example.com"),
             rtype: rtype::NS,
@@ -504,7 +635,16 @@ mod tests {
             ttl: 60,
             data: RData::Name(name("ns.elsewhere.net")),
         });
-        assert_eq!(classify(&q, &referral), Outcome::Refused);
+        assert_eq!(
+            classify(&q, &referral),
+            Outcome::Referral(Sections {
+                authority: referral.authority.clone(),
+                ..Sections::default()
+            })
+        );
+        // From the zone's own authority, NS without a SOA is no delegation.
+        referral.header.aa = true;
+        assert_eq!(classify(&q, &referral), Outcome::NoData { soa: None });
         assert_eq!(
             classify(&q, &reply(1, &q, rcode::REFUSED, Vec::new())),
             Outcome::Refused
@@ -540,7 +680,7 @@ mod tests {
         let m = reply(1, &q, rcode::NOERROR, answers);
         assert_eq!(
             classify(&q, &m),
-            Outcome::Answer(vec![
+            Outcome::answer(vec![
                 cname("WWW.example.com", "web.example.com"),
                 a("web.example.com", 1),
                 a("web.example.com", 2),
@@ -549,5 +689,145 @@ mod tests {
         );
         let only_evil = reply(1, &q, rcode::NOERROR, vec![a("evil.example.net", 66)]);
         assert_eq!(classify(&q, &only_evil), Outcome::NoData { soa: None });
+    }
+    fn cname(from: &str, to: &str) -> Record {
+        Record {
+            name: name(from),
+            rtype: rtype::CNAME,
+            class: CLASS_IN,
+            ttl: 60,
+            data: RData::Name(name(to)),
+        }
+    }
+
+    fn ns(zone: &str, server: &str) -> Record {
+        Record {
+            name: name(zone),
+            rtype: rtype::NS,
+            class: CLASS_IN,
+            ttl: 600,
+            data: RData::Name(name(server)),
+        }
+    }
+
+    #[test]
+    fn a_cname_is_followed_only_inside_the_zone_that_answered() {
+        let q = question("cn.evil.test", rtype::A);
+        let answers = vec![cname("cn.evil.test", "google.com"), a("google.com", 6)];
+        let m = reply(1, &q, rcode::NOERROR, answers);
+        assert_eq!(
+            classify(&q, &m),
+            Outcome::answer(vec![cname("cn.evil.test", "google.com")])
+        );
+        // Claiming the root as its zone widens nothing: the floor is the TLD.
+        let mut root = m.clone();
+        root.authority.push(ns(".", "ns.evil.test"));
+        assert_eq!(
+            classify(&q, &root),
+            Outcome::answer(vec![cname("cn.evil.test", "google.com")])
+        );
+        // The zone's NS narrows the bailiwick to the zone.
+        let q = question("www.example.test", rtype::A);
+        let mut m = reply(
+            1,
+            &q,
+            rcode::NOERROR,
+            vec![
+                cname("www.example.test", "web.example.test"),
+                cname("web.example.test", "cdn.other.test"),
+                a("cdn.other.test", 1),
+            ],
+        );
+        m.authority.push(ns("example.test", "ns1.example.test"));
+        let Outcome::Answer(sections) = classify(&q, &m) else {
+            panic!()
+        };
+        assert_eq!(
+            sections.answers,
+            [
+                cname("www.example.test", "web.example.test"),
+                cname("web.example.test", "cdn.other.test")
+            ]
+        );
+        assert_eq!(sections.authority, [ns("example.test", "ns1.example.test")]);
+        // Without it, other.test is inside test.: the chain goes on.
+        m.authority.clear();
+        let Outcome::Answer(sections) = classify(&q, &m) else {
+            panic!()
+        };
+        assert_eq!(sections.answers.len(), 3);
+    }
+
+    #[test]
+    fn authority_and_additional_records_that_go_with_the_answer_are_kept() {
+        let q = question("example.test", rtype::MX);
+        let mx = Record {
+            name: name("example.test"),
+            rtype: rtype::MX,
+            class: CLASS_IN,
+            ttl: 60,
+            data: RData::Mx {
+                preference: 10,
+                exchange: name("mail.example.test"),
+            },
+        };
+        let mut m = reply(1, &q, rcode::NOERROR, vec![mx.clone()]);
+        m.authority.push(ns("example.test", "ns1.example.test"));
+        m.authority.push(ns("elsewhere.test", "ns1.example.test"));
+        m.additional.push(a("mail.example.test", 25));
+        m.additional.push(a("ns1.example.test", 53));
+        m.additional.push(a("unrelated.example.test", 66));
+        m.additional.push(a("mail.example.test.evil.net", 66));
+        assert_eq!(
+            classify(&q, &m),
+            Outcome::Answer(Sections {
+                answers: vec![mx],
+                authority: vec![ns("example.test", "ns1.example.test")],
+                additional: vec![a("mail.example.test", 25), a("ns1.example.test", 53)],
+            })
+        );
+    }
+
+    #[test]
+    fn a_referral_keeps_its_cut_and_glue_inside_it() {
+        let q = question("www.sub.example.test", rtype::A);
+        let mut m = reply(1, &q, rcode::NOERROR, Vec::new());
+        m.header.aa = false;
+        m.authority
+            .push(ns("sub.example.test", "ns1.sub.example.test"));
+        m.authority.push(ns("sub.example.test", "ns.other.net"));
+        m.additional.push(a("ns1.sub.example.test", 1));
+        m.additional.push(a("ns.other.net", 66));
+        assert_eq!(
+            classify(&q, &m),
+            Outcome::Referral(Sections {
+                answers: Vec::new(),
+                authority: m.authority.clone(),
+                additional: vec![a("ns1.sub.example.test", 1)],
+            })
+        );
+        // NS records for another name are not a referral for this one.
+        let mut other = reply(1, &q, rcode::NOERROR, Vec::new());
+        other.authority.push(ns("google.com", "ns.evil.test"));
+        assert_eq!(classify(&q, &other), Outcome::NoData { soa: None });
+    }
+
+    #[test]
+    fn nxdomain_keeps_the_cname_that_led_to_it_and_the_soa() {
+        let q = question("alias.example.com", rtype::A);
+        let mut m = reply(
+            1,
+            &q,
+            rcode::NXDOMAIN,
+            vec![cname("alias.example.com", "gone.example.com")],
+        );
+        m.authority.push(soa(30));
+        assert_eq!(
+            classify(&q, &m),
+            Outcome::NxDomain {
+                chain: vec![cname("alias.example.com", "gone.example.com")],
+                soa: Some(soa(30)),
+            }
+        );
     }
 }

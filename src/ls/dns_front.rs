@@ -21,11 +21,12 @@
 //!   the UDP lab's load balancer has, would give a flood of spoofed
 //!   addresses a thread each.
 //!
-//! What a session's TSes said becomes the response here: an answer (a
-//! course TS's line becomes one A record), NXDOMAIN when every TS said the
-//! name does not exist, REFUSED when every TS refused (or at once, for a
-//! class other than IN), SERVFAIL at the deadline (`--dns-timeout`) or when
-//! no TS could be asked.
+//! What a session's TSes said becomes the response here: an answer or a
+//! referral as the TS sent it (a course TS's line becomes one A record),
+//! NXDOMAIN when every TS said the name does not exist (with the first DNS
+//! TS's SOA and CNAME chain), REFUSED when every TS refused (or at once, for
+//! a class other than IN), SERVFAIL at the deadline (`--dns-timeout`) or
+//! when no TS could be asked.
 //!
 //! Only sources in `--allow` are answered ([`admits`]); UDP answers pass
 //! the rate limit (`--rrl`, `dns::rrl`) on their way out.
@@ -145,7 +146,7 @@ fn response(settled: Settled<Answer, Ask>) -> (Vec<u8>, Outcome) {
             })
             .unwrap_or(DnsOutcome::ServFail),
         None => match settled.outcome {
-            Outcome::NotFound => DnsOutcome::NxDomain { soa: None },
+            Outcome::NotFound => DnsOutcome::nxdomain(),
             Outcome::Refused => DnsOutcome::Refused,
             _ => DnsOutcome::ServFail,
         },

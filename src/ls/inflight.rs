@@ -12,6 +12,10 @@
 //!   second answer; if there is none, the reply is late or unasked.
 //! - A query is settled by the first answer; as a miss once every TS asked
 //!   has said `NOT FOUND` or is gone; as a miss at its deadline otherwise.
+//!   A miss keeps the first negative answer a TS gave with it (a DNS TS's
+//!   NXDOMAIN and SOA) for the front end to relay, and says which TSes
+//!   were heard saying `NOT FOUND` or refusing ([`settled`](InFlight::settled)):
+//!   one that not every TS confirmed is not for the cache.
 //!   A miss on a query some TS could not be asked for want of the LS's own
 //!   resources is `Busy` instead: the LS cannot tell it is a miss.
 //! - Every query shares one timeout, so deadlines fall in submission order
@@ -93,6 +97,9 @@ pub struct Settled<A, T = ()> {
 pub enum Said<A> {
     Answer(A),
     NotFound,
+    /// `NOT FOUND` with what the front end relays for it (a DNS TS's
+    /// NXDOMAIN, with its SOA): the query's answer if it ends as a miss.
+    Negative(A),
     /// The TS does not serve the name (DNS REFUSED).
     Refused,
     /// The TS could not answer (DNS SERVFAIL, or a reply it cut short).
@@ -129,6 +136,8 @@ struct Pending<A, T> {
     refused: u64,
     failed: u64,
     starved: u64,
+    /// The first [`Said::Negative`], relayed if the query ends as a miss.
+    negative: Option<A>,
     done: Option<(Outcome, Option<A>, Duration)>,
 }
 
@@ -302,6 +311,7 @@ impl<A, T> InFlight<A, T> {
             refused: 0,
             failed: 0,
             starved,
+            negative: None,
             done: None,
         });
         self.by_key
@@ -312,11 +322,18 @@ impl<A, T> InFlight<A, T> {
         seq
     }
 
-    /// Adds a query settled at once (an invalid one, or one answered from
-    /// a cache) with `reply`, in line with the others.
-    pub fn submit_settled(&mut self, outcome: Outcome, reply: A, tag: T, now: Instant) -> u64 {
+    /// Adds a query for `name` settled at once (an invalid one, or one
+    /// answered from a cache) with `reply`, in line with the others.
+    pub fn submit_settled(
+        &mut self,
+        name: &str,
+        outcome: Outcome,
+        reply: A,
+        tag: T,
+        now: Instant,
+    ) -> u64 {
         let seq = self.queue.push(Pending {
-            name: String::new(),
+            name: name.to_string(),
             tag,
             key: None,
             started: now,
@@ -327,6 +344,7 @@ impl<A, T> InFlight<A, T> {
             refused: 0,
             failed: 0,
             starved: 0,
+            negative: None,
             done: Some((outcome, Some(reply), Duration::ZERO)),
         });
         if self.release == Release::AsSettled {
@@ -411,8 +429,11 @@ impl<A, T> InFlight<A, T> {
                 self.settle(seq, Outcome::Answered { ts }, Some(answer), now);
                 Matched::Answered(seq)
             }
-            Said::NotFound => {
+            Said::NotFound | Said::Negative(_) => {
                 pending.denied |= bit;
+                if let Said::Negative(negative) = said {
+                    pending.negative.get_or_insert(negative);
+                }
                 self.settle_if_nobody_left(seq, now);
                 Matched::Denied(seq)
             }
@@ -426,6 +447,15 @@ impl<A, T> InFlight<A, T> {
                 Matched::Denied(seq)
             }
         }
+    }
+
+    /// Query `seq`'s outcome and answer once it is settled, with the TSes
+    /// that said `NOT FOUND` or refused it (a bit each): a miss heard from
+    /// every TS is one that no TS down, silent or failing could contradict.
+    pub fn settled(&self, seq: u64) -> Option<(Outcome, Option<&A>, u64)> {
+        let pending = self.get(seq)?;
+        let (outcome, answer, _) = pending.done.as_ref()?;
+        Some((*outcome, answer.as_ref(), pending.denied | pending.refused))
     }
 
     /// TS `ts`'s connection is gone: no query waits on it any more, so the
@@ -556,7 +586,16 @@ impl<A, T> InFlight<A, T> {
             } else {
                 Outcome::AllDown
             };
-            self.settle(seq, outcome, None, now);
+            let negative = self
+                .queue
+                .get_mut(seq)
+                .and_then(|pending| pending.negative.take());
+            self.settle(
+                seq,
+                outcome,
+                negative.filter(|_| outcome == Outcome::NotFound),
+                now,
+            );
         }
     }
 
@@ -573,10 +612,10 @@ impl<A, T> InFlight<A, T> {
                 | Outcome::Refused
                 | Outcome::Failed
         );
-        let outcome = if miss && pending.starved != 0 {
-            Outcome::Busy
+        let (outcome, answer) = if miss && pending.starved != 0 {
+            (Outcome::Busy, None)
         } else {
-            outcome
+            (outcome, answer)
         };
         let took = now.saturating_duration_since(pending.started);
         pending.done = Some((outcome, answer, took));
@@ -794,7 +833,7 @@ mod tests {
     fn replies_leave_in_submission_order() {
         let (mut f, t) = setup();
         f.submit("slow.com", "slow.com", BOTH, 0, (), t);
-        f.submit_settled(Outcome::Invalid, "- Error:EMPTY QUERY", (), t);
+        f.submit_settled("", Outcome::Invalid, "- Error:EMPTY QUERY", (), t);
         f.submit("fast.com", "fast.com", BOTH, 0, (), t);
         f.reply(TS1, "fast.com", Said::Answer("fast"), t);
         assert!(f.pop_ready().is_none(), "the oldest is not settled");
@@ -818,7 +857,7 @@ mod tests {
     fn as_settled_a_reply_leaves_before_older_unsettled_queries() {
         let (mut f, t) = as_settled();
         let slow = f.submit("slow.com", "slow.com", BOTH, 0, (), t);
-        f.submit_settled(Outcome::Invalid, "bad", (), t);
+        f.submit_settled("", Outcome::Invalid, "bad", (), t);
         let fast = f.submit("fast.com", "fast.com", BOTH, 0, (), t);
         f.reply(TS1, "fast.com", Said::Answer("fast"), t);
         // Settled first, out first; the slow query still waits.
@@ -845,7 +884,7 @@ mod tests {
         let (mut f, t) = as_settled();
         let slow = f.submit("slow.com", "slow.com", BOTH, 0, (), t);
         for _ in 0..100 {
-            f.submit_settled(Outcome::Cached, "hit", (), t);
+            f.submit_settled("", Outcome::Cached, "hit", (), t);
         }
         assert_eq!(outcomes(&mut f).len(), 100);
         assert_eq!((f.len(), f.queue.slots.len()), (1, 101));
@@ -960,6 +999,57 @@ mod tests {
     }
 
     #[test]
+    fn a_miss_carries_the_first_negative_answer_and_says_who_was_heard() {
+        let (mut f, t) = setup();
+        let nx = f.submit("a.com", "a.com", BOTH, 0, (), t);
+        f.reply(TS1, "a.com", Said::Negative("nx1"), t);
+        assert_eq!(f.settled(nx), None, "TS2 may still answer");
+        f.reply(TS2, "a.com", Said::Negative("nx2"), t);
+        assert_eq!(f.settled(nx), Some((Outcome::NotFound, Some(&"nx1"), BOTH)));
+        // A refusal is heard; a TS that went down is not.
+        let refused = f.submit("b.com", "b.com", BOTH, 0, (), t);
+        f.reply(TS1, "b.com", Said::Refused, t);
+        f.reply(TS2, "b.com", Said::Negative("nx"), t);
+        assert_eq!(
+            f.settled(refused),
+            Some((Outcome::NotFound, Some(&"nx"), BOTH))
+        );
+        let down = f.submit("c.com", "c.com", BOTH, 0, (), t);
+        f.reply(TS2, "c.com", Said::Negative("nx"), t);
+        f.forget_ts(TS1, t);
+        assert_eq!(
+            f.settled(down),
+            Some((Outcome::NotFound, Some(&"nx"), 1 << TS2))
+        );
+        // Not asked at all (down before the query), or failing: not heard.
+        let unasked = f.submit("d.com", "d.com", 1 << TS2, 0, (), t);
+        f.reply(TS2, "d.com", Said::NotFound, t);
+        assert_eq!(
+            f.settled(unasked),
+            Some((Outcome::NotFound, None, 1 << TS2))
+        );
+        let failed = f.submit("e.com", "e.com", BOTH, 0, (), t);
+        f.reply(TS1, "e.com", Said::Failed, t);
+        f.reply(TS2, "e.com", Said::NotFound, t);
+        assert_eq!(f.settled(failed), Some((Outcome::NotFound, None, 1 << TS2)));
+        // A miss the LS could not be sure of carries no answer.
+        let busy = f.submit("f.com", "f.com", 1 << TS2, 1 << TS1, (), t);
+        f.reply(TS2, "f.com", Said::Negative("nx"), t);
+        assert_eq!(f.settled(busy), Some((Outcome::Busy, None, 1 << TS2)));
+        // Named cache answers keep their name.
+        f.submit_settled("g.com", Outcome::CachedMiss, "nx", (), t);
+        let names: Vec<String> = std::iter::from_fn(|| f.pop_ready())
+            .map(|s| s.name)
+            .collect();
+        assert_eq!(
+            names,
+            [
+                "a.com", "b.com", "c.com", "d.com", "e.com", "f.com", "g.com"
+            ]
+        );
+    }
+
+    #[test]
     fn a_failure_is_servfail_unless_another_ts_knows_better() {
         let (mut f, t) = setup();
         f.submit("a.com", "a.com", BOTH, 0, (), t);
@@ -1000,7 +1090,7 @@ mod tests {
         let mut f: InFlight<&str, u16> = InFlight::new(TIMEOUT, Release::InOrder);
         let t = Instant::now();
         f.submit("a.com", "a.com", BOTH, 0, 7, t);
-        f.submit_settled(Outcome::Invalid, "bad", 9, t);
+        f.submit_settled("", Outcome::Invalid, "bad", 9, t);
         f.reply(TS1, "a.com", Said::Answer("a"), t);
         let tags: Vec<u16> = std::iter::from_fn(|| f.pop_ready())
             .map(|s| s.tag)

@@ -51,20 +51,36 @@ pub const BARE_READ_GAP: Duration = Duration::from_millis(5);
 pub enum Answer {
     /// A course TS's answer line, as it came (without line ending).
     Line(String),
-    /// A DNS TS's answer: records, or "the name exists without that type".
+    /// A DNS TS's answer (records, a referral, "the name exists without
+    /// that type"), its NXDOMAIN for a miss, or the cache's answer.
     Dns(DnsOutcome),
     /// A reply the front end made itself (an error line, a FORMERR
     /// response, an answer from the cache), relayed in its turn.
     Made(Vec<u8>),
 }
 
-/// How a cache hit counts: an answer, or a miss (a cached NXDOMAIN or
-/// NODATA).
+/// How a cache hit counts: an answer (or a referral), or a miss (a cached
+/// NXDOMAIN or NODATA).
 pub fn cached_outcome(hit: &DnsOutcome) -> Outcome {
     match hit {
-        DnsOutcome::Answer(_) => Outcome::Cached,
+        DnsOutcome::Answer(_) | DnsOutcome::Referral(_) => Outcome::Cached,
         _ => Outcome::CachedMiss,
     }
+}
+
+/// What the cache keeps of a course TS's answer line to `question`: its A
+/// record, owned by the name as the TS spelt it, so that a course client's
+/// hit gets the line an uncached query would.
+fn line_kept(question: &Question, line: &str) -> Option<DnsOutcome> {
+    let reply = wire::parse_reply(line.as_bytes()).ok()?;
+    let mut outcome = respond::line_outcome(question, &reply, respond::LINE_ANSWER_TTL)?;
+    if let DnsOutcome::Answer(sections) = &mut outcome {
+        let spelt = crate::dns::Name::from_ascii(reply.name()).ok()?;
+        for record in &mut sections.answers {
+            record.name = spelt.clone();
+        }
+    }
+    Some(outcome)
 }
 
 /// A query as a front end hands it to its session.
@@ -410,7 +426,7 @@ impl<T> Session<T> {
             front: tag,
         };
         self.inflight
-            .submit_settled(outcome, reply, tag, self.last_submit);
+            .submit_settled("", outcome, reply, tag, self.last_submit);
         true
     }
 
@@ -420,23 +436,59 @@ impl<T> Session<T> {
         self.shared.cache.as_ref()?.get(question, Instant::now())
     }
 
-    /// Keeps a settled query's answer in the cache (when there is one): a
-    /// TS's answer, or NXDOMAIN when every TS said the name does not exist.
-    fn keep(&self, outcome: Outcome, answer: Option<&Answer>, question: Option<&Question>) {
-        let (Some(cache), Some(question)) = (&self.shared.cache, question) else {
+    /// Adds a query for `name` (as the client spelt it) answered from the
+    /// cache with `hit`: it leaves in its turn, its reply made as a TS's
+    /// answer or miss would be.
+    pub fn submit_cached(
+        &mut self,
+        name: &str,
+        hit: DnsOutcome,
+        question: Question,
+        tag: T,
+    ) -> bool {
+        self.last_submit = Instant::now();
+        self.shared.stats.queries.fetch_add(1, Ordering::Relaxed);
+        let tag = Tagged {
+            question: Some(question),
+            front: tag,
+        };
+        let outcome = cached_outcome(&hit);
+        self.inflight
+            .submit_settled(name, outcome, Answer::Dns(hit), tag, self.last_submit);
+        true
+    }
+
+    /// Keeps query `seq`'s answer in the cache (when there is one), once a
+    /// reply has settled it: a TS's answer, or a miss every TS said (each
+    /// said NXDOMAIN, `NOT FOUND` or REFUSED). A miss while some TS was
+    /// down, not asked, silent or failing is answered but not kept: that
+    /// TS may hold the name.
+    fn keep(&self, seq: u64) {
+        let Some(cache) = &self.shared.cache else {
             return;
         };
+        let (
+            Some((outcome, answer, heard)),
+            Some(Tagged {
+                question: Some(question),
+                ..
+            }),
+        ) = (self.inflight.settled(seq), self.inflight.tag(seq))
+        else {
+            return;
+        };
+        let every_ts = ((1u128 << self.links.len()) - 1) as u64;
         let kept = match (outcome, answer) {
             (Outcome::Answered { .. }, Some(Answer::Dns(outcome))) => outcome.clone(),
             (Outcome::Answered { .. }, Some(Answer::Line(line))) => {
-                let Some(outcome) = wire::parse_reply(line.as_bytes()).ok().and_then(|reply| {
-                    respond::line_outcome(question, &reply, respond::LINE_ANSWER_TTL)
-                }) else {
+                let Some(outcome) = line_kept(question, line) else {
                     return;
                 };
                 outcome
             }
-            (Outcome::NotFound, _) => DnsOutcome::NxDomain { soa: None },
+            (Outcome::NotFound, _) if heard & every_ts != every_ts => return,
+            (Outcome::NotFound, Some(Answer::Dns(outcome))) => outcome.clone(),
+            (Outcome::NotFound, _) => DnsOutcome::nxdomain(),
             _ => return,
         };
         cache.insert(question, &kept, Instant::now());
@@ -654,11 +706,6 @@ impl<T> Session<T> {
     /// reply has reached the client; a reply that never does is abandoned.
     pub fn pop_ready(&mut self) -> Option<Settled<Answer, T>> {
         let settled = self.inflight.pop_ready()?;
-        self.keep(
-            settled.outcome,
-            settled.answer.as_ref(),
-            settled.tag.question.as_ref(),
-        );
         Some(Settled {
             name: settled.name,
             outcome: settled.outcome,
@@ -868,7 +915,9 @@ impl<T> Session<T> {
             match upstream.receive(&bytes) {
                 Ok(matched) => {
                     let said = match matched.outcome {
-                        DnsOutcome::NxDomain { .. } => Said::NotFound,
+                        outcome @ DnsOutcome::NxDomain { .. } => {
+                            Said::Negative(Answer::Dns(outcome))
+                        }
                         DnsOutcome::Refused => Said::Refused,
                         DnsOutcome::ServFail => Said::Failed,
                         outcome => Said::Answer(Answer::Dns(outcome)),
@@ -916,7 +965,11 @@ impl<T> Session<T> {
         apply: impl FnOnce(&mut InFlight<Answer, Tagged<T>>, Instant) -> Matched,
     ) {
         let why = match apply(&mut self.inflight, Instant::now()) {
-            Matched::Answered(_) | Matched::Denied(_) | Matched::Stale => return,
+            Matched::Answered(seq) | Matched::Denied(seq) => {
+                self.keep(seq);
+                return;
+            }
+            Matched::Stale => return,
             Matched::Second => "a second answer",
             Matched::Unmatched => "late, or for a name not asked",
         };

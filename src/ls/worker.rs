@@ -34,7 +34,7 @@ use crossbeam_channel::{Receiver, RecvTimeoutError, Sender};
 
 use super::event::Event;
 use super::inflight::{Outcome, Release, Settled};
-use super::session::{Answer, Locked, Request, Session, cached_outcome};
+use super::session::{Answer, Locked, Request, Session};
 use super::setup::Shared;
 use super::stats::Stats;
 use crate::dns::{self, Question, Record, rtype};
@@ -461,8 +461,11 @@ fn submit_course_query(s: &mut Session, query: Result<wire::Query, QueryError>) 
     // `None` for a hostname the course accepts that DNS cannot carry (over
     // 255 bytes in wire form): asked of course TSes only.
     let question = course_question(&query.name);
-    if let Some(hit) = question.as_ref().and_then(|q| s.cached(q)) {
-        return s.submit_made(cached_outcome(&hit), Answer::Dns(hit), question, ());
+    if let Some((hit, question)) = question
+        .as_ref()
+        .and_then(|q| Some((s.cached(q)?, q.clone())))
+    {
+        return s.submit_cached(&query.name, hit, question, ());
     }
     s.submit(Request {
         name: query.name,
@@ -594,7 +597,7 @@ impl Front for CourseReplies<'_> {
         let line = match settled.answer {
             Some(Answer::Line(line)) => line,
             Some(Answer::Made(bytes)) => String::from_utf8_lossy(&bytes).into_owned(),
-            Some(Answer::Dns(outcome)) => first_address(&outcome, dialect)
+            Some(Answer::Dns(outcome)) => first_address(&outcome, &settled.name, dialect)
                 .unwrap_or_else(|| wire::miss_line(&settled.name, dialect)),
             // The LS could not ask every TS: it cannot say the name is missing.
             None if settled.outcome == Outcome::Busy => wire::SERVER_BUSY.to_string(),
@@ -610,21 +613,30 @@ impl Front for CourseReplies<'_> {
     }
 }
 
-/// The course reply for a DNS answer: its first address, as `name ip A`.
-fn first_address(outcome: &dns::Outcome, dialect: Dialect) -> Option<String> {
-    let dns::Outcome::Answer(records) = outcome else {
+/// The course reply for a DNS answer to `name` (as the client spelt it):
+/// the answer section's first address, as `name ip A`. The reply names the
+/// name asked, spelt as the A record spells it when the record is owned by
+/// that name, never the target of a CNAME.
+fn first_address(outcome: &dns::Outcome, name: &str, dialect: Dialect) -> Option<String> {
+    let dns::Outcome::Answer(sections) = outcome else {
         return None;
     };
-    records
+    let asked = dns::Name::from_ascii(name).ok();
+    sections
+        .answers
         .iter()
         .find_map(|record: &Record| match record.data {
-            dns::RData::A(ip) => Some(
-                wire::Answer {
-                    name: record.name.to_string().trim_end_matches('.').to_string(),
-                    ip,
-                }
-                .line(dialect),
-            ),
+            dns::RData::A(ip) => {
+                let owned = asked
+                    .as_ref()
+                    .is_some_and(|a| a.eq_ignore_case(&record.name));
+                let name = if owned {
+                    record.name.to_string().trim_end_matches('.').to_string()
+                } else {
+                    name.to_string()
+                };
+                Some(wire::Answer { name, ip }.line(dialect))
+            }
             _ => None,
         })
 }

@@ -294,3 +294,68 @@ pub fn spawn_dns_bin(args: &[&str]) -> (Running, SocketAddr, Receiver<String>) {
         log,
     )
 }
+
+/// A fake authoritative DNS TS: `answer` makes the reply to each query
+/// (see [`reply_to`] and the record makers below). The counter counts the
+/// queries it was sent, so a test can tell a cache hit from a query asked
+/// again.
+pub fn fake_authority(
+    answer: impl Fn(&Message) -> Message + Send + Sync + 'static,
+) -> (SocketAddr, Arc<std::sync::atomic::AtomicUsize>) {
+    let asked = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let counter = Arc::clone(&asked);
+    let addr = fake_dns_ts(move |query, stream| {
+        counter.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        write_message(stream, &answer(query));
+    });
+    (addr, asked)
+}
+
+/// The name asked in `query`, in lower case without the final dot.
+pub fn asked(query: &Message) -> String {
+    let name = query.queries[0].name().to_ascii().to_ascii_lowercase();
+    name.trim_end_matches('.').to_string()
+}
+
+/// A hickory name from text.
+pub fn hname(text: &str) -> Name {
+    Name::from_ascii(text).unwrap()
+}
+
+/// An A record.
+pub fn a_record(owner: &str, ttl: u32, ip: Ipv4Addr) -> hickory_proto::rr::Record {
+    hickory_proto::rr::Record::from_rdata(hname(owner), ttl, RData::A(ip.into()))
+}
+
+/// A CNAME record.
+pub fn cname_record(owner: &str, ttl: u32, target: &str) -> hickory_proto::rr::Record {
+    let target = hickory_proto::rr::rdata::CNAME(hname(target));
+    hickory_proto::rr::Record::from_rdata(hname(owner), ttl, RData::CNAME(target))
+}
+
+/// An NS record.
+pub fn ns_record(zone: &str, ttl: u32, server: &str) -> hickory_proto::rr::Record {
+    let server = hickory_proto::rr::rdata::NS(hname(server));
+    hickory_proto::rr::Record::from_rdata(hname(zone), ttl, RData::NS(server))
+}
+
+/// An MX record.
+pub fn mx_record(owner: &str, ttl: u32, exchange: &str) -> hickory_proto::rr::Record {
+    let mx = hickory_proto::rr::rdata::MX::new(10, hname(exchange));
+    hickory_proto::rr::Record::from_rdata(hname(owner), ttl, RData::MX(mx))
+}
+
+/// The SOA record of `zone` with `ttl` and MINIMUM `minimum` (the
+/// negative-caching TTL is the smaller of the two, RFC 2308 §5).
+pub fn soa_record(zone: &str, ttl: u32, minimum: u32) -> hickory_proto::rr::Record {
+    let soa = hickory_proto::rr::rdata::SOA::new(
+        hname(&format!("ns1.{zone}")),
+        hname(&format!("hostmaster.{zone}")),
+        2_026_010_101,
+        3600,
+        600,
+        86_400,
+        minimum,
+    );
+    hickory_proto::rr::Record::from_rdata(hname(zone), ttl, RData::SOA(soa))
+}
