@@ -29,6 +29,13 @@ use crate::wire;
 /// How long the client waits for the LS to accept its connection.
 pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 
+/// How long the client waits after a reply before it sends its next query
+/// bare. A course LS sends each query to every TS as soon as it reads it;
+/// a TS that stayed silent on the last query (the other one held the name)
+/// and has not read it yet would read both in one `recv()` and miss both.
+/// This gives it the time to read.
+pub const BARE_QUERY_GAP: Duration = Duration::from_millis(50);
+
 /// Longest reply line kept (an error reply echoes a query of up to 255 bytes).
 const MAX_REPLY_LEN: usize = 4096;
 
@@ -246,6 +253,8 @@ fn exchange(
 /// # use dnslb::framing::Framing;
 /// let options = ClientOptions::default();
 /// assert_eq!(plan(options), (Framing::Bare, Framing::Auto, 1));
+/// let bare = ClientOptions { framing: Framing::Bare, pipeline: 8, ..options };
+/// assert_eq!(plan(bare), (Framing::Bare, Framing::Bare, 1));
 /// let pipelined = ClientOptions { pipeline: 8, ..options };
 /// assert_eq!(plan(pipelined), (Framing::Line, Framing::Line, 8));
 /// ```
@@ -258,12 +267,17 @@ pub fn plan(options: ClientOptions) -> (Framing, Framing, usize) {
 }
 
 /// Sends each name once a credit allows; flushes whenever it must wait.
+/// Bare queries leave [`BARE_QUERY_GAP`] after the reply before them.
 fn send_queries(stream: TcpStream, names: &[&[u8]], framing: Framing, credits: &Credits) {
     let mut queries = BufWriter::new(stream);
     for name in names {
         let must_wait = !credits.try_take();
         if must_wait && (queries.flush().is_err() || !credits.take()) {
             return;
+        }
+        if must_wait && framing == Framing::Bare {
+            // Spacing, not waiting for an event (see BARE_QUERY_GAP).
+            thread::sleep(BARE_QUERY_GAP);
         }
         if write_message(&mut queries, name, framing).is_err() {
             return;

@@ -2,12 +2,25 @@
 //! `send()`/`recv()` framing, select() LS) with dnslb's, each role with its
 //! defaults, on the course sample: RESOLVED.txt must come out byte for byte
 //! as data/example-RESOLVED.txt.
+//!
+//! The course's own mix (every role the course's) is left out: its LS sends
+//! each query to both TSes as soon as it reads it, and a TS that stayed
+//! silent on the last query and was not scheduled in between reads the two
+//! in one `recv()` and misses both (about one run in five on a busy
+//! machine). dnslb has no part in that mix; in every other, it keeps the
+//! queries apart.
 
 mod support;
 
+use std::io::{Read, Write};
+use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::thread;
+use std::time::Instant;
+
+use dnslb::client::{self, ClientOptions};
+use dnslb::framing::Framing;
 
 use support::*;
 
@@ -42,7 +55,7 @@ fn path(p: &Path) -> &str {
     p.to_str().expect("paths here are UTF-8")
 }
 
-fn start_ts(role: Role, table: &str) -> Running {
+fn start_role_ts(role: Role, table: &str) -> Running {
     let table = data(table);
     match role {
         Course => spawn_server_command(course_command(&["ts", "0", path(&table)])),
@@ -74,15 +87,10 @@ fn run_client(role: Role, ls: &Running, dir: &Path) -> Result<Vec<u8>, String> {
     let output: PathBuf = dir.join("RESOLVED.txt");
     let ok = match role {
         Course => {
-            let mut child = course_command(&[
-                "client",
-                "127.0.0.1",
-                &port,
-                path(&input),
-                path(&output),
-            ])
-            .spawn()
-            .map_err(|e| format!("cannot start the course client: {e}"))?;
+            let mut child =
+                course_command(&["client", "127.0.0.1", &port, path(&input), path(&output)])
+                    .spawn()
+                    .map_err(|e| format!("cannot start the course client: {e}"))?;
             wait_bounded(&mut child, BOUND).success()
         }
         Dnslb => {
@@ -110,8 +118,8 @@ fn run_client(role: Role, ls: &Running, dir: &Path) -> Result<Vec<u8>, String> {
 
 /// Runs one mix; `Err` says what came out wrong.
 fn run(mix: Mix) -> Result<(), String> {
-    let ts1 = start_ts(mix.ts1, "PROJ2-DNSTS1.txt");
-    let ts2 = start_ts(mix.ts2, "PROJ2-DNSTS2.txt");
+    let ts1 = start_role_ts(mix.ts1, "PROJ2-DNSTS1.txt");
+    let ts2 = start_role_ts(mix.ts2, "PROJ2-DNSTS2.txt");
     let ls = start_ls(mix.ls, [&ts1, &ts2]);
     let dir = tempfile::tempdir().map_err(|e| e.to_string())?;
     let resolved = run_client(mix.client, &ls, dir.path())?;
@@ -126,9 +134,10 @@ fn run(mix: Mix) -> Result<(), String> {
     }
 }
 
-fn every_mix() -> Vec<Mix> {
+/// The 15 mixes with at least one dnslb role.
+fn every_mix_with_dnslb() -> Vec<Mix> {
     let role = |bit: u32, n: u32| if n & (1 << bit) == 0 { Course } else { Dnslb };
-    (0..16)
+    (1..16)
         .map(|n| Mix {
             ts1: role(0, n),
             ts2: role(1, n),
@@ -170,6 +179,124 @@ fn smoke() {
 
 #[test]
 fn every_mix_of_course_and_dnslb_roles_resolves_the_sample_with_defaults() {
-    let failed = failures(&every_mix());
-    assert!(failed.is_empty(), "{} of 16 mixes failed:\n{}", failed.len(), failed.join("\n"));
+    let failed = failures(&every_mix_with_dnslb());
+    assert!(
+        failed.is_empty(),
+        "{} of 15 mixes failed:\n{}",
+        failed.len(),
+        failed.join("\n")
+    );
+}
+
+/// A course TS that strips nothing: one `recv()` per query, the exact bytes
+/// looked up, the answer sent bare; silent otherwise (a newline alone too).
+fn strict_course_ts(table: &'static [(&'static str, &'static str)]) -> SocketAddr {
+    fake_server(move |mut stream| {
+        let mut buf = [0u8; 200];
+        loop {
+            let n = match stream.read(&mut buf) {
+                Ok(0) | Err(_) => return,
+                Ok(n) => n,
+            };
+            if let Some((name, ip)) = table.iter().find(|(name, _)| name.as_bytes() == &buf[..n]) {
+                let _ = stream.write_all(format!("{name} {ip} A").as_bytes());
+            }
+        }
+    })
+}
+
+#[test]
+fn ls_sends_course_tses_bare_names_one_at_a_time_by_default() {
+    let ts1 = strict_course_ts(&[("amazon.org", "94.5.6.7"), ("rutgers.com", "172.34.4.6")]);
+    let ts2 = strict_course_ts(&[("www.princeton.edu", "128.1.1.4")]);
+    let ls = start_ls_with(&[ts1, ts2], ms(2000), |o| o.ts_framing = Framing::Auto);
+    let mut client = LineClient::connect(ls.addr);
+    // Pipelined: the LS holds each TS's next query until it has read the last.
+    client.send_raw(b"www.princeton.edu\nrutgers.com\namazon.org\nwww.princeton.edu\n");
+    assert_eq!(client.recv(), "www.princeton.edu 128.1.1.4 A");
+    assert_eq!(client.recv(), "rutgers.com 172.34.4.6 A");
+    assert_eq!(client.recv(), "amazon.org 94.5.6.7 A");
+    assert_eq!(client.recv(), "www.princeton.edu 128.1.1.4 A");
+}
+
+#[test]
+fn ls_learns_a_line_ts_and_then_pipelines_to_it() {
+    // A line-only TS answers once the newline that follows a bare query
+    // reaches it; after that the LS sends it lines, all at once.
+    let ts = slow_ts(&[("amazon.org", "94.5.6.7")], ms(0));
+    let dnslb_ts = start_ts("rutgers.com 172.34.4.6 A\n");
+    let ls = start_ls_with(&[ts, dnslb_ts.addr], ms(300), |o| {
+        o.ts_framing = Framing::Auto
+    });
+    let mut client = LineClient::connect(ls.addr);
+    assert_eq!(client.ask("amazon.org"), "amazon.org 94.5.6.7 A");
+    assert_eq!(client.ask("rutgers.com"), "rutgers.com 172.34.4.6 A");
+    // Sent as to a TS not known yet, each would wait 100 ms for its newline.
+    let started = Instant::now();
+    client.send_raw("amazon.org\n".repeat(40).as_bytes());
+    for _ in 0..40 {
+        assert_eq!(client.recv(), "amazon.org 94.5.6.7 A");
+    }
+    let took = started.elapsed();
+    assert!(took < ms(1500), "40 pipelined hits took {took:?}");
+}
+
+/// A course LS that strips nothing: answers a bare name with one bare
+/// `send()`, anything else (a name with its newline) with a wrong answer.
+fn strict_course_ls() -> SocketAddr {
+    fake_server(|mut stream| {
+        let mut buf = [0u8; 200];
+        loop {
+            let n = match stream.read(&mut buf) {
+                Ok(0) | Err(_) => return,
+                Ok(n) => n,
+            };
+            let name = String::from_utf8_lossy(&buf[..n]).to_string();
+            let reply = if name.contains('\n') {
+                format!("{name} - Error:HOST NOT FOUND")
+            } else {
+                format!("{name} 10.0.0.{n} A")
+            };
+            let _ = stream.write_all(reply.as_bytes());
+        }
+    })
+}
+
+#[test]
+fn client_sends_a_course_ls_bare_names_by_default() {
+    let ls = strict_course_ls();
+    let dir = tempfile::tempdir().unwrap();
+    let (input, output) = (dir.path().join("in.txt"), dir.path().join("out.txt"));
+    std::fs::write(&input, "a.com\nbb.com\n").unwrap();
+    let mut echo = Vec::new();
+    let options = ClientOptions::default();
+    let answered = client::resolve_file(&[ls], &input, &output, options, &mut echo).unwrap();
+    assert_eq!(answered, 2);
+    assert_eq!(
+        std::fs::read_to_string(&output).unwrap(),
+        "a.com 10.0.0.5 A\nbb.com 10.0.0.6 A\n"
+    );
+}
+
+#[test]
+fn client_reads_replies_with_or_without_newline() {
+    for newline in ["", "\n", "\r\n"] {
+        let ls = fake_server(move |mut stream| {
+            let mut buf = [0u8; 200];
+            while let Ok(n @ 1..) = stream.read(&mut buf) {
+                let name = String::from_utf8_lossy(&buf[..n]).to_string();
+                let _ = stream.write_all(format!("{name} 1.2.3.4 A{newline}").as_bytes());
+            }
+        });
+        let dir = tempfile::tempdir().unwrap();
+        let (input, output) = (dir.path().join("in.txt"), dir.path().join("out.txt"));
+        std::fs::write(&input, "a.com\nb.com\nc.com\n").unwrap();
+        let options = ClientOptions::default();
+        client::resolve_file(&[ls], &input, &output, options, &mut Vec::new()).unwrap();
+        assert_eq!(
+            std::fs::read_to_string(&output).unwrap(),
+            "a.com 1.2.3.4 A\nb.com 1.2.3.4 A\nc.com 1.2.3.4 A\n",
+            "replies ending in {newline:?}"
+        );
+    }
 }
