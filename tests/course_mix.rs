@@ -231,7 +231,7 @@ fn ls_learns_a_line_ts_and_then_pipelines_to_it() {
     let mut client = LineClient::connect(ls.addr);
     assert_eq!(client.ask("amazon.org"), "amazon.org 94.5.6.7 A");
     assert_eq!(client.ask("rutgers.com"), "rutgers.com 172.34.4.6 A");
-    // Sent as to a TS not known yet, each would wait 100 ms for its newline.
+    // Sent as to a TS not known yet, each would wait 50 ms for its newline.
     let started = Instant::now();
     client.send_raw("amazon.org\n".repeat(40).as_bytes());
     for _ in 0..40 {
@@ -299,4 +299,42 @@ fn client_reads_replies_with_or_without_newline() {
             "replies ending in {newline:?}"
         );
     }
+}
+
+#[test]
+fn later_sessions_send_lines_at_once_to_a_ts_learnt_to_read_lines() {
+    // Each connection's first read, as the TS got it.
+    let (first_reads, reads) = crossbeam_channel::unbounded();
+    let ts = fake_server(move |mut stream| {
+        let mut buf = [0u8; 200];
+        let mut pending = Vec::new();
+        let mut first = true;
+        while let Ok(n @ 1..) = stream.read(&mut buf) {
+            if std::mem::take(&mut first) {
+                let _ = first_reads.send(buf[..n].to_vec());
+            }
+            pending.extend_from_slice(&buf[..n]);
+            while let Some(end) = pending.iter().position(|&b| b == b'\n') {
+                let line: Vec<u8> = pending.drain(..=end).collect();
+                if line == b"amazon.org\n" {
+                    let _ = stream.write_all(b"amazon.org 94.5.6.7 A\n");
+                }
+            }
+        }
+    });
+    let ls = start_ls_with(&[ts], ms(2000), |o| o.ts_framing = Framing::Auto);
+    let mut first = LineClient::connect(ls.addr);
+    assert_eq!(first.ask("amazon.org"), "amazon.org 94.5.6.7 A");
+    let learning = reads.recv_timeout(BOUND).unwrap();
+    assert_eq!(
+        learning, b"amazon.org",
+        "the first session's query goes bare"
+    );
+    let mut second = LineClient::connect(ls.addr);
+    assert_eq!(second.ask("amazon.org"), "amazon.org 94.5.6.7 A");
+    let learnt = reads.recv_timeout(BOUND).unwrap();
+    assert_eq!(
+        learnt, b"amazon.org\n",
+        "the second session's goes as a line"
+    );
 }

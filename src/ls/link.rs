@@ -33,13 +33,14 @@ use crate::wire;
 const LINK_STACK: usize = 64 * 1024;
 
 /// How long, with `--ts-framing auto`, a query sent without newline waits
-/// for a reply before the session sends the newline that makes it a line.
-/// A course TS has read the bare query and answered (or, on a miss, stays
-/// silent) well within it; a dnslb TS waits [`AUTO_DETECT_GRACE`] for that
-/// newline before it takes its peer for a bare one, so this is well below.
+/// for a reply before the session sends the newline that makes it a line:
+/// the time a bare TS is given to read a message before more bytes follow
+/// (as [`BARE_READ_GAP`]). A dnslb TS waits [`AUTO_DETECT_GRACE`] for that
+/// newline before it takes its peer for a bare one, well above this.
 ///
+/// [`BARE_READ_GAP`]: super::session::BARE_READ_GAP
 /// [`AUTO_DETECT_GRACE`]: crate::framing::AUTO_DETECT_GRACE
-pub const PROBE_DELAY: Duration = Duration::from_millis(100);
+pub const PROBE_DELAY: Duration = Duration::from_millis(50);
 
 /// What a link has learnt of its TS's framing (`--ts-framing auto`).
 #[derive(Default)]
@@ -164,7 +165,8 @@ impl LinkThread {
 pub struct LinkOptions {
     /// Longest a write to the TS may block.
     pub write_timeout: Duration,
-    /// `Line`, `Bare`, or `Auto` (learnt from the first reply) for a course TS.
+    /// `Line`, `Bare`, or `Auto` (learnt from the first reply) for a course
+    /// TS; the link's [`LinkHandle::learnt_framing`] starts as `framing`.
     pub framing: Framing,
     /// What the TS speaks.
     pub protocol: TsProtocol,
@@ -195,6 +197,10 @@ pub fn spawn(
     options: LinkOptions,
     events: Sender<Event>,
 ) -> io::Result<LinkThread> {
+    let handle = LinkHandle::default();
+    if options.framing != Framing::Auto {
+        lock(&handle.learnt).framing = Some(options.framing);
+    }
     let link = Link {
         ts,
         generation,
@@ -202,7 +208,7 @@ pub fn spawn(
         attempt,
         options,
         events,
-        handle: LinkHandle::default(),
+        handle,
     };
     let handle = link.handle.clone();
     let addrs = backend.addrs.clone();

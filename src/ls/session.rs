@@ -22,7 +22,7 @@ use std::time::{Duration, Instant};
 use crossbeam_channel::Sender;
 
 use super::event::Event;
-use super::health::{PROBE_IN_USE, RECHECK};
+use super::health::{Health, PROBE_IN_USE, RECHECK};
 use super::inflight::{InFlight, Matched, Outcome, Said, Settled};
 use super::link::{self, LinkHandle, LinkOptions, LinkThread, PROBE_DELAY};
 use super::setup::Shared;
@@ -185,6 +185,8 @@ struct Conn {
     /// framing (queries then go bare, each ended by a newline after
     /// [`PROBE_DELAY`] if no reply came).
     framing: Framing,
+    /// The TS's shared record, where a framing learnt is kept.
+    health: Arc<Health>,
     writer: BufWriter<TcpStream>,
     /// Written to since the last flush.
     dirty: bool,
@@ -214,6 +216,9 @@ impl Conn {
             return Ok(());
         }
         self.framing = self.handle.learnt_framing();
+        if self.framing != Framing::Auto {
+            self.health.learn_framing(self.framing);
+        }
         match self.framing {
             Framing::Line => {
                 self.pace.quiet_until = None;
@@ -622,9 +627,14 @@ impl<T> Session<T> {
         };
         let generation = self.next_generation;
         self.next_generation += 1;
+        // A framing another session learnt need not be learnt again.
+        let framing = match self.shared.options.ts_framing {
+            Framing::Auto => health.framing().unwrap_or(Framing::Auto),
+            framing => framing,
+        };
         let options = LinkOptions {
             write_timeout: TS_WRITE_BOUND,
-            framing: self.shared.options.ts_framing,
+            framing,
             protocol: self.shared.options.ts_protocol,
         };
         let spawned = link::spawn(
@@ -763,12 +773,13 @@ impl<T> Session<T> {
             Upstream::new(seed, options.max_inflight)
         });
         let framing = match options.ts_protocol {
-            TsProtocol::Line => options.ts_framing,
+            TsProtocol::Line => handle.learnt_framing(),
             TsProtocol::Dns => Framing::Line,
         };
         let mut conn = Conn {
             generation,
             framing,
+            health: Arc::clone(&self.shared.health[ts]),
             writer: BufWriter::new(stream),
             dirty: false,
             handle,
