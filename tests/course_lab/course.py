@@ -13,14 +13,15 @@ Like the strictest of them, nothing it receives is stripped:
 - ts: one recv(200) per query; the name received, exactly, is looked up
   (ignoring case) in the table, whose `name ip A` line is sent back bare.
   It stays silent on names it does not hold.
-- ls: one recv(200) per query, forwarded as received to both TSes; the first
-  reply select() finds within <timeout> seconds (default 5) is relayed as
+- ls: connects to both TSes first, then serves one client at a time: one
+  recv(200) per query, forwarded as received to both TSes; the first reply
+  select() finds within <timeout> seconds (default 5) is relayed as
   received, else `<name> - Error:HOST NOT FOUND`.
 - client: each hostname of <input>, stripped, is sent bare; each reply is
   one recv(200), written to <output> followed by a newline.
 
-The servers take port 0, print `listening on <host>:<port>` first (flushed)
-and serve each connection in a thread of its own. Python 3 standard library
+The servers take port 0 and print `listening on <host>:<port>` first
+(flushed); the TS serves each connection in a thread of its own. Python 3 standard library
 only.
 """
 
@@ -66,10 +67,12 @@ def ts(port, table_path):
 
 def ls(port, ts1_host, ts1_port, ts2_host, ts2_port, timeout="5"):
     timeout = float(timeout)
-    addrs = [(ts1_host, int(ts1_port)), (ts2_host, int(ts2_port))]
-
-    def handle(conn):
-        tses = [socket.create_connection(addr) for addr in addrs]
+    # Connected to both TSes first, as the course's LS is.
+    tses = [socket.create_connection((ts1_host, int(ts1_port))),
+            socket.create_connection((ts2_host, int(ts2_port)))]
+    listener = listen(port)
+    while True:
+        conn, _ = listener.accept()
         while True:
             data = conn.recv(200)
             if not data:
@@ -81,11 +84,7 @@ def ls(port, ts1_host, ts1_port, ts2_host, ts2_port, timeout="5"):
                 conn.send(readable[0].recv(200))
             else:
                 conn.send(data + b" - Error:HOST NOT FOUND")
-        for sock in tses:
-            sock.close()
         conn.close()
-
-    serve(listen(port), handle)
 
 
 def client(ls_host, ls_port, input_path, output_path):
