@@ -397,7 +397,8 @@ impl<T> Session<T> {
 
     /// Adds a query at the end of the line and writes it to every TS that
     /// is up. Returns whether the worker must act now: the reply is ready at
-    /// once (no TS to ask), or a write was held back.
+    /// once (no TS to ask), a write was held back, or a newline is due
+    /// after a bare write.
     pub fn submit(&mut self, request: Request<T>) -> bool {
         let now = Instant::now();
         self.last_submit = now;
@@ -417,7 +418,12 @@ impl<T> Session<T> {
                     held = true;
                     Ok(true)
                 }
-                LinkState::Up(conn) => conn.send(seq, &request.name, request.question.as_ref()),
+                LinkState::Up(conn) => {
+                    let sent = conn.send(seq, &request.name, request.question.as_ref());
+                    // The newline that may follow it is the worker's to send.
+                    held |= conn.pace.probe_at.is_some();
+                    sent
+                }
                 // Sent when the link comes up.
                 LinkState::Connecting { .. } => Ok(true),
                 LinkState::Down { .. } | LinkState::Idle => {
