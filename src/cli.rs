@@ -300,8 +300,8 @@ pub struct LsArgs {
     /// client query framing: auto (default, detect per connection), line or bare
     #[argh(option, default = "Framing::Auto")]
     pub framing: Framing,
-    /// framing towards the TSes: line (default) or bare (course Python TSes)
-    #[argh(option, default = "Framing::Line")]
+    /// framing towards the TSes: auto (default, learnt from each TS's first reply), line or bare (course Python TSes)
+    #[argh(option, default = "Framing::Auto")]
     pub ts_framing: Framing,
     /// most queries in flight per client before the LS stops reading it (default 1024)
     #[argh(option, default = "ls::DEFAULT_MAX_INFLIGHT")]
@@ -373,8 +373,8 @@ pub struct ClientArgs {
     /// where the replies go, one line per query (default RESOLVED.txt)
     #[argh(option, default = "PathBuf::from(\"RESOLVED.txt\")")]
     pub output: PathBuf,
-    /// framing: line (default) or bare (a course Python LS)
-    #[argh(option, default = "Framing::Line")]
+    /// framing: auto (default: bare queries, replies with or without newline; line with --pipeline above 1), line or bare (a course Python LS)
+    #[argh(option, default = "Framing::Auto")]
     pub framing: Framing,
     /// seconds to wait for each reply before giving up (default 30)
     #[argh(

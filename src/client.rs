@@ -6,6 +6,11 @@
 //! flight, so misses (which take the LS's whole timeout) overlap instead of
 //! adding up. When the connection drops mid-file, everything resolved so far
 //! is written to the output before the client exits.
+//!
+//! By default ([`Framing::Auto`]) one query at a time goes out as the course
+//! client sends it, the bare name without newline, which a course LS reads
+//! whether or not it strips what it receives and a dnslb LS detects; replies
+//! are taken with or without newline, as the first one shows.
 
 use std::fmt;
 use std::fs::File;
@@ -24,14 +29,22 @@ use crate::wire;
 /// How long the client waits for the LS to accept its connection.
 pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 
+/// How long the client waits after a reply before it sends its next query
+/// bare. A course LS sends each query to every TS as soon as it reads it;
+/// a TS that stayed silent on the last query (the other one held the name)
+/// and has not read it yet would read both in one `recv()` and miss both.
+/// This gives it the time to read.
+pub const BARE_QUERY_GAP: Duration = Duration::from_millis(50);
+
 /// Longest reply line kept (an error reply echoes a query of up to 255 bytes).
 const MAX_REPLY_LEN: usize = 4096;
 
 /// How the client talks to the LS.
 #[derive(Clone, Copy, Debug)]
 pub struct ClientOptions {
-    /// `Line` for dnslb and line-protocol servers, `Bare` for the course's
-    /// Python LS (one `send()` per query, no newline).
+    /// `Auto` (bare queries, replies as they come; `Line` when pipelining),
+    /// `Line` for line-protocol servers, `Bare` for the course's Python LS
+    /// (one `send()` per query, no newline).
     pub framing: Framing,
     /// How long to wait for each reply before giving up.
     pub reply_timeout: Duration,
@@ -43,7 +56,7 @@ pub struct ClientOptions {
 impl Default for ClientOptions {
     fn default() -> Self {
         ClientOptions {
-            framing: Framing::Line,
+            framing: Framing::Auto,
             reply_timeout: Duration::from_secs(30),
             pipeline: 1,
         }
@@ -220,20 +233,11 @@ fn exchange(
         .set_nodelay(true)
         .and_then(|()| stream.set_read_timeout(Some(options.reply_timeout)))
         .and_then(|()| stream.try_clone());
-    let mut replies = MessageReader::new(
-        setup.map_err(|e| lost(0, e))?,
-        options.framing,
-        MAX_REPLY_LEN,
-    );
-    // A bare peer reads one message per recv(): never send ahead of it.
-    let window = if options.framing == Framing::Bare {
-        1
-    } else {
-        options.pipeline.max(1)
-    };
+    let (queries, framing, window) = plan(options);
+    let mut replies = MessageReader::new(setup.map_err(|e| lost(0, e))?, framing, MAX_REPLY_LEN);
     let (credits, returns) = window::open(window);
     thread::scope(|scope| {
-        let sender = scope.spawn(|| send_queries(stream, names, options.framing, &credits));
+        let sender = scope.spawn(|| send_queries(stream, names, queries, &credits));
         let received = receive_replies(&mut replies, names.len(), &returns, out, echo, lost);
         // Unblocks the sender if the replies stopped coming.
         let _ = replies.get_ref().shutdown(Shutdown::Both);
@@ -243,13 +247,40 @@ fn exchange(
     })
 }
 
+/// How the client talks: the framing its queries are written in, the one its
+/// replies are read with, and how many queries may be in flight. A bare
+/// peer reads one message per recv(): nothing is sent ahead of it.
+///
+/// ```
+/// # use dnslb::client::{ClientOptions, plan};
+/// # use dnslb::framing::Framing;
+/// let options = ClientOptions::default();
+/// assert_eq!(plan(options), (Framing::Bare, Framing::Auto, 1));
+/// let bare = ClientOptions { framing: Framing::Bare, pipeline: 8, ..options };
+/// assert_eq!(plan(bare), (Framing::Bare, Framing::Bare, 1));
+/// let pipelined = ClientOptions { pipeline: 8, ..options };
+/// assert_eq!(plan(pipelined), (Framing::Line, Framing::Line, 8));
+/// ```
+pub fn plan(options: ClientOptions) -> (Framing, Framing, usize) {
+    match options.framing {
+        Framing::Bare => (Framing::Bare, Framing::Bare, 1),
+        Framing::Auto if options.pipeline <= 1 => (Framing::Bare, Framing::Auto, 1),
+        Framing::Line | Framing::Auto => (Framing::Line, Framing::Line, options.pipeline.max(1)),
+    }
+}
+
 /// Sends each name once a credit allows; flushes whenever it must wait.
+/// Bare queries leave [`BARE_QUERY_GAP`] after the reply before them.
 fn send_queries(stream: TcpStream, names: &[&[u8]], framing: Framing, credits: &Credits) {
     let mut queries = BufWriter::new(stream);
     for name in names {
         let must_wait = !credits.try_take();
         if must_wait && (queries.flush().is_err() || !credits.take()) {
             return;
+        }
+        if must_wait && framing == Framing::Bare {
+            // Spacing, not waiting for an event (see BARE_QUERY_GAP).
+            thread::sleep(BARE_QUERY_GAP);
         }
         if write_message(&mut queries, name, framing).is_err() {
             return;

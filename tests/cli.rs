@@ -449,7 +449,7 @@ fn client_against_a_closed_port_exits_1() {
 
 #[test]
 fn client_keeps_answers_when_the_connection_drops_mid_file() {
-    // An LS that answers two queries, then closes.
+    // A line-only LS (hence `--framing line`) that answers two queries, then closes.
     let ls = fake_server(|mut stream| {
         let mut seen = 0;
         let mut buf = [0u8; 64];
@@ -481,6 +481,8 @@ fn client_keeps_answers_when_the_connection_drops_mid_file() {
             "names.txt",
             "--output",
             "out.txt",
+            "--framing",
+            "line",
         ],
     );
     assert_eq!(status.code(), Some(1));

@@ -15,6 +15,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
+use crate::framing::Framing;
 use crate::log;
 use crate::random::{SplitMix64, random_seed};
 use crate::sync;
@@ -41,6 +42,9 @@ pub struct Health {
     /// The TS has said `NOT FOUND` since it last came up (it runs with
     /// `--answer-misses`), so its silence past a deadline is a fault.
     answers_misses: AtomicBool,
+    /// How the TS frames its replies, as a session learnt it
+    /// (`--ts-framing auto`), so that later sessions need not learn it.
+    framing: Mutex<Option<Framing>>,
 }
 
 struct State {
@@ -117,12 +121,25 @@ impl Health {
             }),
             transitions: AtomicU64::new(0),
             answers_misses: AtomicBool::new(false),
+            framing: Mutex::new(None),
         }
     }
 
     /// Whether the TS answers misses, so that silence from it is a fault.
     pub fn answers_misses(&self) -> bool {
         self.answers_misses.load(Ordering::Relaxed)
+    }
+
+    /// How the TS frames its replies, if a session has learnt it since the
+    /// TS last came up.
+    pub fn framing(&self) -> Option<Framing> {
+        *sync::lock(&self.framing)
+    }
+
+    /// A session learnt how the TS frames its replies. Forgotten when it
+    /// goes down: the TS that comes back may be another program.
+    pub fn learn_framing(&self, framing: Framing) {
+        *sync::lock(&self.framing) = Some(framing);
     }
 
     /// The TS said `NOT FOUND`. Forgotten when it goes down: the TS that
@@ -209,6 +226,7 @@ impl Health {
             state.since = now;
             state.failures = 1;
             self.answers_misses.store(false, Ordering::Relaxed);
+            *sync::lock(&self.framing) = None;
             self.transitions.fetch_add(1, Ordering::Relaxed);
             log::warn(format_args!("ls: {} is down: {why}", self.label));
         } else if probed {

@@ -4,6 +4,13 @@
 //!
 //! Connecting on the link's own thread keeps a slow or unreachable TS from
 //! holding up the session's other TSes and its client.
+//!
+//! With `--ts-framing auto` the link also finds out how the TS frames its
+//! replies (see [`LinkHandle::probe`]): the session sends each query bare
+//! and, when no reply came within [`PROBE_DELAY`], the newline that ends it
+//! as a line. A TS that replied before any newline reached it reads one
+//! message per `recv()` (a course TS); any other is read as the TS-side
+//! detection reads its clients ([`MessageReader`] with [`Framing::Auto`]).
 
 use std::io::{self, BufReader};
 use std::net::{Shutdown as Direction, TcpStream};
@@ -25,6 +32,25 @@ use crate::wire;
 /// Reader threads only move bytes into the channel; they need little stack.
 const LINK_STACK: usize = 64 * 1024;
 
+/// How long, with `--ts-framing auto`, a query sent without newline waits
+/// for a reply before the session sends the newline that makes it a line:
+/// the time a bare TS is given to read a message before more bytes follow
+/// (as [`BARE_READ_GAP`]). A dnslb TS waits [`AUTO_DETECT_GRACE`] for that
+/// newline before it takes its peer for a bare one, well above this.
+///
+/// [`BARE_READ_GAP`]: super::session::BARE_READ_GAP
+/// [`AUTO_DETECT_GRACE`]: crate::framing::AUTO_DETECT_GRACE
+pub const PROBE_DELAY: Duration = Duration::from_millis(50);
+
+/// What a link has learnt of its TS's framing (`--ts-framing auto`).
+#[derive(Default)]
+struct Learnt {
+    /// A newline was sent after a bare query.
+    probed: bool,
+    /// How the TS frames its replies, once its first reply was read.
+    framing: Option<Framing>,
+}
+
 /// The session's view of one link: where the thread leaves its connection's
 /// writing half once connected, and the flag that says the session is done
 /// with the link. While the slot holds the writing half, closing the link
@@ -34,6 +60,7 @@ const LINK_STACK: usize = 64 * 1024;
 pub struct LinkHandle {
     writer: Arc<Mutex<Option<TcpStream>>>,
     closing: Arc<AtomicBool>,
+    learnt: Arc<Mutex<Learnt>>,
 }
 
 impl LinkHandle {
@@ -56,6 +83,50 @@ impl LinkHandle {
 
     fn is_closing(&self) -> bool {
         self.closing.load(Ordering::SeqCst)
+    }
+
+    /// How the TS frames its replies, once its first reply was read
+    /// (`--ts-framing auto`); `Auto` until then.
+    pub fn learnt_framing(&self) -> Framing {
+        lock(&self.learnt).framing.unwrap_or(Framing::Auto)
+    }
+
+    /// Ends a query sent bare with the newline a line TS waits for, by
+    /// calling `send_newline`, unless the TS has already shown it reads
+    /// bare messages. Returns whether it was sent.
+    ///
+    /// Replies that reach the link before any such newline was sent can
+    /// only come from a TS that answers bare messages: the link then reads
+    /// the TS as bare. Holding the lock while sending orders the two.
+    ///
+    /// # Errors
+    /// `send_newline`'s.
+    pub fn probe(&self, send_newline: impl FnOnce() -> io::Result<()>) -> io::Result<bool> {
+        let mut learnt = lock(&self.learnt);
+        if learnt.framing == Some(Framing::Bare) {
+            return Ok(false);
+        }
+        send_newline()?;
+        learnt.probed = true;
+        Ok(true)
+    }
+
+    /// The framing to read a TS's replies with, decided when its first bytes
+    /// arrive (see [`probe`](Self::probe)).
+    fn first_bytes_arrived(&self) -> Framing {
+        let mut learnt = lock(&self.learnt);
+        if learnt.probed {
+            Framing::Auto
+        } else {
+            learnt.framing = Some(Framing::Bare);
+            Framing::Bare
+        }
+    }
+
+    fn learn(&self, framing: Framing) {
+        if framing != Framing::Auto {
+            lock(&self.learnt).framing.get_or_insert(framing);
+        }
     }
 }
 
@@ -94,7 +165,8 @@ impl LinkThread {
 pub struct LinkOptions {
     /// Longest a write to the TS may block.
     pub write_timeout: Duration,
-    /// `Line` or `Bare` (`Auto` is read as `Line`) for a course TS.
+    /// `Line`, `Bare`, or `Auto` (learnt from the first reply) for a course
+    /// TS; the link's [`LinkHandle::learnt_framing`] starts as `framing`.
     pub framing: Framing,
     /// What the TS speaks.
     pub protocol: TsProtocol,
@@ -125,6 +197,10 @@ pub fn spawn(
     options: LinkOptions,
     events: Sender<Event>,
 ) -> io::Result<LinkThread> {
+    let handle = LinkHandle::default();
+    if options.framing != Framing::Auto {
+        lock(&handle.learnt).framing = Some(options.framing);
+    }
     let link = Link {
         ts,
         generation,
@@ -132,7 +208,7 @@ pub fn spawn(
         attempt,
         options,
         events,
-        handle: LinkHandle::default(),
+        handle,
     };
     let handle = link.handle.clone();
     let addrs = backend.addrs.clone();
@@ -192,9 +268,14 @@ impl Link {
             return;
         }
         let ended = match self.options.protocol {
-            TsProtocol::Line => {
-                read_replies(ts, generation, reader, self.options.framing, &self.events)
-            }
+            TsProtocol::Line => read_replies(
+                ts,
+                generation,
+                reader,
+                self.options.framing,
+                &self.handle,
+                &self.events,
+            ),
             TsProtocol::Dns => read_dns_replies(ts, generation, reader, &self.events),
         };
         if self.handle.is_closing() {
@@ -244,6 +325,19 @@ fn ended_by(e: io::Error) -> Ended {
     }
 }
 
+/// Waits until the TS has sent something (`true`) or closed the
+/// connection (`false`), reading nothing.
+fn wait_for_bytes(stream: &TcpStream) -> io::Result<bool> {
+    let mut byte = [0u8; 1];
+    loop {
+        match stream.peek(&mut byte) {
+            Ok(n) => return Ok(n > 0),
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+}
+
 /// Forwards a DNS TS's messages (each with its 2-byte length, RFC 7766)
 /// until the connection ends.
 fn read_dns_replies(
@@ -271,22 +365,30 @@ fn read_dns_replies(
     }
 }
 
-/// Forwards the TS's messages until the connection ends.
+/// Forwards the TS's messages until the connection ends. With `Auto`, the
+/// framing is decided when the first bytes arrive and published on `handle`
+/// before the first reply is reported.
 fn read_replies(
     ts: usize,
     generation: u64,
     stream: TcpStream,
     framing: Framing,
+    handle: &LinkHandle,
     events: &Sender<Event>,
 ) -> Ended {
     let framing = match framing {
-        Framing::Auto => Framing::Line,
+        Framing::Auto => match wait_for_bytes(&stream) {
+            Ok(true) => handle.first_bytes_arrived(),
+            Ok(false) => return Ended::ClosedByTs,
+            Err(e) => return ended_by(e),
+        },
         framing => framing,
     };
     let mut reader = MessageReader::new(stream, framing, wire::MAX_MESSAGE_LEN);
     loop {
         match reader.next_frame() {
             Ok(Some(frame)) => {
+                handle.learn(reader.framing());
                 let event = Event::Reply {
                     ts,
                     generation,

@@ -13,6 +13,7 @@
 //! No call blocks for long while holding the lock: a write to a TS blocks at
 //! most [`TS_WRITE_BOUND`], and writes to the client happen outside it.
 
+use std::collections::VecDeque;
 use std::io::{self, BufWriter, Write};
 use std::net::{Shutdown as Direction, TcpStream};
 use std::sync::atomic::Ordering;
@@ -22,9 +23,9 @@ use std::time::{Duration, Instant};
 use crossbeam_channel::Sender;
 
 use super::event::Event;
-use super::health::{PROBE_IN_USE, RECHECK};
+use super::health::{Health, PROBE_IN_USE, RECHECK};
 use super::inflight::{InFlight, Matched, Outcome, Release, Said, Settled};
-use super::link::{self, LinkHandle, LinkOptions, LinkThread};
+use super::link::{self, LinkHandle, LinkOptions, LinkThread, PROBE_DELAY};
 use super::setup::Shared;
 use super::setup::TsProtocol;
 use crate::dns::respond;
@@ -43,8 +44,10 @@ pub const TS_WRITE_BOUND: Duration = Duration::from_millis(20);
 
 /// How long the LS leaves a bare TS (one message per `recv()`) to read a
 /// query before sending it the next, unless it has replied meanwhile: two
-/// queries that reach it before its read would arrive as one.
-pub const BARE_READ_GAP: Duration = Duration::from_millis(5);
+/// queries that reach it before its read would arrive as one. It is paid
+/// only after a query the TS stayed silent on (a miss), and a course
+/// program on a busy machine may take tens of milliseconds to be scheduled.
+pub const BARE_READ_GAP: Duration = Duration::from_millis(50);
 
 /// What a session's TSes said, as its front end gets it.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -159,21 +162,31 @@ impl<T> Locked<T> {
     }
 }
 
-/// Spacing of the queries written to a bare TS (see [`BARE_READ_GAP`]).
+/// Spacing of the queries written to a bare TS (see [`BARE_READ_GAP`]), or
+/// to a TS whose framing is not known yet (see [`PROBE_DELAY`]).
 #[derive(Default)]
 struct Pace {
     /// Until when the next query must wait: set by a write, cleared by a
     /// reply (the TS has read). Always `None` for line TSes.
     quiet_until: Option<Instant>,
-    /// The query waiting for `quiet_until`.
-    held: Option<u64>,
+    /// When the query last written without newline gets its newline, if
+    /// no reply came by then (framing not known yet).
+    probe_at: Option<Instant>,
+    /// The queries waiting for `quiet_until`, oldest first.
+    held: VecDeque<u64>,
 }
 
 impl Pace {
     /// A query was written to the TS at `now`.
     fn wrote(&mut self, now: Instant, framing: Framing) {
-        if framing == Framing::Bare {
-            self.quiet_until = Some(now + BARE_READ_GAP);
+        match framing {
+            Framing::Line => {}
+            Framing::Bare => self.quiet_until = Some(now + BARE_READ_GAP),
+            Framing::Auto => {
+                // The next query waits for this one's newline, and a gap.
+                self.probe_at = Some(now + PROBE_DELAY);
+                self.quiet_until = self.probe_at;
+            }
         }
     }
 
@@ -185,6 +198,12 @@ impl Pace {
 /// A link that is up: where this session writes to the TS.
 struct Conn {
     generation: u64,
+    /// How queries are written: `Auto` until the link has learnt the TS's
+    /// framing (queries then go bare, each ended by a newline after
+    /// [`PROBE_DELAY`] if no reply came).
+    framing: Framing,
+    /// The TS's shared record, where a framing learnt is kept.
+    health: Arc<Health>,
     writer: BufWriter<TcpStream>,
     /// Written to since the last flush.
     dirty: bool,
@@ -201,21 +220,67 @@ impl Conn {
         self.writer.flush()
     }
 
+    /// Whether a query must wait in [`Pace::held`] rather than go now.
+    fn must_hold(&self, now: Instant) -> bool {
+        !self.pace.held.is_empty() || self.pace.holds(now)
+    }
+
+    /// Takes up what the link learnt of the TS's framing, while it is not
+    /// known. A TS found to read lines gets at once the newline its last
+    /// query still waits for, and no more spacing.
+    fn take_learnt(&mut self) -> io::Result<()> {
+        if self.framing != Framing::Auto {
+            return Ok(());
+        }
+        self.framing = self.handle.learnt_framing();
+        if self.framing != Framing::Auto {
+            self.health.learn_framing(self.framing);
+        }
+        match self.framing {
+            Framing::Line => {
+                self.pace.quiet_until = None;
+                if self.pace.probe_at.take().is_some() {
+                    self.dirty = true;
+                    self.writer.write_all(b"\n")?;
+                }
+            }
+            Framing::Bare => self.pace.probe_at = None,
+            Framing::Auto => {}
+        }
+        Ok(())
+    }
+
+    /// Ends the last query with its newline (see [`LinkHandle::probe`]); the
+    /// next query then waits [`BARE_READ_GAP`], so that a bare TS reads the
+    /// newline alone.
+    fn send_probe(&mut self, now: Instant) -> io::Result<()> {
+        self.pace.probe_at = None;
+        let writer = &mut self.writer;
+        let sent = self.handle.probe(|| {
+            writer.write_all(b"\n")?;
+            writer.flush()
+        })?;
+        self.dirty = false;
+        self.pace.quiet_until = sent.then(|| now + BARE_READ_GAP);
+        self.take_learnt()
+    }
+
     /// Writes query `seq` to the TS: its name to a course TS, its question
     /// under a fresh ID to a DNS TS. `Ok(false)`: not sent (a DNS
     /// connection with every ID in use).
-    fn send(
-        &mut self,
-        seq: u64,
-        name: &str,
-        question: Option<&Question>,
-        framing: Framing,
-    ) -> io::Result<bool> {
+    fn send(&mut self, seq: u64, name: &str, question: Option<&Question>) -> io::Result<bool> {
         self.dirty = true;
         match &mut self.upstream {
             None => {
+                self.take_learnt()?;
+                let framing = self.framing;
                 self.pace.wrote(Instant::now(), framing);
-                write_message(&mut self.writer, name.as_bytes(), framing)?;
+                let written = if framing == Framing::Line {
+                    Framing::Line
+                } else {
+                    Framing::Bare
+                };
+                write_message(&mut self.writer, name.as_bytes(), written)?;
             }
             Some(upstream) => {
                 let Some(Ok((_, query))) = question.map(|q| upstream.send(q, seq)) else {
@@ -354,12 +419,12 @@ impl<T> Session<T> {
 
     /// Adds a query at the end of the line and writes it to every TS that
     /// is up. Returns whether the worker must act now: the reply is ready at
-    /// once (no TS to ask), or a write was held back.
+    /// once (no TS to ask), a write was held back, or a newline is due
+    /// after a bare write.
     pub fn submit(&mut self, request: Request<T>) -> bool {
         let now = Instant::now();
         self.last_submit = now;
         self.shared.stats.queries.fetch_add(1, Ordering::Relaxed);
-        let framing = self.shared.options.ts_framing;
         let seq = self.inflight.next_seq();
         let mut asked = 0;
         let mut failed = Vec::new();
@@ -370,13 +435,16 @@ impl<T> Session<T> {
                 self.connect(ts, now);
             }
             let sent = match &mut self.links[ts] {
-                LinkState::Up(conn) if conn.pace.holds(now) => {
-                    conn.pace.held = Some(seq);
+                LinkState::Up(conn) if conn.must_hold(now) => {
+                    conn.pace.held.push_back(seq);
                     held = true;
                     Ok(true)
                 }
                 LinkState::Up(conn) => {
-                    conn.send(seq, &request.name, request.question.as_ref(), framing)
+                    let sent = conn.send(seq, &request.name, request.question.as_ref());
+                    // The newline that may follow it is the worker's to send.
+                    held |= conn.pace.probe_at.is_some();
+                    sent
                 }
                 // Sent when the link comes up.
                 LinkState::Connecting { .. } => Ok(true),
@@ -623,9 +691,14 @@ impl<T> Session<T> {
         };
         let generation = self.next_generation;
         self.next_generation += 1;
+        // A framing another session learnt need not be learnt again.
+        let framing = match self.shared.options.ts_framing {
+            Framing::Auto => health.framing().unwrap_or(Framing::Auto),
+            framing => framing,
+        };
         let options = LinkOptions {
             write_timeout: TS_WRITE_BOUND,
-            framing: self.shared.options.ts_framing,
+            framing,
             protocol: self.shared.options.ts_protocol,
         };
         let spawned = link::spawn(
@@ -654,30 +727,33 @@ impl<T> Session<T> {
         }
     }
 
-    /// Writes the queries held back for bare TSes whose gap has passed; a
+    /// Sends the newlines due to queries sent bare to TSes whose framing is
+    /// not known yet, and the queries held back whose gap has passed; a
     /// query settled meanwhile is not sent and no longer counts as asked.
     fn release_held(&mut self, now: Instant) {
-        let framing = self.shared.options.ts_framing;
         for ts in 0..self.links.len() {
             let LinkState::Up(conn) = &mut self.links[ts] else {
                 continue;
             };
-            if conn.pace.holds(now) {
-                continue;
+            let mut result = conn.take_learnt();
+            if result.is_ok() && conn.pace.probe_at.is_some_and(|t| t <= now) {
+                result = conn.send_probe(now);
             }
-            let Some(seq) = conn.pace.held.take() else {
-                continue;
-            };
-            let (Some(name), Some(tag)) =
-                (self.inflight.waiting_for(seq, ts), self.inflight.tag(seq))
-            else {
-                self.inflight.unask(seq, ts);
-                continue;
-            };
-            let sent = conn
-                .send(seq, name, tag.question.as_ref(), framing)
-                .and_then(|_| conn.flush());
-            if let Err(e) = sent {
+            while result.is_ok() && !conn.pace.holds(now) {
+                let Some(seq) = conn.pace.held.pop_front() else {
+                    break;
+                };
+                match (self.inflight.waiting_for(seq, ts), self.inflight.tag(seq)) {
+                    (Some(name), Some(tag)) => {
+                        result = conn.send(seq, name, tag.question.as_ref()).map(|_| ());
+                    }
+                    _ => self.inflight.unask(seq, ts),
+                }
+            }
+            if result.is_ok() && conn.dirty {
+                result = conn.flush();
+            }
+            if let Err(e) = result {
                 self.send_failed(ts, &e);
             }
         }
@@ -688,14 +764,10 @@ impl<T> Session<T> {
     pub fn next_wakeup(&self) -> Option<Instant> {
         let recheck = self.links.iter().filter_map(|link| match link {
             LinkState::Down { check_at } => Some(*check_at),
-            LinkState::Up(Conn {
-                pace:
-                    Pace {
-                        quiet_until,
-                        held: Some(_),
-                    },
-                ..
-            }) => *quiet_until,
+            LinkState::Up(Conn { pace, .. }) => {
+                let held = (!pace.held.is_empty()).then_some(pace.quiet_until);
+                [pace.probe_at, held.flatten()].into_iter().flatten().min()
+            }
             _ => None,
         });
         recheck.chain(self.inflight.next_deadline()).min()
@@ -755,32 +827,43 @@ impl<T> Session<T> {
     fn link_up(&mut self, ts: usize, generation: u64, stream: TcpStream, handle: LinkHandle) {
         self.starved &= !(1 << ts);
         let options = &self.shared.options;
-        let framing = options.ts_framing;
         let upstream = (options.ts_protocol == TsProtocol::Dns).then(|| {
             let seed = stream.peer_addr().map_or(0, upstream::seed_for);
             Upstream::new(seed, options.max_inflight)
         });
+        let framing = match options.ts_protocol {
+            TsProtocol::Line => handle.learnt_framing(),
+            TsProtocol::Dns => Framing::Line,
+        };
         let mut conn = Conn {
             generation,
+            framing,
+            health: Arc::clone(&self.shared.health[ts]),
             writer: BufWriter::new(stream),
             dirty: false,
             handle,
             pace: Pace::default(),
             upstream,
         };
-        // Queries submitted while the link was connecting; those settled
-        // meanwhile are not sent and no longer count as asked.
+        // Queries submitted while the link was connecting (the first only,
+        // to a TS that may read one message per recv(); the others are held
+        // back); those settled meanwhile are not sent and no longer count
+        // as asked.
         let mut result = Ok(true);
+        let now = Instant::now();
         for seq in self.inflight.asked_of(ts) {
             if let (Some(name), Some(tag)) =
                 (self.inflight.waiting_for(seq, ts), self.inflight.tag(seq))
                 && result.is_ok()
             {
-                result = conn.send(seq, name, tag.question.as_ref(), framing);
+                if conn.must_hold(now) {
+                    conn.pace.held.push_back(seq);
+                } else {
+                    result = conn.send(seq, name, tag.question.as_ref());
+                }
             }
         }
         let result = result.and_then(|_| conn.flush());
-        conn.pace.wrote(Instant::now(), framing);
         self.links[ts] = LinkState::Up(conn);
         if let Err(e) = result {
             self.send_failed(ts, &e);
@@ -910,6 +993,12 @@ impl<T> Session<T> {
         };
         // The TS has read what it was sent.
         conn.pace.quiet_until = None;
+        if let Err(e) = conn.take_learnt() {
+            self.send_failed(ts, &e);
+        }
+        let LinkState::Up(conn) = &mut self.links[ts] else {
+            return;
+        };
         self.closes[ts] = 0;
         if let Some(upstream) = &mut conn.upstream {
             match upstream.receive(&bytes) {

@@ -93,7 +93,8 @@ pub struct LsOptions {
     pub dialect: Dialect,
     /// How clients delimit queries; `Auto` detects per connection.
     pub client_framing: Framing,
-    /// How the LS delimits queries to TSes and their replies.
+    /// How the LS delimits queries to TSes and their replies; `Auto` (the
+    /// binary's default) learns it from each TS's first reply.
     pub ts_framing: Framing,
     /// What the LS speaks to its TSes.
     pub ts_protocol: TsProtocol,
