@@ -26,7 +26,7 @@ use super::health::{PROBE_IN_USE, RECHECK};
 use super::inflight::{InFlight, Matched, Outcome, Release, Said, Settled};
 use super::link::{self, LinkHandle, LinkOptions, LinkThread};
 use super::setup::Shared;
-use super::setup::TsProtocol;
+use super::setup::{CONNECT_TIMEOUT, TsProtocol};
 use crate::dns::respond;
 use crate::dns::upstream::{self, Upstream};
 use crate::dns::{Outcome as DnsOutcome, Question};
@@ -623,7 +623,18 @@ impl<T> Session<T> {
         };
         let generation = self.next_generation;
         self.next_generation += 1;
+        // A TS believed up is given as long as a query waits: the queries
+        // submitted meanwhile wait on this connection, and a handshake
+        // slowed by a lost SYN (retransmitted after 1 s) is no miss. The
+        // probe of a TS that is down gives up sooner, so that a TS coming
+        // back is used again within about a second.
+        let connect_timeout = if attempt.is_probe() {
+            CONNECT_TIMEOUT
+        } else {
+            self.inflight.timeout().max(CONNECT_TIMEOUT)
+        };
         let options = LinkOptions {
+            connect_timeout,
             write_timeout: TS_WRITE_BOUND,
             framing: self.shared.options.ts_framing,
             protocol: self.shared.options.ts_protocol,
