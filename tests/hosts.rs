@@ -9,9 +9,12 @@
 //! the test measures each query's latency itself.
 //!
 //! Needs root and `ip netns`; without them the test prints why and skips.
-//! The tests take turns, and take a minute or more in all: each says what
+//! The tests take turns, and take ten seconds or so in all: each says what
 //! it is doing as it goes, on stderr past the harness's capture
-//! ([`progress`]); `-- --nocapture` adds the figures of every run.
+//! ([`progress`]); `-- --nocapture` adds the figures of every run. The
+//! figures taken under load are read from /proc by threads that enter the
+//! namespaces: `ip netns exec` and `ss` took seconds under load, and the
+//! partition lasted as long as they did.
 //! Namespace names carry this process's id and a count, so concurrent runs
 //! and tests never meet; every namespace is deleted when the test ends,
 //! however it ends.
@@ -52,11 +55,17 @@ const REPLY_TIMEOUT: Duration = Duration::from_secs(12);
 const MAX_STALL: Duration = Duration::from_secs(1);
 
 /// How long the course client may take for the sample: one of its names is
-/// a miss, which takes the LS's whole 5 s timeout, on a loaded machine.
+/// a miss, which takes the LS's whole timeout, on a loaded machine.
 const SAMPLE_BOUND: Duration = Duration::from_secs(30);
 
-/// How long the load runs with TS1 cut off.
-const PARTITION: Duration = Duration::from_secs(3);
+/// How long the LS may take to mark TS1 down once it is cut off under load
+/// (its writes to TS1 must fill the connection's send buffer first).
+const DETECT_BOUND: Duration = Duration::from_secs(10);
+
+/// How long the load runs with TS1 cut off after the LS marked it down: a
+/// probe's connection attempt (the LS gives it 1 s) fails within it, so the
+/// load runs through the LS probing a TS that does not answer.
+const HELD_DOWN: Duration = Duration::from_millis(1500);
 
 /// How long after the link is mended TS1 must answer again (the LS promises
 /// about a second; the rest is slack for a loaded machine).
@@ -88,10 +97,18 @@ fn smoke() {
 
 #[test]
 fn a_partitioned_ts_costs_no_misses_and_no_stalls_and_the_sample_survives() {
-    let Some(hosts) = Hosts::start(&[], &[]) else {
+    // The sample's miss waits for the LS's timeout: 2 s rather than 5 s. A
+    // query of the load must be answered within 1 s anyway (MAX_STALL).
+    let Some(hosts) = Hosts::start(&[], &["--timeout", "2"]) else {
         return;
     };
     let mut failures = Vec::new();
+    // An LS that has served a while: it has heard TS1 answer, so it knows
+    // TS1 reads lines and sends it every query at once (until then it
+    // spaces its queries to TS1 as for a course TS that reads bare names).
+    if let Err(why) = hosts.wait_for_ts1() {
+        failures.push(why);
+    }
 
     let sequential = hosts.partition_under_load(Load::Sequential { clients: 16 });
     failures.extend(sequential.failures("16 sequential clients"));
@@ -310,8 +327,9 @@ impl Hosts {
     }
 
     /// Runs `load` against the LS, cuts TS1's port once every client has
-    /// been answered [`WARM`] times, keeps the load going for [`PARTITION`], stops it and
-    /// mends the link.
+    /// been answered [`WARM`] times, keeps the load going until the LS has
+    /// marked TS1 down and for [`HELD_DOWN`] after, stops it and mends the
+    /// link.
     fn partition_under_load(&self, load: Load) -> Outcome {
         let stop = Arc::new(AtomicBool::new(false));
         let (warm_tx, warm) = crossbeam_channel::unbounded();
@@ -324,13 +342,20 @@ impl Hosts {
                 .expect("the load did not get going before the cut");
         }
         let answered_before: u64 = clients.iter().map(|c| c.answered.count()).sum();
-        progress(format_args!("{load:?}: cutting TS1 off for {PARTITION:?}"));
+        progress(format_args!("{load:?}: cutting TS1 off"));
         self.set_ts1_port("down");
         let cut = Instant::now();
         // Counted from the cut on: what was on its way before may still land.
         let ts1_before = tcp_counters(&self.net.ts1);
+        let marked_down = self
+            .wait_for_ts1_down(cut + DETECT_BOUND)
+            .map(|at| at - cut);
+        progress(format_args!(
+            "{load:?}: the LS marked TS1 down {marked_down:?} after the cut; {HELD_DOWN:?} more"
+        ));
         // The experiment's length, not a wait for something.
-        thread::sleep(PARTITION);
+        thread::sleep(HELD_DOWN);
+        let partition = cut.elapsed();
         let backlog = send_queue(&self.net.ls, &self.net.addr(&self.net.ts1));
         let answered_during: u64 =
             clients.iter().map(|c| c.answered.count()).sum::<u64>() - answered_before;
@@ -345,6 +370,8 @@ impl Hosts {
             load,
             tally,
             answered_during,
+            marked_down,
+            partition,
             stopped_after,
             backlog,
             ts1_segments_in: ts1_after.0 - ts1_before.0,
@@ -356,6 +383,20 @@ impl Hosts {
         ));
         eprintln!("hosts: {outcome}");
         outcome
+    }
+
+    /// When the LS logged that TS1 is down, waiting until `deadline` at
+    /// most; the other lines it logs meanwhile are shown as they come.
+    fn wait_for_ts1_down(&self, deadline: Instant) -> Option<Instant> {
+        let ts1 = format!("({}) is down", self.ts1.addr);
+        while let Ok(line) = self.ls_log.recv_deadline(deadline) {
+            let at = Instant::now();
+            eprintln!("hosts: LS: {line}");
+            if line.contains(&ts1) {
+                return Some(at);
+            }
+        }
+        None
     }
 
     /// How long after now (the link just mended) the LS answers a name only
@@ -574,13 +615,22 @@ fn ask_once(ls: SocketAddr, name: &str) -> String {
     attempt().unwrap_or_else(|e| format!("({e})"))
 }
 
+/// The file `name` of namespace `ns`'s /proc/net, read by a thread that
+/// entered it. No process is started: under load, `ip netns exec` and `ss`
+/// took seconds, and the partition lasted as long as they did.
+fn proc_net(ns: &str, name: &'static str) -> String {
+    in_namespace(ns, move || {
+        let path = format!("/proc/thread-self/net/{name}");
+        std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("cannot read {path}: {e}"))
+    })
+    .join()
+    .unwrap()
+}
+
 /// TCP segments received and connections reset so far in namespace `ns`
 /// (`InSegs` and `EstabResets` of its /proc/net/snmp).
 fn tcp_counters(ns: &str) -> (u64, u64) {
-    let mut command = Command::new("ip");
-    command.args(["netns", "exec", ns, "cat", "/proc/net/snmp"]);
-    let output = run_bounded(command, COMMAND_BOUND).unwrap();
-    let text = String::from_utf8_lossy(&output.stdout);
+    let text = proc_net(ns, "snmp");
     let mut tcp = text.lines().filter(|l| l.starts_with("Tcp:"));
     let (names, values) = (tcp.next().unwrap(), tcp.next().unwrap());
     let field = |wanted: &str| {
@@ -591,16 +641,29 @@ fn tcp_counters(ns: &str) -> (u64, u64) {
 }
 
 /// The bytes the LS has queued, unsent or unacknowledged, on its connections
-/// to `ts_ip` (from `ss`), for the record.
+/// to `ts_ip` (the `tx_queue` of its /proc/net/tcp), for the record.
 fn send_queue(ls_ns: &str, ts_ip: &str) -> u64 {
-    let mut command = Command::new("ip");
-    command.args(["netns", "exec", ls_ns, "ss", "-Htn", "dst", ts_ip]);
-    let Ok(output) = run_bounded(command, COMMAND_BOUND) else {
-        return 0;
+    let ts_ip: std::net::Ipv4Addr = ts_ip.parse().unwrap();
+    // Each line: `sl local_address rem_address st tx_queue:rx_queue ...`,
+    // addresses as `AAAAAAAA:PPPP`, the address in the kernel's byte order.
+    let remote_is_ts = |field: &str| {
+        field
+            .split(':')
+            .next()
+            .and_then(|hex| u32::from_str_radix(hex, 16).ok())
+            .is_some_and(|n| std::net::Ipv4Addr::from(n.to_ne_bytes()) == ts_ip)
     };
-    String::from_utf8_lossy(&output.stdout)
+    proc_net(ls_ns, "tcp")
         .lines()
-        .filter_map(|l| l.split_whitespace().nth(2)?.parse::<u64>().ok())
+        .skip(1)
+        .filter_map(|line| {
+            let fields: Vec<&str> = line.split_whitespace().collect();
+            if !remote_is_ts(fields.get(2)?) {
+                return None;
+            }
+            let tx = fields.get(4)?.split(':').next()?;
+            u64::from_str_radix(tx, 16).ok()
+        })
         .sum()
 }
 
@@ -800,6 +863,10 @@ struct Outcome {
     tally: Tally,
     /// Replies received while TS1 was cut off.
     answered_during: u64,
+    /// From the cut until the LS logged TS1 down, if it did in time.
+    marked_down: Option<Duration>,
+    /// How long TS1 was cut off with the load running.
+    partition: Duration,
     /// From the cut until every client had finished.
     stopped_after: Duration,
     /// Bytes the LS had queued towards TS1 at the end of the partition.
@@ -814,6 +881,11 @@ impl Outcome {
     fn failures(&self, what: &str) -> Vec<String> {
         let mut failures = Vec::new();
         let t = &self.tally;
+        if self.marked_down.is_none() {
+            failures.push(format!(
+                "{what}: the LS did not mark TS1 down within {DETECT_BOUND:?} of the cut"
+            ));
+        }
         if t.false_misses > 0 {
             failures.push(format!(
                 "{what}: {} HOST NOT FOUND for names TS2 holds ({} right answers)",
@@ -850,7 +922,8 @@ impl std::fmt::Display for Outcome {
         write!(
             f,
             "{:?}: {} answers, {} false misses, {} other; longest query {:?}; \
-             {} answers during the {PARTITION:?} partition; all done {:?} after the cut; \
+             {} answers during the {:?} partition (TS1 marked down {:?} after the cut); \
+             all done {:?} after the cut; \
              LS backlog towards TS1 {} bytes; TS1 received {} segments, {} resets",
             self.load,
             t.hits,
@@ -858,6 +931,8 @@ impl std::fmt::Display for Outcome {
             t.other.len(),
             t.max_latency,
             self.answered_during,
+            self.partition,
+            self.marked_down,
             self.stopped_after,
             self.backlog,
             self.ts1_segments_in,

@@ -366,3 +366,49 @@ fn auto_framing_never_merges_bare_queries_sent_back_to_back() {
         }
     }
 }
+
+#[test]
+fn a_ts_slow_to_complete_the_handshake_still_gets_the_first_query() {
+    use std::io::{BufRead, BufReader, Write};
+    use std::net::{TcpListener, TcpStream};
+    use std::os::fd::AsRawFd;
+    use std::thread;
+
+    // TS1's accept queue holds one connection (backlog 0) and is full: the
+    // SYN of the LS's link is dropped, and only its retransmission, about
+    // 1 s later, connects. Meanwhile the client's first query waits on
+    // that link; no other TS holds the name.
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    // SAFETY: listen(2) on a socket this test owns, to shorten its backlog.
+    let rc = unsafe { libc::listen(listener.as_raw_fd(), 0) };
+    assert_eq!(rc, 0, "listen: {}", std::io::Error::last_os_error());
+    let slow_ts = listener.local_addr().unwrap();
+    let filler = TcpStream::connect(slow_ts).unwrap();
+    thread::spawn(move || {
+        // The fault: the TS takes 300 ms to accept; nothing waits on this.
+        thread::sleep(ms(300));
+        for stream in listener.incoming().flatten() {
+            thread::spawn(move || {
+                let mut writer = stream.try_clone().unwrap();
+                for line in BufReader::new(stream).lines() {
+                    let Ok(line) = line else { return };
+                    if line.trim() == "amazon.org" {
+                        let _ = writer.write_all(b"amazon.org 94.5.6.7 A\n");
+                    }
+                }
+            });
+        }
+    });
+    let ts2 = start_ts(TS2);
+    let ls = start_ls(&[slow_ts, ts2.addr], ms(4000));
+    let mut client = LineClient::connect(ls.addr);
+    let started = Instant::now();
+    assert_eq!(client.ask("amazon.org"), "amazon.org 94.5.6.7 A");
+    // Otherwise the query did not wait on a connecting link.
+    assert!(
+        started.elapsed() >= ms(500),
+        "answered in {:?}: the handshake was not slow",
+        started.elapsed()
+    );
+    drop(filler);
+}

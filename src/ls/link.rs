@@ -23,7 +23,7 @@ use crossbeam_channel::Sender;
 
 use super::event::Event;
 use super::health::{Attempt, Health};
-use super::setup::{Backend, CONNECT_TIMEOUT, TsProtocol};
+use super::setup::{Backend, TsProtocol};
 use crate::framing::{Frame, Framing, MessageReader, read_length_prefixed};
 use crate::net::{connect_any, is_local_shortage};
 use crate::sync::lock;
@@ -163,6 +163,8 @@ impl LinkThread {
 /// How a link connects and reads.
 #[derive(Clone, Copy)]
 pub struct LinkOptions {
+    /// Longest the connection may take to be made.
+    pub connect_timeout: Duration,
     /// Longest a write to the TS may block.
     pub write_timeout: Duration,
     /// `Line`, `Bare`, or `Auto` (learnt from the first reply) for a course
@@ -222,7 +224,7 @@ pub fn spawn(
 impl Link {
     fn run(self, addrs: &[std::net::SocketAddr]) {
         let (ts, generation) = (self.ts, self.generation);
-        let connected = connect_any(addrs, CONNECT_TIMEOUT).and_then(|stream| {
+        let connected = connect_any(addrs, self.options.connect_timeout).and_then(|stream| {
             prepare(&stream, self.options)?;
             let writer = stream.try_clone()?;
             Ok((stream, writer))

@@ -27,7 +27,7 @@ use super::health::{Health, PROBE_IN_USE, RECHECK};
 use super::inflight::{InFlight, Matched, Outcome, Release, Said, Settled};
 use super::link::{self, LinkHandle, LinkOptions, LinkThread, PROBE_DELAY};
 use super::setup::Shared;
-use super::setup::TsProtocol;
+use super::setup::{CONNECT_TIMEOUT, TsProtocol};
 use crate::dns::respond;
 use crate::dns::upstream::{self, Upstream};
 use crate::dns::{Outcome as DnsOutcome, Question};
@@ -696,7 +696,18 @@ impl<T> Session<T> {
             Framing::Auto => health.framing().unwrap_or(Framing::Auto),
             framing => framing,
         };
+        // A TS believed up is given as long as a query waits: the queries
+        // submitted meanwhile wait on this connection, and a handshake
+        // slowed by a lost SYN (retransmitted after 1 s) is no miss. The
+        // probe of a TS that is down gives up sooner, so that a TS coming
+        // back is used again within about a second.
+        let connect_timeout = if attempt.is_probe() {
+            CONNECT_TIMEOUT
+        } else {
+            self.inflight.timeout().max(CONNECT_TIMEOUT)
+        };
         let options = LinkOptions {
+            connect_timeout,
             write_timeout: TS_WRITE_BOUND,
             framing,
             protocol: self.shared.options.ts_protocol,

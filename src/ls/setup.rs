@@ -21,7 +21,9 @@ pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(5);
 /// after 5 s, so the course's 5 s would answer after they stopped listening.
 pub const DEFAULT_DNS_TIMEOUT: Duration = Duration::from_secs(2);
 
-/// How long a link waits for a TS to accept its connection.
+/// How long the probe of a TS that is down, and the start-up check, wait for
+/// a TS to accept a connection; a link to a TS believed up waits as long as a
+/// query does, and never less.
 pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(1);
 
 /// Queries in flight per client when none is given. Each costs the LS
