@@ -51,17 +51,14 @@ use crate::dns::rrl::{self, Limiter, Verdict};
 use crate::dns::{self, rcode};
 use crate::framing::{Timed, read_length_prefixed_timed, write_length_prefixed};
 use crate::log;
+use crate::net::datagram::{RECV_BUFFER, Received, recv_datagram, wake_on_trigger};
 use crate::server::Activity;
 use crate::shutdown::Shutdown;
 use crate::sync::{self, lock};
-use crate::udp::{Received, recv_datagram, wake_on_trigger};
 use crate::wire;
 
 /// Sessions that serve the UDP front end's queries.
 pub const UDP_SESSIONS: usize = 2;
-
-/// Largest UDP datagram the front end reads.
-const UDP_BUFFER: usize = 65_535;
 
 /// A source holds at most this fraction (1/N) of the UDP front end's
 /// in-flight slots (`UDP_SESSIONS` × `--max-inflight`), at least one.
@@ -544,7 +541,7 @@ fn receive_udp(
     shared: &Shared,
     shutdown: &Shutdown,
 ) -> io::Result<()> {
-    let mut buf = vec![0; UDP_BUFFER];
+    let mut buf = vec![0; RECV_BUFFER];
     while !shutdown.is_triggered() {
         let Received::Datagram(len, peer) = recv_datagram(socket, &mut buf, "ls dns")? else {
             continue;

@@ -26,10 +26,10 @@ use crate::dns::{self, Header, Name, RData, Record, rcode, rtype};
 use crate::framing::{self, Timed, read_length_prefixed_timed, write_length_prefixed};
 use crate::log;
 use crate::net::DnsSockets;
+use crate::net::datagram::{RECV_BUFFER, Received, recv_datagram, wake_on_trigger};
 use crate::server::{Activity, ServeOptions, serve};
 use crate::shutdown::Shutdown;
 use crate::table::Table;
-use crate::udp::{RECV_BUFFER, Received, recv_datagram, wake_on_trigger};
 
 use crate::dns::respond::DEFAULT_TTL;
 use crate::dns::rrl::{self, Limiter, RateLimit, Verdict};

@@ -554,7 +554,7 @@ pub fn spawn_logged(mut command: Command) -> (Running, Receiver<String>) {
         .unwrap();
     let running = Running {
         child,
-        addr: dnslb::server::reachable_addr(addr),
+        addr: dnslb::net::reachable_addr(addr),
     };
     (running, log)
 }
