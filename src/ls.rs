@@ -16,6 +16,7 @@
 //! - `health`: what the whole LS knows about each TS; `stats`: counters.
 //! - `setup`: the options and what all sessions share.
 
+mod course_dns;
 mod dns_front;
 mod event;
 mod health;

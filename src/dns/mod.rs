@@ -23,11 +23,14 @@
 //! - [`message`]: the header, questions, resource records, EDNS0 (RFC 6891),
 //!   parsing whole messages and writing them with truncation to a size.
 //! - [`respond`]: checking a client's query and answering it, shared by the
-//!   TS and the LS; what a course-protocol TS's reply means in DNS terms.
+//!   TS and the LS.
 //! - [`upstream`]: the LS's side of a DNS connection to a TS: query IDs,
 //!   matching replies, classifying them, and combining the TSes' replies.
 //! - [`cache`]: the LS's cache of answers, positive and negative.
 //! - [`rrl`]: response-rate limiting for the UDP front ends.
+//!
+//! Nothing here knows the course protocol: the LS translates its course
+//! TSes' lines into these types, and the TS its table.
 //!
 //! docs/PROTOCOL.md describes the messages the TS sends and accepts.
 

@@ -103,7 +103,7 @@ impl Name {
     }
 
     /// The name as a hostname in lower case without a final dot (the key
-    /// dnslb looks names up by, see [`crate::wire::name_key`]), or `None`
+    /// dnslb looks names up by, as a table or a course line spells them), or `None`
     /// when a label holds anything but letters, digits, `-` and `_` (such a
     /// name cannot be in a table) or the name is the root.
     ///

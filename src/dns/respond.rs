@@ -2,7 +2,8 @@
 //! [`accept_query`] checks a query and starts its response (ID, opcode, RD
 //! and question echoed, an OPT for an OPT, the size the answer may take);
 //! the TS fills that response from its table, the LS with [`answer`] from
-//! an [`Outcome`]: what its TSes (or its cache) said. Pure functions, no I/O.
+//! an [`Outcome`]: what its TSes (or its cache) said. Pure functions, no I/O,
+//! and nothing of the course protocol (the LS translates its TSes' lines).
 //!
 //! The LS's answers have RA = 0 and AA = 0. RA = 0: the LS is not a
 //! recursive resolver; it asks only its own TSes and never follows a
@@ -12,8 +13,7 @@
 //! authority for any zone, and answers from its cache are not authoritative
 //! data (RFC 1035 §4.1.1, RFC 2181 §5.4.1).
 
-use super::{Edns, Header, Message, Question, Record, rcode, rtype};
-use crate::wire;
+use super::{Edns, Header, Message, Question, Record, rcode};
 
 /// The transport a query came by, which sets how large its answer may be.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -298,52 +298,8 @@ pub fn is_truncated(bytes: &[u8]) -> bool {
     Header::parse(bytes).is_some_and(|h| h.tc)
 }
 
-/// The TTL the LS gives an address a course-protocol TS answered with: the
-/// TS's DNS default ([`DEFAULT_TTL`]), so that a line TS
-/// and a DNS TS serving the same table give the same answers.
-pub const LINE_ANSWER_TTL: u32 = DEFAULT_TTL;
-
 /// The TTL of a TS's DNS answers when none is given (`dnslb ts --ttl`).
 pub const DEFAULT_TTL: u32 = 300;
-
-/// What a course-protocol TS's reply says about `question`, or `None` when
-/// the reply is about another name.
-///
-/// - `name ip A` for an A (or `*`) question: an answer of one A record,
-///   owned by the question's name as asked (case kept), with TTL `ttl`
-///   (normally [`LINE_ANSWER_TTL`]).
-/// - `name ip A` for any other type: NODATA (the name exists, and a course
-///   TS holds only addresses).
-/// - `name - NOT FOUND` (`dnslb ts --answer-misses`): NXDOMAIN, without a
-///   SOA.
-/// - A question whose class is not IN: REFUSED (a course TS holds only the
-///   Internet class).
-///
-/// ```
-/// use dnslb::dns::respond::{line_outcome, Outcome};
-/// use dnslb::dns::{Name, Question, Record, rtype, CLASS_IN};
-/// use dnslb::wire::parse_reply;
-/// let q = Question { name: Name::from_ascii("WWW.site.com").unwrap(), qtype: rtype::A, qclass: CLASS_IN };
-/// let reply = parse_reply(b"www.site.com 10.0.0.9 A").unwrap();
-/// assert_eq!(line_outcome(&q, &reply, 300),
-///     Some(Outcome::answer(vec![Record::a(q.name.clone(), 300, [10, 0, 0, 9].into())])));
-/// assert_eq!(line_outcome(&q, &parse_reply(b"other.com 10.0.0.9 A").unwrap(), 300), None);
-/// ```
-pub fn line_outcome(question: &Question, reply: &wire::Reply, ttl: u32) -> Option<Outcome> {
-    if question.name.hostname_key()? != wire::name_key(reply.name()) {
-        return None;
-    }
-    if question.qclass != super::CLASS_IN {
-        return Some(Outcome::Refused);
-    }
-    Some(match reply {
-        wire::Reply::NotFound(_) => Outcome::nxdomain(),
-        wire::Reply::Answer(a) if matches!(question.qtype, rtype::A | QTYPE_ANY) => {
-            Outcome::answer(vec![Record::a(question.name.clone(), ttl, a.ip)])
-        }
-        wire::Reply::Answer(_) => Outcome::NoData { soa: None },
-    })
-}
 
 /// The query type `*` (RFC 1035 §3.2.3).
 pub const QTYPE_ANY: u16 = 255;
@@ -351,7 +307,7 @@ pub const QTYPE_ANY: u16 = 255;
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::dns::{CLASS_IN, Name, RData};
+    use crate::dns::{CLASS_IN, Name, RData, rtype};
 
     fn query_bytes(name: &str, qtype: u16, edns: Option<(u16, u8, bool)>, rd: bool) -> Vec<u8> {
         let mut m = Message::default();
@@ -572,44 +528,5 @@ mod tests {
         };
         let m = Message::parse(&bytes).unwrap();
         assert_eq!(m.questions, Message::parse(&badvers).unwrap().questions);
-    }
-
-    #[test]
-    fn course_replies_become_outcomes_for_the_question_they_answer() {
-        let question = |qtype, qclass| Question {
-            name: Name::from_ascii("Www.Site.com.").unwrap(),
-            qtype,
-            qclass,
-        };
-        let hit = wire::parse_reply(b"www.site.COM 10.1.2.3 A").unwrap();
-        let miss = wire::parse_reply(b"www.site.com - NOT FOUND").unwrap();
-        let a = question(rtype::A, CLASS_IN);
-        let Some(Outcome::Answer(Sections {
-            answers: records, ..
-        })) = line_outcome(&a, &hit, 7)
-        else {
-            panic!()
-        };
-        assert_eq!(records.len(), 1);
-        assert_eq!(records[0].name.to_string(), "Www.Site.com.");
-        assert_eq!(
-            (records[0].ttl, &records[0].data),
-            (7, &RData::A([10, 1, 2, 3].into()))
-        );
-        assert!(matches!(
-            line_outcome(&question(QTYPE_ANY, CLASS_IN), &hit, 7),
-            Some(Outcome::Answer(_))
-        ));
-        assert_eq!(
-            line_outcome(&question(rtype::AAAA, CLASS_IN), &hit, 7),
-            Some(Outcome::NoData { soa: None })
-        );
-        assert_eq!(line_outcome(&a, &miss, 7), Some(Outcome::nxdomain()));
-        assert_eq!(
-            line_outcome(&question(rtype::A, 3), &hit, 7),
-            Some(Outcome::Refused)
-        );
-        let other = wire::parse_reply(b"www.site.org 10.1.2.3 A").unwrap();
-        assert_eq!(line_outcome(&a, &other, 7), None);
     }
 }

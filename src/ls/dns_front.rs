@@ -41,6 +41,7 @@ use std::time::Instant;
 
 use crossbeam_channel::Sender;
 
+use super::course_dns;
 use super::event::Event;
 use super::inflight::{Outcome, Release, Settled};
 use super::session::{Answer, Locked, Request, Session, cached_outcome};
@@ -139,7 +140,7 @@ fn response(settled: Settled<Answer, Ask>) -> (Vec<u8>, Outcome) {
         Some(Answer::Line(line)) => wire::parse_reply(line.as_bytes())
             .ok()
             .and_then(|reply| {
-                respond::line_outcome(&query.question, &reply, respond::LINE_ANSWER_TTL)
+                course_dns::line_outcome(&query.question, &reply, course_dns::LINE_ANSWER_TTL)
             })
             .unwrap_or(DnsOutcome::ServFail),
         None => match settled.outcome {

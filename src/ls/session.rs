@@ -21,13 +21,13 @@ use std::time::{Duration, Instant};
 
 use crossbeam_channel::Sender;
 
+use super::course_dns;
 use super::event::Event;
 use super::health::{PROBE_IN_USE, RECHECK};
 use super::inflight::{InFlight, Matched, Outcome, Release, Said, Settled};
 use super::link::{self, LinkHandle, LinkOptions, LinkThread};
 use super::setup::Shared;
 use super::setup::TsProtocol;
-use crate::dns::respond;
 use crate::dns::upstream::{self, Upstream};
 use crate::dns::{Outcome as DnsOutcome, Question};
 use crate::framing::{Frame, Framing, is_timeout, write_length_prefixed, write_message};
@@ -73,7 +73,7 @@ pub fn cached_outcome(hit: &DnsOutcome) -> Outcome {
 /// hit gets the line an uncached query would.
 fn line_kept(question: &Question, line: &str) -> Option<DnsOutcome> {
     let reply = wire::parse_reply(line.as_bytes()).ok()?;
-    let mut outcome = respond::line_outcome(question, &reply, respond::LINE_ANSWER_TTL)?;
+    let mut outcome = course_dns::line_outcome(question, &reply, course_dns::LINE_ANSWER_TTL)?;
     if let DnsOutcome::Answer(sections) = &mut outcome {
         let spelt = crate::dns::Name::from_ascii(reply.name()).ok()?;
         for record in &mut sections.answers {
