@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 use dnslb::dns::cache::Cache;
 use dnslb::dns::respond::{Accepted, Outcome, Transport, accept_query, answer};
 use dnslb::dns::upstream::{Rejected, Upstream};
-use dnslb::dns::{self, Question, rtype};
+use dnslb::dns::{self, Question};
 use hickory_proto::op::{Edns, Message, MessageType, OpCode, Query, ResponseCode};
 use hickory_proto::rr::rdata::{A, CNAME, SOA};
 use hickory_proto::rr::{Name, RData, Record, RecordType};
@@ -38,7 +38,7 @@ fn ts_reply(sent: &[u8], code: ResponseCode, build: impl FnOnce(&mut Message)) -
 fn question(name: &str) -> Question {
     Question {
         name: dns::Name::from_ascii(name).unwrap(),
-        qtype: rtype::A,
+        qtype: dns::RecordType::A,
         qclass: dns::CLASS_IN,
     }
 }

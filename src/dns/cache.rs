@@ -50,7 +50,7 @@ use std::time::{Duration, Instant};
 
 use super::respond::Outcome;
 use super::upstream::classify;
-use super::{Message, Question, RData, Record};
+use super::{Message, Question, RData, Record, RecordType};
 
 /// What the cache keeps and for how long.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -90,7 +90,7 @@ impl Default for CachePolicy {
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
 struct Key {
     name: Vec<u8>,
-    qtype: u16,
+    qtype: RecordType,
     qclass: u16,
 }
 
@@ -160,8 +160,8 @@ impl Cache {
     /// ```
     /// use std::time::{Duration, Instant};
     /// use dnslb::dns::cache::Cache;
-    /// use dnslb::dns::{Name, Outcome, Question, Record, rtype, CLASS_IN};
-    /// let q = Question { name: Name::from_ascii("www.example.com").unwrap(), qtype: rtype::A, qclass: CLASS_IN };
+    /// use dnslb::dns::{Name, Outcome, Question, Record, RecordType, CLASS_IN};
+    /// let q = Question { name: Name::from_ascii("www.example.com").unwrap(), qtype: RecordType::A, qclass: CLASS_IN };
     /// let mut cache = Cache::new(100);
     /// let t0 = Instant::now();
     /// cache.insert(&q, &Outcome::answer(vec![Record::a(q.name.clone(), 30, [10, 0, 0, 1].into())]), t0);
@@ -376,7 +376,7 @@ impl SharedCache {
 mod tests {
     use super::*;
     use crate::dns::respond::Sections;
-    use crate::dns::{CLASS_IN, Name, rcode, rtype};
+    use crate::dns::{CLASS_IN, Name, Rcode, RecordType};
 
     fn name(text: &str) -> Name {
         Name::from_ascii(text).unwrap()
@@ -385,7 +385,7 @@ mod tests {
     fn question(text: &str) -> Question {
         Question {
             name: name(text),
-            qtype: rtype::A,
+            qtype: RecordType::A,
             qclass: CLASS_IN,
         }
     }
@@ -397,7 +397,7 @@ mod tests {
     fn soa(ttl: u32, minimum: u32) -> Record {
         Record {
             name: name("example.com"),
-            rtype: rtype::SOA,
+            rtype: RecordType::SOA,
             class: CLASS_IN,
             ttl,
             data: RData::Soa {
@@ -539,7 +539,7 @@ mod tests {
     fn ns(zone: &str, ttl: u32) -> Record {
         Record {
             name: name(zone),
-            rtype: rtype::NS,
+            rtype: RecordType::NS,
             class: CLASS_IN,
             ttl,
             data: RData::Name(name(&format!("ns1.{zone}"))),
@@ -588,7 +588,7 @@ mod tests {
         let q = question("alias.example.com");
         let cname = Record {
             name: name("alias.example.com"),
-            rtype: rtype::CNAME,
+            rtype: RecordType::CNAME,
             class: CLASS_IN,
             ttl: 20,
             data: RData::Name(name("gone.example.com")),
@@ -632,13 +632,13 @@ mod tests {
         reply.answers.push(a("a.example", 60, 1));
         reply.header.tc = true;
         assert!(!cache.insert_reply(&q, &reply, t0));
-        for code in [rcode::SERVFAIL, rcode::REFUSED] {
+        for code in [Rcode::SERVFAIL, Rcode::REFUSED] {
             reply.header.tc = false;
             reply.rcode = code;
             assert!(!cache.insert_reply(&q, &reply, t0));
         }
         assert!(cache.is_empty());
-        reply.rcode = rcode::NOERROR;
+        reply.rcode = Rcode::NOERROR;
         assert!(cache.insert_reply(&q, &reply, t0));
         assert_eq!(ttls(cache.get(&q, t0)), [60]);
     }
@@ -659,7 +659,7 @@ mod tests {
         assert!(!cache.insert(&q, &records(6), t0));
         let long = Outcome::answer(vec![Record {
             data: RData::Other(vec![0; 200]),
-            rtype: rtype::TXT,
+            rtype: RecordType::TXT,
             ..a("big.example", 60, 0)
         }]);
         assert!(!cache.insert(&q, &long, t0));
@@ -676,7 +676,7 @@ mod tests {
         );
         assert!(cache.get(&question("www.example.com."), t0).is_some());
         let aaaa = Question {
-            qtype: rtype::AAAA,
+            qtype: RecordType::AAAA,
             ..question("www.example.com")
         };
         let chaos = Question {

@@ -13,7 +13,7 @@
 //! authority for any zone, and answers from its cache are not authoritative
 //! data (RFC 1035 §4.1.1, RFC 2181 §5.4.1).
 
-use super::{Edns, Header, Message, Question, Record, rcode};
+use super::{Edns, Header, Message, Question, Rcode, Record};
 
 /// The transport a query came by, which sets how large its answer may be.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -87,12 +87,12 @@ pub enum Outcome {
 
 impl Outcome {
     /// The response code this outcome is answered with.
-    pub fn rcode(&self) -> u16 {
+    pub fn rcode(&self) -> Rcode {
         match self {
-            Outcome::Answer(_) | Outcome::Referral(_) | Outcome::NoData { .. } => rcode::NOERROR,
-            Outcome::NxDomain { .. } => rcode::NXDOMAIN,
-            Outcome::Refused => rcode::REFUSED,
-            Outcome::ServFail => rcode::SERVFAIL,
+            Outcome::Answer(_) | Outcome::Referral(_) | Outcome::NoData { .. } => Rcode::NOERROR,
+            Outcome::NxDomain { .. } => Rcode::NXDOMAIN,
+            Outcome::Refused => Rcode::REFUSED,
+            Outcome::ServFail => Rcode::SERVFAIL,
         }
     }
 
@@ -157,7 +157,7 @@ pub enum Accepted {
 ///
 /// ```
 /// use dnslb::dns::respond::{accept_query, Accepted, Transport};
-/// use dnslb::dns::{Message, rcode};
+/// use dnslb::dns::{Message, Rcode};
 /// // dig's query for www.example.com A, without EDNS.
 /// let query = b"\x12\x34\x01\x00\x00\x01\x00\x00\x00\x00\x00\x00\
 ///               \x03WWW\x07example\x03com\x00\x00\x01\x00\x01";
@@ -166,7 +166,7 @@ pub enum Accepted {
 /// // ID and RD echoed, QR set, the question echoed byte for byte.
 /// assert_eq!(q.to_bytes(), [&b"\x12\x34\x81\x00\x00\x01\x00\x00\x00\x00\x00\x00"[..], &query[12..]].concat());
 /// let Some(Accepted::Answered { bytes, .. }) = accept_query(&query[..20], Transport::Udp) else { panic!() };
-/// assert_eq!(Message::parse(&bytes).unwrap().rcode, rcode::FORMERR);
+/// assert_eq!(Message::parse(&bytes).unwrap().rcode, Rcode::FORMERR);
 /// assert_eq!(accept_query(&query[..11], Transport::Udp), None);
 /// ```
 pub fn accept_query(bytes: &[u8], transport: Transport) -> Option<Accepted> {
@@ -179,7 +179,7 @@ pub fn accept_query(bytes: &[u8], transport: Transport) -> Option<Accepted> {
         ..Message::default()
     });
     if header.opcode != super::OPCODE_QUERY {
-        response.rcode = rcode::NOTIMP;
+        response.rcode = Rcode::NOTIMP;
         return Some(Accepted::Answered {
             bytes: response.to_bytes(super::UDP_PLAIN_LIMIT),
             problem: None,
@@ -188,7 +188,7 @@ pub fn accept_query(bytes: &[u8], transport: Transport) -> Option<Accepted> {
     let query = match Message::parse(bytes) {
         Ok(query) => query,
         Err(e) => {
-            response.rcode = rcode::FORMERR;
+            response.rcode = Rcode::FORMERR;
             return Some(Accepted::Answered {
                 bytes: response.to_bytes(super::UDP_PLAIN_LIMIT),
                 problem: Some(format!("FORMERR for query {}: {e}", header.id)),
@@ -211,7 +211,7 @@ pub fn accept_query(bytes: &[u8], transport: Transport) -> Option<Accepted> {
             options: Vec::new(),
         });
         if edns.version > 0 {
-            response.rcode = rcode::BADVERS;
+            response.rcode = Rcode::BADVERS;
             // Echoed, as NSD and Unbound do: the asker matches it.
             response.questions.clone_from(&query.questions);
             return Some(Accepted::Answered {
@@ -221,7 +221,7 @@ pub fn accept_query(bytes: &[u8], transport: Transport) -> Option<Accepted> {
         }
     }
     let [question] = &query.questions[..] else {
-        response.rcode = rcode::FORMERR;
+        response.rcode = Rcode::FORMERR;
         return Some(Accepted::Answered {
             bytes: response.to_bytes(limit),
             problem: Some(format!(
@@ -251,15 +251,15 @@ pub fn accept_query(bytes: &[u8], transport: Transport) -> Option<Accepted> {
 ///
 /// ```
 /// use dnslb::dns::respond::{accept_query, answer, Accepted, Outcome, Transport};
-/// use dnslb::dns::{Message, Record, rcode};
+/// use dnslb::dns::{Message, Record, Rcode};
 /// let query = b"\x00\x07\x01\x00\x00\x01\x00\x00\x00\x00\x00\x00\x01x\x00\x00\x01\x00\x01";
 /// let Some(Accepted::Query(q)) = accept_query(query, Transport::Udp) else { panic!() };
 /// let found = Outcome::answer(vec![Record::a(q.question.name.clone(), 42, [10, 0, 0, 1].into())]);
 /// let m = Message::parse(&answer(&q, &found)).unwrap();
-/// assert_eq!((m.header.id, m.header.rd, m.header.ra, m.rcode), (7, true, false, rcode::NOERROR));
+/// assert_eq!((m.header.id, m.header.rd, m.header.ra, m.rcode), (7, true, false, Rcode::NOERROR));
 /// assert_eq!(m.answers[0].ttl, 42);
 /// let m = Message::parse(&answer(&q, &Outcome::ServFail)).unwrap();
-/// assert_eq!((m.rcode, m.answers.len()), (rcode::SERVFAIL, 0));
+/// assert_eq!((m.rcode, m.answers.len()), (Rcode::SERVFAIL, 0));
 /// ```
 pub fn answer(query: &Query, outcome: &Outcome) -> Vec<u8> {
     let mut response = query.response.clone();
@@ -301,15 +301,17 @@ pub fn is_truncated(bytes: &[u8]) -> bool {
 /// The TTL of a TS's DNS answers when none is given (`dnslb ts --ttl`).
 pub const DEFAULT_TTL: u32 = 300;
 
-/// The query type `*` (RFC 1035 §3.2.3).
-pub const QTYPE_ANY: u16 = 255;
-
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::dns::{CLASS_IN, Name, RData, rtype};
+    use crate::dns::{CLASS_IN, Name, RData, RecordType};
 
-    fn query_bytes(name: &str, qtype: u16, edns: Option<(u16, u8, bool)>, rd: bool) -> Vec<u8> {
+    fn query_bytes(
+        name: &str,
+        qtype: RecordType,
+        edns: Option<(u16, u8, bool)>,
+        rd: bool,
+    ) -> Vec<u8> {
         let mut m = Message::default();
         m.header.id = 0xBEEF;
         m.header.rd = rd;
@@ -337,7 +339,7 @@ mod tests {
     fn soa() -> Record {
         Record {
             name: Name::from_ascii("example.com").unwrap(),
-            rtype: rtype::SOA,
+            rtype: RecordType::SOA,
             class: CLASS_IN,
             ttl: 30,
             data: RData::Soa {
@@ -361,7 +363,7 @@ mod tests {
     #[test]
     fn id_rd_and_question_come_back_as_asked_with_ra_and_aa_clear() {
         for rd in [false, true] {
-            let bytes = query_bytes("Mixed.Case.example", rtype::A, None, rd);
+            let bytes = query_bytes("Mixed.Case.example", RecordType::A, None, rd);
             let q = accepted(&bytes, Transport::Udp);
             let outcome = Outcome::answer(many("mixed.case.example", 2));
             let out = answer(&q, &outcome);
@@ -378,7 +380,7 @@ mod tests {
     #[test]
     fn each_outcome_has_its_rcode_and_negative_ones_carry_the_soa() {
         let q = accepted(
-            &query_bytes("x.example.com", rtype::A, None, true),
+            &query_bytes("x.example.com", RecordType::A, None, true),
             Transport::Udp,
         );
         let cases = [
@@ -387,13 +389,13 @@ mod tests {
                     chain: Vec::new(),
                     soa: Some(soa()),
                 },
-                rcode::NXDOMAIN,
+                Rcode::NXDOMAIN,
                 1,
             ),
-            (Outcome::nxdomain(), rcode::NXDOMAIN, 0),
-            (Outcome::NoData { soa: Some(soa()) }, rcode::NOERROR, 1),
-            (Outcome::Refused, rcode::REFUSED, 0),
-            (Outcome::ServFail, rcode::SERVFAIL, 0),
+            (Outcome::nxdomain(), Rcode::NXDOMAIN, 0),
+            (Outcome::NoData { soa: Some(soa()) }, Rcode::NOERROR, 1),
+            (Outcome::Refused, Rcode::REFUSED, 0),
+            (Outcome::ServFail, Rcode::SERVFAIL, 0),
         ];
         for (outcome, code, authority) in cases {
             let m = Message::parse(&answer(&q, &outcome)).unwrap();
@@ -407,13 +409,13 @@ mod tests {
     fn udp_answers_are_truncated_to_the_advertised_size_and_tcp_ones_never() {
         let big = Outcome::answer(many("big.example", 60));
         let plain = accepted(
-            &query_bytes("big.example", rtype::A, None, true),
+            &query_bytes("big.example", RecordType::A, None, true),
             Transport::Udp,
         );
         let out = answer(&plain, &big);
         assert!(out.len() <= 512 && is_truncated(&out));
         assert!(Message::parse(&out).unwrap().answers.is_empty());
-        let edns = query_bytes("big.example", rtype::A, Some((1232, 0, true)), true);
+        let edns = query_bytes("big.example", RecordType::A, Some((1232, 0, true)), true);
         let roomy = accepted(&edns, Transport::Udp);
         assert_eq!(roomy.limit, 1232);
         let out = answer(&roomy, &big);
@@ -423,7 +425,7 @@ mod tests {
         let opt = m.edns.unwrap();
         assert_eq!((opt.payload, opt.version, opt.dnssec_ok), (1232, 0, true));
         let tcp = accepted(
-            &query_bytes("big.example", rtype::A, None, true),
+            &query_bytes("big.example", RecordType::A, None, true),
             Transport::Tcp,
         );
         let out = answer(&tcp, &big);
@@ -434,10 +436,15 @@ mod tests {
     #[test]
     fn a_client_size_above_the_servers_own_is_capped_at_1232() {
         for (advertised, limit) in [(65_535, 1232), (4096, 1232), (1232, 1232), (1000, 1000)] {
-            let edns = query_bytes("big.example", rtype::A, Some((advertised, 0, false)), true);
+            let edns = query_bytes(
+                "big.example",
+                RecordType::A,
+                Some((advertised, 0, false)),
+                true,
+            );
             assert_eq!(accepted(&edns, Transport::Udp).limit, limit, "{advertised}");
         }
-        let edns = query_bytes("big.example", rtype::A, Some((65_535, 0, false)), true);
+        let edns = query_bytes("big.example", RecordType::A, Some((65_535, 0, false)), true);
         let out = answer(
             &accepted(&edns, Transport::Udp),
             &Outcome::answer(many("big.example", 100)),
@@ -448,12 +455,12 @@ mod tests {
     #[test]
     fn additional_records_go_first_then_a_positive_answers_authority_then_tc() {
         let q = accepted(
-            &query_bytes("big.example", rtype::A, None, true),
+            &query_bytes("big.example", RecordType::A, None, true),
             Transport::Udp,
         );
         let ns = |i: u8| Record {
             name: Name::from_ascii("example").unwrap(),
-            rtype: rtype::NS,
+            rtype: RecordType::NS,
             class: CLASS_IN,
             ttl: 60,
             data: RData::Name(Name::from_ascii(&format!("ns{i}.example")).unwrap()),
@@ -502,7 +509,7 @@ mod tests {
 
     #[test]
     fn bad_queries_are_answered_or_dropped() {
-        let good = query_bytes("a.example", rtype::A, None, true);
+        let good = query_bytes("a.example", RecordType::A, None, true);
         // A response: dropped.
         let mut response = good.clone();
         response[2] |= 0x80;
@@ -514,15 +521,15 @@ mod tests {
         // Opcode 2 (STATUS): NOTIMP.
         let mut status = good.clone();
         status[2] |= 2 << 3;
-        assert_eq!(rcode_of(&status), rcode::NOTIMP);
+        assert_eq!(rcode_of(&status), Rcode::NOTIMP);
         // Two questions: FORMERR.
         let mut two = good.clone();
         two[5] = 2;
         two.extend_from_slice(&good[12..]);
-        assert_eq!(rcode_of(&two), rcode::FORMERR);
+        assert_eq!(rcode_of(&two), Rcode::FORMERR);
         // EDNS version 1: BADVERS, the question echoed.
-        let badvers = query_bytes("a.example", rtype::A, Some((1232, 1, false)), true);
-        assert_eq!(rcode_of(&badvers), rcode::BADVERS);
+        let badvers = query_bytes("a.example", RecordType::A, Some((1232, 1, false)), true);
+        assert_eq!(rcode_of(&badvers), Rcode::BADVERS);
         let Some(Accepted::Answered { bytes, .. }) = accept_query(&badvers, Transport::Udp) else {
             panic!()
         };

@@ -2,8 +2,8 @@
 //! answers and its cache: the translation from the course's lines to DNS
 //! outcomes, kept here so that `dns` knows nothing of the course protocol.
 
-use crate::dns::respond::{DEFAULT_TTL, QTYPE_ANY};
-use crate::dns::{CLASS_IN, Outcome, Question, Record, rtype};
+use crate::dns::respond::DEFAULT_TTL;
+use crate::dns::{CLASS_IN, Outcome, Question, Record, RecordType};
 use crate::wire;
 
 /// The TTL the LS gives an address a course-protocol TS answered with: the
@@ -32,7 +32,7 @@ pub fn line_outcome(question: &Question, reply: &wire::Reply, ttl: u32) -> Optio
     }
     Some(match reply {
         wire::Reply::NotFound(_) => Outcome::nxdomain(),
-        wire::Reply::Answer(a) if matches!(question.qtype, rtype::A | QTYPE_ANY) => {
+        wire::Reply::Answer(a) if matches!(question.qtype, RecordType::A | RecordType::ANY) => {
             Outcome::answer(vec![Record::a(question.name.clone(), ttl, a.ip)])
         }
         wire::Reply::Answer(_) => Outcome::NoData { soa: None },
@@ -54,7 +54,7 @@ mod tests {
         };
         let hit = wire::parse_reply(b"www.site.COM 10.1.2.3 A").unwrap();
         let miss = wire::parse_reply(b"www.site.com - NOT FOUND").unwrap();
-        let a = question(rtype::A, CLASS_IN);
+        let a = question(RecordType::A, CLASS_IN);
         let Some(Outcome::Answer(Sections {
             answers: records, ..
         })) = line_outcome(&a, &hit, 7)
@@ -68,16 +68,16 @@ mod tests {
             (7, &RData::A([10, 1, 2, 3].into()))
         );
         assert!(matches!(
-            line_outcome(&question(QTYPE_ANY, CLASS_IN), &hit, 7),
+            line_outcome(&question(RecordType::ANY, CLASS_IN), &hit, 7),
             Some(Outcome::Answer(_))
         ));
         assert_eq!(
-            line_outcome(&question(rtype::AAAA, CLASS_IN), &hit, 7),
+            line_outcome(&question(RecordType::AAAA, CLASS_IN), &hit, 7),
             Some(Outcome::NoData { soa: None })
         );
         assert_eq!(line_outcome(&a, &miss, 7), Some(Outcome::nxdomain()));
         assert_eq!(
-            line_outcome(&question(rtype::A, 3), &hit, 7),
+            line_outcome(&question(RecordType::A, 3), &hit, 7),
             Some(Outcome::Refused)
         );
         let other = wire::parse_reply(b"www.site.org 10.1.2.3 A").unwrap();

@@ -49,7 +49,7 @@ use super::setup::{Shared, TsProtocol};
 use super::worker::{self, Front, Replies, Unserved};
 use crate::dns::respond::{self, Accepted, Outcome as DnsOutcome, Transport};
 use crate::dns::rrl::{self, Limiter, Verdict};
-use crate::dns::{self, rcode};
+use crate::dns::{self, Rcode};
 use crate::framing::{Timed, read_length_prefixed_timed, write_length_prefixed};
 use crate::log;
 use crate::net::datagram::{RECV_BUFFER, Received, recv_datagram, wake_on_trigger};
@@ -153,8 +153,8 @@ fn response(settled: Settled<Answer, Ask>) -> (Vec<u8>, Outcome) {
 }
 
 /// A response's rcode, as the counters file it.
-fn rcode_of(bytes: &[u8]) -> u16 {
-    dns::Header::parse(bytes).map_or(rcode::SERVFAIL, |h| u16::from(h.rcode))
+fn rcode_of(bytes: &[u8]) -> Rcode {
+    dns::Header::parse(bytes).map_or(Rcode::SERVFAIL, |h| Rcode(u16::from(h.rcode)))
 }
 
 /// Sends a UDP response to `peer` through the rate limit, if there is one
@@ -211,7 +211,7 @@ fn log_response(bytes: &[u8]) {
             "ls dns: {} type {}: {}, {} answer records{}",
             question.name,
             question.qtype,
-            rcode_name(response.rcode),
+            response.rcode,
             response.answers.len(),
             if response.header.tc {
                 ", truncated"
@@ -219,20 +219,6 @@ fn log_response(bytes: &[u8]) {
                 ""
             }
         ));
-    }
-}
-
-/// How dig names a response code.
-fn rcode_name(rcode: u16) -> &'static str {
-    match rcode {
-        rcode::NOERROR => "NOERROR",
-        rcode::FORMERR => "FORMERR",
-        rcode::SERVFAIL => "SERVFAIL",
-        rcode::NXDOMAIN => "NXDOMAIN",
-        rcode::NOTIMP => "NOTIMP",
-        rcode::REFUSED => "REFUSED",
-        rcode::BADVERS => "BADVERS",
-        _ => "another rcode",
     }
 }
 

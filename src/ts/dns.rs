@@ -21,8 +21,8 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 pub use crate::dns::respond::Transport;
-use crate::dns::respond::{Accepted, QTYPE_ANY, Query, accept_query};
-use crate::dns::{self, Header, Name, RData, Record, rcode, rtype};
+use crate::dns::respond::{Accepted, Query, accept_query};
+use crate::dns::{self, Header, Name, RData, Rcode, Record, RecordType};
 use crate::framing::{self, Timed, read_length_prefixed_timed, write_length_prefixed};
 use crate::log;
 use crate::net::DnsSockets;
@@ -81,7 +81,7 @@ impl Default for DnsOptions {
 /// root, names under other zones and classes other than IN are REFUSED.
 ///
 /// ```
-/// use dnslb::dns::{Message, rcode};
+/// use dnslb::dns::{Message, Rcode};
 /// use dnslb::table::Table;
 /// use dnslb::ts::dns::{respond, Transport};
 /// let table = Table::parse(b"www.example.com 10.0.0.1 A").unwrap();
@@ -96,11 +96,11 @@ impl Default for DnsOptions {
 /// // A name under `com.`, which the TS serves: NXDOMAIN with com.'s SOA.
 /// let miss = b"\x00\x01\x00\x00\x00\x01\x00\x00\x00\x00\x00\x00\x01x\x03com\x00\x00\x01\x00\x01";
 /// let m = Message::parse(&respond(miss, &table, 300, Transport::Udp).unwrap()).unwrap();
-/// assert_eq!((m.rcode, m.header.aa, m.authority[0].name.to_string().as_str()), (rcode::NXDOMAIN, true, "com."));
+/// assert_eq!((m.rcode, m.header.aa, m.authority[0].name.to_string().as_str()), (Rcode::NXDOMAIN, true, "com."));
 /// // A name under `org.`, which it does not: REFUSED.
 /// let foreign = b"\x00\x02\x00\x00\x00\x01\x00\x00\x00\x00\x00\x00\x01x\x03org\x00\x00\x01\x00\x01";
 /// let m = Message::parse(&respond(foreign, &table, 300, Transport::Udp).unwrap()).unwrap();
-/// assert_eq!((m.rcode, m.header.aa, m.authority.len()), (rcode::REFUSED, false, 0));
+/// assert_eq!((m.rcode, m.header.aa, m.authority.len()), (Rcode::REFUSED, false, 0));
 /// assert_eq!(respond(&query[..11], &table, 300, Transport::Udp), None);
 /// ```
 pub fn respond(query: &[u8], table: &Table, ttl: u32, transport: Transport) -> Option<Vec<u8>> {
@@ -125,7 +125,7 @@ pub fn respond(query: &[u8], table: &Table, ttl: u32, transport: Transport) -> O
             fill(&mut response, question, &zone, table, ttl);
         }
         // Another class, the root, or a name under no zone this TS serves.
-        _ => response.rcode = rcode::REFUSED,
+        _ => response.rcode = Rcode::REFUSED,
     }
     let bytes = response.to_bytes(limit);
     log::info(format_args!(
@@ -172,7 +172,7 @@ fn soa(owner: Name, zone: &Name, ttl: u32) -> Record {
         .expect("a one-label zone under a short label stays a valid name");
     Record {
         name: owner,
-        rtype: rtype::SOA,
+        rtype: RecordType::SOA,
         class: dns::CLASS_IN,
         ttl,
         data: RData::Soa {
@@ -205,13 +205,13 @@ fn fill(
 ) {
     let apex = question.name.labels().count() == 1;
     let key = question.name.hostname_key();
-    if apex && matches!(question.qtype, rtype::SOA | QTYPE_ANY) {
+    if apex && matches!(question.qtype, RecordType::SOA | RecordType::ANY) {
         response.answers.push(soa(question.name.clone(), zone, ttl));
     }
-    if apex && matches!(question.qtype, rtype::NS | QTYPE_ANY) {
+    if apex && matches!(question.qtype, RecordType::NS | RecordType::ANY) {
         response.answers.push(Record {
             name: question.name.clone(),
-            rtype: rtype::NS,
+            rtype: RecordType::NS,
             class: dns::CLASS_IN,
             ttl,
             data: RData::Name(server_name()),
@@ -219,7 +219,7 @@ fn fill(
     }
     let set = key.as_deref().and_then(|key| table.lookup_key(key));
     if let Some(set) = set
-        && matches!(question.qtype, rtype::A | QTYPE_ANY)
+        && matches!(question.qtype, RecordType::A | RecordType::ANY)
     {
         // Owner names point at the question: its case, two bytes each.
         response.answers.extend(
@@ -231,7 +231,7 @@ fn fill(
     if response.answers.is_empty() {
         let exists = apex || key.is_some_and(|key| table.name_exists(&key));
         if !exists {
-            response.rcode = rcode::NXDOMAIN;
+            response.rcode = Rcode::NXDOMAIN;
         }
         let soa = soa(zone.clone(), zone, ttl);
         let negative_ttl = match soa.data {
