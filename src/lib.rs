@@ -13,7 +13,8 @@
 //! - [`dns`]: the DNS message format (RFC 1035, EDNS0), answering queries,
 //!   the LS's matching of TS replies and its cache; no I/O.
 //! - [`framing`]: splitting a byte stream into messages (line or bare).
-//! - [`table`]: a TS's records, loaded once.
+//! - [`zone`]: the names and RRsets a TS serves; [`table`]: the course's
+//!   table files, read into a zone.
 //! - [`server`]: the shutdown signal and the thread-per-connection accept loop.
 //! - [`ts`], [`ls`], [`client`]: the three roles; `ls` holds the fan-out engine.
 //! - [`net`]: host arguments to addresses; [`cidr`]: address ranges (`--allow`).
@@ -43,3 +44,4 @@ pub mod ts;
 pub mod udp;
 pub mod window;
 pub mod wire;
+pub mod zone;

@@ -10,16 +10,16 @@ mod dns_diff;
 use std::sync::LazyLock;
 
 use dnslb::dns::{Header, Message};
-use dnslb::table::Table;
+use dnslb::table;
 use dnslb::ts::dns::{Transport, respond};
 use libfuzzer_sys::fuzz_target;
 
-static TABLE: LazyLock<Table> = LazyLock::new(|| {
+static TABLE: LazyLock<dnslb::zone::Zone> = LazyLock::new(|| {
     let mut text = String::from("www.example.com 10.0.0.1 A\nx 10.0.0.2 A\n");
     for i in 1..=100 {
         text.push_str(&format!("big.example.com 10.9.0.{i} A\n"));
     }
-    Table::parse(text.as_bytes()).expect("the fuzz table parses")
+    table::parse(text.as_bytes()).expect("the fuzz table parses")
 });
 
 fuzz_target!(|data: &[u8]| {

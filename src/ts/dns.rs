@@ -29,7 +29,7 @@ use crate::net::DnsSockets;
 use crate::net::datagram::{RECV_BUFFER, Received, recv_datagram, wake_on_trigger};
 use crate::server::{Activity, ServeOptions, serve};
 use crate::shutdown::Shutdown;
-use crate::table::Table;
+use crate::zone::Zone;
 
 use crate::dns::respond::DEFAULT_TTL;
 use crate::dns::rrl::{self, Limiter, RateLimit, Verdict};
@@ -74,7 +74,7 @@ impl Default for DnsOptions {
 /// than a header, or a response rather than a query).
 ///
 /// The TS is authoritative (AA) for the top-level zones of its table's
-/// names ([`Table::serves_zone`]): a zone's apex has a synthesized SOA and
+/// names ([`Zone::serves_zone`]): a zone's apex has a synthesized SOA and
 /// NS ([`SERVER_NAME`], [`SOA_TIMERS`]), a table name its A records, and a
 /// negative answer (NXDOMAIN, or NODATA for a name that exists without
 /// records of the type asked) the zone's SOA in its authority section. The
@@ -82,9 +82,9 @@ impl Default for DnsOptions {
 ///
 /// ```
 /// use dnslb::dns::{Message, Rcode};
-/// use dnslb::table::Table;
+/// use dnslb::table;
 /// use dnslb::ts::dns::{respond, Transport};
-/// let table = Table::parse(b"www.example.com 10.0.0.1 A").unwrap();
+/// let table = table::parse(b"www.example.com 10.0.0.1 A").unwrap();
 /// let query = b"\x12\x34\x01\x00\x00\x01\x00\x00\x00\x00\x00\x00\
 ///               \x03WWW\x07example\x03com\x00\x00\x01\x00\x01";
 /// let answer = respond(query, &table, 300, Transport::Udp).unwrap();
@@ -103,7 +103,7 @@ impl Default for DnsOptions {
 /// assert_eq!((m.rcode, m.header.aa, m.authority.len()), (Rcode::REFUSED, false, 0));
 /// assert_eq!(respond(&query[..11], &table, 300, Transport::Udp), None);
 /// ```
-pub fn respond(query: &[u8], table: &Table, ttl: u32, transport: Transport) -> Option<Vec<u8>> {
+pub fn respond(query: &[u8], table: &Zone, ttl: u32, transport: Transport) -> Option<Vec<u8>> {
     let Query {
         question,
         mut response,
@@ -155,7 +155,7 @@ pub const SOA_TIMERS: [u32; 4] = [1, 3600, 600, 604_800];
 
 /// The top-level zone `name` falls in, spelt as asked, when the TS serves
 /// it; `None` for the root and for names under no zone it serves.
-fn zone_of(name: &Name, table: &Table) -> Option<Name> {
+fn zone_of(name: &Name, table: &Zone) -> Option<Name> {
     let last = name.labels().last()?;
     let label = std::str::from_utf8(last).ok()?;
     if !table.serves_zone(label) {
@@ -192,7 +192,7 @@ fn server_name() -> Name {
 }
 
 /// Fills an authoritative answer for a question in `zone`: at the zone's
-/// apex its SOA and NS; a table name's A records; NODATA (NOERROR, the SOA
+/// apex its SOA and NS; a name's RRsets of the type asked; NODATA (NOERROR, the SOA
 /// in authority) for a name that exists without records of the type asked;
 /// NXDOMAIN with the SOA for a name that does not exist (RFC 2308 §3, the
 /// SOA's TTL the lesser of its own and its minimum).
@@ -200,7 +200,7 @@ fn fill(
     response: &mut dns::Message,
     question: &dns::Question,
     zone: &Name,
-    table: &Table,
+    table: &Zone,
     ttl: u32,
 ) {
     let apex = question.name.labels().count() == 1;
@@ -217,16 +217,19 @@ fn fill(
             data: RData::Name(server_name()),
         });
     }
-    let set = key.as_deref().and_then(|key| table.lookup_key(key));
-    if let Some(set) = set
-        && matches!(question.qtype, RecordType::A | RecordType::ANY)
-    {
+    let node = key.as_deref().and_then(|key| table.node(key));
+    for set in node.iter().flat_map(|node| node.rrsets()) {
+        if question.qtype != set.rtype() && question.qtype != RecordType::ANY {
+            continue;
+        }
         // Owner names point at the question: its case, two bytes each.
-        response.answers.extend(
-            set.rotate()
-                .into_iter()
-                .map(|answer| Record::a(question.name.clone(), ttl, answer.ip)),
-        );
+        response
+            .answers
+            .extend(set.rotate().into_iter().map(|entry| Record {
+                name: question.name.clone(),
+                ttl,
+                ..entry.record.clone()
+            }));
     }
     if response.answers.is_empty() {
         let exists = apex || key.is_some_and(|key| table.name_exists(&key));
@@ -253,7 +256,7 @@ fn fill(
 /// reason other than a timeout or an ICMP error about an earlier answer.
 pub fn run(
     sockets: DnsSockets,
-    table: Arc<Table>,
+    table: Arc<Zone>,
     options: DnsOptions,
     shutdown: &Shutdown,
 ) -> io::Result<()> {
@@ -285,7 +288,7 @@ pub fn run(
 
 fn serve_udp(
     socket: &UdpSocket,
-    table: &Table,
+    table: &Zone,
     options: DnsOptions,
     shutdown: &Shutdown,
 ) -> io::Result<()> {
@@ -304,7 +307,7 @@ fn serve_udp(
 /// Answers each datagram in turn, through `limiter` when there is one.
 fn answer_udp(
     socket: &UdpSocket,
-    table: &Table,
+    table: &Zone,
     ttl: u32,
     mut limiter: Option<&mut Limiter>,
     shutdown: &Shutdown,
@@ -343,7 +346,7 @@ fn answer_udp(
 fn answer_tcp(
     stream: TcpStream,
     activity: &Activity,
-    table: &Table,
+    table: &Zone,
     options: DnsOptions,
 ) -> io::Result<()> {
     stream.set_nodelay(true)?;
