@@ -242,9 +242,9 @@ fn reply_to(frame: Frame, table: &Zone, options: TsOptions, counts: &Counts) -> 
 
 /// The course answer an A record gives: its address, under its owner name
 /// as the table spelt it.
-fn course_answer(entry: &Entry) -> Option<wire::Answer> {
+fn course_answer(entry: &Entry) -> Option<wire::Found> {
     match entry.record.data {
-        RData::A(ip) => Some(wire::Answer {
+        RData::A(ip) => Some(wire::Found {
             name: entry.spelt.clone(),
             ip,
         }),

@@ -11,7 +11,7 @@ use std::sync::LazyLock;
 
 use dnslb::dns::{Header, Message};
 use dnslb::table;
-use dnslb::ts::dns::{Transport, respond};
+use dnslb::ts::dns::{Transport, answer_query};
 use libfuzzer_sys::fuzz_target;
 
 static TABLE: LazyLock<dnslb::zone::Zone> = LazyLock::new(|| {
@@ -32,7 +32,7 @@ fuzz_target!(|data: &[u8]| {
         assert_eq!((again.rcode, &again.edns), (m.rcode, &m.edns));
     }
     for transport in [Transport::Udp, Transport::Tcp] {
-        let Some(answer) = respond(data, &TABLE, 300, transport) else {
+        let Some(answer) = answer_query(data, &TABLE, 300, transport) else {
             assert!(Header::parse(data).is_none_or(|h| h.qr));
             continue;
         };

@@ -45,7 +45,7 @@ pub mod upstream;
 pub use error::FormatError;
 pub use message::{Edns, Header, Message, Question, RData, Record};
 pub use name::Name;
-pub use respond::Outcome;
+pub use respond::Resolution;
 
 use std::fmt;
 

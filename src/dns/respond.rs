@@ -2,7 +2,7 @@
 //! [`accept_query`] checks a query and starts its response (ID, opcode, RD
 //! and question echoed, an OPT for an OPT, the size the answer may take);
 //! the TS fills that response from its table, the LS with [`answer`] from
-//! an [`Outcome`]: what its TSes (or its cache) said. Pure functions, no I/O,
+//! an [`Resolution`]: what its TSes (or its cache) said. Pure functions, no I/O,
 //! and nothing of the course protocol (the LS translates its TSes' lines).
 //!
 //! The LS's answers have RA = 0 and AA = 0. RA = 0: the LS is not a
@@ -58,7 +58,7 @@ impl Sections {
 /// What the TSes (or the cache) said about one question: the LS's answer,
 /// and each TS reply once classified.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub enum Outcome {
+pub enum Resolution {
     /// NOERROR with records for the question: the answer section's chain,
     /// with the authority and additional records that go with it, TTLs as
     /// sent.
@@ -85,29 +85,31 @@ pub enum Outcome {
     ServFail,
 }
 
-impl Outcome {
+impl Resolution {
     /// The response code this outcome is answered with.
     pub fn rcode(&self) -> Rcode {
         match self {
-            Outcome::Answer(_) | Outcome::Referral(_) | Outcome::NoData { .. } => Rcode::NOERROR,
-            Outcome::NxDomain { .. } => Rcode::NXDOMAIN,
-            Outcome::Refused => Rcode::REFUSED,
-            Outcome::ServFail => Rcode::SERVFAIL,
+            Resolution::Answer(_) | Resolution::Referral(_) | Resolution::NoData { .. } => {
+                Rcode::NOERROR
+            }
+            Resolution::NxDomain { .. } => Rcode::NXDOMAIN,
+            Resolution::Refused => Rcode::REFUSED,
+            Resolution::ServFail => Rcode::SERVFAIL,
         }
     }
 
     /// NXDOMAIN with no chain and no SOA: what course TSes' `NOT FOUND`
     /// means.
-    pub fn nxdomain() -> Outcome {
-        Outcome::NxDomain {
+    pub fn nxdomain() -> Resolution {
+        Resolution::NxDomain {
             chain: Vec::new(),
             soa: None,
         }
     }
 
     /// An answer of `records` in the answer section only.
-    pub fn answer(records: Vec<Record>) -> Outcome {
-        Outcome::Answer(Sections {
+    pub fn answer(records: Vec<Record>) -> Resolution {
+        Resolution::Answer(Sections {
             answers: records,
             ..Sections::default()
         })
@@ -240,7 +242,7 @@ pub fn accept_query(bytes: &[u8], transport: Transport) -> Option<Accepted> {
 }
 
 /// The LS's answer to `query` from `outcome`: its rcode and its records,
-/// section by section (see [`Outcome`]): for NXDOMAIN the CNAME chain in
+/// section by section (see [`Resolution`]): for NXDOMAIN the CNAME chain in
 /// the answer section, and for NXDOMAIN and NODATA the SOA in the authority
 /// section when there is one (RFC 2308 §3); RA and AA clear (see the
 /// module). Records owned by the question's name spell it as the question
@@ -250,37 +252,37 @@ pub fn accept_query(bytes: &[u8], transport: Transport) -> Option<Accepted> {
 /// so the client asks again over TCP.
 ///
 /// ```
-/// use dnslb::dns::respond::{accept_query, answer, Accepted, Outcome, Transport};
+/// use dnslb::dns::respond::{accept_query, answer, Accepted, Resolution, Transport};
 /// use dnslb::dns::{Message, Record, Rcode};
 /// let query = b"\x00\x07\x01\x00\x00\x01\x00\x00\x00\x00\x00\x00\x01x\x00\x00\x01\x00\x01";
 /// let Some(Accepted::Query(q)) = accept_query(query, Transport::Udp) else { panic!() };
-/// let found = Outcome::answer(vec![Record::a(q.question.name.clone(), 42, [10, 0, 0, 1].into())]);
+/// let found = Resolution::answer(vec![Record::a(q.question.name.clone(), 42, [10, 0, 0, 1].into())]);
 /// let m = Message::parse(&answer(&q, &found)).unwrap();
 /// assert_eq!((m.header.id, m.header.rd, m.header.ra, m.rcode), (7, true, false, Rcode::NOERROR));
 /// assert_eq!(m.answers[0].ttl, 42);
-/// let m = Message::parse(&answer(&q, &Outcome::ServFail)).unwrap();
+/// let m = Message::parse(&answer(&q, &Resolution::ServFail)).unwrap();
 /// assert_eq!((m.rcode, m.answers.len()), (Rcode::SERVFAIL, 0));
 /// ```
-pub fn answer(query: &Query, outcome: &Outcome) -> Vec<u8> {
+pub fn answer(query: &Query, outcome: &Resolution) -> Vec<u8> {
     let mut response = query.response.clone();
     response.header.aa = false;
     response.header.ra = false;
     response.rcode = outcome.rcode();
     match outcome {
-        Outcome::Answer(sections) | Outcome::Referral(sections) => {
+        Resolution::Answer(sections) | Resolution::Referral(sections) => {
             response.answers.clone_from(&sections.answers);
             response.authority.clone_from(&sections.authority);
             response.additional.clone_from(&sections.additional);
         }
-        Outcome::NxDomain { chain, soa } => {
+        Resolution::NxDomain { chain, soa } => {
             response.answers.clone_from(chain);
             response.authority.extend(soa.iter().cloned());
         }
-        Outcome::NoData { soa } => response.authority.extend(soa.iter().cloned()),
-        Outcome::Refused | Outcome::ServFail => {}
+        Resolution::NoData { soa } => response.authority.extend(soa.iter().cloned()),
+        Resolution::Refused | Resolution::ServFail => {}
     }
     let bytes = response.to_bytes(query.limit);
-    if matches!(outcome, Outcome::Answer(_))
+    if matches!(outcome, Resolution::Answer(_))
         && is_truncated(&bytes)
         && !response.authority.is_empty()
     {
@@ -365,7 +367,7 @@ mod tests {
         for rd in [false, true] {
             let bytes = query_bytes("Mixed.Case.example", RecordType::A, None, rd);
             let q = accepted(&bytes, Transport::Udp);
-            let outcome = Outcome::answer(many("mixed.case.example", 2));
+            let outcome = Resolution::answer(many("mixed.case.example", 2));
             let out = answer(&q, &outcome);
             let m = Message::parse(&out).unwrap();
             assert_eq!(m.header.id, 0xBEEF);
@@ -385,17 +387,17 @@ mod tests {
         );
         let cases = [
             (
-                Outcome::NxDomain {
+                Resolution::NxDomain {
                     chain: Vec::new(),
                     soa: Some(soa()),
                 },
                 Rcode::NXDOMAIN,
                 1,
             ),
-            (Outcome::nxdomain(), Rcode::NXDOMAIN, 0),
-            (Outcome::NoData { soa: Some(soa()) }, Rcode::NOERROR, 1),
-            (Outcome::Refused, Rcode::REFUSED, 0),
-            (Outcome::ServFail, Rcode::SERVFAIL, 0),
+            (Resolution::nxdomain(), Rcode::NXDOMAIN, 0),
+            (Resolution::NoData { soa: Some(soa()) }, Rcode::NOERROR, 1),
+            (Resolution::Refused, Rcode::REFUSED, 0),
+            (Resolution::ServFail, Rcode::SERVFAIL, 0),
         ];
         for (outcome, code, authority) in cases {
             let m = Message::parse(&answer(&q, &outcome)).unwrap();
@@ -407,7 +409,7 @@ mod tests {
 
     #[test]
     fn udp_answers_are_truncated_to_the_advertised_size_and_tcp_ones_never() {
-        let big = Outcome::answer(many("big.example", 60));
+        let big = Resolution::answer(many("big.example", 60));
         let plain = accepted(
             &query_bytes("big.example", RecordType::A, None, true),
             Transport::Udp,
@@ -447,7 +449,7 @@ mod tests {
         let edns = query_bytes("big.example", RecordType::A, Some((65_535, 0, false)), true);
         let out = answer(
             &accepted(&edns, Transport::Udp),
-            &Outcome::answer(many("big.example", 100)),
+            &Resolution::answer(many("big.example", 100)),
         );
         assert!(out.len() <= 1232 && is_truncated(&out), "{}", out.len());
     }
@@ -467,13 +469,13 @@ mod tests {
         };
         // 12 + 17 bytes of header and question, 16 bytes an A record.
         let sections = |answers: u8, servers: u8, glue: u8| {
-            Outcome::Answer(Sections {
+            Resolution::Answer(Sections {
                 answers: many("big.example", answers),
                 authority: (0..servers).map(ns).collect(),
                 additional: many("ns0.example", glue),
             })
         };
-        let parse = |outcome: &Outcome| Message::parse(&answer(&q, outcome)).unwrap();
+        let parse = |outcome: &Resolution| Message::parse(&answer(&q, outcome)).unwrap();
         // Everything fits.
         let m = parse(&sections(2, 2, 2));
         assert_eq!(
@@ -499,11 +501,11 @@ mod tests {
         assert!(m.header.tc);
         assert!(m.answers.is_empty());
         // A referral's NS records are its answer: TC when they do not fit.
-        let Outcome::Answer(mut referral) = sections(0, 40, 0) else {
+        let Resolution::Answer(mut referral) = sections(0, 40, 0) else {
             unreachable!()
         };
         referral.authority = (0..40).map(ns).collect();
-        let m = parse(&Outcome::Referral(referral));
+        let m = parse(&Resolution::Referral(referral));
         assert!(m.header.tc);
     }
 

@@ -13,7 +13,7 @@
 //! size (RFC 6891 §6.2.5 concerns UDP), and the LS does not ask for DNSSEC
 //! records, so an OPT would only add bytes.
 //!
-//! **Replies.** [`classify`] turns a reply into an [`Outcome`]. Only what
+//! **Replies.** [`classify`] turns a reply into an [`Resolution`]. Only what
 //! the zone that answered may speak for is kept ([`Bailiwick`]): the answer
 //! section's chain from the question's name (the name, then each CNAME
 //! target inside the zone), the zone's NS and SOA records, and the
@@ -31,7 +31,7 @@ use std::fmt;
 use std::hash::{BuildHasher, Hasher};
 use std::net::SocketAddr;
 
-use super::respond::{Outcome, Sections};
+use super::respond::{Resolution, Sections};
 use super::{FormatError, Message, Name, Question, RData, Rcode, Record, RecordType};
 use crate::random::SplitMix64;
 
@@ -115,7 +115,7 @@ pub struct Matched<T> {
     /// a failure).
     pub truncated: bool,
     /// What the reply says.
-    pub outcome: Outcome,
+    pub outcome: Resolution,
 }
 
 impl<T> Upstream<T> {
@@ -246,26 +246,26 @@ pub fn query_bytes(id: u16, question: &Question) -> Vec<u8> {
 /// question's name, the zone's NS and SOA records, and the addresses of
 /// names those records name.
 ///
-/// - TC set: [`Outcome::ServFail`] (a reply cut short is not an answer).
+/// - TC set: [`Resolution::ServFail`] (a reply cut short is not an answer).
 /// - NOERROR with records on the chain from the question's name (the
 ///   records owned by the name, then by each CNAME target inside the zone
 ///   that answered, in that order; records for other names are dropped):
-///   [`Outcome::Answer`], with the authority section's NS and SOA records
+///   [`Resolution::Answer`], with the authority section's NS and SOA records
 ///   for the names on the chain, and the additional section's A and AAAA
 ///   records for names those records and the answer name (an MX target, a
 ///   name server).
 /// - NOERROR with no such record: a referral (AA clear, NS records in the
 ///   authority section for the name or above it, and no SOA: the name is
 ///   delegated, RFC 1034 §4.3.2)
-///   is [`Outcome::Referral`], with the NS records and their glue;
-///   otherwise [`Outcome::NoData`], with the authority section's SOA if
+///   is [`Resolution::Referral`], with the NS records and their glue;
+///   otherwise [`Resolution::NoData`], with the authority section's SOA if
 ///   any.
-/// - NXDOMAIN: [`Outcome::NxDomain`], with the chain that led to the
+/// - NXDOMAIN: [`Resolution::NxDomain`], with the chain that led to the
 ///   missing name (a CNAME whose target does not exist) and the SOA if any.
-///   REFUSED: [`Outcome::Refused`]. Any other rcode: [`Outcome::ServFail`].
-pub fn classify(question: &Question, reply: &Message) -> Outcome {
+///   REFUSED: [`Resolution::Refused`]. Any other rcode: [`Resolution::ServFail`].
+pub fn classify(question: &Question, reply: &Message) -> Resolution {
     if reply.header.tc {
-        return Outcome::ServFail;
+        return Resolution::ServFail;
     }
     let zone = Bailiwick::of(question, reply);
     let chain = answer_chain(question, &reply.answers, &zone);
@@ -277,7 +277,7 @@ pub fn classify(question: &Question, reply: &Message) -> Outcome {
     match reply.rcode {
         Rcode::NOERROR if !chain.is_empty() => {
             let additional = zone.additional(&chain, &authority, &reply.additional);
-            Outcome::Answer(Sections {
+            Resolution::Answer(Sections {
                 answers: chain,
                 authority,
                 additional,
@@ -289,16 +289,16 @@ pub fn classify(question: &Question, reply: &Message) -> Outcome {
                 && authority.iter().any(|r| r.rtype == RecordType::NS) =>
         {
             let additional = zone.additional(&chain, &authority, &reply.additional);
-            Outcome::Referral(Sections {
+            Resolution::Referral(Sections {
                 answers: Vec::new(),
                 authority,
                 additional,
             })
         }
-        Rcode::NOERROR => Outcome::NoData { soa },
-        Rcode::NXDOMAIN => Outcome::NxDomain { chain, soa },
-        Rcode::REFUSED => Outcome::Refused,
-        _ => Outcome::ServFail,
+        Rcode::NOERROR => Resolution::NoData { soa },
+        Rcode::NXDOMAIN => Resolution::NxDomain { chain, soa },
+        Rcode::REFUSED => Resolution::Refused,
+        _ => Resolution::ServFail,
     }
 }
 
@@ -520,7 +520,7 @@ mod tests {
             let bytes = reply(*id, q, Rcode::NOERROR, vec![a(names[i], i as u8)]).to_bytes(65535);
             let m = link.receive(&bytes).unwrap();
             assert_eq!((m.id, m.tag), (*id, i));
-            assert_eq!(m.outcome, Outcome::answer(vec![a(names[i], i as u8)]));
+            assert_eq!(m.outcome, Resolution::answer(vec![a(names[i], i as u8)]));
         }
         assert!(link.is_empty());
         // A second reply to an ID already answered matches nothing.
@@ -557,7 +557,10 @@ mod tests {
         let lower = question("www.example.COM.", RecordType::A);
         let bytes = reply(id, &lower, Rcode::NXDOMAIN, Vec::new()).to_bytes(512);
         let m = link.receive(&bytes).unwrap();
-        assert_eq!((m.rcode, m.outcome), (Rcode::NXDOMAIN, Outcome::nxdomain()));
+        assert_eq!(
+            (m.rcode, m.outcome),
+            (Rcode::NXDOMAIN, Resolution::nxdomain())
+        );
     }
 
     #[test]
@@ -621,7 +624,7 @@ mod tests {
         with_soa.authority.push(soa(30));
         assert_eq!(
             classify(&q, &with_soa),
-            Outcome::NxDomain {
+            Resolution::NxDomain {
                 chain: Vec::new(),
                 soa: Some(soa(30))
             }
@@ -629,10 +632,10 @@ mod tests {
         with_soa.rcode = Rcode::NOERROR;
         assert_eq!(
             classify(&q, &with_soa),
-            Outcome::NoData { soa: Some(soa(30)) }
+            Resolution::NoData { soa: Some(soa(30)) }
         );
         let empty = reply(1, &q, Rcode::NOERROR, Vec::new());
-        assert_eq!(classify(&q, &empty), Outcome::NoData { soa: None });
+        assert_eq!(classify(&q, &empty), Resolution::NoData { soa: None });
         let mut referral = empty.clone();
         referral.header.aa = false;
         referral.authority.push(Record {
@@ -644,27 +647,27 @@ mod tests {
         });
         assert_eq!(
             classify(&q, &referral),
-            Outcome::Referral(Sections {
+            Resolution::Referral(Sections {
                 authority: referral.authority.clone(),
                 ..Sections::default()
             })
         );
         // From the zone's own authority, NS without a SOA is no delegation.
         referral.header.aa = true;
-        assert_eq!(classify(&q, &referral), Outcome::NoData { soa: None });
+        assert_eq!(classify(&q, &referral), Resolution::NoData { soa: None });
         assert_eq!(
             classify(&q, &reply(1, &q, Rcode::REFUSED, Vec::new())),
-            Outcome::Refused
+            Resolution::Refused
         );
         for code in [Rcode::SERVFAIL, Rcode::FORMERR, Rcode::NOTIMP] {
             assert_eq!(
                 classify(&q, &reply(1, &q, code, Vec::new())),
-                Outcome::ServFail
+                Resolution::ServFail
             );
         }
         let mut cut = reply(1, &q, Rcode::NOERROR, vec![a("www.example.com", 1)]);
         cut.header.tc = true;
-        assert_eq!(classify(&q, &cut), Outcome::ServFail);
+        assert_eq!(classify(&q, &cut), Resolution::ServFail);
     }
 
     #[test]
@@ -687,7 +690,7 @@ mod tests {
         let m = reply(1, &q, Rcode::NOERROR, answers);
         assert_eq!(
             classify(&q, &m),
-            Outcome::answer(vec![
+            Resolution::answer(vec![
                 cname("WWW.example.com", "web.example.com"),
                 a("web.example.com", 1),
                 a("web.example.com", 2),
@@ -695,7 +698,7 @@ mod tests {
             ])
         );
         let only_evil = reply(1, &q, Rcode::NOERROR, vec![a("evil.example.net", 66)]);
-        assert_eq!(classify(&q, &only_evil), Outcome::NoData { soa: None });
+        assert_eq!(classify(&q, &only_evil), Resolution::NoData { soa: None });
     }
     fn cname(from: &str, to: &str) -> Record {
         Record {
@@ -724,14 +727,14 @@ mod tests {
         let m = reply(1, &q, Rcode::NOERROR, answers);
         assert_eq!(
             classify(&q, &m),
-            Outcome::answer(vec![cname("cn.evil.test", "google.com")])
+            Resolution::answer(vec![cname("cn.evil.test", "google.com")])
         );
         // Claiming the root as its zone widens nothing: the floor is the TLD.
         let mut root = m.clone();
         root.authority.push(ns(".", "ns.evil.test"));
         assert_eq!(
             classify(&q, &root),
-            Outcome::answer(vec![cname("cn.evil.test", "google.com")])
+            Resolution::answer(vec![cname("cn.evil.test", "google.com")])
         );
         // The zone's NS narrows the bailiwick to the zone.
         let q = question("www.example.test", RecordType::A);
@@ -746,7 +749,7 @@ mod tests {
             ],
         );
         m.authority.push(ns("example.test", "ns1.example.test"));
-        let Outcome::Answer(sections) = classify(&q, &m) else {
+        let Resolution::Answer(sections) = classify(&q, &m) else {
             panic!()
         };
         assert_eq!(
@@ -759,7 +762,7 @@ mod tests {
         assert_eq!(sections.authority, [ns("example.test", "ns1.example.test")]);
         // Without it, other.test is inside test.: the chain goes on.
         m.authority.clear();
-        let Outcome::Answer(sections) = classify(&q, &m) else {
+        let Resolution::Answer(sections) = classify(&q, &m) else {
             panic!()
         };
         assert_eq!(sections.answers.len(), 3);
@@ -787,7 +790,7 @@ mod tests {
         m.additional.push(a("mail.example.test.evil.net", 66));
         assert_eq!(
             classify(&q, &m),
-            Outcome::Answer(Sections {
+            Resolution::Answer(Sections {
                 answers: vec![mx],
                 authority: vec![ns("example.test", "ns1.example.test")],
                 additional: vec![a("mail.example.test", 25), a("ns1.example.test", 53)],
@@ -807,7 +810,7 @@ mod tests {
         m.additional.push(a("ns.other.net", 66));
         assert_eq!(
             classify(&q, &m),
-            Outcome::Referral(Sections {
+            Resolution::Referral(Sections {
                 answers: Vec::new(),
                 authority: m.authority.clone(),
                 additional: vec![a("ns1.sub.example.test", 1)],
@@ -816,7 +819,7 @@ mod tests {
         // NS records for another name are not a referral for this one.
         let mut other = reply(1, &q, Rcode::NOERROR, Vec::new());
         other.authority.push(ns("google.com", "ns.evil.test"));
-        assert_eq!(classify(&q, &other), Outcome::NoData { soa: None });
+        assert_eq!(classify(&q, &other), Resolution::NoData { soa: None });
     }
 
     #[test]
@@ -831,7 +834,7 @@ mod tests {
         m.authority.push(soa(30));
         assert_eq!(
             classify(&q, &m),
-            Outcome::NxDomain {
+            Resolution::NxDomain {
                 chain: vec![cname("alias.example.com", "gone.example.com")],
                 soa: Some(soa(30)),
             }

@@ -3,7 +3,7 @@
 //! outcomes, kept here so that `dns` knows nothing of the course protocol.
 
 use crate::dns::respond::DEFAULT_TTL;
-use crate::dns::{CLASS_IN, Outcome, Question, Record, RecordType};
+use crate::dns::{CLASS_IN, Question, Record, RecordType, Resolution};
 use crate::wire;
 
 /// The TTL the LS gives an address a course-protocol TS answered with: the
@@ -23,19 +23,19 @@ pub const LINE_ANSWER_TTL: u32 = DEFAULT_TTL;
 ///   SOA.
 /// - A question whose class is not IN: REFUSED (a course TS holds only the
 ///   Internet class).
-pub fn line_outcome(question: &Question, reply: &wire::Reply, ttl: u32) -> Option<Outcome> {
+pub fn line_outcome(question: &Question, reply: &wire::Reply, ttl: u32) -> Option<Resolution> {
     if question.name.hostname_key()? != wire::name_key(reply.name()) {
         return None;
     }
     if question.qclass != CLASS_IN {
-        return Some(Outcome::Refused);
+        return Some(Resolution::Refused);
     }
     Some(match reply {
-        wire::Reply::NotFound(_) => Outcome::nxdomain(),
-        wire::Reply::Answer(a) if matches!(question.qtype, RecordType::A | RecordType::ANY) => {
-            Outcome::answer(vec![Record::a(question.name.clone(), ttl, a.ip)])
+        wire::Reply::NotFound(_) => Resolution::nxdomain(),
+        wire::Reply::Found(a) if matches!(question.qtype, RecordType::A | RecordType::ANY) => {
+            Resolution::answer(vec![Record::a(question.name.clone(), ttl, a.ip)])
         }
-        wire::Reply::Answer(_) => Outcome::NoData { soa: None },
+        wire::Reply::Found(_) => Resolution::NoData { soa: None },
     })
 }
 
@@ -55,7 +55,7 @@ mod tests {
         let hit = wire::parse_reply(b"www.site.COM 10.1.2.3 A").unwrap();
         let miss = wire::parse_reply(b"www.site.com - NOT FOUND").unwrap();
         let a = question(RecordType::A, CLASS_IN);
-        let Some(Outcome::Answer(Sections {
+        let Some(Resolution::Answer(Sections {
             answers: records, ..
         })) = line_outcome(&a, &hit, 7)
         else {
@@ -69,16 +69,16 @@ mod tests {
         );
         assert!(matches!(
             line_outcome(&question(RecordType::ANY, CLASS_IN), &hit, 7),
-            Some(Outcome::Answer(_))
+            Some(Resolution::Answer(_))
         ));
         assert_eq!(
             line_outcome(&question(RecordType::AAAA, CLASS_IN), &hit, 7),
-            Some(Outcome::NoData { soa: None })
+            Some(Resolution::NoData { soa: None })
         );
-        assert_eq!(line_outcome(&a, &miss, 7), Some(Outcome::nxdomain()));
+        assert_eq!(line_outcome(&a, &miss, 7), Some(Resolution::nxdomain()));
         assert_eq!(
             line_outcome(&question(RecordType::A, 3), &hit, 7),
-            Some(Outcome::Refused)
+            Some(Resolution::Refused)
         );
         let other = wire::parse_reply(b"www.site.org 10.1.2.3 A").unwrap();
         assert_eq!(line_outcome(&a, &other, 7), None);

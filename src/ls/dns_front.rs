@@ -47,9 +47,9 @@ use super::inflight::{Outcome, Release, Settled};
 use super::session::{Answer, Locked, Request, Session, cached_outcome};
 use super::setup::{Shared, TsProtocol};
 use super::worker::{self, Front, Replies, Unserved};
-use crate::dns::respond::{self, Accepted, Outcome as DnsOutcome, Transport};
+use crate::dns::respond::{self, Accepted, Transport};
 use crate::dns::rrl::{self, Limiter, Verdict};
-use crate::dns::{self, Rcode};
+use crate::dns::{self, Rcode, Resolution};
 use crate::framing::{Timed, read_length_prefixed_timed, write_length_prefixed};
 use crate::log;
 use crate::net::datagram::{RECV_BUFFER, Received, recv_datagram, wake_on_trigger};
@@ -99,7 +99,7 @@ fn take(bytes: &[u8], transport: Transport, peer: Option<SocketAddr>, shared: &S
         // The TSes hold only the Internet class (CH `version.bind` and the
         // like): refused at once, whatever the TSes speak.
         return Take::Answer(
-            respond::answer(&query, &DnsOutcome::Refused),
+            respond::answer(&query, &Resolution::Refused),
             Outcome::Refused,
         );
     }
@@ -117,7 +117,7 @@ fn take(bytes: &[u8], transport: Transport, peer: Option<SocketAddr>, shared: &S
         // Not a hostname: no course TS can hold it.
         None if shared.options.ts_protocol == TsProtocol::Line => {
             return Take::Answer(
-                respond::answer(&query, &DnsOutcome::Refused),
+                respond::answer(&query, &Resolution::Refused),
                 Outcome::Refused,
             );
         }
@@ -142,11 +142,11 @@ fn response(settled: Settled<Answer, Ask>) -> (Vec<u8>, Outcome) {
             .and_then(|reply| {
                 course_dns::line_outcome(&query.question, &reply, course_dns::LINE_ANSWER_TTL)
             })
-            .unwrap_or(DnsOutcome::ServFail),
+            .unwrap_or(Resolution::ServFail),
         None => match settled.outcome {
-            Outcome::NotFound => DnsOutcome::nxdomain(),
-            Outcome::Refused => DnsOutcome::Refused,
-            _ => DnsOutcome::ServFail,
+            Outcome::NotFound => Resolution::nxdomain(),
+            Outcome::Refused => Resolution::Refused,
+            _ => Resolution::ServFail,
         },
     };
     (respond::answer(query, &outcome), settled.outcome)

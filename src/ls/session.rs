@@ -29,7 +29,7 @@ use super::link::{self, LinkHandle, LinkOptions, LinkThread};
 use super::setup::Shared;
 use super::setup::TsProtocol;
 use crate::dns::upstream::{self, Upstream};
-use crate::dns::{Outcome as DnsOutcome, Question};
+use crate::dns::{Question, Resolution};
 use crate::framing::{Frame, Framing, is_timeout, write_length_prefixed, write_message};
 use crate::log;
 use crate::sync::lock;
@@ -53,7 +53,7 @@ pub enum Answer {
     Line(String),
     /// A DNS TS's answer (records, a referral, "the name exists without
     /// that type"), its NXDOMAIN for a miss, or the cache's answer.
-    Dns(DnsOutcome),
+    Dns(Resolution),
     /// A reply the front end made itself (an error line, a FORMERR
     /// response, an answer from the cache), relayed in its turn.
     Made(Vec<u8>),
@@ -61,9 +61,9 @@ pub enum Answer {
 
 /// How a cache hit counts: an answer (or a referral), or a miss (a cached
 /// NXDOMAIN or NODATA).
-pub fn cached_outcome(hit: &DnsOutcome) -> Outcome {
+pub fn cached_outcome(hit: &Resolution) -> Outcome {
     match hit {
-        DnsOutcome::Answer(_) | DnsOutcome::Referral(_) => Outcome::Cached,
+        Resolution::Answer(_) | Resolution::Referral(_) => Outcome::Cached,
         _ => Outcome::CachedMiss,
     }
 }
@@ -71,10 +71,10 @@ pub fn cached_outcome(hit: &DnsOutcome) -> Outcome {
 /// What the cache keeps of a course TS's answer line to `question`: its A
 /// record, owned by the name as the TS spelt it, so that a course client's
 /// hit gets the line an uncached query would.
-fn line_kept(question: &Question, line: &str) -> Option<DnsOutcome> {
+fn line_kept(question: &Question, line: &str) -> Option<Resolution> {
     let reply = wire::parse_reply(line.as_bytes()).ok()?;
     let mut outcome = course_dns::line_outcome(question, &reply, course_dns::LINE_ANSWER_TTL)?;
-    if let DnsOutcome::Answer(sections) = &mut outcome {
+    if let Resolution::Answer(sections) = &mut outcome {
         let spelt = crate::dns::Name::from_ascii(reply.name()).ok()?;
         for record in &mut sections.answers {
             record.name = spelt.clone();
@@ -432,7 +432,7 @@ impl<T> Session<T> {
 
     /// The cache's answer to `question`, TTLs counted down, if it has one
     /// (see [`cached_outcome`] for how it counts).
-    pub fn cached(&self, question: &Question) -> Option<DnsOutcome> {
+    pub fn cached(&self, question: &Question) -> Option<Resolution> {
         self.shared.cache.as_ref()?.get(question, Instant::now())
     }
 
@@ -442,7 +442,7 @@ impl<T> Session<T> {
     pub fn submit_cached(
         &mut self,
         name: &str,
-        hit: DnsOutcome,
+        hit: Resolution,
         question: Question,
         tag: T,
     ) -> bool {
@@ -488,7 +488,7 @@ impl<T> Session<T> {
             }
             (Outcome::NotFound, _) if heard & every_ts != every_ts => return,
             (Outcome::NotFound, Some(Answer::Dns(outcome))) => outcome.clone(),
-            (Outcome::NotFound, _) => DnsOutcome::nxdomain(),
+            (Outcome::NotFound, _) => Resolution::nxdomain(),
             _ => return,
         };
         cache.insert(question, &kept, Instant::now());
@@ -915,11 +915,11 @@ impl<T> Session<T> {
             match upstream.receive(&bytes) {
                 Ok(matched) => {
                     let said = match matched.outcome {
-                        outcome @ DnsOutcome::NxDomain { .. } => {
+                        outcome @ Resolution::NxDomain { .. } => {
                             Said::Negative(Answer::Dns(outcome))
                         }
-                        DnsOutcome::Refused => Said::Refused,
-                        DnsOutcome::ServFail => Said::Failed,
+                        Resolution::Refused => Said::Refused,
+                        Resolution::ServFail => Said::Failed,
                         outcome => Said::Answer(Answer::Dns(outcome)),
                     };
                     // A DNS TS answers every query: its silence is a fault.
@@ -943,7 +943,7 @@ impl<T> Session<T> {
         let key = wire::name_key(reply.name());
         let said = match reply {
             // The bytes parsed as an answer, so they are UTF-8.
-            Reply::Answer(_) => Said::Answer(Answer::Line(
+            Reply::Found(_) => Said::Answer(Answer::Line(
                 String::from_utf8_lossy(&bytes).trim().to_string(),
             )),
             Reply::NotFound(_) => {

@@ -617,8 +617,8 @@ impl Front for CourseReplies<'_> {
 /// the answer section's first address, as `name ip A`. The reply names the
 /// name asked, spelt as the A record spells it when the record is owned by
 /// that name, never the target of a CNAME.
-fn first_address(outcome: &dns::Outcome, name: &str, dialect: Dialect) -> Option<String> {
-    let dns::Outcome::Answer(sections) = outcome else {
+fn first_address(outcome: &dns::Resolution, name: &str, dialect: Dialect) -> Option<String> {
+    let dns::Resolution::Answer(sections) = outcome else {
         return None;
     };
     let asked = dns::Name::from_ascii(name).ok();
@@ -635,7 +635,7 @@ fn first_address(outcome: &dns::Outcome, name: &str, dialect: Dialect) -> Option
                 } else {
                     name.to_string()
                 };
-                Some(wire::Answer { name, ip }.line(dialect))
+                Some(wire::Found { name, ip }.line(dialect))
             }
             _ => None,
         })

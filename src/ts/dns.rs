@@ -1,7 +1,7 @@
 //! The TS's DNS side: an authoritative server for its table, over UDP and
 //! TCP on one port number, beside the course protocol.
 //!
-//! [`respond`] decides the answer to one query message with no I/O: the
+//! [`answer_query`] decides the answer to one query message with no I/O: the
 //! TS is a top-level server, authoritative for the top-level zones of its
 //! table's names and refusing the rest. The rest of the module only
 //! carries bytes. UDP is one thread blocking in `recv_from`,
@@ -83,11 +83,11 @@ impl Default for DnsOptions {
 /// ```
 /// use dnslb::dns::{Message, Rcode};
 /// use dnslb::table;
-/// use dnslb::ts::dns::{respond, Transport};
+/// use dnslb::ts::dns::{answer_query, Transport};
 /// let table = table::parse(b"www.example.com 10.0.0.1 A").unwrap();
 /// let query = b"\x12\x34\x01\x00\x00\x01\x00\x00\x00\x00\x00\x00\
 ///               \x03WWW\x07example\x03com\x00\x00\x01\x00\x01";
-/// let answer = respond(query, &table, 300, Transport::Udp).unwrap();
+/// let answer = answer_query(query, &table, 300, Transport::Udp).unwrap();
 /// // ID echoed, QR AA RD set, NOERROR, one question, one answer.
 /// assert_eq!(&answer[..12], b"\x12\x34\x85\x00\x00\x01\x00\x01\x00\x00\x00\x00");
 /// // The question echoed byte for byte, then the answer: a pointer to it.
@@ -95,15 +95,15 @@ impl Default for DnsOptions {
 /// assert_eq!(&answer[33..], b"\xc0\x0c\x00\x01\x00\x01\x00\x00\x01\x2c\x00\x04\x0a\x00\x00\x01");
 /// // A name under `com.`, which the TS serves: NXDOMAIN with com.'s SOA.
 /// let miss = b"\x00\x01\x00\x00\x00\x01\x00\x00\x00\x00\x00\x00\x01x\x03com\x00\x00\x01\x00\x01";
-/// let m = Message::parse(&respond(miss, &table, 300, Transport::Udp).unwrap()).unwrap();
+/// let m = Message::parse(&answer_query(miss, &table, 300, Transport::Udp).unwrap()).unwrap();
 /// assert_eq!((m.rcode, m.header.aa, m.authority[0].name.to_string().as_str()), (Rcode::NXDOMAIN, true, "com."));
 /// // A name under `org.`, which it does not: REFUSED.
 /// let foreign = b"\x00\x02\x00\x00\x00\x01\x00\x00\x00\x00\x00\x00\x01x\x03org\x00\x00\x01\x00\x01";
-/// let m = Message::parse(&respond(foreign, &table, 300, Transport::Udp).unwrap()).unwrap();
+/// let m = Message::parse(&answer_query(foreign, &table, 300, Transport::Udp).unwrap()).unwrap();
 /// assert_eq!((m.rcode, m.header.aa, m.authority.len()), (Rcode::REFUSED, false, 0));
-/// assert_eq!(respond(&query[..11], &table, 300, Transport::Udp), None);
+/// assert_eq!(answer_query(&query[..11], &table, 300, Transport::Udp), None);
 /// ```
-pub fn respond(query: &[u8], table: &Zone, ttl: u32, transport: Transport) -> Option<Vec<u8>> {
+pub fn answer_query(query: &[u8], table: &Zone, ttl: u32, transport: Transport) -> Option<Vec<u8>> {
     let Query {
         question,
         mut response,
@@ -320,7 +320,7 @@ fn answer_udp(
         if shutdown.is_triggered() {
             break;
         }
-        let Some(answer) = respond(&buf[..len], table, ttl, Transport::Udp) else {
+        let Some(answer) = answer_query(&buf[..len], table, ttl, Transport::Udp) else {
             log::info(format_args!("ts dns: dropped {len} bytes from {peer}"));
             continue;
         };
@@ -377,7 +377,7 @@ fn answer_tcp(
         };
         activity.received(1);
         unanswered += 1;
-        if let Some(answer) = respond(&query, table, options.ttl, Transport::Tcp) {
+        if let Some(answer) = answer_query(&query, table, options.ttl, Transport::Tcp) {
             write_length_prefixed(&mut out, &answer)?;
         }
         if !holds_whole_message(reader.buffer()) {
