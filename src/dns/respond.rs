@@ -118,7 +118,7 @@ impl Resolution {
 
 /// A checked query with one question and the start of its response.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Query {
+pub struct Checked {
     /// The question, as asked (case kept).
     pub question: Question,
     /// The response so far: ID, opcode and RD echoed, QR set, the question
@@ -132,7 +132,7 @@ pub struct Query {
     pub limit: usize,
 }
 
-impl Query {
+impl Checked {
     /// The response's bytes, truncated to [`limit`](Self::limit).
     pub fn to_bytes(&self) -> Vec<u8> {
         self.response.to_bytes(self.limit)
@@ -143,7 +143,7 @@ impl Query {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Accepted {
     /// A query to answer.
-    Query(Query),
+    Query(Checked),
     /// A query answered already with an error: FORMERR (it does not parse,
     /// or has other than one question), NOTIMP (an opcode other than
     /// QUERY) or BADVERS (EDNS version above 0). `problem` says what was
@@ -234,7 +234,7 @@ pub fn accept_query(bytes: &[u8], transport: Transport) -> Option<Accepted> {
         });
     };
     response.questions.push(question.clone());
-    Some(Accepted::Query(Query {
+    Some(Accepted::Query(Checked {
         question: question.clone(),
         response,
         limit,
@@ -263,7 +263,7 @@ pub fn accept_query(bytes: &[u8], transport: Transport) -> Option<Accepted> {
 /// let m = Message::parse(&answer(&q, &Resolution::ServFail)).unwrap();
 /// assert_eq!((m.rcode, m.answers.len()), (Rcode::SERVFAIL, 0));
 /// ```
-pub fn answer(query: &Query, outcome: &Resolution) -> Vec<u8> {
+pub fn answer(query: &Checked, outcome: &Resolution) -> Vec<u8> {
     let mut response = query.response.clone();
     response.header.aa = false;
     response.header.ra = false;
@@ -331,7 +331,7 @@ mod tests {
         m.to_bytes(512)
     }
 
-    fn accepted(bytes: &[u8], transport: Transport) -> Query {
+    fn accepted(bytes: &[u8], transport: Transport) -> Checked {
         match accept_query(bytes, transport) {
             Some(Accepted::Query(q)) => q,
             other => panic!("not a query: {other:?}"),

@@ -44,13 +44,13 @@ pub const MAX_OUTSTANDING: usize = 16_384;
 /// `tag` (what the LS needs to route the reply: a session, a query number).
 #[derive(Debug)]
 pub struct Upstream<T> {
-    pending: HashMap<u16, Pending<T>>,
+    pending: HashMap<u16, Asked<T>>,
     rng: SplitMix64,
     max: usize,
 }
 
 #[derive(Debug)]
-struct Pending<T> {
+struct Asked<T> {
     question: Question,
     tag: T,
 }
@@ -102,7 +102,7 @@ impl std::error::Error for Rejected {}
 
 /// A reply matched to its query.
 #[derive(Debug, PartialEq, Eq)]
-pub struct Matched<T> {
+pub struct MatchedReply<T> {
     /// The ID it was matched by (free again now).
     pub id: u16,
     /// The question as it was sent.
@@ -160,7 +160,7 @@ impl<T> Upstream<T> {
         };
         self.pending.insert(
             id,
-            Pending {
+            Asked {
                 question: question.clone(),
                 tag,
             },
@@ -174,7 +174,7 @@ impl<T> Upstream<T> {
     /// # Errors
     /// [`Rejected`] when it is not a reply to a query in flight; the table
     /// is unchanged.
-    pub fn receive(&mut self, bytes: &[u8]) -> Result<Matched<T>, Rejected> {
+    pub fn receive(&mut self, bytes: &[u8]) -> Result<MatchedReply<T>, Rejected> {
         let message = Message::parse(bytes).map_err(Rejected::Malformed)?;
         let id = message.header.id;
         if !message.header.qr {
@@ -190,8 +190,8 @@ impl<T> Upstream<T> {
                 });
             }
         }
-        let Pending { question, tag } = self.pending.remove(&id).expect("found just above");
-        Ok(Matched {
+        let Asked { question, tag } = self.pending.remove(&id).expect("found just above");
+        Ok(MatchedReply {
             id,
             outcome: classify(&question, &message),
             question,

@@ -71,7 +71,7 @@ const EVENT_QUEUE: usize = 256;
 /// How one DNS query is to be answered: its checked form, and over UDP
 /// where it came from.
 pub(super) struct Ask {
-    query: respond::Query,
+    query: respond::Checked,
     peer: Option<SocketAddr>,
 }
 

@@ -21,7 +21,7 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 pub use crate::dns::respond::Transport;
-use crate::dns::respond::{Accepted, Query, accept_query};
+use crate::dns::respond::{Accepted, Checked, accept_query};
 use crate::dns::{self, Header, Name, RData, Rcode, Record, RecordType};
 use crate::framing::{self, Timed, read_length_prefixed_timed, write_length_prefixed};
 use crate::log;
@@ -104,7 +104,7 @@ impl Default for DnsOptions {
 /// assert_eq!(answer_query(&query[..11], &table, 300, Transport::Udp), None);
 /// ```
 pub fn answer_query(query: &[u8], table: &Zone, ttl: u32, transport: Transport) -> Option<Vec<u8>> {
-    let Query {
+    let Checked {
         question,
         mut response,
         limit,
