@@ -377,42 +377,9 @@ impl SharedCache {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::dns::fixture::{a, name, question, soa};
     use crate::dns::respond::Sections;
-    use crate::dns::{CLASS_IN, Name, Rcode, RecordType};
-
-    fn name(text: &str) -> Name {
-        Name::from_ascii(text).unwrap()
-    }
-
-    fn question(text: &str) -> Question {
-        Question {
-            name: name(text),
-            qtype: RecordType::A,
-            qclass: CLASS_IN,
-        }
-    }
-
-    fn a(owner: &str, ttl: u32, last: u8) -> Record {
-        Record::a(name(owner), ttl, [10, 0, 0, last].into())
-    }
-
-    fn soa(ttl: u32, minimum: u32) -> Record {
-        Record {
-            name: name("example.com"),
-            rtype: RecordType::SOA,
-            class: CLASS_IN,
-            ttl,
-            data: RData::Soa {
-                mname: name("ns.example.com"),
-                rname: name("host.example.com"),
-                serial: 1,
-                refresh: 2,
-                retry: 3,
-                expire: 4,
-                minimum,
-            },
-        }
-    }
+    use crate::dns::{CLASS_IN, Rcode, RecordType};
 
     fn secs(s: u64) -> Duration {
         Duration::from_secs(s)

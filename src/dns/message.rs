@@ -607,18 +607,7 @@ fn write_record(out: &mut Vec<u8>, names: &mut Compressor, record: &Record) {
 mod tests {
     use super::*;
     use crate::dns::Rcode;
-
-    fn name(text: &str) -> Name {
-        Name::from_ascii(text).unwrap()
-    }
-
-    fn question(text: &str) -> Question {
-        Question {
-            name: name(text),
-            qtype: RecordType::A,
-            qclass: CLASS_IN,
-        }
-    }
+    use crate::dns::fixture::{name, question};
 
     #[test]
     fn every_record_kind_survives_a_round_trip_with_compression() {

@@ -36,6 +36,8 @@
 
 pub mod cache;
 mod error;
+#[cfg(test)]
+mod fixture;
 pub mod message;
 pub mod name;
 pub mod respond;

@@ -277,10 +277,7 @@ impl Compressor {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn name(text: &str) -> Name {
-        Name::from_ascii(text).unwrap()
-    }
+    use crate::dns::fixture::name;
 
     #[test]
     fn names_of_255_bytes_parse_and_256_do_not() {

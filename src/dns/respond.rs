@@ -306,6 +306,7 @@ pub const DEFAULT_TTL: u32 = 300;
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::dns::fixture::{a, soa};
     use crate::dns::{CLASS_IN, Name, RData, RecordType};
 
     fn query_bytes(
@@ -338,28 +339,8 @@ mod tests {
         }
     }
 
-    fn soa() -> Record {
-        Record {
-            name: Name::from_ascii("example.com").unwrap(),
-            rtype: RecordType::SOA,
-            class: CLASS_IN,
-            ttl: 30,
-            data: RData::Soa {
-                mname: Name::from_ascii("ns.example.com").unwrap(),
-                rname: Name::from_ascii("host.example.com").unwrap(),
-                serial: 1,
-                refresh: 2,
-                retry: 3,
-                expire: 4,
-                minimum: 10,
-            },
-        }
-    }
-
-    fn many(name: &str, n: u8) -> Vec<Record> {
-        (0..n)
-            .map(|i| Record::a(Name::from_ascii(name).unwrap(), 300, [10, 0, 0, i].into()))
-            .collect()
+    fn many(owner: &str, n: u8) -> Vec<Record> {
+        (0..n).map(|i| a(owner, 300, i)).collect()
     }
 
     #[test]
@@ -389,13 +370,19 @@ mod tests {
             (
                 Resolution::NxDomain {
                     chain: Vec::new(),
-                    soa: Some(soa()),
+                    soa: Some(soa(30, 10)),
                 },
                 Rcode::NXDOMAIN,
                 1,
             ),
             (Resolution::nxdomain(), Rcode::NXDOMAIN, 0),
-            (Resolution::NoData { soa: Some(soa()) }, Rcode::NOERROR, 1),
+            (
+                Resolution::NoData {
+                    soa: Some(soa(30, 10)),
+                },
+                Rcode::NOERROR,
+                1,
+            ),
             (Resolution::Refused, Rcode::REFUSED, 0),
             (Resolution::ServFail, Rcode::SERVFAIL, 0),
         ];

@@ -457,36 +457,7 @@ fn answer_chain(question: &Question, answers: &[Record], zone: &Bailiwick) -> Ve
 mod tests {
     use super::*;
     use crate::dns::CLASS_IN;
-
-    fn name(text: &str) -> Name {
-        Name::from_ascii(text).unwrap()
-    }
-
-    fn question(text: &str, qtype: RecordType) -> Question {
-        Question {
-            name: name(text),
-            qtype,
-            qclass: CLASS_IN,
-        }
-    }
-
-    fn soa(minimum: u32) -> Record {
-        Record {
-            name: name("example.com"),
-            rtype: RecordType::SOA,
-            class: CLASS_IN,
-            ttl: 3600,
-            data: RData::Soa {
-                mname: name("ns.example.com"),
-                rname: name("host.example.com"),
-                serial: 1,
-                refresh: 2,
-                retry: 3,
-                expire: 4,
-                minimum,
-            },
-        }
-    }
+    use crate::dns::fixture::{a, name, question_of, soa};
 
     /// A TS's reply to `id` about `q` with `rcode` and `answers`.
     fn reply(id: u16, q: &Question, code: Rcode, answers: Vec<Record>) -> Message {
@@ -500,10 +471,6 @@ mod tests {
         m
     }
 
-    fn a(owner: &str, last: u8) -> Record {
-        Record::a(name(owner), 60, [10, 0, 0, last].into())
-    }
-
     #[test]
     fn replies_out_of_order_reach_their_own_queries() {
         let mut link = Upstream::new(7, 100);
@@ -512,15 +479,19 @@ mod tests {
             .iter()
             .enumerate()
             .map(|(i, n)| {
-                let q = question(n, RecordType::A);
+                let q = question_of(n, RecordType::A);
                 (link.send(&q, i).unwrap().0, q)
             })
             .collect();
         for (i, (id, q)) in sent.iter().enumerate().rev() {
-            let bytes = reply(*id, q, Rcode::NOERROR, vec![a(names[i], i as u8)]).to_bytes(65535);
+            let bytes =
+                reply(*id, q, Rcode::NOERROR, vec![a(names[i], 60, i as u8)]).to_bytes(65535);
             let m = link.receive(&bytes).unwrap();
             assert_eq!((m.id, m.tag), (*id, i));
-            assert_eq!(m.outcome, Resolution::answer(vec![a(names[i], i as u8)]));
+            assert_eq!(
+                m.outcome,
+                Resolution::answer(vec![a(names[i], 60, i as u8)])
+            );
         }
         assert!(link.is_empty());
         // A second reply to an ID already answered matches nothing.
@@ -532,11 +503,11 @@ mod tests {
     #[test]
     fn the_question_is_matched_ignoring_case_and_a_wrong_one_is_rejected() {
         let mut link = Upstream::new(3, 10);
-        let q = question("WWW.Example.com", RecordType::A);
+        let q = question_of("WWW.Example.com", RecordType::A);
         let (id, _) = link.send(&q, ()).unwrap();
         for wrong in [
-            question("www.example.org", RecordType::A),
-            question("www.example.com", RecordType::AAAA),
+            question_of("www.example.org", RecordType::A),
+            question_of("www.example.com", RecordType::AAAA),
         ] {
             let bytes = reply(id, &wrong, Rcode::NOERROR, Vec::new()).to_bytes(512);
             assert_eq!(
@@ -554,7 +525,7 @@ mod tests {
             Err(Rejected::WrongQuestion { .. })
         ));
         assert_eq!(link.len(), 1, "the query stays in flight");
-        let lower = question("www.example.COM.", RecordType::A);
+        let lower = question_of("www.example.COM.", RecordType::A);
         let bytes = reply(id, &lower, Rcode::NXDOMAIN, Vec::new()).to_bytes(512);
         let m = link.receive(&bytes).unwrap();
         assert_eq!(
@@ -566,7 +537,7 @@ mod tests {
     #[test]
     fn ids_in_flight_are_never_handed_out_twice() {
         let mut link = Upstream::new(11, MAX_OUTSTANDING);
-        let q = question("a.example", RecordType::A);
+        let q = question_of("a.example", RecordType::A);
         let mut seen = std::collections::HashSet::new();
         for i in 0..MAX_OUTSTANDING {
             let (id, _) = link.send(&q, i).unwrap();
@@ -591,7 +562,7 @@ mod tests {
     fn ids_are_spread_and_differ_between_seeds() {
         let ids = |seed| {
             let mut link = Upstream::new(seed, 100);
-            let q = question("a.example", RecordType::A);
+            let q = question_of("a.example", RecordType::A);
             (0..50)
                 .map(|_| link.send(&q, ()).unwrap().0)
                 .collect::<Vec<u16>>()
@@ -607,7 +578,7 @@ mod tests {
     #[test]
     fn queries_and_junk_from_a_ts_are_rejected() {
         let mut link = Upstream::new(5, 10);
-        let q = question("a.example", RecordType::A);
+        let q = question_of("a.example", RecordType::A);
         let (id, bytes) = link.send(&q, ()).unwrap();
         assert_eq!(link.receive(&bytes), Err(Rejected::NotAResponse { id }));
         assert!(matches!(
@@ -619,20 +590,22 @@ mod tests {
 
     #[test]
     fn replies_are_classified() {
-        let q = question("www.example.com", RecordType::A);
+        let q = question_of("www.example.com", RecordType::A);
         let mut with_soa = reply(1, &q, Rcode::NXDOMAIN, Vec::new());
-        with_soa.authority.push(soa(30));
+        with_soa.authority.push(soa(3600, 30));
         assert_eq!(
             classify(&q, &with_soa),
             Resolution::NxDomain {
                 chain: Vec::new(),
-                soa: Some(soa(30))
+                soa: Some(soa(3600, 30))
             }
         );
         with_soa.rcode = Rcode::NOERROR;
         assert_eq!(
             classify(&q, &with_soa),
-            Resolution::NoData { soa: Some(soa(30)) }
+            Resolution::NoData {
+                soa: Some(soa(3600, 30))
+            }
         );
         let empty = reply(1, &q, Rcode::NOERROR, Vec::new());
         assert_eq!(classify(&q, &empty), Resolution::NoData { soa: None });
@@ -665,14 +638,14 @@ mod tests {
                 Resolution::ServFail
             );
         }
-        let mut cut = reply(1, &q, Rcode::NOERROR, vec![a("www.example.com", 1)]);
+        let mut cut = reply(1, &q, Rcode::NOERROR, vec![a("www.example.com", 60, 1)]);
         cut.header.tc = true;
         assert_eq!(classify(&q, &cut), Resolution::ServFail);
     }
 
     #[test]
     fn only_the_chain_from_the_question_is_kept() {
-        let q = question("www.example.com", RecordType::A);
+        let q = question_of("www.example.com", RecordType::A);
         let cname = |from: &str, to: &str| Record {
             name: name(from),
             rtype: RecordType::CNAME,
@@ -681,10 +654,10 @@ mod tests {
             data: RData::Name(name(to)),
         };
         let answers = vec![
-            a("evil.example.net", 66),
+            a("evil.example.net", 60, 66),
             cname("WWW.example.com", "web.example.com"),
-            a("web.example.com", 1),
-            a("web.example.com", 2),
+            a("web.example.com", 60, 1),
+            a("web.example.com", 60, 2),
             cname("web.example.com", "www.example.com"),
         ];
         let m = reply(1, &q, Rcode::NOERROR, answers);
@@ -692,12 +665,12 @@ mod tests {
             classify(&q, &m),
             Resolution::answer(vec![
                 cname("WWW.example.com", "web.example.com"),
-                a("web.example.com", 1),
-                a("web.example.com", 2),
+                a("web.example.com", 60, 1),
+                a("web.example.com", 60, 2),
                 cname("web.example.com", "www.example.com"),
             ])
         );
-        let only_evil = reply(1, &q, Rcode::NOERROR, vec![a("evil.example.net", 66)]);
+        let only_evil = reply(1, &q, Rcode::NOERROR, vec![a("evil.example.net", 60, 66)]);
         assert_eq!(classify(&q, &only_evil), Resolution::NoData { soa: None });
     }
     fn cname(from: &str, to: &str) -> Record {
@@ -722,8 +695,8 @@ mod tests {
 
     #[test]
     fn a_cname_is_followed_only_inside_the_zone_that_answered() {
-        let q = question("cn.evil.test", RecordType::A);
-        let answers = vec![cname("cn.evil.test", "google.com"), a("google.com", 6)];
+        let q = question_of("cn.evil.test", RecordType::A);
+        let answers = vec![cname("cn.evil.test", "google.com"), a("google.com", 60, 6)];
         let m = reply(1, &q, Rcode::NOERROR, answers);
         assert_eq!(
             classify(&q, &m),
@@ -737,7 +710,7 @@ mod tests {
             Resolution::answer(vec![cname("cn.evil.test", "google.com")])
         );
         // The zone's NS narrows the bailiwick to the zone.
-        let q = question("www.example.test", RecordType::A);
+        let q = question_of("www.example.test", RecordType::A);
         let mut m = reply(
             1,
             &q,
@@ -745,7 +718,7 @@ mod tests {
             vec![
                 cname("www.example.test", "web.example.test"),
                 cname("web.example.test", "cdn.other.test"),
-                a("cdn.other.test", 1),
+                a("cdn.other.test", 60, 1),
             ],
         );
         m.authority.push(ns("example.test", "ns1.example.test"));
@@ -770,7 +743,7 @@ mod tests {
 
     #[test]
     fn authority_and_additional_records_that_go_with_the_answer_are_kept() {
-        let q = question("example.test", RecordType::MX);
+        let q = question_of("example.test", RecordType::MX);
         let mx = Record {
             name: name("example.test"),
             rtype: RecordType::MX,
@@ -784,36 +757,39 @@ mod tests {
         let mut m = reply(1, &q, Rcode::NOERROR, vec![mx.clone()]);
         m.authority.push(ns("example.test", "ns1.example.test"));
         m.authority.push(ns("elsewhere.test", "ns1.example.test"));
-        m.additional.push(a("mail.example.test", 25));
-        m.additional.push(a("ns1.example.test", 53));
-        m.additional.push(a("unrelated.example.test", 66));
-        m.additional.push(a("mail.example.test.evil.net", 66));
+        m.additional.push(a("mail.example.test", 60, 25));
+        m.additional.push(a("ns1.example.test", 60, 53));
+        m.additional.push(a("unrelated.example.test", 60, 66));
+        m.additional.push(a("mail.example.test.evil.net", 60, 66));
         assert_eq!(
             classify(&q, &m),
             Resolution::Answer(Sections {
                 answers: vec![mx],
                 authority: vec![ns("example.test", "ns1.example.test")],
-                additional: vec![a("mail.example.test", 25), a("ns1.example.test", 53)],
+                additional: vec![
+                    a("mail.example.test", 60, 25),
+                    a("ns1.example.test", 60, 53)
+                ],
             })
         );
     }
 
     #[test]
     fn a_referral_keeps_its_cut_and_glue_inside_it() {
-        let q = question("www.sub.example.test", RecordType::A);
+        let q = question_of("www.sub.example.test", RecordType::A);
         let mut m = reply(1, &q, Rcode::NOERROR, Vec::new());
         m.header.aa = false;
         m.authority
             .push(ns("sub.example.test", "ns1.sub.example.test"));
         m.authority.push(ns("sub.example.test", "ns.other.net"));
-        m.additional.push(a("ns1.sub.example.test", 1));
-        m.additional.push(a("ns.other.net", 66));
+        m.additional.push(a("ns1.sub.example.test", 60, 1));
+        m.additional.push(a("ns.other.net", 60, 66));
         assert_eq!(
             classify(&q, &m),
             Resolution::Referral(Sections {
                 answers: Vec::new(),
                 authority: m.authority.clone(),
-                additional: vec![a("ns1.sub.example.test", 1)],
+                additional: vec![a("ns1.sub.example.test", 60, 1)],
             })
         );
         // NS records for another name are not a referral for this one.
@@ -824,19 +800,19 @@ mod tests {
 
     #[test]
     fn nxdomain_keeps_the_cname_that_led_to_it_and_the_soa() {
-        let q = question("alias.example.com", RecordType::A);
+        let q = question_of("alias.example.com", RecordType::A);
         let mut m = reply(
             1,
             &q,
             Rcode::NXDOMAIN,
             vec![cname("alias.example.com", "gone.example.com")],
         );
-        m.authority.push(soa(30));
+        m.authority.push(soa(3600, 30));
         assert_eq!(
             classify(&q, &m),
             Resolution::NxDomain {
                 chain: vec![cname("alias.example.com", "gone.example.com")],
-                soa: Some(soa(30)),
+                soa: Some(soa(3600, 30)),
             }
         );
     }
