@@ -13,6 +13,7 @@
 //! - [`dns`]: the DNS message format (RFC 1035, EDNS0), answering queries,
 //!   the LS's matching of TS replies and its cache; no I/O.
 //! - [`framing`]: splitting a byte stream into messages (line or bare).
+//! - [`linefile`]: files of one record per line and their errors (`file:line`).
 //! - [`zone`]: the names and RRsets a TS serves; [`table`]: the course's
 //!   table files, read into a zone.
 //! - [`server`]: the shutdown signal and the thread-per-connection accept loop.
@@ -32,6 +33,7 @@ pub mod cidr;
 pub mod client;
 pub mod dns;
 pub mod framing;
+pub mod linefile;
 pub mod log;
 pub mod ls;
 pub mod net;

@@ -12,62 +12,22 @@
 //! would answer wrongly forever after.
 
 use std::collections::HashMap;
-use std::fmt;
 use std::net::Ipv4Addr;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use crate::dns::{Name, Record};
+use crate::linefile::{self, FileError, content_lines};
 use crate::wire;
 use crate::zone::{Entry, Zone};
-
-/// What is wrong with a table file.
-#[derive(Debug)]
-pub enum TableError {
-    /// The file could not be read.
-    Io {
-        path: PathBuf,
-        error: std::io::Error,
-    },
-    /// Line `line` (counted from 1) is not a valid record.
-    Line {
-        path: PathBuf,
-        line: usize,
-        problem: String,
-    },
-}
-
-impl fmt::Display for TableError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            TableError::Io { path, error } => write!(f, "{}: {error}", path.display()),
-            TableError::Line {
-                path,
-                line,
-                problem,
-            } => {
-                write!(f, "{}:{line}: {problem}", path.display())
-            }
-        }
-    }
-}
-
-impl std::error::Error for TableError {}
 
 /// Loads a table file.
 ///
 /// # Errors
-/// [`TableError::Io`] when the file cannot be read, [`TableError::Line`]
-/// for the first malformed line.
-pub fn load(path: &Path) -> Result<Zone, TableError> {
-    let bytes = std::fs::read(path).map_err(|error| TableError::Io {
-        path: path.to_path_buf(),
-        error,
-    })?;
-    parse(&bytes).map_err(|(line, problem)| TableError::Line {
-        path: path.to_path_buf(),
-        line,
-        problem,
-    })
+/// [`FileError::Io`] when the file cannot be read, [`FileError::Line`] for
+/// the first malformed line, [`FileError::Empty`] for a table without
+/// records.
+pub fn load(path: &Path) -> Result<Zone, FileError> {
+    linefile::load(path, parse, Zone::is_empty, "records")
 }
 
 /// Parses a table's text: one `hostname ip A` record per line, fields
@@ -98,13 +58,8 @@ pub fn parse(text: &[u8]) -> Result<Zone, (usize, String)> {
     let mut zone = Zone::default();
     // Each (name, address) pair and the line that listed it first.
     let mut lines: HashMap<(String, Ipv4Addr), usize> = HashMap::new();
-    for (index, raw) in text.split(|&b| b == b'\n').enumerate() {
-        let number = index + 1;
-        let line = std::str::from_utf8(raw).map_err(|_| (number, "not valid UTF-8".to_string()))?;
-        let content = line.split('#').next().unwrap_or("").trim();
-        if content.is_empty() {
-            continue;
-        }
+    for line in content_lines(text) {
+        let (number, content) = line?;
         let (spelt, ip) = parse_record(content).map_err(|problem| (number, problem))?;
         let key = wire::name_key(spelt);
         if let Some(first) = lines.insert((key.clone(), ip), number) {
