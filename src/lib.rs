@@ -18,7 +18,8 @@
 //!   table files, read into a zone.
 //! - [`server`]: the shutdown signal and the thread-per-connection accept loop.
 //! - [`ts`], [`ls`], [`client`]: the three roles; `ls` holds the fan-out engine.
-//! - [`net`]: host arguments to addresses; [`cidr`]: address ranges (`--allow`).
+//! - [`net`]: the shared socket helpers (addresses, connecting, receiving
+//!   datagrams); [`cidr`]: address ranges (`--allow`).
 //! - [`window`]: the credit window of a pipelined client (client and bench).
 //! - [`sync`], [`random`]: the poison-tolerant lock and the seeded
 //!   splitmix64 generator, each written once.
