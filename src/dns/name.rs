@@ -103,9 +103,9 @@ impl Name {
     }
 
     /// The name as a hostname in lower case without a final dot (the key
-    /// dnslb looks names up by, as a table or a course line spells them), or `None`
-    /// when a label holds anything but letters, digits, `-` and `_` (such a
-    /// name cannot be in a table) or the name is the root.
+    /// dnslb looks names up by), or `None` when a label holds anything but
+    /// letters, digits, `-` and `_` (such a name cannot be in a table) or
+    /// the name is the root.
     ///
     /// ```
     /// use dnslb::dns::Name;
