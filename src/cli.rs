@@ -309,7 +309,7 @@ pub struct LsArgs {
     /// most clients at once; one more takes the place of the longest-idle
     /// one, or gets `- Error:SERVER BUSY` when none is idle (default 1024,
     /// lowered to what `ulimit -n` allows)
-    #[argh(option, default = "1024")]
+    #[argh(option, default = "ls::DEFAULT_MAX_CLIENTS")]
     pub max_clients: usize,
     /// most clients at once from one address, on each port (default 256);
     /// one more takes the place of that address's longest-idle client
@@ -318,7 +318,7 @@ pub struct LsArgs {
     /// close a client that sends nothing for this many seconds (default 300)
     #[argh(
         option,
-        default = "Duration::from_secs(300)",
+        default = "ls::DEFAULT_IDLE_TIMEOUT",
         from_str_fn(parse_seconds)
     )]
     pub idle_timeout: Duration,

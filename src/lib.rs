@@ -13,10 +13,13 @@
 //! - [`dns`]: the DNS message format (RFC 1035, EDNS0), answering queries,
 //!   the LS's matching of TS replies and its cache; no I/O.
 //! - [`framing`]: splitting a byte stream into messages (line or bare).
-//! - [`table`]: a TS's records, loaded once.
+//! - [`linefile`]: files of one record per line and their errors (`file:line`).
+//! - [`zone`]: the names and RRsets a TS serves; [`table`]: the course's
+//!   table files, read into a zone.
 //! - [`server`]: the shutdown signal and the thread-per-connection accept loop.
 //! - [`ts`], [`ls`], [`client`]: the three roles; `ls` holds the fan-out engine.
-//! - [`net`]: host arguments to addresses; [`cidr`]: address ranges (`--allow`).
+//! - [`net`]: the shared socket helpers (addresses, connecting, receiving
+//!   datagrams); [`cidr`]: address ranges (`--allow`).
 //! - [`window`]: the credit window of a pipelined client (client and bench).
 //! - [`sync`], [`random`]: the poison-tolerant lock and the seeded
 //!   splitmix64 generator, each written once.
@@ -31,6 +34,7 @@ pub mod cidr;
 pub mod client;
 pub mod dns;
 pub mod framing;
+pub mod linefile;
 pub mod log;
 pub mod ls;
 pub mod net;
@@ -43,3 +47,4 @@ pub mod ts;
 pub mod udp;
 pub mod window;
 pub mod wire;
+pub mod zone;

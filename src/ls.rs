@@ -16,6 +16,7 @@
 //! - `health`: what the whole LS knows about each TS; `stats`: counters.
 //! - `setup`: the options and what all sessions share.
 
+mod course_dns;
 mod dns_front;
 mod event;
 mod health;
@@ -31,8 +32,9 @@ pub use inflight::MAX_BACKENDS;
 pub use session::{BARE_READ_GAP, TS_WRITE_BOUND};
 use setup::Shared;
 pub use setup::{
-    BUSY_REPLY, Backend, CONNECT_TIMEOUT, DEFAULT_DNS_TIMEOUT, DEFAULT_MAX_CLIENTS_PER_IP,
-    DEFAULT_MAX_INFLIGHT, DEFAULT_TIMEOUT, LsOptions, TsProtocol,
+    BUSY_REPLY, Backend, CONNECT_TIMEOUT, DEFAULT_DNS_TIMEOUT, DEFAULT_IDLE_TIMEOUT,
+    DEFAULT_MAX_CLIENTS, DEFAULT_MAX_CLIENTS_PER_IP, DEFAULT_MAX_INFLIGHT, DEFAULT_TIMEOUT,
+    LsOptions, TsProtocol,
 };
 pub use stats::{Snapshot, Stats};
 

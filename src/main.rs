@@ -19,15 +19,17 @@ use dnslb::bench::{self, BenchOptions, Names};
 use dnslb::client::{self, ClientOptions};
 use dnslb::dns::rrl::RateLimit;
 use dnslb::framing::Framing;
+use dnslb::linefile::FileError;
 use dnslb::ls::{self, Backend, Ls, LsOptions};
 use dnslb::server;
 use dnslb::shutdown::Shutdown;
-use dnslb::table::{Table, TableError};
+use dnslb::table;
 use dnslb::ts::{self, TsOptions};
 use dnslb::udp::echo::{self, EchoOptions};
 use dnslb::udp::flood::{self, FloodOptions};
 use dnslb::udp::lb::{self as udp_lb, LbOptions, LbStats};
 use dnslb::udp::ping::{self, PingOptions};
+use dnslb::zone::Zone;
 use dnslb::{log, net};
 
 /// A usage or configuration error: printed, exit code 2.
@@ -71,22 +73,19 @@ fn resolve_arg(role: &str, what: &str, host: &str, port: u16) -> Result<Vec<Sock
 
 /// Loads the TS's `--table`; errors name the role, the flag and the file,
 /// and a table without records is refused (a TS with no names answers nothing).
-fn load_table(path: &std::path::Path) -> Result<Table, Usage> {
+fn load_table(path: &std::path::Path) -> Result<Zone, Usage> {
     let fix = "give --table a file of `hostname ip A` lines, e.g. data/PROJ2-DNSTS1.txt";
-    let table = Table::load(path).map_err(|e| match e {
-        TableError::Io { path, error } => Usage(format!(
+    table::load(path).map_err(|e| match e {
+        FileError::Io { path, error } => Usage(format!(
             "ts: --table {}: cannot read it: {error} ({fix})",
             path.display()
         )),
-        line @ TableError::Line { .. } => Usage(format!("ts: --table {line}")),
-    })?;
-    if table.is_empty() {
-        return Err(Usage(format!(
+        line @ FileError::Line { .. } => Usage(format!("ts: --table {line}")),
+        FileError::Empty { path, .. } => Usage(format!(
             "ts: --table {}: no records, so the TS would answer nothing ({fix})",
             path.display()
-        )));
-    }
-    Ok(table)
+        )),
+    })
 }
 
 fn run_ts(args: TsArgs) -> Result<(), Usage> {

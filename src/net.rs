@@ -1,8 +1,14 @@
-//! Turning command-line host arguments into addresses, connecting to them,
-//! and binding a DNS server's UDP and TCP sockets on one port.
+//! The socket helpers every role shares: turning command-line host
+//! arguments into addresses, connecting to them, the address that reaches a
+//! listener, binding a DNS server's UDP and TCP sockets on one port, and
+//! ([`datagram`]) receiving on a UDP server socket.
+
+pub mod datagram;
 
 use std::io;
-use std::net::{SocketAddr, TcpListener, TcpStream, ToSocketAddrs, UdpSocket};
+use std::net::{
+    IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, TcpListener, TcpStream, ToSocketAddrs, UdpSocket,
+};
 use std::time::Duration;
 
 /// The addresses of `host` (a name, an IPv4 or an IPv6 literal, with or
@@ -36,6 +42,16 @@ pub fn datagram_target(addrs: &[SocketAddr]) -> SocketAddr {
         .iter()
         .find(|a| a.is_ipv4())
         .unwrap_or_else(|| addrs.first().expect("resolve returns at least one address"))
+}
+
+/// The address to connect to in order to reach a listener bound to `addr`
+/// (an all-interfaces bind is reached on loopback).
+pub fn reachable_addr(addr: SocketAddr) -> SocketAddr {
+    match addr.ip() {
+        IpAddr::V4(ip) if ip.is_unspecified() => (Ipv4Addr::LOCALHOST, addr.port()).into(),
+        IpAddr::V6(ip) if ip.is_unspecified() => (Ipv6Addr::LOCALHOST, addr.port()).into(),
+        _ => addr,
+    }
 }
 
 /// Connects to the first of `addrs` that accepts, waiting at most `timeout` for each.

@@ -25,9 +25,7 @@
 
 use std::collections::HashMap;
 use std::io;
-use std::net::{
-    IpAddr, Ipv4Addr, Ipv6Addr, Shutdown as Direction, SocketAddr, TcpListener, TcpStream,
-};
+use std::net::{IpAddr, Shutdown as Direction, SocketAddr, TcpListener, TcpStream};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::thread::{self, JoinHandle};
@@ -36,19 +34,9 @@ use std::time::{Duration, Instant};
 use crossbeam_channel::Sender;
 
 use crate::log;
-use crate::net::is_local_shortage;
+use crate::net::{is_local_shortage, reachable_addr};
 use crate::shutdown::Shutdown;
 use crate::sync;
-
-/// The address to connect to in order to reach a listener bound to `addr`
-/// (an all-interfaces bind is reached on loopback).
-pub fn reachable_addr(addr: SocketAddr) -> SocketAddr {
-    match addr.ip() {
-        IpAddr::V4(ip) if ip.is_unspecified() => (Ipv4Addr::LOCALHOST, addr.port()).into(),
-        IpAddr::V6(ip) if ip.is_unspecified() => (Ipv6Addr::LOCALHOST, addr.port()).into(),
-        _ => addr,
-    }
-}
 
 /// Stack of a connection's handler thread. Handlers keep their state on the
 /// heap and do not recurse; a small stack lets thousands of connections

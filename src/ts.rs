@@ -1,10 +1,11 @@
-//! The top-level server (TS): answers `hostname` queries from its table and
-//! stays silent on names it does not hold, as the course spec requires (or,
-//! with `--answer-misses`, says `<name> - NOT FOUND`).
+//! The top-level server (TS): answers `hostname` queries from the A records
+//! of its [`Zone`] (read from its table) and stays silent on names it does
+//! not hold, as the course spec requires (or, with `--answer-misses`, says
+//! `<name> - NOT FOUND`).
 //!
 //! With `--dns-port`, the TS also answers real DNS queries ([`dns`]).
 //!
-//! One thread per connection (see [`crate::server::serve`]); the table is
+//! One thread per connection (see [`crate::server::serve`]); the zone is
 //! loaded once and shared read-only. Replies are buffered and sent when the
 //! queries already received are all answered, so a pipelining LS gets many
 //! replies per write.
@@ -18,13 +19,14 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::thread;
 use std::time::Duration;
 
+use crate::dns::{RData, RecordType};
 use crate::framing::{Frame, Framing, MessageReader, write_message};
 use crate::log;
 use crate::net::DnsSockets;
 use crate::server::{Activity, ServeOptions, serve};
 use crate::shutdown::Shutdown;
-use crate::table::Table;
 use crate::wire::{self, Dialect};
+use crate::zone::{Entry, Zone};
 
 /// How long connections get to finish after shutdown: a TS answers at once.
 pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(1);
@@ -97,7 +99,7 @@ impl Counts {
 /// When the listener's address cannot be read.
 pub fn run(
     listener: TcpListener,
-    table: Arc<Table>,
+    table: Arc<Zone>,
     options: TsOptions,
     shutdown: &Shutdown,
 ) -> io::Result<()> {
@@ -143,7 +145,7 @@ pub fn run(
 pub fn run_with_dns(
     listener: TcpListener,
     dns_sockets: DnsSockets,
-    table: Arc<Table>,
+    table: Arc<Zone>,
     options: TsOptions,
     dns_options: dns::DnsOptions,
     shutdown: &Shutdown,
@@ -168,7 +170,7 @@ pub fn run_with_dns(
 fn answer_connection(
     stream: TcpStream,
     activity: &Activity,
-    table: &Table,
+    table: &Zone,
     options: TsOptions,
     counts: &Counts,
 ) -> io::Result<()> {
@@ -198,7 +200,7 @@ fn answer_connection(
 }
 
 /// The reply to one query, or `None` for silence.
-fn reply_to(frame: Frame, table: &Table, options: TsOptions, counts: &Counts) -> Option<String> {
+fn reply_to(frame: Frame, table: &Zone, options: TsOptions, counts: &Counts) -> Option<String> {
     let Frame::Message(message) = frame else {
         Counts::add(&counts.invalid);
         log::info(format_args!("ts: ignoring an over-long query"));
@@ -212,10 +214,13 @@ fn reply_to(frame: Frame, table: &Table, options: TsOptions, counts: &Counts) ->
             return None;
         }
     };
-    match table.lookup_key(&query.key) {
-        Some(set) => {
+    let addresses = table
+        .node(&query.key)
+        .and_then(|node| node.rrset(RecordType::A));
+    match addresses.and_then(|set| course_answer(set.next_entry())) {
+        Some(answer) => {
             Counts::add(&counts.answered);
-            let line = set.next_answer().line(options.dialect);
+            let line = answer.line(options.dialect);
             log::info(format_args!("ts: {} -> {line}", query.name));
             Some(line)
         }
@@ -232,5 +237,37 @@ fn reply_to(frame: Frame, table: &Table, options: TsOptions, counts: &Counts) ->
             ));
             None
         }
+    }
+}
+
+/// The course answer an A record gives: its address, under its owner name
+/// as the table spelt it.
+fn course_answer(entry: &Entry) -> Option<wire::Found> {
+    match entry.record.data {
+        RData::A(ip) => Some(wire::Found {
+            name: entry.spelt.clone(),
+            ip,
+        }),
+        _ => None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::table;
+
+    #[test]
+    fn course_answers_take_turns_and_keep_each_lines_spelling() {
+        let zone = table::parse(b"rr.com 10.0.0.1 A\nRR.com. 10.0.0.2 A").unwrap();
+        let set = zone.node("rr.com").unwrap().rrset(RecordType::A).unwrap();
+        let line = || {
+            course_answer(set.next_entry())
+                .unwrap()
+                .line(Dialect::Y2020)
+        };
+        assert_eq!(line(), "rr.com 10.0.0.1 A");
+        assert_eq!(line(), "RR.com. 10.0.0.2 A");
+        assert_eq!(line(), "rr.com 10.0.0.1 A");
     }
 }

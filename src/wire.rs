@@ -207,21 +207,22 @@ pub fn same_name(a: &str, b: &str) -> bool {
     a.eq_ignore_ascii_case(b)
 }
 
-/// A TS answer: `name ip A` (2020) or `name ip A IN` (2022).
+/// A TS's positive answer, the name found and its address: `name ip A`
+/// (2020) or `name ip A IN` (2022).
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Answer {
+pub struct Found {
     /// The hostname as the TS's table spells it.
     pub name: String,
     /// Its address.
     pub ip: Ipv4Addr,
 }
 
-impl Answer {
+impl Found {
     /// The answer line in `dialect` (without line ending).
     ///
     /// ```
-    /// use dnslb::wire::{Answer, Dialect};
-    /// let a = Answer { name: "google.site".into(), ip: "46.1.3.7".parse().unwrap() };
+    /// use dnslb::wire::{Dialect, Found};
+    /// let a = Found { name: "google.site".into(), ip: "46.1.3.7".parse().unwrap() };
     /// assert_eq!(a.line(Dialect::Y2020), "google.site 46.1.3.7 A");
     /// assert_eq!(a.line(Dialect::Y2022), "google.site 46.1.3.7 A IN");
     /// ```
@@ -267,7 +268,7 @@ impl std::error::Error for ReplyError {}
 ///
 /// # Errors
 /// A [`ReplyError`] when the message is not an answer.
-pub fn parse_answer(message: &[u8]) -> Result<Answer, ReplyError> {
+pub fn parse_answer(message: &[u8]) -> Result<Found, ReplyError> {
     let text = std::str::from_utf8(message).map_err(|_| ReplyError::NotUtf8)?;
     let malformed = || ReplyError::Malformed(text.trim().to_string());
     let fields: Vec<&str> = text.split_ascii_whitespace().collect();
@@ -279,7 +280,7 @@ pub fn parse_answer(message: &[u8]) -> Result<Answer, ReplyError> {
         return Err(malformed());
     }
     let ip = ip.parse().map_err(|_| malformed())?;
-    Ok(Answer {
+    Ok(Found {
         name: name.to_string(),
         ip,
     })
@@ -307,7 +308,7 @@ const MISS_2022: &str = " - TIMED OUT";
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Reply {
     /// `name ip A` or `name ip A IN`.
-    Answer(Answer),
+    Found(Found),
     /// `name - NOT FOUND`: the TS does not hold `name`.
     NotFound(String),
 }
@@ -316,7 +317,7 @@ impl Reply {
     /// The name the reply is about.
     pub fn name(&self) -> &str {
         match self {
-            Reply::Answer(answer) => &answer.name,
+            Reply::Found(found) => &found.name,
             Reply::NotFound(name) => name,
         }
     }
@@ -326,7 +327,7 @@ impl Reply {
 ///
 /// ```
 /// use dnslb::wire::{parse_reply, Reply};
-/// assert!(matches!(parse_reply(b"a.com 1.2.3.4 A"), Ok(Reply::Answer(_))));
+/// assert!(matches!(parse_reply(b"a.com 1.2.3.4 A"), Ok(Reply::Found(_))));
 /// assert_eq!(parse_reply(b"A.com - NOT FOUND"), Ok(Reply::NotFound("A.com".into())));
 /// assert!(parse_reply(b"a b - NOT FOUND").is_err());
 /// ```
@@ -344,7 +345,7 @@ pub fn parse_reply(message: &[u8]) -> Result<Reply, ReplyError> {
             Err(ReplyError::Malformed(format!("{text}{NOT_FOUND}")))
         };
     }
-    parse_answer(message).map(Reply::Answer)
+    parse_answer(message).map(Reply::Found)
 }
 
 /// The LS's reply when no TS answered `query` in time.

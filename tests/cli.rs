@@ -681,10 +681,10 @@ fn a_closed_stderr_does_not_stop_a_server_from_stopping() {
     assert!(line.starts_with("listening on "), "{line}");
     // Whoever read the server's log has gone: its next log line fails to write.
     drop(child.stderr.take());
-    let pid = i32::try_from(child.id()).unwrap();
-    // SAFETY: kill(2) on a child we started and have not reaped.
-    assert_eq!(unsafe { libc::kill(pid, libc::SIGTERM) }, 0);
-    assert_eq!(wait_bounded(&mut child, BOUND).code(), Some(0));
+    let addr = line["listening on ".len()..].trim().parse().unwrap();
+    let server = Running { child, addr };
+    server.signal(libc::SIGTERM);
+    assert_eq!(server.wait().code(), Some(0));
 }
 
 /// A directory for the scripts' build step: a `cargo` that only logs its

@@ -8,9 +8,9 @@ use std::net::Ipv4Addr;
 use std::time::{Duration, Instant};
 
 use dnslb::dns::cache::Cache;
-use dnslb::dns::respond::{Accepted, Outcome, Transport, accept_query, answer};
+use dnslb::dns::respond::{Accepted, Resolution, Transport, accept_query, answer};
 use dnslb::dns::upstream::{Rejected, Upstream};
-use dnslb::dns::{self, Question, rtype};
+use dnslb::dns::{self, Question};
 use hickory_proto::op::{Edns, Message, MessageType, OpCode, Query, ResponseCode};
 use hickory_proto::rr::rdata::{A, CNAME, SOA};
 use hickory_proto::rr::{Name, RData, Record, RecordType};
@@ -38,7 +38,7 @@ fn ts_reply(sent: &[u8], code: ResponseCode, build: impl FnOnce(&mut Message)) -
 fn question(name: &str) -> Question {
     Question {
         name: dns::Name::from_ascii(name).unwrap(),
-        qtype: rtype::A,
+        qtype: dns::RecordType::A,
         qclass: dns::CLASS_IN,
     }
 }
@@ -56,7 +56,7 @@ fn smoke() {
     });
     let matched = link.receive(&reply).unwrap();
     assert_eq!(matched.tag, "q1");
-    let Outcome::Answer(records) = matched.outcome else {
+    let Resolution::Answer(records) = matched.outcome else {
         panic!("{:?}", matched.outcome)
     };
     assert_eq!(records.answers.len(), 1);
@@ -123,11 +123,12 @@ fn negative_hickory_replies_classify_and_cache_with_the_soa_ttl() {
         ));
     });
     let outcome = link.receive(&reply).unwrap().outcome;
-    assert!(matches!(outcome, Outcome::NxDomain { soa: Some(_), .. }));
+    assert!(matches!(outcome, Resolution::NxDomain { soa: Some(_), .. }));
     let mut cache = Cache::new(10);
     let t0 = Instant::now();
     assert!(cache.insert(&q, &outcome, t0));
-    let Some(Outcome::NxDomain { soa: Some(soa), .. }) = cache.get(&q, t0 + Duration::from_secs(5))
+    let Some(Resolution::NxDomain { soa: Some(soa), .. }) =
+        cache.get(&q, t0 + Duration::from_secs(5))
     else {
         panic!()
     };
@@ -156,7 +157,7 @@ fn a_cname_chain_from_hickory_passes_and_stray_records_do_not() {
             RData::A(A(Ipv4Addr::new(6, 6, 6, 6))),
         ));
     });
-    let Outcome::Answer(records) = link.receive(&reply).unwrap().outcome else {
+    let Resolution::Answer(records) = link.receive(&reply).unwrap().outcome else {
         panic!()
     };
     let owners: Vec<String> = records.answers.iter().map(|r| r.name.to_string()).collect();
@@ -164,7 +165,7 @@ fn a_cname_chain_from_hickory_passes_and_stray_records_do_not() {
 }
 
 /// The LS's answer to a hickory query, parsed by hickory.
-fn ls_answer(query: &Message, transport: Transport, outcome: &Outcome) -> Message {
+fn ls_answer(query: &Message, transport: Transport, outcome: &Resolution) -> Message {
     let Some(Accepted::Query(q)) = accept_query(&query.to_vec().unwrap(), transport) else {
         panic!("not accepted")
     };
@@ -182,7 +183,7 @@ fn the_ls_answer_echoes_the_query_and_clears_ra_as_hickory_reads_it() {
         33,
         [10, 9, 8, 7].into(),
     )];
-    let m = ls_answer(&query, Transport::Udp, &Outcome::answer(records));
+    let m = ls_answer(&query, Transport::Udp, &Resolution::answer(records));
     assert_eq!(m.metadata.id, 0x5151);
     assert_eq!(m.metadata.message_type, MessageType::Response);
     assert_eq!(m.metadata.response_code, ResponseCode::NoError);
@@ -193,9 +194,9 @@ fn the_ls_answer_echoes_the_query_and_clears_ra_as_hickory_reads_it() {
     assert_eq!(m.answers[0].ttl, 33);
     assert_eq!(m.answers[0].data, RData::A(A(Ipv4Addr::new(10, 9, 8, 7))));
     for (outcome, code) in [
-        (Outcome::nxdomain(), ResponseCode::NXDomain),
-        (Outcome::ServFail, ResponseCode::ServFail),
-        (Outcome::Refused, ResponseCode::Refused),
+        (Resolution::nxdomain(), ResponseCode::NXDomain),
+        (Resolution::ServFail, ResponseCode::ServFail),
+        (Resolution::Refused, ResponseCode::Refused),
     ] {
         let m = ls_answer(&query, Transport::Udp, &outcome);
         assert_eq!(m.metadata.response_code, code);
@@ -212,7 +213,7 @@ fn a_big_answer_is_truncated_for_udp_and_whole_for_tcp_as_hickory_reads_it() {
     edns.set_max_payload(1232);
     query.set_edns(edns);
     let name = dns::Name::from_ascii("many.example").unwrap();
-    let big = Outcome::answer(
+    let big = Resolution::answer(
         (0..100)
             .map(|i| dns::Record::a(name.clone(), 60, [10, 0, 0, i].into()))
             .collect(),
@@ -240,7 +241,10 @@ fn refused_and_nxdomain_replies_from_hickory_are_told_apart() {
     let nx = ts_reply(&sent[1], ResponseCode::NXDomain, |_| {});
     assert_eq!(
         links[0].receive(&refused).unwrap().outcome,
-        Outcome::Refused
+        Resolution::Refused
     );
-    assert_eq!(links[1].receive(&nx).unwrap().outcome, Outcome::nxdomain());
+    assert_eq!(
+        links[1].receive(&nx).unwrap().outcome,
+        Resolution::nxdomain()
+    );
 }

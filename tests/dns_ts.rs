@@ -756,7 +756,8 @@ fn the_binary_serves_dns_beside_the_course_protocol() {
     tcp.write_all(&framed(&query(2, "www.example.com.", RecordType::A)))
         .unwrap();
     assert_eq!(addresses(&tcp_read(&mut tcp)), [Ipv4Addr::new(10, 0, 0, 1)]);
-    unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
-    let status = support::wait_bounded(&mut child, BOUND);
+    let server = support::Running { child, addr };
+    server.signal(libc::SIGTERM);
+    let status = server.wait();
     assert!(status.success(), "{status}");
 }

@@ -53,7 +53,7 @@ fn a_silent_ts_is_not_down() {
     drop(client);
     let counts = ls.settled_snapshot();
     assert_eq!(
-        (counts.timed_out, counts.all_down, counts.transitions),
+        (counts.timed_out, counts.failed, counts.transitions),
         (2, 0, 0)
     );
 }

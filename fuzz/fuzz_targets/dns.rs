@@ -10,16 +10,16 @@ mod dns_diff;
 use std::sync::LazyLock;
 
 use dnslb::dns::{Header, Message};
-use dnslb::table::Table;
-use dnslb::ts::dns::{Transport, respond};
+use dnslb::table;
+use dnslb::ts::dns::{Transport, answer_query};
 use libfuzzer_sys::fuzz_target;
 
-static TABLE: LazyLock<Table> = LazyLock::new(|| {
+static TABLE: LazyLock<dnslb::zone::Zone> = LazyLock::new(|| {
     let mut text = String::from("www.example.com 10.0.0.1 A\nx 10.0.0.2 A\n");
     for i in 1..=100 {
         text.push_str(&format!("big.example.com 10.9.0.{i} A\n"));
     }
-    Table::parse(text.as_bytes()).expect("the fuzz table parses")
+    table::parse(text.as_bytes()).expect("the fuzz table parses")
 });
 
 fuzz_target!(|data: &[u8]| {
@@ -32,7 +32,7 @@ fuzz_target!(|data: &[u8]| {
         assert_eq!((again.rcode, &again.edns), (m.rcode, &m.edns));
     }
     for transport in [Transport::Udp, Transport::Tcp] {
-        let Some(answer) = respond(data, &TABLE, 300, transport) else {
+        let Some(answer) = answer_query(data, &TABLE, 300, transport) else {
             assert!(Header::parse(data).is_none_or(|h| h.qr));
             continue;
         };

@@ -7,10 +7,10 @@ use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {
     match wire::parse_reply(data) {
-        Ok(Reply::Answer(answer)) => {
+        Ok(Reply::Found(answer)) => {
             for dialect in [Dialect::Y2020, Dialect::Y2022] {
                 let line = answer.line(dialect);
-                assert_eq!(wire::parse_reply(line.as_bytes()), Ok(Reply::Answer(answer.clone())));
+                assert_eq!(wire::parse_reply(line.as_bytes()), Ok(Reply::Found(answer.clone())));
             }
         }
         Ok(Reply::NotFound(name)) => {

@@ -42,7 +42,7 @@ pub enum Verdict {
 /// ```
 pub fn check_reply(asked: &str, expect: Expect, reply: &[u8]) -> Verdict {
     match shape(reply) {
-        Shape::Answer(wire::Answer { name, ip }) => {
+        Shape::Answer(wire::Found { name, ip }) => {
             if !same_name(&name, asked) {
                 Verdict::Wrong("answer for another name")
             } else {
@@ -65,7 +65,7 @@ pub fn check_reply(asked: &str, expect: Expect, reply: &[u8]) -> Verdict {
 /// What kind of line a reply is, whatever was asked.
 enum Shape<'a> {
     /// `name ip A` or `name ip A IN`.
-    Answer(wire::Answer),
+    Answer(wire::Found),
     /// A miss line (see [`wire::parse_miss`]) about this name.
     Miss(&'a str),
     /// An error line (see [`wire::is_error_line`]).

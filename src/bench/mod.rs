@@ -44,7 +44,7 @@ use std::time::Duration;
 
 pub use drive::CONNECT_TIMEOUT;
 pub use judge::{Verdict, WRONG_EXAMPLES, check_reply};
-pub use names::{Entry, Expect, Names, NamesError};
+pub use names::{Entry, Expect, Names};
 pub use report::{Report, percentile};
 
 use crate::framing::Framing;

@@ -5,10 +5,10 @@
 
 use std::borrow::Cow;
 use std::collections::HashMap;
-use std::fmt;
 use std::net::Ipv4Addr;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
+use crate::linefile::{self, FileError, content_lines};
 use crate::wire;
 
 /// The names used when no names file is given: the course's two TS tables
@@ -46,40 +46,6 @@ pub struct Names {
     entries: Vec<Entry>,
 }
 
-/// What is wrong with a names file.
-#[derive(Debug)]
-pub enum NamesError {
-    /// The file could not be read.
-    Io {
-        path: PathBuf,
-        error: std::io::Error,
-    },
-    /// Line `line` (counted from 1) is neither a hostname nor a table record.
-    Line {
-        path: PathBuf,
-        line: usize,
-        problem: String,
-    },
-    /// The file holds no names.
-    Empty { path: PathBuf },
-}
-
-impl fmt::Display for NamesError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            NamesError::Io { path, error } => write!(f, "cannot read {}: {error}", path.display()),
-            NamesError::Line {
-                path,
-                line,
-                problem,
-            } => write!(f, "{}:{line}: {problem}", path.display()),
-            NamesError::Empty { path } => write!(f, "{}: no names in the file", path.display()),
-        }
-    }
-}
-
-impl std::error::Error for NamesError {}
-
 impl Names {
     /// The course's four names with their addresses (see `data/`).
     pub fn course() -> Names {
@@ -92,23 +58,9 @@ impl Names {
     /// comments are ignored.
     ///
     /// # Errors
-    /// [`NamesError`] naming the file (and line) that is unreadable, malformed or empty.
-    pub fn load(path: &Path) -> Result<Names, NamesError> {
-        let bytes = std::fs::read(path).map_err(|error| NamesError::Io {
-            path: path.to_path_buf(),
-            error,
-        })?;
-        let names = Names::parse(&bytes).map_err(|(line, problem)| NamesError::Line {
-            path: path.to_path_buf(),
-            line,
-            problem,
-        })?;
-        if names.is_empty() {
-            return Err(NamesError::Empty {
-                path: path.to_path_buf(),
-            });
-        }
-        Ok(names)
+    /// [`FileError`] naming the file (and line) that is unreadable, malformed or empty.
+    pub fn load(path: &Path) -> Result<Names, FileError> {
+        linefile::load(path, Names::parse, Names::is_empty, "names")
     }
 
     /// Parses a names file's text (see [`Names::load`]).
@@ -128,14 +80,8 @@ impl Names {
     pub fn parse(text: &[u8]) -> Result<Names, (usize, String)> {
         let mut entries = Vec::new();
         let mut seen: HashMap<String, (Ipv4Addr, usize)> = HashMap::new();
-        for (index, raw) in text.split(|&b| b == b'\n').enumerate() {
-            let number = index + 1;
-            let line =
-                std::str::from_utf8(raw).map_err(|_| (number, "not valid UTF-8".to_string()))?;
-            let content = line.split('#').next().unwrap_or("").trim();
-            if content.is_empty() {
-                continue;
-            }
+        for line in content_lines(text) {
+            let (number, content) = line?;
             if !content.contains(char::is_whitespace) {
                 if !wire::is_hostname(content) {
                     return Err((number, format!("{content:?} is not a valid hostname")));

@@ -48,9 +48,9 @@ use std::collections::{BTreeMap, HashMap};
 use std::sync::{Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
-use super::respond::Outcome;
+use super::respond::Resolution;
 use super::upstream::classify;
-use super::{Message, Question, RData, Record};
+use super::{Message, Question, RData, Record, RecordType};
 
 /// What the cache keeps and for how long.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -90,7 +90,7 @@ impl Default for CachePolicy {
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
 struct Key {
     name: Vec<u8>,
-    qtype: u16,
+    qtype: RecordType,
     qclass: u16,
 }
 
@@ -108,7 +108,7 @@ impl Key {
 struct Entry {
     /// An answer, a referral, NXDOMAIN or NODATA, with the TTLs to count
     /// down from (a negative answer's SOA carries the negative TTL).
-    kept: Outcome,
+    kept: Resolution,
     stored: Instant,
     expires: Instant,
     /// The entry's place in [`Cache::order`].
@@ -160,16 +160,16 @@ impl Cache {
     /// ```
     /// use std::time::{Duration, Instant};
     /// use dnslb::dns::cache::Cache;
-    /// use dnslb::dns::{Name, Outcome, Question, Record, rtype, CLASS_IN};
-    /// let q = Question { name: Name::from_ascii("www.example.com").unwrap(), qtype: rtype::A, qclass: CLASS_IN };
+    /// use dnslb::dns::{Name, Resolution, Question, Record, RecordType, CLASS_IN};
+    /// let q = Question { name: Name::from_ascii("www.example.com").unwrap(), qtype: RecordType::A, qclass: CLASS_IN };
     /// let mut cache = Cache::new(100);
     /// let t0 = Instant::now();
-    /// cache.insert(&q, &Outcome::answer(vec![Record::a(q.name.clone(), 30, [10, 0, 0, 1].into())]), t0);
-    /// let Some(Outcome::Answer(records)) = cache.get(&q, t0 + Duration::from_millis(2500)) else { panic!() };
+    /// cache.insert(&q, &Resolution::answer(vec![Record::a(q.name.clone(), 30, [10, 0, 0, 1].into())]), t0);
+    /// let Some(Resolution::Answer(records)) = cache.get(&q, t0 + Duration::from_millis(2500)) else { panic!() };
     /// assert_eq!(records.answers[0].ttl, 28);
     /// assert_eq!(cache.get(&q, t0 + Duration::from_secs(30)), None);
     /// ```
-    pub fn get(&mut self, question: &Question, now: Instant) -> Option<Outcome> {
+    pub fn get(&mut self, question: &Question, now: Instant) -> Option<Resolution> {
         let key = Key::of(question);
         let entry = self.entries.get_mut(&key)?;
         if now >= entry.expires {
@@ -180,7 +180,7 @@ impl Cache {
         }
         let elapsed = u32::try_from(now.saturating_duration_since(entry.stored).as_secs())
             .unwrap_or(u32::MAX);
-        if let Outcome::Answer(sections) = &mut entry.kept {
+        if let Resolution::Answer(sections) = &mut entry.kept {
             for set in sections.answers.chunk_by_mut(|a, b| {
                 a.rtype == b.rtype && a.class == b.class && a.name.eq_ignore_case(&b.name)
             }) {
@@ -201,7 +201,7 @@ impl Cache {
     /// Keeps `outcome` as the answer to `question` from `now` (see the
     /// module for what is kept and for how long), replacing what was kept
     /// for it. Returns whether it was kept.
-    pub fn insert(&mut self, question: &Question, outcome: &Outcome, now: Instant) -> bool {
+    pub fn insert(&mut self, question: &Question, outcome: &Resolution, now: Instant) -> bool {
         if self.capacity == 0 {
             return false;
         }
@@ -237,14 +237,14 @@ impl Cache {
     }
 
     /// What to keep of `outcome` and for how many seconds, or `None`.
-    fn keepable(&self, outcome: &Outcome) -> Option<(Outcome, u32)> {
+    fn keepable(&self, outcome: &Resolution) -> Option<(Resolution, u32)> {
         let policy = &self.policy;
         let mut kept = outcome.clone();
         let negative_ttl = match &kept {
-            Outcome::Answer(sections) if sections.answers.is_empty() => return None,
-            Outcome::Referral(sections) if sections.authority.is_empty() => return None,
-            Outcome::Answer(_) | Outcome::Referral(_) => None,
-            Outcome::NxDomain { soa, .. } | Outcome::NoData { soa } => Some(
+            Resolution::Answer(sections) if sections.answers.is_empty() => return None,
+            Resolution::Referral(sections) if sections.authority.is_empty() => return None,
+            Resolution::Answer(_) | Resolution::Referral(_) => None,
+            Resolution::NxDomain { soa, .. } | Resolution::NoData { soa } => Some(
                 match soa {
                     Some(
                         soa @ Record {
@@ -256,10 +256,10 @@ impl Cache {
                 }
                 .min(policy.negative_max),
             ),
-            Outcome::Refused | Outcome::ServFail => return None,
+            Resolution::Refused | Resolution::ServFail => return None,
         };
         if let (
-            Outcome::NxDomain { soa: Some(soa), .. } | Outcome::NoData { soa: Some(soa) },
+            Resolution::NxDomain { soa: Some(soa), .. } | Resolution::NoData { soa: Some(soa) },
             Some(ttl),
         ) = (&mut kept, negative_ttl)
         {
@@ -298,12 +298,14 @@ impl Cache {
 }
 
 /// Every record `outcome` holds.
-fn records_mut(outcome: &mut Outcome) -> Vec<&mut Record> {
+fn records_mut(outcome: &mut Resolution) -> Vec<&mut Record> {
     match outcome {
-        Outcome::Answer(sections) | Outcome::Referral(sections) => sections.records_mut().collect(),
-        Outcome::NxDomain { chain, soa } => chain.iter_mut().chain(soa).collect(),
-        Outcome::NoData { soa } => soa.iter_mut().collect(),
-        Outcome::Refused | Outcome::ServFail => Vec::new(),
+        Resolution::Answer(sections) | Resolution::Referral(sections) => {
+            sections.records_mut().collect()
+        }
+        Resolution::NxDomain { chain, soa } => chain.iter_mut().chain(soa).collect(),
+        Resolution::NoData { soa } => soa.iter_mut().collect(),
+        Resolution::Refused | Resolution::ServFail => Vec::new(),
     }
 }
 
@@ -343,7 +345,7 @@ impl SharedCache {
     }
 
     /// See [`Cache::get`].
-    pub fn get(&self, question: &Question, now: Instant) -> Option<Outcome> {
+    pub fn get(&self, question: &Question, now: Instant) -> Option<Resolution> {
         if !self.enabled {
             return None;
         }
@@ -351,7 +353,7 @@ impl SharedCache {
     }
 
     /// See [`Cache::insert`].
-    pub fn insert(&self, question: &Question, outcome: &Outcome, now: Instant) -> bool {
+    pub fn insert(&self, question: &Question, outcome: &Resolution, now: Instant) -> bool {
         self.enabled && self.lock().insert(question, outcome, now)
     }
 
@@ -375,57 +377,26 @@ impl SharedCache {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::dns::fixture::{a, name, question, soa};
     use crate::dns::respond::Sections;
-    use crate::dns::{CLASS_IN, Name, rcode, rtype};
-
-    fn name(text: &str) -> Name {
-        Name::from_ascii(text).unwrap()
-    }
-
-    fn question(text: &str) -> Question {
-        Question {
-            name: name(text),
-            qtype: rtype::A,
-            qclass: CLASS_IN,
-        }
-    }
-
-    fn a(owner: &str, ttl: u32, last: u8) -> Record {
-        Record::a(name(owner), ttl, [10, 0, 0, last].into())
-    }
-
-    fn soa(ttl: u32, minimum: u32) -> Record {
-        Record {
-            name: name("example.com"),
-            rtype: rtype::SOA,
-            class: CLASS_IN,
-            ttl,
-            data: RData::Soa {
-                mname: name("ns.example.com"),
-                rname: name("host.example.com"),
-                serial: 1,
-                refresh: 2,
-                retry: 3,
-                expire: 4,
-                minimum,
-            },
-        }
-    }
+    use crate::dns::{CLASS_IN, Rcode, RecordType};
 
     fn secs(s: u64) -> Duration {
         Duration::from_secs(s)
     }
 
-    fn ttls(outcome: Option<Outcome>) -> Vec<u32> {
+    fn ttls(outcome: Option<Resolution>) -> Vec<u32> {
         match outcome {
-            Some(Outcome::Answer(records)) => records.answers.iter().map(|r| r.ttl).collect(),
+            Some(Resolution::Answer(records)) => records.answers.iter().map(|r| r.ttl).collect(),
             other => panic!("not an answer: {other:?}"),
         }
     }
 
-    fn negative_ttl(outcome: Option<Outcome>) -> Option<u32> {
+    fn negative_ttl(outcome: Option<Resolution>) -> Option<u32> {
         match outcome {
-            Some(Outcome::NxDomain { soa, .. } | Outcome::NoData { soa }) => soa.map(|s| s.ttl),
+            Some(Resolution::NxDomain { soa, .. } | Resolution::NoData { soa }) => {
+                soa.map(|s| s.ttl)
+            }
             other => panic!("not negative: {other:?}"),
         }
     }
@@ -435,7 +406,8 @@ mod tests {
         let mut cache = Cache::new(10);
         let q = question("www.example.com");
         let t0 = Instant::now();
-        let outcome = Outcome::answer(vec![a("www.example.com", 10, 1), a("x.example.com", 4, 2)]);
+        let outcome =
+            Resolution::answer(vec![a("www.example.com", 10, 1), a("x.example.com", 4, 2)]);
         assert!(cache.insert(&q, &outcome, t0));
         assert_eq!(ttls(cache.get(&q, t0)), [10, 4]);
         assert_eq!(
@@ -457,10 +429,10 @@ mod tests {
         let q = question("rr.example");
         let t0 = Instant::now();
         let set: Vec<Record> = (1..=3).map(|i| a("rr.example", 60, i)).collect();
-        cache.insert(&q, &Outcome::answer(set), t0);
+        cache.insert(&q, &Resolution::answer(set), t0);
         let firsts: Vec<RData> = (0..4)
             .map(|_| match cache.get(&q, t0) {
-                Some(Outcome::Answer(r)) => r.answers[0].data.clone(),
+                Some(Resolution::Answer(r)) => r.answers[0].data.clone(),
                 other => panic!("{other:?}"),
             })
             .collect();
@@ -477,12 +449,16 @@ mod tests {
         let mut cache = Cache::with_policy(10, policy);
         let q = question("a.example");
         let t0 = Instant::now();
-        cache.insert(&q, &Outcome::answer(vec![a("a.example", u32::MAX, 1)]), t0);
+        cache.insert(
+            &q,
+            &Resolution::answer(vec![a("a.example", u32::MAX, 1)]),
+            t0,
+        );
         assert_eq!(ttls(cache.get(&q, t0 + secs(1))), [99]);
         assert_eq!(cache.get(&q, t0 + secs(100)), None);
-        let zero = Outcome::answer(vec![a("a.example", 0, 1)]);
+        let zero = Resolution::answer(vec![a("a.example", 0, 1)]);
         assert!(!cache.insert(&q, &zero, t0));
-        assert!(!cache.insert(&q, &Outcome::answer(Vec::new()), t0));
+        assert!(!cache.insert(&q, &Resolution::answer(Vec::new()), t0));
     }
 
     #[test]
@@ -493,7 +469,7 @@ mod tests {
         // MINIMUM below the SOA's TTL.
         cache.insert(
             &q,
-            &Outcome::NxDomain {
+            &Resolution::NxDomain {
                 chain: Vec::new(),
                 soa: Some(soa(3600, 30)),
             },
@@ -504,7 +480,7 @@ mod tests {
         // The SOA's TTL below MINIMUM.
         cache.insert(
             &q,
-            &Outcome::NxDomain {
+            &Resolution::NxDomain {
                 chain: Vec::new(),
                 soa: Some(soa(20, 3600)),
             },
@@ -514,7 +490,7 @@ mod tests {
         // Both large: capped at 300 s.
         cache.insert(
             &q,
-            &Outcome::NoData {
+            &Resolution::NoData {
                 soa: Some(soa(86_400, 86_400)),
             },
             t0,
@@ -522,13 +498,13 @@ mod tests {
         assert_eq!(negative_ttl(cache.get(&q, t0 + secs(299))), Some(1));
         assert_eq!(cache.get(&q, t0 + secs(300)), None);
         // No SOA: 60 s.
-        cache.insert(&q, &Outcome::nxdomain(), t0);
+        cache.insert(&q, &Resolution::nxdomain(), t0);
         assert_eq!(negative_ttl(cache.get(&q, t0 + secs(59))), None);
         assert_eq!(cache.get(&q, t0 + secs(60)), None);
         // A SOA saying 0: not kept.
         assert!(!cache.insert(
             &q,
-            &Outcome::NxDomain {
+            &Resolution::NxDomain {
                 chain: Vec::new(),
                 soa: Some(soa(0, 60))
             },
@@ -539,7 +515,7 @@ mod tests {
     fn ns(zone: &str, ttl: u32) -> Record {
         Record {
             name: name(zone),
-            rtype: rtype::NS,
+            rtype: RecordType::NS,
             class: CLASS_IN,
             ttl,
             data: RData::Name(name(&format!("ns1.{zone}"))),
@@ -551,13 +527,13 @@ mod tests {
         let mut cache = Cache::new(10);
         let t0 = Instant::now();
         let q = question("www.sub.example");
-        let referral = Outcome::Referral(Sections {
+        let referral = Resolution::Referral(Sections {
             answers: Vec::new(),
             authority: vec![ns("sub.example", 100)],
             additional: vec![a("ns1.sub.example", 50, 53)],
         });
         assert!(cache.insert(&q, &referral, t0));
-        let Some(Outcome::Referral(kept)) = cache.get(&q, t0 + secs(10)) else {
+        let Some(Resolution::Referral(kept)) = cache.get(&q, t0 + secs(10)) else {
             panic!()
         };
         let ttls: Vec<u32> = kept.records().map(|r| r.ttl).collect();
@@ -565,20 +541,20 @@ mod tests {
         // The entry goes with its shortest TTL, the glue's.
         assert_eq!(cache.get(&q, t0 + secs(50)), None);
         // An answer with its zone's NS: both count down.
-        let answer = Outcome::Answer(Sections {
+        let answer = Resolution::Answer(Sections {
             answers: vec![a("www.example", 30, 1)],
             authority: vec![ns("example", 3600)],
             additional: Vec::new(),
         });
         cache.insert(&q, &answer, t0);
-        let Some(Outcome::Answer(kept)) = cache.get(&q, t0 + secs(1)) else {
+        let Some(Resolution::Answer(kept)) = cache.get(&q, t0 + secs(1)) else {
             panic!()
         };
         assert_eq!(
             kept.records().map(|r| r.ttl).collect::<Vec<_>>(),
             [29, 3599]
         );
-        assert!(!cache.insert(&q, &Outcome::Referral(Sections::default()), t0));
+        assert!(!cache.insert(&q, &Resolution::Referral(Sections::default()), t0));
     }
 
     #[test]
@@ -588,17 +564,17 @@ mod tests {
         let q = question("alias.example.com");
         let cname = Record {
             name: name("alias.example.com"),
-            rtype: rtype::CNAME,
+            rtype: RecordType::CNAME,
             class: CLASS_IN,
             ttl: 20,
             data: RData::Name(name("gone.example.com")),
         };
-        let nx = Outcome::NxDomain {
+        let nx = Resolution::NxDomain {
             chain: vec![cname.clone()],
             soa: Some(soa(3600, 45)),
         };
         assert!(cache.insert(&q, &nx, t0));
-        let Some(Outcome::NxDomain { chain, soa }) = cache.get(&q, t0 + secs(5)) else {
+        let Some(Resolution::NxDomain { chain, soa }) = cache.get(&q, t0 + secs(5)) else {
             panic!()
         };
         assert_eq!((chain[0].ttl, soa.unwrap().ttl), (15, 40));
@@ -624,21 +600,21 @@ mod tests {
         let mut cache = Cache::new(10);
         let q = question("a.example");
         let t0 = Instant::now();
-        assert!(!cache.insert(&q, &Outcome::ServFail, t0));
-        assert!(!cache.insert(&q, &Outcome::Refused, t0));
+        assert!(!cache.insert(&q, &Resolution::ServFail, t0));
+        assert!(!cache.insert(&q, &Resolution::Refused, t0));
         let mut reply = Message::default();
         reply.header.qr = true;
         reply.questions.push(q.clone());
         reply.answers.push(a("a.example", 60, 1));
         reply.header.tc = true;
         assert!(!cache.insert_reply(&q, &reply, t0));
-        for code in [rcode::SERVFAIL, rcode::REFUSED] {
+        for code in [Rcode::SERVFAIL, Rcode::REFUSED] {
             reply.header.tc = false;
             reply.rcode = code;
             assert!(!cache.insert_reply(&q, &reply, t0));
         }
         assert!(cache.is_empty());
-        reply.rcode = rcode::NOERROR;
+        reply.rcode = Rcode::NOERROR;
         assert!(cache.insert_reply(&q, &reply, t0));
         assert_eq!(ttls(cache.get(&q, t0)), [60]);
     }
@@ -653,13 +629,13 @@ mod tests {
         let mut cache = Cache::with_policy(10, policy);
         let q = question("big.example");
         let t0 = Instant::now();
-        let records = |n| Outcome::answer((0..n).map(|i| a("big.example", 60, i)).collect());
+        let records = |n| Resolution::answer((0..n).map(|i| a("big.example", 60, i)).collect());
         // Each record: 13-byte name + 10 + 4 = 27 bytes.
         assert!(cache.insert(&q, &records(5), t0));
         assert!(!cache.insert(&q, &records(6), t0));
-        let long = Outcome::answer(vec![Record {
+        let long = Resolution::answer(vec![Record {
             data: RData::Other(vec![0; 200]),
-            rtype: rtype::TXT,
+            rtype: RecordType::TXT,
             ..a("big.example", 60, 0)
         }]);
         assert!(!cache.insert(&q, &long, t0));
@@ -671,12 +647,12 @@ mod tests {
         let t0 = Instant::now();
         cache.insert(
             &question("WWW.Example.COM"),
-            &Outcome::answer(vec![a("WWW.Example.COM", 60, 1)]),
+            &Resolution::answer(vec![a("WWW.Example.COM", 60, 1)]),
             t0,
         );
         assert!(cache.get(&question("www.example.com."), t0).is_some());
         let aaaa = Question {
-            qtype: rtype::AAAA,
+            qtype: RecordType::AAAA,
             ..question("www.example.com")
         };
         let chaos = Question {
@@ -692,7 +668,7 @@ mod tests {
         let mut cache = Cache::new(3);
         let t0 = Instant::now();
         let keep = |cache: &mut Cache, n: &str| {
-            cache.insert(&question(n), &Outcome::answer(vec![a(n, 60, 1)]), t0)
+            cache.insert(&question(n), &Resolution::answer(vec![a(n, 60, 1)]), t0)
         };
         for n in ["a.x", "b.x", "c.x"] {
             keep(&mut cache, n);
@@ -717,17 +693,17 @@ mod tests {
         let t0 = Instant::now();
         cache.insert(
             &question("live.x"),
-            &Outcome::answer(vec![a("live.x", 60, 1)]),
+            &Resolution::answer(vec![a("live.x", 60, 1)]),
             t0,
         );
         cache.insert(
             &question("short.x"),
-            &Outcome::answer(vec![a("short.x", 1, 1)]),
+            &Resolution::answer(vec![a("short.x", 1, 1)]),
             t0,
         );
         cache.insert(
             &question("new.x"),
-            &Outcome::answer(vec![a("new.x", 60, 1)]),
+            &Resolution::answer(vec![a("new.x", 60, 1)]),
             t0 + secs(2),
         );
         assert!(cache.get(&question("live.x"), t0 + secs(2)).is_some());
@@ -738,7 +714,7 @@ mod tests {
     fn capacity_zero_keeps_nothing() {
         let t0 = Instant::now();
         let q = question("a.example");
-        let outcome = Outcome::answer(vec![a("a.example", 60, 1)]);
+        let outcome = Resolution::answer(vec![a("a.example", 60, 1)]);
         let mut cache = Cache::new(0);
         assert!(!cache.insert(&q, &outcome, t0));
         assert_eq!(cache.get(&q, t0), None);
@@ -759,7 +735,7 @@ mod tests {
                     for i in 0..100 {
                         let n = format!("h{i}.t{t}.example");
                         let q = question(&n);
-                        assert!(shared.insert(&q, &Outcome::answer(vec![a(&n, 60, 1)]), t0));
+                        assert!(shared.insert(&q, &Resolution::answer(vec![a(&n, 60, 1)]), t0));
                         assert!(shared.get(&q, t0).is_some());
                     }
                 })

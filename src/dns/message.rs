@@ -6,7 +6,7 @@ use std::net::Ipv4Addr;
 
 use super::error::FormatError;
 use super::name::{Compressor, Name};
-use super::{CLASS_IN, rtype};
+use super::{CLASS_IN, Rcode, RecordType};
 
 /// The fixed 12-byte header (RFC 1035 §4.1.1).
 ///
@@ -107,8 +107,8 @@ impl Header {
 pub struct Question {
     /// The name asked for, case kept.
     pub name: Name,
-    /// The record type asked for (see [`rtype`]).
-    pub qtype: u16,
+    /// The record type asked for.
+    pub qtype: RecordType,
     /// The class, normally [`CLASS_IN`].
     pub qclass: u16,
 }
@@ -118,10 +118,10 @@ impl Question {
     /// class (how an answer is matched to the question it answers).
     ///
     /// ```
-    /// use dnslb::dns::{Name, Question, rtype, CLASS_IN};
+    /// use dnslb::dns::{Name, Question, RecordType, CLASS_IN};
     /// let q = |name, qtype| Question { name: Name::from_ascii(name).unwrap(), qtype, qclass: CLASS_IN };
-    /// assert!(q("www.Example.com", rtype::A).same_as(&q("WWW.example.com.", rtype::A)));
-    /// assert!(!q("www.example.com", rtype::A).same_as(&q("www.example.com", rtype::AAAA)));
+    /// assert!(q("www.Example.com", RecordType::A).same_as(&q("WWW.example.com.", RecordType::A)));
+    /// assert!(!q("www.example.com", RecordType::A).same_as(&q("www.example.com", RecordType::AAAA)));
     /// ```
     pub fn same_as(&self, other: &Question) -> bool {
         self.qtype == other.qtype
@@ -135,8 +135,8 @@ impl Question {
 pub struct Record {
     /// The owner name.
     pub name: Name,
-    /// The record's type (see [`rtype`]).
-    pub rtype: u16,
+    /// The record's type.
+    pub rtype: RecordType,
     /// The record's class, normally [`CLASS_IN`].
     pub class: u16,
     /// Seconds the record may be cached.
@@ -150,7 +150,7 @@ impl Record {
     pub fn a(name: Name, ttl: u32, ip: Ipv4Addr) -> Record {
         Record {
             name,
-            rtype: rtype::A,
+            rtype: RecordType::A,
             class: CLASS_IN,
             ttl,
             data: RData::A(ip),
@@ -212,8 +212,8 @@ impl Edns {
 pub struct Message {
     /// The header; its counts are ignored when writing (the sections' lengths are used).
     pub header: Header,
-    /// The full response code (12 bits with EDNS, 4 without); see [`super::rcode`].
-    pub rcode: u16,
+    /// The full response code (12 bits with EDNS, 4 without); see [`Rcode`].
+    pub rcode: Rcode,
     /// The question section.
     pub questions: Vec<Question>,
     /// The answer section.
@@ -263,7 +263,7 @@ impl Message {
     /// Parses a whole message. Bytes after the last record are ignored.
     ///
     /// ```
-    /// use dnslb::dns::{Message, rtype};
+    /// use dnslb::dns::{Message, RecordType};
     /// // dig's query for www.example.com A, with an OPT advertising 1232 bytes.
     /// let query = b"\x12\x34\x01\x20\x00\x01\x00\x00\x00\x00\x00\x01\
     ///               \x03www\x07example\x03com\x00\x00\x01\x00\x01\
@@ -271,7 +271,7 @@ impl Message {
     /// let m = Message::parse(query).unwrap();
     /// assert_eq!(m.header.id, 0x1234);
     /// assert_eq!(m.questions[0].name.to_string(), "www.example.com.");
-    /// assert_eq!(m.questions[0].qtype, rtype::A);
+    /// assert_eq!(m.questions[0].qtype, RecordType::A);
     /// assert_eq!(m.edns.unwrap().payload, 1232);
     /// assert!(m.additional.is_empty());
     /// assert!(Message::parse(&query[..20]).is_err());
@@ -290,13 +290,13 @@ impl Message {
             let name = cursor.name()?;
             questions.push(Question {
                 name,
-                qtype: cursor.u16()?,
+                qtype: RecordType(cursor.u16()?),
                 qclass: cursor.u16()?,
             });
         }
         let mut parsed = Message {
             header,
-            rcode: u16::from(header.rcode),
+            rcode: Rcode(u16::from(header.rcode)),
             questions,
             ..Message::default()
         };
@@ -307,7 +307,7 @@ impl Message {
         ] {
             for _ in 0..count {
                 let record = read_record(&mut cursor)?;
-                if record.rtype != rtype::OPT {
+                if record.rtype != RecordType::OPT {
                     match section {
                         0 => parsed.answers.push(record),
                         1 => parsed.authority.push(record),
@@ -325,7 +325,7 @@ impl Message {
                     unreachable!("OPT data is read as opaque bytes")
                 };
                 let [extended, version, flags, _] = record.ttl.to_be_bytes();
-                parsed.rcode |= u16::from(extended) << 4;
+                parsed.rcode.0 |= u16::from(extended) << 4;
                 parsed.edns = Some(Edns {
                     payload: record.class,
                     version,
@@ -341,13 +341,13 @@ impl Message {
     /// question echoed, no records and no EDNS yet.
     ///
     /// ```
-    /// use dnslb::dns::{Message, Name, Question, rcode, rtype, CLASS_IN};
+    /// use dnslb::dns::{Message, Name, Question, Rcode, RecordType, CLASS_IN};
     /// let mut query = Message::default();
     /// query.header.id = 7;
     /// query.header.rd = true;
-    /// query.questions.push(Question { name: Name::from_ascii("a.com").unwrap(), qtype: rtype::A, qclass: CLASS_IN });
+    /// query.questions.push(Question { name: Name::from_ascii("a.com").unwrap(), qtype: RecordType::A, qclass: CLASS_IN });
     /// let mut response = Message::response_to(&query);
-    /// response.rcode = rcode::NXDOMAIN;
+    /// response.rcode = Rcode::NXDOMAIN;
     /// let bytes = response.to_bytes(512);
     /// assert_eq!(&bytes[..4], b"\x00\x07\x81\x03");
     /// assert_eq!(Message::parse(&bytes).unwrap().questions, query.questions);
@@ -376,11 +376,11 @@ impl Message {
     /// fit is left out without TC (RFC 2181 §9). An RRset is never split.
     ///
     /// ```
-    /// use dnslb::dns::{Message, Name, Question, Record, rtype, CLASS_IN};
+    /// use dnslb::dns::{Message, Name, Question, Record, RecordType, CLASS_IN};
     /// let name = Name::from_ascii("big.example").unwrap();
     /// let mut m = Message::default();
     /// m.header.qr = true;
-    /// m.questions.push(Question { name: name.clone(), qtype: rtype::A, qclass: CLASS_IN });
+    /// m.questions.push(Question { name: name.clone(), qtype: RecordType::A, qclass: CLASS_IN });
     /// for i in 0..40 {
     ///     m.answers.push(Record::a(name.clone(), 300, [10, 0, 0, i].into()));
     /// }
@@ -393,12 +393,12 @@ impl Message {
     pub fn to_bytes(&self, limit: usize) -> Vec<u8> {
         let mut out = Vec::with_capacity(512.min(limit));
         let mut header = self.header;
-        header.rcode = (self.rcode & 0x0F) as u8;
+        header.rcode = (self.rcode.0 & 0x0F) as u8;
         out.extend_from_slice(&header.to_bytes());
         let mut names = Compressor::default();
         for q in &self.questions {
             names.write(&mut out, &q.name);
-            out.extend_from_slice(&q.qtype.to_be_bytes());
+            out.extend_from_slice(&q.qtype.0.to_be_bytes());
             out.extend_from_slice(&q.qclass.to_be_bytes());
         }
         let opt = self.edns.as_ref().map(|edns| self.opt_bytes(edns));
@@ -439,9 +439,9 @@ impl Message {
     /// The OPT record for `edns`, carrying the high bits of the rcode.
     fn opt_bytes(&self, edns: &Edns) -> Vec<u8> {
         let mut opt = vec![0];
-        opt.extend_from_slice(&rtype::OPT.to_be_bytes());
+        opt.extend_from_slice(&RecordType::OPT.0.to_be_bytes());
         opt.extend_from_slice(&edns.payload.to_be_bytes());
-        let extended = (self.rcode >> 4) as u8;
+        let extended = (self.rcode.0 >> 4) as u8;
         let flags = if edns.dnssec_ok { 0x80 } else { 0 };
         opt.extend_from_slice(&[extended, edns.version, flags, 0]);
         opt.extend_from_slice(&(edns.options.len() as u16).to_be_bytes());
@@ -457,7 +457,7 @@ fn same_rrset(a: &Record, b: &Record) -> bool {
 
 fn read_record(cursor: &mut Cursor<'_>) -> Result<Record, FormatError> {
     let name = cursor.name()?;
-    let rtype = cursor.u16()?;
+    let rtype = RecordType(cursor.u16()?);
     let class = cursor.u16()?;
     let ttl = cursor.u32()?;
     let len = usize::from(cursor.u16()?);
@@ -466,7 +466,10 @@ fn read_record(cursor: &mut Cursor<'_>) -> Result<Record, FormatError> {
     if end > cursor.message.len() {
         return Err(FormatError::Truncated);
     }
-    let bad = FormatError::RData { rtype, at: start };
+    let bad = FormatError::RData {
+        rtype: rtype.0,
+        at: start,
+    };
     // Names inside the data may point anywhere before them, but must end
     // exactly where the data does.
     let mut inner = Cursor {
@@ -474,18 +477,18 @@ fn read_record(cursor: &mut Cursor<'_>) -> Result<Record, FormatError> {
         pos: start,
     };
     let data = match rtype {
-        rtype::A => {
+        RecordType::A => {
             let b = inner.take(4).map_err(|_| bad.clone())?;
             RData::A(Ipv4Addr::new(b[0], b[1], b[2], b[3]))
         }
-        rtype::NS | rtype::CNAME | rtype::PTR => {
+        RecordType::NS | RecordType::CNAME | RecordType::PTR => {
             RData::Name(inner.name().map_err(|e| rdata_error(e, &bad))?)
         }
-        rtype::MX => RData::Mx {
+        RecordType::MX => RData::Mx {
             preference: inner.u16().map_err(|_| bad.clone())?,
             exchange: inner.name().map_err(|e| rdata_error(e, &bad))?,
         },
-        rtype::SOA => {
+        RecordType::SOA => {
             let mname = inner.name().map_err(|e| rdata_error(e, &bad))?;
             let rname = inner.name().map_err(|e| rdata_error(e, &bad))?;
             let mut number = || inner.u32().map_err(|_| bad.clone());
@@ -499,7 +502,7 @@ fn read_record(cursor: &mut Cursor<'_>) -> Result<Record, FormatError> {
                 minimum: number()?,
             }
         }
-        rtype::OPT => {
+        RecordType::OPT => {
             check_options(&cursor.message[start..end]).map_err(|_| bad.clone())?;
             inner.pos = end;
             RData::Other(cursor.message[start..end].to_vec())
@@ -518,7 +521,7 @@ fn read_record(cursor: &mut Cursor<'_>) -> Result<Record, FormatError> {
         rtype,
         class,
         // The OPT's TTL field holds flags, not a time.
-        ttl: if rtype == rtype::OPT {
+        ttl: if rtype == RecordType::OPT {
             ttl
         } else {
             received_ttl(ttl)
@@ -564,7 +567,7 @@ fn check_options(mut data: &[u8]) -> Result<(), ()> {
 
 fn write_record(out: &mut Vec<u8>, names: &mut Compressor, record: &Record) {
     names.write(out, &record.name);
-    out.extend_from_slice(&record.rtype.to_be_bytes());
+    out.extend_from_slice(&record.rtype.0.to_be_bytes());
     out.extend_from_slice(&record.class.to_be_bytes());
     out.extend_from_slice(&record.ttl.to_be_bytes());
     let len_at = out.len();
@@ -603,19 +606,8 @@ fn write_record(out: &mut Vec<u8>, names: &mut Compressor, record: &Record) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::dns::rcode;
-
-    fn name(text: &str) -> Name {
-        Name::from_ascii(text).unwrap()
-    }
-
-    fn question(text: &str) -> Question {
-        Question {
-            name: name(text),
-            qtype: rtype::A,
-            qclass: CLASS_IN,
-        }
-    }
+    use crate::dns::Rcode;
+    use crate::dns::fixture::{name, question};
 
     #[test]
     fn every_record_kind_survives_a_round_trip_with_compression() {
@@ -626,7 +618,7 @@ mod tests {
         m.questions.push(question("www.example.com"));
         m.answers.push(Record {
             name: name("www.example.com"),
-            rtype: rtype::CNAME,
+            rtype: RecordType::CNAME,
             class: CLASS_IN,
             ttl: 60,
             data: RData::Name(name("web.example.com")),
@@ -635,7 +627,7 @@ mod tests {
             .push(Record::a(name("web.example.com"), 60, [1, 2, 3, 4].into()));
         m.authority.push(Record {
             name: name("example.com"),
-            rtype: rtype::SOA,
+            rtype: RecordType::SOA,
             class: CLASS_IN,
             ttl: 3600,
             data: RData::Soa {
@@ -650,7 +642,7 @@ mod tests {
         });
         m.additional.push(Record {
             name: name("example.com"),
-            rtype: rtype::MX,
+            rtype: RecordType::MX,
             class: CLASS_IN,
             ttl: 1,
             data: RData::Mx {
@@ -660,7 +652,7 @@ mod tests {
         });
         m.additional.push(Record {
             name: name("example.com"),
-            rtype: rtype::TXT,
+            rtype: RecordType::TXT,
             class: CLASS_IN,
             ttl: 1,
             data: RData::Other(b"\x02hi".to_vec()),
@@ -671,7 +663,7 @@ mod tests {
             dnssec_ok: true,
             options: b"\x00\x0a\x00\x02ab".to_vec(),
         });
-        m.rcode = rcode::BADVERS;
+        m.rcode = Rcode::BADVERS;
         let bytes = m.to_bytes(65535);
         let mut back = Message::parse(&bytes).unwrap();
         assert_eq!(back.header.arcount, 3);
@@ -737,7 +729,7 @@ mod tests {
         let mut c = Message::default();
         c.answers.push(Record {
             name: name("a.b"),
-            rtype: rtype::CNAME,
+            rtype: RecordType::CNAME,
             class: CLASS_IN,
             ttl: 1,
             data: RData::Name(name("c.d")),
@@ -797,7 +789,7 @@ mod tests {
         m.answers
             .push(Record::a(name("a.b"), 0x7FFF_FFFF, [1, 1, 1, 3].into()));
         // An extended rcode of 128 or more sets the OPT's top TTL bit.
-        m.rcode = 0x800;
+        m.rcode = Rcode(0x800);
         m.edns = Some(Edns {
             payload: 512,
             version: 0,
@@ -807,7 +799,7 @@ mod tests {
         let back = Message::parse(&m.to_bytes(512)).unwrap();
         let ttls: Vec<u32> = back.answers.iter().map(|r| r.ttl).collect();
         assert_eq!(ttls, [0, 0, 0x7FFF_FFFF]);
-        assert_eq!(back.rcode, 0x800);
+        assert_eq!(back.rcode, Rcode(0x800));
     }
 
     #[test]

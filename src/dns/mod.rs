@@ -23,16 +23,21 @@
 //! - [`message`]: the header, questions, resource records, EDNS0 (RFC 6891),
 //!   parsing whole messages and writing them with truncation to a size.
 //! - [`respond`]: checking a client's query and answering it, shared by the
-//!   TS and the LS; what a course-protocol TS's reply means in DNS terms.
+//!   TS and the LS.
 //! - [`upstream`]: the LS's side of a DNS connection to a TS: query IDs,
 //!   matching replies, classifying them, and combining the TSes' replies.
 //! - [`cache`]: the LS's cache of answers, positive and negative.
 //! - [`rrl`]: response-rate limiting for the UDP front ends.
 //!
+//! Nothing here knows the course protocol: the LS translates its course
+//! TSes' lines into these types, and the TS its table.
+//!
 //! docs/PROTOCOL.md describes the messages the TS sends and accepts.
 
 pub mod cache;
 mod error;
+#[cfg(test)]
+mod fixture;
 pub mod message;
 pub mod name;
 pub mod respond;
@@ -42,53 +47,121 @@ pub mod upstream;
 pub use error::FormatError;
 pub use message::{Edns, Header, Message, Question, RData, Record};
 pub use name::Name;
-pub use respond::Outcome;
+pub use respond::Resolution;
 
-/// Resource record types (RFC 1035 §3.2.2, RFC 3596, RFC 6891).
-pub mod rtype {
+use std::fmt;
+
+/// A resource record type (RFC 1035 §3.2.2, RFC 3596, RFC 6891), any
+/// value a message may carry; the ones dnslb names are constants.
+///
+/// ```
+/// use dnslb::dns::RecordType;
+/// assert_eq!(RecordType::AAAA.to_string(), "AAAA");
+/// assert_eq!(RecordType(65).to_string(), "TYPE65");
+/// ```
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct RecordType(pub u16);
+
+impl RecordType {
     /// An IPv4 address.
-    pub const A: u16 = 1;
+    pub const A: RecordType = RecordType(1);
     /// An authoritative name server.
-    pub const NS: u16 = 2;
+    pub const NS: RecordType = RecordType(2);
     /// The canonical name of an alias.
-    pub const CNAME: u16 = 5;
+    pub const CNAME: RecordType = RecordType(5);
     /// The start of a zone of authority.
-    pub const SOA: u16 = 6;
+    pub const SOA: RecordType = RecordType(6);
     /// A domain name pointer.
-    pub const PTR: u16 = 12;
+    pub const PTR: RecordType = RecordType(12);
     /// A mail exchange.
-    pub const MX: u16 = 15;
+    pub const MX: RecordType = RecordType(15);
     /// Text strings.
-    pub const TXT: u16 = 16;
+    pub const TXT: RecordType = RecordType(16);
     /// An IPv6 address.
-    pub const AAAA: u16 = 28;
+    pub const AAAA: RecordType = RecordType(28);
     /// The EDNS pseudo-record (RFC 6891).
-    pub const OPT: u16 = 41;
+    pub const OPT: RecordType = RecordType(41);
+    /// The query type `*`: every type the name has (RFC 1035 §3.2.3).
+    pub const ANY: RecordType = RecordType(255);
+
+    const NAMES: [(RecordType, &'static str); 10] = [
+        (RecordType::A, "A"),
+        (RecordType::NS, "NS"),
+        (RecordType::CNAME, "CNAME"),
+        (RecordType::SOA, "SOA"),
+        (RecordType::PTR, "PTR"),
+        (RecordType::MX, "MX"),
+        (RecordType::TXT, "TXT"),
+        (RecordType::AAAA, "AAAA"),
+        (RecordType::OPT, "OPT"),
+        (RecordType::ANY, "ANY"),
+    ];
+}
+
+impl fmt::Display for RecordType {
+    /// The type's mnemonic, or `TYPE<n>` (RFC 3597 §5) for one without.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match RecordType::NAMES.iter().find(|(t, _)| t == self) {
+            Some((_, name)) => f.write_str(name),
+            None => write!(f, "TYPE{}", self.0),
+        }
+    }
+}
+
+/// A response code (RFC 1035 §4.1.1; values above 15 need EDNS, RFC 6891
+/// §6.1.3), any value a message may carry; the ones dnslb names are
+/// constants.
+///
+/// ```
+/// use dnslb::dns::Rcode;
+/// assert_eq!(Rcode::NXDOMAIN.to_string(), "NXDOMAIN");
+/// assert_eq!(Rcode(11).to_string(), "RCODE11");
+/// ```
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct Rcode(pub u16);
+
+impl Rcode {
+    /// No error.
+    pub const NOERROR: Rcode = Rcode(0);
+    /// The server could not interpret the query.
+    pub const FORMERR: Rcode = Rcode(1);
+    /// The server could not process the query.
+    pub const SERVFAIL: Rcode = Rcode(2);
+    /// The name does not exist (meaningful from an authoritative server).
+    pub const NXDOMAIN: Rcode = Rcode(3);
+    /// The server does not support this kind of query.
+    pub const NOTIMP: Rcode = Rcode(4);
+    /// The server refuses to answer (for example, a zone it does not serve).
+    pub const REFUSED: Rcode = Rcode(5);
+    /// The query's EDNS version is not supported (extended rcode, needs an OPT).
+    pub const BADVERS: Rcode = Rcode(16);
+
+    const NAMES: [(Rcode, &'static str); 7] = [
+        (Rcode::NOERROR, "NOERROR"),
+        (Rcode::FORMERR, "FORMERR"),
+        (Rcode::SERVFAIL, "SERVFAIL"),
+        (Rcode::NXDOMAIN, "NXDOMAIN"),
+        (Rcode::NOTIMP, "NOTIMP"),
+        (Rcode::REFUSED, "REFUSED"),
+        (Rcode::BADVERS, "BADVERS"),
+    ];
+}
+
+impl fmt::Display for Rcode {
+    /// The code's mnemonic as dig prints it, or `RCODE<n>` for one without.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match Rcode::NAMES.iter().find(|(r, _)| r == self) {
+            Some((_, name)) => f.write_str(name),
+            None => write!(f, "RCODE{}", self.0),
+        }
+    }
 }
 
 /// The Internet class (RFC 1035 §3.2.4).
 pub const CLASS_IN: u16 = 1;
 
-/// The standard query opcode; others get [`rcode::NOTIMP`] from the TS.
+/// The standard query opcode; others get [`Rcode::NOTIMP`] from the TS.
 pub const OPCODE_QUERY: u8 = 0;
-
-/// Response codes (RFC 1035 §4.1.1; values above 15 need EDNS, RFC 6891 §6.1.3).
-pub mod rcode {
-    /// No error.
-    pub const NOERROR: u16 = 0;
-    /// The server could not interpret the query.
-    pub const FORMERR: u16 = 1;
-    /// The server could not process the query.
-    pub const SERVFAIL: u16 = 2;
-    /// The name does not exist (meaningful from an authoritative server).
-    pub const NXDOMAIN: u16 = 3;
-    /// The server does not support this kind of query.
-    pub const NOTIMP: u16 = 4;
-    /// The server refuses to answer (for example, a zone it does not serve).
-    pub const REFUSED: u16 = 5;
-    /// The query's EDNS version is not supported (extended rcode, needs an OPT).
-    pub const BADVERS: u16 = 16;
-}
 
 /// Largest message over UDP without EDNS (RFC 1035 §4.2.1).
 pub const UDP_PLAIN_LIMIT: usize = 512;

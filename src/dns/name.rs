@@ -103,9 +103,9 @@ impl Name {
     }
 
     /// The name as a hostname in lower case without a final dot (the key
-    /// dnslb looks names up by, see [`crate::wire::name_key`]), or `None`
-    /// when a label holds anything but letters, digits, `-` and `_` (such a
-    /// name cannot be in a table) or the name is the root.
+    /// dnslb looks names up by), or `None` when a label holds anything but
+    /// letters, digits, `-` and `_` (such a name cannot be in a table) or
+    /// the name is the root.
     ///
     /// ```
     /// use dnslb::dns::Name;
@@ -277,10 +277,7 @@ impl Compressor {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn name(text: &str) -> Name {
-        Name::from_ascii(text).unwrap()
-    }
+    use crate::dns::fixture::name;
 
     #[test]
     fn names_of_255_bytes_parse_and_256_do_not() {

@@ -13,7 +13,7 @@
 //! size (RFC 6891 §6.2.5 concerns UDP), and the LS does not ask for DNSSEC
 //! records, so an OPT would only add bytes.
 //!
-//! **Replies.** [`classify`] turns a reply into an [`Outcome`]. Only what
+//! **Replies.** [`classify`] turns a reply into an [`Resolution`]. Only what
 //! the zone that answered may speak for is kept ([`Bailiwick`]): the answer
 //! section's chain from the question's name (the name, then each CNAME
 //! target inside the zone), the zone's NS and SOA records, and the
@@ -31,8 +31,8 @@ use std::fmt;
 use std::hash::{BuildHasher, Hasher};
 use std::net::SocketAddr;
 
-use super::respond::{Outcome, Sections};
-use super::{FormatError, Message, Name, Question, RData, Record, rcode, rtype};
+use super::respond::{Resolution, Sections};
+use super::{FormatError, Message, Name, Question, RData, Rcode, Record, RecordType};
 use crate::random::SplitMix64;
 
 /// Most queries in flight on one connection. A quarter of the 65536 IDs, so
@@ -44,13 +44,13 @@ pub const MAX_OUTSTANDING: usize = 16_384;
 /// `tag` (what the LS needs to route the reply: a session, a query number).
 #[derive(Debug)]
 pub struct Upstream<T> {
-    pending: HashMap<u16, Pending<T>>,
+    pending: HashMap<u16, Asked<T>>,
     rng: SplitMix64,
     max: usize,
 }
 
 #[derive(Debug)]
-struct Pending<T> {
+struct Asked<T> {
     question: Question,
     tag: T,
 }
@@ -102,7 +102,7 @@ impl std::error::Error for Rejected {}
 
 /// A reply matched to its query.
 #[derive(Debug, PartialEq, Eq)]
-pub struct Matched<T> {
+pub struct MatchedReply<T> {
     /// The ID it was matched by (free again now).
     pub id: u16,
     /// The question as it was sent.
@@ -110,12 +110,12 @@ pub struct Matched<T> {
     /// The tag given to [`Upstream::send`].
     pub tag: T,
     /// The reply's response code, for counters and log lines.
-    pub rcode: u16,
+    pub rcode: Rcode,
     /// Whether the reply had TC set (never expected over TCP; classified as
     /// a failure).
     pub truncated: bool,
     /// What the reply says.
-    pub outcome: Outcome,
+    pub outcome: Resolution,
 }
 
 impl<T> Upstream<T> {
@@ -135,9 +135,9 @@ impl<T> Upstream<T> {
     ///
     /// ```
     /// use dnslb::dns::upstream::Upstream;
-    /// use dnslb::dns::{Message, Name, Question, rtype, CLASS_IN};
+    /// use dnslb::dns::{Message, Name, Question, RecordType, CLASS_IN};
     /// let mut link = Upstream::new(1, 100);
-    /// let q = Question { name: Name::from_ascii("www.example.com").unwrap(), qtype: rtype::A, qclass: CLASS_IN };
+    /// let q = Question { name: Name::from_ascii("www.example.com").unwrap(), qtype: RecordType::A, qclass: CLASS_IN };
     /// let (id, bytes) = link.send(&q, "first").unwrap();
     /// let sent = Message::parse(&bytes).unwrap();
     /// assert_eq!((sent.header.id, sent.header.rd, sent.questions), (id, false, vec![q]));
@@ -160,7 +160,7 @@ impl<T> Upstream<T> {
         };
         self.pending.insert(
             id,
-            Pending {
+            Asked {
                 question: question.clone(),
                 tag,
             },
@@ -174,7 +174,7 @@ impl<T> Upstream<T> {
     /// # Errors
     /// [`Rejected`] when it is not a reply to a query in flight; the table
     /// is unchanged.
-    pub fn receive(&mut self, bytes: &[u8]) -> Result<Matched<T>, Rejected> {
+    pub fn receive(&mut self, bytes: &[u8]) -> Result<MatchedReply<T>, Rejected> {
         let message = Message::parse(bytes).map_err(Rejected::Malformed)?;
         let id = message.header.id;
         if !message.header.qr {
@@ -190,8 +190,8 @@ impl<T> Upstream<T> {
                 });
             }
         }
-        let Pending { question, tag } = self.pending.remove(&id).expect("found just above");
-        Ok(Matched {
+        let Asked { question, tag } = self.pending.remove(&id).expect("found just above");
+        Ok(MatchedReply {
             id,
             outcome: classify(&question, &message),
             question,
@@ -246,56 +246,59 @@ pub fn query_bytes(id: u16, question: &Question) -> Vec<u8> {
 /// question's name, the zone's NS and SOA records, and the addresses of
 /// names those records name.
 ///
-/// - TC set: [`Outcome::ServFail`] (a reply cut short is not an answer).
+/// - TC set: [`Resolution::ServFail`] (a reply cut short is not an answer).
 /// - NOERROR with records on the chain from the question's name (the
 ///   records owned by the name, then by each CNAME target inside the zone
 ///   that answered, in that order; records for other names are dropped):
-///   [`Outcome::Answer`], with the authority section's NS and SOA records
+///   [`Resolution::Answer`], with the authority section's NS and SOA records
 ///   for the names on the chain, and the additional section's A and AAAA
 ///   records for names those records and the answer name (an MX target, a
 ///   name server).
 /// - NOERROR with no such record: a referral (AA clear, NS records in the
 ///   authority section for the name or above it, and no SOA: the name is
 ///   delegated, RFC 1034 §4.3.2)
-///   is [`Outcome::Referral`], with the NS records and their glue;
-///   otherwise [`Outcome::NoData`], with the authority section's SOA if
+///   is [`Resolution::Referral`], with the NS records and their glue;
+///   otherwise [`Resolution::NoData`], with the authority section's SOA if
 ///   any.
-/// - NXDOMAIN: [`Outcome::NxDomain`], with the chain that led to the
+/// - NXDOMAIN: [`Resolution::NxDomain`], with the chain that led to the
 ///   missing name (a CNAME whose target does not exist) and the SOA if any.
-///   REFUSED: [`Outcome::Refused`]. Any other rcode: [`Outcome::ServFail`].
-pub fn classify(question: &Question, reply: &Message) -> Outcome {
+///   REFUSED: [`Resolution::Refused`]. Any other rcode: [`Resolution::ServFail`].
+pub fn classify(question: &Question, reply: &Message) -> Resolution {
     if reply.header.tc {
-        return Outcome::ServFail;
+        return Resolution::ServFail;
     }
     let zone = Bailiwick::of(question, reply);
     let chain = answer_chain(question, &reply.answers, &zone);
     let authority = zone.authority(question, &chain, &reply.authority);
-    let soa = authority.iter().find(|r| r.rtype == rtype::SOA).cloned();
+    let soa = authority
+        .iter()
+        .find(|r| r.rtype == RecordType::SOA)
+        .cloned();
     match reply.rcode {
-        rcode::NOERROR if !chain.is_empty() => {
+        Rcode::NOERROR if !chain.is_empty() => {
             let additional = zone.additional(&chain, &authority, &reply.additional);
-            Outcome::Answer(Sections {
+            Resolution::Answer(Sections {
                 answers: chain,
                 authority,
                 additional,
             })
         }
-        rcode::NOERROR
+        Rcode::NOERROR
             if !reply.header.aa
                 && soa.is_none()
-                && authority.iter().any(|r| r.rtype == rtype::NS) =>
+                && authority.iter().any(|r| r.rtype == RecordType::NS) =>
         {
             let additional = zone.additional(&chain, &authority, &reply.additional);
-            Outcome::Referral(Sections {
+            Resolution::Referral(Sections {
                 answers: Vec::new(),
                 authority,
                 additional,
             })
         }
-        rcode::NOERROR => Outcome::NoData { soa },
-        rcode::NXDOMAIN => Outcome::NxDomain { chain, soa },
-        rcode::REFUSED => Outcome::Refused,
-        _ => Outcome::ServFail,
+        Rcode::NOERROR => Resolution::NoData { soa },
+        Rcode::NXDOMAIN => Resolution::NxDomain { chain, soa },
+        Rcode::REFUSED => Resolution::Refused,
+        _ => Resolution::ServFail,
     }
 }
 
@@ -324,7 +327,7 @@ impl Bailiwick {
         let depth = reply
             .authority
             .iter()
-            .filter(|r| matches!(r.rtype, rtype::NS | rtype::SOA))
+            .filter(|r| matches!(r.rtype, RecordType::NS | RecordType::SOA))
             .filter(|r| under(&question.name, &r.name))
             .map(|r| r.name.labels().count())
             .max()
@@ -362,7 +365,9 @@ impl Bailiwick {
         };
         authority
             .iter()
-            .filter(|r| matches!(r.rtype, rtype::NS | rtype::SOA) && r.class == question.qclass)
+            .filter(|r| {
+                matches!(r.rtype, RecordType::NS | RecordType::SOA) && r.class == question.qclass
+            })
             .filter(|r| tld.holds(&r.name))
             .filter(|r| {
                 under(&question.name, &r.name) || chain.iter().any(|c| under(&c.name, &r.name))
@@ -383,14 +388,14 @@ impl Bailiwick {
             .iter()
             .chain(authority)
             .filter_map(|r| match &r.data {
-                RData::Name(target) if r.rtype == rtype::NS => Some(target),
+                RData::Name(target) if r.rtype == RecordType::NS => Some(target),
                 RData::Mx { exchange, .. } => Some(exchange),
                 _ => None,
             })
             .collect();
         additional
             .iter()
-            .filter(|r| matches!(r.rtype, rtype::A | rtype::AAAA))
+            .filter(|r| matches!(r.rtype, RecordType::A | RecordType::AAAA))
             .filter(|r| self.holds(&r.name) && named.iter().any(|n| n.eq_ignore_case(&r.name)))
             .cloned()
             .collect()
@@ -416,8 +421,8 @@ fn answer_chain(question: &Question, answers: &[Record], zone: &Bailiwick) -> Ve
     let wanted = |r: &Record| {
         r.class == question.qclass
             && (r.rtype == question.qtype
-                || r.rtype == rtype::CNAME
-                || question.qtype == super::respond::QTYPE_ANY)
+                || r.rtype == RecordType::CNAME
+                || question.qtype == RecordType::ANY)
     };
     let mut kept = Vec::new();
     let mut visited: Vec<Name> = Vec::new();
@@ -432,7 +437,9 @@ fn answer_chain(question: &Question, answers: &[Record], zone: &Bailiwick) -> Ve
             .collect();
         kept.extend(here.iter().map(|r| (*r).clone()));
         let next = here.iter().find_map(|r| match &r.data {
-            RData::Name(target) if r.rtype == rtype::CNAME && question.qtype != rtype::CNAME => {
+            RData::Name(target)
+                if r.rtype == RecordType::CNAME && question.qtype != RecordType::CNAME =>
+            {
                 Some(target.clone())
             }
             _ => None,
@@ -450,39 +457,10 @@ fn answer_chain(question: &Question, answers: &[Record], zone: &Bailiwick) -> Ve
 mod tests {
     use super::*;
     use crate::dns::CLASS_IN;
-
-    fn name(text: &str) -> Name {
-        Name::from_ascii(text).unwrap()
-    }
-
-    fn question(text: &str, qtype: u16) -> Question {
-        Question {
-            name: name(text),
-            qtype,
-            qclass: CLASS_IN,
-        }
-    }
-
-    fn soa(minimum: u32) -> Record {
-        Record {
-            name: name("example.com"),
-            rtype: rtype::SOA,
-            class: CLASS_IN,
-            ttl: 3600,
-            data: RData::Soa {
-                mname: name("ns.example.com"),
-                rname: name("host.example.com"),
-                serial: 1,
-                refresh: 2,
-                retry: 3,
-                expire: 4,
-                minimum,
-            },
-        }
-    }
+    use crate::dns::fixture::{a, name, question_of, soa};
 
     /// A TS's reply to `id` about `q` with `rcode` and `answers`.
-    fn reply(id: u16, q: &Question, code: u16, answers: Vec<Record>) -> Message {
+    fn reply(id: u16, q: &Question, code: Rcode, answers: Vec<Record>) -> Message {
         let mut m = Message::default();
         m.header.id = id;
         m.header.qr = true;
@@ -493,10 +471,6 @@ mod tests {
         m
     }
 
-    fn a(owner: &str, last: u8) -> Record {
-        Record::a(name(owner), 60, [10, 0, 0, last].into())
-    }
-
     #[test]
     fn replies_out_of_order_reach_their_own_queries() {
         let mut link = Upstream::new(7, 100);
@@ -505,33 +479,37 @@ mod tests {
             .iter()
             .enumerate()
             .map(|(i, n)| {
-                let q = question(n, rtype::A);
+                let q = question_of(n, RecordType::A);
                 (link.send(&q, i).unwrap().0, q)
             })
             .collect();
         for (i, (id, q)) in sent.iter().enumerate().rev() {
-            let bytes = reply(*id, q, rcode::NOERROR, vec![a(names[i], i as u8)]).to_bytes(65535);
+            let bytes =
+                reply(*id, q, Rcode::NOERROR, vec![a(names[i], 60, i as u8)]).to_bytes(65535);
             let m = link.receive(&bytes).unwrap();
             assert_eq!((m.id, m.tag), (*id, i));
-            assert_eq!(m.outcome, Outcome::answer(vec![a(names[i], i as u8)]));
+            assert_eq!(
+                m.outcome,
+                Resolution::answer(vec![a(names[i], 60, i as u8)])
+            );
         }
         assert!(link.is_empty());
         // A second reply to an ID already answered matches nothing.
         let (id, q) = &sent[0];
-        let again = reply(*id, q, rcode::NOERROR, Vec::new()).to_bytes(65535);
+        let again = reply(*id, q, Rcode::NOERROR, Vec::new()).to_bytes(65535);
         assert_eq!(link.receive(&again), Err(Rejected::UnknownId { id: *id }));
     }
 
     #[test]
     fn the_question_is_matched_ignoring_case_and_a_wrong_one_is_rejected() {
         let mut link = Upstream::new(3, 10);
-        let q = question("WWW.Example.com", rtype::A);
+        let q = question_of("WWW.Example.com", RecordType::A);
         let (id, _) = link.send(&q, ()).unwrap();
         for wrong in [
-            question("www.example.org", rtype::A),
-            question("www.example.com", rtype::AAAA),
+            question_of("www.example.org", RecordType::A),
+            question_of("www.example.com", RecordType::AAAA),
         ] {
-            let bytes = reply(id, &wrong, rcode::NOERROR, Vec::new()).to_bytes(512);
+            let bytes = reply(id, &wrong, Rcode::NOERROR, Vec::new()).to_bytes(512);
             assert_eq!(
                 link.receive(&bytes),
                 Err(Rejected::WrongQuestion {
@@ -540,23 +518,26 @@ mod tests {
                 })
             );
         }
-        let mut none = reply(id, &q, rcode::NOERROR, Vec::new());
+        let mut none = reply(id, &q, Rcode::NOERROR, Vec::new());
         none.questions.clear();
         assert!(matches!(
             link.receive(&none.to_bytes(512)),
             Err(Rejected::WrongQuestion { .. })
         ));
         assert_eq!(link.len(), 1, "the query stays in flight");
-        let lower = question("www.example.COM.", rtype::A);
-        let bytes = reply(id, &lower, rcode::NXDOMAIN, Vec::new()).to_bytes(512);
+        let lower = question_of("www.example.COM.", RecordType::A);
+        let bytes = reply(id, &lower, Rcode::NXDOMAIN, Vec::new()).to_bytes(512);
         let m = link.receive(&bytes).unwrap();
-        assert_eq!((m.rcode, m.outcome), (rcode::NXDOMAIN, Outcome::nxdomain()));
+        assert_eq!(
+            (m.rcode, m.outcome),
+            (Rcode::NXDOMAIN, Resolution::nxdomain())
+        );
     }
 
     #[test]
     fn ids_in_flight_are_never_handed_out_twice() {
         let mut link = Upstream::new(11, MAX_OUTSTANDING);
-        let q = question("a.example", rtype::A);
+        let q = question_of("a.example", RecordType::A);
         let mut seen = std::collections::HashSet::new();
         for i in 0..MAX_OUTSTANDING {
             let (id, _) = link.send(&q, i).unwrap();
@@ -565,7 +546,7 @@ mod tests {
         assert_eq!(link.send(&q, 0), Err(Full));
         // A freed ID leaves room for one more, never an ID still in flight.
         let freed = *seen.iter().next().unwrap();
-        let answer = reply(freed, &q, rcode::NXDOMAIN, vec![]).to_bytes(65535);
+        let answer = reply(freed, &q, Rcode::NXDOMAIN, vec![]).to_bytes(65535);
         let freed_tag = link.receive(&answer).unwrap().tag;
         seen.remove(&freed);
         let (id, _) = link.send(&q, freed_tag).unwrap();
@@ -581,7 +562,7 @@ mod tests {
     fn ids_are_spread_and_differ_between_seeds() {
         let ids = |seed| {
             let mut link = Upstream::new(seed, 100);
-            let q = question("a.example", rtype::A);
+            let q = question_of("a.example", RecordType::A);
             (0..50)
                 .map(|_| link.send(&q, ()).unwrap().0)
                 .collect::<Vec<u16>>()
@@ -597,7 +578,7 @@ mod tests {
     #[test]
     fn queries_and_junk_from_a_ts_are_rejected() {
         let mut link = Upstream::new(5, 10);
-        let q = question("a.example", rtype::A);
+        let q = question_of("a.example", RecordType::A);
         let (id, bytes) = link.send(&q, ()).unwrap();
         assert_eq!(link.receive(&bytes), Err(Rejected::NotAResponse { id }));
         assert!(matches!(
@@ -609,91 +590,93 @@ mod tests {
 
     #[test]
     fn replies_are_classified() {
-        let q = question("www.example.com", rtype::A);
-        let mut with_soa = reply(1, &q, rcode::NXDOMAIN, Vec::new());
-        with_soa.authority.push(soa(30));
+        let q = question_of("www.example.com", RecordType::A);
+        let mut with_soa = reply(1, &q, Rcode::NXDOMAIN, Vec::new());
+        with_soa.authority.push(soa(3600, 30));
         assert_eq!(
             classify(&q, &with_soa),
-            Outcome::NxDomain {
+            Resolution::NxDomain {
                 chain: Vec::new(),
-                soa: Some(soa(30))
+                soa: Some(soa(3600, 30))
             }
         );
-        with_soa.rcode = rcode::NOERROR;
+        with_soa.rcode = Rcode::NOERROR;
         assert_eq!(
             classify(&q, &with_soa),
-            Outcome::NoData { soa: Some(soa(30)) }
+            Resolution::NoData {
+                soa: Some(soa(3600, 30))
+            }
         );
-        let empty = reply(1, &q, rcode::NOERROR, Vec::new());
-        assert_eq!(classify(&q, &empty), Outcome::NoData { soa: None });
+        let empty = reply(1, &q, Rcode::NOERROR, Vec::new());
+        assert_eq!(classify(&q, &empty), Resolution::NoData { soa: None });
         let mut referral = empty.clone();
         referral.header.aa = false;
         referral.authority.push(Record {
             name: name("example.com"),
-            rtype: rtype::NS,
+            rtype: RecordType::NS,
             class: CLASS_IN,
             ttl: 60,
             data: RData::Name(name("ns.elsewhere.net")),
         });
         assert_eq!(
             classify(&q, &referral),
-            Outcome::Referral(Sections {
+            Resolution::Referral(Sections {
                 authority: referral.authority.clone(),
                 ..Sections::default()
             })
         );
         // From the zone's own authority, NS without a SOA is no delegation.
         referral.header.aa = true;
-        assert_eq!(classify(&q, &referral), Outcome::NoData { soa: None });
+        assert_eq!(classify(&q, &referral), Resolution::NoData { soa: None });
         assert_eq!(
-            classify(&q, &reply(1, &q, rcode::REFUSED, Vec::new())),
-            Outcome::Refused
+            classify(&q, &reply(1, &q, Rcode::REFUSED, Vec::new())),
+            Resolution::Refused
         );
-        for code in [rcode::SERVFAIL, rcode::FORMERR, rcode::NOTIMP] {
+        for code in [Rcode::SERVFAIL, Rcode::FORMERR, Rcode::NOTIMP] {
             assert_eq!(
                 classify(&q, &reply(1, &q, code, Vec::new())),
-                Outcome::ServFail
+                Resolution::ServFail
             );
         }
-        let mut cut = reply(1, &q, rcode::NOERROR, vec![a("www.example.com", 1)]);
+        let mut cut = reply(1, &q, Rcode::NOERROR, vec![a("www.example.com", 60, 1)]);
         cut.header.tc = true;
-        assert_eq!(classify(&q, &cut), Outcome::ServFail);
+        assert_eq!(classify(&q, &cut), Resolution::ServFail);
     }
 
     #[test]
     fn only_the_chain_from_the_question_is_kept() {
-        let q = question("www.example.com", rtype::A);
+        let q = question_of("www.example.com", RecordType::A);
         let cname = |from: &str, to: &str| Record {
             name: name(from),
-            rtype: rtype::CNAME,
+            rtype: RecordType::CNAME,
             class: CLASS_IN,
             ttl: 60,
             data: RData::Name(name(to)),
         };
         let answers = vec![
-            a("evil.example.net", 66),
+            a("evil.example.net", 60, 66),
             cname("WWW.example.com", "web.example.com"),
-            a("web.example.com", 1),
-            a("web.example.com", 2),
+            a("web.example.com", 60, 1),
+            a("web.example.com", 60, 2),
             cname("web.example.com", "www.example.com"),
         ];
-        let m = reply(1, &q, rcode::NOERROR, answers);
+        let m = reply(1, &q, Rcode::NOERROR, answers);
         assert_eq!(
             classify(&q, &m),
-            Outcome::answer(vec![
+            Resolution::answer(vec![
                 cname("WWW.example.com", "web.example.com"),
-                a("web.example.com", 1),
-                a("web.example.com", 2),
+                a("web.example.com", 60, 1),
+                a("web.example.com", 60, 2),
                 cname("web.example.com", "www.example.com"),
             ])
         );
-        let only_evil = reply(1, &q, rcode::NOERROR, vec![a("evil.example.net", 66)]);
-        assert_eq!(classify(&q, &only_evil), Outcome::NoData { soa: None });
+        let only_evil = reply(1, &q, Rcode::NOERROR, vec![a("evil.example.net", 60, 66)]);
+        assert_eq!(classify(&q, &only_evil), Resolution::NoData { soa: None });
     }
     fn cname(from: &str, to: &str) -> Record {
         Record {
             name: name(from),
-            rtype: rtype::CNAME,
+            rtype: RecordType::CNAME,
             class: CLASS_IN,
             ttl: 60,
             data: RData::Name(name(to)),
@@ -703,7 +686,7 @@ mod tests {
     fn ns(zone: &str, server: &str) -> Record {
         Record {
             name: name(zone),
-            rtype: rtype::NS,
+            rtype: RecordType::NS,
             class: CLASS_IN,
             ttl: 600,
             data: RData::Name(name(server)),
@@ -712,34 +695,34 @@ mod tests {
 
     #[test]
     fn a_cname_is_followed_only_inside_the_zone_that_answered() {
-        let q = question("cn.evil.test", rtype::A);
-        let answers = vec![cname("cn.evil.test", "google.com"), a("google.com", 6)];
-        let m = reply(1, &q, rcode::NOERROR, answers);
+        let q = question_of("cn.evil.test", RecordType::A);
+        let answers = vec![cname("cn.evil.test", "google.com"), a("google.com", 60, 6)];
+        let m = reply(1, &q, Rcode::NOERROR, answers);
         assert_eq!(
             classify(&q, &m),
-            Outcome::answer(vec![cname("cn.evil.test", "google.com")])
+            Resolution::answer(vec![cname("cn.evil.test", "google.com")])
         );
         // Claiming the root as its zone widens nothing: the floor is the TLD.
         let mut root = m.clone();
         root.authority.push(ns(".", "ns.evil.test"));
         assert_eq!(
             classify(&q, &root),
-            Outcome::answer(vec![cname("cn.evil.test", "google.com")])
+            Resolution::answer(vec![cname("cn.evil.test", "google.com")])
         );
         // The zone's NS narrows the bailiwick to the zone.
-        let q = question("www.example.test", rtype::A);
+        let q = question_of("www.example.test", RecordType::A);
         let mut m = reply(
             1,
             &q,
-            rcode::NOERROR,
+            Rcode::NOERROR,
             vec![
                 cname("www.example.test", "web.example.test"),
                 cname("web.example.test", "cdn.other.test"),
-                a("cdn.other.test", 1),
+                a("cdn.other.test", 60, 1),
             ],
         );
         m.authority.push(ns("example.test", "ns1.example.test"));
-        let Outcome::Answer(sections) = classify(&q, &m) else {
+        let Resolution::Answer(sections) = classify(&q, &m) else {
             panic!()
         };
         assert_eq!(
@@ -752,7 +735,7 @@ mod tests {
         assert_eq!(sections.authority, [ns("example.test", "ns1.example.test")]);
         // Without it, other.test is inside test.: the chain goes on.
         m.authority.clear();
-        let Outcome::Answer(sections) = classify(&q, &m) else {
+        let Resolution::Answer(sections) = classify(&q, &m) else {
             panic!()
         };
         assert_eq!(sections.answers.len(), 3);
@@ -760,10 +743,10 @@ mod tests {
 
     #[test]
     fn authority_and_additional_records_that_go_with_the_answer_are_kept() {
-        let q = question("example.test", rtype::MX);
+        let q = question_of("example.test", RecordType::MX);
         let mx = Record {
             name: name("example.test"),
-            rtype: rtype::MX,
+            rtype: RecordType::MX,
             class: CLASS_IN,
             ttl: 60,
             data: RData::Mx {
@@ -771,62 +754,65 @@ mod tests {
                 exchange: name("mail.example.test"),
             },
         };
-        let mut m = reply(1, &q, rcode::NOERROR, vec![mx.clone()]);
+        let mut m = reply(1, &q, Rcode::NOERROR, vec![mx.clone()]);
         m.authority.push(ns("example.test", "ns1.example.test"));
         m.authority.push(ns("elsewhere.test", "ns1.example.test"));
-        m.additional.push(a("mail.example.test", 25));
-        m.additional.push(a("ns1.example.test", 53));
-        m.additional.push(a("unrelated.example.test", 66));
-        m.additional.push(a("mail.example.test.evil.net", 66));
+        m.additional.push(a("mail.example.test", 60, 25));
+        m.additional.push(a("ns1.example.test", 60, 53));
+        m.additional.push(a("unrelated.example.test", 60, 66));
+        m.additional.push(a("mail.example.test.evil.net", 60, 66));
         assert_eq!(
             classify(&q, &m),
-            Outcome::Answer(Sections {
+            Resolution::Answer(Sections {
                 answers: vec![mx],
                 authority: vec![ns("example.test", "ns1.example.test")],
-                additional: vec![a("mail.example.test", 25), a("ns1.example.test", 53)],
+                additional: vec![
+                    a("mail.example.test", 60, 25),
+                    a("ns1.example.test", 60, 53)
+                ],
             })
         );
     }
 
     #[test]
     fn a_referral_keeps_its_cut_and_glue_inside_it() {
-        let q = question("www.sub.example.test", rtype::A);
-        let mut m = reply(1, &q, rcode::NOERROR, Vec::new());
+        let q = question_of("www.sub.example.test", RecordType::A);
+        let mut m = reply(1, &q, Rcode::NOERROR, Vec::new());
         m.header.aa = false;
         m.authority
             .push(ns("sub.example.test", "ns1.sub.example.test"));
         m.authority.push(ns("sub.example.test", "ns.other.net"));
-        m.additional.push(a("ns1.sub.example.test", 1));
-        m.additional.push(a("ns.other.net", 66));
+        m.additional.push(a("ns1.sub.example.test", 60, 1));
+        m.additional.push(a("ns.other.net", 60, 66));
         assert_eq!(
             classify(&q, &m),
-            Outcome::Referral(Sections {
+            Resolution::Referral(Sections {
                 answers: Vec::new(),
                 authority: m.authority.clone(),
-                additional: vec![a("ns1.sub.example.test", 1)],
+                additional: vec![a("ns1.sub.example.test", 60, 1)],
             })
         );
         // NS records for another name are not a referral for this one.
-        let mut other = reply(1, &q, rcode::NOERROR, Vec::new());
+        let mut other = reply(1, &q, Rcode::NOERROR, Vec::new());
         other.authority.push(ns("google.com", "ns.evil.test"));
-        assert_eq!(classify(&q, &other), Outcome::NoData { soa: None });
+        assert_eq!(classify(&q, &other), Resolution::NoData { soa: None });
     }
 
     #[test]
     fn nxdomain_keeps_the_cname_that_led_to_it_and_the_soa() {
-        let q = question("alias.example.com", rtype::A);
+        let q = question_of("alias.example.com", RecordType::A);
         let mut m = reply(
             1,
             &q,
-            rcode::NXDOMAIN,
+            Rcode::NXDOMAIN,
             vec![cname("alias.example.com", "gone.example.com")],
         );
-        m.authority.push(soa(30));
+        m.authority.push(soa(3600, 30));
         assert_eq!(
             classify(&q, &m),
-            Outcome::NxDomain {
+            Resolution::NxDomain {
                 chain: vec![cname("alias.example.com", "gone.example.com")],
-                soa: Some(soa(30)),
+                soa: Some(soa(3600, 30)),
             }
         );
     }

@@ -41,27 +41,25 @@ use std::time::Instant;
 
 use crossbeam_channel::Sender;
 
+use super::course_dns;
 use super::event::Event;
 use super::inflight::{Outcome, Release, Settled};
 use super::session::{Answer, Locked, Request, Session, cached_outcome};
 use super::setup::{Shared, TsProtocol};
 use super::worker::{self, Front, Replies, Unserved};
-use crate::dns::respond::{self, Accepted, Outcome as DnsOutcome, Transport};
+use crate::dns::respond::{self, Accepted, Transport};
 use crate::dns::rrl::{self, Limiter, Verdict};
-use crate::dns::{self, rcode};
+use crate::dns::{self, Rcode, Resolution};
 use crate::framing::{Timed, read_length_prefixed_timed, write_length_prefixed};
 use crate::log;
+use crate::net::datagram::{RECV_BUFFER, Received, recv_datagram, wake_on_trigger};
 use crate::server::Activity;
 use crate::shutdown::Shutdown;
 use crate::sync::{self, lock};
-use crate::udp::{Received, recv_datagram, wake_on_trigger};
 use crate::wire;
 
 /// Sessions that serve the UDP front end's queries.
 pub const UDP_SESSIONS: usize = 2;
-
-/// Largest UDP datagram the front end reads.
-const UDP_BUFFER: usize = 65_535;
 
 /// A source holds at most this fraction (1/N) of the UDP front end's
 /// in-flight slots (`UDP_SESSIONS` × `--max-inflight`), at least one.
@@ -73,7 +71,7 @@ const EVENT_QUEUE: usize = 256;
 /// How one DNS query is to be answered: its checked form, and over UDP
 /// where it came from.
 pub(super) struct Ask {
-    query: respond::Query,
+    query: respond::Checked,
     peer: Option<SocketAddr>,
 }
 
@@ -101,7 +99,7 @@ fn take(bytes: &[u8], transport: Transport, peer: Option<SocketAddr>, shared: &S
         // The TSes hold only the Internet class (CH `version.bind` and the
         // like): refused at once, whatever the TSes speak.
         return Take::Answer(
-            respond::answer(&query, &DnsOutcome::Refused),
+            respond::answer(&query, &Resolution::Refused),
             Outcome::Refused,
         );
     }
@@ -119,7 +117,7 @@ fn take(bytes: &[u8], transport: Transport, peer: Option<SocketAddr>, shared: &S
         // Not a hostname: no course TS can hold it.
         None if shared.options.ts_protocol == TsProtocol::Line => {
             return Take::Answer(
-                respond::answer(&query, &DnsOutcome::Refused),
+                respond::answer(&query, &Resolution::Refused),
                 Outcome::Refused,
             );
         }
@@ -142,21 +140,21 @@ fn response(settled: Settled<Answer, Ask>) -> (Vec<u8>, Outcome) {
         Some(Answer::Line(line)) => wire::parse_reply(line.as_bytes())
             .ok()
             .and_then(|reply| {
-                respond::line_outcome(&query.question, &reply, respond::LINE_ANSWER_TTL)
+                course_dns::line_outcome(&query.question, &reply, course_dns::LINE_ANSWER_TTL)
             })
-            .unwrap_or(DnsOutcome::ServFail),
+            .unwrap_or(Resolution::ServFail),
         None => match settled.outcome {
-            Outcome::NotFound => DnsOutcome::nxdomain(),
-            Outcome::Refused => DnsOutcome::Refused,
-            _ => DnsOutcome::ServFail,
+            Outcome::NotFound => Resolution::nxdomain(),
+            Outcome::Refused => Resolution::Refused,
+            _ => Resolution::ServFail,
         },
     };
     (respond::answer(query, &outcome), settled.outcome)
 }
 
 /// A response's rcode, as the counters file it.
-fn rcode_of(bytes: &[u8]) -> u16 {
-    dns::Header::parse(bytes).map_or(rcode::SERVFAIL, |h| u16::from(h.rcode))
+fn rcode_of(bytes: &[u8]) -> Rcode {
+    dns::Header::parse(bytes).map_or(Rcode::SERVFAIL, |h| Rcode(u16::from(h.rcode)))
 }
 
 /// Sends a UDP response to `peer` through the rate limit, if there is one
@@ -213,7 +211,7 @@ fn log_response(bytes: &[u8]) {
             "ls dns: {} type {}: {}, {} answer records{}",
             question.name,
             question.qtype,
-            rcode_name(response.rcode),
+            response.rcode,
             response.answers.len(),
             if response.header.tc {
                 ", truncated"
@@ -221,20 +219,6 @@ fn log_response(bytes: &[u8]) {
                 ""
             }
         ));
-    }
-}
-
-/// How dig names a response code.
-fn rcode_name(rcode: u16) -> &'static str {
-    match rcode {
-        rcode::NOERROR => "NOERROR",
-        rcode::FORMERR => "FORMERR",
-        rcode::SERVFAIL => "SERVFAIL",
-        rcode::NXDOMAIN => "NXDOMAIN",
-        rcode::NOTIMP => "NOTIMP",
-        rcode::REFUSED => "REFUSED",
-        rcode::BADVERS => "BADVERS",
-        _ => "another rcode",
     }
 }
 
@@ -544,7 +528,7 @@ fn receive_udp(
     shared: &Shared,
     shutdown: &Shutdown,
 ) -> io::Result<()> {
-    let mut buf = vec![0; UDP_BUFFER];
+    let mut buf = vec![0; RECV_BUFFER];
     while !shutdown.is_triggered() {
         let Received::Datagram(len, peer) = recv_datagram(socket, &mut buf, "ls dns")? else {
             continue;

@@ -22,15 +22,15 @@ use std::time::{Duration, Instant};
 
 use crossbeam_channel::Sender;
 
+use super::course_dns;
 use super::event::Event;
 use super::health::{Health, PROBE_IN_USE, RECHECK};
 use super::inflight::{InFlight, Matched, Outcome, Release, Said, Settled};
 use super::link::{self, LinkHandle, LinkOptions, LinkThread, PROBE_DELAY};
 use super::setup::Shared;
 use super::setup::{CONNECT_TIMEOUT, TsProtocol};
-use crate::dns::respond;
 use crate::dns::upstream::{self, Upstream};
-use crate::dns::{Outcome as DnsOutcome, Question};
+use crate::dns::{Question, Resolution};
 use crate::framing::{Frame, Framing, is_timeout, write_length_prefixed, write_message};
 use crate::log;
 use crate::sync::lock;
@@ -56,7 +56,7 @@ pub enum Answer {
     Line(String),
     /// A DNS TS's answer (records, a referral, "the name exists without
     /// that type"), its NXDOMAIN for a miss, or the cache's answer.
-    Dns(DnsOutcome),
+    Dns(Resolution),
     /// A reply the front end made itself (an error line, a FORMERR
     /// response, an answer from the cache), relayed in its turn.
     Made(Vec<u8>),
@@ -64,9 +64,9 @@ pub enum Answer {
 
 /// How a cache hit counts: an answer (or a referral), or a miss (a cached
 /// NXDOMAIN or NODATA).
-pub fn cached_outcome(hit: &DnsOutcome) -> Outcome {
+pub fn cached_outcome(hit: &Resolution) -> Outcome {
     match hit {
-        DnsOutcome::Answer(_) | DnsOutcome::Referral(_) => Outcome::Cached,
+        Resolution::Answer(_) | Resolution::Referral(_) => Outcome::Cached,
         _ => Outcome::CachedMiss,
     }
 }
@@ -74,10 +74,10 @@ pub fn cached_outcome(hit: &DnsOutcome) -> Outcome {
 /// What the cache keeps of a course TS's answer line to `question`: its A
 /// record, owned by the name as the TS spelt it, so that a course client's
 /// hit gets the line an uncached query would.
-fn line_kept(question: &Question, line: &str) -> Option<DnsOutcome> {
+fn line_kept(question: &Question, line: &str) -> Option<Resolution> {
     let reply = wire::parse_reply(line.as_bytes()).ok()?;
-    let mut outcome = respond::line_outcome(question, &reply, respond::LINE_ANSWER_TTL)?;
-    if let DnsOutcome::Answer(sections) = &mut outcome {
+    let mut outcome = course_dns::line_outcome(question, &reply, course_dns::LINE_ANSWER_TTL)?;
+    if let Resolution::Answer(sections) = &mut outcome {
         let spelt = crate::dns::Name::from_ascii(reply.name()).ok()?;
         for record in &mut sections.answers {
             record.name = spelt.clone();
@@ -500,7 +500,7 @@ impl<T> Session<T> {
 
     /// The cache's answer to `question`, TTLs counted down, if it has one
     /// (see [`cached_outcome`] for how it counts).
-    pub fn cached(&self, question: &Question) -> Option<DnsOutcome> {
+    pub fn cached(&self, question: &Question) -> Option<Resolution> {
         self.shared.cache.as_ref()?.get(question, Instant::now())
     }
 
@@ -510,7 +510,7 @@ impl<T> Session<T> {
     pub fn submit_cached(
         &mut self,
         name: &str,
-        hit: DnsOutcome,
+        hit: Resolution,
         question: Question,
         tag: T,
     ) -> bool {
@@ -556,7 +556,7 @@ impl<T> Session<T> {
             }
             (Outcome::NotFound, _) if heard & every_ts != every_ts => return,
             (Outcome::NotFound, Some(Answer::Dns(outcome))) => outcome.clone(),
-            (Outcome::NotFound, _) => DnsOutcome::nxdomain(),
+            (Outcome::NotFound, _) => Resolution::nxdomain(),
             _ => return,
         };
         cache.insert(question, &kept, Instant::now());
@@ -1015,11 +1015,11 @@ impl<T> Session<T> {
             match upstream.receive(&bytes) {
                 Ok(matched) => {
                     let said = match matched.outcome {
-                        outcome @ DnsOutcome::NxDomain { .. } => {
+                        outcome @ Resolution::NxDomain { .. } => {
                             Said::Negative(Answer::Dns(outcome))
                         }
-                        DnsOutcome::Refused => Said::Refused,
-                        DnsOutcome::ServFail => Said::Failed,
+                        Resolution::Refused => Said::Refused,
+                        Resolution::ServFail => Said::Failed,
                         outcome => Said::Answer(Answer::Dns(outcome)),
                     };
                     // A DNS TS answers every query: its silence is a fault.
@@ -1043,7 +1043,7 @@ impl<T> Session<T> {
         let key = wire::name_key(reply.name());
         let said = match reply {
             // The bytes parsed as an answer, so they are UTF-8.
-            Reply::Answer(_) => Said::Answer(Answer::Line(
+            Reply::Found(_) => Said::Answer(Answer::Line(
                 String::from_utf8_lossy(&bytes).trim().to_string(),
             )),
             Reply::NotFound(_) => {

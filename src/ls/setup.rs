@@ -31,8 +31,17 @@ pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(1);
 /// and reads no replies holds about 1 MB.
 pub const DEFAULT_MAX_INFLIGHT: usize = 1024;
 
+/// Clients connected at once when none is given (lowered at start to what
+/// the descriptor limit allows).
+pub const DEFAULT_MAX_CLIENTS: usize = 1024;
+
+/// How long a client may send nothing before it is closed, when none is
+/// given: below the TS's default (600 s), so that an LS closes its idle
+/// sessions before their TSes do.
+pub const DEFAULT_IDLE_TIMEOUT: Duration = Duration::from_secs(300);
+
 /// Clients connected at once from one address when none is given: a
-/// quarter of the default `--max-clients`, so that one host (or one NAT)
+/// quarter of [`DEFAULT_MAX_CLIENTS`], so that one host (or one NAT)
 /// cannot hold every place.
 pub const DEFAULT_MAX_CLIENTS_PER_IP: usize = 256;
 
@@ -149,10 +158,10 @@ impl LsOptions {
             rrl: None,
             allow: CidrList::private(),
             max_inflight: DEFAULT_MAX_INFLIGHT,
-            max_clients: 1024,
+            max_clients: DEFAULT_MAX_CLIENTS,
             max_clients_per_ip: DEFAULT_MAX_CLIENTS_PER_IP,
             dns_tcp_message: crate::framing::DNS_MESSAGE_BOUND,
-            idle_timeout: Duration::from_secs(300),
+            idle_timeout: DEFAULT_IDLE_TIMEOUT,
         }
     }
 }

@@ -20,6 +20,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use super::health::Health;
 use super::inflight::Outcome;
+use crate::dns::Rcode;
 use crate::server::ConnectionStats;
 
 /// Live counters, updated by every session.
@@ -35,8 +36,9 @@ pub struct Stats {
     pub timed_out: AtomicU64,
     /// Misses because every TS asked said `NOT FOUND` (or went down).
     pub not_found: AtomicU64,
-    /// Misses because no TS was up.
-    pub all_down: AtomicU64,
+    /// Misses because no TS could answer: none was up, every TS asked went
+    /// down, or one failed (a DNS TS's SERVFAIL) and none answered.
+    pub failed: AtomicU64,
     /// Messages that were not a valid hostname.
     pub invalid: AtomicU64,
     /// Queries answered `- Error:SERVER BUSY`: no TS answered and one could
@@ -78,12 +80,12 @@ pub struct DnsCounts {
 
 impl DnsCounts {
     /// Counts one response with `rcode`.
-    pub fn count(&self, rcode: u16) {
+    pub fn count(&self, rcode: Rcode) {
         let counter = match rcode {
-            0 => &self.noerror,
-            2 => &self.servfail,
-            3 => &self.nxdomain,
-            5 => &self.refused,
+            Rcode::NOERROR => &self.noerror,
+            Rcode::SERVFAIL => &self.servfail,
+            Rcode::NXDOMAIN => &self.nxdomain,
+            Rcode::REFUSED => &self.refused,
             _ => &self.other,
         };
         counter.fetch_add(1, Ordering::Relaxed);
@@ -119,7 +121,7 @@ impl Stats {
             Outcome::TimedOut => &self.timed_out,
             // A DNS TS's REFUSED is its way of saying "not mine".
             Outcome::NotFound | Outcome::Refused | Outcome::CachedMiss => &self.not_found,
-            Outcome::AllDown | Outcome::Failed => &self.all_down,
+            Outcome::AllDown | Outcome::Failed => &self.failed,
             Outcome::Busy => &self.busy,
             Outcome::Cached => &self.cached,
             Outcome::Invalid => &self.invalid,
@@ -146,7 +148,7 @@ impl Stats {
             .map(|c| c.load(Ordering::Relaxed)),
             timed_out: get(&self.timed_out),
             not_found: get(&self.not_found),
-            all_down: get(&self.all_down),
+            failed: get(&self.failed),
             invalid: get(&self.invalid),
             busy: get(&self.busy),
             abandoned: get(&self.abandoned),
@@ -178,7 +180,7 @@ pub struct Snapshot {
     pub dns_limits: [u64; 3],
     pub timed_out: u64,
     pub not_found: u64,
-    pub all_down: u64,
+    pub failed: u64,
     pub invalid: u64,
     pub busy: u64,
     pub abandoned: u64,
@@ -201,7 +203,7 @@ impl Snapshot {
 
     /// Misses of every kind.
     pub fn misses(&self) -> u64 {
-        self.timed_out + self.not_found + self.all_down
+        self.timed_out + self.not_found + self.failed
     }
 
     /// Queries that have their reply, or whose client left.
@@ -216,7 +218,7 @@ impl fmt::Display for Snapshot {
     /// let s = Snapshot { queries: 9, answered: vec![3, 2], timed_out: 1, invalid: 1, in_flight: 2,
     ///     ..Snapshot::default() };
     /// assert_eq!(s.to_string(), "queries 9 = answered 5 (ts1 3, ts2 2) + misses 1 (timeout 1, \
-    ///     not-found 0, all-down 0) + invalid 1 + busy 0 + abandoned 0 + in-flight 2; \
+    ///     not-found 0, failed 0) + invalid 1 + busy 0 + abandoned 0 + in-flight 2; \
     ///     dropped TS replies 0; clients accepted 0, busy 0, idle-closed 0; TS up/down transitions 0");
     /// ```
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -231,7 +233,7 @@ impl fmt::Display for Snapshot {
         }
         write!(
             f,
-            "queries {} = answered {} ({}) + misses {} (timeout {}, not-found {}, all-down {}) + invalid {} + busy {} + abandoned {} + in-flight {}; \
+            "queries {} = answered {} ({}) + misses {} (timeout {}, not-found {}, failed {}) + invalid {} + busy {} + abandoned {} + in-flight {}; \
              dropped TS replies {}; clients accepted {}, busy {}, idle-closed {}; TS up/down transitions {}",
             self.queries,
             self.answered_total(),
@@ -239,7 +241,7 @@ impl fmt::Display for Snapshot {
             self.misses(),
             self.timed_out,
             self.not_found,
-            self.all_down,
+            self.failed,
             self.invalid,
             self.busy,
             self.abandoned,

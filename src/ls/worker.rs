@@ -37,7 +37,7 @@ use super::inflight::{Outcome, Release, Settled};
 use super::session::{Answer, Locked, Request, Session};
 use super::setup::Shared;
 use super::stats::Stats;
-use crate::dns::{self, Question, Record, rtype};
+use crate::dns::{self, Question, Rcode, Record, RecordType};
 use crate::framing::{Frame, Framing, MessageReader, is_timeout, write_message};
 use crate::log;
 use crate::server::Activity;
@@ -479,7 +479,7 @@ fn submit_course_query(s: &mut Session, query: Result<wire::Query, QueryError>) 
 fn course_question(name: &str) -> Option<Question> {
     Some(Question {
         name: dns::Name::from_ascii(name).ok()?,
-        qtype: rtype::A,
+        qtype: RecordType::A,
         qclass: dns::CLASS_IN,
     })
 }
@@ -504,7 +504,7 @@ pub(super) struct Replies<'a> {
     bytes: Vec<u8>,
     /// Where each buffered reply ends in `bytes`, how its query ended, and
     /// a DNS response's rcode.
-    ends: Vec<(usize, Outcome, Option<u16>)>,
+    ends: Vec<(usize, Outcome, Option<Rcode>)>,
 }
 
 impl<'a> Replies<'a> {
@@ -526,7 +526,7 @@ impl<'a> Replies<'a> {
     pub(super) fn push(
         &mut self,
         outcome: Outcome,
-        rcode: Option<u16>,
+        rcode: Option<Rcode>,
         frame: impl FnOnce(&mut Vec<u8>) -> io::Result<()>,
     ) -> io::Result<()> {
         frame(&mut self.bytes)?;
@@ -617,8 +617,8 @@ impl Front for CourseReplies<'_> {
 /// the answer section's first address, as `name ip A`. The reply names the
 /// name asked, spelt as the A record spells it when the record is owned by
 /// that name, never the target of a CNAME.
-fn first_address(outcome: &dns::Outcome, name: &str, dialect: Dialect) -> Option<String> {
-    let dns::Outcome::Answer(sections) = outcome else {
+fn first_address(outcome: &dns::Resolution, name: &str, dialect: Dialect) -> Option<String> {
+    let dns::Resolution::Answer(sections) = outcome else {
         return None;
     };
     let asked = dns::Name::from_ascii(name).ok();
@@ -635,7 +635,7 @@ fn first_address(outcome: &dns::Outcome, name: &str, dialect: Dialect) -> Option
                 } else {
                     name.to_string()
                 };
-                Some(wire::Answer { name, ip }.line(dialect))
+                Some(wire::Found { name, ip }.line(dialect))
             }
             _ => None,
         })

@@ -1,7 +1,7 @@
 //! The TS's DNS side: an authoritative server for its table, over UDP and
 //! TCP on one port number, beside the course protocol.
 //!
-//! [`respond`] decides the answer to one query message with no I/O: the
+//! [`answer_query`] decides the answer to one query message with no I/O: the
 //! TS is a top-level server, authoritative for the top-level zones of its
 //! table's names and refusing the rest. The rest of the module only
 //! carries bytes. UDP is one thread blocking in `recv_from`,
@@ -21,15 +21,15 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 pub use crate::dns::respond::Transport;
-use crate::dns::respond::{Accepted, QTYPE_ANY, Query, accept_query};
-use crate::dns::{self, Header, Name, RData, Record, rcode, rtype};
+use crate::dns::respond::{Accepted, Checked, accept_query};
+use crate::dns::{self, Header, Name, RData, Rcode, Record, RecordType};
 use crate::framing::{self, Timed, read_length_prefixed_timed, write_length_prefixed};
 use crate::log;
 use crate::net::DnsSockets;
+use crate::net::datagram::{RECV_BUFFER, Received, recv_datagram, wake_on_trigger};
 use crate::server::{Activity, ServeOptions, serve};
 use crate::shutdown::Shutdown;
-use crate::table::Table;
-use crate::udp::{RECV_BUFFER, Received, recv_datagram, wake_on_trigger};
+use crate::zone::Zone;
 
 use crate::dns::respond::DEFAULT_TTL;
 use crate::dns::rrl::{self, Limiter, RateLimit, Verdict};
@@ -74,20 +74,20 @@ impl Default for DnsOptions {
 /// than a header, or a response rather than a query).
 ///
 /// The TS is authoritative (AA) for the top-level zones of its table's
-/// names ([`Table::serves_zone`]): a zone's apex has a synthesized SOA and
+/// names ([`Zone::serves_zone`]): a zone's apex has a synthesized SOA and
 /// NS ([`SERVER_NAME`], [`SOA_TIMERS`]), a table name its A records, and a
 /// negative answer (NXDOMAIN, or NODATA for a name that exists without
 /// records of the type asked) the zone's SOA in its authority section. The
 /// root, names under other zones and classes other than IN are REFUSED.
 ///
 /// ```
-/// use dnslb::dns::{Message, rcode};
-/// use dnslb::table::Table;
-/// use dnslb::ts::dns::{respond, Transport};
-/// let table = Table::parse(b"www.example.com 10.0.0.1 A").unwrap();
+/// use dnslb::dns::{Message, Rcode};
+/// use dnslb::table;
+/// use dnslb::ts::dns::{answer_query, Transport};
+/// let table = table::parse(b"www.example.com 10.0.0.1 A").unwrap();
 /// let query = b"\x12\x34\x01\x00\x00\x01\x00\x00\x00\x00\x00\x00\
 ///               \x03WWW\x07example\x03com\x00\x00\x01\x00\x01";
-/// let answer = respond(query, &table, 300, Transport::Udp).unwrap();
+/// let answer = answer_query(query, &table, 300, Transport::Udp).unwrap();
 /// // ID echoed, QR AA RD set, NOERROR, one question, one answer.
 /// assert_eq!(&answer[..12], b"\x12\x34\x85\x00\x00\x01\x00\x01\x00\x00\x00\x00");
 /// // The question echoed byte for byte, then the answer: a pointer to it.
@@ -95,16 +95,16 @@ impl Default for DnsOptions {
 /// assert_eq!(&answer[33..], b"\xc0\x0c\x00\x01\x00\x01\x00\x00\x01\x2c\x00\x04\x0a\x00\x00\x01");
 /// // A name under `com.`, which the TS serves: NXDOMAIN with com.'s SOA.
 /// let miss = b"\x00\x01\x00\x00\x00\x01\x00\x00\x00\x00\x00\x00\x01x\x03com\x00\x00\x01\x00\x01";
-/// let m = Message::parse(&respond(miss, &table, 300, Transport::Udp).unwrap()).unwrap();
-/// assert_eq!((m.rcode, m.header.aa, m.authority[0].name.to_string().as_str()), (rcode::NXDOMAIN, true, "com."));
+/// let m = Message::parse(&answer_query(miss, &table, 300, Transport::Udp).unwrap()).unwrap();
+/// assert_eq!((m.rcode, m.header.aa, m.authority[0].name.to_string().as_str()), (Rcode::NXDOMAIN, true, "com."));
 /// // A name under `org.`, which it does not: REFUSED.
 /// let foreign = b"\x00\x02\x00\x00\x00\x01\x00\x00\x00\x00\x00\x00\x01x\x03org\x00\x00\x01\x00\x01";
-/// let m = Message::parse(&respond(foreign, &table, 300, Transport::Udp).unwrap()).unwrap();
-/// assert_eq!((m.rcode, m.header.aa, m.authority.len()), (rcode::REFUSED, false, 0));
-/// assert_eq!(respond(&query[..11], &table, 300, Transport::Udp), None);
+/// let m = Message::parse(&answer_query(foreign, &table, 300, Transport::Udp).unwrap()).unwrap();
+/// assert_eq!((m.rcode, m.header.aa, m.authority.len()), (Rcode::REFUSED, false, 0));
+/// assert_eq!(answer_query(&query[..11], &table, 300, Transport::Udp), None);
 /// ```
-pub fn respond(query: &[u8], table: &Table, ttl: u32, transport: Transport) -> Option<Vec<u8>> {
-    let Query {
+pub fn answer_query(query: &[u8], table: &Zone, ttl: u32, transport: Transport) -> Option<Vec<u8>> {
+    let Checked {
         question,
         mut response,
         limit,
@@ -125,7 +125,7 @@ pub fn respond(query: &[u8], table: &Table, ttl: u32, transport: Transport) -> O
             fill(&mut response, question, &zone, table, ttl);
         }
         // Another class, the root, or a name under no zone this TS serves.
-        _ => response.rcode = rcode::REFUSED,
+        _ => response.rcode = Rcode::REFUSED,
     }
     let bytes = response.to_bytes(limit);
     log::info(format_args!(
@@ -155,7 +155,7 @@ pub const SOA_TIMERS: [u32; 4] = [1, 3600, 600, 604_800];
 
 /// The top-level zone `name` falls in, spelt as asked, when the TS serves
 /// it; `None` for the root and for names under no zone it serves.
-fn zone_of(name: &Name, table: &Table) -> Option<Name> {
+fn zone_of(name: &Name, table: &Zone) -> Option<Name> {
     let last = name.labels().last()?;
     let label = std::str::from_utf8(last).ok()?;
     if !table.serves_zone(label) {
@@ -172,7 +172,7 @@ fn soa(owner: Name, zone: &Name, ttl: u32) -> Record {
         .expect("a one-label zone under a short label stays a valid name");
     Record {
         name: owner,
-        rtype: rtype::SOA,
+        rtype: RecordType::SOA,
         class: dns::CLASS_IN,
         ttl,
         data: RData::Soa {
@@ -192,7 +192,7 @@ fn server_name() -> Name {
 }
 
 /// Fills an authoritative answer for a question in `zone`: at the zone's
-/// apex its SOA and NS; a table name's A records; NODATA (NOERROR, the SOA
+/// apex its SOA and NS; a name's RRsets of the type asked; NODATA (NOERROR, the SOA
 /// in authority) for a name that exists without records of the type asked;
 /// NXDOMAIN with the SOA for a name that does not exist (RFC 2308 §3, the
 /// SOA's TTL the lesser of its own and its minimum).
@@ -200,38 +200,41 @@ fn fill(
     response: &mut dns::Message,
     question: &dns::Question,
     zone: &Name,
-    table: &Table,
+    table: &Zone,
     ttl: u32,
 ) {
     let apex = question.name.labels().count() == 1;
     let key = question.name.hostname_key();
-    if apex && matches!(question.qtype, rtype::SOA | QTYPE_ANY) {
+    if apex && matches!(question.qtype, RecordType::SOA | RecordType::ANY) {
         response.answers.push(soa(question.name.clone(), zone, ttl));
     }
-    if apex && matches!(question.qtype, rtype::NS | QTYPE_ANY) {
+    if apex && matches!(question.qtype, RecordType::NS | RecordType::ANY) {
         response.answers.push(Record {
             name: question.name.clone(),
-            rtype: rtype::NS,
+            rtype: RecordType::NS,
             class: dns::CLASS_IN,
             ttl,
             data: RData::Name(server_name()),
         });
     }
-    let set = key.as_deref().and_then(|key| table.lookup_key(key));
-    if let Some(set) = set
-        && matches!(question.qtype, rtype::A | QTYPE_ANY)
-    {
+    let node = key.as_deref().and_then(|key| table.node(key));
+    for set in node.iter().flat_map(|node| node.rrsets()) {
+        if question.qtype != set.rtype() && question.qtype != RecordType::ANY {
+            continue;
+        }
         // Owner names point at the question: its case, two bytes each.
-        response.answers.extend(
-            set.rotate()
-                .into_iter()
-                .map(|answer| Record::a(question.name.clone(), ttl, answer.ip)),
-        );
+        response
+            .answers
+            .extend(set.rotate().into_iter().map(|entry| Record {
+                name: question.name.clone(),
+                ttl,
+                ..entry.record.clone()
+            }));
     }
     if response.answers.is_empty() {
         let exists = apex || key.is_some_and(|key| table.name_exists(&key));
         if !exists {
-            response.rcode = rcode::NXDOMAIN;
+            response.rcode = Rcode::NXDOMAIN;
         }
         let soa = soa(zone.clone(), zone, ttl);
         let negative_ttl = match soa.data {
@@ -253,7 +256,7 @@ fn fill(
 /// reason other than a timeout or an ICMP error about an earlier answer.
 pub fn run(
     sockets: DnsSockets,
-    table: Arc<Table>,
+    table: Arc<Zone>,
     options: DnsOptions,
     shutdown: &Shutdown,
 ) -> io::Result<()> {
@@ -285,7 +288,7 @@ pub fn run(
 
 fn serve_udp(
     socket: &UdpSocket,
-    table: &Table,
+    table: &Zone,
     options: DnsOptions,
     shutdown: &Shutdown,
 ) -> io::Result<()> {
@@ -304,7 +307,7 @@ fn serve_udp(
 /// Answers each datagram in turn, through `limiter` when there is one.
 fn answer_udp(
     socket: &UdpSocket,
-    table: &Table,
+    table: &Zone,
     ttl: u32,
     mut limiter: Option<&mut Limiter>,
     shutdown: &Shutdown,
@@ -317,7 +320,7 @@ fn answer_udp(
         if shutdown.is_triggered() {
             break;
         }
-        let Some(answer) = respond(&buf[..len], table, ttl, Transport::Udp) else {
+        let Some(answer) = answer_query(&buf[..len], table, ttl, Transport::Udp) else {
             log::info(format_args!("ts dns: dropped {len} bytes from {peer}"));
             continue;
         };
@@ -343,7 +346,7 @@ fn answer_udp(
 fn answer_tcp(
     stream: TcpStream,
     activity: &Activity,
-    table: &Table,
+    table: &Zone,
     options: DnsOptions,
 ) -> io::Result<()> {
     stream.set_nodelay(true)?;
@@ -374,7 +377,7 @@ fn answer_tcp(
         };
         activity.received(1);
         unanswered += 1;
-        if let Some(answer) = respond(&query, table, options.ttl, Transport::Tcp) {
+        if let Some(answer) = answer_query(&query, table, options.ttl, Transport::Tcp) {
             write_length_prefixed(&mut out, &answer)?;
         }
         if !holds_whole_message(reader.buffer()) {

@@ -9,10 +9,10 @@ use std::io;
 use std::net::UdpSocket;
 
 use crate::log;
+use crate::net::datagram::{RECV_BUFFER, Received, recv_datagram, wake_on_trigger};
 use crate::random::random_seed;
 use crate::shutdown::Shutdown;
 use crate::udp::loss::{Dropper, Loss};
-use crate::udp::{RECV_BUFFER, Received, recv_datagram, wake_on_trigger};
 
 /// How an echo server behaves.
 #[derive(Clone, Copy, Debug)]

@@ -18,8 +18,8 @@ use std::net::{SocketAddr, UdpSocket};
 use std::time::{Duration, Instant, SystemTime};
 
 use crate::framing::is_timeout;
+use crate::net::datagram::{RECV_BUFFER, is_unreachable, unspecified};
 use crate::udp::ping::ping_message;
-use crate::udp::{RECV_BUFFER, is_unreachable, unspecified};
 
 /// How a flood runs.
 #[derive(Clone, Copy, Debug)]

@@ -38,8 +38,9 @@ use crossbeam_channel::Sender;
 use self::health::Health;
 use self::session::{Session, Shared};
 use crate::log;
+use crate::net::datagram::{RECV_BUFFER, Received, is_unreachable, recv_datagram, wake_on_trigger};
 use crate::shutdown::Shutdown;
-use crate::udp::{RECV_BUFFER, Received, is_unreachable, recv_datagram, text, wake_on_trigger};
+use crate::udp::text;
 
 /// How long a session may stay idle when no timeout is given.
 pub const DEFAULT_SESSION_TIMEOUT: Duration = Duration::from_secs(60);

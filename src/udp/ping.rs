@@ -29,7 +29,8 @@ use std::net::{SocketAddr, UdpSocket};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use crate::framing::is_timeout;
-use crate::udp::{RECV_BUFFER, is_unreachable, text, unspecified};
+use crate::net::datagram::{RECV_BUFFER, is_unreachable, unspecified};
+use crate::udp::text;
 
 /// Timed-out pings remembered for matching late replies; older ones are
 /// forgotten, so memory stays bounded however many pings are sent.

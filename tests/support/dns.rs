@@ -17,7 +17,7 @@ use super::{BOUND, Running, Server, backends, capture_stderr, fake_server};
 use dnslb::ls::{Ls, LsOptions, Snapshot};
 use dnslb::net::DnsSockets as Sockets;
 use dnslb::shutdown::Shutdown;
-use dnslb::table::Table;
+use dnslb::table;
 use dnslb::ts::dns::{self as ts_dns, DnsOptions};
 
 /// A TS's DNS side running in-process; stopped and joined on drop.
@@ -35,7 +35,7 @@ impl DnsTs {
 
     pub fn start_with(table: &str, options: DnsOptions) -> DnsTs {
         dnslb::log::to_test_harness();
-        let table = Arc::new(Table::parse(table.as_bytes()).unwrap());
+        let table = Arc::new(table::parse(table.as_bytes()).unwrap());
         let sockets = loopback_sockets();
         let addr = sockets.local_addr().unwrap();
         assert_eq!(sockets.tcp.local_addr().unwrap(), addr);

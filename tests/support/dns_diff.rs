@@ -109,11 +109,11 @@ fn same_content(m: &dns::Message, h: &HMessage) -> Result<(), String> {
             meta.checking_disabled,
         ),
     )?;
-    check("rcode", m.rcode == u16::from(meta.response_code))?;
+    check("rcode", m.rcode.0 == u16::from(meta.response_code))?;
     check("question count", m.questions.len() == h.queries.len())?;
     for (q, hq) in m.questions.iter().zip(&h.queries) {
         check("question name", same_labels(&q.name, hq.name()))?;
-        check("question type", q.qtype == u16::from(hq.query_type()))?;
+        check("question type", q.qtype.0 == u16::from(hq.query_type()))?;
     }
     let sections = [
         (&m.answers, &h.answers),
@@ -124,7 +124,7 @@ fn same_content(m: &dns::Message, h: &HMessage) -> Result<(), String> {
         check("record count", ours.len() == theirs.len())?;
         for (r, hr) in ours.iter().zip(theirs) {
             check("owner name", same_labels(&r.name, &hr.name))?;
-            check("type", r.rtype == u16::from(hr.record_type()))?;
+            check("type", r.rtype.0 == u16::from(hr.record_type()))?;
             // dnslb reads a TTL with the top bit set as 0 (RFC 2181 §8).
             check("ttl", r.ttl == dnslb::dns::message::received_ttl(hr.ttl))?;
             match (&r.data, &hr.data) {

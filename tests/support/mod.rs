@@ -20,7 +20,7 @@ use crossbeam_channel::Receiver;
 
 use dnslb::ls::{self, Backend, LsOptions};
 use dnslb::shutdown::Shutdown;
-use dnslb::table::Table;
+use dnslb::table;
 use dnslb::ts::{self, TsOptions};
 
 /// `n` milliseconds.
@@ -83,7 +83,7 @@ fn spawn_server(run: impl FnOnce(TcpListener, Shutdown) + Send + 'static) -> Ser
 
 /// A TS serving `table` (table-file text) with `options`.
 pub fn start_ts_with(table: &str, options: TsOptions) -> Server {
-    let table = Arc::new(Table::parse(table.as_bytes()).expect("test table parses"));
+    let table = Arc::new(table::parse(table.as_bytes()).expect("test table parses"));
     spawn_server(move |listener, shutdown| ts::run(listener, table, options, &shutdown).unwrap())
 }
 
@@ -467,7 +467,7 @@ pub fn crashing_ts(n: usize) -> SocketAddr {
 /// A TS on a given address (to restart one where it was).
 pub fn start_ts_at(addr: SocketAddr, table: &str) -> Server {
     dnslb::log::to_test_harness();
-    let table = Arc::new(Table::parse(table.as_bytes()).expect("test table parses"));
+    let table = Arc::new(table::parse(table.as_bytes()).expect("test table parses"));
     let listener = TcpListener::bind(addr).unwrap();
     let shutdown = Shutdown::new();
     let handle = shutdown.clone();
@@ -554,7 +554,7 @@ pub fn spawn_logged(mut command: Command) -> (Running, Receiver<String>) {
         .unwrap();
     let running = Running {
         child,
-        addr: dnslb::server::reachable_addr(addr),
+        addr: dnslb::net::reachable_addr(addr),
     };
     (running, log)
 }

@@ -26,7 +26,8 @@ use super::LbStats;
 use super::health::Health;
 use crate::framing::is_timeout;
 use crate::log;
-use crate::udp::{RECV_BUFFER, is_unreachable, text, unspecified, wake_connected};
+use crate::net::datagram::{RECV_BUFFER, is_unreachable, unspecified};
+use crate::udp::{text, wake_connected};
 
 /// Reader threads only move bytes (their buffer is on the heap); they need
 /// little stack.
