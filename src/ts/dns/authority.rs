@@ -5,7 +5,7 @@
 //! Walking down from the apex, the first name with NS records below the
 //! apex is a delegation: the answer is a referral (not authoritative; the
 //! NS set in authority, the addresses of its servers that the TS holds,
-//! glue included, in additional). Otherwise the answer is authoritative:
+//! in that zone, glue included, in additional). Otherwise the answer is authoritative:
 //! the RRset asked for; a CNAME, followed to its target while the target
 //! lies in a zone the TS serves (at most [`MAX_CHAIN`] links, never the
 //! same name twice), the chain in the answer section; NODATA (NOERROR,
@@ -13,7 +13,7 @@
 //! non-terminal included; NXDOMAIN for a name that does not exist. Both
 //! negative answers carry the zone's SOA in authority with the TTL
 //! min(SOA TTL, SOA minimum) (RFC 2308 §3). MX and NS answers carry the
-//! addresses of their targets the TS holds in additional. Records keep
+//! addresses of their targets that their zone holds in additional. Records keep
 //! their zone file's TTL; the first answer's owner is the question's name
 //! as asked.
 
@@ -44,7 +44,7 @@ pub fn fill(response: &mut Message, question: &Question, served: &Zone) {
                 .and_then(|node| node.rrset(RecordType::NS))
                 .expect("a delegation has NS records");
             let records: Vec<Record> = ns.rotate().into_iter().map(|e| e.record.clone()).collect();
-            add_addresses(response, served, &records);
+            add_addresses(response, zone, &records);
             response.authority.extend(records);
             return;
         }
@@ -84,7 +84,7 @@ pub fn fill(response: &mut Message, question: &Question, served: &Zone) {
             return;
         }
         if matches!(question.qtype, RecordType::MX | RecordType::NS) {
-            add_addresses(response, served, &found);
+            add_addresses(response, zone, &found);
         }
         response.answers.extend(found);
         return;
@@ -130,9 +130,10 @@ fn negative_soa(zone: &Zone, apex: &str) -> Record {
     }
 }
 
-/// Adds to the additional section the A and AAAA records the TS holds for
-/// the names the NS or MX `records` point at, each name once.
-fn add_addresses(response: &mut Message, served: &Zone, records: &[Record]) {
+/// Adds to the additional section the A and AAAA records `zone` holds
+/// (glue included) for the names the NS or MX `records` point at, each
+/// name once.
+fn add_addresses(response: &mut Message, zone: &Zone, records: &[Record]) {
     let mut done: Vec<String> = Vec::new();
     for record in records {
         let target: &Name = match &record.data {
@@ -145,9 +146,6 @@ fn add_addresses(response: &mut Message, served: &Zone, records: &[Record]) {
             continue;
         }
         done.push(key.clone());
-        let Some((_, zone)) = served.file_zone_of(&key) else {
-            continue;
-        };
         let Some(node) = zone.node(&key) else {
             continue;
         };
