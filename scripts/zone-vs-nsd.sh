@@ -13,8 +13,12 @@
 # supported type, plus names that do not exist, names under the
 # delegations and the apexes in other cases. NSD runs with
 # `minimal-responses: yes`, which leaves the zone's NS set out of the
-# authority section of positive answers, as dnslb does. dig asks without
-# EDNS, so the answers do not differ by the OPT record's payload size.
+# authority section of positive answers, as dnslb does; in that mode NSD
+# also leaves out the addresses of MX targets, which dnslb adds (as NSD
+# does without it), so the MX answer at example.test (asked in two cases)
+# differs in its additional section. dig asks without EDNS, so the
+# answers do not differ by the OPT record's payload size. Type ANY is not
+# asked: NSD answers it with one RRset (RFC 8482), dnslb with them all.
 #
 # Installs nsd (and dig) with apt-get when they are missing, waiting up to
 # five minutes for another apt to release its lock. Needs bash, awk and

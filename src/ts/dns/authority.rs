@@ -6,7 +6,7 @@
 //! apex is a delegation: the answer is a referral (not authoritative; the
 //! NS set in authority, the addresses of its servers that the TS holds,
 //! in that zone, glue included, in additional). Otherwise the answer is authoritative:
-//! the RRset asked for; a CNAME, followed to its target while the target
+//! the RRset asked for (every RRset of the name for `*`); a CNAME, followed to its target while the target
 //! lies in a zone the TS serves (at most [`MAX_CHAIN`] links, never the
 //! same name twice), the chain in the answer section; NODATA (NOERROR,
 //! nothing in answer) for a name without the type asked, an empty
@@ -51,7 +51,8 @@ pub fn fill(response: &mut Message, question: &Question, served: &Zone) {
         seen.push(key.clone());
         let node = zone.node(&key);
         let cname = node.and_then(|node| node.rrset(RecordType::CNAME));
-        if let Some(cname) = cname.filter(|_| question.qtype != RecordType::CNAME) {
+        let alias = !matches!(question.qtype, RecordType::CNAME | RecordType::ANY);
+        if let Some(cname) = cname.filter(|_| alias) {
             let record = Record {
                 name: name.clone(),
                 ..cname.entries()[0].record.clone()
@@ -214,6 +215,8 @@ mod tests {
             ["www.example.test. CNAME", "web.example.test. A"]
         );
         let m = ask("www.example.test", RecordType::CNAME);
+        assert_eq!(names(&m.answers), ["www.example.test. CNAME"]);
+        let m = ask("www.example.test", RecordType::ANY);
         assert_eq!(names(&m.answers), ["www.example.test. CNAME"]);
         let m = ask("loop1.example.test", RecordType::A);
         assert_eq!(m.answers.len(), 2);
