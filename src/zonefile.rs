@@ -19,7 +19,7 @@
 //! Parsing is pure: text in, the zone or the first error's line (from 1)
 //! and what is wrong out; [`load`] adds the file's name.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::net::{Ipv4Addr, Ipv6Addr};
 use std::path::Path;
 
@@ -592,20 +592,25 @@ fn check(records: Vec<(usize, Record)>, last_line: usize) -> Result<ZoneFile, (u
     // key -> the first line of a CNAME, and of other data.
     let mut cnames: HashMap<String, usize> = HashMap::new();
     let mut others: HashMap<String, usize> = HashMap::new();
-    let mut cuts: Vec<String> = Vec::new();
-    for (i, (line, record)) in records.iter().enumerate() {
+    let mut cuts: HashSet<String> = HashSet::new();
+    // (key, type) -> each record's data and line.
+    let mut data: HashMap<(String, RecordType), Vec<(&RData, usize)>> = HashMap::new();
+    for (line, record) in &records {
         let key = zone::key(&record.name);
         if !in_zone(&key) {
             return Err((*line, format!("{} is outside the zone {apex}", record.name)));
         }
-        if records[..i].iter().any(|(_, r)| {
-            r.rtype == record.rtype && r.data == record.data && r.name.eq_ignore_case(&record.name)
-        }) {
+        let same = data.entry((key.clone(), record.rtype)).or_default();
+        if let Some((_, first)) = same.iter().find(|(data, _)| *data == &record.data) {
             return Err((
                 *line,
-                format!("a duplicate {} record at {}", record.rtype, record.name),
+                format!(
+                    "a duplicate {} record at {} (line {first})",
+                    record.rtype, record.name
+                ),
             ));
         }
+        same.push((&record.data, *line));
         match sets.get(&(key.clone(), record.rtype)) {
             Some((first, ttl)) if *ttl != record.ttl => {
                 return Err((
@@ -650,8 +655,8 @@ fn check(records: Vec<(usize, Record)>, last_line: usize) -> Result<ZoneFile, (u
             }
             others.entry(key.clone()).or_insert(*line);
         }
-        if record.rtype == RecordType::NS && key != apex_key && !cuts.contains(&key) {
-            cuts.push(key);
+        if record.rtype == RecordType::NS && key != apex_key {
+            cuts.insert(key);
         }
     }
     if !sets.contains_key(&(apex_key.clone(), RecordType::NS)) {
@@ -659,19 +664,26 @@ fn check(records: Vec<(usize, Record)>, last_line: usize) -> Result<ZoneFile, (u
     }
     for (line, record) in &records {
         let key = zone::key(&record.name);
-        let glue = matches!(record.rtype, RecordType::A | RecordType::AAAA);
-        for cut in &cuts {
-            let below = key != *cut && is_at_or_below(&key, cut);
-            let at = key == *cut && record.rtype != RecordType::NS;
-            if (below || at) && !glue {
-                return Err((
-                    *line,
-                    format!(
-                        "{} {} is under the delegation at {cut}: only glue (A, AAAA) may be there",
-                        record.name, record.rtype
-                    ),
-                ));
-            }
+        if matches!(record.rtype, RecordType::A | RecordType::AAAA) {
+            continue;
+        }
+        // The name itself (a cut unless this is its NS), then its ancestors.
+        let mut names = std::iter::successors(Some(key.as_str()), |name| {
+            name.split_once('.').map(|(_, parent)| parent)
+        });
+        let own = names.next().filter(|_| record.rtype != RecordType::NS);
+        if let Some(cut) = own
+            .into_iter()
+            .chain(names)
+            .find(|name| cuts.contains(*name))
+        {
+            return Err((
+                *line,
+                format!(
+                    "{} {} is under the delegation at {cut}: only glue (A, AAAA) may be there",
+                    record.name, record.rtype
+                ),
+            ));
         }
     }
     Ok(ZoneFile { apex, records })
