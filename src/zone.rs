@@ -48,7 +48,7 @@ pub struct Zone {
 /// use dnslb::zone::key;
 /// assert_eq!(key(&Name::from_ascii("WWW.Example.com.").unwrap()), "www.example.com");
 /// assert_eq!(key(&Name::root()), "");
-/// assert_eq!(key(&Name::from_ascii("a b.com").unwrap()), "\0.com");
+/// assert_eq!(key(&Name::from_ascii("a b.com").unwrap()), "\\0.com");
 /// ```
 pub fn key(name: &Name) -> String {
     let labels: Vec<String> = name

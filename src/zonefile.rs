@@ -99,12 +99,12 @@ pub fn load(path: &Path) -> Result<ZoneFile, FileError> {
 /// use dnslb::zonefile::parse;
 /// let zone = parse(b"$ORIGIN example.test.\n$TTL 1h\n\
 ///     @ IN SOA ns hostmaster 1 7200 900 1209600 300\n\
-///       NS ns\n\
+///     \tNS ns\n\
 ///     ns A 192.0.2.1\n").unwrap();
 /// assert_eq!(zone.apex.to_string(), "example.test.");
 /// assert_eq!(zone.records.len(), 3);
 /// assert_eq!(zone.records[2].1.ttl, 3600);
-/// let (line, problem) = parse(b"$TTL 60\nexample.test. SOA a b 1 2 3 4 5\nexample.test. HINFO x y\n").unwrap_err();
+/// let (line, problem) = parse(b"$TTL 60\nexample.test. SOA a. b. 1 2 3 4 5\nexample.test. HINFO x y\n").unwrap_err();
 /// assert_eq!(line, 3);
 /// assert!(problem.contains("HINFO"), "{problem}");
 /// ```
