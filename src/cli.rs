@@ -265,7 +265,8 @@ pub struct TsArgs {
     /// also answer DNS queries (RFC 1035) over UDP and TCP on this port (0: any free port)
     #[argh(option, from_str_fn(parse_port))]
     pub dns_port: Option<u16>,
-    /// TTL in seconds of DNS answers (default 300)
+    /// TTL in seconds of DNS answers from the table (default 300; zone
+    /// files' records keep their own)
     #[argh(option, default = "dnslb::dns::respond::DEFAULT_TTL")]
     pub ttl: u32,
     /// answer at most this many DNS queries per second over UDP to one /24

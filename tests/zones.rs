@@ -350,6 +350,33 @@ fn a_table_and_zone_files_are_served_side_by_side() {
 }
 
 #[test]
+fn a_root_zone_refers_to_its_top_level_zones() {
+    let root = zonefile::parse(
+        b"$TTL 1d\n. SOA a.root-servers.test. hostmaster.root-servers.test. 1 2 3 4 1h\n\
+          . NS a.root-servers.test.\na.root-servers.test. A 127.0.0.2\n\
+          test. NS ns.nic.test.\nns.nic.test. A 127.0.0.3\n",
+    )
+    .unwrap();
+    let mut zone = Zone::default();
+    zone.add_file_zone(root.apex_key(), root.to_zone()).unwrap();
+    let ts = ZoneTs::start(zone);
+    let m = ts.ask("www.example.test.", RecordType::A);
+    assert!(!m.metadata.authoritative);
+    assert_eq!(section(&m.authorities), ["test. 86400 NS ns.nic.test."]);
+    assert_eq!(section(&m.additionals), ["ns.nic.test. 86400 A 127.0.0.3"]);
+    let m = ts.ask(".", RecordType::NS);
+    assert!(m.metadata.authoritative);
+    assert_eq!(section(&m.answers), [". 86400 NS a.root-servers.test."]);
+    assert_eq!(
+        section(&m.additionals),
+        ["a.root-servers.test. 86400 A 127.0.0.2"]
+    );
+    let m = ts.ask("nothere.", RecordType::A);
+    assert_eq!(m.metadata.response_code, ResponseCode::NXDomain);
+    assert_eq!(m.authorities[0].ttl, 3600);
+}
+
+#[test]
 fn the_course_protocol_answers_a_records_from_a_zone() {
     let ts = ZoneTs::both();
     let mut stream = TcpStream::connect(ts.course).unwrap();
