@@ -15,7 +15,7 @@
 //! last; when every place is taken, the connection idle the longest makes
 //! room for a new one.
 
-mod authority;
+pub mod authority;
 
 use std::io::{self, BufReader, BufWriter, Write};
 use std::net::{TcpStream, UdpSocket};
@@ -124,11 +124,8 @@ pub fn answer_query(query: &[u8], table: &Zone, ttl: u32, transport: Transport) 
     };
     let question = &question;
     let zone = zone_of(&question.name, table);
-    // A zone file's zone, unless it is the root's and a table zone lies
-    // under it (a table's top-level zone is the more specific).
-    let file = table
-        .file_zone_of(&crate::zone::key(&question.name))
-        .filter(|(apex, _)| !apex.is_empty() || zone.is_none());
+    // No table name lies in a zone file's zone (see `Zone::add_file_zone`).
+    let file = table.file_zone_of(&crate::zone::key(&question.name));
     match zone {
         _ if file.is_some() && question.qclass == dns::CLASS_IN => {
             authority::fill(&mut response, question, table);
