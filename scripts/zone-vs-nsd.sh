@@ -10,7 +10,7 @@
 #   DNSLB=path/to/dnslb   use this binary instead of building the release one
 #
 # The questions are every owner name of the files, each with every
-# supported type, plus names that do not exist, names under the
+# supported type over UDP and type A over TCP, plus names that do not exist, names under the
 # delegations and the apexes in other cases. NSD runs with
 # `minimal-responses: yes`, which leaves the zone's NS set out of the
 # authority section of positive answers, as dnslb does; in that mode NSD
@@ -98,10 +98,11 @@ if ! start_server dnslb "$bin" ts 0 --bind 127.0.0.1 --dns-port 0 "${zone_args[@
     exit 1
 fi
 
-# ask <port> <name> <type>: dig's answer without the ID, timings and
-# server lines, each section's records sorted (dnslb rotates RRsets).
+# ask <port> <name> <type> [dig options]: dig's answer without the ID,
+# timings and server lines, each section's records sorted (dnslb rotates
+# RRsets).
 ask() {
-    dig @127.0.0.1 -p "$1" "$2" "$3" +noedns +tries=1 +time=2 +nostats +nocmd \
+    dig @127.0.0.1 -p "$1" "$2" "$3" "${@:4}" +noedns +tries=1 +time=2 +nostats +nocmd \
         +noall +comments +question +answer +authority +additional 2>&1 |
         awk '
             /^;; ->>HEADER<<-/ { sub(/, id: [0-9]+/, ""); print; next }
@@ -158,6 +159,15 @@ for name in "${names[@]}"; do
             diff <(echo "$ours") <(echo "$theirs") | grep '^[<>]' || true
         fi
     done
+    # The A question once more over TCP.
+    asked=$((asked + 1))
+    ours=$(ask "$dnslb_dns" "$name" A +tcp)
+    theirs=$(ask "$nsd_port" "$name" A +tcp)
+    if [[ $ours != "$theirs" ]]; then
+        differ=$((differ + 1))
+        echo "=== $name A over TCP: dnslb (<) and NSD (>) differ"
+        diff <(echo "$ours") <(echo "$theirs") | grep '^[<>]' || true
+    fi
 done
 echo "zone-vs-nsd: $asked questions, $differ answered differently"
 ((differ == 0))

@@ -419,6 +419,20 @@ fn the_binary_refuses_a_bad_zone_file_with_its_line() {
         stderr.contains("--zone none.zone: cannot read it"),
         "{stderr}"
     );
+    std::fs::write(
+        dir.path().join("good.zone"),
+        "$ORIGIN a.test.\n$TTL 60\n\n@ SOA ns h 1 2 3 4 5\n@ NS ns\n",
+    )
+    .unwrap();
+    let (status, _, stderr) = run_bin(
+        dir.path(),
+        &["ts", "0", "--zone", "good.zone", "--zone", "good.zone"],
+    );
+    assert_eq!(status.code(), Some(2));
+    assert!(
+        stderr.contains("--zone good.zone:4: the zone a.test is already served"),
+        "{stderr}"
+    );
     let (status, _, stderr) = run_bin(dir.path(), &["ts", "0"]);
     assert_eq!(status.code(), Some(2));
     assert!(stderr.contains("--zone"), "{stderr}");
