@@ -12,8 +12,9 @@
 //! The zone's apex is its SOA's owner. As `named-checkzone` does, a file is
 //! refused unless it has exactly one SOA, at the apex, and NS records at the
 //! apex; a CNAME shares its name with no other data; every name is at or
-//! below the apex; and below a delegation (NS records at a name under the
-//! apex) there is nothing but glue (A and AAAA records). A record that
+//! below the apex; below a delegation (NS records at a name under the
+//! apex) there is nothing but glue (A and AAAA records); and a server named
+//! by an NS record inside the zone has an address there and is no alias. A record that
 //! repeats another, or whose TTL differs from its RRset's, is refused too.
 //!
 //! Parsing is pure: text in, the zone or the first error's line (from 1)
@@ -686,6 +687,30 @@ fn check(records: Vec<(usize, Record)>, last_line: usize) -> Result<ZoneFile, (u
             ));
         }
     }
+    // As named-checkzone: a server named inside the zone needs an address
+    // there (glue, below a delegation), and is no alias.
+    let addressed = |key: &str| {
+        sets.contains_key(&(key.to_string(), RecordType::A))
+            || sets.contains_key(&(key.to_string(), RecordType::AAAA))
+    };
+    for (line, record) in &records {
+        let RData::Name(target) = &record.data else {
+            continue;
+        };
+        let key = zone::key(target);
+        if record.rtype != RecordType::NS || !in_zone(&key) {
+            continue;
+        }
+        if cnames.contains_key(&key) {
+            return Err((*line, format!("the NS target {target} is a CNAME")));
+        }
+        if !addressed(&key) {
+            return Err((
+                *line,
+                format!("the NS target {target} has no address records (A or AAAA) in the zone"),
+            ));
+        }
+    }
     Ok(ZoneFile { apex, records })
 }
 
@@ -752,7 +777,7 @@ mod tests {
         let ttls: Vec<u32> = z.records[3..].iter().map(|(_, r)| r.ttl).collect();
         assert_eq!(ttls, [5400, 300, 604_800]);
         let no_default = b"example.test. 60 SOA a.example.test. b.example.test. 1 2 3 4 5\n\
-                           example.test. NS a.example.test.\n";
+                           example.test. NS a.example.test.\na.example.test. A 10.0.0.1\n";
         let z = parse(no_default).unwrap();
         assert_eq!(z.records[1].1.ttl, 60);
         assert_eq!(parse_ttl("2d").unwrap(), 172_800);
@@ -951,6 +976,18 @@ mod tests {
     }
 
     #[test]
+    fn a_server_named_in_the_zone_needs_an_address_there() {
+        problem(
+            "@ NS ns2\n",
+            6,
+            "NS target ns2.example.test. has no address records",
+        );
+        problem("sub NS ns.sub\n", 6, "no address records");
+        problem("@ NS alias\nalias CNAME ns\n", 6, "is a CNAME");
+        zone("@ NS ns2\nns2 AAAA ::1\nsub NS ns.other.test.\n");
+    }
+
+    #[test]
     fn duplicates_and_mixed_ttls_are_refused() {
         problem("a A 10.0.0.1\nA A 10.0.0.1\n", 7, "duplicate A");
         problem("a A 10.0.0.1\na 60 A 10.0.0.2\n", 7, "differs");
@@ -958,9 +995,9 @@ mod tests {
 
     #[test]
     fn the_root_zone_reads() {
-        let z = parse(b"$TTL 1d\n. SOA a.root. b.root. 1 2 3 4 5\n. NS a.root.\ncom. NS a.gtld.\na.root. A 10.0.0.1\n").unwrap();
+        let z = parse(b"$TTL 1d\n. SOA a.root. b.root. 1 2 3 4 5\n. NS a.root.\ncom. NS a.gtld.\na.root. A 10.0.0.1\na.gtld. A 10.0.0.2\n").unwrap();
         assert_eq!(z.apex_key(), "");
-        assert_eq!(z.records.len(), 4);
+        assert_eq!(z.records.len(), 5);
         let zone = z.to_zone();
         assert!(zone.serves_zone(""));
         assert!(zone.node("com").is_some());

@@ -421,7 +421,7 @@ fn the_binary_refuses_a_bad_zone_file_with_its_line() {
     );
     std::fs::write(
         dir.path().join("good.zone"),
-        "$ORIGIN a.test.\n$TTL 60\n\n@ SOA ns h 1 2 3 4 5\n@ NS ns\n",
+        "$ORIGIN a.test.\n$TTL 60\n\n@ SOA ns h 1 2 3 4 5\n@ NS ns\nns A 10.0.0.1\n",
     )
     .unwrap();
     let (status, _, stderr) = run_bin(
