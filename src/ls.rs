@@ -17,6 +17,7 @@
 //! - `setup`: the options and what all sessions share.
 
 mod course_dns;
+mod decode;
 mod dns_front;
 mod event;
 mod health;

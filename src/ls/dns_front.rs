@@ -42,9 +42,10 @@ use std::time::Instant;
 use crossbeam_channel::Sender;
 
 use super::course_dns;
+use super::decode::{Answer, cached_outcome};
 use super::event::Event;
 use super::inflight::{Outcome, Release, Settled};
-use super::session::{Answer, Locked, Request, Session, cached_outcome};
+use super::session::{Locked, Request, Session};
 use super::setup::{Shared, TsProtocol};
 use super::worker::{self, Front, Replies, Unserved};
 use crate::dns::respond::{self, Accepted, Transport};

@@ -32,9 +32,10 @@ use std::time::{Duration, Instant};
 
 use crossbeam_channel::{Receiver, RecvTimeoutError, Sender};
 
+use super::decode::Answer;
 use super::event::Event;
 use super::inflight::{Outcome, Release, Settled};
-use super::session::{Answer, Locked, Request, Session};
+use super::session::{Locked, Request, Session};
 use super::setup::Shared;
 use super::stats::Stats;
 use crate::dns::{self, Question, Rcode, Record, RecordType};
