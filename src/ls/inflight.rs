@@ -31,8 +31,12 @@
 //! The answer `A` is whatever the front end relays: the answer line for the
 //! course protocol.
 
+mod slots;
+
 use std::collections::{HashMap, VecDeque};
 use std::time::{Duration, Instant};
+
+use slots::Slots;
 
 /// Most TSes one LS forwards to (a query keeps one bit per TS).
 pub const MAX_BACKENDS: usize = 64;
@@ -144,99 +148,6 @@ struct Pending<A, T> {
 impl<A, T> Pending<A, T> {
     fn waiting_on(&self) -> u64 {
         self.asked & !self.replied
-    }
-}
-
-/// The queries in flight by sequence number, oldest first: a queue in
-/// which a query that leaves before older ones leaves a hole (one pointer)
-/// until they have left too, so that finding a query is an index. The
-/// oldest slot is never a hole. Holes exist only with
-/// [`Release::AsSettled`]: at most one per query submitted since the oldest
-/// one in flight, which leaves by its deadline.
-struct Slots<P> {
-    /// The sequence number of `slots[0]`.
-    first: u64,
-    slots: VecDeque<Option<Box<P>>>,
-    /// Slots that are not holes.
-    live: usize,
-}
-
-impl<P> Slots<P> {
-    fn new() -> Slots<P> {
-        Slots {
-            first: 0,
-            slots: VecDeque::new(),
-            live: 0,
-        }
-    }
-
-    fn next_seq(&self) -> u64 {
-        self.first + self.slots.len() as u64
-    }
-
-    fn len(&self) -> usize {
-        self.live
-    }
-
-    /// Adds `p` at the end; returns its sequence number.
-    fn push(&mut self, p: P) -> u64 {
-        let seq = self.next_seq();
-        self.slots.push_back(Some(Box::new(p)));
-        self.live += 1;
-        seq
-    }
-
-    fn index(&self, seq: u64) -> Option<usize> {
-        let index = usize::try_from(seq.checked_sub(self.first)?).ok()?;
-        (index < self.slots.len()).then_some(index)
-    }
-
-    fn get(&self, seq: u64) -> Option<&P> {
-        self.slots.get(self.index(seq)?)?.as_deref()
-    }
-
-    fn get_mut(&mut self, seq: u64) -> Option<&mut P> {
-        let index = self.index(seq)?;
-        self.slots.get_mut(index)?.as_deref_mut()
-    }
-
-    /// The oldest.
-    fn first(&self) -> Option<(u64, &P)> {
-        Some((self.first, self.slots.front()?.as_deref()?))
-    }
-
-    /// Takes `seq` out, leaving a hole, and drops the holes at the front.
-    fn remove(&mut self, seq: u64) -> Option<P> {
-        let index = self.index(seq)?;
-        let p = self.slots[index].take()?;
-        self.live -= 1;
-        while self.slots.front().is_some_and(Option::is_none) {
-            self.slots.pop_front();
-            self.first += 1;
-        }
-        Some(*p)
-    }
-
-    /// Every one, oldest first, with its sequence number.
-    fn iter(&self) -> impl Iterator<Item = (u64, &P)> {
-        let first = self.first;
-        (first..)
-            .zip(&self.slots)
-            .filter_map(|(seq, p)| Some((seq, p.as_deref()?)))
-    }
-
-    fn iter_mut(&mut self) -> impl Iterator<Item = (u64, &mut P)> {
-        let first = self.first;
-        (first..)
-            .zip(&mut self.slots)
-            .filter_map(|(seq, p)| Some((seq, p.as_deref_mut()?)))
-    }
-
-    /// Empties it; returns how many it held.
-    fn clear(&mut self) -> usize {
-        self.first = self.next_seq();
-        self.slots.clear();
-        std::mem::take(&mut self.live)
     }
 }
 
