@@ -17,6 +17,7 @@
 //! - `setup`: the options and what all sessions share.
 
 mod course_dns;
+mod course_front;
 mod decode;
 mod dns_front;
 mod event;
@@ -208,7 +209,7 @@ impl Ls {
             shutdown,
             &serve_options,
             move |client, activity| {
-                if let Err(e) = worker::serve_client(client, activity, &shared, &stopping) {
+                if let Err(e) = course_front::serve_client(client, activity, &shared, &stopping) {
                     log::info(format_args!("ls: client connection ended: {e}"));
                 }
             },

@@ -332,11 +332,7 @@ impl Front for TcpAnswers<'_> {
     type Tag = Option<Ask>;
     const IDLE_CLOSES: bool = true;
 
-    fn reply(
-        &mut self,
-        settled: Settled<Answer, Option<Ask>>,
-        _: crate::framing::Framing,
-    ) -> io::Result<()> {
+    fn reply(&mut self, settled: Settled<Answer, Option<Ask>>) -> io::Result<()> {
         let (bytes, outcome) = match settled.tag {
             Some(ask) => response(Settled {
                 name: settled.name,
@@ -593,11 +589,7 @@ impl Front for UdpAnswers<'_> {
     type Tag = Ask;
     const IDLE_CLOSES: bool = false;
 
-    fn reply(
-        &mut self,
-        settled: Settled<Answer, Ask>,
-        _: crate::framing::Framing,
-    ) -> io::Result<()> {
+    fn reply(&mut self, settled: Settled<Answer, Ask>) -> io::Result<()> {
         let Some(peer) = settled.tag.peer else {
             return Ok(());
         };

@@ -31,7 +31,7 @@ use super::inflight::{InFlight, Matched, Outcome, Release, Said, Settled};
 use super::link::LinkThread;
 use super::setup::Shared;
 use crate::dns::{Question, Resolution};
-use crate::framing::{Frame, Framing};
+use crate::framing::Frame;
 use crate::log;
 use crate::sync::lock;
 use links::{Asked, LinkState};
@@ -125,8 +125,6 @@ pub struct Session<T = ()> {
     last_submit: Instant,
     /// When the worker closed the session; `None` while it serves.
     closed: Option<Instant>,
-    /// How the client delimits its messages, as its reader found out.
-    client_framing: Framing,
     /// The client reader waits for room.
     reader_waits: bool,
     /// Links down for want of the LS's own descriptors or threads (not the
@@ -163,7 +161,6 @@ impl<T> Session<T> {
             events,
             last_submit: now,
             closed: None,
-            client_framing: Framing::Line,
             reader_waits: false,
             starved: 0,
             closes: vec![0; shared_backends],
@@ -204,16 +201,6 @@ impl<T> Session<T> {
     /// When the client last sent a query.
     pub fn last_submit(&self) -> Instant {
         self.last_submit
-    }
-
-    /// How the client's replies are to be framed (its queries' framing).
-    pub fn client_framing(&self) -> Framing {
-        self.client_framing
-    }
-
-    /// Records the client's framing, once its reader has detected it.
-    pub fn set_client_framing(&mut self, framing: Framing) {
-        self.client_framing = framing;
     }
 
     /// The LS's counters.

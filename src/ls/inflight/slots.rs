@@ -6,7 +6,7 @@ use std::collections::VecDeque;
 /// which a query that leaves before older ones leaves a hole (one pointer)
 /// until they have left too, so that finding a query is an index. The
 /// oldest slot is never a hole. Holes exist only with
-/// [`Release::AsSettled`]: at most one per query submitted since the oldest
+/// [`Release::AsSettled`](super::Release::AsSettled): at most one per query submitted since the oldest
 /// one in flight, which leaves by its deadline.
 pub(super) struct Slots<P> {
     /// The sequence number of `slots[0]`.
