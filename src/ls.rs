@@ -63,6 +63,26 @@ const REPORT_EVERY: Duration = Duration::from_secs(10);
 /// more to finish what they received.
 pub const SHUTDOWN_SLACK: Duration = Duration::from_millis(500);
 
+/// A way clients reach the LS, with its sockets: [`Ls::run`] serves a list
+/// of them through the same sessions, TSes and cache.
+pub enum FrontEnd {
+    /// The course protocol over TCP: a hostname a line, a reply line each,
+    /// in order.
+    Course(TcpListener),
+    /// DNS (RFC 1035) over UDP and TCP.
+    Dns(DnsSockets),
+}
+
+impl FrontEnd {
+    /// The name of the thread that serves it, when it has one of its own.
+    fn thread_name(&self) -> &'static str {
+        match self {
+            FrontEnd::Course(_) => "ls course",
+            FrontEnd::Dns(_) => "ls dns tcp",
+        }
+    }
+}
+
 /// A load-balancing server, ready to [`run`](Ls::run).
 pub struct Ls {
     shared: Arc<Shared>,
@@ -116,57 +136,61 @@ impl Ls {
         self.shared.stats.snapshot(&self.shared.health)
     }
 
-    /// Serves clients on `listener` until `shutdown` triggers; returns when
-    /// every worker has answered the queries it received and closed. Prints
+    /// Serves clients on every front end in `fronts` until `shutdown`
+    /// triggers; returns when every worker has answered the queries it
+    /// received and closed. A front end that fails stops the LS. Prints
     /// the counters on stderr when it stops (and every 10 s with `-v`).
     ///
     /// # Errors
-    /// When the listener's address cannot be read.
-    pub fn run(&self, listener: TcpListener, shutdown: &Shutdown) -> io::Result<()> {
+    /// When a socket's address cannot be read or a front end's thread
+    /// cannot start.
+    pub fn run(&self, fronts: Vec<FrontEnd>, shutdown: &Shutdown) -> io::Result<()> {
         let reporter = self.start_reporter();
-        let served = self.serve_course(listener, shutdown);
+        for front in &fronts {
+            self.announce(front);
+        }
+        let served = thread::scope(|scope| {
+            // The first front end is served on this thread, the others each
+            // on their own.
+            let mut fronts = fronts.into_iter();
+            let first = fronts.next();
+            let others: Vec<_> = fronts
+                .map(|front| {
+                    thread::Builder::new()
+                        .name(front.thread_name().into())
+                        .spawn_scoped(scope, move || self.serve(front, shutdown))
+                        .inspect_err(|_| shutdown.trigger())
+                })
+                .collect();
+            let served = first.map_or(Ok(()), |front| self.serve(front, shutdown));
+            others.into_iter().fold(served, |served, side| {
+                served.and(side.and_then(|side| {
+                    side.join()
+                        .unwrap_or_else(|_| Err(io::Error::other("a front end's thread panicked")))
+                }))
+            })
+        });
         drop(reporter);
         log::warn(format_args!("ls: {}", self.snapshot()));
         served
     }
 
-    /// Like [`run`](Self::run), and serves DNS (RFC 1035) on `dns` too, over
-    /// UDP and TCP, through the same sessions, TSes and cache.
-    ///
-    /// # Errors
-    /// When a socket's address cannot be read or a DNS thread cannot start.
-    pub fn run_with_dns(
-        &self,
-        listener: TcpListener,
-        dns: DnsSockets,
-        shutdown: &Shutdown,
-    ) -> io::Result<()> {
-        let reporter = self.start_reporter();
-        self.announce_dns();
-        let served = thread::scope(|scope| {
-            let DnsSockets { udp, tcp } = dns;
-            let udp_side = thread::Builder::new()
-                .name("ls dns udp".into())
-                .spawn_scoped(scope, || {
-                    dns_front::serve_udp(udp, &self.shared, shutdown)
-                        .inspect_err(|_| shutdown.trigger())
-                })?;
-            let tcp_side = thread::Builder::new()
-                .name("ls dns tcp".into())
-                .spawn_scoped(scope, || {
-                    self.serve_dns_tcp(tcp, shutdown)
-                        .inspect_err(|_| shutdown.trigger())
-                })?;
-            let course = self.serve_course(listener, shutdown);
-            let joined = |side: thread::ScopedJoinHandle<'_, io::Result<()>>| {
-                side.join()
-                    .unwrap_or_else(|_| Err(io::Error::other("a DNS thread panicked")))
-            };
-            course.and(joined(udp_side)).and(joined(tcp_side))
-        });
-        drop(reporter);
-        log::warn(format_args!("ls: {}", self.snapshot()));
-        served
+    /// Serves one front end until `shutdown` triggers; one that fails
+    /// triggers it.
+    fn serve(&self, front: FrontEnd, shutdown: &Shutdown) -> io::Result<()> {
+        match front {
+            FrontEnd::Course(listener) => self.serve_course(listener, shutdown),
+            FrontEnd::Dns(sockets) => self.serve_dns(sockets, shutdown),
+        }
+        .inspect_err(|_| shutdown.trigger())
+    }
+
+    /// A front end's start-up lines (stderr).
+    fn announce(&self, front: &FrontEnd) {
+        match front {
+            FrontEnd::Course(_) => {}
+            FrontEnd::Dns(_) => self.announce_dns(),
+        }
     }
 
     /// The DNS front end's start-up lines (stderr): whom it answers, its
@@ -214,6 +238,26 @@ impl Ls {
                 }
             },
         )
+    }
+
+    /// The DNS front end: UDP on a thread of its own, TCP on this one.
+    fn serve_dns(&self, sockets: DnsSockets, shutdown: &Shutdown) -> io::Result<()> {
+        let DnsSockets { udp, tcp } = sockets;
+        thread::scope(|scope| {
+            let udp_side = thread::Builder::new()
+                .name("ls dns udp".into())
+                .spawn_scoped(scope, || {
+                    dns_front::serve_udp(udp, &self.shared, shutdown)
+                        .inspect_err(|_| shutdown.trigger())
+                })?;
+            let tcp_side = self
+                .serve_dns_tcp(tcp, shutdown)
+                .inspect_err(|_| shutdown.trigger());
+            let udp_side = udp_side
+                .join()
+                .unwrap_or_else(|_| Err(io::Error::other("a DNS thread panicked")));
+            tcp_side.and(udp_side)
+        })
     }
 
     /// The DNS-over-TCP accept loop: a connection is a client like any.
@@ -334,5 +378,5 @@ pub fn check_backends(backends: &[Backend]) -> Vec<String> {
 /// When the options are invalid or the listener's address cannot be read.
 pub fn run(listener: TcpListener, options: LsOptions, shutdown: &Shutdown) -> io::Result<()> {
     let ls = Ls::new(options).map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e))?;
-    ls.run(listener, shutdown)
+    ls.run(vec![FrontEnd::Course(listener)], shutdown)
 }

@@ -20,7 +20,7 @@ use dnslb::client::{self, ClientOptions};
 use dnslb::dns::rrl::RateLimit;
 use dnslb::framing::Framing;
 use dnslb::linefile::FileError;
-use dnslb::ls::{self, Backend, Ls, LsOptions};
+use dnslb::ls::{self, Backend, FrontEnd, Ls, LsOptions};
 use dnslb::server;
 use dnslb::shutdown::Shutdown;
 use dnslb::table;
@@ -205,14 +205,12 @@ fn run_ls(args: LsArgs) -> Result<(), Usage> {
     let ls = Ls::new(options).map_err(Usage)?;
     let listener = bind(&args.bind, args.port)?;
     ls.check_backends();
-    let result = match args.dns_port {
-        None => ls.run(listener, &shutdown),
-        Some(port) => {
-            let sockets = bind_dns(&args.bind, port)?;
-            ls.run_with_dns(listener, sockets, &shutdown)
-        }
-    };
-    result.map_err(|e| Usage(format!("ls: {e}")))
+    let mut fronts = vec![FrontEnd::Course(listener)];
+    if let Some(port) = args.dns_port {
+        fronts.push(FrontEnd::Dns(bind_dns(&args.bind, port)?));
+    }
+    ls.run(fronts, &shutdown)
+        .map_err(|e| Usage(format!("ls: {e}")))
 }
 
 fn run_client(args: ClientArgs) -> ExitCode {

@@ -512,7 +512,11 @@ pub fn start_ls_observed(
     tweak(&mut options);
     let ls = Arc::new(dnslb::ls::Ls::new(options).unwrap());
     let runner = Arc::clone(&ls);
-    let server = spawn_server(move |listener, shutdown| runner.run(listener, &shutdown).unwrap());
+    let server = spawn_server(move |listener, shutdown| {
+        runner
+            .run(vec![dnslb::ls::FrontEnd::Course(listener)], &shutdown)
+            .unwrap()
+    });
     LsServer { server, ls }
 }
 
