@@ -11,7 +11,7 @@ use std::sync::atomic::Ordering;
 
 use crossbeam_channel::Sender;
 
-use super::decode::Answer;
+use super::decode::Relayed;
 use super::event::Event;
 use super::inflight::{Outcome, Release, Settled};
 use super::session::{Locked, Request, Session};
@@ -168,7 +168,7 @@ fn submit_course_query(
         Ok(query) => query,
         Err(e) => {
             log::info(format_args!("ls: invalid query: {e}"));
-            let reply = Answer::Made(e.reply().into_bytes());
+            let reply = Relayed::Made(e.reply().into_bytes());
             return s.submit_made(Outcome::Invalid, reply, None, framing);
         }
     };
@@ -209,13 +209,13 @@ impl Front for CourseReplies<'_> {
     type Tag = Framing;
     const IDLE_CLOSES: bool = true;
 
-    fn reply(&mut self, settled: Settled<Answer, Framing>) -> io::Result<()> {
+    fn reply(&mut self, settled: Settled<Relayed, Framing>) -> io::Result<()> {
         let framing = settled.tag;
         let dialect = self.shared.options.dialect;
         let line = match settled.answer {
-            Some(Answer::Line(line)) => line,
-            Some(Answer::Made(bytes)) => String::from_utf8_lossy(&bytes).into_owned(),
-            Some(Answer::Dns(outcome)) => first_address(&outcome, &settled.name, dialect)
+            Some(Relayed::Line(line)) => line,
+            Some(Relayed::Made(bytes)) => String::from_utf8_lossy(&bytes).into_owned(),
+            Some(Relayed::Dns(outcome)) => first_address(&outcome, &settled.name, dialect)
                 .unwrap_or_else(|| wire::miss_line(&settled.name, dialect)),
             // The LS could not ask every TS: it cannot say the name is missing.
             None if settled.outcome == Outcome::Busy => wire::SERVER_BUSY.to_string(),

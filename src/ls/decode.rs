@@ -8,9 +8,10 @@ use super::inflight::{Outcome, Said};
 use crate::dns::{Question, Resolution};
 use crate::wire::{self, Reply, ReplyError};
 
-/// What a session's TSes said, as its front end gets it.
+/// What a front end relays to its client for one query: what its TSes
+/// said, or a reply it made itself.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub enum Answer {
+pub enum Relayed {
     /// A course TS's answer line, as it came (without line ending).
     Line(String),
     /// A DNS TS's answer (records, a referral, "the name exists without
@@ -46,12 +47,12 @@ pub fn line_kept(question: &Question, line: &str) -> Option<Resolution> {
 }
 
 /// What a DNS TS's response (matched to its query) says.
-pub fn dns_said(outcome: Resolution) -> Said<Answer> {
+pub fn dns_said(outcome: Resolution) -> Said<Relayed> {
     match outcome {
-        outcome @ Resolution::NxDomain { .. } => Said::Negative(Answer::Dns(outcome)),
+        outcome @ Resolution::NxDomain { .. } => Said::Negative(Relayed::Dns(outcome)),
         Resolution::Refused => Said::Refused,
         Resolution::ServFail => Said::Failed,
-        outcome => Said::Answer(Answer::Dns(outcome)),
+        outcome => Said::Answer(Relayed::Dns(outcome)),
     }
 }
 
@@ -60,12 +61,12 @@ pub fn dns_said(outcome: Resolution) -> Said<Answer> {
 ///
 /// # Errors
 /// When the line is no reply.
-pub fn line_said(bytes: &[u8]) -> Result<(String, Said<Answer>), ReplyError> {
+pub fn line_said(bytes: &[u8]) -> Result<(String, Said<Relayed>), ReplyError> {
     let reply = wire::parse_reply(bytes)?;
     let key = wire::name_key(reply.name());
     let said = match reply {
         // The bytes parsed as an answer, so they are UTF-8.
-        Reply::Found(_) => Said::Answer(Answer::Line(
+        Reply::Found(_) => Said::Answer(Relayed::Line(
             String::from_utf8_lossy(bytes).trim().to_string(),
         )),
         Reply::NotFound(_) => Said::NotFound,

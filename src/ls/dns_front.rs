@@ -42,7 +42,7 @@ use std::time::Instant;
 use crossbeam_channel::Sender;
 
 use super::course_dns;
-use super::decode::{Answer, cached_outcome};
+use super::decode::{Relayed, cached_outcome};
 use super::event::Event;
 use super::inflight::{Outcome, Release, Settled};
 use super::session::{Locked, Request, Session};
@@ -133,12 +133,12 @@ fn take(bytes: &[u8], transport: Transport, peer: Option<SocketAddr>, shared: &S
 }
 
 /// The response to a settled query, and the outcome to count it under.
-fn response(settled: Settled<Answer, Ask>) -> (Vec<u8>, Outcome) {
+fn response(settled: Settled<Relayed, Ask>) -> (Vec<u8>, Outcome) {
     let query = &settled.tag.query;
     let outcome = match settled.answer {
-        Some(Answer::Made(bytes)) => return (bytes, settled.outcome),
-        Some(Answer::Dns(outcome)) => outcome,
-        Some(Answer::Line(line)) => wire::parse_reply(line.as_bytes())
+        Some(Relayed::Made(bytes)) => return (bytes, settled.outcome),
+        Some(Relayed::Dns(outcome)) => outcome,
+        Some(Relayed::Line(line)) => wire::parse_reply(line.as_bytes())
             .ok()
             .and_then(|reply| {
                 course_dns::line_outcome(&query.question, &reply, course_dns::LINE_ANSWER_TTL)
@@ -305,7 +305,9 @@ fn read_tcp_client(
         }
         let wake = match taken {
             Take::Drop => continue,
-            Take::Answer(bytes, outcome) => s.submit_made(outcome, Answer::Made(bytes), None, None),
+            Take::Answer(bytes, outcome) => {
+                s.submit_made(outcome, Relayed::Made(bytes), None, None)
+            }
             Take::Ask(request) => s.submit(Request {
                 name: request.name,
                 key: request.key,
@@ -332,7 +334,7 @@ impl Front for TcpAnswers<'_> {
     type Tag = Option<Ask>;
     const IDLE_CLOSES: bool = true;
 
-    fn reply(&mut self, settled: Settled<Answer, Option<Ask>>) -> io::Result<()> {
+    fn reply(&mut self, settled: Settled<Relayed, Option<Ask>>) -> io::Result<()> {
         let (bytes, outcome) = match settled.tag {
             Some(ask) => response(Settled {
                 name: settled.name,
@@ -342,7 +344,7 @@ impl Front for TcpAnswers<'_> {
                 tag: ask,
             }),
             None => match settled.answer {
-                Some(Answer::Made(bytes)) => (bytes, settled.outcome),
+                Some(Relayed::Made(bytes)) => (bytes, settled.outcome),
                 _ => {
                     self.replies.skip();
                     return Ok(());
@@ -589,7 +591,7 @@ impl Front for UdpAnswers<'_> {
     type Tag = Ask;
     const IDLE_CLOSES: bool = false;
 
-    fn reply(&mut self, settled: Settled<Answer, Ask>) -> io::Result<()> {
+    fn reply(&mut self, settled: Settled<Relayed, Ask>) -> io::Result<()> {
         let Some(peer) = settled.tag.peer else {
             return Ok(());
         };

@@ -110,9 +110,9 @@ pub enum Said<A> {
     Failed,
 }
 
-/// What [`InFlight::reply`] made of a reply.
+/// How a reply fits the queries in flight ([`InFlight::reply`]).
 #[derive(Debug, PartialEq, Eq)]
-pub enum Matched {
+pub enum Fit {
     /// It settled query `seq`.
     Answered(u64),
     /// A `NOT FOUND` for query `seq` (settling it if it was the last TS).
@@ -127,7 +127,8 @@ pub enum Matched {
     Unmatched,
 }
 
-struct Pending<A, T> {
+/// One query in flight.
+struct Flight<A, T> {
     name: String,
     tag: T,
     /// `None` for an invalid query.
@@ -145,7 +146,7 @@ struct Pending<A, T> {
     done: Option<(Outcome, Option<A>, Duration)>,
 }
 
-impl<A, T> Pending<A, T> {
+impl<A, T> Flight<A, T> {
     fn waiting_on(&self) -> u64 {
         self.asked & !self.replied
     }
@@ -156,7 +157,7 @@ impl<A, T> Pending<A, T> {
 pub struct InFlight<A, T = ()> {
     timeout: Duration,
     release: Release,
-    queue: Slots<Pending<A, T>>,
+    queue: Slots<Flight<A, T>>,
     /// Sequence numbers in flight per key, oldest first.
     by_key: HashMap<String, VecDeque<u64>>,
     /// With [`Release::AsSettled`], the settled queries in the order they
@@ -210,7 +211,7 @@ impl<A, T> InFlight<A, T> {
         tag: T,
         now: Instant,
     ) -> u64 {
-        let seq = self.queue.push(Pending {
+        let seq = self.queue.push(Flight {
             name: name.to_string(),
             tag,
             key: Some(key.to_string()),
@@ -243,7 +244,7 @@ impl<A, T> InFlight<A, T> {
         tag: T,
         now: Instant,
     ) -> u64 {
-        let seq = self.queue.push(Pending {
+        let seq = self.queue.push(Flight {
             name: name.to_string(),
             tag,
             key: None,
@@ -302,7 +303,7 @@ impl<A, T> InFlight<A, T> {
     }
 
     /// A reply from TS `ts` about `key`.
-    pub fn reply(&mut self, ts: usize, key: &str, said: Said<A>, now: Instant) -> Matched {
+    pub fn reply(&mut self, ts: usize, key: &str, said: Said<A>, now: Instant) -> Fit {
         let bit = 1 << ts;
         let owner = self.by_key.get(key).and_then(|seqs| {
             seqs.iter()
@@ -312,15 +313,15 @@ impl<A, T> InFlight<A, T> {
         match owner {
             Some(seq) => self.reply_to(seq, ts, said, now),
             None => match said {
-                Said::Answer(_) => Matched::Unmatched,
-                _ => Matched::Stale,
+                Said::Answer(_) => Fit::Unmatched,
+                _ => Fit::Stale,
             },
         }
     }
 
     /// A reply from TS `ts` known to be for query `seq` (a DNS reply, matched
     /// by its ID and question): taken only while `seq` waits on `ts`.
-    pub fn reply_to(&mut self, seq: u64, ts: usize, said: Said<A>, now: Instant) -> Matched {
+    pub fn reply_to(&mut self, seq: u64, ts: usize, said: Said<A>, now: Instant) -> Fit {
         let bit = 1 << ts;
         let Some(pending) = self
             .queue
@@ -328,17 +329,17 @@ impl<A, T> InFlight<A, T> {
             .filter(|p| p.waiting_on() & bit != 0)
         else {
             return match said {
-                Said::Answer(_) => Matched::Unmatched,
-                _ => Matched::Stale,
+                Said::Answer(_) => Fit::Unmatched,
+                _ => Fit::Stale,
             };
         };
         pending.replied |= bit;
         match said {
-            Said::Answer(_) if pending.done.is_some() => Matched::Second,
-            _ if pending.done.is_some() => Matched::Stale,
+            Said::Answer(_) if pending.done.is_some() => Fit::Second,
+            _ if pending.done.is_some() => Fit::Stale,
             Said::Answer(answer) => {
                 self.settle(seq, Outcome::Answered { ts }, Some(answer), now);
-                Matched::Answered(seq)
+                Fit::Answered(seq)
             }
             Said::NotFound | Said::Negative(_) => {
                 pending.denied |= bit;
@@ -346,7 +347,7 @@ impl<A, T> InFlight<A, T> {
                     pending.negative.get_or_insert(negative);
                 }
                 self.settle_if_nobody_left(seq, now);
-                Matched::Denied(seq)
+                Fit::Denied(seq)
             }
             Said::Refused | Said::Failed => {
                 if matches!(said, Said::Refused) {
@@ -355,7 +356,7 @@ impl<A, T> InFlight<A, T> {
                     pending.failed |= bit;
                 }
                 self.settle_if_nobody_left(seq, now);
-                Matched::Denied(seq)
+                Fit::Denied(seq)
             }
         }
     }
@@ -479,7 +480,7 @@ impl<A, T> InFlight<A, T> {
         count
     }
 
-    fn get(&self, seq: u64) -> Option<&Pending<A, T>> {
+    fn get(&self, seq: u64) -> Option<&Flight<A, T>> {
         self.queue.get(seq)
     }
 
@@ -561,12 +562,9 @@ mod tests {
         let seq = f.submit("a.com", "a.com", BOTH, 0, (), t);
         assert_eq!(
             f.reply(TS2, "a.com", Said::Answer("a2"), t),
-            Matched::Answered(seq)
+            Fit::Answered(seq)
         );
-        assert_eq!(
-            f.reply(TS1, "a.com", Said::Answer("a1"), t),
-            Matched::Second
-        );
+        assert_eq!(f.reply(TS1, "a.com", Said::Answer("a1"), t), Fit::Second);
         let settled = f.pop_ready().unwrap();
         assert_eq!(
             (settled.outcome, settled.answer),
@@ -584,7 +582,7 @@ mod tests {
         f.submit("b.com", "b.com", BOTH, 0, (), t + TIMEOUT);
         assert_eq!(
             f.reply(TS1, "a.com", Said::Answer("late"), t + TIMEOUT),
-            Matched::Unmatched
+            Fit::Unmatched
         );
         assert!(f.pop_ready().is_none(), "b.com is still waiting");
     }
@@ -599,11 +597,11 @@ mod tests {
         // TS1 answers in order: its first reply is the old query's.
         assert_eq!(
             f.reply(TS1, "a.com", Said::Answer("1"), t + TIMEOUT),
-            Matched::Second
+            Fit::Second
         );
         assert_eq!(
             f.reply(TS1, "a.com", Said::Answer("2"), t + TIMEOUT),
-            Matched::Answered(new)
+            Fit::Answered(new)
         );
         assert!(old < new);
         assert_eq!(
@@ -620,18 +618,15 @@ mod tests {
         let (mut f, t) = setup();
         let first = f.submit("x.com", "x.com", BOTH, 0, (), t);
         let second = f.submit("x.com", "x.com", BOTH, 0, (), t);
-        assert_eq!(
-            f.reply(TS1, "x.com", Said::NotFound, t),
-            Matched::Denied(first)
-        );
+        assert_eq!(f.reply(TS1, "x.com", Said::NotFound, t), Fit::Denied(first));
         // TS2 answers its first copy; TS1's next reply is for the second.
         assert_eq!(
             f.reply(TS2, "x.com", Said::Answer("2a"), t),
-            Matched::Answered(first)
+            Fit::Answered(first)
         );
         assert_eq!(
             f.reply(TS1, "x.com", Said::Answer("1b"), t),
-            Matched::Answered(second)
+            Fit::Answered(second)
         );
         assert_eq!(
             outcomes(&mut f),
@@ -659,7 +654,7 @@ mod tests {
         f.submit("a.com", "a.com", BOTH, 0, (), t);
         f.reply(TS1, "a.com", Said::Answer("a"), t);
         f.pop_ready().unwrap();
-        assert_eq!(f.reply(TS2, "a.com", Said::NotFound, t), Matched::Stale);
+        assert_eq!(f.reply(TS2, "a.com", Said::NotFound, t), Fit::Stale);
     }
 
     #[test]
@@ -732,7 +727,7 @@ mod tests {
         assert_eq!(f.expire(t + TIMEOUT), 0);
         assert_eq!(
             f.reply(TS1, "a.com", Said::Answer("a"), t + TIMEOUT),
-            Matched::Answered(seq)
+            Fit::Answered(seq)
         );
         assert_eq!(
             f.pop_ready().unwrap().outcome,
@@ -846,17 +841,14 @@ mod tests {
         // TS2's answer to the first copy goes to the second: the same name.
         assert_eq!(
             f.reply(TS2, "x.com", Said::Answer("2a"), t),
-            Matched::Answered(second)
+            Fit::Answered(second)
         );
         assert!(first < second);
         assert_eq!(
             outcomes(&mut f),
             [(Outcome::Answered { ts: TS2 }, Some("2a"))]
         );
-        assert_eq!(
-            f.reply(TS1, "x.com", Said::Answer("1b"), t),
-            Matched::Unmatched
-        );
+        assert_eq!(f.reply(TS1, "x.com", Said::Answer("1b"), t), Fit::Unmatched);
     }
 
     #[test]
@@ -983,15 +975,15 @@ mod tests {
         // Out of order: TS1 answers the second copy first.
         assert_eq!(
             f.reply_to(second, TS1, Said::Answer("2"), t),
-            Matched::Answered(second)
+            Fit::Answered(second)
         );
         assert_eq!(
             f.reply_to(second, TS1, Said::Answer("2"), t),
-            Matched::Unmatched
+            Fit::Unmatched
         );
         assert_eq!(
             f.reply_to(first, TS1, Said::Answer("1"), t),
-            Matched::Answered(first)
+            Fit::Answered(first)
         );
         assert_eq!(outcomes(&mut f).len(), 2);
     }

@@ -25,9 +25,9 @@ use std::time::{Duration, Instant};
 
 use crossbeam_channel::Sender;
 
-use super::decode::{self, Answer, cached_outcome, line_kept};
+use super::decode::{self, Relayed, cached_outcome, line_kept};
 use super::event::Event;
-use super::inflight::{InFlight, Matched, Outcome, Release, Said, Settled};
+use super::inflight::{Fit, InFlight, Outcome, Release, Said, Settled};
 use super::link::LinkThread;
 use super::setup::Shared;
 use crate::dns::{Question, Resolution};
@@ -116,7 +116,7 @@ impl<T> Locked<T> {
 /// tags each query with.
 pub struct Session<T = ()> {
     shared: Arc<Shared>,
-    inflight: InFlight<Answer, Tagged<T>>,
+    inflight: InFlight<Relayed, Tagged<T>>,
     links: Vec<LinkState>,
     threads: Vec<LinkThread>,
     next_generation: u64,
@@ -254,7 +254,7 @@ impl<T> Session<T> {
     pub fn submit_made(
         &mut self,
         outcome: Outcome,
-        reply: Answer,
+        reply: Relayed,
         question: Option<Question>,
         tag: T,
     ) -> bool {
@@ -293,7 +293,7 @@ impl<T> Session<T> {
         };
         let outcome = cached_outcome(&hit);
         self.inflight
-            .submit_settled(name, outcome, Answer::Dns(hit), tag, self.last_submit);
+            .submit_settled(name, outcome, Relayed::Dns(hit), tag, self.last_submit);
         true
     }
 
@@ -318,15 +318,15 @@ impl<T> Session<T> {
         };
         let every_ts = ((1u128 << self.links.len()) - 1) as u64;
         let kept = match (outcome, answer) {
-            (Outcome::Answered { .. }, Some(Answer::Dns(outcome))) => outcome.clone(),
-            (Outcome::Answered { .. }, Some(Answer::Line(line))) => {
+            (Outcome::Answered { .. }, Some(Relayed::Dns(outcome))) => outcome.clone(),
+            (Outcome::Answered { .. }, Some(Relayed::Line(line))) => {
                 let Some(outcome) = line_kept(question, line) else {
                     return;
                 };
                 outcome
             }
             (Outcome::NotFound, _) if heard & every_ts != every_ts => return,
-            (Outcome::NotFound, Some(Answer::Dns(outcome))) => outcome.clone(),
+            (Outcome::NotFound, Some(Relayed::Dns(outcome))) => outcome.clone(),
             (Outcome::NotFound, _) => Resolution::nxdomain(),
             _ => return,
         };
@@ -367,7 +367,7 @@ impl<T> Session<T> {
     /// The next reply ready, in the session's release order. The caller
     /// counts it ([`Stats::count`](super::stats::Stats::count)) once the
     /// reply has reached the client; a reply that never does is abandoned.
-    pub fn pop_ready(&mut self) -> Option<Settled<Answer, T>> {
+    pub fn pop_ready(&mut self) -> Option<Settled<Relayed, T>> {
         let settled = self.inflight.pop_ready()?;
         Some(Settled {
             name: settled.name,
@@ -437,16 +437,16 @@ impl<T> Session<T> {
         &mut self,
         ts: usize,
         name: &str,
-        apply: impl FnOnce(&mut InFlight<Answer, Tagged<T>>, Instant) -> Matched,
+        apply: impl FnOnce(&mut InFlight<Relayed, Tagged<T>>, Instant) -> Fit,
     ) {
         let why = match apply(&mut self.inflight, Instant::now()) {
-            Matched::Answered(seq) | Matched::Denied(seq) => {
+            Fit::Answered(seq) | Fit::Denied(seq) => {
                 self.keep(seq);
                 return;
             }
-            Matched::Stale => return,
-            Matched::Second => "a second answer",
-            Matched::Unmatched => "late, or for a name not asked",
+            Fit::Stale => return,
+            Fit::Second => "a second answer",
+            Fit::Unmatched => "late, or for a name not asked",
         };
         self.dropped(ts, &format!("{why} ({name:?})"));
     }

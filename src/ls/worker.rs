@@ -37,7 +37,7 @@ use std::time::{Duration, Instant};
 
 use crossbeam_channel::{Receiver, RecvTimeoutError, Sender};
 
-use super::decode::Answer;
+use super::decode::Relayed;
 use super::event::Event;
 use super::inflight::{Outcome, Release, Settled};
 use super::session::{Locked, Session};
@@ -57,7 +57,7 @@ pub(super) trait Front {
     const IDLE_CLOSES: bool;
     /// Sends (or buffers) one settled query's reply; an error ends the
     /// worker.
-    fn reply(&mut self, settled: Settled<Answer, Self::Tag>) -> io::Result<()>;
+    fn reply(&mut self, settled: Settled<Relayed, Self::Tag>) -> io::Result<()>;
     /// Sends what is buffered.
     fn flush(&mut self) -> io::Result<()>;
 }
@@ -205,7 +205,7 @@ pub(super) fn work<F: Front>(
         // At most a batch: replies taken out of the session no longer
         // count against `--max-inflight`, so while a client that does not
         // read blocks the write, only this many wait outside the count.
-        let ready: Vec<Settled<Answer, F::Tag>> = std::iter::from_fn(|| s.pop_ready())
+        let ready: Vec<Settled<Relayed, F::Tag>> = std::iter::from_fn(|| s.pop_ready())
             .take(WRITE_BATCH)
             .collect();
         let more_ready = ready.len() == WRITE_BATCH;
@@ -288,7 +288,7 @@ fn write_to_client<T>(
 }
 
 /// Logs a settled query with `-v`: the spec's "track which TS responded".
-fn record<T>(settled: &Settled<Answer, T>, shared: &Shared) {
+fn record<T>(settled: &Settled<Relayed, T>, shared: &Shared) {
     if !log::verbose() {
         return;
     }
