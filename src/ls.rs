@@ -20,6 +20,7 @@ mod course_dns;
 mod course_front;
 mod decode;
 mod dns_front;
+mod dns_udp;
 mod event;
 mod health;
 mod inflight;
@@ -247,7 +248,7 @@ impl Ls {
             let udp_side = thread::Builder::new()
                 .name("ls dns udp".into())
                 .spawn_scoped(scope, || {
-                    dns_front::serve_udp(udp, &self.shared, shutdown)
+                    dns_udp::serve_udp(udp, &self.shared, shutdown)
                         .inspect_err(|_| shutdown.trigger())
                 })?;
             let tcp_side = self
