@@ -34,7 +34,7 @@ use crate::dns::{Question, Resolution};
 use crate::framing::Frame;
 use crate::log;
 use crate::sync::lock;
-use links::{Asked, LinkState};
+use links::{Asked, Links, Queries, Tagged};
 
 /// A query as a front end hands it to its session.
 pub struct Request<T> {
@@ -47,13 +47,6 @@ pub struct Request<T> {
     pub question: Option<Question>,
     /// What the front end needs back with the reply (who asked, how).
     pub tag: T,
-}
-
-/// A query's tag inside the session: the front end's, and the question a
-/// DNS TS is asked (for a link that comes up after the query).
-struct Tagged<T> {
-    question: Option<Question>,
-    front: T,
 }
 
 /// A session as its two threads share it, with the condition the client
@@ -116,23 +109,12 @@ impl<T> Locked<T> {
 /// tags each query with.
 pub struct Session<T = ()> {
     shared: Arc<Shared>,
-    inflight: InFlight<Relayed, Tagged<T>>,
-    links: Vec<LinkState>,
-    threads: Vec<LinkThread>,
-    next_generation: u64,
-    events: Sender<Event>,
-    /// When the client last sent a query.
-    last_submit: Instant,
+    inflight: Queries<T>,
+    links: Links,
     /// When the worker closed the session; `None` while it serves.
     closed: Option<Instant>,
     /// The client reader waits for room.
     reader_waits: bool,
-    /// Links down for want of the LS's own descriptors or threads (not the
-    /// TS's fault): a query that cannot be sent on one is not a miss.
-    starved: u64,
-    /// Per TS, connections it closed with queries unanswered since it last
-    /// replied.
-    closes: Vec<u32>,
 }
 
 impl<T> Session<T> {
@@ -146,24 +128,12 @@ impl<T> Session<T> {
         events: Sender<Event>,
     ) -> Session<T> {
         let now = Instant::now();
-        let shared_backends = shared.backends.len();
-        let links = shared
-            .backends
-            .iter()
-            .map(|_| LinkState::Down { check_at: now })
-            .collect();
         let mut session = Session {
             inflight: InFlight::new(timeout, release),
+            links: Links::new(Arc::clone(&shared), events, now),
             shared,
-            links,
-            threads: Vec::new(),
-            next_generation: 0,
-            events,
-            last_submit: now,
             closed: None,
             reader_waits: false,
-            starved: 0,
-            closes: vec![0; shared_backends],
         };
         session.maintain_links(now);
         session
@@ -200,7 +170,7 @@ impl<T> Session<T> {
 
     /// When the client last sent a query.
     pub fn last_submit(&self) -> Instant {
-        self.last_submit
+        self.links.last_submit
     }
 
     /// The LS's counters.
@@ -214,14 +184,15 @@ impl<T> Session<T> {
     /// after a bare write.
     pub fn submit(&mut self, request: Request<T>) -> bool {
         let now = Instant::now();
-        self.last_submit = now;
+        self.links.last_submit = now;
         self.shared.stats.queries.fetch_add(1, Ordering::Relaxed);
         let seq = self.inflight.next_seq();
         let (mut asked, mut starved, mut due) = (0, 0, false);
         let mut failed = Vec::new();
         // Which TSes a query goes to: every one.
         for ts in 0..self.links.len() {
-            match self.ask(ts, seq, &request.name, request.question.as_ref(), now) {
+            let question = request.question.as_ref();
+            match (self.links).ask(ts, seq, &request.name, question, now, &mut self.inflight) {
                 Asked::Yes { due: now_due } => {
                     asked |= 1 << ts;
                     due |= now_due;
@@ -243,7 +214,7 @@ impl<T> Session<T> {
         self.inflight
             .submit(&request.name, &request.key, asked, starved, tag, now);
         for (ts, e) in failed {
-            self.send_failed(ts, &e);
+            self.links.send_failed(ts, &e, &mut self.inflight);
         }
         due || asked == 0
     }
@@ -258,14 +229,14 @@ impl<T> Session<T> {
         question: Option<Question>,
         tag: T,
     ) -> bool {
-        self.last_submit = Instant::now();
+        self.links.last_submit = Instant::now();
         self.shared.stats.queries.fetch_add(1, Ordering::Relaxed);
         let tag = Tagged {
             question,
             front: tag,
         };
         self.inflight
-            .submit_settled("", outcome, reply, tag, self.last_submit);
+            .submit_settled("", outcome, reply, tag, self.links.last_submit);
         true
     }
 
@@ -285,15 +256,20 @@ impl<T> Session<T> {
         question: Question,
         tag: T,
     ) -> bool {
-        self.last_submit = Instant::now();
+        self.links.last_submit = Instant::now();
         self.shared.stats.queries.fetch_add(1, Ordering::Relaxed);
         let tag = Tagged {
             question: Some(question),
             front: tag,
         };
         let outcome = cached_outcome(&hit);
-        self.inflight
-            .submit_settled(name, outcome, Relayed::Dns(hit), tag, self.last_submit);
+        self.inflight.submit_settled(
+            name,
+            outcome,
+            Relayed::Dns(hit),
+            tag,
+            self.links.last_submit,
+        );
         true
     }
 
@@ -346,12 +322,13 @@ impl<T> Session<T> {
         if silent == 0 {
             return;
         }
-        self.free_ids();
+        self.links.free_ids(&self.inflight);
         for ts in 0..self.links.len() {
             if silent & (1 << ts) != 0 && self.shared.health[ts].answers_misses() {
-                self.link_stalled(
+                self.links.link_stalled(
                     ts,
                     "left a query unanswered past its deadline, though it answers misses",
+                    &mut self.inflight,
                 );
             }
         }
@@ -362,6 +339,31 @@ impl<T> Session<T> {
     /// LS could not listen does not count against the TSes.
     pub fn postpone_deadlines(&mut self, by: Duration) {
         self.inflight.postpone(by);
+    }
+
+    /// Acts on one piece of news from a link thread (client events are the
+    /// worker's).
+    pub fn handle(&mut self, event: Event) {
+        if let Some((ts, frame)) = self.links.handle(event, &mut self.inflight) {
+            self.reply(ts, frame);
+        }
+    }
+
+    /// Starts connecting the links that are down, where the shared health
+    /// allows it now, and sends the queries held back for bare TSes.
+    pub fn maintain_links(&mut self, now: Instant) {
+        self.links.maintain_links(now, &mut self.inflight);
+    }
+
+    /// When the worker must call [`expire`](Self::expire) and
+    /// [`maintain_links`](Self::maintain_links) next, if ever.
+    pub fn next_wakeup(&self) -> Option<Instant> {
+        self.links.next_wakeup(&self.inflight)
+    }
+
+    /// Sends the queries buffered for each TS.
+    pub fn flush_links(&mut self) {
+        self.links.flush_links(&mut self.inflight);
     }
 
     /// The next reply ready, in the session's release order. The caller
@@ -390,7 +392,7 @@ impl<T> Session<T> {
             .stats
             .abandoned
             .fetch_add(abandoned, Ordering::Release);
-        self.close_links()
+        self.links.close_links()
     }
 
     fn reply(&mut self, ts: usize, frame: Frame) {
@@ -398,7 +400,7 @@ impl<T> Session<T> {
             self.dropped(ts, "an over-long line");
             return;
         };
-        let Some(conn) = self.replied(ts) else {
+        let Some(conn) = self.links.replied(ts, &mut self.inflight) else {
             return;
         };
         if let Some(upstream) = &mut conn.upstream {
@@ -437,7 +439,7 @@ impl<T> Session<T> {
         &mut self,
         ts: usize,
         name: &str,
-        apply: impl FnOnce(&mut InFlight<Relayed, Tagged<T>>, Instant) -> Fit,
+        apply: impl FnOnce(&mut Queries<T>, Instant) -> Fit,
     ) {
         let why = match apply(&mut self.inflight, Instant::now()) {
             Fit::Answered(seq) | Fit::Denied(seq) => {
