@@ -8,9 +8,15 @@
 //! strictly in query order, exactly one per query, so a client may send
 //! many queries without waiting (pipelining).
 //!
-//! - `worker`: the worker, the client reader, the replies on their way out.
+//! - `worker`: a connection's life: the worker, the client reader, the
+//!   replies on their way out. The front ends beside it: `course_front`,
+//!   `dns_front` (with TCP) and `dns_udp`; [`FrontEnd`] lists what
+//!   [`Ls::run`] serves.
 //! - `session`: one client's links to the TSes and queries in flight, under
-//!   the lock both threads share.
+//!   the lock both threads share (`session/links`: the link state machine;
+//!   `session/conn`: a link that is up, and its pacing).
+//! - `decode`: what a TS's reply says; `course_dns`: a course reply in DNS
+//!   terms.
 //! - `inflight`: the matching and deadline rules, a plain data structure.
 //! - `link`: the link threads; `event`: what they tell the worker.
 //! - `health`: what the whole LS knows about each TS; `stats`: counters.

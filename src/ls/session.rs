@@ -7,8 +7,11 @@
 //! session the news of its link threads ([`handle`](Session::handle)),
 //! calls deadlines ([`expire`](Session::expire)) and takes the replies, in
 //! the order the front end chose ([`pop_ready`](Session::pop_ready)).
-//! Which reply belongs to which query is decided by [`InFlight`]; this
-//! module does the I/O around it.
+//! Which reply belongs to which query is decided by [`InFlight`]; the
+//! links to the TSes, their states and the writes on them are
+//! [`links`]' (and [`conn`]'s, for a link that is up); what a reply says
+//! is `decode`'s. This module ties them together: [`submit`](Session::submit)
+//! is where a query's TSes are chosen.
 //!
 //! No call blocks for long while holding the lock: a write to a TS blocks at
 //! most [`TS_WRITE_BOUND`], and writes to the client happen outside it.
