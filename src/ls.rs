@@ -60,7 +60,7 @@ use crate::framing::Framing;
 use crate::log;
 use crate::net::DnsSockets;
 use crate::net::connect_any;
-use crate::server::{ServeOptions, serve};
+use crate::server::{ServeOptions, serve, serve_each};
 use crate::shutdown::Shutdown;
 
 /// How often `-v` prints the counters.
@@ -82,8 +82,8 @@ pub enum FrontEnd {
 
 impl FrontEnd {
     /// The name of the thread that serves it, when it has one of its own.
-    fn thread_name(&self) -> &'static str {
-        match self {
+    fn thread_name(front: &FrontEnd) -> &'static str {
+        match front {
             FrontEnd::Course(_) => "ls course",
             FrontEnd::Dns(_) => "ls dns tcp",
         }
@@ -156,40 +156,23 @@ impl Ls {
         for front in &fronts {
             self.announce(front);
         }
-        let served = thread::scope(|scope| {
-            // The first front end is served on this thread, the others each
-            // on their own.
-            let mut fronts = fronts.into_iter();
-            let first = fronts.next();
-            let others: Vec<_> = fronts
-                .map(|front| {
-                    thread::Builder::new()
-                        .name(front.thread_name().into())
-                        .spawn_scoped(scope, move || self.serve(front, shutdown))
-                        .inspect_err(|_| shutdown.trigger())
-                })
-                .collect();
-            let served = first.map_or(Ok(()), |front| self.serve(front, shutdown));
-            others.into_iter().fold(served, |served, side| {
-                served.and(side.and_then(|side| {
-                    side.join()
-                        .unwrap_or_else(|_| Err(io::Error::other("a front end's thread panicked")))
-                }))
-            })
-        });
+        let served = serve_each(
+            fronts,
+            FrontEnd::thread_name,
+            |front| self.serve(front, shutdown),
+            shutdown,
+        );
         drop(reporter);
         log::warn(format_args!("ls: {}", self.snapshot()));
         served
     }
 
-    /// Serves one front end until `shutdown` triggers; one that fails
-    /// triggers it.
+    /// Serves one front end until `shutdown` triggers.
     fn serve(&self, front: FrontEnd, shutdown: &Shutdown) -> io::Result<()> {
         match front {
             FrontEnd::Course(listener) => self.serve_course(listener, shutdown),
             FrontEnd::Dns(sockets) => self.serve_dns(sockets, shutdown),
         }
-        .inspect_err(|_| shutdown.trigger())
     }
 
     /// A front end's start-up lines (stderr).

@@ -117,20 +117,17 @@ fn run_ts(args: TsArgs) -> Result<(), Usage> {
         idle_timeout: args.idle_timeout,
     };
     let table = Arc::new(table);
-    let result = match args.dns_port {
-        None => ts::run(listener, table, options, &shutdown),
-        Some(port) => {
-            let dns_options = ts::dns::DnsOptions {
-                ttl: args.ttl,
-                max_per_source: options.max_clients_per_ip,
-                rrl,
-                ..Default::default()
-            };
-            let sockets = bind_dns(&args.bind, port)?;
-            ts::run_with_dns(listener, sockets, table, options, dns_options, &shutdown)
-        }
-    };
-    result.map_err(|e| Usage(format!("ts: {e}")))
+    let mut fronts = vec![ts::FrontEnd::Course(listener)];
+    if let Some(port) = args.dns_port {
+        let dns_options = ts::dns::DnsOptions {
+            ttl: args.ttl,
+            max_per_source: options.max_clients_per_ip,
+            rrl,
+            ..Default::default()
+        };
+        fronts.push(ts::FrontEnd::Dns(bind_dns(&args.bind, port)?, dns_options));
+    }
+    ts::run(fronts, table, options, &shutdown).map_err(|e| Usage(format!("ts: {e}")))
 }
 
 /// `--rrl` and `--rrl-slip` as a rate limit; `--rrl 0`, or `--rrl`
