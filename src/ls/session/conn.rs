@@ -10,10 +10,11 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use crate::dns::Question;
-use crate::dns::upstream::Upstream;
+use crate::dns::upstream::{self, Upstream};
 use crate::framing::{Framing, write_length_prefixed, write_message};
 use crate::ls::health::Health;
 use crate::ls::link::{LinkHandle, PROBE_DELAY};
+use crate::ls::setup::TsProtocol;
 
 /// How long the LS leaves a bare TS (one message per `recv()`) to read a
 /// query before sending it the next, unless it has replied meanwhile: two
@@ -74,6 +75,43 @@ pub(super) struct Conn {
 }
 
 impl Conn {
+    /// The connection of link `generation`, up on `stream`, to a TS that
+    /// speaks `protocol` (a DNS TS has at most `max_inflight` IDs in use).
+    pub(super) fn new(
+        generation: u64,
+        stream: TcpStream,
+        handle: LinkHandle,
+        health: Arc<Health>,
+        protocol: TsProtocol,
+        max_inflight: usize,
+    ) -> Conn {
+        let upstream = (protocol == TsProtocol::Dns).then(|| {
+            let seed = stream.peer_addr().map_or(0, upstream::seed_for);
+            Upstream::new(seed, max_inflight)
+        });
+        let framing = match protocol {
+            TsProtocol::Line => handle.learnt_framing(),
+            TsProtocol::Dns => Framing::Line,
+        };
+        Conn {
+            generation,
+            framing,
+            health,
+            writer: BufWriter::new(stream),
+            dirty: false,
+            handle,
+            pace: Pace::default(),
+            upstream,
+        }
+    }
+
+    /// The TS replied: it has read what it was sent, and may have shown how
+    /// it frames.
+    pub(super) fn heard(&mut self) -> io::Result<()> {
+        self.pace.quiet_until = None;
+        self.take_learnt()
+    }
+
     /// Sends what was written.
     pub(super) fn flush(&mut self) -> io::Result<()> {
         self.dirty = false;

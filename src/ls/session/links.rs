@@ -7,16 +7,15 @@
 //! failed or stalled), or `Idle` (the TS closed a connection nothing was
 //! waiting on: connected again when the next query needs it).
 
-use std::io::{self, BufWriter};
+use std::io;
 use std::net::{Shutdown as Direction, TcpStream};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use crossbeam_channel::Sender;
 
-use super::conn::{Conn, Pace};
+use super::conn::Conn;
 use crate::dns::Question;
-use crate::dns::upstream::{self, Upstream};
 use crate::framing::Frame;
 use crate::framing::{Framing, is_timeout};
 use crate::log;
@@ -25,8 +24,8 @@ use crate::ls::event::Event;
 use crate::ls::health::{PROBE_IN_USE, RECHECK};
 use crate::ls::inflight::InFlight;
 use crate::ls::link::{self, LinkHandle, LinkOptions, LinkThread};
+use crate::ls::setup::CONNECT_TIMEOUT;
 use crate::ls::setup::Shared;
-use crate::ls::setup::{CONNECT_TIMEOUT, TsProtocol};
 
 /// Longest a session's write to a TS may block. A TS whose socket takes no
 /// more queries for this long has stopped reading (hung, or cut off by the
@@ -364,24 +363,9 @@ impl Links {
     ) {
         self.starved &= !(1 << ts);
         let options = &self.shared.options;
-        let upstream = (options.ts_protocol == TsProtocol::Dns).then(|| {
-            let seed = stream.peer_addr().map_or(0, upstream::seed_for);
-            Upstream::new(seed, options.max_inflight)
-        });
-        let framing = match options.ts_protocol {
-            TsProtocol::Line => handle.learnt_framing(),
-            TsProtocol::Dns => Framing::Line,
-        };
-        let mut conn = Conn {
-            generation,
-            framing,
-            health: Arc::clone(&self.shared.health[ts]),
-            writer: BufWriter::new(stream),
-            dirty: false,
-            handle,
-            pace: Pace::default(),
-            upstream,
-        };
+        let health = Arc::clone(&self.shared.health[ts]);
+        let (protocol, max_inflight) = (options.ts_protocol, options.max_inflight);
+        let mut conn = Conn::new(generation, stream, handle, health, protocol, max_inflight);
         // Queries submitted while the link was connecting (the first only,
         // to a TS that may read one message per recv(); the others are held
         // back); those settled meanwhile are not sent and no longer count
@@ -526,9 +510,7 @@ impl Links {
         let LinkState::Up(conn) = &mut self.links[ts] else {
             return None;
         };
-        // The TS has read what it was sent.
-        conn.pace.quiet_until = None;
-        if let Err(e) = conn.take_learnt() {
+        if let Err(e) = conn.heard() {
             self.send_failed(ts, &e, inflight);
         }
         match &mut self.links[ts] {
