@@ -30,6 +30,7 @@ use dnslb::udp::flood::{self, FloodOptions};
 use dnslb::udp::lb::{self as udp_lb, LbOptions, LbStats};
 use dnslb::udp::ping::{self, PingOptions};
 use dnslb::zone::Zone;
+use dnslb::zonefile;
 use dnslb::{log, net};
 
 /// A usage or configuration error: printed, exit code 2.
@@ -88,10 +89,46 @@ fn load_table(path: &std::path::Path) -> Result<Zone, Usage> {
     })
 }
 
+/// Loads the TS's `--table` (if any) and `--zone` files into one zone;
+/// errors name the flag and the file (and line).
+fn load_zones(
+    table: Option<&std::path::Path>,
+    zones: &[std::path::PathBuf],
+) -> Result<Zone, Usage> {
+    let mut served = match table {
+        Some(path) => load_table(path)?,
+        None if zones.is_empty() => {
+            return Err(Usage(cli::hint(
+                Some("ts"),
+                "give --table FILE, or --zone FILE (or both)",
+            )));
+        }
+        None => Zone::default(),
+    };
+    for path in zones {
+        let file = zonefile::load(path).map_err(|e| match e {
+            FileError::Io { path, error } => Usage(format!(
+                "ts: --zone {}: cannot read it: {error}",
+                path.display()
+            )),
+            other => Usage(format!("ts: --zone {other}")),
+        })?;
+        let line = file
+            .records
+            .iter()
+            .find(|(_, r)| r.rtype == dnslb::dns::RecordType::SOA)
+            .map_or(1, |(line, _)| *line);
+        served
+            .add_file_zone(file.apex_key(), file.to_zone())
+            .map_err(|problem| Usage(format!("ts: --zone {}:{line}: {problem}", path.display())))?;
+    }
+    Ok(served)
+}
+
 fn run_ts(args: TsArgs) -> Result<(), Usage> {
     log::set_verbose(args.verbose);
     let rrl = rate_limit("ts", args.rrl, args.rrl_slip, args.dns_port)?;
-    let table = load_table(&args.table)?;
+    let table = load_zones(args.table.as_deref(), &args.zone)?;
     if args.max_clients == 0 || args.max_clients_per_ip == Some(0) {
         return Err(Usage(cli::hint(
             Some("ts"),
