@@ -20,7 +20,7 @@ use dnslb::client::{self, ClientOptions};
 use dnslb::dns::rrl::RateLimit;
 use dnslb::framing::Framing;
 use dnslb::linefile::FileError;
-use dnslb::ls::{self, Backend, Ls, LsOptions};
+use dnslb::ls::{self, Backend, FrontEnd, Ls, LsOptions};
 use dnslb::server;
 use dnslb::shutdown::Shutdown;
 use dnslb::table;
@@ -154,20 +154,17 @@ fn run_ts(args: TsArgs) -> Result<(), Usage> {
         idle_timeout: args.idle_timeout,
     };
     let table = Arc::new(table);
-    let result = match args.dns_port {
-        None => ts::run(listener, table, options, &shutdown),
-        Some(port) => {
-            let dns_options = ts::dns::DnsOptions {
-                ttl: args.ttl,
-                max_per_source: options.max_clients_per_ip,
-                rrl,
-                ..Default::default()
-            };
-            let sockets = bind_dns(&args.bind, port)?;
-            ts::run_with_dns(listener, sockets, table, options, dns_options, &shutdown)
-        }
-    };
-    result.map_err(|e| Usage(format!("ts: {e}")))
+    let mut fronts = vec![ts::FrontEnd::Course(listener)];
+    if let Some(port) = args.dns_port {
+        let dns_options = ts::dns::DnsOptions {
+            ttl: args.ttl,
+            max_per_source: options.max_clients_per_ip,
+            rrl,
+            ..Default::default()
+        };
+        fronts.push(ts::FrontEnd::Dns(bind_dns(&args.bind, port)?, dns_options));
+    }
+    ts::run(fronts, table, options, &shutdown).map_err(|e| Usage(format!("ts: {e}")))
 }
 
 /// `--rrl` and `--rrl-slip` as a rate limit; `--rrl 0`, or `--rrl`
@@ -242,14 +239,12 @@ fn run_ls(args: LsArgs) -> Result<(), Usage> {
     let ls = Ls::new(options).map_err(Usage)?;
     let listener = bind(&args.bind, args.port)?;
     ls.check_backends();
-    let result = match args.dns_port {
-        None => ls.run(listener, &shutdown),
-        Some(port) => {
-            let sockets = bind_dns(&args.bind, port)?;
-            ls.run_with_dns(listener, sockets, &shutdown)
-        }
-    };
-    result.map_err(|e| Usage(format!("ls: {e}")))
+    let mut fronts = vec![FrontEnd::Course(listener)];
+    if let Some(port) = args.dns_port {
+        fronts.push(FrontEnd::Dns(bind_dns(&args.bind, port)?));
+    }
+    ls.run(fronts, &shutdown)
+        .map_err(|e| Usage(format!("ls: {e}")))
 }
 
 fn run_client(args: ClientArgs) -> ExitCode {

@@ -57,15 +57,11 @@ impl ZoneTs {
         let handle = shutdown.clone();
         let zone = Arc::new(zone);
         let thread = thread::spawn(move || {
-            ts::run_with_dns(
-                listener,
-                sockets,
-                zone,
-                TsOptions::default(),
-                DnsOptions::default(),
-                &handle,
-            )
-            .unwrap();
+            let fronts = vec![
+                ts::FrontEnd::Course(listener),
+                ts::FrontEnd::Dns(sockets, DnsOptions::default()),
+            ];
+            ts::run(fronts, zone, TsOptions::default(), &handle).unwrap();
         });
         ZoneTs {
             dns,
