@@ -17,7 +17,8 @@
 //!   `session/conn`: a link that is up, and its pacing).
 //! - `decode`: what a TS's reply says; `course_dns`: a course reply in DNS
 //!   terms.
-//! - `inflight`: the matching and deadline rules, a plain data structure.
+//! - `inflight`: the matching and deadline rules, a plain data structure;
+//!   `policy`: which member of a pool of replicas a query goes to.
 //! - `link`: the link threads; `event`: what they tell the worker.
 //! - `health`: what the whole LS knows about each TS; `stats`: counters.
 //! - `setup`: the options and what all sessions share.
@@ -30,6 +31,7 @@ mod dns_udp;
 mod event;
 mod health;
 mod inflight;
+mod policy;
 mod link;
 mod session;
 mod setup;
@@ -38,6 +40,7 @@ mod worker;
 
 pub use health::{BACKOFF_CAP, BACKOFF_START, Health};
 pub use inflight::MAX_BACKENDS;
+pub use policy::Policy;
 pub use session::{BARE_READ_GAP, TS_WRITE_BOUND};
 use setup::Shared;
 pub use setup::{
