@@ -42,7 +42,7 @@ pub use health::{BACKOFF_CAP, BACKOFF_START, Health};
 pub use inflight::MAX_BACKENDS;
 pub use policy::Policy;
 pub use session::{BARE_READ_GAP, TS_WRITE_BOUND};
-use setup::Shared;
+use setup::{Balance, Pool, Shared};
 pub use setup::{
     BUSY_REPLY, Backend, CONNECT_TIMEOUT, DEFAULT_DNS_TIMEOUT, DEFAULT_IDLE_TIMEOUT,
     DEFAULT_MAX_CLIENTS, DEFAULT_MAX_CLIENTS_PER_IP, DEFAULT_MAX_INFLIGHT, DEFAULT_TIMEOUT,
@@ -115,6 +115,20 @@ impl Ls {
                 "an LS forwards to 1 to {MAX_BACKENDS} TSes, not {count}"
             ));
         }
+        let mut pooled = 0u64;
+        for pool in &options.pools {
+            for &(ts, weight) in pool {
+                if ts >= count || pooled & (1 << ts) != 0 || weight == 0 {
+                    return Err(format!(
+                        "a pool's members must be distinct TSes with a weight of at least 1, not {pool:?}"
+                    ));
+                }
+                pooled |= 1 << ts;
+            }
+            if pool.is_empty() {
+                return Err("a pool needs at least one member".to_string());
+            }
+        }
         Ok(Ls {
             shared: Arc::new(Shared {
                 health: options
@@ -125,6 +139,8 @@ impl Ls {
                 backends: options.backends.clone(),
                 stats: Arc::new(Stats::new(count)),
                 cache: (options.cache > 0).then(|| SharedCache::new(options.cache)),
+                pools: Pool::all(&options),
+                balance: Balance::new(count),
                 options,
             }),
         })

@@ -471,6 +471,11 @@ impl<A, T> InFlight<A, T> {
         })
     }
 
+    /// The tags of every query in flight, settled or not, oldest first.
+    pub fn tags(&self) -> impl Iterator<Item = &T> {
+        self.queue.iter().map(|(_, flight)| &flight.tag)
+    }
+
     /// Empties the queue; returns how many queries it held, settled or not.
     pub fn clear(&mut self) -> usize {
         let count = self.queue.len();

@@ -192,27 +192,50 @@ impl<T> Session<T> {
         let seq = self.inflight.next_seq();
         let (mut asked, mut starved, mut due) = (0, 0, false);
         let mut failed = Vec::new();
-        // Which TSes a query goes to: every one.
-        for ts in 0..self.links.len() {
-            let question = request.question.as_ref();
-            match (self.links).ask(ts, seq, &request.name, question, now, &mut self.inflight) {
-                Asked::Yes { due: now_due } => {
-                    asked |= 1 << ts;
-                    due |= now_due;
+        let mut pooled = 0u64;
+        let shared = Arc::clone(&self.shared);
+        // Which TSes a query goes to: one member of each pool (a TS given
+        // alone is a pool of one), the next the policy offers where a link
+        // cannot take the query.
+        for pool in &shared.pools {
+            let (mut tried, mut short) = (0u64, 0u64);
+            while let Some(ts) = pool.choose(&request.name, tried, &shared.health, &shared.balance)
+            {
+                tried |= 1 << ts;
+                let question = request.question.as_ref();
+                match (self.links).ask(ts, seq, &request.name, question, now, &mut self.inflight) {
+                    Asked::Yes { due: now_due } => {
+                        asked |= 1 << ts;
+                        due |= now_due;
+                    }
+                    Asked::No { starved: s } => {
+                        short |= u64::from(s) << ts;
+                        continue;
+                    }
+                    // Asked all the same: a connection the TS closed under
+                    // the write is replaced and the query sent again (see
+                    // `send_failed`), once the query is in flight.
+                    Asked::Failed(e) => {
+                        asked |= 1 << ts;
+                        failed.push((ts, e));
+                    }
                 }
-                Asked::No { starved: short } => starved |= u64::from(short) << ts,
-                // Asked all the same: a connection the TS closed under the
-                // write is replaced and the query sent again (see
-                // `send_failed`), once the query is in flight.
-                Asked::Failed(e) => {
-                    asked |= 1 << ts;
-                    failed.push((ts, e));
+                if pool.is_replicated() {
+                    pooled |= 1 << ts;
+                    shared.balance.outstanding[ts].fetch_add(1, Ordering::Relaxed);
+                    shared.balance.sent[ts].fetch_add(1, Ordering::Relaxed);
                 }
+                short = 0;
+                break;
             }
+            // A member the LS could not ask for want of its own resources
+            // makes the query's miss uncertain only if no member was asked.
+            starved |= short;
         }
         let tag = Tagged {
             question: request.question,
             front: request.tag,
+            pooled,
         };
         self.inflight
             .submit(&request.name, &request.key, asked, starved, tag, now);
@@ -237,6 +260,7 @@ impl<T> Session<T> {
         let tag = Tagged {
             question,
             front: tag,
+            pooled: 0,
         };
         self.inflight
             .submit_settled("", outcome, reply, tag, self.links.last_submit);
@@ -264,6 +288,7 @@ impl<T> Session<T> {
         let tag = Tagged {
             question: Some(question),
             front: tag,
+            pooled: 0,
         };
         let outcome = cached_outcome(&hit);
         self.inflight.submit_settled(
@@ -295,7 +320,10 @@ impl<T> Session<T> {
         else {
             return;
         };
-        let every_ts = ((1u128 << self.links.len()) - 1) as u64;
+        // Every pool must have said so: one member heard is the pool's word.
+        let every_pool = self.shared.pools.iter().all(|pool| {
+            pool.members.iter().any(|&ts| heard & (1 << ts) != 0)
+        });
         let kept = match (outcome, answer) {
             (Outcome::Answered { .. }, Some(Relayed::Dns(outcome))) => outcome.clone(),
             (Outcome::Answered { .. }, Some(Relayed::Line(line))) => {
@@ -304,7 +332,7 @@ impl<T> Session<T> {
                 };
                 outcome
             }
-            (Outcome::NotFound, _) if heard & every_ts != every_ts => return,
+            (Outcome::NotFound, _) if !every_pool => return,
             (Outcome::NotFound, Some(Relayed::Dns(outcome))) => outcome.clone(),
             (Outcome::NotFound, _) => Resolution::nxdomain(),
             _ => return,
@@ -374,6 +402,7 @@ impl<T> Session<T> {
     /// reply has reached the client; a reply that never does is abandoned.
     pub fn pop_ready(&mut self) -> Option<Settled<Relayed, T>> {
         let settled = self.inflight.pop_ready()?;
+        self.balance_done(settled.tag.pooled, settled.outcome, settled.took);
         Some(Settled {
             name: settled.name,
             outcome: settled.outcome,
@@ -390,12 +419,28 @@ impl<T> Session<T> {
     pub fn close(&mut self) -> Vec<LinkThread> {
         self.closed = Some(Instant::now());
         // Settled or not, these replies never reached the client.
+        let pooled: Vec<u64> = self.inflight.tags().map(|tag| tag.pooled).collect();
+        for pooled in pooled {
+            self.balance_done(pooled, Outcome::TimedOut, Duration::ZERO);
+        }
         let abandoned = self.inflight.clear() as u64;
         self.shared
             .stats
             .abandoned
             .fetch_add(abandoned, Ordering::Release);
         self.links.close_links()
+    }
+
+    /// Notes that the pooled members of a query (`pooled`, bits by TS) no
+    /// longer have it in flight; the one that answered it took `took`.
+    fn balance_done(&self, pooled: u64, outcome: Outcome, took: Duration) {
+        let mut bits = pooled;
+        while bits != 0 {
+            let ts = bits.trailing_zeros() as usize;
+            bits &= bits - 1;
+            let answered = (outcome == Outcome::Answered { ts }).then_some(took);
+            self.shared.balance.done(ts, answered);
+        }
     }
 
     fn reply(&mut self, ts: usize, frame: Frame) {

@@ -3,10 +3,12 @@
 
 use std::fmt;
 use std::net::SocketAddr;
-use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use super::health::Health;
+use super::policy::{Chooser, Policy, Seen};
 use super::stats::Stats;
 use crate::cidr::CidrList;
 use crate::dns::cache::SharedCache;
@@ -96,7 +98,7 @@ impl std::str::FromStr for TsProtocol {
 /// How an LS behaves.
 #[derive(Clone, Debug)]
 pub struct LsOptions {
-    /// The TSes every query is forwarded to (1 to [`MAX_BACKENDS`](super::inflight::MAX_BACKENDS)).
+    /// The TSes queries are forwarded to (1 to [`MAX_BACKENDS`](super::inflight::MAX_BACKENDS)).
     pub backends: Vec<Backend>,
     /// How long a query waits for an answer.
     pub timeout: Duration,
@@ -136,6 +138,12 @@ pub struct LsOptions {
     /// A client that sends nothing for this long (with nothing in flight), or
     /// reads none of its replies for this long, is closed.
     pub idle_timeout: Duration,
+    /// The pools of replicas (`--pool`), each a list of (index in
+    /// `backends`, weight); a backend in no pool is a pool of one. A query
+    /// goes to one member of each pool.
+    pub pools: Vec<Vec<(usize, u32)>>,
+    /// How a pool of several members picks the one a query goes to.
+    pub policy: Policy,
 }
 
 impl LsOptions {
@@ -162,7 +170,121 @@ impl LsOptions {
             max_clients_per_ip: DEFAULT_MAX_CLIENTS_PER_IP,
             dns_tcp_message: crate::framing::DNS_MESSAGE_BOUND,
             idle_timeout: DEFAULT_IDLE_TIMEOUT,
+            pools: Vec::new(),
+            policy: Policy::default(),
         }
+    }
+
+    /// Every pool, in the order queries are asked: each backend in no
+    /// `--pool` a pool of one (in backend order), then the `--pool`s.
+    pub fn all_pools(&self) -> Vec<Vec<(usize, u32)>> {
+        let pooled: Vec<usize> = self.pools.iter().flatten().map(|&(ts, _)| ts).collect();
+        let mut all: Vec<Vec<(usize, u32)>> = (0..self.backends.len())
+            .filter(|ts| !pooled.contains(ts))
+            .map(|ts| vec![(ts, 1)])
+            .collect();
+        all.extend(self.pools.iter().cloned());
+        all
+    }
+}
+
+/// One pool of replica TSes as the sessions share it.
+pub struct Pool {
+    /// Its members' indexes in [`Shared::backends`].
+    pub members: Vec<usize>,
+    /// How it picks a member; `None` for a pool of one.
+    chooser: Option<Mutex<Chooser>>,
+}
+
+/// What the LS knows of each TS when it places queries in pools: queries in
+/// flight from this LS and recent latency, and the queries each was sent.
+#[derive(Default)]
+pub struct Balance {
+    pub outstanding: Vec<AtomicU64>,
+    /// Recent answer time, microseconds (moving average, 1/8 weight).
+    pub latency_us: Vec<AtomicU64>,
+    /// Queries a pool sent to each member.
+    pub sent: Vec<AtomicU64>,
+}
+
+impl Balance {
+    pub fn new(count: usize) -> Balance {
+        let zeros = || (0..count).map(|_| AtomicU64::new(0)).collect();
+        Balance {
+            outstanding: zeros(),
+            latency_us: zeros(),
+            sent: zeros(),
+        }
+    }
+
+    /// Notes that a pooled query to `ts` is no longer in flight, answered
+    /// by it in `took` if `answered`.
+    pub fn done(&self, ts: usize, answered: Option<Duration>) {
+        let _ = self.outstanding[ts].fetch_update(Ordering::Relaxed, Ordering::Relaxed, |n| {
+            Some(n.saturating_sub(1))
+        });
+        if let Some(took) = answered {
+            let sample = u64::try_from(took.as_micros()).unwrap_or(u64::MAX).max(1);
+            let old = self.latency_us[ts].load(Ordering::Relaxed);
+            let new = if old == 0 {
+                sample
+            } else {
+                old - old / 8 + sample / 8
+            };
+            self.latency_us[ts].store(new, Ordering::Relaxed);
+        }
+    }
+}
+
+impl Pool {
+    /// The pools of `options`, each member weighted, seeded for `random`.
+    pub fn all(options: &LsOptions) -> Vec<Pool> {
+        options
+            .all_pools()
+            .into_iter()
+            .enumerate()
+            .map(|(i, members)| {
+                let weights: Vec<u32> = members.iter().map(|&(_, w)| w).collect();
+                let seed = crate::random::random_seed() ^ i as u64;
+                Pool {
+                    chooser: (members.len() > 1)
+                        .then(|| Mutex::new(Chooser::new(options.policy, &weights, seed))),
+                    members: members.into_iter().map(|(ts, _)| ts).collect(),
+                }
+            })
+            .collect()
+    }
+
+    /// The member (an index in [`Shared::backends`]) a query for `name`
+    /// goes to, none of `tried` (bits by backend index); `None` once
+    /// every member was tried.
+    pub fn choose(&self, name: &str, tried: u64, health: &[Arc<Health>], balance: &Balance) -> Option<usize> {
+        let Some(chooser) = &self.chooser else {
+            let ts = self.members[0];
+            return (tried & (1 << ts) == 0).then_some(ts);
+        };
+        let seen: Vec<Seen> = self
+            .members
+            .iter()
+            .map(|&ts| Seen {
+                live: health[ts].is_up(),
+                outstanding: balance.outstanding[ts].load(Ordering::Relaxed),
+                latency_us: balance.latency_us[ts].load(Ordering::Relaxed),
+            })
+            .collect();
+        let mut member_tried = 0u64;
+        for (m, &ts) in self.members.iter().enumerate() {
+            if tried & (1 << ts) != 0 {
+                member_tried |= 1 << m;
+            }
+        }
+        let m = crate::sync::lock(chooser).choose(name, &seen, member_tried)?;
+        Some(self.members[m])
+    }
+
+    /// Whether the pool has several members (a policy picks among them).
+    pub fn is_replicated(&self) -> bool {
+        self.chooser.is_some()
     }
 }
 
@@ -174,4 +296,8 @@ pub struct Shared {
     /// Answers kept for `--cache`, shared by every session and front end.
     pub cache: Option<SharedCache>,
     pub options: LsOptions,
+    /// Every pool ([`LsOptions::all_pools`]).
+    pub pools: Vec<Pool>,
+    /// Per TS, what the pools' policies weigh.
+    pub balance: Balance,
 }

@@ -68,6 +68,8 @@ pub(super) type Queries<T> = InFlight<Relayed, Tagged<T>>;
 pub(super) struct Tagged<T> {
     pub(super) question: Option<Question>,
     pub(super) front: T,
+    /// The members of replicated pools it was sent to (bits by TS).
+    pub(super) pooled: u64,
 }
 
 /// One session's links, one per TS.

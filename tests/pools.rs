@@ -1,0 +1,147 @@
+//! Pools of replica TSes (`--pool`, `--policy`): a query goes to one member
+//! of each pool and the answers combine across pools as across TSes; with
+//! no pool every TS is asked, as before.
+
+mod support;
+
+use std::io::{BufRead, BufReader, Write};
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use hickory_proto::rr::RecordType;
+
+use dnslb::ls::{LsOptions, Policy, TsProtocol};
+use support::dns::*;
+use support::*;
+
+/// A course TS answering every name with `ip`, counting the queries it
+/// is sent.
+fn counting_ts(ip: &'static str) -> (SocketAddr, Arc<AtomicU64>) {
+    let count = Arc::new(AtomicU64::new(0));
+    let seen = Arc::clone(&count);
+    let addr = fake_server(move |stream| {
+        let mut writer = stream.try_clone().unwrap();
+        for line in BufReader::new(stream).lines() {
+            let Ok(line) = line else { return };
+            seen.fetch_add(1, Ordering::SeqCst);
+            let _ = writer.write_all(format!("{} {ip} A\n", line.trim()).as_bytes());
+        }
+    });
+    (addr, count)
+}
+
+/// The pool of backends `members` (indexes), each of weight 1.
+fn pool(members: &[usize]) -> Vec<(usize, u32)> {
+    members.iter().map(|&ts| (ts, 1)).collect()
+}
+
+#[test]
+fn a_pool_sends_each_query_to_one_member_and_roundrobin_alternates() {
+    let (a, sent_a) = counting_ts("10.0.0.1");
+    let (b, sent_b) = counting_ts("10.0.0.2");
+    let ls = DnsLs::start(&[a, b], |o: &mut LsOptions| {
+        o.pools = vec![pool(&[0, 1])];
+        o.policy = Policy::RoundRobin;
+    });
+    let mut client = LineClient::connect(ls.course());
+    let replies: Vec<String> = (0..10).map(|i| client.ask(&format!("h{i}.example"))).collect();
+    for (i, reply) in replies.iter().enumerate() {
+        let ip = if i % 2 == 0 { "10.0.0.1" } else { "10.0.0.2" };
+        assert_eq!(reply, &format!("h{i}.example {ip} A"));
+    }
+    let snapshot = ls.stop();
+    assert_eq!(snapshot.answered, [5, 5]);
+    assert_eq!(sent_a.load(Ordering::SeqCst), 5);
+    assert_eq!(sent_b.load(Ordering::SeqCst), 5);
+}
+
+#[test]
+fn pools_and_single_tses_mix_and_combine_as_tses_do() {
+    // ts1 alone holds one name; the pool (ts2, ts3) holds another.
+    let single = start_ts("only.single 10.1.0.1 A\n");
+    let table = "in.pool 10.2.0.1 A\n";
+    let (r1, r2) = (start_ts(table), start_ts(table));
+    let ls = DnsLs::start(&[single.addr, r1.addr, r2.addr], |o: &mut LsOptions| {
+        o.pools = vec![pool(&[1, 2])];
+        o.policy = Policy::First;
+        o.timeout = ms(300);
+    });
+    let mut client = LineClient::connect(ls.course());
+    for _ in 0..3 {
+        assert_eq!(client.ask("only.single"), "only.single 10.1.0.1 A");
+        assert_eq!(client.ask("in.pool"), "in.pool 10.2.0.1 A");
+    }
+    assert_eq!(client.ask("nowhere"), "nowhere - Error:HOST NOT FOUND");
+    let snapshot = ls.stop();
+    // `first`: the secondary is never asked while the primary is up.
+    assert_eq!(snapshot.answered, [3, 3, 0]);
+}
+
+#[test]
+fn a_pool_of_dns_tses_answers_dns_clients_one_member_a_query() {
+    let table = "www.example.com 10.0.0.1 A\n";
+    let (r1, r2) = (DnsTs::start(table), DnsTs::start(table));
+    let ls = DnsLs::start(&[r1.addr, r2.addr], |o: &mut LsOptions| {
+        o.ts_protocol = TsProtocol::Dns;
+        o.pools = vec![pool(&[0, 1])];
+        o.policy = Policy::RoundRobin;
+    });
+    for id in 0..8 {
+        let reply = udp_ask(ls.dns, &query(id, "www.example.com.", RecordType::A));
+        assert_eq!(addresses(&reply), ["10.0.0.1".parse::<std::net::Ipv4Addr>().unwrap()]);
+    }
+    let missing = udp_ask(ls.dns, &query(99, "nope.example.com.", RecordType::A));
+    assert_eq!(rcode(&missing), 3, "NXDOMAIN from the one member asked");
+    let snapshot = ls.stop();
+    assert_eq!(snapshot.answered, [4, 4]);
+}
+
+#[test]
+fn chash_sends_a_name_always_to_the_same_member() {
+    let (a, _) = counting_ts("10.0.0.1");
+    let (b, _) = counting_ts("10.0.0.2");
+    let (c, _) = counting_ts("10.0.0.3");
+    let ls = DnsLs::start(&[a, b, c], |o: &mut LsOptions| {
+        o.pools = vec![pool(&[0, 1, 2])];
+        o.policy = Policy::Chash;
+    });
+    let mut client = LineClient::connect(ls.course());
+    let mut ip = |name: &str| client.ask(name).split(' ').nth(1).unwrap().to_string();
+    let mut members = std::collections::HashSet::new();
+    for i in 0..30 {
+        let name = format!("n{i}.example");
+        let first = ip(&name);
+        for _ in 0..3 {
+            assert_eq!(ip(&name.to_uppercase()), first, "{name}");
+        }
+        members.insert(first);
+    }
+    assert_eq!(members.len(), 3, "the names spread over every member");
+}
+
+#[test]
+fn the_binary_takes_pools_and_refuses_bad_ones_with_exit_2() {
+    let (a, sent_a) = counting_ts("10.0.0.1");
+    let (b, sent_b) = counting_ts("10.0.0.2");
+    let members = format!("{a},{b}@1");
+    let ls = spawn_server_bin(&["ls", "0", "--pool", &members, "--policy", "roundrobin"]);
+    let mut client = LineClient::connect(ls.addr);
+    for i in 0..4 {
+        assert!(client.ask(&format!("x{i}")).ends_with(" A"));
+    }
+    assert_eq!(sent_a.load(Ordering::SeqCst), 2);
+    assert_eq!(sent_b.load(Ordering::SeqCst), 2);
+    for bad in [
+        vec!["ls", "0", "--pool", "127.0.0.1"],
+        vec!["ls", "0", "--pool", "127.0.0.1:53@0"],
+        vec!["ls", "0", "--pool", "127.0.0.1:53", "--policy", "fastest"],
+    ] {
+        let output = std::process::Command::new(env!("CARGO_BIN_EXE_dnslb"))
+            .args(&bad)
+            .output()
+            .unwrap();
+        assert_eq!(output.status.code(), Some(2), "{bad:?}");
+        assert!(!output.stderr.is_empty());
+    }
+}
