@@ -303,6 +303,14 @@ pub struct LsArgs {
     /// (default), random or chash (see docs/LOADBALANCING.md)
     #[argh(option, default = "ls::Policy::default()")]
     pub policy: ls::Policy,
+    /// seconds a pool's member may take over a query before the next
+    /// member is asked too (default 0.5, fractions allowed)
+    #[argh(
+        option,
+        default = "ls::DEFAULT_TRY_TIMEOUT",
+        from_str_fn(parse_seconds)
+    )]
+    pub try_timeout: Duration,
     /// seconds a query waits for an answer (default 5, fractions allowed)
     #[argh(option, default = "ls::DEFAULT_TIMEOUT", from_str_fn(parse_seconds))]
     pub timeout: Duration,

@@ -46,7 +46,7 @@ use setup::{Balance, Pool, Shared};
 pub use setup::{
     BUSY_REPLY, Backend, CONNECT_TIMEOUT, DEFAULT_DNS_TIMEOUT, DEFAULT_IDLE_TIMEOUT,
     DEFAULT_MAX_CLIENTS, DEFAULT_MAX_CLIENTS_PER_IP, DEFAULT_MAX_INFLIGHT, DEFAULT_TIMEOUT,
-    LsOptions, TsProtocol,
+    DEFAULT_TRY_TIMEOUT, LsOptions, TsProtocol,
 };
 pub use stats::{Snapshot, Stats};
 

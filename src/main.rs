@@ -241,6 +241,7 @@ fn run_ls(args: LsArgs) -> Result<(), Usage> {
         allow: args.allow,
         pools,
         policy: args.policy,
+        try_timeout: args.try_timeout,
         ..LsOptions::new(backends)
     };
     let ls = Ls::new(options).map_err(Usage)?;

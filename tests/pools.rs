@@ -145,3 +145,61 @@ fn the_binary_takes_pools_and_refuses_bad_ones_with_exit_2() {
         assert!(!output.stderr.is_empty());
     }
 }
+
+/// A TS that takes connections and reads queries, and never answers.
+fn frozen_ts() -> SocketAddr {
+    fake_server(|stream| {
+        for line in BufReader::new(stream).lines() {
+            if line.is_err() {
+                return;
+            }
+        }
+    })
+}
+
+#[test]
+fn a_frozen_replica_costs_each_query_at_most_the_try_timeout_and_loses_none() {
+    let (good, sent_good) = counting_ts("10.0.0.1");
+    let frozen = frozen_ts();
+    let ls = DnsLs::start(&[frozen, good], |o: &mut LsOptions| {
+        o.pools = vec![pool(&[0, 1])];
+        o.policy = Policy::RoundRobin;
+        o.try_timeout = ms(100);
+    });
+    let mut client = LineClient::connect(ls.course());
+    for i in 0..6 {
+        let started = std::time::Instant::now();
+        assert_eq!(client.ask(&format!("f{i}")), format!("f{i} 10.0.0.1 A"));
+        let took = started.elapsed();
+        assert!(took < ms(100) + ms(400), "query {i} took {took:?}");
+    }
+    // Each query went to the live one once: first, or after the frozen one.
+    assert_eq!(sent_good.load(Ordering::SeqCst), 6);
+    let snapshot = ls.stop();
+    assert_eq!(snapshot.answered, [0, 6]);
+    assert_eq!(snapshot.timed_out, 0);
+}
+
+#[test]
+fn a_pool_of_dns_tses_fails_over_from_a_frozen_one() {
+    let table = "www.example.com 10.0.0.1 A\n";
+    let good = DnsTs::start(table);
+    let frozen = fake_server(|mut stream| {
+        let _ = std::io::copy(&mut stream, &mut std::io::sink());
+    });
+    let ls = DnsLs::start(&[frozen, good.addr], |o: &mut LsOptions| {
+        o.ts_protocol = TsProtocol::Dns;
+        o.pools = vec![pool(&[0, 1])];
+        o.policy = Policy::First;
+        o.try_timeout = ms(100);
+    });
+    for id in 0..3 {
+        let started = std::time::Instant::now();
+        let reply = udp_ask(ls.dns, &query(id, "www.example.com.", RecordType::A));
+        assert_eq!(rcode(&reply), 0);
+        assert!(started.elapsed() < ms(600), "{:?}", started.elapsed());
+    }
+    let missing = udp_ask(ls.dns, &query(9, "nope.example.com.", RecordType::A));
+    assert_eq!(rcode(&missing), 3, "the next member's NXDOMAIN is final");
+    assert_eq!(ls.stop().answered, [0, 3]);
+}

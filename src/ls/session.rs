@@ -22,6 +22,7 @@ mod links;
 pub use conn::BARE_READ_GAP;
 pub use links::TS_WRITE_BOUND;
 
+use std::collections::VecDeque;
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
@@ -118,6 +119,19 @@ pub struct Session<T = ()> {
     closed: Option<Instant>,
     /// The client reader waits for room.
     reader_waits: bool,
+    /// Queries sent to a member of a pool of several, by when the member
+    /// must have answered (`--try-timeout`), earliest first.
+    tries: VecDeque<Try>,
+}
+
+/// A query's try at one member of a pool.
+struct Try {
+    at: Instant,
+    seq: u64,
+    pool: usize,
+    ts: usize,
+    /// The members tried so far (bits by TS).
+    tried: u64,
 }
 
 impl<T> Session<T> {
@@ -137,6 +151,7 @@ impl<T> Session<T> {
             shared,
             closed: None,
             reader_waits: false,
+            tries: VecDeque::new(),
         };
         session.maintain_links(now);
         session
@@ -183,8 +198,9 @@ impl<T> Session<T> {
 
     /// Adds a query at the end of the line and writes it to every TS that
     /// is up. Returns whether the worker must act now: the reply is ready at
-    /// once (no TS to ask), a write was held back, or a newline is due
-    /// after a bare write.
+    /// once (no TS to ask), a write was held back, a newline is due after a
+    /// bare write, or the query is the session's only try at a pool's
+    /// member (the worker's wait must end at its `--try-timeout`).
     pub fn submit(&mut self, request: Request<T>) -> bool {
         let now = Instant::now();
         self.links.last_submit = now;
@@ -197,7 +213,10 @@ impl<T> Session<T> {
         // Which TSes a query goes to: one member of each pool (a TS given
         // alone is a pool of one), the next the policy offers where a link
         // cannot take the query.
-        for pool in &shared.pools {
+        let try_timeout = self.try_timeout();
+        // The worker's wait, planned without a try, must end earlier now.
+        let first_try = self.tries.is_empty();
+        for (index, pool) in shared.pools.iter().enumerate() {
             let (mut tried, mut short) = (0u64, 0u64);
             while let Some(ts) = pool.choose(&request.name, tried, &shared.health, &shared.balance)
             {
@@ -224,6 +243,15 @@ impl<T> Session<T> {
                     pooled |= 1 << ts;
                     shared.balance.outstanding[ts].fetch_add(1, Ordering::Relaxed);
                     shared.balance.sent[ts].fetch_add(1, Ordering::Relaxed);
+                    if let Some(after) = try_timeout {
+                        self.tries.push_back(Try {
+                            at: now + after,
+                            seq,
+                            pool: index,
+                            ts,
+                            tried,
+                        });
+                    }
                 }
                 short = 0;
                 break;
@@ -242,7 +270,7 @@ impl<T> Session<T> {
         for (ts, e) in failed {
             self.links.send_failed(ts, &e, &mut self.inflight);
         }
-        due || asked == 0
+        due || asked == 0 || (first_try && !self.tries.is_empty())
     }
 
     /// Adds a query whose reply the front end already made (`Invalid`: an
@@ -350,6 +378,7 @@ impl<T> Session<T> {
     /// whose connection failed.
     pub fn expire(&mut self, now: Instant) {
         let silent = self.inflight.expire(now);
+        self.fail_over(now);
         if silent == 0 {
             return;
         }
@@ -361,6 +390,71 @@ impl<T> Session<T> {
                     "left a query unanswered past its deadline, though it answers misses",
                     &mut self.inflight,
                 );
+            }
+        }
+    }
+
+    /// How long a pool's member may take over a query before the next is
+    /// asked; `None` when that is not before the query's deadline.
+    fn try_timeout(&self) -> Option<Duration> {
+        let after = self.shared.options.try_timeout;
+        (after < self.inflight.timeout()).then_some(after)
+    }
+
+    /// Gives each query whose member of a pool has not answered within
+    /// `--try-timeout` to the pool's next member, while there is one it
+    /// has not tried.
+    fn fail_over(&mut self, now: Instant) {
+        let shared = Arc::clone(&self.shared);
+        while self.tries.front().is_some_and(|t| t.at <= now) {
+            let Some(Try {
+                seq,
+                pool,
+                ts: from,
+                mut tried,
+                ..
+            }) = self.tries.pop_front()
+            else {
+                break;
+            };
+            let Some(name) = self.inflight.unsettled_name(seq).map(str::to_string) else {
+                continue;
+            };
+            shared.balance.timeouts[from].fetch_add(1, Ordering::Relaxed);
+            let question = self.inflight.tag(seq).and_then(|t| t.question.clone());
+            let pool_members = &shared.pools[pool];
+            while let Some(ts) = pool_members.choose(&name, tried, &shared.health, &shared.balance) {
+                tried |= 1 << ts;
+                let asked = (self.links).ask(ts, seq, &name, question.as_ref(), now, &mut self.inflight);
+                let failed = match asked {
+                    Asked::No { .. } => continue,
+                    Asked::Yes { .. } => None,
+                    Asked::Failed(e) => Some(e),
+                };
+                self.inflight.fail_over(seq, from, ts);
+                if let Some(tag) = self.inflight.tag_mut(seq) {
+                    tag.pooled |= 1 << ts;
+                }
+                shared.balance.outstanding[ts].fetch_add(1, Ordering::Relaxed);
+                shared.balance.sent[ts].fetch_add(1, Ordering::Relaxed);
+                shared.balance.retries[ts].fetch_add(1, Ordering::Relaxed);
+                log::info(format_args!(
+                    "ls: {name:?}: {} did not answer within the try timeout; asking {}",
+                    shared.backends[from], shared.backends[ts]
+                ));
+                if let Some(after) = self.try_timeout() {
+                    self.tries.push_back(Try {
+                        at: now + after,
+                        seq,
+                        pool,
+                        ts,
+                        tried,
+                    });
+                }
+                if let Some(e) = failed {
+                    self.links.send_failed(ts, &e, &mut self.inflight);
+                }
+                break;
             }
         }
     }
@@ -389,7 +483,8 @@ impl<T> Session<T> {
     /// When the worker must call [`expire`](Self::expire) and
     /// [`maintain_links`](Self::maintain_links) next, if ever.
     pub fn next_wakeup(&self) -> Option<Instant> {
-        self.links.next_wakeup(&self.inflight)
+        let retry = self.tries.front().map(|t| t.at);
+        self.links.next_wakeup(&self.inflight).into_iter().chain(retry).min()
     }
 
     /// Sends the queries buffered for each TS.

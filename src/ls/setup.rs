@@ -23,6 +23,10 @@ pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(5);
 /// after 5 s, so the course's 5 s would answer after they stopped listening.
 pub const DEFAULT_DNS_TIMEOUT: Duration = Duration::from_secs(2);
 
+/// How long a pool's member may take over a query before the next member
+/// is asked, when none is given.
+pub const DEFAULT_TRY_TIMEOUT: Duration = Duration::from_millis(500);
+
 /// How long the probe of a TS that is down, and the start-up check, wait for
 /// a TS to accept a connection; a link to a TS believed up waits as long as a
 /// query does, and never less.
@@ -144,6 +148,10 @@ pub struct LsOptions {
     pub pools: Vec<Vec<(usize, u32)>>,
     /// How a pool of several members picks the one a query goes to.
     pub policy: Policy,
+    /// How long a pool's member may take over a query before the query
+    /// also goes to the next member (`--try-timeout`; at most the query's
+    /// deadline).
+    pub try_timeout: Duration,
 }
 
 impl LsOptions {
@@ -172,6 +180,7 @@ impl LsOptions {
             idle_timeout: DEFAULT_IDLE_TIMEOUT,
             pools: Vec::new(),
             policy: Policy::default(),
+            try_timeout: DEFAULT_TRY_TIMEOUT,
         }
     }
 
@@ -203,8 +212,13 @@ pub struct Balance {
     pub outstanding: Vec<AtomicU64>,
     /// Recent answer time, microseconds (moving average, 1/8 weight).
     pub latency_us: Vec<AtomicU64>,
-    /// Queries a pool sent to each member.
+    /// Queries a pool sent to each member (first tries and retries).
     pub sent: Vec<AtomicU64>,
+    /// Queries each member left unanswered past `--try-timeout`, given to
+    /// the next member.
+    pub timeouts: Vec<AtomicU64>,
+    /// Queries each member was sent as a retry, after another timed out.
+    pub retries: Vec<AtomicU64>,
 }
 
 impl Balance {
@@ -214,6 +228,8 @@ impl Balance {
             outstanding: zeros(),
             latency_us: zeros(),
             sent: zeros(),
+            timeouts: zeros(),
+            retries: zeros(),
         }
     }
 
