@@ -203,3 +203,55 @@ fn a_pool_of_dns_tses_fails_over_from_a_frozen_one() {
     assert_eq!(rcode(&missing), 3, "the next member's NXDOMAIN is final");
     assert_eq!(ls.stop().answered, [0, 3]);
 }
+
+#[test]
+fn servfail_or_refused_from_a_replica_moves_the_query_on() {
+    let table = "www.example.com 10.0.0.1 A\n";
+    let good = DnsTs::start(table);
+    for code in [hickory_proto::op::ResponseCode::ServFail, hickory_proto::op::ResponseCode::Refused] {
+        let bad = rcode_ts(code);
+        let ls = DnsLs::start(&[bad, good.addr], |o: &mut LsOptions| {
+            o.ts_protocol = TsProtocol::Dns;
+            o.pools = vec![pool(&[0, 1])];
+            o.policy = Policy::First;
+            o.try_timeout = ms(1500);
+        });
+        let started = std::time::Instant::now();
+        let reply = udp_ask(ls.dns, &query(1, "www.example.com.", RecordType::A));
+        assert_eq!(rcode(&reply), 0, "{code:?}");
+        assert!(started.elapsed() < ms(1000), "moved on at once, not at the try timeout");
+        assert_eq!(ls.stop().answered, [0, 1]);
+    }
+}
+
+#[test]
+fn a_member_that_timed_out_is_backed_off_and_the_next_queries_skip_it() {
+    let (good, _) = counting_ts("10.0.0.1");
+    let (frozen_count, frozen) = {
+        let count = Arc::new(AtomicU64::new(0));
+        let seen = Arc::clone(&count);
+        let addr = fake_server(move |stream| {
+            for line in BufReader::new(stream).lines() {
+                if line.is_err() {
+                    return;
+                }
+                seen.fetch_add(1, Ordering::SeqCst);
+            }
+        });
+        (count, addr)
+    };
+    let ls = DnsLs::start(&[frozen, good], |o: &mut LsOptions| {
+        o.pools = vec![pool(&[0, 1])];
+        o.policy = Policy::First;
+        o.try_timeout = ms(100);
+    });
+    let mut client = LineClient::connect(ls.course());
+    let started = std::time::Instant::now();
+    assert_eq!(client.ask("b0"), "b0 10.0.0.1 A");
+    assert!(started.elapsed() >= ms(100), "the first query waited for the frozen one");
+    // Backed off (at least 75 ms): `first` passes it over meanwhile.
+    let started = std::time::Instant::now();
+    assert_eq!(client.ask("b1"), "b1 10.0.0.1 A");
+    assert!(started.elapsed() < ms(75), "{:?}", started.elapsed());
+    assert_eq!(frozen_count.load(Ordering::SeqCst), 1);
+}

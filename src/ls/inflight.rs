@@ -289,6 +289,11 @@ impl<A, T> InFlight<A, T> {
         self.get(seq).map(|p| &p.tag)
     }
 
+    /// The TSes query `seq` was asked (bits by TS); 0 once it is gone.
+    pub fn asked(&self, seq: u64) -> u64 {
+        self.get(seq).map_or(0, |p| p.asked)
+    }
+
     /// Query `seq`'s tag, to change.
     pub fn tag_mut(&mut self, seq: u64) -> Option<&mut T> {
         self.queue.get_mut(seq).map(|p| &mut p.tag)

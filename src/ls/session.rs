@@ -411,52 +411,64 @@ impl<T> Session<T> {
                 seq,
                 pool,
                 ts: from,
-                mut tried,
+                tried,
                 ..
             }) = self.tries.pop_front()
             else {
                 break;
             };
-            let Some(name) = self.inflight.unsettled_name(seq).map(str::to_string) else {
+            if self.inflight.unsettled_name(seq).is_none() {
                 continue;
-            };
-            shared.balance.timeouts[from].fetch_add(1, Ordering::Relaxed);
-            let question = self.inflight.tag(seq).and_then(|t| t.question.clone());
-            let pool_members = &shared.pools[pool];
-            while let Some(ts) = pool_members.choose(&name, tried, &shared.health, &shared.balance) {
-                tried |= 1 << ts;
-                let asked = (self.links).ask(ts, seq, &name, question.as_ref(), now, &mut self.inflight);
-                let failed = match asked {
-                    Asked::No { .. } => continue,
-                    Asked::Yes { .. } => None,
-                    Asked::Failed(e) => Some(e),
-                };
-                self.inflight.fail_over(seq, from, ts);
-                if let Some(tag) = self.inflight.tag_mut(seq) {
-                    tag.pooled |= 1 << ts;
-                }
-                shared.balance.outstanding[ts].fetch_add(1, Ordering::Relaxed);
-                shared.balance.sent[ts].fetch_add(1, Ordering::Relaxed);
-                shared.balance.retries[ts].fetch_add(1, Ordering::Relaxed);
-                log::info(format_args!(
-                    "ls: {name:?}: {} did not answer within the try timeout; asking {}",
-                    shared.backends[from], shared.backends[ts]
-                ));
-                if let Some(after) = self.try_timeout() {
-                    self.tries.push_back(Try {
-                        at: now + after,
-                        seq,
-                        pool,
-                        ts,
-                        tried,
-                    });
-                }
-                if let Some(e) = failed {
-                    self.links.send_failed(ts, &e, &mut self.inflight);
-                }
-                break;
             }
+            shared.balance.timed_out(from, now);
+            self.try_next(seq, pool, from, tried, now, "did not answer within the try timeout");
         }
+    }
+
+    /// Asks query `seq` of the next member of pool `pool` that it has not
+    /// tried (`tried`, bits by TS), giving up `from`; `why` is what `from`
+    /// did, for the log. Returns whether a member was asked.
+    fn try_next(&mut self, seq: u64, pool: usize, from: usize, mut tried: u64, now: Instant, why: &str) -> bool {
+        let shared = Arc::clone(&self.shared);
+        let Some(name) = self.inflight.unsettled_name(seq).map(str::to_string) else {
+            return false;
+        };
+        let question = self.inflight.tag(seq).and_then(|t| t.question.clone());
+        let members = &shared.pools[pool];
+        while let Some(ts) = members.choose(&name, tried, &shared.health, &shared.balance) {
+            tried |= 1 << ts;
+            let asked = (self.links).ask(ts, seq, &name, question.as_ref(), now, &mut self.inflight);
+            let failed = match asked {
+                Asked::No { .. } => continue,
+                Asked::Yes { .. } => None,
+                Asked::Failed(e) => Some(e),
+            };
+            self.inflight.fail_over(seq, from, ts);
+            if let Some(tag) = self.inflight.tag_mut(seq) {
+                tag.pooled |= 1 << ts;
+            }
+            shared.balance.outstanding[ts].fetch_add(1, Ordering::Relaxed);
+            shared.balance.sent[ts].fetch_add(1, Ordering::Relaxed);
+            shared.balance.retries[ts].fetch_add(1, Ordering::Relaxed);
+            log::info(format_args!(
+                "ls: {name:?}: {} {why}; asking {}",
+                shared.backends[from], shared.backends[ts]
+            ));
+            if let Some(after) = self.try_timeout() {
+                self.tries.push_back(Try {
+                    at: now + after,
+                    seq,
+                    pool,
+                    ts,
+                    tried,
+                });
+            }
+            if let Some(e) = failed {
+                self.links.send_failed(ts, &e, &mut self.inflight);
+            }
+            return true;
+        }
+        false
     }
 
     /// Moves every deadline `by` later: the session could not take replies
@@ -550,6 +562,11 @@ impl<T> Session<T> {
             match upstream.receive(&bytes) {
                 Ok(matched) => {
                     let said = decode::dns_said(matched.outcome);
+                    if matches!(said, Said::Failed | Said::Refused) {
+                        self.move_on(matched.tag, ts);
+                    } else {
+                        self.shared.balance.heard(ts);
+                    }
                     // A DNS TS answers every query: its silence is a fault.
                     self.shared.health[ts].learn_answers_misses();
                     let name = matched.question.name.to_string();
@@ -572,9 +589,26 @@ impl<T> Session<T> {
             // From now on, silence from this TS means trouble, not a miss.
             self.shared.health[ts].learn_answers_misses();
         }
+        self.shared.balance.heard(ts);
         self.settle_reply(ts, &key, |inflight, now| {
             inflight.reply(ts, &key, said, now)
         });
+    }
+
+    /// Gives query `seq` to the next member of `ts`'s pool, if `ts` is in
+    /// a pool of several and one is left untried: `ts` said SERVFAIL or
+    /// REFUSED, which a replica should not.
+    fn move_on(&mut self, seq: u64, ts: usize) {
+        let Some(pool) = self
+            .shared
+            .pools
+            .iter()
+            .position(|p| p.is_replicated() && p.members.contains(&ts))
+        else {
+            return;
+        };
+        let tried = self.inflight.asked(seq);
+        self.try_next(seq, pool, ts, tried, Instant::now(), "failed or refused it");
     }
 
     /// Hands a reply to the in-flight rules; counts and logs one they drop.

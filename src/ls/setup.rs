@@ -5,15 +5,16 @@ use std::fmt;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
-use super::health::Health;
+use super::health::{BACKOFF_CAP, BACKOFF_START, Health};
 use super::policy::{Chooser, Policy, Seen};
 use super::stats::Stats;
 use crate::cidr::CidrList;
 use crate::dns::cache::SharedCache;
 use crate::dns::rrl::RateLimit;
 use crate::framing::Framing;
+use crate::random::{SplitMix64, random_seed};
 use crate::wire::{self, Dialect};
 
 /// The per-query deadline when none is given (the course spec's 5 s).
@@ -207,7 +208,6 @@ pub struct Pool {
 
 /// What the LS knows of each TS when it places queries in pools: queries in
 /// flight from this LS and recent latency, and the queries each was sent.
-#[derive(Default)]
 pub struct Balance {
     pub outstanding: Vec<AtomicU64>,
     /// Recent answer time, microseconds (moving average, 1/8 weight).
@@ -219,7 +219,17 @@ pub struct Balance {
     pub timeouts: Vec<AtomicU64>,
     /// Queries each member was sent as a retry, after another timed out.
     pub retries: Vec<AtomicU64>,
+    /// Per member, try timeouts since it last replied.
+    pub strikes: Vec<AtomicU64>,
+    /// Per member, until when (microseconds after `epoch`) the policies
+    /// pass it over after a try timeout.
+    pub backoff_until: Vec<AtomicU64>,
+    epoch: Instant,
 }
+
+/// Try timeouts in a row after which a member counts as down (lazy
+/// health), until it replies again.
+pub const STRIKES_DOWN: u64 = 3;
 
 impl Balance {
     pub fn new(count: usize) -> Balance {
@@ -230,7 +240,48 @@ impl Balance {
             sent: zeros(),
             timeouts: zeros(),
             retries: zeros(),
+            strikes: zeros(),
+            backoff_until: zeros(),
+            epoch: Instant::now(),
         }
+    }
+
+    /// Notes that `ts` left a query unanswered past `--try-timeout` at
+    /// `now`: it is passed over for a backoff that doubles with each such
+    /// timeout in a row, from [`BACKOFF_START`] to [`BACKOFF_CAP`], with
+    /// jitter.
+    pub fn timed_out(&self, ts: usize, now: Instant) {
+        self.timeouts[ts].fetch_add(1, Ordering::Relaxed);
+        let strikes = self.strikes[ts].fetch_add(1, Ordering::Relaxed) + 1;
+        let doubled = BACKOFF_START.saturating_mul(1 << (strikes - 1).min(16) as u32);
+        let base = doubled.min(BACKOFF_CAP);
+        // Jitter: up to a quarter less, so that sessions do not come back
+        // in step.
+        let mut jitter = SplitMix64::new(random_seed() ^ strikes);
+        let cut = base.mul_f64((jitter.next_u64() % 1000) as f64 / 4000.0);
+        let until = now.saturating_duration_since(self.epoch) + (base - cut);
+        let micros = u64::try_from(until.as_micros()).unwrap_or(u64::MAX);
+        self.backoff_until[ts].store(micros, Ordering::Relaxed);
+    }
+
+    /// Notes that `ts` replied: its backoff ends.
+    pub fn heard(&self, ts: usize) {
+        if self.strikes[ts].load(Ordering::Relaxed) != 0 {
+            self.strikes[ts].store(0, Ordering::Relaxed);
+            self.backoff_until[ts].store(0, Ordering::Relaxed);
+        }
+    }
+
+    /// Whether the policies pass `ts` over at `now` (backed off).
+    pub fn backed_off(&self, ts: usize, now: Instant) -> bool {
+        let micros = u64::try_from(now.saturating_duration_since(self.epoch).as_micros())
+            .unwrap_or(u64::MAX);
+        micros < self.backoff_until[ts].load(Ordering::Relaxed)
+    }
+
+    /// Whether `ts` timed out [`STRIKES_DOWN`] times in a row.
+    pub fn is_down(&self, ts: usize) -> bool {
+        self.strikes[ts].load(Ordering::Relaxed) >= STRIKES_DOWN
     }
 
     /// Notes that a pooled query to `ts` is no longer in flight, answered
@@ -279,11 +330,12 @@ impl Pool {
             let ts = self.members[0];
             return (tried & (1 << ts) == 0).then_some(ts);
         };
+        let now = Instant::now();
         let seen: Vec<Seen> = self
             .members
             .iter()
             .map(|&ts| Seen {
-                live: health[ts].is_up(),
+                live: health[ts].is_up() && !balance.backed_off(ts, now),
                 outstanding: balance.outstanding[ts].load(Ordering::Relaxed),
                 latency_us: balance.latency_us[ts].load(Ordering::Relaxed),
             })
