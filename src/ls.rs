@@ -48,7 +48,7 @@ pub use setup::{
     DEFAULT_MAX_CLIENTS, DEFAULT_MAX_CLIENTS_PER_IP, DEFAULT_MAX_INFLIGHT, DEFAULT_TIMEOUT,
     DEFAULT_TRY_TIMEOUT, LsOptions, TsProtocol,
 };
-pub use stats::{Snapshot, Stats};
+pub use stats::{MemberCounts, Snapshot, Stats};
 
 use std::io;
 use std::net::TcpListener;
@@ -146,7 +146,40 @@ impl Ls {
         })
     }
 
-    /// Tries every TS once and logs those that cannot be reached (see
+    /// The counters now, with the pools' members'.
+fn snapshot_of(shared: &Shared) -> Snapshot {
+    let mut snapshot = shared.stats.snapshot(&shared.health);
+    let now = std::time::Instant::now();
+    let balance = &shared.balance;
+    let get = |c: &std::sync::atomic::AtomicU64| c.load(std::sync::atomic::Ordering::Relaxed);
+    snapshot.pools = shared
+        .pools
+        .iter()
+        .filter(|p| p.is_replicated())
+        .map(|pool| {
+            pool.members
+                .iter()
+                .map(|&ts| MemberCounts {
+                    label: shared.backends[ts].label.clone(),
+                    sent: get(&balance.sent[ts]),
+                    answered: snapshot.answered.get(ts).copied().unwrap_or(0),
+                    timeouts: get(&balance.timeouts[ts]),
+                    retries: get(&balance.retries[ts]),
+                    health: if !shared.health[ts].is_up() || balance.is_down(ts) {
+                        "down"
+                    } else if balance.backed_off(ts, now) {
+                        "backed-off"
+                    } else {
+                        "up"
+                    },
+                })
+                .collect()
+        })
+        .collect();
+    snapshot
+}
+
+/// Tries every TS once and logs those that cannot be reached (see
     /// [`check_backends`]).
     pub fn check_backends(&self) -> Vec<String> {
         check_backends(&self.shared.backends)
@@ -159,7 +192,7 @@ impl Ls {
 
     /// The counters now.
     pub fn snapshot(&self) -> Snapshot {
-        self.shared.stats.snapshot(&self.shared.health)
+        Self::snapshot_of(&self.shared)
     }
 
     /// Serves clients on every front end in `fronts` until `shutdown`
@@ -172,6 +205,7 @@ impl Ls {
     /// cannot start.
     pub fn run(&self, fronts: Vec<FrontEnd>, shutdown: &Shutdown) -> io::Result<()> {
         let reporter = self.start_reporter();
+        self.announce_pools();
         for front in &fronts {
             self.announce(front);
         }
@@ -298,6 +332,28 @@ impl Ls {
         )
     }
 
+    /// The LS's pools of several replicas and their members (stderr).
+    fn announce_pools(&self) {
+        let shared = &self.shared;
+        for (i, pool) in shared.pools.iter().filter(|p| p.is_replicated()).enumerate() {
+            let members: Vec<String> = pool
+                .members
+                .iter()
+                .map(|&ts| {
+                    let weight = shared.options.all_pools().iter().flatten().find(|m| m.0 == ts).map_or(1, |m| m.1);
+                    format!("{} weight {weight}", shared.backends[ts])
+                })
+                .collect();
+            log::warn(format_args!(
+                "ls: pool {} ({}, try timeout {:?}): {}",
+                i + 1,
+                shared.options.policy,
+                shared.options.try_timeout,
+                members.join(", ")
+            ));
+        }
+    }
+
     /// With `-v`, prints the counters every 10 s until the returned guard drops.
     fn start_reporter(&self) -> Option<ReporterGuard> {
         if !log::verbose() {
@@ -309,10 +365,7 @@ impl Ls {
             .name("ls stats".into())
             .spawn(move || {
                 while let Err(RecvTimeoutError::Timeout) = stopped.recv_timeout(REPORT_EVERY) {
-                    log::info(format_args!(
-                        "ls: {}",
-                        shared.stats.snapshot(&shared.health)
-                    ));
+                    log::info(format_args!("ls: {}", Ls::snapshot_of(&shared)));
                 }
             })
             .ok()?;

@@ -107,6 +107,7 @@ fn chash_sends_a_name_always_to_the_same_member() {
         o.policy = Policy::Chash;
     });
     let mut client = LineClient::connect(ls.course());
+    assert!(ls.snapshot().pools[0].iter().all(|m| m.health == "up"));
     let mut ip = |name: &str| client.ask(name).split(' ').nth(1).unwrap().to_string();
     let mut members = std::collections::HashSet::new();
     for i in 0..30 {
@@ -125,7 +126,9 @@ fn the_binary_takes_pools_and_refuses_bad_ones_with_exit_2() {
     let (a, sent_a) = counting_ts("10.0.0.1");
     let (b, sent_b) = counting_ts("10.0.0.2");
     let members = format!("{a},{b}@1");
-    let ls = spawn_server_bin(&["ls", "0", "--pool", &members, "--policy", "roundrobin"]);
+    let (ls, log) = spawn_server_bin_stderr(&["ls", "0", "--pool", &members, "--policy", "roundrobin"]);
+    let announced = log.recv_timeout(BOUND).unwrap();
+    assert!(announced.contains("pool 1 (roundrobin, try timeout 500ms): ts1 (127.0.0.1:"), "{announced}");
     let mut client = LineClient::connect(ls.addr);
     for i in 0..4 {
         assert!(client.ask(&format!("x{i}")).ends_with(" A"));
@@ -178,6 +181,17 @@ fn a_frozen_replica_costs_each_query_at_most_the_try_timeout_and_loses_none() {
     let snapshot = ls.stop();
     assert_eq!(snapshot.answered, [0, 6]);
     assert_eq!(snapshot.timed_out, 0);
+    // The counters show the pool: the frozen member's timeouts, the
+    // retries they cost the live one.
+    let [frozen, live] = &snapshot.pools[0][..] else {
+        panic!("{:?}", snapshot.pools)
+    };
+    assert!(frozen.timeouts >= 1 && frozen.answered == 0, "{frozen:?}");
+    assert_eq!(live.retries, frozen.timeouts);
+    assert_eq!(live.sent, 6);
+    let line = snapshot.to_string();
+    assert!(line.contains("; pool 1: ts1 "), "{line}");
+    assert!(line.contains("ts2 up sent 6, answered 6, timeouts 0, retries "), "{line}");
 }
 
 #[test]
