@@ -25,7 +25,7 @@ use dnslb::wire::Dialect;
 /// replace argh's rendering (`[--] <port> [<ts...>]`, last) in `--help`.
 const SYNOPSES: &[(&str, &str)] = &[
     ("ts", "<port>"),
-    ("ls", "<port> <ts-host> <ts-port> [<ts-host> <ts-port>...]"),
+    ("ls", "<port> [<ts-host> <ts-port>...]"),
     ("client", "<ls-host> <ls-port>"),
     ("bench", "<host> <port>"),
     ("udp-echo", "<port>"),
@@ -590,12 +590,18 @@ pub fn parse_pool_member(text: &str) -> Result<(String, u16, u32), String> {
     let (address, weight) = match text.rsplit_once('@') {
         Some((address, weight)) => match weight.parse::<u32>() {
             Ok(w) if w >= 1 => (address, w),
-            _ => return Err(format!("{text:?}: the weight after @ must be a whole number of at least 1")),
+            _ => {
+                return Err(format!(
+                    "{text:?}: the weight after @ must be a whole number of at least 1"
+                ));
+            }
         },
         None => (text, 1),
     };
     let Some((host, port)) = address.rsplit_once(':') else {
-        return Err(format!("{text:?}: expected HOST:PORT (IPv6 as [addr]:port)"));
+        return Err(format!(
+            "{text:?}: expected HOST:PORT (IPv6 as [addr]:port)"
+        ));
     };
     let host = match host.strip_prefix('[') {
         Some(inner) => inner
@@ -621,7 +627,15 @@ mod tests {
         assert_eq!(p("127.0.0.1:53"), Ok(("127.0.0.1".into(), 53, 1)));
         assert_eq!(p("[::1]:5300@3"), Ok(("::1".into(), 5300, 3)));
         assert_eq!(p("ts.example:70@2"), Ok(("ts.example".into(), 70, 2)));
-        for bad in ["127.0.0.1", "::1:53", "[::1:53", ":53", "a:99999", "a:53@0", "a:53@x"] {
+        for bad in [
+            "127.0.0.1",
+            "::1:53",
+            "[::1:53",
+            ":53",
+            "a:99999",
+            "a:53@0",
+            "a:53@x",
+        ] {
             assert!(p(bad).is_err(), "{bad}");
         }
     }

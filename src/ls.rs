@@ -31,8 +31,8 @@ mod dns_udp;
 mod event;
 mod health;
 mod inflight;
-mod policy;
 mod link;
+mod policy;
 mod session;
 mod setup;
 mod stats;
@@ -42,12 +42,12 @@ pub use health::{BACKOFF_CAP, BACKOFF_START, Health};
 pub use inflight::MAX_BACKENDS;
 pub use policy::Policy;
 pub use session::{BARE_READ_GAP, TS_WRITE_BOUND};
-use setup::{Balance, Pool, Shared};
 pub use setup::{
     BUSY_REPLY, Backend, CONNECT_TIMEOUT, DEFAULT_DNS_TIMEOUT, DEFAULT_IDLE_TIMEOUT,
     DEFAULT_MAX_CLIENTS, DEFAULT_MAX_CLIENTS_PER_IP, DEFAULT_MAX_INFLIGHT, DEFAULT_TIMEOUT,
     DEFAULT_TRY_TIMEOUT, LsOptions, TsProtocol,
 };
+use setup::{Balance, Pool, Shared};
 pub use stats::{MemberCounts, Snapshot, Stats};
 
 use std::io;
@@ -147,39 +147,39 @@ impl Ls {
     }
 
     /// The counters now, with the pools' members'.
-fn snapshot_of(shared: &Shared) -> Snapshot {
-    let mut snapshot = shared.stats.snapshot(&shared.health);
-    let now = std::time::Instant::now();
-    let balance = &shared.balance;
-    let get = |c: &std::sync::atomic::AtomicU64| c.load(std::sync::atomic::Ordering::Relaxed);
-    snapshot.pools = shared
-        .pools
-        .iter()
-        .filter(|p| p.is_replicated())
-        .map(|pool| {
-            pool.members
-                .iter()
-                .map(|&ts| MemberCounts {
-                    label: shared.backends[ts].label.clone(),
-                    sent: get(&balance.sent[ts]),
-                    answered: snapshot.answered.get(ts).copied().unwrap_or(0),
-                    timeouts: get(&balance.timeouts[ts]),
-                    retries: get(&balance.retries[ts]),
-                    health: if !shared.health[ts].is_up() || balance.is_down(ts) {
-                        "down"
-                    } else if balance.backed_off(ts, now) {
-                        "backed-off"
-                    } else {
-                        "up"
-                    },
-                })
-                .collect()
-        })
-        .collect();
-    snapshot
-}
+    fn snapshot_of(shared: &Shared) -> Snapshot {
+        let mut snapshot = shared.stats.snapshot(&shared.health);
+        let now = std::time::Instant::now();
+        let balance = &shared.balance;
+        let get = |c: &std::sync::atomic::AtomicU64| c.load(std::sync::atomic::Ordering::Relaxed);
+        snapshot.pools = shared
+            .pools
+            .iter()
+            .filter(|p| p.is_replicated())
+            .map(|pool| {
+                pool.members
+                    .iter()
+                    .map(|&ts| MemberCounts {
+                        label: shared.backends[ts].label.clone(),
+                        sent: get(&balance.sent[ts]),
+                        answered: snapshot.answered.get(ts).copied().unwrap_or(0),
+                        timeouts: get(&balance.timeouts[ts]),
+                        retries: get(&balance.retries[ts]),
+                        health: if !shared.health[ts].is_up() || balance.is_down(ts) {
+                            "down"
+                        } else if balance.backed_off(ts, now) {
+                            "backed-off"
+                        } else {
+                            "up"
+                        },
+                    })
+                    .collect()
+            })
+            .collect();
+        snapshot
+    }
 
-/// Tries every TS once and logs those that cannot be reached (see
+    /// Tries every TS once and logs those that cannot be reached (see
     /// [`check_backends`]).
     pub fn check_backends(&self) -> Vec<String> {
         check_backends(&self.shared.backends)
@@ -335,12 +335,23 @@ fn snapshot_of(shared: &Shared) -> Snapshot {
     /// The LS's pools of several replicas and their members (stderr).
     fn announce_pools(&self) {
         let shared = &self.shared;
-        for (i, pool) in shared.pools.iter().filter(|p| p.is_replicated()).enumerate() {
+        for (i, pool) in shared
+            .pools
+            .iter()
+            .filter(|p| p.is_replicated())
+            .enumerate()
+        {
             let members: Vec<String> = pool
                 .members
                 .iter()
                 .map(|&ts| {
-                    let weight = shared.options.all_pools().iter().flatten().find(|m| m.0 == ts).map_or(1, |m| m.1);
+                    let weight = shared
+                        .options
+                        .all_pools()
+                        .iter()
+                        .flatten()
+                        .find(|m| m.0 == ts)
+                        .map_or(1, |m| m.1);
                     format!("{} weight {weight}", shared.backends[ts])
                 })
                 .collect();

@@ -435,7 +435,10 @@ fn parse_backends(words: &[String]) -> Result<Vec<Backend>, Usage> {
 
 /// Each `--pool`'s members appended to `backends` (labelled on from the
 /// positional TSes); returns each pool as (backend index, weight).
-fn parse_pools(pools: &[String], backends: &mut Vec<Backend>) -> Result<Vec<Vec<(usize, u32)>>, Usage> {
+fn parse_pools(
+    pools: &[String],
+    backends: &mut Vec<Backend>,
+) -> Result<Vec<Vec<(usize, u32)>>, Usage> {
     let mut parsed = Vec::new();
     for pool in pools {
         let mut members = Vec::new();

@@ -45,7 +45,9 @@ fn a_pool_sends_each_query_to_one_member_and_roundrobin_alternates() {
         o.policy = Policy::RoundRobin;
     });
     let mut client = LineClient::connect(ls.course());
-    let replies: Vec<String> = (0..10).map(|i| client.ask(&format!("h{i}.example"))).collect();
+    let replies: Vec<String> = (0..10)
+        .map(|i| client.ask(&format!("h{i}.example")))
+        .collect();
     for (i, reply) in replies.iter().enumerate() {
         let ip = if i % 2 == 0 { "10.0.0.1" } else { "10.0.0.2" };
         assert_eq!(reply, &format!("h{i}.example {ip} A"));
@@ -89,7 +91,10 @@ fn a_pool_of_dns_tses_answers_dns_clients_one_member_a_query() {
     });
     for id in 0..8 {
         let reply = udp_ask(ls.dns, &query(id, "www.example.com.", RecordType::A));
-        assert_eq!(addresses(&reply), ["10.0.0.1".parse::<std::net::Ipv4Addr>().unwrap()]);
+        assert_eq!(
+            addresses(&reply),
+            ["10.0.0.1".parse::<std::net::Ipv4Addr>().unwrap()]
+        );
     }
     let missing = udp_ask(ls.dns, &query(99, "nope.example.com.", RecordType::A));
     assert_eq!(rcode(&missing), 3, "NXDOMAIN from the one member asked");
@@ -126,9 +131,13 @@ fn the_binary_takes_pools_and_refuses_bad_ones_with_exit_2() {
     let (a, sent_a) = counting_ts("10.0.0.1");
     let (b, sent_b) = counting_ts("10.0.0.2");
     let members = format!("{a},{b}@1");
-    let (ls, log) = spawn_server_bin_stderr(&["ls", "0", "--pool", &members, "--policy", "roundrobin"]);
+    let (ls, log) =
+        spawn_server_bin_stderr(&["ls", "0", "--pool", &members, "--policy", "roundrobin"]);
     let announced = log.recv_timeout(BOUND).unwrap();
-    assert!(announced.contains("pool 1 (roundrobin, try timeout 500ms): ts1 (127.0.0.1:"), "{announced}");
+    assert!(
+        announced.contains("pool 1 (roundrobin, try timeout 500ms): ts1 (127.0.0.1:"),
+        "{announced}"
+    );
     let mut client = LineClient::connect(ls.addr);
     for i in 0..4 {
         assert!(client.ask(&format!("x{i}")).ends_with(" A"));
@@ -191,7 +200,10 @@ fn a_frozen_replica_costs_each_query_at_most_the_try_timeout_and_loses_none() {
     assert_eq!(live.sent, 6);
     let line = snapshot.to_string();
     assert!(line.contains("; pool 1: ts1 "), "{line}");
-    assert!(line.contains("ts2 up sent 6, answered 6, timeouts 0, retries "), "{line}");
+    assert!(
+        line.contains("ts2 up sent 6, answered 6, timeouts 0, retries "),
+        "{line}"
+    );
 }
 
 #[test]
@@ -222,7 +234,10 @@ fn a_pool_of_dns_tses_fails_over_from_a_frozen_one() {
 fn servfail_or_refused_from_a_replica_moves_the_query_on() {
     let table = "www.example.com 10.0.0.1 A\n";
     let good = DnsTs::start(table);
-    for code in [hickory_proto::op::ResponseCode::ServFail, hickory_proto::op::ResponseCode::Refused] {
+    for code in [
+        hickory_proto::op::ResponseCode::ServFail,
+        hickory_proto::op::ResponseCode::Refused,
+    ] {
         let bad = rcode_ts(code);
         let ls = DnsLs::start(&[bad, good.addr], |o: &mut LsOptions| {
             o.ts_protocol = TsProtocol::Dns;
@@ -233,7 +248,10 @@ fn servfail_or_refused_from_a_replica_moves_the_query_on() {
         let started = std::time::Instant::now();
         let reply = udp_ask(ls.dns, &query(1, "www.example.com.", RecordType::A));
         assert_eq!(rcode(&reply), 0, "{code:?}");
-        assert!(started.elapsed() < ms(1000), "moved on at once, not at the try timeout");
+        assert!(
+            started.elapsed() < ms(1000),
+            "moved on at once, not at the try timeout"
+        );
         assert_eq!(ls.stop().answered, [0, 1]);
     }
 }
@@ -262,7 +280,10 @@ fn a_member_that_timed_out_is_backed_off_and_the_next_queries_skip_it() {
     let mut client = LineClient::connect(ls.course());
     let started = std::time::Instant::now();
     assert_eq!(client.ask("b0"), "b0 10.0.0.1 A");
-    assert!(started.elapsed() >= ms(100), "the first query waited for the frozen one");
+    assert!(
+        started.elapsed() >= ms(100),
+        "the first query waited for the frozen one"
+    );
     // Backed off (at least 75 ms): `first` passes it over meanwhile.
     let started = std::time::Instant::now();
     assert_eq!(client.ask("b1"), "b1 10.0.0.1 A");

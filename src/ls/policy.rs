@@ -119,12 +119,16 @@ impl Chooser {
     /// tried. `seen` has an entry per member.
     pub fn choose(&mut self, name: &str, seen: &[Seen], tried: u64) -> Option<usize> {
         let untried = |i: usize| tried & (1 << i) == 0;
-        let live: Vec<bool> = (0..seen.len()).map(|i| untried(i) && seen[i].live).collect();
+        let live: Vec<bool> = (0..seen.len())
+            .map(|i| untried(i) && seen[i].live)
+            .collect();
         if live.iter().any(|&l| l) {
             return Some(self.pick(name, seen, &live));
         }
         let rest: Vec<bool> = (0..seen.len()).map(untried).collect();
-        rest.iter().any(|&l| l).then(|| self.pick(name, seen, &rest))
+        rest.iter()
+            .any(|&l| l)
+            .then(|| self.pick(name, seen, &rest))
     }
 
     /// Picks one of the members `open` allows (at least one does).
@@ -156,7 +160,7 @@ impl Chooser {
                     }
                     draw -= weight;
                 }
-                members.last().unwrap_or(0)
+                members.max().unwrap_or(0)
             }
             Policy::Chash => {
                 let point = hash(name.to_ascii_lowercase().as_bytes());
@@ -199,7 +203,9 @@ mod tests {
     #[test]
     fn roundrobin_alternates_exactly() {
         let mut c = Chooser::new(Policy::RoundRobin, &[1, 1], 1);
-        let picks: Vec<usize> = (0..6).map(|_| c.choose("a", &live(2), 0).unwrap()).collect();
+        let picks: Vec<usize> = (0..6)
+            .map(|_| c.choose("a", &live(2), 0).unwrap())
+            .collect();
         assert_eq!(picks, [0, 1, 0, 1, 0, 1]);
     }
 

@@ -349,9 +349,11 @@ impl<T> Session<T> {
             return;
         };
         // Every pool must have said so: one member heard is the pool's word.
-        let every_pool = self.shared.pools.iter().all(|pool| {
-            pool.members.iter().any(|&ts| heard & (1 << ts) != 0)
-        });
+        let every_pool = self
+            .shared
+            .pools
+            .iter()
+            .all(|pool| pool.members.iter().any(|&ts| heard & (1 << ts) != 0));
         let kept = match (outcome, answer) {
             (Outcome::Answered { .. }, Some(Relayed::Dns(outcome))) => outcome.clone(),
             (Outcome::Answered { .. }, Some(Relayed::Line(line))) => {
@@ -421,14 +423,29 @@ impl<T> Session<T> {
                 continue;
             }
             shared.balance.timed_out(from, now);
-            self.try_next(seq, pool, from, tried, now, "did not answer within the try timeout");
+            self.try_next(
+                seq,
+                pool,
+                from,
+                tried,
+                now,
+                "did not answer within the try timeout",
+            );
         }
     }
 
     /// Asks query `seq` of the next member of pool `pool` that it has not
     /// tried (`tried`, bits by TS), giving up `from`; `why` is what `from`
     /// did, for the log. Returns whether a member was asked.
-    fn try_next(&mut self, seq: u64, pool: usize, from: usize, mut tried: u64, now: Instant, why: &str) -> bool {
+    fn try_next(
+        &mut self,
+        seq: u64,
+        pool: usize,
+        from: usize,
+        mut tried: u64,
+        now: Instant,
+        why: &str,
+    ) -> bool {
         let shared = Arc::clone(&self.shared);
         let Some(name) = self.inflight.unsettled_name(seq).map(str::to_string) else {
             return false;
@@ -437,7 +454,8 @@ impl<T> Session<T> {
         let members = &shared.pools[pool];
         while let Some(ts) = members.choose(&name, tried, &shared.health, &shared.balance) {
             tried |= 1 << ts;
-            let asked = (self.links).ask(ts, seq, &name, question.as_ref(), now, &mut self.inflight);
+            let asked =
+                (self.links).ask(ts, seq, &name, question.as_ref(), now, &mut self.inflight);
             let failed = match asked {
                 Asked::No { .. } => continue,
                 Asked::Yes { .. } => None,
@@ -496,7 +514,11 @@ impl<T> Session<T> {
     /// [`maintain_links`](Self::maintain_links) next, if ever.
     pub fn next_wakeup(&self) -> Option<Instant> {
         let retry = self.tries.front().map(|t| t.at);
-        self.links.next_wakeup(&self.inflight).into_iter().chain(retry).min()
+        self.links
+            .next_wakeup(&self.inflight)
+            .into_iter()
+            .chain(retry)
+            .min()
     }
 
     /// Sends the queries buffered for each TS.

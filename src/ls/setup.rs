@@ -325,7 +325,13 @@ impl Pool {
     /// The member (an index in [`Shared::backends`]) a query for `name`
     /// goes to, none of `tried` (bits by backend index); `None` once
     /// every member was tried.
-    pub fn choose(&self, name: &str, tried: u64, health: &[Arc<Health>], balance: &Balance) -> Option<usize> {
+    pub fn choose(
+        &self,
+        name: &str,
+        tried: u64,
+        health: &[Arc<Health>],
+        balance: &Balance,
+    ) -> Option<usize> {
         let Some(chooser) = &self.chooser else {
             let ts = self.members[0];
             return (tried & (1 << ts) == 0).then_some(ts);
