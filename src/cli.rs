@@ -700,7 +700,7 @@ mod tests {
         let help = "Usage: dnslb ls [--timeout <timeout>] [-v] [--] <port> [<ts...>]\n\nRun.\n";
         assert_eq!(
             with_synopsis(Some("ls"), help),
-            "Usage: dnslb ls <port> <ts-host> <ts-port> [<ts-host> <ts-port>...] \
+            "Usage: dnslb ls <port> [<ts-host> <ts-port>...] \
              [--timeout <timeout>] [-v]\n\nRun.\n"
         );
     }
