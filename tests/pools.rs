@@ -290,3 +290,26 @@ fn a_member_that_timed_out_is_backed_off_and_the_next_queries_skip_it() {
     assert!(started.elapsed() < ms(75), "{:?}", started.elapsed());
     assert_eq!(frozen_count.load(Ordering::SeqCst), 1);
 }
+
+#[test]
+fn a_pool_of_silent_course_tses_tries_each_member_on_a_miss_then_answers_it_at_the_deadline() {
+    let table = "in.pool 10.2.0.1 A\n";
+    let (r1, r2) = (start_ts(table), start_ts(table));
+    let ls = DnsLs::start(&[r1.addr, r2.addr], |o: &mut LsOptions| {
+        o.pools = vec![pool(&[0, 1])];
+        o.policy = Policy::First;
+        o.timeout = ms(600);
+        o.try_timeout = ms(150);
+    });
+    let mut client = LineClient::connect(ls.course());
+    let started = std::time::Instant::now();
+    assert_eq!(client.ask("nowhere"), "nowhere - Error:HOST NOT FOUND");
+    assert!(started.elapsed() >= ms(600), "a miss waits for the deadline");
+    // Both members were given the miss, and backed off for it.
+    let snapshot = ls.snapshot();
+    let members = &snapshot.pools[0];
+    assert_eq!(members[0].timeouts + members[1].timeouts, 2, "{members:?}");
+    assert_eq!(members[1].retries, 1, "{members:?}");
+    // The names they hold are still answered.
+    assert_eq!(client.ask("in.pool"), "in.pool 10.2.0.1 A");
+}
