@@ -304,7 +304,10 @@ fn a_pool_of_silent_course_tses_tries_each_member_on_a_miss_then_answers_it_at_t
     let mut client = LineClient::connect(ls.course());
     let started = std::time::Instant::now();
     assert_eq!(client.ask("nowhere"), "nowhere - Error:HOST NOT FOUND");
-    assert!(started.elapsed() >= ms(600), "a miss waits for the deadline");
+    assert!(
+        started.elapsed() >= ms(600),
+        "a miss waits for the deadline"
+    );
     // Both members were given the miss, and backed off for it.
     let snapshot = ls.snapshot();
     let members = &snapshot.pools[0];
@@ -312,4 +315,26 @@ fn a_pool_of_silent_course_tses_tries_each_member_on_a_miss_then_answers_it_at_t
     assert_eq!(members[1].retries, 1, "{members:?}");
     // The names they hold are still answered.
     assert_eq!(client.ask("in.pool"), "in.pool 10.2.0.1 A");
+}
+
+#[test]
+fn a_member_that_drops_its_connections_moves_the_query_on_before_the_try_timeout() {
+    let (good, _) = counting_ts("10.0.0.1");
+    // Reads a query, then closes the connection without answering.
+    let dropping = fake_server(|stream| {
+        let mut line = String::new();
+        let _ = BufReader::new(&stream).read_line(&mut line);
+    });
+    let ls = DnsLs::start(&[dropping, good], |o: &mut LsOptions| {
+        o.pools = vec![pool(&[0, 1])];
+        o.policy = Policy::First;
+        o.try_timeout = ms(3000);
+    });
+    let mut client = LineClient::connect(ls.course());
+    let started = std::time::Instant::now();
+    assert_eq!(client.ask("d0"), "d0 10.0.0.1 A");
+    assert!(started.elapsed() < ms(2000), "{:?}", started.elapsed());
+    let snapshot = ls.stop();
+    assert_eq!(snapshot.answered, [0, 1]);
+    assert_eq!(snapshot.pools[0][1].retries, 1);
 }

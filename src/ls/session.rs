@@ -270,6 +270,7 @@ impl<T> Session<T> {
         for (ts, e) in failed {
             self.links.send_failed(ts, &e, &mut self.inflight);
         }
+        self.take_moved();
         due || asked == 0 || (first_try && !self.tries.is_empty())
     }
 
@@ -381,6 +382,7 @@ impl<T> Session<T> {
     pub fn expire(&mut self, now: Instant) {
         let silent = self.inflight.expire(now);
         self.fail_over(now);
+        self.take_moved();
         if silent == 0 {
             return;
         }
@@ -392,6 +394,28 @@ impl<T> Session<T> {
                     "left a query unanswered past its deadline, though it answers misses",
                     &mut self.inflight,
                 );
+            }
+        }
+        self.take_moved();
+    }
+
+    /// Times the tries of the queries the links moved to another member
+    /// of their pool (a link went down).
+    fn take_moved(&mut self) {
+        if self.links.moved.is_empty() {
+            return;
+        }
+        let now = Instant::now();
+        let after = self.try_timeout();
+        for (seq, pool, ts, tried) in std::mem::take(&mut self.links.moved) {
+            if let Some(after) = after {
+                self.tries.push_back(Try {
+                    at: now + after,
+                    seq,
+                    pool,
+                    ts,
+                    tried,
+                });
             }
         }
     }
@@ -502,12 +526,14 @@ impl<T> Session<T> {
         if let Some((ts, frame)) = self.links.handle(event, &mut self.inflight) {
             self.reply(ts, frame);
         }
+        self.take_moved();
     }
 
     /// Starts connecting the links that are down, where the shared health
     /// allows it now, and sends the queries held back for bare TSes.
     pub fn maintain_links(&mut self, now: Instant) {
         self.links.maintain_links(now, &mut self.inflight);
+        self.take_moved();
     }
 
     /// When the worker must call [`expire`](Self::expire) and
@@ -524,6 +550,7 @@ impl<T> Session<T> {
     /// Sends the queries buffered for each TS.
     pub fn flush_links(&mut self) {
         self.links.flush_links(&mut self.inflight);
+        self.take_moved();
     }
 
     /// The next reply ready, in the session's release order. The caller
