@@ -311,6 +311,23 @@ pub struct LsArgs {
         from_str_fn(parse_seconds)
     )]
     pub try_timeout: Duration,
+    /// seconds between health checks of a pool's members that are down or
+    /// idle (default 1, fractions allowed)
+    #[argh(
+        option,
+        default = "ls::DEFAULT_HEALTH_INTERVAL",
+        from_str_fn(parse_seconds)
+    )]
+    pub health_interval: Duration,
+    /// the name whose SOA a health check asks a DNS member (default `.`)
+    #[argh(option, default = "String::from(\".\")")]
+    pub health_name: String,
+    /// failed health checks in a row that mark a member down (default 3)
+    #[argh(option, default = "3")]
+    pub health_fails: u32,
+    /// good health checks in a row that take a member back (default 2)
+    #[argh(option, default = "2")]
+    pub health_rise: u32,
     /// seconds a query waits for an answer (default 5, fractions allowed)
     #[argh(option, default = "ls::DEFAULT_TIMEOUT", from_str_fn(parse_seconds))]
     pub timeout: Duration,

@@ -33,6 +33,7 @@ mod health;
 mod inflight;
 mod link;
 mod policy;
+mod probe;
 mod session;
 mod setup;
 mod stats;
@@ -43,9 +44,9 @@ pub use inflight::MAX_BACKENDS;
 pub use policy::Policy;
 pub use session::{BARE_READ_GAP, TS_WRITE_BOUND};
 pub use setup::{
-    BUSY_REPLY, Backend, CONNECT_TIMEOUT, DEFAULT_DNS_TIMEOUT, DEFAULT_IDLE_TIMEOUT,
-    DEFAULT_MAX_CLIENTS, DEFAULT_MAX_CLIENTS_PER_IP, DEFAULT_MAX_INFLIGHT, DEFAULT_TIMEOUT,
-    DEFAULT_TRY_TIMEOUT, LsOptions, TsProtocol,
+    BUSY_REPLY, Backend, CONNECT_TIMEOUT, DEFAULT_DNS_TIMEOUT, DEFAULT_HEALTH_INTERVAL,
+    DEFAULT_IDLE_TIMEOUT, DEFAULT_MAX_CLIENTS, DEFAULT_MAX_CLIENTS_PER_IP, DEFAULT_MAX_INFLIGHT,
+    DEFAULT_TIMEOUT, DEFAULT_TRY_TIMEOUT, LsOptions, TsProtocol,
 };
 use setup::{Balance, Pool, Shared};
 pub use stats::{MemberCounts, Snapshot, Stats};
@@ -206,6 +207,11 @@ impl Ls {
     pub fn run(&self, fronts: Vec<FrontEnd>, shutdown: &Shutdown) -> io::Result<()> {
         let reporter = self.start_reporter();
         self.announce_pools();
+        let (stop_health, health_stops) = crossbeam_channel::bounded::<()>(0);
+        let health = ReporterGuard {
+            thread: probe::spawn(&self.shared, health_stops),
+            stop: Some(stop_health),
+        };
         for front in &fronts {
             self.announce(front);
         }
@@ -215,6 +221,7 @@ impl Ls {
             |front| self.serve(front, shutdown),
             shutdown,
         );
+        drop(health);
         drop(reporter);
         log::warn(format_args!("ls: {}", self.snapshot()));
         served
@@ -356,10 +363,11 @@ impl Ls {
                 })
                 .collect();
             log::warn(format_args!(
-                "ls: pool {} ({}, try timeout {:?}): {}",
+                "ls: pool {} ({}, try timeout {:?}, health checks every {:?}): {}",
                 i + 1,
                 shared.options.policy,
                 shared.options.try_timeout,
+                shared.options.health_interval,
                 members.join(", ")
             ));
         }
@@ -387,7 +395,7 @@ impl Ls {
     }
 }
 
-/// Stops the reporter thread when dropped.
+/// Stops the reporter (or health) thread when dropped.
 struct ReporterGuard {
     stop: Option<Sender<()>>,
     thread: Option<thread::JoinHandle<()>>,

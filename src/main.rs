@@ -242,6 +242,10 @@ fn run_ls(args: LsArgs) -> Result<(), Usage> {
         pools,
         policy: args.policy,
         try_timeout: args.try_timeout,
+        health_interval: args.health_interval,
+        health_name: args.health_name,
+        health_fails: args.health_fails,
+        health_rise: args.health_rise,
         ..LsOptions::new(backends)
     };
     let ls = Ls::new(options).map_err(Usage)?;

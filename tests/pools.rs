@@ -135,7 +135,9 @@ fn the_binary_takes_pools_and_refuses_bad_ones_with_exit_2() {
         spawn_server_bin_stderr(&["ls", "0", "--pool", &members, "--policy", "roundrobin"]);
     let announced = log.recv_timeout(BOUND).unwrap();
     assert!(
-        announced.contains("pool 1 (roundrobin, try timeout 500ms): ts1 (127.0.0.1:"),
+        announced.contains(
+            "pool 1 (roundrobin, try timeout 500ms, health checks every 1s): ts1 (127.0.0.1:"
+        ),
         "{announced}"
     );
     let mut client = LineClient::connect(ls.addr);
@@ -337,4 +339,56 @@ fn a_member_that_drops_its_connections_moves_the_query_on_before_the_try_timeout
     let snapshot = ls.stop();
     assert_eq!(snapshot.answered, [0, 1]);
     assert_eq!(snapshot.pools[0][1].retries, 1);
+}
+
+#[test]
+fn an_idle_frozen_dns_replica_is_marked_down_by_health_checks_and_taken_back_when_it_answers() {
+    let frozen = Arc::new(std::sync::atomic::AtomicBool::new(true));
+    let toggle = Arc::clone(&frozen);
+    let flaky = fake_dns_ts(move |query, stream| {
+        if !toggle.load(Ordering::SeqCst) {
+            write_message(
+                stream,
+                &reply_to(query, hickory_proto::op::ResponseCode::Refused, |_| {}),
+            );
+        }
+    });
+    let good = rcode_ts(hickory_proto::op::ResponseCode::Refused);
+    let members = format!("{flaky},{good}");
+    let (_ls, log) = spawn_server_bin_stderr(&[
+        "ls",
+        "0",
+        "--ts-protocol",
+        "dns",
+        "--pool",
+        &members,
+        "--health-interval",
+        "0.1",
+    ]);
+    let wait_for = |what: &str| {
+        let deadline = std::time::Instant::now() + BOUND;
+        loop {
+            let left = deadline.saturating_duration_since(std::time::Instant::now());
+            let line = log
+                .recv_timeout(left)
+                .unwrap_or_else(|_| panic!("no {what:?} line"));
+            if line.contains("ls: health: ") {
+                return line;
+            }
+        }
+    };
+    // No query is sent: the probes alone find it.
+    let started = std::time::Instant::now();
+    let down = wait_for("marked down");
+    assert!(
+        down.contains("ts1 (") && down.contains("marked down (3 probe(s) in a row failed)"),
+        "{down}"
+    );
+    assert!(started.elapsed() < ms(2000), "{:?}", started.elapsed());
+    frozen.store(false, Ordering::SeqCst);
+    let up = wait_for("back up");
+    assert!(
+        up.contains("ts1 (") && up.contains("back up (2 probe(s) in a row answered)"),
+        "{up}"
+    );
 }

@@ -3,7 +3,7 @@
 
 use std::fmt;
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -27,6 +27,9 @@ pub const DEFAULT_DNS_TIMEOUT: Duration = Duration::from_secs(2);
 /// How long a pool's member may take over a query before the next member
 /// is asked, when none is given.
 pub const DEFAULT_TRY_TIMEOUT: Duration = Duration::from_millis(500);
+
+/// How often a pool's idle or down members are probed, when not given.
+pub const DEFAULT_HEALTH_INTERVAL: Duration = Duration::from_secs(1);
 
 /// How long the probe of a TS that is down, and the start-up check, wait for
 /// a TS to accept a connection; a link to a TS believed up waits as long as a
@@ -153,6 +156,15 @@ pub struct LsOptions {
     /// also goes to the next member (`--try-timeout`; at most the query's
     /// deadline).
     pub try_timeout: Duration,
+    /// How often the pools' members that are down or idle are probed
+    /// (`--health-interval`; zero: never).
+    pub health_interval: Duration,
+    /// The name a DNS member's probe asks the SOA of (`--health-name`).
+    pub health_name: String,
+    /// Failed probes in a row that mark a member down (`--health-fails`).
+    pub health_fails: u32,
+    /// Good probes in a row that take a member back (`--health-rise`).
+    pub health_rise: u32,
 }
 
 impl LsOptions {
@@ -182,6 +194,10 @@ impl LsOptions {
             pools: Vec::new(),
             policy: Policy::default(),
             try_timeout: DEFAULT_TRY_TIMEOUT,
+            health_interval: DEFAULT_HEALTH_INTERVAL,
+            health_name: ".".to_string(),
+            health_fails: 3,
+            health_rise: 2,
         }
     }
 
@@ -224,6 +240,13 @@ pub struct Balance {
     /// Per member, until when (microseconds after `epoch`) the policies
     /// pass it over after a try timeout.
     pub backoff_until: Vec<AtomicU64>,
+    /// Per member, when it last replied (microseconds after `epoch`).
+    last_heard: Vec<AtomicU64>,
+    /// Per member, marked down by the health checks.
+    probe_down: Vec<AtomicBool>,
+    /// Per member, the health checks' run of failed (negative) or good
+    /// (positive) probes.
+    probe_run: Vec<AtomicI64>,
     epoch: Instant,
 }
 
@@ -242,6 +265,9 @@ impl Balance {
             retries: zeros(),
             strikes: zeros(),
             backoff_until: zeros(),
+            last_heard: zeros(),
+            probe_down: (0..count).map(|_| AtomicBool::new(false)).collect(),
+            probe_run: (0..count).map(|_| AtomicI64::new(0)).collect(),
             epoch: Instant::now(),
         }
     }
@@ -264,8 +290,54 @@ impl Balance {
         self.backoff_until[ts].store(micros, Ordering::Relaxed);
     }
 
+    fn micros(&self, now: Instant) -> u64 {
+        u64::try_from(now.saturating_duration_since(self.epoch).as_micros()).unwrap_or(u64::MAX)
+    }
+
+    /// Whether `ts` replied within `interval` before `now`.
+    pub fn heard_within(&self, ts: usize, now: Instant, interval: Duration) -> bool {
+        let heard = self.last_heard[ts].load(Ordering::Relaxed);
+        let span = u64::try_from(interval.as_micros()).unwrap_or(u64::MAX);
+        heard != 0 && self.micros(now).saturating_sub(heard) < span
+    }
+
+    /// Whether the health checks hold `ts` down.
+    pub fn probe_down(&self, ts: usize) -> bool {
+        self.probe_down[ts].load(Ordering::Relaxed)
+    }
+
+    /// Notes a probe of `ts` (`alive` or not); returns `Some(up)` when it
+    /// changed the member's state: `fails` failures in a row mark it down,
+    /// `rise` good probes in a row take it back.
+    pub fn probed(&self, ts: usize, alive: bool, fails: u32, rise: u32) -> Option<bool> {
+        let run = self.probe_run[ts].load(Ordering::Relaxed);
+        let run = match (alive, run) {
+            (true, r) if r > 0 => r + 1,
+            (true, _) => 1,
+            (false, r) if r < 0 => r - 1,
+            (false, _) => -1,
+        };
+        self.probe_run[ts].store(run, Ordering::Relaxed);
+        let down = self.probe_down(ts);
+        if !down && run <= -i64::from(fails.max(1)) {
+            self.probe_down[ts].store(true, Ordering::Relaxed);
+            return Some(false);
+        }
+        if down && run >= i64::from(rise.max(1)) {
+            self.probe_down[ts].store(false, Ordering::Relaxed);
+            self.heard(ts);
+            return Some(true);
+        }
+        None
+    }
+
     /// Notes that `ts` replied: its backoff ends.
     pub fn heard(&self, ts: usize) {
+        let now = self.micros(Instant::now()).max(1);
+        // At most a store a millisecond: every session's replies land here.
+        if now.saturating_sub(self.last_heard[ts].load(Ordering::Relaxed)) > 1000 {
+            self.last_heard[ts].store(now, Ordering::Relaxed);
+        }
         if self.strikes[ts].load(Ordering::Relaxed) != 0 {
             self.strikes[ts].store(0, Ordering::Relaxed);
             self.backoff_until[ts].store(0, Ordering::Relaxed);
@@ -279,9 +351,10 @@ impl Balance {
         micros < self.backoff_until[ts].load(Ordering::Relaxed)
     }
 
-    /// Whether `ts` timed out [`STRIKES_DOWN`] times in a row.
+    /// Whether `ts` timed out [`STRIKES_DOWN`] times in a row, or the
+    /// health checks hold it down.
     pub fn is_down(&self, ts: usize) -> bool {
-        self.strikes[ts].load(Ordering::Relaxed) >= STRIKES_DOWN
+        self.strikes[ts].load(Ordering::Relaxed) >= STRIKES_DOWN || self.probe_down(ts)
     }
 
     /// Notes that a pooled query to `ts` is no longer in flight, answered
@@ -341,7 +414,7 @@ impl Pool {
             .members
             .iter()
             .map(|&ts| Seen {
-                live: health[ts].is_up() && !balance.backed_off(ts, now),
+                live: health[ts].is_up() && !balance.backed_off(ts, now) && !balance.probe_down(ts),
                 outstanding: balance.outstanding[ts].load(Ordering::Relaxed),
                 latency_us: balance.latency_us[ts].load(Ordering::Relaxed),
             })
