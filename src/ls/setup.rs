@@ -318,6 +318,10 @@ impl Balance {
             (false, _) => -1,
         };
         self.probe_run[ts].store(run, Ordering::Relaxed);
+        if alive {
+            // A good probe is a reply: a backoff after try timeouts ends.
+            self.heard(ts);
+        }
         let down = self.probe_down(ts);
         if !down && run <= -i64::from(fails.max(1)) {
             self.probe_down[ts].store(true, Ordering::Relaxed);
@@ -325,7 +329,6 @@ impl Balance {
         }
         if down && run >= i64::from(rise.max(1)) {
             self.probe_down[ts].store(false, Ordering::Relaxed);
-            self.heard(ts);
             return Some(true);
         }
         None
@@ -447,4 +450,45 @@ pub struct Shared {
     pub pools: Vec<Pool>,
     /// Per TS, what the pools' policies weigh.
     pub balance: Balance,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn probes_mark_a_member_down_after_fails_and_back_after_rise() {
+        let balance = Balance::new(1);
+        assert_eq!(balance.probed(0, false, 3, 2), None);
+        assert_eq!(balance.probed(0, false, 3, 2), None);
+        assert_eq!(
+            balance.probed(0, true, 3, 2),
+            None,
+            "a good probe breaks the run"
+        );
+        for _ in 0..2 {
+            assert_eq!(balance.probed(0, false, 3, 2), None);
+        }
+        assert_eq!(balance.probed(0, false, 3, 2), Some(false));
+        assert!(balance.is_down(0) && balance.probe_down(0));
+        assert_eq!(balance.probed(0, true, 3, 2), None);
+        assert_eq!(balance.probed(0, true, 3, 2), Some(true));
+        assert!(!balance.is_down(0));
+    }
+
+    #[test]
+    fn try_timeouts_back_a_member_off_until_it_replies() {
+        let balance = Balance::new(1);
+        let now = Instant::now();
+        balance.timed_out(0, now);
+        assert!(balance.backed_off(0, now + Duration::from_millis(70)));
+        assert!(!balance.backed_off(0, now + BACKOFF_START));
+        balance.timed_out(0, now);
+        balance.timed_out(0, now);
+        // 400 ms less at most a quarter, and down after 3 in a row.
+        assert!(balance.backed_off(0, now + Duration::from_millis(299)));
+        assert!(balance.is_down(0));
+        balance.heard(0);
+        assert!(!balance.backed_off(0, now) && !balance.is_down(0));
+    }
 }
