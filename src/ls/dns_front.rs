@@ -43,9 +43,6 @@ use crate::server::Activity;
 use crate::shutdown::Shutdown;
 use crate::wire;
 
-/// Events buffered per session (see `worker.rs`).
-pub(super) const EVENT_QUEUE: usize = 256;
-
 /// How one DNS query is to be answered: its checked form, and over UDP
 /// where it came from.
 pub(super) struct Ask {
