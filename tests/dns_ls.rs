@@ -449,6 +449,37 @@ fn classes_other_than_in_are_refused_at_once_whatever_the_tses_speak() {
 }
 
 #[test]
+fn zone_transfers_are_refused_at_once_whatever_the_tses_speak() {
+    // A transfer is a stream of messages and the LS relays one per query:
+    // refused, not asked of the TSes (silent ones would make it SERVFAIL
+    // at the DNS timeout; a DNS TS would give a lone SOA or NODATA).
+    for protocol in [TsProtocol::Line, TsProtocol::Dns] {
+        let ls = DnsLs::start(&[silent_ts(), silent_ts()], |o| {
+            o.ts_protocol = protocol;
+            o.dns_timeout = Duration::from_secs(8);
+        });
+        for qtype in [RecordType::AXFR, RecordType::IXFR] {
+            let (answer, took) = timed_ask(Via::Tcp, ls.dns, &query(6, "example.com.", qtype));
+            assert_eq!(
+                answer.metadata.response_code,
+                ResponseCode::Refused,
+                "{protocol:?} {qtype}"
+            );
+            assert!(answer.answers.is_empty());
+            assert!(
+                took < Duration::from_secs(2),
+                "{protocol:?} {qtype}: {took:?}"
+            );
+        }
+    }
+    // Through DNS TSes, a SOA query for the same zone is still answered.
+    let (_ts1, _ts2, ls) = dns_system(|_| {});
+    let soa = ask(Via::Tcp, ls.dns, &query(7, "com.", RecordType::SOA));
+    assert_eq!(soa.metadata.response_code, ResponseCode::NoError);
+    assert_eq!(soa.answers.len(), 1);
+}
+
+#[test]
 fn udp_answers_past_the_rate_limit_slip_as_truncated_ones() {
     // One answer a second, and every answer past it sent truncated: each
     // query gets one datagram back, whole or truncated.

@@ -274,6 +274,30 @@ fn other_classes_are_refused() {
 }
 
 #[test]
+fn zone_transfers_are_refused() {
+    // dig's `com AXFR` got com.'s SOA as a one-record "transfer" (NODATA)
+    // and reported it as failed; NSD and BIND refuse a transfer they do not
+    // provide.
+    let ts = DnsTs::start(TABLE);
+    for qtype in [RecordType::AXFR, RecordType::IXFR] {
+        for name in ["com.", "www.example.com."] {
+            let answer = tcp_ask(ts.addr, &query(8, name, qtype));
+            assert_eq!(
+                answer.metadata.response_code,
+                ResponseCode::Refused,
+                "{name} {qtype}"
+            );
+            assert!(answer.answers.is_empty() && answer.authorities.is_empty());
+            assert!(!answer.metadata.authoritative);
+        }
+    }
+    // The zone's SOA is still there.
+    let soa = tcp_ask(ts.addr, &query(9, "com.", RecordType::SOA));
+    assert_eq!(soa.metadata.response_code, ResponseCode::NoError);
+    assert_eq!(soa.answers.len(), 1);
+}
+
+#[test]
 fn other_opcodes_are_not_implemented() {
     let ts = DnsTs::start(TABLE);
     for op in [OpCode::Status, OpCode::Notify, OpCode::Update] {

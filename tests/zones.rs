@@ -327,6 +327,26 @@ fn a_name_in_no_zone_is_refused() {
 }
 
 #[test]
+fn zone_transfers_of_a_zone_file_are_refused() {
+    let ts = ZoneTs::both();
+    for qtype in [RecordType::AXFR, RecordType::IXFR] {
+        for name in ["example.test.", "cs.example.test."] {
+            let m = tcp_ask(ts.dns, &query(5, name, qtype));
+            assert_eq!(
+                m.metadata.response_code,
+                ResponseCode::Refused,
+                "{name} {qtype}"
+            );
+            assert!(!m.metadata.authoritative);
+            assert!(m.answers.is_empty() && m.authorities.is_empty());
+        }
+    }
+    let soa = ts.ask("example.test.", RecordType::SOA);
+    assert_eq!(soa.metadata.response_code, ResponseCode::NoError);
+    assert_eq!(soa.answers.len(), 1);
+}
+
+#[test]
 fn a_table_and_zone_files_are_served_side_by_side() {
     let ts = ZoneTs::start(served("google.com 10.0.0.1 A\n", &[PARENT]));
     let m = ts.ask("google.com.", RecordType::A);

@@ -24,7 +24,7 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 pub use crate::dns::respond::Transport;
-use crate::dns::respond::{Accepted, Checked, accept_query};
+use crate::dns::respond::{Accepted, Checked, accept_query, is_zone_transfer};
 use crate::dns::{self, Header, Name, RData, Rcode, Record, RecordType};
 use crate::framing::{self, Timed, read_length_prefixed_timed, write_length_prefixed};
 use crate::log;
@@ -81,9 +81,10 @@ impl Default for DnsOptions {
 /// NS ([`SERVER_NAME`], [`SOA_TIMERS`]), a table name its A records, and a
 /// negative answer (NXDOMAIN, or NODATA for a name that exists without
 /// records of the type asked) the zone's SOA in its authority section. The
-/// root, names under other zones and classes other than IN are REFUSED.
-/// A name in a zone read from a zone file is answered from it, as
-/// [`authority`] describes (the most specific zone wins).
+/// root, names under other zones, classes other than IN and zone transfers
+/// ([`is_zone_transfer`]) are REFUSED. A name in a zone read from a zone
+/// file is answered from it, as [`authority`] describes (the most specific
+/// zone wins).
 ///
 /// ```
 /// use dnslb::dns::{Message, Rcode};
@@ -127,6 +128,7 @@ pub fn answer_query(query: &[u8], table: &Zone, ttl: u32, transport: Transport) 
     // No table name lies in a zone file's zone (see `Zone::add_file_zone`).
     let file = table.file_zone_of(&crate::zone::key(&question.name));
     match zone {
+        _ if is_zone_transfer(question.qtype) => response.rcode = Rcode::REFUSED,
         _ if file.is_some() && question.qclass == dns::CLASS_IN => {
             authority::fill(&mut response, question, table);
         }
