@@ -238,6 +238,14 @@ fn start_up_errors_name_the_role_the_argument_and_a_way_out_and_exit_2() {
             "dnslb: ls: <ts-port> of 127.0.0.1: 70000 is not a port (0-65535)\n",
         ),
         (
+            &["ls", "0", "127.0.0.1", "1", "--cache", "-1"],
+            "dnslb: ls: --cache: \"-1\" is not a whole number\n",
+        ),
+        (
+            &["ts", "0", "--table", table, "--ttl", "3000000000"],
+            "dnslb: ts: --ttl: \"3000000000\": expected whole seconds from 0 to 2147483647\n",
+        ),
+        (
             &["ls", &taken, "127.0.0.1", "1", "--bind", "127.0.0.1"],
             &in_use,
         ),
