@@ -845,6 +845,30 @@ fn the_first_script_build_shows_cargos_progress_later_ones_are_quiet() {
 }
 
 #[test]
+fn comparison_scripts_mark_each_target_met_or_not() {
+    // compare.sh and dns-compare.sh judge their targets with lib.sh's
+    // `target`: a ratio below its threshold says NOT MET, not only 0.84.
+    let lib = repository().join("scripts/lib.sh");
+    let output = std::process::Command::new("bash")
+        .arg("-c")
+        .arg(format!(
+            ". '{}'; target 'cached / direct' \"$(ratio 84 100)\" '>=' 1; \
+             target 'lost %' 0.000 '<' 0.1; target 'missing' '' '>=' 1",
+            lib.display()
+        ))
+        .output()
+        .unwrap();
+    assert!(output.status.success());
+    let stdout = String::from_utf8(output.stdout).unwrap();
+    let lines: Vec<&str> = stdout.lines().map(str::trim).collect();
+    assert_eq!(lines.len(), 3, "{stdout}");
+    assert!(lines[0].starts_with("cached / direct (>= 1):"), "{stdout}");
+    assert!(lines[0].ends_with("0.84  NOT MET"), "{stdout}");
+    assert!(lines[1].ends_with("0.000  met"), "{stdout}");
+    assert!(lines[2].ends_with("n/a  n/a"), "{stdout}");
+}
+
+#[test]
 fn client_script_finds_the_course_names_from_anywhere() {
     let (_ts1, _ts2, ls) = course_system(&[]);
     let port = ls.addr.port().to_string();
