@@ -574,12 +574,17 @@ fn udp_answers_past_the_rate_limit_are_dropped_and_every_second_one_slips() {
 }
 
 #[test]
-fn the_binary_says_its_rate_limit_at_start_and_what_it_dropped_at_stop() {
+fn the_binary_says_its_zones_and_rate_limit_at_start_and_what_it_dropped_at_stop() {
     let table = tempfile::NamedTempFile::new().unwrap();
     std::fs::write(table.path(), TABLE).unwrap();
     let path = table.path().to_str().unwrap();
     let (ts, addr, log) =
         spawn_dns_bin(&["ts", "0", "--table", path, "--rrl", "5", "--rrl-slip", "0"]);
+    let zones = support::line_containing(&log, "authoritative for");
+    assert!(
+        zones.ends_with("ts dns: authoritative for com. (the top-level zones of the table's names); the root and other zones are REFUSED"),
+        "{zones}"
+    );
     let start = support::line_containing(&log, "--rrl");
     assert!(
         start.contains(

@@ -458,7 +458,15 @@ fn the_binary_refuses_a_bad_zone_file_with_its_line() {
 fn the_binary_serves_zone_files() {
     let root = env!("CARGO_MANIFEST_DIR");
     let (parent, child) = (format!("{root}/{PARENT}"), format!("{root}/{CHILD}"));
-    let (_ts, dns, _log) = spawn_dns_bin(&["ts", "0", "--zone", &parent, "--zone", &child]);
+    let (_ts, dns, log) = spawn_dns_bin(&["ts", "0", "--zone", &parent, "--zone", &child]);
+    // The start-up line names the zones read from the files.
+    let zones = support::line_containing(&log, "authoritative for");
+    assert!(
+        zones.ends_with(
+            "ts dns: authoritative for cs.example.test., example.test. (zone files); the root and other zones are REFUSED"
+        ),
+        "{zones}"
+    );
     let m = udp_ask(dns, &query(3, "grad.cs.example.test.", RecordType::A));
     assert!(m.metadata.authoritative);
     assert_eq!(

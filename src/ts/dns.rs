@@ -155,6 +155,58 @@ pub fn answer_query(query: &[u8], table: &Zone, ttl: u32, transport: Transport) 
     Some(bytes)
 }
 
+/// The start-up line naming the zones the TS answers for (the top-level
+/// zones of its table's names, then those read from zone files), so that a
+/// REFUSED for another zone comes as no surprise.
+///
+/// ```
+/// use dnslb::{table, zonefile};
+/// use dnslb::ts::dns::zones_line;
+/// let mut zone = table::parse(b"amazon.org 10.0.0.1 A\nrutgers.com 10.0.0.2 A").unwrap();
+/// assert_eq!(zones_line(&zone),
+///     "authoritative for com., org. (the top-level zones of the table's names); the root and other zones are REFUSED");
+/// let file = zonefile::parse(b"$ORIGIN example.net.\n@ 3600 IN SOA ns hm 1 2 3 4 5\n@ 3600 IN NS ns\nns 3600 IN A 192.0.2.1\n").unwrap();
+/// zone.add_file_zone(file.apex_key(), file.to_zone()).unwrap();
+/// assert_eq!(zones_line(&zone),
+///     "authoritative for com., org. (the top-level zones of the table's names), example.net. (zone files); the root and other zones are REFUSED");
+/// ```
+pub fn zones_line(zone: &Zone) -> String {
+    let dotted =
+        |zones: Vec<&str>| -> Vec<String> { zones.iter().map(|z| format!("{z}.")).collect() };
+    let mut parts = Vec::new();
+    let table = dotted(zone.zones());
+    if !table.is_empty() {
+        parts.push(format!(
+            "{} (the top-level zones of the table's names)",
+            table.join(", ")
+        ));
+    }
+    let files = zone.file_zones();
+    let root_served = files.contains(&"");
+    let files: Vec<String> = files
+        .iter()
+        .map(|z| {
+            if z.is_empty() {
+                ".".to_string()
+            } else {
+                format!("{z}.")
+            }
+        })
+        .collect();
+    if !files.is_empty() {
+        parts.push(format!("{} (zone files)", files.join(", ")));
+    }
+    let refused = if root_served {
+        ""
+    } else {
+        "; the root and other zones are REFUSED"
+    };
+    if parts.is_empty() {
+        return "authoritative for no zone; every name is REFUSED".to_string();
+    }
+    format!("authoritative for {}{refused}", parts.join(", "))
+}
+
 /// The name the synthesized NS and SOA records give as the zones' server:
 /// a TS does not know the name or address it is reached by, and is reached
 /// by configuration (a forwarder, a stub zone, an LS), not by delegation;
@@ -276,6 +328,7 @@ pub fn run(
     let udp_table = Arc::clone(&table);
     let udp_shutdown = shutdown.clone();
     let _wake = wake_on_trigger(&udp, shutdown)?;
+    log::warn(format_args!("ts dns: {}", zones_line(&table)));
     if let Some(limit) = options.rrl {
         log::warn(format_args!("ts dns: {}", rrl::describe(limit)));
     }
