@@ -224,7 +224,39 @@ fn start_up_errors_name_the_role_the_argument_and_a_way_out_and_exit_2() {
     let in_use = format!(
         "dnslb: ls: cannot listen on 127.0.0.1:{taken}: address in use (another server on that port? choose another port or stop it)\n"
     );
+    // A DNS port in use: no `listening on` line for the course port either
+    // (a script would take the server for started).
+    let dns_in_use = |role: &str| {
+        format!("dnslb: {role}: cannot listen on 127.0.0.1:{taken} (dns udp+tcp): address in use")
+    };
+    let (ts_dns_in_use, ls_dns_in_use) = (dns_in_use("ts"), dns_in_use("ls"));
     for (args, expected) in [
+        (
+            &[
+                "ts",
+                "0",
+                "--table",
+                table,
+                "--bind",
+                "127.0.0.1",
+                "--dns-port",
+                &taken,
+            ][..],
+            &ts_dns_in_use[..],
+        ),
+        (
+            &[
+                "ls",
+                "0",
+                "127.0.0.1",
+                "1",
+                "--bind",
+                "127.0.0.1",
+                "--dns-port",
+                &taken,
+            ],
+            &ls_dns_in_use,
+        ),
         (
             &["ts", "70000", "--table", table][..],
             "dnslb: ts: <port>: 70000 is not a port (0-65535)\n",
