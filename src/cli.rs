@@ -106,13 +106,26 @@ fn plain_error(message: &str) -> String {
     let Some((name, rest)) = rest.split_once("' with value '") else {
         return message.to_string();
     };
-    let Some((_, why)) = rest.split_once("': ") else {
+    let Some((value, why)) = rest.split_once("': ") else {
         return message.to_string();
     };
+    let why = number_error(value, why);
     if positional {
         format!("<{}>: {why}", name.replace('_', "-"))
     } else {
         format!("{name}: {why}")
+    }
+}
+
+/// Rust's message for a whole number that does not parse (what argh shows
+/// for a numeric flag), as one naming `value`; any other `why` unchanged.
+fn number_error(value: &str, why: &str) -> String {
+    match why {
+        "invalid digit found in string" => format!("{value:?} is not a whole number"),
+        "cannot parse integer from empty string" => "an empty value is not a number".into(),
+        "number too large to fit in target type" => format!("{value:?} is too large"),
+        "number too small to fit in target type" => format!("{value:?} is too small"),
+        _ => why.to_string(),
     }
 }
 
@@ -265,9 +278,13 @@ pub struct TsArgs {
     /// also answer DNS queries (RFC 1035) over UDP and TCP on this port (0: any free port)
     #[argh(option, from_str_fn(parse_port))]
     pub dns_port: Option<u16>,
-    /// TTL in seconds of DNS answers from the table (default 300; zone
-    /// files' records keep their own)
-    #[argh(option, default = "dnslb::dns::respond::DEFAULT_TTL")]
+    /// TTL in seconds of DNS answers from the table (default 300; at most
+    /// 2147483647; zone files' records keep their own)
+    #[argh(
+        option,
+        default = "dnslb::dns::respond::DEFAULT_TTL",
+        from_str_fn(parse_ttl)
+    )]
     pub ttl: u32,
     /// answer at most this many DNS queries per second over UDP to one /24
     /// (IPv4) or /56 (IPv6) (default: no limit)
@@ -553,6 +570,17 @@ pub fn parse_port(text: &str) -> Result<u16, String> {
         .map_err(|_| format!("{text} is not a port (0-65535)"))
 }
 
+/// Parses a DNS TTL: a whole number of seconds up to 2^31 - 1, the largest
+/// a resolver honours (RFC 2181 §8 reads a larger one as 0).
+fn parse_ttl(text: &str) -> Result<u32, String> {
+    match text.parse::<u32>() {
+        Ok(ttl) if ttl <= i32::MAX as u32 => Ok(ttl),
+        _ => Err(format!(
+            "{text:?}: expected whole seconds from 0 to 2147483647"
+        )),
+    }
+}
+
 /// Parses a positive number of seconds, fractions allowed.
 fn parse_seconds(text: &str) -> Result<Duration, String> {
     let secs: f64 = text
@@ -621,6 +649,28 @@ mod tests {
             "--dns-port: x is not a port (0-65535)"
         );
         assert_eq!(plain_error("Required positional"), "Required positional");
+        // Rust's own messages for a whole number name the value.
+        assert_eq!(
+            plain_error(
+                "Error parsing option '--cache' with value '-1': invalid digit found in string"
+            ),
+            "--cache: \"-1\" is not a whole number"
+        );
+        assert_eq!(
+            plain_error(
+                "Error parsing option '--max-inflight' with value '99999999999999999999': number too large to fit in target type"
+            ),
+            "--max-inflight: \"99999999999999999999\" is too large"
+        );
+    }
+
+    #[test]
+    fn a_ttl_is_at_most_two_to_the_31_minus_one() {
+        assert_eq!(parse_ttl("0"), Ok(0));
+        assert_eq!(parse_ttl("2147483647"), Ok(2_147_483_647));
+        for bad in ["2147483648", "3000000000", "-5", "x"] {
+            assert!(parse_ttl(bad).is_err(), "{bad}");
+        }
     }
 
     #[test]

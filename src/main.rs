@@ -139,7 +139,7 @@ fn run_ts(args: TsArgs) -> Result<(), Usage> {
         "ts: stopping: finishing the queries in flight (up to {} s)",
         ts::SHUTDOWN_GRACE.as_secs_f64()
     ));
-    let listener = bind(&args.bind, args.port)?;
+    let (listener, dns_sockets) = bind_both(&args.bind, args.port, args.dns_port)?;
     let options = TsOptions {
         dialect: args.dialect,
         framing: args.framing,
@@ -155,14 +155,14 @@ fn run_ts(args: TsArgs) -> Result<(), Usage> {
     };
     let table = Arc::new(table);
     let mut fronts = vec![ts::FrontEnd::Course(listener)];
-    if let Some(port) = args.dns_port {
+    if let Some(sockets) = dns_sockets {
         let dns_options = ts::dns::DnsOptions {
             ttl: args.ttl,
             max_per_source: options.max_clients_per_ip,
             rrl,
             ..Default::default()
         };
-        fronts.push(ts::FrontEnd::Dns(bind_dns(&args.bind, port)?, dns_options));
+        fronts.push(ts::FrontEnd::Dns(sockets, dns_options));
     }
     ts::run(fronts, table, options, &shutdown).map_err(|e| Usage(format!("ts: {e}")))
 }
@@ -184,16 +184,25 @@ fn rate_limit(
     Err(Usage(cli::hint(Some(role), problem)))
 }
 
-/// Binds the DNS side's UDP and TCP sockets and announces them after the
-/// course listener: `listening on <addr>:<port> (dns udp+tcp)`.
-fn bind_dns(host: &str, port: u16) -> Result<net::DnsSockets, Usage> {
-    bind_and_announce(
-        host,
-        port,
-        " (dns udp+tcp)",
-        net::DnsSockets::bind,
-        net::DnsSockets::local_addr,
-    )
+/// Binds the course listener and, with `dns_port`, the DNS side's UDP and
+/// TCP sockets, then announces them: `listening on <addr>:<port>`, then
+/// `listening on <addr>:<port> (dns udp+tcp)`. Nothing is announced unless
+/// every socket could be bound, so a script never reads a `listening on`
+/// line from a server that then exits.
+fn bind_both(
+    host: &str,
+    port: u16,
+    dns_port: Option<u16>,
+) -> Result<(TcpListener, Option<net::DnsSockets>), Usage> {
+    let listener = bind_socket(host, port, "", |addrs| TcpListener::bind(addrs))?;
+    let dns = dns_port
+        .map(|port| bind_socket(host, port, " (dns udp+tcp)", net::DnsSockets::bind))
+        .transpose()?;
+    announce(listener.local_addr(), "")?;
+    if let Some(sockets) = &dns {
+        announce(sockets.local_addr(), " (dns udp+tcp)")?;
+    }
+    Ok((listener, dns))
 }
 
 fn run_ls(args: LsArgs) -> Result<(), Usage> {
@@ -237,11 +246,11 @@ fn run_ls(args: LsArgs) -> Result<(), Usage> {
         ..LsOptions::new(backends)
     };
     let ls = Ls::new(options).map_err(Usage)?;
-    let listener = bind(&args.bind, args.port)?;
+    let (listener, dns_sockets) = bind_both(&args.bind, args.port, args.dns_port)?;
     ls.check_backends();
     let mut fronts = vec![FrontEnd::Course(listener)];
-    if let Some(port) = args.dns_port {
-        fronts.push(FrontEnd::Dns(bind_dns(&args.bind, port)?));
+    if let Some(sockets) = dns_sockets {
+        fronts.push(FrontEnd::Dns(sockets));
     }
     ls.run(fronts, &shutdown)
         .map_err(|e| Usage(format!("ls: {e}")))
@@ -454,57 +463,42 @@ fn host_port_pairs(
         .collect()
 }
 
-/// Binds the listener and announces it: `listening on <addr>:<port>` is the
+/// Binds a UDP socket and announces it: `listening on <addr>:<port>` is the
 /// first line on stdout, flushed, for scripts to read.
-fn bind(host: &str, port: u16) -> Result<TcpListener, Usage> {
-    bind_and_announce(
-        host,
-        port,
-        "",
-        |addrs| TcpListener::bind(addrs),
-        TcpListener::local_addr,
-    )
-}
-
-/// Binds a UDP socket and announces it like [`bind`].
 fn bind_udp(host: &str, port: u16) -> Result<UdpSocket, Usage> {
-    bind_and_announce(
-        host,
-        port,
-        " (UDP)",
-        |addrs| UdpSocket::bind(addrs),
-        UdpSocket::local_addr,
-    )
+    let socket = bind_socket(host, port, " (UDP)", |addrs| UdpSocket::bind(addrs))?;
+    announce(socket.local_addr(), "")?;
+    Ok(socket)
 }
 
-/// Binds `host:port` with `bind` and prints `listening on <addr>:<port>`,
-/// flushed; `what` names the kind of socket in errors (and, for the DNS
-/// side, in the line).
-fn bind_and_announce<S>(
+/// Binds `host:port` with `bind`; `what` names the kind of socket in
+/// errors.
+fn bind_socket<S>(
     host: &str,
     port: u16,
     what: &str,
     bind: impl FnOnce(&[SocketAddr]) -> io::Result<S>,
-    local_addr: impl FnOnce(&S) -> io::Result<SocketAddr>,
 ) -> Result<S, Usage> {
     let addrs: Vec<SocketAddr> = net::resolve(host, port).map_err(|e| {
         Usage(format!(
             "--bind: {e} (check the name, or give an IP address)"
         ))
     })?;
-    let socket = bind(&addrs).map_err(|e| {
+    bind(&addrs).map_err(|e| {
         Usage(format!(
             "cannot listen on {host}:{port}{what}: {}",
             bind_error(&e)
         ))
-    })?;
-    let local = local_addr(&socket)
-        .map_err(|e| Usage(format!("cannot read the listening address: {e}")))?;
-    let suffix = if what == " (dns udp+tcp)" { what } else { "" };
+    })
+}
+
+/// Prints `listening on <local><suffix>`, flushed.
+fn announce(local: io::Result<SocketAddr>, suffix: &str) -> Result<(), Usage> {
+    let local = local.map_err(|e| Usage(format!("cannot read the listening address: {e}")))?;
     let mut stdout = io::stdout().lock();
     let _ = writeln!(stdout, "listening on {local}{suffix}");
     let _ = stdout.flush();
-    Ok(socket)
+    Ok(())
 }
 
 /// Why a socket could not be bound, and the way out.

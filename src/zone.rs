@@ -178,6 +178,14 @@ impl Zone {
         zones
     }
 
+    /// The apexes of the zones read from zone files, sorted, lower case,
+    /// without a final dot (the root's is empty).
+    pub fn file_zones(&self) -> Vec<&str> {
+        let mut zones: Vec<&str> = self.files.keys().map(String::as_str).collect();
+        zones.sort_unstable();
+        zones
+    }
+
     /// Whether the name of key `key` exists: it has records, or a name with
     /// records lies below it.
     pub fn name_exists(&self, key: &str) -> bool {
