@@ -261,6 +261,11 @@ pub struct TsArgs {
     /// also answer DNS queries (RFC 1035) over UDP and TCP on this port (0: any free port)
     #[argh(option, from_str_fn(parse_port))]
     pub dns_port: Option<u16>,
+    /// serve read-only statistics over HTTP on ADDR:PORT (port 0: any
+    /// free): /metrics (Prometheus), /api/v1/stats (JSON), / (a live
+    /// dashboard)
+    #[argh(option, from_str_fn(parse_web))]
+    pub web: Option<(String, u16)>,
     /// TTL in seconds of DNS answers (default 300)
     #[argh(option, default = "dnslb::dns::respond::DEFAULT_TTL")]
     pub ttl: u32,
@@ -325,6 +330,11 @@ pub struct LsArgs {
     /// also serve DNS (RFC 1035) over UDP and TCP on this port (0: any free port)
     #[argh(option, from_str_fn(parse_port))]
     pub dns_port: Option<u16>,
+    /// serve read-only statistics over HTTP on ADDR:PORT (port 0: any
+    /// free): /metrics (Prometheus), /api/v1/stats (JSON), / (a live
+    /// dashboard)
+    #[argh(option, from_str_fn(parse_web))]
+    pub web: Option<(String, u16)>,
     /// seconds a DNS query waits before SERVFAIL (default 2, fractions allowed)
     #[argh(
         option,
@@ -546,6 +556,20 @@ pub struct PingArgs {
 pub fn parse_port(text: &str) -> Result<u16, String> {
     text.parse()
         .map_err(|_| format!("{text} is not a port (0-65535)"))
+}
+
+/// Parses `--web`'s `ADDR:PORT` (`[::1]:8080` for IPv6) into its host and port.
+pub fn parse_web(text: &str) -> Result<(String, u16), String> {
+    let fix = "give ADDR:PORT, e.g. 127.0.0.1:8080 (port 0: any free port)";
+    let (host, port) = text
+        .rsplit_once(':')
+        .ok_or_else(|| format!("{text:?} has no port ({fix})"))?;
+    let host = host.trim_start_matches('[').trim_end_matches(']');
+    if host.is_empty() {
+        return Err(format!("{text:?} has no address ({fix})"));
+    }
+    let port = parse_port(port).map_err(|e| format!("{e} ({fix})"))?;
+    Ok((host.to_string(), port))
 }
 
 /// Parses a positive number of seconds, fractions allowed.

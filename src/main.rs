@@ -30,7 +30,7 @@ use dnslb::udp::flood::{self, FloodOptions};
 use dnslb::udp::lb::{self as udp_lb, LbOptions, LbStats};
 use dnslb::udp::ping::{self, PingOptions};
 use dnslb::zone::Zone;
-use dnslb::{log, net};
+use dnslb::{log, net, web};
 
 /// A usage or configuration error: printed, exit code 2.
 struct Usage(String);
@@ -117,19 +117,36 @@ fn run_ts(args: TsArgs) -> Result<(), Usage> {
         idle_timeout: args.idle_timeout,
     };
     let table = Arc::new(table);
-    let result = match args.dns_port {
-        None => ts::run(listener, table, options, &shutdown),
-        Some(port) => {
+    let dns = args
+        .dns_port
+        .map(|port| bind_dns(&args.bind, port))
+        .transpose()?;
+    let web = args.web.as_ref().map(bind_web).transpose()?;
+    let counts = Arc::new(ts::Counts::default());
+    let source: web::Source = {
+        let counts = Arc::clone(&counts);
+        Arc::new(move || counts.metrics())
+    };
+    let result = with_web(web, source, &shutdown, || match dns {
+        None => ts::run_counted(listener, table, options, counts, &shutdown),
+        Some(sockets) => {
             let dns_options = ts::dns::DnsOptions {
                 ttl: args.ttl,
                 max_per_source: options.max_clients_per_ip,
                 rrl,
                 ..Default::default()
             };
-            let sockets = bind_dns(&args.bind, port)?;
-            ts::run_with_dns(listener, sockets, table, options, dns_options, &shutdown)
+            ts::run_with_dns_counted(
+                listener,
+                sockets,
+                table,
+                options,
+                dns_options,
+                counts,
+                &shutdown,
+            )
         }
-    };
+    });
     result.map_err(|e| Usage(format!("ts: {e}")))
 }
 
@@ -205,13 +222,15 @@ fn run_ls(args: LsArgs) -> Result<(), Usage> {
     let ls = Ls::new(options).map_err(Usage)?;
     let listener = bind(&args.bind, args.port)?;
     ls.check_backends();
-    let result = match args.dns_port {
+    let dns = args
+        .dns_port
+        .map(|port| bind_dns(&args.bind, port))
+        .transpose()?;
+    let web = args.web.as_ref().map(bind_web).transpose()?;
+    let result = with_web(web, ls.metrics_source(), &shutdown, || match dns {
         None => ls.run(listener, &shutdown),
-        Some(port) => {
-            let sockets = bind_dns(&args.bind, port)?;
-            ls.run_with_dns(listener, sockets, &shutdown)
-        }
-    };
+        Some(sockets) => ls.run_with_dns(listener, sockets, &shutdown),
+    });
     result.map_err(|e| Usage(format!("ls: {e}")))
 }
 
@@ -434,6 +453,46 @@ fn bind(host: &str, port: u16) -> Result<TcpListener, Usage> {
     )
 }
 
+/// Binds `--web`'s listener and announces it after the server's other
+/// listening lines: `listening on <addr>:<port> (http)`.
+fn bind_web((host, port): &(String, u16)) -> Result<TcpListener, Usage> {
+    bind_and_announce(
+        host,
+        *port,
+        " (http)",
+        |addrs| TcpListener::bind(addrs),
+        TcpListener::local_addr,
+    )
+    .map_err(|Usage(e)| Usage(format!("--web: {e}")))
+}
+
+/// Runs `run` with the web endpoint serving `source` on `web` beside it,
+/// when there is one; the endpoint stops with the server.
+fn with_web(
+    web: Option<TcpListener>,
+    source: web::Source,
+    shutdown: &Shutdown,
+    run: impl FnOnce() -> io::Result<()>,
+) -> io::Result<()> {
+    let Some(listener) = web else {
+        return run();
+    };
+    std::thread::scope(|scope| {
+        let web_side = std::thread::Builder::new()
+            .name("web".into())
+            .spawn_scoped(scope, || {
+                web::serve(listener, source, web::WebOptions::default(), shutdown)
+            })?;
+        let served = run();
+        // A server that failed to start takes the endpoint down with it.
+        shutdown.trigger();
+        let web_result = web_side
+            .join()
+            .unwrap_or_else(|_| Err(io::Error::other("the web server panicked")));
+        served.and(web_result)
+    })
+}
+
 /// Binds a UDP socket and announces it like [`bind`].
 fn bind_udp(host: &str, port: u16) -> Result<UdpSocket, Usage> {
     bind_and_announce(
@@ -468,7 +527,11 @@ fn bind_and_announce<S>(
     })?;
     let local = local_addr(&socket)
         .map_err(|e| Usage(format!("cannot read the listening address: {e}")))?;
-    let suffix = if what == " (dns udp+tcp)" { what } else { "" };
+    let suffix = if what == " (dns udp+tcp)" || what == " (http)" {
+        what
+    } else {
+        ""
+    };
     let mut stdout = io::stdout().lock();
     let _ = writeln!(stdout, "listening on {local}{suffix}");
     let _ = stdout.flush();

@@ -23,7 +23,8 @@ use crate::dns::{RData, RecordType};
 use crate::framing::{Frame, Framing, MessageReader, write_message};
 use crate::log;
 use crate::net::DnsSockets;
-use crate::server::{Activity, ServeOptions, serve};
+use crate::server::{Activity, ConnectionStats, ServeOptions, serve};
+use crate::web::metrics::{Kind, Metrics, labels};
 use crate::shutdown::Shutdown;
 use crate::wire::{self, Dialect};
 use crate::zone::{Entry, Zone};
@@ -77,17 +78,44 @@ impl Default for TsOptions {
 }
 
 /// What happened to the course protocol's queries: each is answered, not
-/// in the table (silence, or `NOT FOUND` with `--answer-misses`) or invalid.
+/// in the table (silence, or `NOT FOUND` with `--answer-misses`) or invalid;
+/// and the connections.
 #[derive(Default)]
-struct Counts {
+pub struct Counts {
     answered: AtomicU64,
     not_in_table: AtomicU64,
     invalid: AtomicU64,
+    connections: Arc<ConnectionStats>,
 }
 
 impl Counts {
     fn add(counter: &AtomicU64) {
         counter.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Every TS metric now, for the web endpoint (docs/OBSERVE.md).
+    pub fn metrics(&self) -> Metrics {
+        let get = |c: &AtomicU64| c.load(Ordering::Relaxed) as f64;
+        let mut m = Metrics::new("ts");
+        let course = |result: &str| labels(&[("protocol", "course"), ("result", result)]);
+        m.add(
+            "dnslb_ts_queries_total",
+            "Course queries, by what the TS made of them.",
+            Kind::Counter,
+            vec![
+                (course("answered"), get(&self.answered)),
+                (course("not_in_table"), get(&self.not_in_table)),
+                (course("invalid"), get(&self.invalid)),
+            ],
+        );
+        m.add_one(
+            "dnslb_clients",
+            "Course connections open.",
+            Kind::Gauge,
+            self.connections.open() as f64,
+        );
+        crate::web::add_process(&mut m);
+        m
     }
 }
 
@@ -103,12 +131,26 @@ pub fn run(
     options: TsOptions,
     shutdown: &Shutdown,
 ) -> io::Result<()> {
+    run_counted(listener, table, options, Arc::default(), shutdown)
+}
+
+/// Like [`run`], counting into `counts` (which the web endpoint reads).
+///
+/// # Errors
+/// When the listener's address cannot be read.
+pub fn run_counted(
+    listener: TcpListener,
+    table: Arc<Zone>,
+    options: TsOptions,
+    counts: Arc<Counts>,
+    shutdown: &Shutdown,
+) -> io::Result<()> {
     let serve_options = ServeOptions {
         max_connections: options.max_clients,
         max_per_source: options.max_clients_per_ip,
+        stats: Arc::clone(&counts.connections),
         ..ServeOptions::new("ts", SHUTDOWN_GRACE)
     };
-    let counts = Arc::new(Counts::default());
     let handler_counts = Arc::clone(&counts);
     let served = serve(
         listener,
@@ -150,6 +192,30 @@ pub fn run_with_dns(
     dns_options: dns::DnsOptions,
     shutdown: &Shutdown,
 ) -> io::Result<()> {
+    run_with_dns_counted(
+        listener,
+        dns_sockets,
+        table,
+        options,
+        dns_options,
+        Arc::default(),
+        shutdown,
+    )
+}
+
+/// Like [`run_with_dns`], counting the course queries into `counts`.
+///
+/// # Errors
+/// Either side's error.
+pub fn run_with_dns_counted(
+    listener: TcpListener,
+    dns_sockets: DnsSockets,
+    table: Arc<Zone>,
+    options: TsOptions,
+    dns_options: dns::DnsOptions,
+    counts: Arc<Counts>,
+    shutdown: &Shutdown,
+) -> io::Result<()> {
     thread::scope(|scope| {
         let dns_table = Arc::clone(&table);
         let dns_side = scope.spawn(move || {
@@ -159,7 +225,7 @@ pub fn run_with_dns(
             }
             result
         });
-        let course = run(listener, table, options, shutdown);
+        let course = run_counted(listener, table, options, counts, shutdown);
         let dns_result = dns_side
             .join()
             .unwrap_or_else(|_| Err(io::Error::other("the DNS side panicked")));
