@@ -174,7 +174,11 @@ fn backends_json(metrics: &Metrics) -> String {
             buckets
                 .as_deref()
                 .and_then(|b| quantile(b, q))
-                .map_or_else(|| "null".to_string(), |s| format!("{s}"))
+                // To the microsecond.
+                .map_or_else(
+                    || "null".to_string(),
+                    |s| format!("{}", (s * 1e6).round() / 1e6),
+                )
         };
         items.push(format!(
             "{{\"backend\":{},\"up\":{},\"queries\":{},\"answers\":{},\"timeouts\":{},\
