@@ -129,11 +129,16 @@ pub fn route(path: &str, source: &Source) -> Response {
     }
 }
 
-/// The JSON of `/api/v1/stats`: the metrics, the version, the threads, and
-/// a `backends` summary (docs/OBSERVE.md).
+/// The JSON of `/api/v1/stats`: the metrics, the version, the server's
+/// clock (`time_ms`, milliseconds since the Unix epoch, which rates are
+/// computed against), and a `backends` summary (docs/OBSERVE.md).
 pub fn stats_json(metrics: &Metrics) -> String {
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis());
     metrics.to_json(&[
         ("version", json_string(env!("CARGO_PKG_VERSION"))),
+        ("time_ms", now.to_string()),
         ("backends", backends_json(metrics)),
     ])
 }
