@@ -24,8 +24,8 @@ use crate::framing::{Frame, Framing, MessageReader, write_message};
 use crate::log;
 use crate::net::DnsSockets;
 use crate::server::{Activity, ConnectionStats, ServeOptions, serve};
-use crate::web::metrics::{Kind, Metrics, labels};
 use crate::shutdown::Shutdown;
+use crate::web::metrics::{Kind, Metrics, labels};
 use crate::wire::{self, Dialect};
 use crate::zone::{Entry, Zone};
 

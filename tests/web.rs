@@ -67,7 +67,14 @@ fn parse_response(bytes: &[u8]) -> (u16, HashMap<String, String>, String) {
         .split_once("\r\n\r\n")
         .unwrap_or_else(|| panic!("no head in {text:?}"));
     let mut lines = head.split("\r\n");
-    let status: u16 = lines.next().unwrap().split(' ').nth(1).unwrap().parse().unwrap();
+    let status: u16 = lines
+        .next()
+        .unwrap()
+        .split(' ')
+        .nth(1)
+        .unwrap()
+        .parse()
+        .unwrap();
     let headers = lines
         .filter_map(|l| l.split_once(": "))
         .map(|(k, v)| (k.to_ascii_lowercase(), v.to_string()))
@@ -75,7 +82,11 @@ fn parse_response(bytes: &[u8]) -> (u16, HashMap<String, String>, String) {
     if let Some(length) = headers.get("content-length")
         && !body.is_empty()
     {
-        assert_eq!(length.parse::<usize>().unwrap(), body.len(), "Content-Length");
+        assert_eq!(
+            length.parse::<usize>().unwrap(),
+            body.len(),
+            "Content-Length"
+        );
     }
     (status, headers, body.to_string())
 }
@@ -113,7 +124,10 @@ fn smoke() {
 
 #[test]
 fn unknown_paths_other_methods_and_garbage_are_refused() {
-    let site = Web::start(Arc::new(|| dnslb::web::metrics::Metrics::new("ls")), WebOptions::default());
+    let site = Web::start(
+        Arc::new(|| dnslb::web::metrics::Metrics::new("ls")),
+        WebOptions::default(),
+    );
     assert_eq!(get(site.addr, "/nope").0, 404);
     let (status, headers, _) = exchange(site.addr, b"POST /metrics HTTP/1.1\r\n\r\n");
     assert_eq!(status, 405);
@@ -136,7 +150,10 @@ fn slow_headers_are_answered_408_and_closed_after_the_bound() {
         head_timeout: ms(300),
         ..WebOptions::default()
     };
-    let site = Web::start(Arc::new(|| dnslb::web::metrics::Metrics::new("ls")), options);
+    let site = Web::start(
+        Arc::new(|| dnslb::web::metrics::Metrics::new("ls")),
+        options,
+    );
     let mut stream = TcpStream::connect(site.addr).unwrap();
     stream.set_read_timeout(Some(BOUND)).unwrap();
     let started = Instant::now();
@@ -162,13 +179,25 @@ fn counts_match_the_queries_sent_and_agree_with_the_counters_line() {
     let snapshot = ls.settled_snapshot();
     let m = metrics(site.addr);
     assert_eq!(m["dnslb_queries_total{frontend=\"all\"}"], 4.0);
-    assert_eq!(m["dnslb_queries_total{frontend=\"all\"}"], snapshot.queries as f64);
+    assert_eq!(
+        m["dnslb_queries_total{frontend=\"all\"}"],
+        snapshot.queries as f64
+    );
     assert_eq!(m["dnslb_backend_queries_total{backend=\"ts1\"}"], 4.0);
     assert_eq!(m["dnslb_backend_answers_total{backend=\"ts1\"}"], 3.0);
-    assert_eq!(m["dnslb_backend_answers_total{backend=\"ts1\"}"], snapshot.answered[0] as f64);
+    assert_eq!(
+        m["dnslb_backend_answers_total{backend=\"ts1\"}"],
+        snapshot.answered[0] as f64
+    );
     assert_eq!(m["dnslb_backend_timeouts_total{backend=\"ts1\"}"], 1.0);
-    assert_eq!(m["dnslb_responses_total{frontend=\"all\",result=\"answer\"}"], 3.0);
-    assert_eq!(m["dnslb_responses_total{frontend=\"all\",result=\"timeout\"}"], 1.0);
+    assert_eq!(
+        m["dnslb_responses_total{frontend=\"all\",result=\"answer\"}"],
+        3.0
+    );
+    assert_eq!(
+        m["dnslb_responses_total{frontend=\"all\",result=\"timeout\"}"],
+        1.0
+    );
     assert_eq!(
         m["dnslb_backend_response_seconds_count{backend=\"ts1\"}"],
         3.0
@@ -181,7 +210,12 @@ fn counts_match_the_queries_sent_and_agree_with_the_counters_line() {
     assert_eq!(m["dnslb_inflight"], 0.0);
     assert!(m["dnslb_threads"] >= 2.0);
     assert_eq!(m["dnslb_build_info{version=\"0.1.0\"}"], 1.0);
-    for name in ["dnslb_cache_hits_total", "dnslb_cache_misses_total", "dnslb_cache_entries", "dnslb_clients"] {
+    for name in [
+        "dnslb_cache_hits_total",
+        "dnslb_cache_misses_total",
+        "dnslb_cache_entries",
+        "dnslb_clients",
+    ] {
         assert!(m.contains_key(name), "{name}");
     }
 }
@@ -194,7 +228,8 @@ fn backend_up_flips_to_0_when_a_ts_dies() {
     let site = Web::start(ls.ls.metrics_source(), WebOptions::default());
     let mut client = LineClient::connect(ls.addr());
     assert_eq!(client.ask("c.com"), "c.com 3.3.3.3 A");
-    let up = |m: &HashMap<String, f64>, ts: &str| m[&format!("dnslb_backend_up{{backend=\"{ts}\"}}")];
+    let up =
+        |m: &HashMap<String, f64>, ts: &str| m[&format!("dnslb_backend_up{{backend=\"{ts}\"}}")];
     let m = metrics(site.addr);
     assert_eq!((up(&m, "ts1"), up(&m, "ts2")), (1.0, 1.0));
     ts2.stop();
@@ -307,10 +342,19 @@ fn the_ts_counts_its_queries_by_result() {
     let shutdown = Shutdown::new();
     let (run_counts, run_shutdown) = (Arc::clone(&counts), shutdown.clone());
     let ts = thread::spawn(move || {
-        dnslb::ts::run_counted(listener, zone, Default::default(), run_counts, &run_shutdown)
+        dnslb::ts::run_counted(
+            listener,
+            zone,
+            Default::default(),
+            run_counts,
+            &run_shutdown,
+        )
     });
     let source_counts = Arc::clone(&counts);
-    let site = Web::start(Arc::new(move || source_counts.metrics()), WebOptions::default());
+    let site = Web::start(
+        Arc::new(move || source_counts.metrics()),
+        WebOptions::default(),
+    );
     let mut stream = TcpStream::connect(ts_addr).unwrap();
     stream.set_read_timeout(Some(BOUND)).unwrap();
     stream.write_all(b"a.com\nnothere.org\nb.com\n").unwrap();
@@ -319,8 +363,14 @@ fn the_ts_counts_its_queries_by_result() {
     reader.read_line(&mut line).unwrap();
     reader.read_line(&mut line).unwrap();
     let m = metrics(site.addr);
-    assert_eq!(m["dnslb_ts_queries_total{protocol=\"course\",result=\"answered\"}"], 2.0);
-    assert_eq!(m["dnslb_ts_queries_total{protocol=\"course\",result=\"not_in_table\"}"], 1.0);
+    assert_eq!(
+        m["dnslb_ts_queries_total{protocol=\"course\",result=\"answered\"}"],
+        2.0
+    );
+    assert_eq!(
+        m["dnslb_ts_queries_total{protocol=\"course\",result=\"not_in_table\"}"],
+        1.0
+    );
     assert_eq!(m["dnslb_clients"], 1.0);
     drop((stream, reader));
     shutdown.trigger();
@@ -347,7 +397,10 @@ fn a_thousand_idle_http_connections_leave_course_and_dns_service_answering() {
     let mut client = LineClient::connect(ls.course());
     assert_eq!(client.ask("a.com"), "a.com 1.1.1.1 A");
     let answer = udp_ask(ls.dns, &query(7, "b.com.", RecordType::A));
-    assert_eq!(addresses(&answer), ["2.2.2.2".parse::<std::net::Ipv4Addr>().unwrap()]);
+    assert_eq!(
+        addresses(&answer),
+        ["2.2.2.2".parse::<std::net::Ipv4Addr>().unwrap()]
+    );
     drop(idle);
     // The endpoint itself serves again once the idle ones are gone.
     let deadline = Instant::now() + BOUND;

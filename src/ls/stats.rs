@@ -202,7 +202,10 @@ impl Stats {
             .collect();
         let silent = inflight.expire(now);
         for (ts, seqs) in waiting {
-            let timed_out = seqs.iter().filter(|&&seq| !inflight.is_waiting(seq)).count();
+            let timed_out = seqs
+                .iter()
+                .filter(|&&seq| !inflight.is_waiting(seq))
+                .count();
             self.backends[ts]
                 .timeouts
                 .fetch_add(timed_out as u64, Ordering::Relaxed);

@@ -131,7 +131,12 @@ pub fn read_head<S: Read>(
             Ok(0) => return Err(io::ErrorKind::UnexpectedEof.into()),
             Ok(n) => n,
             Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-            Err(e) if matches!(e.kind(), io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut) => {
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
+                ) =>
+            {
                 return Ok(Err(Refusal::Timeout));
             }
             Err(e) => return Err(e),
@@ -240,7 +245,9 @@ mod tests {
 
     fn read(bytes: &[u8]) -> io::Result<Result<Request, Refusal>> {
         let mut reader = bytes;
-        read_head(&mut reader, Instant::now() + Duration::from_secs(5), |_| Ok(()))
+        read_head(&mut reader, Instant::now() + Duration::from_secs(5), |_| {
+            Ok(())
+        })
     }
 
     #[test]
@@ -254,9 +261,15 @@ mod tests {
     #[test]
     fn over_long_heads_and_bad_lines_are_refused() {
         let long_line = format!("GET /{} HTTP/1.1\r\n\r\n", "a".repeat(MAX_HEAD));
-        assert_eq!(read(long_line.as_bytes()).unwrap(), Err(Refusal::UriTooLong));
+        assert_eq!(
+            read(long_line.as_bytes()).unwrap(),
+            Err(Refusal::UriTooLong)
+        );
         let many = format!("GET / HTTP/1.1\r\n{}\r\n", "X-A: b\r\n".repeat(2000));
-        assert_eq!(read(many.as_bytes()).unwrap(), Err(Refusal::HeadersTooLarge));
+        assert_eq!(
+            read(many.as_bytes()).unwrap(),
+            Err(Refusal::HeadersTooLarge)
+        );
         for bad in [
             &b"GET /\r\n\r\n"[..],
             b"GET / HTTP/2\r\n\r\n",
@@ -288,9 +301,11 @@ mod tests {
             }
         }
         let mut trickle = Trickle(b"GET /metrics HTTP/1.1\r\n\r\n".to_vec());
-        let request = read_head(&mut trickle, Instant::now() + Duration::from_secs(5), |_| {
-            Ok(())
-        });
+        let request = read_head(
+            &mut trickle,
+            Instant::now() + Duration::from_secs(5),
+            |_| Ok(()),
+        );
         assert_eq!(request.unwrap().unwrap().path, "/metrics");
         let mut late = Trickle(b"GET / HTTP/1.1\r\n\r\n".to_vec());
         let past = read_head(&mut late, Instant::now(), |_| Ok(()));

@@ -361,18 +361,10 @@ pub fn to_json(metrics: &Metrics, extra: &[(&str, String)]) -> String {
                         if b > 0 {
                             out.push(',');
                         }
-                        let _ = write!(
-                            out,
-                            "{{\"le\":{},\"count\":{count}}}",
-                            json_number(*bound)
-                        );
+                        let _ = write!(out, "{{\"le\":{},\"count\":{count}}}", json_number(*bound));
                     }
                     let count = buckets.last().map_or(0, |b| b.1);
-                    let _ = write!(
-                        out,
-                        "],\"sum\":{},\"count\":{count}",
-                        json_number(*sum)
-                    );
+                    let _ = write!(out, "],\"sum\":{},\"count\":{count}", json_number(*sum));
                 }
             }
             out.push('}');
