@@ -416,3 +416,54 @@ fn a_thousand_idle_http_connections_leave_course_and_dns_service_answering() {
         assert!(Instant::now() < deadline, "the endpoint did not recover");
     }
 }
+
+#[test]
+fn the_binary_announces_its_http_port_after_the_others_and_serves_it() {
+    use std::process::{Command, Stdio};
+    let ts = start_ts(TABLE);
+    let ts_port = ts.addr.port().to_string();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_dnslb"))
+        .args(["ls", "0", "127.0.0.1", &ts_port, "--bind", "127.0.0.1"])
+        .args(["--dns-port", "0", "--web", "127.0.0.1:0"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let stdout = child.stdout.take().unwrap();
+    let (tx, rx) = crossbeam_channel::bounded(1);
+    thread::spawn(move || {
+        let lines: Vec<String> = BufReader::new(stdout)
+            .lines()
+            .take(3)
+            .map_while(Result::ok)
+            .collect();
+        let _ = tx.send(lines);
+    });
+    let lines = rx.recv_timeout(BOUND);
+    let lines = lines.inspect_err(|_| {
+        let _ = child.kill();
+    });
+    let lines = lines.expect("three listening lines");
+    assert!(lines[1].ends_with(" (dns udp+tcp)"), "{lines:?}");
+    let web: SocketAddr = lines[2]
+        .strip_prefix("listening on ")
+        .and_then(|l| l.strip_suffix(" (http)"))
+        .unwrap_or_else(|| panic!("{lines:?}"))
+        .parse()
+        .unwrap();
+    let m = metrics(web);
+    assert_eq!(m["dnslb_backend_up{backend=\"ts1\"}"], 1.0);
+    let _ = child.kill();
+    let _ = child.wait();
+}
+
+#[test]
+fn a_web_address_without_a_port_is_a_usage_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let (status, _, stderr) = support::run_bin(
+        dir.path(),
+        &["ls", "0", "127.0.0.1", "1", "--web", "127.0.0.1"],
+    );
+    assert_eq!(status.code(), Some(2), "{stderr}");
+    assert!(stderr.contains("--web") && stderr.contains("ADDR:PORT"), "{stderr}");
+}
