@@ -465,5 +465,8 @@ fn a_web_address_without_a_port_is_a_usage_error() {
         &["ls", "0", "127.0.0.1", "1", "--web", "127.0.0.1"],
     );
     assert_eq!(status.code(), Some(2), "{stderr}");
-    assert!(stderr.contains("--web") && stderr.contains("ADDR:PORT"), "{stderr}");
+    assert!(
+        stderr.contains("--web") && stderr.contains("ADDR:PORT"),
+        "{stderr}"
+    );
 }

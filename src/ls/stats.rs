@@ -382,3 +382,46 @@ impl fmt::Display for Snapshot {
         Ok(())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::ls::inflight::{Release, Said};
+
+    #[test]
+    fn each_ts_counts_the_queries_it_left_waiting_past_their_deadline() {
+        let stats = Stats::new(2);
+        let mut inflight: InFlight<&str> = InFlight::new(Duration::from_secs(1), Release::InOrder);
+        let t = Instant::now();
+        for name in ["a", "b", "c"] {
+            inflight.submit(name, name, 0b11, 0, (), t);
+            stats.count_asked(0b11);
+        }
+        // ts1 answers a; ts2 says b is not its; nobody answers c.
+        inflight.reply(0, "a", Said::Answer("1.1.1.1"), t);
+        inflight.reply(1, "b", Said::NotFound, t);
+        assert_eq!(stats.expire(&mut inflight, t), 0, "not yet due");
+        stats.expire(&mut inflight, t + Duration::from_secs(1));
+        let get = |ts: usize, c: fn(&BackendCounts) -> &AtomicU64| {
+            c(&stats.backends[ts]).load(Ordering::Relaxed)
+        };
+        assert_eq!((get(0, |c| &c.asked), get(1, |c| &c.asked)), (3, 3));
+        // ts1 left b and c waiting; ts2 left c (a was settled by ts1).
+        assert_eq!((get(0, |c| &c.timeouts), get(1, |c| &c.timeouts)), (2, 1));
+    }
+
+    #[test]
+    fn response_times_fall_in_their_buckets() {
+        let stats = Stats::new(1);
+        stats.count_took(&Outcome::Answered { ts: 0 }, Duration::from_micros(400));
+        stats.count_took(&Outcome::Answered { ts: 0 }, Duration::from_millis(3));
+        stats.count_took(&Outcome::Answered { ts: 0 }, Duration::from_secs(60));
+        stats.count_took(&Outcome::TimedOut, Duration::from_secs(1));
+        let (counts, sum) = stats.backends[0].response.read();
+        assert_eq!(counts[0], 1);
+        assert_eq!(counts[3], 1, "3 ms is at most 5 ms");
+        assert_eq!(counts[RESPONSE_BUCKETS.len()], 1, "past every bound");
+        assert_eq!(counts.iter().sum::<u64>(), 3);
+        assert!((sum - 60.0034).abs() < 1e-9, "{sum}");
+    }
+}
