@@ -220,7 +220,7 @@ pub enum Role {
     Ping(PingArgs),
 }
 
-/// Run a top-level server (TS): answer names from a table, stay silent on the rest.
+/// Run a top-level server (TS): answer names from a table or zone files, stay silent on the rest.
 #[derive(FromArgs, ArgsInfo)]
 #[argh(subcommand, name = "ts")]
 pub struct TsArgs {
@@ -229,7 +229,11 @@ pub struct TsArgs {
     pub port: u16,
     /// table file: one `hostname ip A` per line
     #[argh(option)]
-    pub table: PathBuf,
+    pub table: Option<PathBuf>,
+    /// zone file (RFC 1035 master file) to serve, beside or instead of
+    /// --table; repeat for more zones
+    #[argh(option)]
+    pub zone: Vec<PathBuf>,
     /// address to listen on (default 0.0.0.0, all IPv4 interfaces)
     #[argh(option, default = "String::from(\"0.0.0.0\")")]
     pub bind: String,
@@ -266,7 +270,8 @@ pub struct TsArgs {
     /// dashboard)
     #[argh(option, from_str_fn(parse_web))]
     pub web: Option<(String, u16)>,
-    /// TTL in seconds of DNS answers (default 300)
+    /// TTL in seconds of DNS answers from the table (default 300; zone
+    /// files' records keep their own)
     #[argh(option, default = "dnslb::dns::respond::DEFAULT_TTL")]
     pub ttl: u32,
     /// answer at most this many DNS queries per second over UDP to one /24

@@ -15,7 +15,8 @@
 //! - [`framing`]: splitting a byte stream into messages (line or bare).
 //! - [`linefile`]: files of one record per line and their errors (`file:line`).
 //! - [`zone`]: the names and RRsets a TS serves; [`table`]: the course's
-//!   table files, read into a zone.
+//!   table files, read into a zone; [`zonefile`]: RFC 1035 master files,
+//!   read and checked into a zone.
 //! - [`server`]: the shutdown signal and the thread-per-connection accept loop.
 //! - [`ts`], [`ls`], [`client`]: the three roles; `ls` holds the fan-out engine.
 //! - [`net`]: the shared socket helpers (addresses, connecting, receiving
@@ -51,3 +52,4 @@ pub mod web;
 pub mod window;
 pub mod wire;
 pub mod zone;
+pub mod zonefile;

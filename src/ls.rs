@@ -8,16 +8,25 @@
 //! strictly in query order, exactly one per query, so a client may send
 //! many queries without waiting (pipelining).
 //!
-//! - `worker`: the worker, the client reader, the replies on their way out.
+//! - `worker`: a connection's life: the worker, the client reader, the
+//!   replies on their way out. The front ends beside it: `course_front`,
+//!   `dns_front` (with TCP) and `dns_udp`; [`FrontEnd`] lists what
+//!   [`Ls::run`] serves.
 //! - `session`: one client's links to the TSes and queries in flight, under
-//!   the lock both threads share.
+//!   the lock both threads share (`session/links`: the link state machine;
+//!   `session/conn`: a link that is up, and its pacing).
+//! - `decode`: what a TS's reply says; `course_dns`: a course reply in DNS
+//!   terms.
 //! - `inflight`: the matching and deadline rules, a plain data structure.
 //! - `link`: the link threads; `event`: what they tell the worker.
 //! - `health`: what the whole LS knows about each TS; `stats`: counters.
 //! - `setup`: the options and what all sessions share.
 
 mod course_dns;
+mod course_front;
+mod decode;
 mod dns_front;
+mod dns_udp;
 mod event;
 mod health;
 mod inflight;
@@ -52,7 +61,7 @@ use crate::framing::Framing;
 use crate::log;
 use crate::net::DnsSockets;
 use crate::net::connect_any;
-use crate::server::{ServeOptions, serve};
+use crate::server::{ServeOptions, serve, serve_each};
 use crate::shutdown::Shutdown;
 use crate::web::{self, metrics::Metrics};
 
@@ -62,6 +71,26 @@ const REPORT_EVERY: Duration = Duration::from_secs(10);
 /// After a shutdown, connections get their query deadline and this much
 /// more to finish what they received.
 pub const SHUTDOWN_SLACK: Duration = Duration::from_millis(500);
+
+/// A way clients reach the LS, with its sockets: [`Ls::run`] serves a list
+/// of them through the same sessions, TSes and cache.
+pub enum FrontEnd {
+    /// The course protocol over TCP: a hostname a line, a reply line each,
+    /// in order.
+    Course(TcpListener),
+    /// DNS (RFC 1035) over UDP and TCP.
+    Dns(DnsSockets),
+}
+
+impl FrontEnd {
+    /// The name of the thread that serves it, when it has one of its own.
+    fn thread_name(front: &FrontEnd) -> &'static str {
+        match front {
+            FrontEnd::Course(_) => "ls course",
+            FrontEnd::Dns(_) => "ls dns tcp",
+        }
+    }
+}
 
 /// A load-balancing server, ready to [`run`](Ls::run).
 pub struct Ls {
@@ -127,57 +156,44 @@ impl Ls {
         Arc::new(move || observe::metrics(&shared))
     }
 
-    /// Serves clients on `listener` until `shutdown` triggers; returns when
-    /// every worker has answered the queries it received and closed. Prints
+    /// Serves clients on every front end in `fronts` until `shutdown`
+    /// triggers; returns when every worker has answered the queries it
+    /// received and closed. A front end that fails stops the LS. Prints
     /// the counters on stderr when it stops (and every 10 s with `-v`).
     ///
     /// # Errors
-    /// When the listener's address cannot be read.
-    pub fn run(&self, listener: TcpListener, shutdown: &Shutdown) -> io::Result<()> {
+    /// When a socket's address cannot be read or a front end's thread
+    /// cannot start.
+    pub fn run(&self, fronts: Vec<FrontEnd>, shutdown: &Shutdown) -> io::Result<()> {
         let reporter = self.start_reporter();
-        let served = self.serve_course(listener, shutdown);
+        for front in &fronts {
+            self.announce(front);
+        }
+        let served = serve_each(
+            fronts,
+            FrontEnd::thread_name,
+            |front| self.serve(front, shutdown),
+            shutdown,
+        );
         drop(reporter);
         log::warn(format_args!("ls: {}", self.snapshot()));
         served
     }
 
-    /// Like [`run`](Self::run), and serves DNS (RFC 1035) on `dns` too, over
-    /// UDP and TCP, through the same sessions, TSes and cache.
-    ///
-    /// # Errors
-    /// When a socket's address cannot be read or a DNS thread cannot start.
-    pub fn run_with_dns(
-        &self,
-        listener: TcpListener,
-        dns: DnsSockets,
-        shutdown: &Shutdown,
-    ) -> io::Result<()> {
-        let reporter = self.start_reporter();
-        self.announce_dns();
-        let served = thread::scope(|scope| {
-            let DnsSockets { udp, tcp } = dns;
-            let udp_side = thread::Builder::new()
-                .name("ls dns udp".into())
-                .spawn_scoped(scope, || {
-                    dns_front::serve_udp(udp, &self.shared, shutdown)
-                        .inspect_err(|_| shutdown.trigger())
-                })?;
-            let tcp_side = thread::Builder::new()
-                .name("ls dns tcp".into())
-                .spawn_scoped(scope, || {
-                    self.serve_dns_tcp(tcp, shutdown)
-                        .inspect_err(|_| shutdown.trigger())
-                })?;
-            let course = self.serve_course(listener, shutdown);
-            let joined = |side: thread::ScopedJoinHandle<'_, io::Result<()>>| {
-                side.join()
-                    .unwrap_or_else(|_| Err(io::Error::other("a DNS thread panicked")))
-            };
-            course.and(joined(udp_side)).and(joined(tcp_side))
-        });
-        drop(reporter);
-        log::warn(format_args!("ls: {}", self.snapshot()));
-        served
+    /// Serves one front end until `shutdown` triggers.
+    fn serve(&self, front: FrontEnd, shutdown: &Shutdown) -> io::Result<()> {
+        match front {
+            FrontEnd::Course(listener) => self.serve_course(listener, shutdown),
+            FrontEnd::Dns(sockets) => self.serve_dns(sockets, shutdown),
+        }
+    }
+
+    /// A front end's start-up lines (stderr).
+    fn announce(&self, front: &FrontEnd) {
+        match front {
+            FrontEnd::Course(_) => {}
+            FrontEnd::Dns(_) => self.announce_dns(),
+        }
     }
 
     /// The DNS front end's start-up lines (stderr): whom it answers, its
@@ -220,11 +236,31 @@ impl Ls {
             shutdown,
             &serve_options,
             move |client, activity| {
-                if let Err(e) = worker::serve_client(client, activity, &shared, &stopping) {
+                if let Err(e) = course_front::serve_client(client, activity, &shared, &stopping) {
                     log::info(format_args!("ls: client connection ended: {e}"));
                 }
             },
         )
+    }
+
+    /// The DNS front end: UDP on a thread of its own, TCP on this one.
+    fn serve_dns(&self, sockets: DnsSockets, shutdown: &Shutdown) -> io::Result<()> {
+        let DnsSockets { udp, tcp } = sockets;
+        thread::scope(|scope| {
+            let udp_side = thread::Builder::new()
+                .name("ls dns udp".into())
+                .spawn_scoped(scope, || {
+                    dns_udp::serve_udp(udp, &self.shared, shutdown)
+                        .inspect_err(|_| shutdown.trigger())
+                })?;
+            let tcp_side = self
+                .serve_dns_tcp(tcp, shutdown)
+                .inspect_err(|_| shutdown.trigger());
+            let udp_side = udp_side
+                .join()
+                .unwrap_or_else(|_| Err(io::Error::other("a DNS thread panicked")));
+            tcp_side.and(udp_side)
+        })
     }
 
     /// The DNS-over-TCP accept loop: a connection is a client like any.
@@ -345,5 +381,5 @@ pub fn check_backends(backends: &[Backend]) -> Vec<String> {
 /// When the options are invalid or the listener's address cannot be read.
 pub fn run(listener: TcpListener, options: LsOptions, shutdown: &Shutdown) -> io::Result<()> {
     let ls = Ls::new(options).map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e))?;
-    ls.run(listener, shutdown)
+    ls.run(vec![FrontEnd::Course(listener)], shutdown)
 }

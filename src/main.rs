@@ -20,7 +20,7 @@ use dnslb::client::{self, ClientOptions};
 use dnslb::dns::rrl::RateLimit;
 use dnslb::framing::Framing;
 use dnslb::linefile::FileError;
-use dnslb::ls::{self, Backend, Ls, LsOptions};
+use dnslb::ls::{self, Backend, FrontEnd, Ls, LsOptions};
 use dnslb::server;
 use dnslb::shutdown::Shutdown;
 use dnslb::table;
@@ -30,6 +30,7 @@ use dnslb::udp::flood::{self, FloodOptions};
 use dnslb::udp::lb::{self as udp_lb, LbOptions, LbStats};
 use dnslb::udp::ping::{self, PingOptions};
 use dnslb::zone::Zone;
+use dnslb::zonefile;
 use dnslb::{log, net, web};
 
 /// A usage or configuration error: printed, exit code 2.
@@ -88,10 +89,46 @@ fn load_table(path: &std::path::Path) -> Result<Zone, Usage> {
     })
 }
 
+/// Loads the TS's `--table` (if any) and `--zone` files into one zone;
+/// errors name the flag and the file (and line).
+fn load_zones(
+    table: Option<&std::path::Path>,
+    zones: &[std::path::PathBuf],
+) -> Result<Zone, Usage> {
+    let mut served = match table {
+        Some(path) => load_table(path)?,
+        None if zones.is_empty() => {
+            return Err(Usage(cli::hint(
+                Some("ts"),
+                "give --table FILE, or --zone FILE (or both)",
+            )));
+        }
+        None => Zone::default(),
+    };
+    for path in zones {
+        let file = zonefile::load(path).map_err(|e| match e {
+            FileError::Io { path, error } => Usage(format!(
+                "ts: --zone {}: cannot read it: {error}",
+                path.display()
+            )),
+            other => Usage(format!("ts: --zone {other}")),
+        })?;
+        let line = file
+            .records
+            .iter()
+            .find(|(_, r)| r.rtype == dnslb::dns::RecordType::SOA)
+            .map_or(1, |(line, _)| *line);
+        served
+            .add_file_zone(file.apex_key(), file.to_zone())
+            .map_err(|problem| Usage(format!("ts: --zone {}:{line}: {problem}", path.display())))?;
+    }
+    Ok(served)
+}
+
 fn run_ts(args: TsArgs) -> Result<(), Usage> {
     log::set_verbose(args.verbose);
     let rrl = rate_limit("ts", args.rrl, args.rrl_slip, args.dns_port)?;
-    let table = load_table(&args.table)?;
+    let table = load_zones(args.table.as_deref(), &args.zone)?;
     if args.max_clients == 0 || args.max_clients_per_ip == Some(0) {
         return Err(Usage(cli::hint(
             Some("ts"),
@@ -117,35 +154,24 @@ fn run_ts(args: TsArgs) -> Result<(), Usage> {
         idle_timeout: args.idle_timeout,
     };
     let table = Arc::new(table);
-    let dns = args
-        .dns_port
-        .map(|port| bind_dns(&args.bind, port))
-        .transpose()?;
+    let mut fronts = vec![ts::FrontEnd::Course(listener)];
+    if let Some(port) = args.dns_port {
+        let dns_options = ts::dns::DnsOptions {
+            ttl: args.ttl,
+            max_per_source: options.max_clients_per_ip,
+            rrl,
+            ..Default::default()
+        };
+        fronts.push(ts::FrontEnd::Dns(bind_dns(&args.bind, port)?, dns_options));
+    }
     let web = args.web.as_ref().map(bind_web).transpose()?;
     let counts = Arc::new(ts::Counts::default());
     let source: web::Source = {
         let counts = Arc::clone(&counts);
         Arc::new(move || counts.metrics())
     };
-    let result = with_web(web, source, &shutdown, || match dns {
-        None => ts::run_counted(listener, table, options, counts, &shutdown),
-        Some(sockets) => {
-            let dns_options = ts::dns::DnsOptions {
-                ttl: args.ttl,
-                max_per_source: options.max_clients_per_ip,
-                rrl,
-                ..Default::default()
-            };
-            ts::run_with_dns_counted(
-                listener,
-                sockets,
-                table,
-                options,
-                dns_options,
-                counts,
-                &shutdown,
-            )
-        }
+    let result = with_web(web, source, &shutdown, || {
+        ts::run_counted(fronts, table, options, counts, &shutdown)
     });
     result.map_err(|e| Usage(format!("ts: {e}")))
 }
@@ -222,14 +248,13 @@ fn run_ls(args: LsArgs) -> Result<(), Usage> {
     let ls = Ls::new(options).map_err(Usage)?;
     let listener = bind(&args.bind, args.port)?;
     ls.check_backends();
-    let dns = args
-        .dns_port
-        .map(|port| bind_dns(&args.bind, port))
-        .transpose()?;
+    let mut fronts = vec![FrontEnd::Course(listener)];
+    if let Some(port) = args.dns_port {
+        fronts.push(FrontEnd::Dns(bind_dns(&args.bind, port)?));
+    }
     let web = args.web.as_ref().map(bind_web).transpose()?;
-    let result = with_web(web, ls.metrics_source(), &shutdown, || match dns {
-        None => ls.run(listener, &shutdown),
-        Some(sockets) => ls.run_with_dns(listener, sockets, &shutdown),
+    let result = with_web(web, ls.metrics_source(), &shutdown, || {
+        ls.run(fronts, &shutdown)
     });
     result.map_err(|e| Usage(format!("ls: {e}")))
 }

@@ -244,6 +244,42 @@ pub fn longest_idle<K>(
         .map(|(key, _)| key)
 }
 
+/// Serves each of a server's `fronts` (its ways in: a course port, DNS
+/// sockets...) with `serve_one` until `shutdown` triggers: the first on
+/// this thread, each other on a thread of its own, named by `name`. One
+/// that fails, or whose thread cannot start, triggers `shutdown`, so the
+/// others stop too. Returns once every one has returned.
+///
+/// # Errors
+/// The first front end's error, else the next one's, and so on.
+pub fn serve_each<F: Send>(
+    fronts: Vec<F>,
+    name: impl Fn(&F) -> &'static str,
+    serve_one: impl Fn(F) -> io::Result<()> + Sync,
+    shutdown: &Shutdown,
+) -> io::Result<()> {
+    let serve_one = |front| serve_one(front).inspect_err(|_| shutdown.trigger());
+    thread::scope(|scope| {
+        let mut fronts = fronts.into_iter();
+        let first = fronts.next();
+        let others: Vec<_> = fronts
+            .map(|front| {
+                thread::Builder::new()
+                    .name(name(&front).into())
+                    .spawn_scoped(scope, || serve_one(front))
+                    .inspect_err(|_| shutdown.trigger())
+            })
+            .collect();
+        let served = first.map_or(Ok(()), serve_one);
+        others.into_iter().fold(served, |served, side| {
+            served.and(side.and_then(|side| {
+                side.join()
+                    .unwrap_or_else(|_| Err(io::Error::other("a front end's thread panicked")))
+            }))
+        })
+    })
+}
+
 /// Accepts connections until `shutdown` triggers, running `handler` on its
 /// own thread for each, with the connection's [`Activity`] for the handler
 /// to keep up to date.

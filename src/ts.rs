@@ -16,14 +16,13 @@ use std::io::{self, BufWriter, Write};
 use std::net::{TcpListener, TcpStream};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::thread;
 use std::time::Duration;
 
 use crate::dns::{RData, RecordType};
 use crate::framing::{Frame, Framing, MessageReader, write_message};
 use crate::log;
 use crate::net::DnsSockets;
-use crate::server::{Activity, ConnectionStats, ServeOptions, serve};
+use crate::server::{Activity, ConnectionStats, ServeOptions, serve, serve_each};
 use crate::shutdown::Shutdown;
 use crate::web::metrics::{Kind, Metrics, labels};
 use crate::wire::{self, Dialect};
@@ -78,8 +77,8 @@ impl Default for TsOptions {
 }
 
 /// What happened to the course protocol's queries: each is answered, not
-/// in the table (silence, or `NOT FOUND` with `--answer-misses`) or invalid;
-/// and the connections.
+/// in the table (silence, or `NOT FOUND` with `--answer-misses`) or invalid.
+/// The connections are counted too.
 #[derive(Default)]
 pub struct Counts {
     answered: AtomicU64,
@@ -125,20 +124,7 @@ impl Counts {
 ///
 /// # Errors
 /// When the listener's address cannot be read.
-pub fn run(
-    listener: TcpListener,
-    table: Arc<Zone>,
-    options: TsOptions,
-    shutdown: &Shutdown,
-) -> io::Result<()> {
-    run_counted(listener, table, options, Arc::default(), shutdown)
-}
-
-/// Like [`run`], counting into `counts` (which the web endpoint reads).
-///
-/// # Errors
-/// When the listener's address cannot be read.
-pub fn run_counted(
+fn serve_course(
     listener: TcpListener,
     table: Arc<Zone>,
     options: TsOptions,
@@ -178,59 +164,58 @@ pub fn run_counted(
     served
 }
 
-/// Serves `table` with the course protocol on `listener` and with DNS on
-/// `dns_sockets` until `shutdown` triggers. Should the DNS side fail, the
-/// whole TS stops.
-///
-/// # Errors
-/// Either side's error.
-pub fn run_with_dns(
-    listener: TcpListener,
-    dns_sockets: DnsSockets,
-    table: Arc<Zone>,
-    options: TsOptions,
-    dns_options: dns::DnsOptions,
-    shutdown: &Shutdown,
-) -> io::Result<()> {
-    run_with_dns_counted(
-        listener,
-        dns_sockets,
-        table,
-        options,
-        dns_options,
-        Arc::default(),
-        shutdown,
-    )
+/// A way clients reach the TS, with its sockets: [`run`] serves a list of
+/// them from the one zone.
+pub enum FrontEnd {
+    /// The course protocol over TCP.
+    Course(TcpListener),
+    /// DNS (RFC 1035) over UDP and TCP ([`dns`]), with its options.
+    Dns(DnsSockets, dns::DnsOptions),
 }
 
-/// Like [`run_with_dns`], counting the course queries into `counts`.
+/// Serves `table` on every front end in `fronts` until `shutdown`
+/// triggers. Should one fail, the whole TS stops.
 ///
 /// # Errors
-/// Either side's error.
-pub fn run_with_dns_counted(
-    listener: TcpListener,
-    dns_sockets: DnsSockets,
+/// Any front end's error.
+pub fn run(
+    fronts: Vec<FrontEnd>,
     table: Arc<Zone>,
     options: TsOptions,
-    dns_options: dns::DnsOptions,
+    shutdown: &Shutdown,
+) -> io::Result<()> {
+    run_counted(fronts, table, options, Arc::default(), shutdown)
+}
+
+/// Like [`run`], counting the course queries into `counts` (which the web
+/// endpoint reads).
+///
+/// # Errors
+/// Any front end's error.
+pub fn run_counted(
+    fronts: Vec<FrontEnd>,
+    table: Arc<Zone>,
+    options: TsOptions,
     counts: Arc<Counts>,
     shutdown: &Shutdown,
 ) -> io::Result<()> {
-    thread::scope(|scope| {
-        let dns_table = Arc::clone(&table);
-        let dns_side = scope.spawn(move || {
-            let result = dns::run(dns_sockets, dns_table, dns_options, shutdown);
-            if result.is_err() {
-                shutdown.trigger();
-            }
-            result
-        });
-        let course = run_counted(listener, table, options, counts, shutdown);
-        let dns_result = dns_side
-            .join()
-            .unwrap_or_else(|_| Err(io::Error::other("the DNS side panicked")));
-        course.and(dns_result)
-    })
+    let name = |front: &FrontEnd| match front {
+        FrontEnd::Course(_) => "ts course",
+        FrontEnd::Dns(..) => "ts dns",
+    };
+    let serve_one = |front| match front {
+        FrontEnd::Course(listener) => serve_course(
+            listener,
+            Arc::clone(&table),
+            options,
+            Arc::clone(&counts),
+            shutdown,
+        ),
+        FrontEnd::Dns(sockets, dns_options) => {
+            dns::run(sockets, Arc::clone(&table), dns_options, shutdown)
+        }
+    };
+    serve_each(fronts, name, serve_one, shutdown)
 }
 
 fn answer_connection(

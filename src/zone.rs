@@ -12,11 +12,16 @@
 //! Every name between a zone's apex and a name with records
 //! (`princeton.edu` for `www.princeton.edu` in `edu.`) exists, holding no
 //! records (an empty non-terminal, RFC 8020).
+//!
+//! Zones read from zone files ([`crate::zonefile`]) are kept apart, one
+//! [`Zone`] each under the table's, so that a parent's delegation and glue
+//! and its child's own records at the same names do not mix;
+//! [`Zone::file_zone_of`] finds the most specific one for a name.
 
 use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicUsize, Ordering};
 
-use crate::dns::{Record, RecordType};
+use crate::dns::{Name, Record, RecordType};
 
 /// Names → their RRsets, looked up case-insensitively by their key
 /// ([`crate::dns::Name::hostname_key`]: lower case, no final dot).
@@ -28,6 +33,41 @@ pub struct Zone {
     ancestors: HashSet<String>,
     /// The zones served, by their apex's key.
     apexes: HashSet<String>,
+    /// The zones read from zone files, by their apex's key (the root's is
+    /// empty), each holding only its own records.
+    files: HashMap<String, Zone>,
+}
+
+/// The key of `name` in a [`Zone`]: its labels in lower case joined by
+/// dots, without a final dot; the root's is empty. A label holding
+/// anything but letters, digits, `-` and `_` (which no zone holds) becomes
+/// `\0`, which matches no name but keeps the name's place under its zone.
+///
+/// ```
+/// use dnslb::dns::Name;
+/// use dnslb::zone::key;
+/// assert_eq!(key(&Name::from_ascii("WWW.Example.com.").unwrap()), "www.example.com");
+/// assert_eq!(key(&Name::root()), "");
+/// assert_eq!(key(&Name::from_ascii("a b.com").unwrap()), "\\0.com");
+/// ```
+pub fn key(name: &Name) -> String {
+    let labels: Vec<String> = name
+        .labels()
+        .map(|label| {
+            if label
+                .iter()
+                .all(|b| b.is_ascii_alphanumeric() || *b == b'-' || *b == b'_')
+            {
+                label
+                    .iter()
+                    .map(|b| char::from(b.to_ascii_lowercase()))
+                    .collect()
+            } else {
+                "\\0".to_string()
+            }
+        })
+        .collect();
+    labels.join(".")
 }
 
 /// One name's RRsets, one per type, in the order their first records came.
@@ -84,7 +124,51 @@ impl Zone {
     /// Whether the zone whose apex is `apex` (any case, no final dot) is
     /// served.
     pub fn serves_zone(&self, apex: &str) -> bool {
-        self.apexes.contains(&apex.to_ascii_lowercase())
+        let apex = apex.to_ascii_lowercase();
+        self.apexes.contains(&apex) || self.files.contains_key(&apex)
+    }
+
+    /// Serves `zone`, read from a zone file, whose apex has key `apex`.
+    ///
+    /// # Errors
+    /// When a zone with that apex is already served, or a table name lies
+    /// in it.
+    pub fn add_file_zone(&mut self, apex: String, zone: Zone) -> Result<(), String> {
+        let shown = if apex.is_empty() { "." } else { &apex };
+        if self.files.contains_key(&apex) {
+            return Err(format!(
+                "the zone {shown} is already served by another --zone"
+            ));
+        }
+        let mut tabled: Vec<&String> = self
+            .nodes
+            .keys()
+            .filter(|key| is_at_or_below(key, &apex))
+            .collect();
+        tabled.sort();
+        if let Some(name) = tabled.first() {
+            return Err(format!(
+                "the zone {shown} holds {name}, which the --table lists too"
+            ));
+        }
+        self.files.insert(apex, zone);
+        Ok(())
+    }
+
+    /// The most specific zone read from a file that the name of key `key`
+    /// lies in, with its apex's key.
+    pub fn file_zone_of(&self, key: &str) -> Option<(&str, &Zone)> {
+        let mut rest = key;
+        loop {
+            if let Some((apex, zone)) = self.files.get_key_value(rest) {
+                return Some((apex, zone));
+            }
+            match rest.split_once('.') {
+                Some((_, parent)) => rest = parent,
+                None if !rest.is_empty() => rest = "",
+                None => return None,
+            }
+        }
     }
 
     /// The apexes of the zones served, sorted, lower case, without a final dot.
@@ -100,19 +184,23 @@ impl Zone {
         self.nodes.contains_key(key) || self.ancestors.contains(key)
     }
 
-    /// The RRsets of the name of key `key`.
+    /// The RRsets of the name of key `key`: the table's, or those of the
+    /// most specific zone file's zone the name lies in.
     pub fn node(&self, key: &str) -> Option<&Node> {
-        self.nodes.get(key)
+        self.nodes.get(key).or_else(|| {
+            let (_, zone) = self.file_zone_of(key)?;
+            zone.nodes.get(key)
+        })
     }
 
-    /// Number of names with records.
+    /// Number of names with records (in the table, zone files aside).
     pub fn len(&self) -> usize {
         self.nodes.len()
     }
 
-    /// Whether no name has records.
+    /// Whether no name has records (in the table) and no zone file is served.
     pub fn is_empty(&self) -> bool {
-        self.nodes.is_empty()
+        self.nodes.is_empty() && self.files.is_empty()
     }
 }
 
@@ -157,6 +245,16 @@ impl RrSet {
     fn take_turn(&self) -> usize {
         self.turn.fetch_add(1, Ordering::Relaxed) % self.entries.len()
     }
+}
+
+/// Whether the name of key `key` is `zone` or below it (keys as
+/// [`key`] makes them: the root is empty).
+pub fn is_at_or_below(key: &str, zone: &str) -> bool {
+    zone.is_empty()
+        || key == zone
+        || key
+            .strip_suffix(zone)
+            .is_some_and(|rest| rest.ends_with('.'))
 }
 
 #[cfg(test)]

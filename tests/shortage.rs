@@ -11,7 +11,7 @@ use std::net::{TcpListener, TcpStream};
 use std::sync::{Arc, Mutex};
 use std::thread;
 
-use dnslb::ls::{Ls, LsOptions};
+use dnslb::ls::{FrontEnd, Ls, LsOptions};
 use dnslb::server::open_descriptors;
 use dnslb::shutdown::Shutdown;
 use support::*;
@@ -80,7 +80,7 @@ fn an_ls_out_of_descriptors_answers_or_says_busy_and_never_blames_a_ts() {
     let shutdown = Shutdown::new();
     let server = {
         let (ls, shutdown) = (Arc::clone(&ls), shutdown.clone());
-        thread::spawn(move || ls.run(listener, &shutdown).unwrap())
+        thread::spawn(move || ls.run(vec![FrontEnd::Course(listener)], &shutdown).unwrap())
     };
     // Half ask a name TS1 holds, half one TS2 holds.
     const ASKED: [(&str, &str); 2] = [

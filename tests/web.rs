@@ -343,7 +343,7 @@ fn the_ts_counts_its_queries_by_result() {
     let (run_counts, run_shutdown) = (Arc::clone(&counts), shutdown.clone());
     let ts = thread::spawn(move || {
         dnslb::ts::run_counted(
-            listener,
+            vec![dnslb::ts::FrontEnd::Course(listener)],
             zone,
             Default::default(),
             run_counts,

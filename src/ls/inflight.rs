@@ -31,8 +31,12 @@
 //! The answer `A` is whatever the front end relays: the answer line for the
 //! course protocol.
 
+mod slots;
+
 use std::collections::{HashMap, VecDeque};
 use std::time::{Duration, Instant};
+
+use slots::Slots;
 
 /// Most TSes one LS forwards to (a query keeps one bit per TS).
 pub const MAX_BACKENDS: usize = 64;
@@ -106,9 +110,9 @@ pub enum Said<A> {
     Failed,
 }
 
-/// What [`InFlight::reply`] made of a reply.
+/// How a reply fits the queries in flight ([`InFlight::reply`]).
 #[derive(Debug, PartialEq, Eq)]
-pub enum Matched {
+pub enum Fit {
     /// It settled query `seq`.
     Answered(u64),
     /// A `NOT FOUND` for query `seq` (settling it if it was the last TS).
@@ -123,7 +127,8 @@ pub enum Matched {
     Unmatched,
 }
 
-struct Pending<A, T> {
+/// One query in flight.
+struct Flight<A, T> {
     name: String,
     tag: T,
     /// `None` for an invalid query.
@@ -141,102 +146,9 @@ struct Pending<A, T> {
     done: Option<(Outcome, Option<A>, Duration)>,
 }
 
-impl<A, T> Pending<A, T> {
+impl<A, T> Flight<A, T> {
     fn waiting_on(&self) -> u64 {
         self.asked & !self.replied
-    }
-}
-
-/// The queries in flight by sequence number, oldest first: a queue in
-/// which a query that leaves before older ones leaves a hole (one pointer)
-/// until they have left too, so that finding a query is an index. The
-/// oldest slot is never a hole. Holes exist only with
-/// [`Release::AsSettled`]: at most one per query submitted since the oldest
-/// one in flight, which leaves by its deadline.
-struct Slots<P> {
-    /// The sequence number of `slots[0]`.
-    first: u64,
-    slots: VecDeque<Option<Box<P>>>,
-    /// Slots that are not holes.
-    live: usize,
-}
-
-impl<P> Slots<P> {
-    fn new() -> Slots<P> {
-        Slots {
-            first: 0,
-            slots: VecDeque::new(),
-            live: 0,
-        }
-    }
-
-    fn next_seq(&self) -> u64 {
-        self.first + self.slots.len() as u64
-    }
-
-    fn len(&self) -> usize {
-        self.live
-    }
-
-    /// Adds `p` at the end; returns its sequence number.
-    fn push(&mut self, p: P) -> u64 {
-        let seq = self.next_seq();
-        self.slots.push_back(Some(Box::new(p)));
-        self.live += 1;
-        seq
-    }
-
-    fn index(&self, seq: u64) -> Option<usize> {
-        let index = usize::try_from(seq.checked_sub(self.first)?).ok()?;
-        (index < self.slots.len()).then_some(index)
-    }
-
-    fn get(&self, seq: u64) -> Option<&P> {
-        self.slots.get(self.index(seq)?)?.as_deref()
-    }
-
-    fn get_mut(&mut self, seq: u64) -> Option<&mut P> {
-        let index = self.index(seq)?;
-        self.slots.get_mut(index)?.as_deref_mut()
-    }
-
-    /// The oldest.
-    fn first(&self) -> Option<(u64, &P)> {
-        Some((self.first, self.slots.front()?.as_deref()?))
-    }
-
-    /// Takes `seq` out, leaving a hole, and drops the holes at the front.
-    fn remove(&mut self, seq: u64) -> Option<P> {
-        let index = self.index(seq)?;
-        let p = self.slots[index].take()?;
-        self.live -= 1;
-        while self.slots.front().is_some_and(Option::is_none) {
-            self.slots.pop_front();
-            self.first += 1;
-        }
-        Some(*p)
-    }
-
-    /// Every one, oldest first, with its sequence number.
-    fn iter(&self) -> impl Iterator<Item = (u64, &P)> {
-        let first = self.first;
-        (first..)
-            .zip(&self.slots)
-            .filter_map(|(seq, p)| Some((seq, p.as_deref()?)))
-    }
-
-    fn iter_mut(&mut self) -> impl Iterator<Item = (u64, &mut P)> {
-        let first = self.first;
-        (first..)
-            .zip(&mut self.slots)
-            .filter_map(|(seq, p)| Some((seq, p.as_deref_mut()?)))
-    }
-
-    /// Empties it; returns how many it held.
-    fn clear(&mut self) -> usize {
-        self.first = self.next_seq();
-        self.slots.clear();
-        std::mem::take(&mut self.live)
     }
 }
 
@@ -245,7 +157,7 @@ impl<P> Slots<P> {
 pub struct InFlight<A, T = ()> {
     timeout: Duration,
     release: Release,
-    queue: Slots<Pending<A, T>>,
+    queue: Slots<Flight<A, T>>,
     /// Sequence numbers in flight per key, oldest first.
     by_key: HashMap<String, VecDeque<u64>>,
     /// With [`Release::AsSettled`], the settled queries in the order they
@@ -299,7 +211,7 @@ impl<A, T> InFlight<A, T> {
         tag: T,
         now: Instant,
     ) -> u64 {
-        let seq = self.queue.push(Pending {
+        let seq = self.queue.push(Flight {
             name: name.to_string(),
             tag,
             key: Some(key.to_string()),
@@ -332,7 +244,7 @@ impl<A, T> InFlight<A, T> {
         tag: T,
         now: Instant,
     ) -> u64 {
-        let seq = self.queue.push(Pending {
+        let seq = self.queue.push(Flight {
             name: name.to_string(),
             tag,
             key: None,
@@ -391,7 +303,7 @@ impl<A, T> InFlight<A, T> {
     }
 
     /// A reply from TS `ts` about `key`.
-    pub fn reply(&mut self, ts: usize, key: &str, said: Said<A>, now: Instant) -> Matched {
+    pub fn reply(&mut self, ts: usize, key: &str, said: Said<A>, now: Instant) -> Fit {
         let bit = 1 << ts;
         let owner = self.by_key.get(key).and_then(|seqs| {
             seqs.iter()
@@ -401,15 +313,15 @@ impl<A, T> InFlight<A, T> {
         match owner {
             Some(seq) => self.reply_to(seq, ts, said, now),
             None => match said {
-                Said::Answer(_) => Matched::Unmatched,
-                _ => Matched::Stale,
+                Said::Answer(_) => Fit::Unmatched,
+                _ => Fit::Stale,
             },
         }
     }
 
     /// A reply from TS `ts` known to be for query `seq` (a DNS reply, matched
     /// by its ID and question): taken only while `seq` waits on `ts`.
-    pub fn reply_to(&mut self, seq: u64, ts: usize, said: Said<A>, now: Instant) -> Matched {
+    pub fn reply_to(&mut self, seq: u64, ts: usize, said: Said<A>, now: Instant) -> Fit {
         let bit = 1 << ts;
         let Some(pending) = self
             .queue
@@ -417,17 +329,17 @@ impl<A, T> InFlight<A, T> {
             .filter(|p| p.waiting_on() & bit != 0)
         else {
             return match said {
-                Said::Answer(_) => Matched::Unmatched,
-                _ => Matched::Stale,
+                Said::Answer(_) => Fit::Unmatched,
+                _ => Fit::Stale,
             };
         };
         pending.replied |= bit;
         match said {
-            Said::Answer(_) if pending.done.is_some() => Matched::Second,
-            _ if pending.done.is_some() => Matched::Stale,
+            Said::Answer(_) if pending.done.is_some() => Fit::Second,
+            _ if pending.done.is_some() => Fit::Stale,
             Said::Answer(answer) => {
                 self.settle(seq, Outcome::Answered { ts }, Some(answer), now);
-                Matched::Answered(seq)
+                Fit::Answered(seq)
             }
             Said::NotFound | Said::Negative(_) => {
                 pending.denied |= bit;
@@ -435,7 +347,7 @@ impl<A, T> InFlight<A, T> {
                     pending.negative.get_or_insert(negative);
                 }
                 self.settle_if_nobody_left(seq, now);
-                Matched::Denied(seq)
+                Fit::Denied(seq)
             }
             Said::Refused | Said::Failed => {
                 if matches!(said, Said::Refused) {
@@ -444,7 +356,7 @@ impl<A, T> InFlight<A, T> {
                     pending.failed |= bit;
                 }
                 self.settle_if_nobody_left(seq, now);
-                Matched::Denied(seq)
+                Fit::Denied(seq)
             }
         }
     }
@@ -568,7 +480,7 @@ impl<A, T> InFlight<A, T> {
         count
     }
 
-    fn get(&self, seq: u64) -> Option<&Pending<A, T>> {
+    fn get(&self, seq: u64) -> Option<&Flight<A, T>> {
         self.queue.get(seq)
     }
 
@@ -650,12 +562,9 @@ mod tests {
         let seq = f.submit("a.com", "a.com", BOTH, 0, (), t);
         assert_eq!(
             f.reply(TS2, "a.com", Said::Answer("a2"), t),
-            Matched::Answered(seq)
+            Fit::Answered(seq)
         );
-        assert_eq!(
-            f.reply(TS1, "a.com", Said::Answer("a1"), t),
-            Matched::Second
-        );
+        assert_eq!(f.reply(TS1, "a.com", Said::Answer("a1"), t), Fit::Second);
         let settled = f.pop_ready().unwrap();
         assert_eq!(
             (settled.outcome, settled.answer),
@@ -673,7 +582,7 @@ mod tests {
         f.submit("b.com", "b.com", BOTH, 0, (), t + TIMEOUT);
         assert_eq!(
             f.reply(TS1, "a.com", Said::Answer("late"), t + TIMEOUT),
-            Matched::Unmatched
+            Fit::Unmatched
         );
         assert!(f.pop_ready().is_none(), "b.com is still waiting");
     }
@@ -688,11 +597,11 @@ mod tests {
         // TS1 answers in order: its first reply is the old query's.
         assert_eq!(
             f.reply(TS1, "a.com", Said::Answer("1"), t + TIMEOUT),
-            Matched::Second
+            Fit::Second
         );
         assert_eq!(
             f.reply(TS1, "a.com", Said::Answer("2"), t + TIMEOUT),
-            Matched::Answered(new)
+            Fit::Answered(new)
         );
         assert!(old < new);
         assert_eq!(
@@ -709,18 +618,15 @@ mod tests {
         let (mut f, t) = setup();
         let first = f.submit("x.com", "x.com", BOTH, 0, (), t);
         let second = f.submit("x.com", "x.com", BOTH, 0, (), t);
-        assert_eq!(
-            f.reply(TS1, "x.com", Said::NotFound, t),
-            Matched::Denied(first)
-        );
+        assert_eq!(f.reply(TS1, "x.com", Said::NotFound, t), Fit::Denied(first));
         // TS2 answers its first copy; TS1's next reply is for the second.
         assert_eq!(
             f.reply(TS2, "x.com", Said::Answer("2a"), t),
-            Matched::Answered(first)
+            Fit::Answered(first)
         );
         assert_eq!(
             f.reply(TS1, "x.com", Said::Answer("1b"), t),
-            Matched::Answered(second)
+            Fit::Answered(second)
         );
         assert_eq!(
             outcomes(&mut f),
@@ -748,7 +654,7 @@ mod tests {
         f.submit("a.com", "a.com", BOTH, 0, (), t);
         f.reply(TS1, "a.com", Said::Answer("a"), t);
         f.pop_ready().unwrap();
-        assert_eq!(f.reply(TS2, "a.com", Said::NotFound, t), Matched::Stale);
+        assert_eq!(f.reply(TS2, "a.com", Said::NotFound, t), Fit::Stale);
     }
 
     #[test]
@@ -821,7 +727,7 @@ mod tests {
         assert_eq!(f.expire(t + TIMEOUT), 0);
         assert_eq!(
             f.reply(TS1, "a.com", Said::Answer("a"), t + TIMEOUT),
-            Matched::Answered(seq)
+            Fit::Answered(seq)
         );
         assert_eq!(
             f.pop_ready().unwrap().outcome,
@@ -935,17 +841,14 @@ mod tests {
         // TS2's answer to the first copy goes to the second: the same name.
         assert_eq!(
             f.reply(TS2, "x.com", Said::Answer("2a"), t),
-            Matched::Answered(second)
+            Fit::Answered(second)
         );
         assert!(first < second);
         assert_eq!(
             outcomes(&mut f),
             [(Outcome::Answered { ts: TS2 }, Some("2a"))]
         );
-        assert_eq!(
-            f.reply(TS1, "x.com", Said::Answer("1b"), t),
-            Matched::Unmatched
-        );
+        assert_eq!(f.reply(TS1, "x.com", Said::Answer("1b"), t), Fit::Unmatched);
     }
 
     #[test]
@@ -1072,15 +975,15 @@ mod tests {
         // Out of order: TS1 answers the second copy first.
         assert_eq!(
             f.reply_to(second, TS1, Said::Answer("2"), t),
-            Matched::Answered(second)
+            Fit::Answered(second)
         );
         assert_eq!(
             f.reply_to(second, TS1, Said::Answer("2"), t),
-            Matched::Unmatched
+            Fit::Unmatched
         );
         assert_eq!(
             f.reply_to(first, TS1, Said::Answer("1"), t),
-            Matched::Answered(first)
+            Fit::Answered(first)
         );
         assert_eq!(outcomes(&mut f).len(), 2);
     }

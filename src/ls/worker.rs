@@ -22,6 +22,11 @@
 //! queries in flight (TCP then holds the client back); the worker gives the
 //! room back as replies leave. Health, limits and counters live elsewhere
 //! and are called from here by name.
+//!
+//! What is protocol lives in the front ends beside this file: each hands
+//! [`serve_connection`] its client reader (how queries are read, parsed
+//! and submitted) and its [`Front`] (how replies are written):
+//! `course_front.rs` for the course protocol, `dns_front.rs` for DNS.
 
 use std::io::{self, Write};
 use std::net::{Shutdown as Direction, TcpStream};
@@ -32,17 +37,16 @@ use std::time::{Duration, Instant};
 
 use crossbeam_channel::{Receiver, RecvTimeoutError, Sender};
 
+use super::decode::Relayed;
 use super::event::Event;
 use super::inflight::{Outcome, Release, Settled};
-use super::session::{Answer, Locked, Request, Session};
+use super::session::{Locked, Session};
 use super::setup::Shared;
 use super::stats::Stats;
-use crate::dns::{self, Question, Rcode, Record, RecordType};
-use crate::framing::{Frame, Framing, MessageReader, is_timeout, write_message};
+use crate::dns::Rcode;
+use crate::framing::is_timeout;
 use crate::log;
 use crate::server::Activity;
-use crate::shutdown::Shutdown;
-use crate::wire::{self, Dialect, QueryError};
 
 /// Where a worker's replies go: its client, in the client's protocol.
 pub(super) trait Front {
@@ -52,8 +56,8 @@ pub(super) trait Front {
     /// (a connection is; the UDP front end's sessions are not).
     const IDLE_CLOSES: bool;
     /// Sends (or buffers) one settled query's reply; an error ends the
-    /// worker. `framing`: the client's, as its reader found it.
-    fn reply(&mut self, settled: Settled<Answer, Self::Tag>, framing: Framing) -> io::Result<()>;
+    /// worker.
+    fn reply(&mut self, settled: Settled<Relayed, Self::Tag>) -> io::Result<()>;
     /// Sends what is buffered.
     fn flush(&mut self) -> io::Result<()>;
 }
@@ -61,8 +65,8 @@ pub(super) trait Front {
 /// Events buffered per session before link threads wait for the worker: a
 /// TS that floods replies is slowed down, not buffered without bound. A
 /// bounded channel allocates its slots up front, so this is per-client
-/// memory.
-const EVENT_QUEUE: usize = 256;
+/// memory. The UDP front end's sessions use it too.
+pub(super) const EVENT_QUEUE: usize = 256;
 
 /// The client reader parses one message at a time; it needs little stack.
 const CLIENT_READER_STACK: usize = 64 * 1024;
@@ -74,51 +78,9 @@ const STALL_NOTICE: Duration = Duration::from_millis(5);
 /// Most settled replies the worker takes from its session at once.
 const WRITE_BATCH: usize = 256;
 
-/// Most queries the client reader submits under one lock.
-const READ_BATCH: usize = 64;
-
 /// Longest a closed session's reader goes on counting the queries the
-/// client had sent (see [`read_client`]).
+/// client had sent.
 pub(super) const UNANSWERED_COUNT_BOUND: Duration = Duration::from_secs(1);
-
-/// Serves one course-protocol client connection until the client is done
-/// and every query has its reply, or the client is gone or idle.
-///
-/// # Errors
-/// The client connection's errors; `TimedOut` when it was idle.
-pub(super) fn serve_client(
-    client: TcpStream,
-    activity: Activity,
-    shared: &Arc<Shared>,
-    shutdown: &Shutdown,
-) -> io::Result<()> {
-    let options = &shared.options;
-    let (framing, shutdown) = (options.client_framing, shutdown.clone());
-    let front = CourseReplies {
-        replies: Replies::new(&client, &shared.stats, activity.clone()),
-        shared,
-    };
-    let served = serve_connection(
-        &client,
-        shared,
-        options.timeout,
-        // The course protocol's replies carry no ID: strictly in order.
-        Release::InOrder,
-        front,
-        move |stream, session, events| {
-            let mut reader = MessageReader::new(stream, framing, wire::MAX_MESSAGE_LEN);
-            read_client(&mut reader, &session, &activity, &shutdown, &events)
-        },
-    );
-    match served {
-        Err(Unserved::NoReader(e)) => {
-            refuse(&client, shared, &e);
-            Ok(())
-        }
-        Err(Unserved::Failed(e)) => Err(e),
-        Ok(()) => Ok(()),
-    }
-}
 
 /// Why [`serve_connection`] ended without serving the client to the end.
 pub(super) enum Unserved {
@@ -197,18 +159,6 @@ where
     result.map_err(Unserved::Failed)
 }
 
-/// Tells a client the LS has no descriptor or thread to serve it with (not
-/// a silent close), and counts it as refused rather than accepted.
-fn refuse(client: &TcpStream, shared: &Shared, why: &io::Error) {
-    let connections = &shared.stats.connections;
-    connections.accepted.fetch_sub(1, Ordering::Relaxed);
-    connections.refused.fetch_add(1, Ordering::Relaxed);
-    log::warn(format_args!("ls: refusing a client: {why}"));
-    let mut client = client;
-    let _ = client.write_all(format!("{}\n", wire::SERVER_BUSY).as_bytes());
-    let _ = client.shutdown(Direction::Both);
-}
-
 /// Closes the session and joins its link threads.
 pub(super) fn close<T>(session: &Locked<T>, events: Receiver<Event>) {
     let threads = session.lock().close();
@@ -255,11 +205,11 @@ pub(super) fn work<F: Front>(
         // At most a batch: replies taken out of the session no longer
         // count against `--max-inflight`, so while a client that does not
         // read blocks the write, only this many wait outside the count.
-        let ready: Vec<Settled<Answer, F::Tag>> = std::iter::from_fn(|| s.pop_ready())
+        let ready: Vec<Settled<Relayed, F::Tag>> = std::iter::from_fn(|| s.pop_ready())
             .take(WRITE_BATCH)
             .collect();
         let more_ready = ready.len() == WRITE_BATCH;
-        let (in_flight, wake, framing) = (s.in_flight(), s.next_wakeup(), s.client_framing());
+        let (in_flight, wake) = (s.in_flight(), s.next_wakeup());
         let (reader_waits, last_submit) = (s.reader_waits(), s.last_submit());
         drop(s);
 
@@ -271,7 +221,7 @@ pub(super) fn work<F: Front>(
                 let mut ready = ready.into_iter();
                 let written = ready.by_ref().try_for_each(|settled| {
                     record(&settled, shared);
-                    front.reply(settled, framing)
+                    front.reply(settled)
                 });
                 if written.is_err() {
                     // Taken from the session, never handed to the client.
@@ -338,7 +288,7 @@ fn write_to_client<T>(
 }
 
 /// Logs a settled query with `-v`: the spec's "track which TS responded".
-fn record<T>(settled: &Settled<Answer, T>, shared: &Shared) {
+fn record<T>(settled: &Settled<Relayed, T>, shared: &Shared) {
     if !log::verbose() {
         return;
     }
@@ -368,120 +318,6 @@ fn record<T>(settled: &Settled<Answer, T>, shared: &Shared) {
         Outcome::CachedMiss => log::info(format_args!("ls: {name} not found, from the cache")),
         Outcome::Invalid => {}
     }
-}
-
-/// Reads and parses the client's messages and submits each to the session,
-/// until the client closes (or the connection fails). Waits for room while
-/// the session has its fill of queries in flight, which stops reading the
-/// socket. Once the worker has closed the session, what is still read (for
-/// at most [`UNANSWERED_COUNT_BOUND`]) is counted as received and abandoned.
-fn read_client(
-    reader: &mut MessageReader,
-    session: &Locked,
-    activity: &Activity,
-    shutdown: &Shutdown,
-    events: &Sender<Event>,
-) -> Event {
-    let mut batch = Vec::with_capacity(READ_BATCH);
-    loop {
-        // One read that may block, then the queries it already brought,
-        // submitted under one lock (a pipelining client sends hundreds a
-        // read).
-        let end = loop {
-            match next_query(reader, shutdown) {
-                Ok(query) => batch.push(query),
-                Err(end) => break Some(end),
-            }
-            if batch.len() == READ_BATCH || !reader.has_buffered_message() {
-                break None;
-            }
-        };
-        let mut s = session.lock();
-        let mut counted_enough = false;
-        for query in batch.drain(..) {
-            s = session.wait_for_room(s);
-            if let Some(closed) = s.closed_since() {
-                count_abandoned(&s);
-                counted_enough |= closed.elapsed() >= UNANSWERED_COUNT_BOUND;
-                continue;
-            }
-            s.set_client_framing(reader.framing());
-            activity.received(1);
-            if submit_course_query(&mut s, query) {
-                // At once, before waiting for room for the next one. Never
-                // blocks under the lock: a full channel already has the
-                // worker's attention.
-                let _ = events.try_send(Event::Submitted);
-            }
-        }
-        if !reader.has_buffered_message() {
-            s.flush_links();
-        }
-        drop(s);
-        if counted_enough {
-            return Event::ClientClosed;
-        }
-        if let Some(end) = end {
-            return end;
-        }
-    }
-}
-
-/// The client's next query, or how its stream ended.
-fn next_query(
-    reader: &mut MessageReader,
-    shutdown: &Shutdown,
-) -> Result<Result<wire::Query, QueryError>, Event> {
-    match reader.next_frame() {
-        Ok(Some(Frame::TooLong)) => Ok(Err(QueryError::TooLong)),
-        Ok(Some(Frame::Message(_))) if reader.last_was_cut() && shutdown.is_triggered() => {
-            // The shutdown cut this line short: it is not a query.
-            log::info(format_args!(
-                "ls: ignoring a line cut short by the shutdown"
-            ));
-            Err(Event::ClientClosed)
-        }
-        Ok(Some(Frame::Message(message))) => Ok(wire::parse_query(&message)),
-        Ok(None) => Err(Event::ClientClosed),
-        Err(e) => Err(Event::ClientFailed(e)),
-    }
-}
-
-/// Submits one course-protocol query: from the cache when it holds the
-/// answer, else to the TSes; an invalid query's error line in its turn.
-fn submit_course_query(s: &mut Session, query: Result<wire::Query, QueryError>) -> bool {
-    let query = match query {
-        Ok(query) => query,
-        Err(e) => {
-            log::info(format_args!("ls: invalid query: {e}"));
-            let reply = Answer::Made(e.reply().into_bytes());
-            return s.submit_made(Outcome::Invalid, reply, None, ());
-        }
-    };
-    // `None` for a hostname the course accepts that DNS cannot carry (over
-    // 255 bytes in wire form): asked of course TSes only.
-    let question = course_question(&query.name);
-    if let Some((hit, question)) = question
-        .as_ref()
-        .and_then(|q| Some((s.cached(q)?, q.clone())))
-    {
-        return s.submit_cached(&query.name, hit, question, ());
-    }
-    s.submit(Request {
-        name: query.name,
-        key: query.key,
-        question,
-        tag: (),
-    })
-}
-
-/// The DNS question a course query asks: the name's A records.
-fn course_question(name: &str) -> Option<Question> {
-    Some(Question {
-        name: dns::Name::from_ascii(name).ok()?,
-        qtype: RecordType::A,
-        qclass: dns::CLASS_IN,
-    })
 }
 
 /// Counts a query the closed session will never answer.
@@ -580,63 +416,4 @@ impl Drop for Replies<'_> {
         let lost = self.ends.len() as u64;
         self.stats.abandoned.fetch_add(lost, Ordering::Release);
     }
-}
-
-/// The course protocol's replies: an answer line, a miss line, an error line.
-struct CourseReplies<'a> {
-    replies: Replies<'a>,
-    shared: &'a Shared,
-}
-
-impl Front for CourseReplies<'_> {
-    type Tag = ();
-    const IDLE_CLOSES: bool = true;
-
-    fn reply(&mut self, settled: Settled<Answer, ()>, framing: Framing) -> io::Result<()> {
-        let dialect = self.shared.options.dialect;
-        let line = match settled.answer {
-            Some(Answer::Line(line)) => line,
-            Some(Answer::Made(bytes)) => String::from_utf8_lossy(&bytes).into_owned(),
-            Some(Answer::Dns(outcome)) => first_address(&outcome, &settled.name, dialect)
-                .unwrap_or_else(|| wire::miss_line(&settled.name, dialect)),
-            // The LS could not ask every TS: it cannot say the name is missing.
-            None if settled.outcome == Outcome::Busy => wire::SERVER_BUSY.to_string(),
-            None => wire::miss_line(&settled.name, dialect),
-        };
-        self.replies.push(settled.outcome, None, |out| {
-            write_message(out, line.as_bytes(), framing)
-        })
-    }
-
-    fn flush(&mut self) -> io::Result<()> {
-        self.replies.flush()
-    }
-}
-
-/// The course reply for a DNS answer to `name` (as the client spelt it):
-/// the answer section's first address, as `name ip A`. The reply names the
-/// name asked, spelt as the A record spells it when the record is owned by
-/// that name, never the target of a CNAME.
-fn first_address(outcome: &dns::Resolution, name: &str, dialect: Dialect) -> Option<String> {
-    let dns::Resolution::Answer(sections) = outcome else {
-        return None;
-    };
-    let asked = dns::Name::from_ascii(name).ok();
-    sections
-        .answers
-        .iter()
-        .find_map(|record: &Record| match record.data {
-            dns::RData::A(ip) => {
-                let owned = asked
-                    .as_ref()
-                    .is_some_and(|a| a.eq_ignore_case(&record.name));
-                let name = if owned {
-                    record.name.to_string().trim_end_matches('.').to_string()
-                } else {
-                    name.to_string()
-                };
-                Some(wire::Found { name, ip }.line(dialect))
-            }
-            _ => None,
-        })
 }

@@ -3,7 +3,8 @@
 //!
 //! [`answer_query`] decides the answer to one query message with no I/O: the
 //! TS is a top-level server, authoritative for the top-level zones of its
-//! table's names and refusing the rest. The rest of the module only
+//! table's names and for the zones of its zone files ([`authority`]), and
+//! refusing the rest. The rest of the module only
 //! carries bytes. UDP is one thread blocking in `recv_from`,
 //! answering each datagram in turn (an answer is a table lookup: no
 //! datagram waits on another), woken for shutdown by a datagram to its own
@@ -13,6 +14,8 @@
 //! takes longer than [`DnsOptions::tcp_message`] from its first byte to its
 //! last; when every place is taken, the connection idle the longest makes
 //! room for a new one.
+
+pub mod authority;
 
 use std::io::{self, BufReader, BufWriter, Write};
 use std::net::{TcpStream, UdpSocket};
@@ -79,6 +82,8 @@ impl Default for DnsOptions {
 /// negative answer (NXDOMAIN, or NODATA for a name that exists without
 /// records of the type asked) the zone's SOA in its authority section. The
 /// root, names under other zones and classes other than IN are REFUSED.
+/// A name in a zone read from a zone file is answered from it, as
+/// [`authority`] describes (the most specific zone wins).
 ///
 /// ```
 /// use dnslb::dns::{Message, Rcode};
@@ -119,7 +124,12 @@ pub fn answer_query(query: &[u8], table: &Zone, ttl: u32, transport: Transport) 
     };
     let question = &question;
     let zone = zone_of(&question.name, table);
+    // No table name lies in a zone file's zone (see `Zone::add_file_zone`).
+    let file = table.file_zone_of(&crate::zone::key(&question.name));
     match zone {
+        _ if file.is_some() && question.qclass == dns::CLASS_IN => {
+            authority::fill(&mut response, question, table);
+        }
         Some(zone) if question.qclass == dns::CLASS_IN => {
             response.header.aa = true;
             fill(&mut response, question, &zone, table, ttl);

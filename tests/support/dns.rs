@@ -14,7 +14,7 @@ use hickory_proto::op::{Edns, Message, MessageType, Query, ResponseCode};
 use hickory_proto::rr::{Name, RData, RecordType};
 
 use super::{BOUND, Running, Server, backends, capture_stderr, fake_server};
-use dnslb::ls::{Ls, LsOptions, Snapshot};
+use dnslb::ls::{FrontEnd, Ls, LsOptions, Snapshot};
 use dnslb::net::DnsSockets as Sockets;
 use dnslb::shutdown::Shutdown;
 use dnslb::table;
@@ -84,7 +84,12 @@ impl DnsLs {
         let dns = sockets.local_addr().unwrap();
         let runner = Arc::clone(&ls);
         let server = super::spawn_server(move |listener, shutdown| {
-            runner.run_with_dns(listener, sockets, &shutdown).unwrap();
+            runner
+                .run(
+                    vec![FrontEnd::Course(listener), FrontEnd::Dns(sockets)],
+                    &shutdown,
+                )
+                .unwrap();
         });
         DnsLs { server, dns, ls }
     }

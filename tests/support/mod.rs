@@ -84,7 +84,15 @@ fn spawn_server(run: impl FnOnce(TcpListener, Shutdown) + Send + 'static) -> Ser
 /// A TS serving `table` (table-file text) with `options`.
 pub fn start_ts_with(table: &str, options: TsOptions) -> Server {
     let table = Arc::new(table::parse(table.as_bytes()).expect("test table parses"));
-    spawn_server(move |listener, shutdown| ts::run(listener, table, options, &shutdown).unwrap())
+    spawn_server(move |listener, shutdown| {
+        ts::run(
+            vec![ts::FrontEnd::Course(listener)],
+            table,
+            options,
+            &shutdown,
+        )
+        .unwrap()
+    })
 }
 
 /// A TS serving `table` with the default options.
@@ -471,8 +479,15 @@ pub fn start_ts_at(addr: SocketAddr, table: &str) -> Server {
     let listener = TcpListener::bind(addr).unwrap();
     let shutdown = Shutdown::new();
     let handle = shutdown.clone();
-    let thread =
-        thread::spawn(move || ts::run(listener, table, TsOptions::default(), &handle).unwrap());
+    let thread = thread::spawn(move || {
+        ts::run(
+            vec![ts::FrontEnd::Course(listener)],
+            table,
+            TsOptions::default(),
+            &handle,
+        )
+        .unwrap()
+    });
     Server {
         addr,
         shutdown,
@@ -512,7 +527,11 @@ pub fn start_ls_observed(
     tweak(&mut options);
     let ls = Arc::new(dnslb::ls::Ls::new(options).unwrap());
     let runner = Arc::clone(&ls);
-    let server = spawn_server(move |listener, shutdown| runner.run(listener, &shutdown).unwrap());
+    let server = spawn_server(move |listener, shutdown| {
+        runner
+            .run(vec![dnslb::ls::FrontEnd::Course(listener)], &shutdown)
+            .unwrap()
+    });
     LsServer { server, ls }
 }
 
