@@ -278,6 +278,11 @@ pub struct TsArgs {
     /// also answer DNS queries (RFC 1035) over UDP and TCP on this port (0: any free port)
     #[argh(option, from_str_fn(parse_port))]
     pub dns_port: Option<u16>,
+    /// serve read-only statistics over HTTP on ADDR:PORT (port 0: any
+    /// free): /metrics (Prometheus), /api/v1/stats (JSON), / (a live
+    /// dashboard)
+    #[argh(option, from_str_fn(parse_web))]
+    pub web: Option<(String, u16)>,
     /// TTL in seconds of DNS answers from the table (default 300; at most
     /// 2147483647; zone files' records keep their own)
     #[argh(
@@ -347,6 +352,11 @@ pub struct LsArgs {
     /// also serve DNS (RFC 1035) over UDP and TCP on this port (0: any free port)
     #[argh(option, from_str_fn(parse_port))]
     pub dns_port: Option<u16>,
+    /// serve read-only statistics over HTTP on ADDR:PORT (port 0: any
+    /// free): /metrics (Prometheus), /api/v1/stats (JSON), / (a live
+    /// dashboard)
+    #[argh(option, from_str_fn(parse_web))]
+    pub web: Option<(String, u16)>,
     /// seconds a DNS query waits before SERVFAIL (default 2, fractions allowed)
     #[argh(
         option,
@@ -579,6 +589,20 @@ fn parse_ttl(text: &str) -> Result<u32, String> {
             "{text:?}: expected whole seconds from 0 to 2147483647"
         )),
     }
+}
+
+/// Parses `--web`'s `ADDR:PORT` (`[::1]:8080` for IPv6) into its host and port.
+pub fn parse_web(text: &str) -> Result<(String, u16), String> {
+    let fix = "give ADDR:PORT, e.g. 127.0.0.1:8080 (port 0: any free port)";
+    let (host, port) = text
+        .rsplit_once(':')
+        .ok_or_else(|| format!("{text:?} has no port ({fix})"))?;
+    let host = host.trim_start_matches('[').trim_end_matches(']');
+    if host.is_empty() {
+        return Err(format!("{text:?} has no address ({fix})"));
+    }
+    let port = parse_port(port).map_err(|e| format!("{e} ({fix})"))?;
+    Ok((host.to_string(), port))
 }
 
 /// Parses a positive number of seconds, fractions allowed.

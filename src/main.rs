@@ -31,7 +31,7 @@ use dnslb::udp::lb::{self as udp_lb, LbOptions, LbStats};
 use dnslb::udp::ping::{self, PingOptions};
 use dnslb::zone::Zone;
 use dnslb::zonefile;
-use dnslb::{log, net};
+use dnslb::{log, net, web};
 
 /// A usage or configuration error: printed, exit code 2.
 struct Usage(String);
@@ -139,7 +139,8 @@ fn run_ts(args: TsArgs) -> Result<(), Usage> {
         "ts: stopping: finishing the queries in flight (up to {} s)",
         ts::SHUTDOWN_GRACE.as_secs_f64()
     ));
-    let (listener, dns_sockets) = bind_both(&args.bind, args.port, args.dns_port)?;
+    let (listener, dns_sockets, web) =
+        bind_both(&args.bind, args.port, args.dns_port, args.web.as_ref())?;
     let options = TsOptions {
         dialect: args.dialect,
         framing: args.framing,
@@ -164,7 +165,15 @@ fn run_ts(args: TsArgs) -> Result<(), Usage> {
         };
         fronts.push(ts::FrontEnd::Dns(sockets, dns_options));
     }
-    ts::run(fronts, table, options, &shutdown).map_err(|e| Usage(format!("ts: {e}")))
+    let counts = Arc::new(ts::Counts::default());
+    let source: web::Source = {
+        let counts = Arc::clone(&counts);
+        Arc::new(move || counts.metrics())
+    };
+    let result = with_web(web, source, &shutdown, || {
+        ts::run_counted(fronts, table, options, counts, &shutdown)
+    });
+    result.map_err(|e| Usage(format!("ts: {e}")))
 }
 
 /// `--rrl` and `--rrl-slip` as a rate limit; `--rrl 0`, or `--rrl`
@@ -193,17 +202,31 @@ fn bind_both(
     host: &str,
     port: u16,
     dns_port: Option<u16>,
-) -> Result<(TcpListener, Option<net::DnsSockets>), Usage> {
+    web: Option<&(String, u16)>,
+) -> Result<Bound, Usage> {
     let listener = bind_socket(host, port, "", |addrs| TcpListener::bind(addrs))?;
     let dns = dns_port
         .map(|port| bind_socket(host, port, " (dns udp+tcp)", net::DnsSockets::bind))
+        .transpose()?;
+    let web = web
+        .map(|(host, port)| {
+            bind_socket(host, *port, " (http)", |addrs| TcpListener::bind(addrs))
+                .map_err(|Usage(e)| Usage(format!("--web: {e}")))
+        })
         .transpose()?;
     announce(listener.local_addr(), "")?;
     if let Some(sockets) = &dns {
         announce(sockets.local_addr(), " (dns udp+tcp)")?;
     }
-    Ok((listener, dns))
+    if let Some(web) = &web {
+        announce(web.local_addr(), " (http)")?;
+    }
+    Ok((listener, dns, web))
 }
+
+/// A server's sockets, bound: the course listener, the DNS sockets and the
+/// web endpoint's listener.
+type Bound = (TcpListener, Option<net::DnsSockets>, Option<TcpListener>);
 
 fn run_ls(args: LsArgs) -> Result<(), Usage> {
     log::set_verbose(args.verbose);
@@ -246,14 +269,17 @@ fn run_ls(args: LsArgs) -> Result<(), Usage> {
         ..LsOptions::new(backends)
     };
     let ls = Ls::new(options).map_err(Usage)?;
-    let (listener, dns_sockets) = bind_both(&args.bind, args.port, args.dns_port)?;
+    let (listener, dns_sockets, web) =
+        bind_both(&args.bind, args.port, args.dns_port, args.web.as_ref())?;
     ls.check_backends();
     let mut fronts = vec![FrontEnd::Course(listener)];
     if let Some(sockets) = dns_sockets {
         fronts.push(FrontEnd::Dns(sockets));
     }
-    ls.run(fronts, &shutdown)
-        .map_err(|e| Usage(format!("ls: {e}")))
+    let result = with_web(web, ls.metrics_source(), &shutdown, || {
+        ls.run(fronts, &shutdown)
+    });
+    result.map_err(|e| Usage(format!("ls: {e}")))
 }
 
 fn run_client(args: ClientArgs) -> ExitCode {
@@ -465,6 +491,33 @@ fn host_port_pairs(
 
 /// Binds a UDP socket and announces it: `listening on <addr>:<port>` is the
 /// first line on stdout, flushed, for scripts to read.
+/// Runs `run` with the web endpoint serving `source` on `web` beside it,
+/// when there is one; the endpoint stops with the server.
+fn with_web(
+    web: Option<TcpListener>,
+    source: web::Source,
+    shutdown: &Shutdown,
+    run: impl FnOnce() -> io::Result<()>,
+) -> io::Result<()> {
+    let Some(listener) = web else {
+        return run();
+    };
+    std::thread::scope(|scope| {
+        let web_side = std::thread::Builder::new()
+            .name("web".into())
+            .spawn_scoped(scope, || {
+                web::serve(listener, source, web::WebOptions::default(), shutdown)
+            })?;
+        let served = run();
+        // A server that failed to start takes the endpoint down with it.
+        shutdown.trigger();
+        let web_result = web_side
+            .join()
+            .unwrap_or_else(|_| Err(io::Error::other("the web server panicked")));
+        served.and(web_result)
+    })
+}
+
 fn bind_udp(host: &str, port: u16) -> Result<UdpSocket, Usage> {
     let socket = bind_socket(host, port, " (UDP)", |addrs| UdpSocket::bind(addrs))?;
     announce(socket.local_addr(), "")?;

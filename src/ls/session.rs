@@ -216,6 +216,7 @@ impl<T> Session<T> {
         };
         self.inflight
             .submit(&request.name, &request.key, asked, starved, tag, now);
+        self.shared.stats.count_asked(asked);
         for (ts, e) in failed {
             self.links.send_failed(ts, &e, &mut self.inflight);
         }
@@ -321,7 +322,7 @@ impl<T> Session<T> {
     /// cut off by the network with no reset): it is marked down like a TS
     /// whose connection failed.
     pub fn expire(&mut self, now: Instant) {
-        let silent = self.inflight.expire(now);
+        let silent = self.shared.stats.expire(&mut self.inflight, now);
         if silent == 0 {
             return;
         }
@@ -374,6 +375,7 @@ impl<T> Session<T> {
     /// reply has reached the client; a reply that never does is abandoned.
     pub fn pop_ready(&mut self) -> Option<Settled<Relayed, T>> {
         let settled = self.inflight.pop_ready()?;
+        self.shared.stats.count_took(&settled.outcome, settled.took);
         Some(Settled {
             name: settled.name,
             outcome: settled.outcome,
