@@ -143,11 +143,8 @@ fn ancestors(name: &Name) -> Vec<Name> {
     let wire = name.wire();
     let mut out = Vec::new();
     let mut at = 0;
-    loop {
-        match Name::parse(&wire[at..], 0) {
-            Ok((n, _)) => out.push(n),
-            Err(_) => break,
-        }
+    while let Ok((n, _)) = Name::parse(&wire[at..], 0) {
+        out.push(n);
         if wire[at] == 0 {
             break;
         }
@@ -265,8 +262,10 @@ impl Resolver {
         if let Some(records) = cache.get(now, &qname, qtype) {
             return Some(Err(Resolution::answer(records)));
         }
-        if qtype != RecordType::CNAME {
-            if let Some(cname) = cache.get(now, &qname, RecordType::CNAME) {
+        if qtype != RecordType::CNAME
+            && let Some(cname) = cache.get(now, &qname, RecordType::CNAME)
+        {
+            {
                 self.cnames += 1;
                 if self.cnames > MAX_CNAMES {
                     self.notes
@@ -365,8 +364,10 @@ impl Resolver {
             return Some(Ok(query));
         }
         // No address left: resolve an NS name that came without glue.
-        if depth < MAX_DEPTH {
-            if let Some(names) = ns_names {
+        if depth < MAX_DEPTH
+            && let Some(names) = ns_names
+        {
+            {
                 let next = names.into_iter().find(|n| {
                     cache.get(now, n, RecordType::A).is_none()
                         && !frame.dead.iter().any(|d| d.eq_ignore_case(n))
