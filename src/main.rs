@@ -198,6 +198,9 @@ fn bind_dns(host: &str, port: u16) -> Result<net::DnsSockets, Usage> {
 
 fn run_ls(args: LsArgs) -> Result<(), Usage> {
     log::set_verbose(args.verbose);
+    if args.root.is_some() {
+        return run_iterative_ls(args);
+    }
     let backends = parse_backends(&args.ts)?;
     if args.max_inflight == 0 || args.max_clients == 0 || args.max_clients_per_ip == 0 {
         return Err(Usage(cli::hint(
@@ -245,6 +248,39 @@ fn run_ls(args: LsArgs) -> Result<(), Usage> {
     }
     ls.run(fronts, &shutdown)
         .map_err(|e| Usage(format!("ls: {e}")))
+}
+
+/// `dnslb ls <port> --root ADDR[,ADDR...]`: the LS as a local DNS server
+/// resolving iteratively from the root servers.
+fn run_iterative_ls(args: LsArgs) -> Result<(), Usage> {
+    let hint = |message: &str| Usage(cli::hint(Some("ls"), message));
+    if !args.ts.is_empty() {
+        return Err(hint(
+            "--root resolves from the root servers: give no TS host and port pairs with it",
+        ));
+    }
+    let roots = ls::iterative::parse_roots(args.root.as_deref().unwrap_or(""), args.server_port)
+        .map_err(|e| hint(&e))?;
+    if args.try_timeout.is_zero() {
+        return Err(hint("--try-timeout must be more than 0"));
+    }
+    let options = ls::iterative::IterativeOptions {
+        config: dnslb::resolve::Config {
+            roots,
+            server_port: args.server_port,
+        },
+        try_timeout: args.try_timeout,
+        deadline: args.dns_timeout,
+        dialect: args.dialect,
+        allow: args.allow,
+    };
+    let shutdown = stop_on_signal("ls: stopping");
+    let listener = bind(&args.bind, args.port)?;
+    let dns = match args.dns_port {
+        Some(port) => Some(bind_dns(&args.bind, port)?),
+        None => None,
+    };
+    ls::iterative::run(options, listener, dns, &shutdown).map_err(|e| Usage(format!("ls: {e}")))
 }
 
 fn run_client(args: ClientArgs) -> ExitCode {

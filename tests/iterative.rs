@@ -1,0 +1,309 @@
+//! The LS resolving iteratively (`--root`) through a hierarchy of zone
+//! TSes in-process, each on its own loopback address (127.0.0.x) and one
+//! shared port: the course's names under data/hierarchy/.
+
+mod support;
+
+use std::io::{BufRead, BufReader, Write};
+use std::net::{Ipv4Addr, SocketAddr, TcpListener, TcpStream, UdpSocket};
+use std::path::Path;
+use std::sync::Arc;
+use std::thread::{self, JoinHandle};
+use std::time::{Duration, Instant};
+
+use hickory_proto::op::{Message, ResponseCode};
+use hickory_proto::rr::{RData, RecordType};
+
+use dnslb::ls::iterative::{self, IterativeOptions};
+use dnslb::net::DnsSockets;
+use dnslb::resolve::Config;
+use dnslb::shutdown::Shutdown;
+use dnslb::ts::dns::DnsOptions;
+use dnslb::ts::{self, TsOptions};
+use dnslb::wire::Dialect;
+use dnslb::zone::Zone;
+use dnslb::{cidr::CidrList, zonefile};
+use support::BOUND;
+use support::dns::*;
+
+/// Who serves what: the last byte of the server's loopback address and
+/// its zone files.
+const SERVERS: [(u8, &[&str]); 8] = [
+    (2, &["root.zone"]),
+    (3, &["com.zone"]),
+    (4, &["edu.zone"]),
+    (5, &["org.zone"]),
+    (10, &["rutgers.com.zone"]),
+    (11, &["princeton.edu.zone"]),
+    (12, &["princeton.edu.zone"]),
+    (13, &["hosting.com.zone", "amazon.org.zone"]),
+];
+
+fn zone(files: &[&str]) -> Zone {
+    let mut zone = Zone::default();
+    for file in files {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("data/hierarchy")
+            .join(file);
+        let file = zonefile::load(&path).unwrap();
+        zone.add_file_zone(file.apex_key(), file.to_zone()).unwrap();
+    }
+    zone
+}
+
+/// A zone TS in-process; stopped on drop.
+struct Ts {
+    shutdown: Shutdown,
+    thread: Option<JoinHandle<()>>,
+}
+
+impl Drop for Ts {
+    fn drop(&mut self) {
+        self.shutdown.trigger();
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+    }
+}
+
+fn start_ts(sockets: DnsSockets, zone: Zone) -> Ts {
+    let shutdown = Shutdown::new();
+    let handle = shutdown.clone();
+    let thread = thread::spawn(move || {
+        let fronts = vec![ts::FrontEnd::Dns(sockets, DnsOptions::default())];
+        ts::run(fronts, Arc::new(zone), TsOptions::default(), &handle).unwrap();
+    });
+    Ts {
+        shutdown,
+        thread: Some(thread),
+    }
+}
+
+/// The hierarchy and an iterative LS in front of it.
+struct Hierarchy {
+    port: u16,
+    servers: Vec<(u8, Option<Ts>)>,
+    /// Sockets bound but never read: servers that do not answer.
+    frozen: Vec<UdpSocket>,
+    ls_dns: SocketAddr,
+    ls_course: SocketAddr,
+    ls_shutdown: Shutdown,
+    ls_thread: Option<JoinHandle<()>>,
+}
+
+impl Drop for Hierarchy {
+    fn drop(&mut self) {
+        self.ls_shutdown.trigger();
+        if let Some(thread) = self.ls_thread.take() {
+            let _ = thread.join();
+        }
+    }
+}
+
+fn at(last: u8, port: u16) -> SocketAddr {
+    SocketAddr::from(([127, 0, 0, last], port))
+}
+
+impl Hierarchy {
+    /// Every server but those in `frozen`, which hold their port and
+    /// never answer.
+    fn start(frozen: &[u8]) -> Hierarchy {
+        dnslb::log::to_test_harness();
+        // One port free on every address: the root's pick, tried on the others.
+        'again: for _ in 0..20 {
+            let root = DnsSockets::bind(&[at(2, 0)]).unwrap();
+            let port = root.udp.local_addr().unwrap().port();
+            let mut bound = vec![(2, root)];
+            for (last, _) in &SERVERS[1..] {
+                match DnsSockets::bind(&[at(*last, port)]) {
+                    Ok(sockets) => bound.push((*last, sockets)),
+                    Err(_) => continue 'again,
+                }
+            }
+            let mut servers = Vec::new();
+            let mut frozen_sockets = Vec::new();
+            for (last, sockets) in bound {
+                if frozen.contains(&last) {
+                    frozen_sockets.push(sockets.udp);
+                    servers.push((last, None));
+                    continue;
+                }
+                let files = SERVERS.iter().find(|(l, _)| *l == last).unwrap().1;
+                servers.push((last, Some(start_ts(sockets, zone(files)))));
+            }
+            let options = IterativeOptions {
+                config: Config {
+                    roots: vec![at(2, port)],
+                    server_port: port,
+                },
+                try_timeout: Duration::from_millis(300),
+                deadline: Duration::from_secs(3),
+                dialect: Dialect::Y2020,
+                allow: CidrList::private(),
+            };
+            let course = TcpListener::bind("127.0.0.1:0").unwrap();
+            let ls_course = course.local_addr().unwrap();
+            let dns = loopback_sockets();
+            let ls_dns = dns.local_addr().unwrap();
+            let ls_shutdown = Shutdown::new();
+            let handle = ls_shutdown.clone();
+            let ls_thread = thread::spawn(move || {
+                iterative::run(options, course, Some(dns), &handle).unwrap();
+            });
+            return Hierarchy {
+                port,
+                servers,
+                frozen: frozen_sockets,
+                ls_dns,
+                ls_course,
+                ls_shutdown,
+                ls_thread: Some(ls_thread),
+            };
+        }
+        panic!("no port free on every loopback address");
+    }
+
+    fn ask(&self, name: &str, qtype: RecordType) -> Message {
+        udp_ask(self.ls_dns, &query(7, name, qtype))
+    }
+
+    /// Stops the server at 127.0.0.`last`.
+    fn stop(&mut self, last: u8) {
+        for (l, ts) in &mut self.servers {
+            if *l == last {
+                ts.take();
+            }
+        }
+    }
+}
+
+fn course_ask(ls: SocketAddr, names: &[&str]) -> Vec<String> {
+    let stream = TcpStream::connect(ls).unwrap();
+    stream.set_read_timeout(Some(BOUND)).unwrap();
+    let mut writer = stream.try_clone().unwrap();
+    for name in names {
+        writeln!(writer, "{name}").unwrap();
+    }
+    let mut reader = BufReader::new(stream);
+    names
+        .iter()
+        .map(|_| {
+            let mut line = String::new();
+            reader.read_line(&mut line).unwrap();
+            line.trim_end().to_string()
+        })
+        .collect()
+}
+
+#[test]
+fn a_name_is_resolved_from_the_root_with_ra_set() {
+    let h = Hierarchy::start(&[]);
+    let m = h.ask("www.princeton.edu", RecordType::A);
+    assert_eq!(m.metadata.response_code, ResponseCode::NoError);
+    assert_eq!(addresses(&m), [Ipv4Addr::new(128, 1, 1, 4)]);
+    assert!(m.metadata.recursion_available);
+    assert!(!m.metadata.authoritative);
+    // The same over TCP, from the cache now.
+    let m = tcp_ask(h.ls_dns, &query(8, "www.princeton.edu", RecordType::A));
+    assert_eq!(addresses(&m), [Ipv4Addr::new(128, 1, 1, 4)]);
+    assert!(m.answers[0].ttl <= 300);
+}
+
+#[test]
+fn the_course_client_gets_the_sample_replies() {
+    let h = Hierarchy::start(&[]);
+    let started = Instant::now();
+    let lines = course_ask(
+        h.ls_course,
+        &[
+            "www.princeton.edu",
+            "rutgers.com",
+            "nothinghere.com",
+            "amazon.org",
+        ],
+    );
+    let expected = std::fs::read_to_string(
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("data/example-RESOLVED.txt"),
+    )
+    .unwrap();
+    assert_eq!(lines, expected.lines().collect::<Vec<_>>());
+    // The miss came from com's NXDOMAIN, not from a deadline.
+    assert!(started.elapsed() < Duration::from_secs(2));
+}
+
+#[test]
+fn nxdomain_carries_the_soa_of_the_zone_that_said_so() {
+    let h = Hierarchy::start(&[]);
+    for (name, apex) in [
+        ("nothing.zz", "."),
+        ("nothinghere.com", "com."),
+        ("nothing.princeton.edu", "princeton.edu."),
+    ] {
+        let m = h.ask(name, RecordType::A);
+        assert_eq!(m.metadata.response_code, ResponseCode::NXDomain, "{name}");
+        assert_eq!(m.authorities[0].name.to_ascii(), apex, "{name}");
+    }
+}
+
+#[test]
+fn a_glueless_delegation_and_a_cname_into_another_tld_are_followed() {
+    let h = Hierarchy::start(&[]);
+    // amazon.org's server is ns.hosting.com, with no glue in org.
+    let m = h.ask("amazon.org", RecordType::A);
+    assert_eq!(addresses(&m), [Ipv4Addr::new(94, 5, 6, 7)]);
+    // www.amazon.org is an alias for rutgers.com.
+    let m = h.ask("www.amazon.org", RecordType::A);
+    assert_eq!(m.answers.len(), 2);
+    assert_eq!(m.answers[0].record_type(), RecordType::CNAME);
+    match &m.answers[1].data {
+        RData::A(a) => assert_eq!(a.0, Ipv4Addr::new(172, 34, 4, 6)),
+        other => panic!("{other:?}"),
+    }
+}
+
+#[test]
+fn a_stopped_root_leaves_cached_delegations_usable() {
+    let mut h = Hierarchy::start(&[]);
+    assert_eq!(
+        addresses(&h.ask("www.princeton.edu", RecordType::A)),
+        [Ipv4Addr::new(128, 1, 1, 4)]
+    );
+    h.stop(2);
+    h.stop(4);
+    // princeton.edu's servers are known: neither the root nor edu is needed.
+    let m = h.ask("ns2.princeton.edu", RecordType::A);
+    assert_eq!(addresses(&m), [Ipv4Addr::new(127, 0, 0, 12)]);
+    // A TLD not yet known needs the root: SERVFAIL.
+    let m = h.ask("rutgers.com", RecordType::A);
+    assert_eq!(m.metadata.response_code, ResponseCode::ServFail);
+}
+
+#[test]
+fn a_frozen_name_server_is_left_for_the_zones_next() {
+    let h = Hierarchy::start(&[11]);
+    assert_eq!(h.frozen.len(), 1);
+    let started = Instant::now();
+    let m = h.ask("www.princeton.edu", RecordType::A);
+    assert_eq!(addresses(&m), [Ipv4Addr::new(128, 1, 1, 4)]);
+    assert!(started.elapsed() < Duration::from_secs(2));
+    // Backed off: the next name goes to 127.0.0.12 at once.
+    let started = Instant::now();
+    let m = h.ask("ns1.princeton.edu", RecordType::A);
+    assert_eq!(addresses(&m), [Ipv4Addr::new(127, 0, 0, 11)]);
+    assert!(
+        started.elapsed() < Duration::from_millis(250),
+        "{:?}",
+        started.elapsed()
+    );
+    let _ = h.port;
+}
+
+#[test]
+fn the_answer_in_rdata_is_the_zones() {
+    let h = Hierarchy::start(&[]);
+    let m = h.ask("rutgers.com", RecordType::A);
+    match &m.answers[0].data {
+        RData::A(a) => assert_eq!(a.0, Ipv4Addr::new(172, 34, 4, 6)),
+        other => panic!("{other:?}"),
+    }
+}
