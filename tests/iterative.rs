@@ -307,3 +307,145 @@ fn the_answer_in_rdata_is_the_zones() {
         other => panic!("{other:?}"),
     }
 }
+
+#[test]
+fn dash_v_shows_each_step_of_the_iterated_query() {
+    let h = Hierarchy::start(&[]);
+    let root = format!("127.0.0.2:{}", h.port);
+    let port = h.port.to_string();
+    let (_ls, dns, log) =
+        spawn_dns_bin(&["ls", "0", "--root", &root, "--server-port", &port, "-v"]);
+    let m = udp_ask(dns, &query(1, "www.princeton.edu", RecordType::A));
+    assert_eq!(addresses(&m), [Ipv4Addr::new(128, 1, 1, 4)]);
+    let mut wanted = vec![
+        "ask 127.0.0.2".to_string(),
+        "referral to edu.".to_string(),
+        format!("ask 127.0.0.4:{port} (a server for edu.)"),
+        "referral to princeton.edu.".to_string(),
+        "answered www.princeton.edu. A".to_string(),
+        "NOERROR after 3 queries".to_string(),
+    ];
+    let end = Instant::now() + BOUND;
+    while !wanted.is_empty() {
+        let line = log
+            .recv_deadline(end)
+            .unwrap_or_else(|_| panic!("no log line with {:?}", wanted[0]));
+        if line.contains(&wanted[0]) {
+            wanted.remove(0);
+        }
+    }
+}
+
+#[test]
+fn root_errors_are_usage_errors() {
+    let dir = std::env::temp_dir();
+    for (args, says) in [
+        (&["ls", "0", "--root", "a.root"][..], "--root \"a.root\""),
+        (
+            &["ls", "0", "--root", "127.0.0.1", "localhost", "5300"][..],
+            "no TS",
+        ),
+        (
+            &["ls", "0", "--root", "127.0.0.1", "--try-timeout", "0"][..],
+            "--try-timeout",
+        ),
+    ] {
+        let (status, _, err) = support::run_bin(&dir, args);
+        assert_eq!(status.code(), Some(2), "{args:?}: {err}");
+        assert!(err.contains(says), "{args:?}: {err}");
+    }
+}
+
+/// A server for evil.com that adds an address for rutgers.com to its
+/// answer and its additional section.
+fn poisoner(port: u16) -> JoinHandle<()> {
+    let socket = UdpSocket::bind(at(66, port)).unwrap();
+    thread::spawn(move || {
+        let mut buf = [0u8; 1500];
+        while let Ok((n, peer)) = socket.recv_from(&mut buf) {
+            let Ok(q) = Message::from_vec(&buf[..n]) else {
+                continue;
+            };
+            let name = q.queries[0].name().to_ascii();
+            let reply = reply_to(&q, ResponseCode::NoError, |m| {
+                m.metadata.authoritative = true;
+                m.answers
+                    .push(a_record(&name, 300, Ipv4Addr::new(203, 0, 113, 66)));
+                m.answers
+                    .push(a_record("rutgers.com.", 86400, Ipv4Addr::new(6, 6, 6, 6)));
+                m.additionals.push(a_record(
+                    "ns1.rutgers.com.",
+                    86400,
+                    Ipv4Addr::new(6, 6, 6, 6),
+                ));
+            });
+            let _ = socket.send_to(&reply.to_vec().unwrap(), peer);
+            if name.starts_with("stop") {
+                return;
+            }
+        }
+    })
+}
+
+#[test]
+fn records_outside_the_senders_bailiwick_are_not_believed() {
+    let h = Hierarchy::start(&[]);
+    let evil = poisoner(h.port);
+    let cache = std::sync::Mutex::new(dnslb::resolve::Cache::new());
+    let now = Instant::now();
+    // The cache knows evil.com's server, as a referral from com would
+    // have taught it.
+    {
+        let mut c = cache.lock().unwrap();
+        let ns = dnslb::dns::Name::from_ascii("ns.evil.com").unwrap();
+        c.put(
+            now,
+            vec![dnslb::dns::Record {
+                name: dnslb::dns::Name::from_ascii("evil.com").unwrap(),
+                rtype: dnslb::dns::RecordType::NS,
+                class: 1,
+                ttl: 3600,
+                data: dnslb::dns::RData::Name(ns.clone()),
+            }],
+        );
+        c.put(
+            now,
+            vec![dnslb::dns::Record::a(
+                ns,
+                3600,
+                Ipv4Addr::new(127, 0, 0, 66),
+            )],
+        );
+    }
+    let hierarchy = IterativeOptions {
+        config: Config {
+            roots: vec![at(2, h.port)],
+            server_port: h.port,
+        },
+        try_timeout: Duration::from_millis(300),
+        deadline: Duration::from_secs(3),
+        dialect: Dialect::Y2020,
+        allow: CidrList::private(),
+    };
+    let question = |name: &str| dnslb::dns::Question {
+        name: dnslb::dns::Name::from_ascii(name).unwrap(),
+        qtype: dnslb::dns::RecordType::A,
+        qclass: 1,
+    };
+    let first = iterative::resolve(&question("www.evil.com"), &cache, &hierarchy, 1);
+    let dnslb::dns::Resolution::Answer(s) = first else {
+        panic!("{first:?}")
+    };
+    assert_eq!(s.answers.len(), 1, "only evil.com's own record is kept");
+    // rutgers.com comes from its own server, not from the poisoner.
+    let second = iterative::resolve(&question("rutgers.com"), &cache, &hierarchy, 2);
+    let dnslb::dns::Resolution::Answer(s) = second else {
+        panic!("{second:?}")
+    };
+    assert_eq!(
+        s.answers[0].data,
+        dnslb::dns::RData::A(Ipv4Addr::new(172, 34, 4, 6))
+    );
+    let _ = iterative::resolve(&question("stop.evil.com"), &cache, &hierarchy, 3);
+    evil.join().unwrap();
+}
