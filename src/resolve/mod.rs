@@ -265,22 +265,20 @@ impl Resolver {
         if qtype != RecordType::CNAME
             && let Some(cname) = cache.get(now, &qname, RecordType::CNAME)
         {
-            {
-                self.cnames += 1;
-                if self.cnames > MAX_CNAMES {
-                    self.notes
-                        .push(format!("more than {MAX_CNAMES} CNAMEs: SERVFAIL"));
-                    return Some(Err(Resolution::ServFail));
-                }
-                let RData::Name(target) = cname[0].data.clone() else {
-                    return Some(Err(Resolution::ServFail));
-                };
-                let frame = self.frames.last_mut().expect("a frame");
-                frame.chain.extend(cname);
-                frame.qname = target;
-                frame.cut = None;
-                return None;
+            self.cnames += 1;
+            if self.cnames > MAX_CNAMES {
+                self.notes
+                    .push(format!("more than {MAX_CNAMES} CNAMEs: SERVFAIL"));
+                return Some(Err(Resolution::ServFail));
             }
+            let RData::Name(target) = cname[0].data.clone() else {
+                return Some(Err(Resolution::ServFail));
+            };
+            let frame = self.frames.last_mut().expect("a frame");
+            frame.chain.extend(cname);
+            frame.qname = target;
+            frame.cut = None;
+            return None;
         }
         // The closest zone cut the cache knows servers for.
         let mut cut = Name::root();
@@ -367,18 +365,16 @@ impl Resolver {
         if depth < MAX_DEPTH
             && let Some(names) = ns_names
         {
-            {
-                let next = names.into_iter().find(|n| {
-                    cache.get(now, n, RecordType::A).is_none()
-                        && !frame.dead.iter().any(|d| d.eq_ignore_case(n))
-                        && !on_stack.iter().any(|s| s.eq_ignore_case(n))
-                });
-                if let Some(ns) = next {
-                    self.notes
-                        .push(format!("no glue for {}: resolve it first", shown(&ns)));
-                    self.frames.push(Frame::new(ns, RecordType::A));
-                    return None;
-                }
+            let next = names.into_iter().find(|n| {
+                cache.get(now, n, RecordType::A).is_none()
+                    && !frame.dead.iter().any(|d| d.eq_ignore_case(n))
+                    && !on_stack.iter().any(|s| s.eq_ignore_case(n))
+            });
+            if let Some(ns) = next {
+                self.notes
+                    .push(format!("no glue for {}: resolve it first", shown(&ns)));
+                self.frames.push(Frame::new(ns, RecordType::A));
+                return None;
             }
         }
         self.notes.push(format!(
