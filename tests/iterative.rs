@@ -449,3 +449,62 @@ fn records_outside_the_senders_bailiwick_are_not_believed() {
     let _ = iterative::resolve(&question("stop.evil.com"), &cache, &hierarchy, 3);
     evil.join().unwrap();
 }
+
+#[test]
+fn a_truncated_answer_is_asked_again_over_tcp() {
+    dnslb::log::to_test_harness();
+    let sockets = DnsSockets::bind(&[at(77, 0)]).unwrap();
+    let server = sockets.udp.local_addr().unwrap();
+    let DnsSockets { udp, tcp } = sockets;
+    let answer = |q: &Message, truncated: bool| {
+        reply_to(q, ResponseCode::NoError, |m| {
+            m.metadata.authoritative = true;
+            m.metadata.truncation = truncated;
+            if !truncated {
+                m.answers
+                    .push(a_record("big.test.", 60, Ipv4Addr::new(192, 0, 2, 7)));
+            }
+        })
+        .to_vec()
+        .unwrap()
+    };
+    let over_udp = thread::spawn(move || {
+        let mut buf = [0u8; 1500];
+        let (n, peer) = udp.recv_from(&mut buf).unwrap();
+        let q = Message::from_vec(&buf[..n]).unwrap();
+        udp.send_to(&answer(&q, true), peer).unwrap();
+    });
+    let over_tcp = thread::spawn(move || {
+        let (mut stream, _) = tcp.accept().unwrap();
+        stream.set_read_timeout(Some(BOUND)).unwrap();
+        let bytes = read_framed(&mut stream).unwrap();
+        let q = Message::from_vec(&bytes).unwrap();
+        stream.write_all(&framed_bytes(&answer(&q, false))).unwrap();
+    });
+    let options = IterativeOptions {
+        config: Config {
+            roots: vec![server],
+            server_port: server.port(),
+        },
+        try_timeout: Duration::from_secs(2),
+        deadline: Duration::from_secs(3),
+        dialect: Dialect::Y2020,
+        allow: CidrList::private(),
+    };
+    let cache = std::sync::Mutex::new(dnslb::resolve::Cache::new());
+    let question = dnslb::dns::Question {
+        name: dnslb::dns::Name::from_ascii("big.test").unwrap(),
+        qtype: dnslb::dns::RecordType::A,
+        qclass: 1,
+    };
+    let result = iterative::resolve(&question, &cache, &options, 5);
+    let dnslb::dns::Resolution::Answer(s) = result else {
+        panic!("{result:?}")
+    };
+    assert_eq!(
+        s.answers[0].data,
+        dnslb::dns::RData::A(Ipv4Addr::new(192, 0, 2, 7))
+    );
+    over_udp.join().unwrap();
+    over_tcp.join().unwrap();
+}
