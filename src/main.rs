@@ -272,6 +272,7 @@ fn run_iterative_ls(args: LsArgs) -> Result<(), Usage> {
         try_timeout: args.try_timeout,
         deadline: args.dns_timeout,
         dialect: args.dialect,
+        framing: args.framing,
         allow: args.allow,
     };
     let shutdown = stop_on_signal("ls: stopping");

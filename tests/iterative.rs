@@ -14,6 +14,7 @@ use std::time::{Duration, Instant};
 use hickory_proto::op::{Message, ResponseCode};
 use hickory_proto::rr::{RData, RecordType};
 
+use dnslb::framing::Framing;
 use dnslb::ls::iterative::{self, IterativeOptions};
 use dnslb::net::DnsSockets;
 use dnslb::resolve::Config;
@@ -139,6 +140,7 @@ impl Hierarchy {
                 try_timeout: Duration::from_millis(300),
                 deadline: Duration::from_secs(3),
                 dialect: Dialect::Y2020,
+                framing: Framing::Auto,
                 allow: CidrList::private(),
             };
             let course = TcpListener::bind("127.0.0.1:0").unwrap();
@@ -425,6 +427,7 @@ fn records_outside_the_senders_bailiwick_are_not_believed() {
         try_timeout: Duration::from_millis(300),
         deadline: Duration::from_secs(3),
         dialect: Dialect::Y2020,
+        framing: Framing::Auto,
         allow: CidrList::private(),
     };
     let question = |name: &str| dnslb::dns::Question {
@@ -489,6 +492,7 @@ fn a_truncated_answer_is_asked_again_over_tcp() {
         try_timeout: Duration::from_secs(2),
         deadline: Duration::from_secs(3),
         dialect: Dialect::Y2020,
+        framing: Framing::Auto,
         allow: CidrList::private(),
     };
     let cache = std::sync::Mutex::new(dnslb::resolve::Cache::new());
@@ -507,4 +511,28 @@ fn a_truncated_answer_is_asked_again_over_tcp() {
     );
     over_udp.join().unwrap();
     over_tcp.join().unwrap();
+}
+
+#[test]
+fn the_course_client_writes_the_samples_resolved_txt() {
+    let h = Hierarchy::start(&[]);
+    let dir = tempfile::tempdir().unwrap();
+    let data = Path::new(env!("CARGO_MANIFEST_DIR")).join("data");
+    let hns = data.join("PROJ2-HNS.txt");
+    let port = h.ls_course.port().to_string();
+    // The client's defaults: one bare message per name, as the course's.
+    let (status, _, err) = support::run_bin(
+        dir.path(),
+        &[
+            "client",
+            "127.0.0.1",
+            &port,
+            "--input",
+            hns.to_str().unwrap(),
+        ],
+    );
+    assert!(status.success(), "{err}");
+    let resolved = std::fs::read_to_string(dir.path().join("RESOLVED.txt")).unwrap();
+    let sample = std::fs::read_to_string(data.join("example-RESOLVED.txt")).unwrap();
+    assert_eq!(resolved, sample);
 }

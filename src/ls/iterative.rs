@@ -16,7 +16,7 @@
 //! - With `-v`, every step is logged as the lecture draws it: which server
 //!   was asked what, and whether it answered, referred or denied.
 
-use std::io::{self, BufRead, BufReader, Read, Write};
+use std::io;
 use std::net::{SocketAddr, TcpListener, TcpStream, UdpSocket};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -28,13 +28,15 @@ use crossbeam_channel::{Receiver, Sender, TrySendError};
 use crate::cidr::CidrList;
 use crate::dns::respond::{self, Accepted, Checked, Transport};
 use crate::dns::{CLASS_IN, Name, Question, RData, RecordType, Resolution, TCP_LIMIT};
-use crate::framing::{read_length_prefixed, write_length_prefixed};
+use crate::framing::{
+    Frame, Framing, MessageReader, read_length_prefixed, write_length_prefixed, write_message,
+};
 use crate::log;
 use crate::net::DnsSockets;
 use crate::random::{SplitMix64, random_seed};
 use crate::resolve::{Cache, Config, Resolver, Step};
 use crate::shutdown::Shutdown;
-use crate::wire::{self, Dialect, Found};
+use crate::wire::{self, Dialect, Found, QueryError};
 
 /// Resolver threads.
 pub const RESOLVERS: usize = 16;
@@ -59,6 +61,8 @@ pub struct IterativeOptions {
     pub deadline: Duration,
     /// The course miss line's format.
     pub dialect: Dialect,
+    /// How course clients delimit queries; `Auto` detects per connection.
+    pub framing: Framing,
     /// The DNS clients answered; others are dropped.
     pub allow: CidrList,
 }
@@ -375,25 +379,22 @@ fn accept_course(
     }
 }
 
-/// One course client: a hostname a line, its reply line back, in order.
+/// One course client: a hostname a message (a line, or one bare message
+/// per read, `--framing`), its reply back in the same framing, in order.
 fn serve_course(stream: TcpStream, pool: &Pool, options: &IterativeOptions) -> io::Result<()> {
     let mut writer = stream.try_clone()?;
-    let mut reader = BufReader::new(stream).take(u64::MAX);
-    let mut line = Vec::new();
-    loop {
-        line.clear();
-        reader.set_limit(wire::MAX_MESSAGE_LEN as u64 + 1);
-        if reader.read_until(b'\n', &mut line)? == 0 {
-            return Ok(());
-        }
-        let text = line.strip_suffix(b"\n").unwrap_or(&line);
-        let reply = match wire::parse_query(text) {
-            Err(e) => e.reply(),
-            Ok(query) => course_reply(&query.name, pool, options),
+    let mut reader = MessageReader::new(stream, options.framing, wire::MAX_MESSAGE_LEN);
+    while let Some(frame) = reader.next_frame()? {
+        let reply = match frame {
+            Frame::TooLong => QueryError::TooLong.reply(),
+            Frame::Message(bytes) => match wire::parse_query(&bytes) {
+                Err(e) => e.reply(),
+                Ok(query) => course_reply(&query.name, pool, options),
+            },
         };
-        writer.write_all(reply.as_bytes())?;
-        writer.write_all(b"\n")?;
+        write_message(&mut writer, reply.as_bytes(), reader.framing())?;
     }
+    Ok(())
 }
 
 /// The course reply for `name`: its first A record, or the miss line.
