@@ -517,3 +517,44 @@ fn serve_udp(
         );
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_full_queue_drops_questions_and_counts_them() {
+        // A root that never answers keeps every resolver busy.
+        let silent = UdpSocket::bind("127.0.0.1:0").unwrap();
+        let options = IterativeOptions {
+            config: Config {
+                roots: vec![silent.local_addr().unwrap()],
+                server_port: 53,
+            },
+            try_timeout: Duration::from_millis(500),
+            deadline: Duration::from_millis(500),
+            dialect: Dialect::Y2020,
+            framing: Framing::Auto,
+            allow: CidrList::private(),
+        };
+        let pool = Pool::start(&options);
+        let question = Question {
+            name: Name::from_ascii("a.test").unwrap(),
+            qtype: RecordType::A,
+            qclass: CLASS_IN,
+        };
+        let extra = 20;
+        let accepted = (0..RESOLVERS + QUEUE + extra)
+            .filter(|_| pool.submit(question.clone(), Box::new(|_| {})))
+            .count();
+        assert!(accepted < RESOLVERS + QUEUE + extra);
+        let dropped = pool.dropped.load(Ordering::Relaxed);
+        assert_eq!(dropped as usize, RESOLVERS + QUEUE + extra - accepted);
+        // A caller waiting on a full pool gets SERVFAIL at once.
+        assert_eq!(
+            pool.resolve(question, Duration::from_secs(5)),
+            Resolution::ServFail
+        );
+        drop(silent);
+    }
+}
