@@ -316,8 +316,8 @@ impl Resolver {
                 })
                 .collect(),
         };
-        servers.retain(|s| !frame.tried.contains(s));
-        servers.dedup();
+        let mut seen = HashSet::new();
+        servers.retain(|s| !frame.tried.contains(s) && seen.insert(*s));
         servers.sort_by_key(|s| cache.rank(now, *s));
         if let Some(&server) = servers.first() {
             if self.queries >= MAX_QUERIES {
@@ -477,6 +477,16 @@ impl Resolver {
                 found = true;
                 break;
             }
+            if qtype == RecordType::ANY && !here.is_empty() {
+                // Every type the name has: not one RRset the cache can
+                // hand back, so the frame is settled with them.
+                let mut answers = std::mem::take(&mut chain);
+                answers.extend(here.into_iter().cloned());
+                self.frames.last_mut().expect("a frame").settled =
+                    Some(Resolution::answer(answers));
+                found = true;
+                break;
+            }
             match here.iter().find(|r| r.rtype == RecordType::CNAME) {
                 Some(r) => {
                     chain.push((*r).clone());
@@ -588,15 +598,18 @@ impl Resolver {
                 "{server}: no {qtype} for {} (NODATA)",
                 shown(&name)
             ));
-            cache.put_negative(
-                now,
-                &name,
-                qtype,
-                Negative {
-                    nx: false,
-                    soa: soa.clone(),
-                },
-            );
+            // ANY's negative entry would read as NXDOMAIN's: not kept.
+            if qtype != RecordType::ANY {
+                cache.put_negative(
+                    now,
+                    &name,
+                    qtype,
+                    Negative {
+                        nx: false,
+                        soa: soa.clone(),
+                    },
+                );
+            }
             frame.settled = Some(Resolution::NoData { soa });
             return;
         }

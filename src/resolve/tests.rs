@@ -387,3 +387,16 @@ fn a_server_that_refers_upward_is_lame() {
     assert_eq!(result, Resolution::ServFail);
     assert_eq!(net.asked, [addr(1), addr(2), addr(8)]);
 }
+
+#[test]
+fn any_gets_every_type_and_spoils_no_other() {
+    let (mut net, mut cache, now) = (Net::new(), Cache::new(), Instant::now());
+    let result = net.resolve(&mut cache, now, "example.com", RecordType::ANY);
+    let Resolution::Answer(s) = &result else {
+        panic!("{result:?}")
+    };
+    assert!(s.answers.iter().any(|r| r.rtype == RecordType::SOA));
+    assert!(s.answers.iter().any(|r| r.rtype == RecordType::NS));
+    let result = net.resolve(&mut cache, now, "www.example.com", RecordType::A);
+    assert_eq!(addresses(&result), [Ipv4Addr::new(192, 0, 2, 80)]);
+}
