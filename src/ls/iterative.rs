@@ -36,6 +36,7 @@ use crate::net::DnsSockets;
 use crate::random::{SplitMix64, random_seed};
 use crate::resolve::{Cache, Config, Resolver, Step};
 use crate::shutdown::Shutdown;
+use crate::sync::lock;
 use crate::wire::{self, Dialect, Found, QueryError};
 
 /// Resolver threads.
