@@ -178,12 +178,6 @@ fn serve_jobs(
     }
 }
 
-fn lock(cache: &Mutex<Cache>) -> std::sync::MutexGuard<'_, Cache> {
-    cache
-        .lock()
-        .unwrap_or_else(std::sync::PoisonError::into_inner)
-}
-
 /// Resolves `question` over the network: the [`Resolver`]'s queries go out
 /// over UDP (TCP when an answer comes truncated).
 pub fn resolve(
