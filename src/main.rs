@@ -274,6 +274,7 @@ fn run_iterative_ls(args: LsArgs) -> Result<(), Usage> {
         dialect: args.dialect,
         framing: args.framing,
         allow: args.allow,
+        max_clients: server::fit_to_descriptors("ls", "--max-clients", args.max_clients, 2),
     };
     let shutdown = stop_on_signal("ls: stopping");
     let listener = bind(&args.bind, args.port)?;

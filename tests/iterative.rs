@@ -142,6 +142,7 @@ impl Hierarchy {
                 dialect: Dialect::Y2020,
                 framing: Framing::Auto,
                 allow: CidrList::private(),
+                max_clients: 64,
             };
             let course = TcpListener::bind("127.0.0.1:0").unwrap();
             let ls_course = course.local_addr().unwrap();
@@ -429,6 +430,7 @@ fn records_outside_the_senders_bailiwick_are_not_believed() {
         dialect: Dialect::Y2020,
         framing: Framing::Auto,
         allow: CidrList::private(),
+        max_clients: 64,
     };
     let question = |name: &str| dnslb::dns::Question {
         name: dnslb::dns::Name::from_ascii(name).unwrap(),
@@ -494,6 +496,7 @@ fn a_truncated_answer_is_asked_again_over_tcp() {
         dialect: Dialect::Y2020,
         framing: Framing::Auto,
         allow: CidrList::private(),
+        max_clients: 64,
     };
     let cache = std::sync::Mutex::new(dnslb::resolve::Cache::new());
     let question = dnslb::dns::Question {
@@ -535,4 +538,25 @@ fn the_course_client_writes_the_samples_resolved_txt() {
     let resolved = std::fs::read_to_string(dir.path().join("RESOLVED.txt")).unwrap();
     let sample = std::fs::read_to_string(data.join("example-RESOLVED.txt")).unwrap();
     assert_eq!(resolved, sample);
+}
+
+#[test]
+fn clients_past_max_clients_are_told_the_server_is_busy() {
+    let ls = support::spawn_server_bin(&[
+        "ls",
+        "0",
+        "--bind",
+        "127.0.0.1",
+        "--root",
+        "127.0.0.1:9",
+        "--max-clients",
+        "1",
+    ]);
+    let first = TcpStream::connect(ls.addr).unwrap();
+    let second = TcpStream::connect(ls.addr).unwrap();
+    second.set_read_timeout(Some(BOUND)).unwrap();
+    let mut line = String::new();
+    BufReader::new(second).read_line(&mut line).unwrap();
+    assert_eq!(line, "- Error:SERVER BUSY\n");
+    drop(first);
 }

@@ -17,8 +17,9 @@
 //!   was asked what, and whether it answered, referred or denied.
 
 use std::io;
+use std::io::Write;
 use std::net::{SocketAddr, TcpListener, TcpStream, UdpSocket};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::thread;
 use std::time::{Duration, Instant};
@@ -51,6 +52,24 @@ pub const DEFAULT_TRY_TIMEOUT: Duration = Duration::from_millis(500);
 /// The port name servers are asked on when none is given.
 pub const DEFAULT_SERVER_PORT: u16 = 53;
 
+/// A place among the clients connected at once; given back on drop.
+struct Place(Arc<AtomicUsize>);
+
+impl Place {
+    /// A place if fewer than `max` are taken.
+    fn take(count: &Arc<AtomicUsize>, max: usize) -> Option<Place> {
+        let taken = count.fetch_add(1, Ordering::SeqCst);
+        let place = Place(Arc::clone(count));
+        (taken < max).then_some(place)
+    }
+}
+
+impl Drop for Place {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::SeqCst);
+    }
+}
+
 /// How an iterative LS behaves.
 #[derive(Clone, Debug)]
 pub struct IterativeOptions {
@@ -66,6 +85,9 @@ pub struct IterativeOptions {
     pub framing: Framing,
     /// The DNS clients answered; others are dropped.
     pub allow: CidrList,
+    /// Most TCP clients at once, per front end; one more is closed at once
+    /// (a course client after the busy line).
+    pub max_clients: usize,
 }
 
 /// Parses `--root`: addresses separated by commas, each `IP` (asked on
@@ -358,15 +380,21 @@ fn accept_course(
     options: &Arc<IterativeOptions>,
     shutdown: &Shutdown,
 ) {
+    let clients = Arc::new(AtomicUsize::new(0));
     for stream in listener.incoming() {
         if shutdown.is_triggered() {
             return;
         }
-        let Ok(stream) = stream else { continue };
+        let Ok(mut stream) = stream else { continue };
+        let Some(place) = Place::take(&clients, options.max_clients) else {
+            let _ = stream.write_all(format!("{}\n", wire::SERVER_BUSY).as_bytes());
+            continue;
+        };
         let (pool, options) = (Arc::clone(pool), Arc::clone(options));
         let _ = thread::Builder::new()
             .name("course-client".into())
             .spawn(move || {
+                let _place = place;
                 if let Err(e) = serve_course(stream, &pool, &options) {
                     log::info(format_args!("ls: course client: {e}"));
                 }
@@ -377,6 +405,7 @@ fn accept_course(
 /// One course client: a hostname a message (a line, or one bare message
 /// per read, `--framing`), its reply back in the same framing, in order.
 fn serve_course(stream: TcpStream, pool: &Pool, options: &IterativeOptions) -> io::Result<()> {
+    stream.set_read_timeout(Some(crate::ls::DEFAULT_IDLE_TIMEOUT))?;
     let mut writer = stream.try_clone()?;
     let mut reader = MessageReader::new(stream, options.framing, wire::MAX_MESSAGE_LEN);
     while let Some(frame) = reader.next_frame()? {
@@ -424,6 +453,7 @@ fn accept_dns_tcp(
     options: &Arc<IterativeOptions>,
     shutdown: &Shutdown,
 ) {
+    let clients = Arc::new(AtomicUsize::new(0));
     for stream in listener.incoming() {
         if shutdown.is_triggered() {
             return;
@@ -435,10 +465,16 @@ fn accept_dns_tcp(
         if !admitted {
             continue;
         }
+        let Some(place) = Place::take(&clients, options.max_clients) else {
+            continue;
+        };
         let (pool, options) = (Arc::clone(pool), Arc::clone(options));
         let _ = thread::Builder::new()
             .name("dns-tcp-client".into())
-            .spawn(move || serve_dns_tcp(stream, &pool, &options));
+            .spawn(move || {
+                let _place = place;
+                serve_dns_tcp(stream, &pool, &options);
+            });
     }
 }
 
@@ -531,6 +567,7 @@ mod tests {
             dialect: Dialect::Y2020,
             framing: Framing::Auto,
             allow: CidrList::private(),
+            max_clients: 4,
         };
         let pool = Pool::start(&options);
         let question = Question {
