@@ -90,8 +90,8 @@ pub struct IterativeOptions {
     pub max_clients: usize,
 }
 
-/// Parses `--root`: addresses separated by commas, each `IP` (asked on
-/// `port`) or `IP:PORT`.
+/// Parses `--root`: IPv4 addresses separated by commas, each `IP` (asked
+/// on `port`) or `IP:PORT`.
 ///
 /// ```
 /// use dnslb::ls::iterative::parse_roots;
@@ -99,6 +99,7 @@ pub struct IterativeOptions {
 /// assert_eq!(roots, ["127.0.0.2:53".parse().unwrap(), "127.0.0.3:5301".parse().unwrap()]);
 /// assert!(parse_roots("a.root", 53).unwrap_err().contains("a.root"));
 /// assert!(parse_roots("", 53).is_err());
+/// assert!(parse_roots("::1", 53).unwrap_err().contains("IPv4"));
 /// ```
 ///
 /// # Errors
@@ -115,6 +116,11 @@ pub fn parse_roots(text: &str, port: u16) -> Result<Vec<SocketAddr>, String> {
                 "--root {item:?}: not an IP address or IP:PORT (give the root servers' addresses, e.g. 127.0.0.2)"
             ));
         }
+    }
+    if let Some(v6) = roots.iter().find(|r| r.is_ipv6()) {
+        return Err(format!(
+            "--root {v6}: the resolver asks name servers over IPv4 only; give IPv4 addresses"
+        ));
     }
     if roots.is_empty() {
         return Err("--root: no address given".to_string());
