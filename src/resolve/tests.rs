@@ -400,3 +400,41 @@ fn any_gets_every_type_and_spoils_no_other() {
     let result = net.resolve(&mut cache, now, "www.example.com", RecordType::A);
     assert_eq!(addresses(&result), [Ipv4Addr::new(192, 0, 2, 80)]);
 }
+
+#[test]
+fn a_second_root_is_asked_when_the_first_is_silent() {
+    let (net, mut cache, now) = (Net::new(), Cache::new(), Instant::now());
+    let config = Config {
+        roots: vec![addr(99), addr(1)],
+        server_port: 53,
+    };
+    let question = Question {
+        name: Name::from_ascii("www.example.com").unwrap(),
+        qtype: RecordType::A,
+        qclass: CLASS_IN,
+    };
+    let mut resolver = Resolver::new(config, &question, 3);
+    let mut asked = Vec::new();
+    let result = loop {
+        match resolver.next(&mut cache, now) {
+            Step::Done(result) => break result,
+            Step::Ask(query) => {
+                asked.push(query.server);
+                let reply = net.answer(&query);
+                resolver.reply(
+                    &mut cache,
+                    now,
+                    reply.as_deref(),
+                    Duration::from_millis(500),
+                );
+            }
+        }
+    };
+    assert_eq!(addresses(&result), [Ipv4Addr::new(192, 0, 2, 80)]);
+    assert_eq!(asked, [addr(99), addr(1), addr(2), addr(4)]);
+    let notes = resolver.take_notes().join("\n");
+    assert!(
+        notes.contains("127.0.0.99:53: no answer in time, backed off"),
+        "{notes}"
+    );
+}
