@@ -384,6 +384,24 @@ pub struct LsArgs {
     /// fc00::/7, fe80::/10)
     #[argh(option, default = "CidrList::private()")]
     pub allow: CidrList,
+    /// resolve iteratively from these root servers instead of asking TSes:
+    /// IP or IP:PORT, separated by commas (no TS list is given then)
+    #[argh(option)]
+    pub root: Option<String>,
+    /// with --root, the port every name server is asked on (default 53)
+    #[argh(
+        option,
+        default = "ls::iterative::DEFAULT_SERVER_PORT",
+        from_str_fn(parse_port)
+    )]
+    pub server_port: u16,
+    /// with --root, seconds one name server has to answer before the next is asked (default 0.5)
+    #[argh(
+        option,
+        default = "ls::iterative::DEFAULT_TRY_TIMEOUT",
+        from_str_fn(parse_seconds)
+    )]
+    pub try_timeout: Duration,
     /// log every query on stderr (name, which TS answered, time taken) and the counters every 10 s
     #[argh(switch, short = 'v')]
     pub verbose: bool,

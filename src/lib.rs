@@ -42,6 +42,7 @@ pub mod log;
 pub mod ls;
 pub mod net;
 pub mod random;
+pub mod resolve;
 pub mod server;
 pub mod shutdown;
 pub mod sync;

@@ -30,6 +30,7 @@ mod dns_udp;
 mod event;
 mod health;
 mod inflight;
+pub mod iterative;
 mod link;
 mod observe;
 mod session;

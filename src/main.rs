@@ -230,6 +230,9 @@ type Bound = (TcpListener, Option<net::DnsSockets>, Option<TcpListener>);
 
 fn run_ls(args: LsArgs) -> Result<(), Usage> {
     log::set_verbose(args.verbose);
+    if args.root.is_some() {
+        return run_iterative_ls(args);
+    }
     let backends = parse_backends(&args.ts)?;
     if args.max_inflight == 0 || args.max_clients == 0 || args.max_clients_per_ip == 0 {
         return Err(Usage(cli::hint(
@@ -280,6 +283,42 @@ fn run_ls(args: LsArgs) -> Result<(), Usage> {
         ls.run(fronts, &shutdown)
     });
     result.map_err(|e| Usage(format!("ls: {e}")))
+}
+
+/// `dnslb ls <port> --root ADDR[,ADDR...]`: the LS as a local DNS server
+/// resolving iteratively from the root servers.
+fn run_iterative_ls(args: LsArgs) -> Result<(), Usage> {
+    let hint = |message: &str| Usage(cli::hint(Some("ls"), message));
+    if !args.ts.is_empty() {
+        return Err(hint(
+            "--root resolves from the root servers: give no TS host and port pairs with it",
+        ));
+    }
+    let roots = ls::iterative::parse_roots(args.root.as_deref().unwrap_or(""), args.server_port)
+        .map_err(|e| hint(&e))?;
+    if args.try_timeout.is_zero() {
+        return Err(hint("--try-timeout must be more than 0"));
+    }
+    let options = ls::iterative::IterativeOptions {
+        config: dnslb::resolve::Config {
+            roots,
+            server_port: args.server_port,
+        },
+        try_timeout: args.try_timeout,
+        deadline: args.dns_timeout,
+        dialect: args.dialect,
+        framing: args.framing,
+        allow: args.allow,
+        max_clients: server::fit_to_descriptors("ls", "--max-clients", args.max_clients, 2),
+    };
+    if args.web.is_some() {
+        return Err(hint(
+            "--web does not serve an LS that resolves from --root yet",
+        ));
+    }
+    let shutdown = stop_on_signal("ls: stopping");
+    let (listener, dns, _) = bind_both(&args.bind, args.port, args.dns_port, None)?;
+    ls::iterative::run(options, listener, dns, &shutdown).map_err(|e| Usage(format!("ls: {e}")))
 }
 
 fn run_client(args: ClientArgs) -> ExitCode {
