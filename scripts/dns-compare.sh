@@ -3,7 +3,7 @@
 # flight) against a TS's DNS port directly, `dnslb ls --ts-protocol dns` in
 # front of two TSes, the same LS with --cache 100000, and dnsdist (round
 # robin, no packet cache) in front of the same two TSes. Prints one table on
-# stdout, then the targets as ratios; progress on stderr.
+# stdout, then the targets as ratios, each met or NOT MET; progress on stderr.
 #
 #   scripts/dns-compare.sh
 #   DNS_SECONDS=10    seconds each dnsperf run lasts (default 10)
@@ -145,10 +145,10 @@ echo "# load average before: $load_before, after: $(cut -d' ' -f1-3 /proc/loadav
 printf '%-32s %10s %10s %8s %9s\n' target qps "avg ms" "lost %" "NOERROR %"
 printf '%s\n' "${rows[@]}"
 
-ratio() { awk -v a="${1:-}" -v b="${2:-}" 'BEGIN { if (a == "" || b == "" || b == 0) print "n/a"; else printf "%.2f", a / b }'; }
 echo
-echo "targets (this run):"
-echo "  dnslb ls qps / dnsdist qps (>= 0.5):       $(ratio "${fig_dnslb_ls_qps:-}" "${fig_dnsdist_qps:-}")"
-echo "  dnslb ls qps / direct TS qps (>= 0.2):     $(ratio "${fig_dnslb_ls_qps:-}" "${fig_ts_direct_qps:-}")"
-echo "  dnslb ls lost % (< 0.1):                   ${fig_dnslb_ls_lost:-n/a}"
-echo "  cached ls qps / direct TS qps (>= 1):      $(ratio "${fig_dnslb_ls___cache_100000_qps:-}" "${fig_ts_direct_qps:-}")"
+echo "targets (this run, as docs/COMPARISON.md states them):"
+target "dnslb ls qps / dnsdist qps" "$(ratio "${fig_dnslb_ls_qps:-}" "${fig_dnsdist_qps:-}")" ">=" 0.5
+target "dnslb ls qps / direct TS qps" "$(ratio "${fig_dnslb_ls_qps:-}" "${fig_ts_direct_qps:-}")" ">=" 0.2
+target "dnslb ls lost %" "${fig_dnslb_ls_lost:-}" "<" 0.1
+target "cached ls qps / direct TS qps" \
+    "$(ratio "${fig_dnslb_ls___cache_100000_qps:-}" "${fig_ts_direct_qps:-}")" ">=" 1

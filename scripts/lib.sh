@@ -99,3 +99,18 @@ read_dns_port() {
     line=${line% (dns udp+tcp)}
     printf -v "${var}_dns" '%s' "${line##*:}"
 }
+
+# ratio <a> <b>: a / b to two decimals; n/a when either is missing or b is 0.
+ratio() { awk -v a="${1:-}" -v b="${2:-}" 'BEGIN { if (a == "" || b == "" || b == 0) print "n/a"; else printf "%.2f", a / b }'; }
+# target <what> <value> <op> <threshold> [<aside>]: one line, the value and
+# `met` or `NOT MET` (n/a when the value is missing).
+target() {
+    local mark
+    mark=$(awk -v v="$2" -v op="$3" -v t="$4" 'BEGIN {
+        if (v == "" || v == "n/a") { print "n/a"; exit }
+        ok = op == "<=" ? v + 0 <= t + 0 : op == ">=" ? v + 0 >= t + 0 : op == "<" ? v + 0 < t + 0 : v + 0 == t + 0
+        print ok ? "met" : "NOT MET" }')
+    local line
+    printf -v line '  %-52s %9s  %-7s %s' "$1 ($3 $4):" "${2:-n/a}" "$mark" "${5:-}"
+    echo "${line%"${line##*[! ]}"}"
+}

@@ -106,13 +106,26 @@ fn plain_error(message: &str) -> String {
     let Some((name, rest)) = rest.split_once("' with value '") else {
         return message.to_string();
     };
-    let Some((_, why)) = rest.split_once("': ") else {
+    let Some((value, why)) = rest.split_once("': ") else {
         return message.to_string();
     };
+    let why = number_error(value, why);
     if positional {
         format!("<{}>: {why}", name.replace('_', "-"))
     } else {
         format!("{name}: {why}")
+    }
+}
+
+/// Rust's message for a whole number that does not parse (what argh shows
+/// for a numeric flag), as one naming `value`; any other `why` unchanged.
+fn number_error(value: &str, why: &str) -> String {
+    match why {
+        "invalid digit found in string" => format!("{value:?} is not a whole number"),
+        "cannot parse integer from empty string" => "an empty value is not a number".into(),
+        "number too large to fit in target type" => format!("{value:?} is too large"),
+        "number too small to fit in target type" => format!("{value:?} is too small"),
+        _ => why.to_string(),
     }
 }
 
@@ -265,9 +278,18 @@ pub struct TsArgs {
     /// also answer DNS queries (RFC 1035) over UDP and TCP on this port (0: any free port)
     #[argh(option, from_str_fn(parse_port))]
     pub dns_port: Option<u16>,
-    /// TTL in seconds of DNS answers from the table (default 300; zone
-    /// files' records keep their own)
-    #[argh(option, default = "dnslb::dns::respond::DEFAULT_TTL")]
+    /// serve read-only statistics over HTTP on ADDR:PORT (port 0: any
+    /// free): /metrics (Prometheus), /api/v1/stats (JSON), / (a live
+    /// dashboard)
+    #[argh(option, from_str_fn(parse_web))]
+    pub web: Option<(String, u16)>,
+    /// TTL in seconds of DNS answers from the table (default 300; at most
+    /// 2147483647; zone files' records keep their own)
+    #[argh(
+        option,
+        default = "dnslb::dns::respond::DEFAULT_TTL",
+        from_str_fn(parse_ttl)
+    )]
     pub ttl: u32,
     /// answer at most this many DNS queries per second over UDP to one /24
     /// (IPv4) or /56 (IPv6) (default: no limit)
@@ -303,14 +325,6 @@ pub struct LsArgs {
     /// (default), random or chash (see docs/LOADBALANCING.md)
     #[argh(option, default = "ls::Policy::default()")]
     pub policy: ls::Policy,
-    /// seconds a pool's member may take over a query before the next
-    /// member is asked too (default 0.5, fractions allowed)
-    #[argh(
-        option,
-        default = "ls::DEFAULT_TRY_TIMEOUT",
-        from_str_fn(parse_seconds)
-    )]
-    pub try_timeout: Duration,
     /// seconds between health checks of a pool's members that are down or
     /// idle (default 1, fractions allowed)
     #[argh(
@@ -365,6 +379,11 @@ pub struct LsArgs {
     /// also serve DNS (RFC 1035) over UDP and TCP on this port (0: any free port)
     #[argh(option, from_str_fn(parse_port))]
     pub dns_port: Option<u16>,
+    /// serve read-only statistics over HTTP on ADDR:PORT (port 0: any
+    /// free): /metrics (Prometheus), /api/v1/stats (JSON), / (a live
+    /// dashboard)
+    #[argh(option, from_str_fn(parse_web))]
+    pub web: Option<(String, u16)>,
     /// seconds a DNS query waits before SERVFAIL (default 2, fractions allowed)
     #[argh(
         option,
@@ -392,6 +411,25 @@ pub struct LsArgs {
     /// fc00::/7, fe80::/10)
     #[argh(option, default = "CidrList::private()")]
     pub allow: CidrList,
+    /// resolve iteratively from these root servers instead of asking TSes:
+    /// IP or IP:PORT, separated by commas (no TS list is given then)
+    #[argh(option)]
+    pub root: Option<String>,
+    /// with --root, the port every name server is asked on (default 53)
+    #[argh(
+        option,
+        default = "ls::iterative::DEFAULT_SERVER_PORT",
+        from_str_fn(parse_port)
+    )]
+    pub server_port: u16,
+    /// seconds a pool's member (with --root: one name server) has to
+    /// answer before the next is asked (default 0.5, fractions allowed)
+    #[argh(
+        option,
+        default = "ls::iterative::DEFAULT_TRY_TIMEOUT",
+        from_str_fn(parse_seconds)
+    )]
+    pub try_timeout: Duration,
     /// log every query on stderr (name, which TS answered, time taken) and the counters every 10 s
     #[argh(switch, short = 'v')]
     pub verbose: bool,
@@ -588,6 +626,31 @@ pub fn parse_port(text: &str) -> Result<u16, String> {
         .map_err(|_| format!("{text} is not a port (0-65535)"))
 }
 
+/// Parses a DNS TTL: a whole number of seconds up to 2^31 - 1, the largest
+/// a resolver honours (RFC 2181 §8 reads a larger one as 0).
+fn parse_ttl(text: &str) -> Result<u32, String> {
+    match text.parse::<u32>() {
+        Ok(ttl) if ttl <= i32::MAX as u32 => Ok(ttl),
+        _ => Err(format!(
+            "{text:?}: expected whole seconds from 0 to 2147483647"
+        )),
+    }
+}
+
+/// Parses `--web`'s `ADDR:PORT` (`[::1]:8080` for IPv6) into its host and port.
+pub fn parse_web(text: &str) -> Result<(String, u16), String> {
+    let fix = "give ADDR:PORT, e.g. 127.0.0.1:8080 (port 0: any free port)";
+    let (host, port) = text
+        .rsplit_once(':')
+        .ok_or_else(|| format!("{text:?} has no port ({fix})"))?;
+    let host = host.trim_start_matches('[').trim_end_matches(']');
+    if host.is_empty() {
+        return Err(format!("{text:?} has no address ({fix})"));
+    }
+    let port = parse_port(port).map_err(|e| format!("{e} ({fix})"))?;
+    Ok((host.to_string(), port))
+}
+
 /// Parses a positive number of seconds, fractions allowed.
 fn parse_seconds(text: &str) -> Result<Duration, String> {
     let secs: f64 = text
@@ -710,6 +773,28 @@ mod tests {
             "--dns-port: x is not a port (0-65535)"
         );
         assert_eq!(plain_error("Required positional"), "Required positional");
+        // Rust's own messages for a whole number name the value.
+        assert_eq!(
+            plain_error(
+                "Error parsing option '--cache' with value '-1': invalid digit found in string"
+            ),
+            "--cache: \"-1\" is not a whole number"
+        );
+        assert_eq!(
+            plain_error(
+                "Error parsing option '--max-inflight' with value '99999999999999999999': number too large to fit in target type"
+            ),
+            "--max-inflight: \"99999999999999999999\" is too large"
+        );
+    }
+
+    #[test]
+    fn a_ttl_is_at_most_two_to_the_31_minus_one() {
+        assert_eq!(parse_ttl("0"), Ok(0));
+        assert_eq!(parse_ttl("2147483647"), Ok(2_147_483_647));
+        for bad in ["2147483648", "3000000000", "-5", "x"] {
+            assert!(parse_ttl(bad).is_err(), "{bad}");
+        }
     }
 
     #[test]

@@ -27,6 +27,8 @@
 //! - [`bench`](mod@bench): the load generator that drives an LS or a TS and
 //!   checks every reply with [`wire`]'s parsers (names, drive, judge, report).
 //! - [`log`]: stderr logging, per-query lines with `-v`.
+//! - [`web`]: the read-only HTTP endpoint (`--web`): Prometheus metrics,
+//!   JSON and a live dashboard page.
 //! - [`udp`]: the second system, UDP ping: echo servers with loss, a
 //!   round-robin UDP load balancer and a ping client (docs/UDP.md).
 
@@ -40,12 +42,14 @@ pub mod log;
 pub mod ls;
 pub mod net;
 pub mod random;
+pub mod resolve;
 pub mod server;
 pub mod shutdown;
 pub mod sync;
 pub mod table;
 pub mod ts;
 pub mod udp;
+pub mod web;
 pub mod window;
 pub mod wire;
 pub mod zone;

@@ -31,7 +31,9 @@ mod dns_udp;
 mod event;
 mod health;
 mod inflight;
+pub mod iterative;
 mod link;
+mod observe;
 mod policy;
 mod probe;
 mod session;
@@ -66,6 +68,7 @@ use crate::net::DnsSockets;
 use crate::net::connect_any;
 use crate::server::{ServeOptions, serve, serve_each};
 use crate::shutdown::Shutdown;
+use crate::web::{self, metrics::Metrics};
 
 /// How often `-v` prints the counters.
 const REPORT_EVERY: Duration = Duration::from_secs(10);
@@ -194,6 +197,17 @@ impl Ls {
     /// The counters now.
     pub fn snapshot(&self) -> Snapshot {
         Self::snapshot_of(&self.shared)
+    }
+
+    /// Every metric now, for the web endpoint (the same counters).
+    pub fn metrics(&self) -> Metrics {
+        observe::metrics(&self.shared)
+    }
+
+    /// A source of fresh metrics for [`web::serve`](crate::web::serve).
+    pub fn metrics_source(&self) -> web::Source {
+        let shared = Arc::clone(&self.shared);
+        Arc::new(move || observe::metrics(&shared))
     }
 
     /// Serves clients on every front end in `fronts` until `shutdown`

@@ -31,7 +31,7 @@ use dnslb::udp::lb::{self as udp_lb, LbOptions, LbStats};
 use dnslb::udp::ping::{self, PingOptions};
 use dnslb::zone::Zone;
 use dnslb::zonefile;
-use dnslb::{log, net};
+use dnslb::{log, net, web};
 
 /// A usage or configuration error: printed, exit code 2.
 struct Usage(String);
@@ -139,7 +139,8 @@ fn run_ts(args: TsArgs) -> Result<(), Usage> {
         "ts: stopping: finishing the queries in flight (up to {} s)",
         ts::SHUTDOWN_GRACE.as_secs_f64()
     ));
-    let listener = bind(&args.bind, args.port)?;
+    let (listener, dns_sockets, web) =
+        bind_both(&args.bind, args.port, args.dns_port, args.web.as_ref())?;
     let options = TsOptions {
         dialect: args.dialect,
         framing: args.framing,
@@ -155,16 +156,24 @@ fn run_ts(args: TsArgs) -> Result<(), Usage> {
     };
     let table = Arc::new(table);
     let mut fronts = vec![ts::FrontEnd::Course(listener)];
-    if let Some(port) = args.dns_port {
+    if let Some(sockets) = dns_sockets {
         let dns_options = ts::dns::DnsOptions {
             ttl: args.ttl,
             max_per_source: options.max_clients_per_ip,
             rrl,
             ..Default::default()
         };
-        fronts.push(ts::FrontEnd::Dns(bind_dns(&args.bind, port)?, dns_options));
+        fronts.push(ts::FrontEnd::Dns(sockets, dns_options));
     }
-    ts::run(fronts, table, options, &shutdown).map_err(|e| Usage(format!("ts: {e}")))
+    let counts = Arc::new(ts::Counts::default());
+    let source: web::Source = {
+        let counts = Arc::clone(&counts);
+        Arc::new(move || counts.metrics())
+    };
+    let result = with_web(web, source, &shutdown, || {
+        ts::run_counted(fronts, table, options, counts, &shutdown)
+    });
+    result.map_err(|e| Usage(format!("ts: {e}")))
 }
 
 /// `--rrl` and `--rrl-slip` as a rate limit; `--rrl 0`, or `--rrl`
@@ -184,20 +193,46 @@ fn rate_limit(
     Err(Usage(cli::hint(Some(role), problem)))
 }
 
-/// Binds the DNS side's UDP and TCP sockets and announces them after the
-/// course listener: `listening on <addr>:<port> (dns udp+tcp)`.
-fn bind_dns(host: &str, port: u16) -> Result<net::DnsSockets, Usage> {
-    bind_and_announce(
-        host,
-        port,
-        " (dns udp+tcp)",
-        net::DnsSockets::bind,
-        net::DnsSockets::local_addr,
-    )
+/// Binds the course listener and, with `dns_port`, the DNS side's UDP and
+/// TCP sockets, then announces them: `listening on <addr>:<port>`, then
+/// `listening on <addr>:<port> (dns udp+tcp)`. Nothing is announced unless
+/// every socket could be bound, so a script never reads a `listening on`
+/// line from a server that then exits.
+fn bind_both(
+    host: &str,
+    port: u16,
+    dns_port: Option<u16>,
+    web: Option<&(String, u16)>,
+) -> Result<Bound, Usage> {
+    let listener = bind_socket(host, port, "", |addrs| TcpListener::bind(addrs))?;
+    let dns = dns_port
+        .map(|port| bind_socket(host, port, " (dns udp+tcp)", net::DnsSockets::bind))
+        .transpose()?;
+    let web = web
+        .map(|(host, port)| {
+            bind_socket(host, *port, " (http)", |addrs| TcpListener::bind(addrs))
+                .map_err(|Usage(e)| Usage(format!("--web: {e}")))
+        })
+        .transpose()?;
+    announce(listener.local_addr(), "")?;
+    if let Some(sockets) = &dns {
+        announce(sockets.local_addr(), " (dns udp+tcp)")?;
+    }
+    if let Some(web) = &web {
+        announce(web.local_addr(), " (http)")?;
+    }
+    Ok((listener, dns, web))
 }
+
+/// A server's sockets, bound: the course listener, the DNS sockets and the
+/// web endpoint's listener.
+type Bound = (TcpListener, Option<net::DnsSockets>, Option<TcpListener>);
 
 fn run_ls(args: LsArgs) -> Result<(), Usage> {
     log::set_verbose(args.verbose);
+    if args.root.is_some() {
+        return run_iterative_ls(args);
+    }
     let mut backends = if args.ts.is_empty() && !args.pool.is_empty() {
         Vec::new()
     } else {
@@ -249,14 +284,53 @@ fn run_ls(args: LsArgs) -> Result<(), Usage> {
         ..LsOptions::new(backends)
     };
     let ls = Ls::new(options).map_err(Usage)?;
-    let listener = bind(&args.bind, args.port)?;
+    let (listener, dns_sockets, web) =
+        bind_both(&args.bind, args.port, args.dns_port, args.web.as_ref())?;
     ls.check_backends();
     let mut fronts = vec![FrontEnd::Course(listener)];
-    if let Some(port) = args.dns_port {
-        fronts.push(FrontEnd::Dns(bind_dns(&args.bind, port)?));
+    if let Some(sockets) = dns_sockets {
+        fronts.push(FrontEnd::Dns(sockets));
     }
-    ls.run(fronts, &shutdown)
-        .map_err(|e| Usage(format!("ls: {e}")))
+    let result = with_web(web, ls.metrics_source(), &shutdown, || {
+        ls.run(fronts, &shutdown)
+    });
+    result.map_err(|e| Usage(format!("ls: {e}")))
+}
+
+/// `dnslb ls <port> --root ADDR[,ADDR...]`: the LS as a local DNS server
+/// resolving iteratively from the root servers.
+fn run_iterative_ls(args: LsArgs) -> Result<(), Usage> {
+    let hint = |message: &str| Usage(cli::hint(Some("ls"), message));
+    if !args.ts.is_empty() {
+        return Err(hint(
+            "--root resolves from the root servers: give no TS host and port pairs with it",
+        ));
+    }
+    let roots = ls::iterative::parse_roots(args.root.as_deref().unwrap_or(""), args.server_port)
+        .map_err(|e| hint(&e))?;
+    if args.try_timeout.is_zero() {
+        return Err(hint("--try-timeout must be more than 0"));
+    }
+    let options = ls::iterative::IterativeOptions {
+        config: dnslb::resolve::Config {
+            roots,
+            server_port: args.server_port,
+        },
+        try_timeout: args.try_timeout,
+        deadline: args.dns_timeout,
+        dialect: args.dialect,
+        framing: args.framing,
+        allow: args.allow,
+        max_clients: server::fit_to_descriptors("ls", "--max-clients", args.max_clients, 2),
+    };
+    if args.web.is_some() {
+        return Err(hint(
+            "--web does not serve an LS that resolves from --root yet",
+        ));
+    }
+    let shutdown = stop_on_signal("ls: stopping");
+    let (listener, dns, _) = bind_both(&args.bind, args.port, args.dns_port, None)?;
+    ls::iterative::run(options, listener, dns, &shutdown).map_err(|e| Usage(format!("ls: {e}")))
 }
 
 fn run_client(args: ClientArgs) -> ExitCode {
@@ -491,57 +565,69 @@ fn host_port_pairs(
         .collect()
 }
 
-/// Binds the listener and announces it: `listening on <addr>:<port>` is the
+/// Binds a UDP socket and announces it: `listening on <addr>:<port>` is the
 /// first line on stdout, flushed, for scripts to read.
-fn bind(host: &str, port: u16) -> Result<TcpListener, Usage> {
-    bind_and_announce(
-        host,
-        port,
-        "",
-        |addrs| TcpListener::bind(addrs),
-        TcpListener::local_addr,
-    )
+/// Runs `run` with the web endpoint serving `source` on `web` beside it,
+/// when there is one; the endpoint stops with the server.
+fn with_web(
+    web: Option<TcpListener>,
+    source: web::Source,
+    shutdown: &Shutdown,
+    run: impl FnOnce() -> io::Result<()>,
+) -> io::Result<()> {
+    let Some(listener) = web else {
+        return run();
+    };
+    std::thread::scope(|scope| {
+        let web_side = std::thread::Builder::new()
+            .name("web".into())
+            .spawn_scoped(scope, || {
+                web::serve(listener, source, web::WebOptions::default(), shutdown)
+            })?;
+        let served = run();
+        // A server that failed to start takes the endpoint down with it.
+        shutdown.trigger();
+        let web_result = web_side
+            .join()
+            .unwrap_or_else(|_| Err(io::Error::other("the web server panicked")));
+        served.and(web_result)
+    })
 }
 
-/// Binds a UDP socket and announces it like [`bind`].
 fn bind_udp(host: &str, port: u16) -> Result<UdpSocket, Usage> {
-    bind_and_announce(
-        host,
-        port,
-        " (UDP)",
-        |addrs| UdpSocket::bind(addrs),
-        UdpSocket::local_addr,
-    )
+    let socket = bind_socket(host, port, " (UDP)", |addrs| UdpSocket::bind(addrs))?;
+    announce(socket.local_addr(), "")?;
+    Ok(socket)
 }
 
-/// Binds `host:port` with `bind` and prints `listening on <addr>:<port>`,
-/// flushed; `what` names the kind of socket in errors (and, for the DNS
-/// side, in the line).
-fn bind_and_announce<S>(
+/// Binds `host:port` with `bind`; `what` names the kind of socket in
+/// errors.
+fn bind_socket<S>(
     host: &str,
     port: u16,
     what: &str,
     bind: impl FnOnce(&[SocketAddr]) -> io::Result<S>,
-    local_addr: impl FnOnce(&S) -> io::Result<SocketAddr>,
 ) -> Result<S, Usage> {
     let addrs: Vec<SocketAddr> = net::resolve(host, port).map_err(|e| {
         Usage(format!(
             "--bind: {e} (check the name, or give an IP address)"
         ))
     })?;
-    let socket = bind(&addrs).map_err(|e| {
+    bind(&addrs).map_err(|e| {
         Usage(format!(
             "cannot listen on {host}:{port}{what}: {}",
             bind_error(&e)
         ))
-    })?;
-    let local = local_addr(&socket)
-        .map_err(|e| Usage(format!("cannot read the listening address: {e}")))?;
-    let suffix = if what == " (dns udp+tcp)" { what } else { "" };
+    })
+}
+
+/// Prints `listening on <local><suffix>`, flushed.
+fn announce(local: io::Result<SocketAddr>, suffix: &str) -> Result<(), Usage> {
+    let local = local.map_err(|e| Usage(format!("cannot read the listening address: {e}")))?;
     let mut stdout = io::stdout().lock();
     let _ = writeln!(stdout, "listening on {local}{suffix}");
     let _ = stdout.flush();
-    Ok(socket)
+    Ok(())
 }
 
 /// Why a socket could not be bound, and the way out.

@@ -22,8 +22,9 @@ use crate::dns::{RData, RecordType};
 use crate::framing::{Frame, Framing, MessageReader, write_message};
 use crate::log;
 use crate::net::DnsSockets;
-use crate::server::{Activity, ServeOptions, serve, serve_each};
+use crate::server::{Activity, ConnectionStats, ServeOptions, serve, serve_each};
 use crate::shutdown::Shutdown;
+use crate::web::metrics::{Kind, Metrics, labels};
 use crate::wire::{self, Dialect};
 use crate::zone::{Entry, Zone};
 
@@ -77,16 +78,43 @@ impl Default for TsOptions {
 
 /// What happened to the course protocol's queries: each is answered, not
 /// in the table (silence, or `NOT FOUND` with `--answer-misses`) or invalid.
+/// The connections are counted too.
 #[derive(Default)]
-struct Counts {
+pub struct Counts {
     answered: AtomicU64,
     not_in_table: AtomicU64,
     invalid: AtomicU64,
+    connections: Arc<ConnectionStats>,
 }
 
 impl Counts {
     fn add(counter: &AtomicU64) {
         counter.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Every TS metric now, for the web endpoint (docs/OBSERVE.md).
+    pub fn metrics(&self) -> Metrics {
+        let get = |c: &AtomicU64| c.load(Ordering::Relaxed) as f64;
+        let mut m = Metrics::new("ts");
+        let course = |result: &str| labels(&[("protocol", "course"), ("result", result)]);
+        m.add(
+            "dnslb_ts_queries_total",
+            "Course queries, by what the TS made of them.",
+            Kind::Counter,
+            vec![
+                (course("answered"), get(&self.answered)),
+                (course("not_in_table"), get(&self.not_in_table)),
+                (course("invalid"), get(&self.invalid)),
+            ],
+        );
+        m.add_one(
+            "dnslb_clients",
+            "Course connections open.",
+            Kind::Gauge,
+            self.connections.open() as f64,
+        );
+        crate::web::add_process(&mut m);
+        m
     }
 }
 
@@ -100,14 +128,15 @@ fn serve_course(
     listener: TcpListener,
     table: Arc<Zone>,
     options: TsOptions,
+    counts: Arc<Counts>,
     shutdown: &Shutdown,
 ) -> io::Result<()> {
     let serve_options = ServeOptions {
         max_connections: options.max_clients,
         max_per_source: options.max_clients_per_ip,
+        stats: Arc::clone(&counts.connections),
         ..ServeOptions::new("ts", SHUTDOWN_GRACE)
     };
-    let counts = Arc::new(Counts::default());
     let handler_counts = Arc::clone(&counts);
     let served = serve(
         listener,
@@ -155,12 +184,33 @@ pub fn run(
     options: TsOptions,
     shutdown: &Shutdown,
 ) -> io::Result<()> {
+    run_counted(fronts, table, options, Arc::default(), shutdown)
+}
+
+/// Like [`run`], counting the course queries into `counts` (which the web
+/// endpoint reads).
+///
+/// # Errors
+/// Any front end's error.
+pub fn run_counted(
+    fronts: Vec<FrontEnd>,
+    table: Arc<Zone>,
+    options: TsOptions,
+    counts: Arc<Counts>,
+    shutdown: &Shutdown,
+) -> io::Result<()> {
     let name = |front: &FrontEnd| match front {
         FrontEnd::Course(_) => "ts course",
         FrontEnd::Dns(..) => "ts dns",
     };
     let serve_one = |front| match front {
-        FrontEnd::Course(listener) => serve_course(listener, Arc::clone(&table), options, shutdown),
+        FrontEnd::Course(listener) => serve_course(
+            listener,
+            Arc::clone(&table),
+            options,
+            Arc::clone(&counts),
+            shutdown,
+        ),
         FrontEnd::Dns(sockets, dns_options) => {
             dns::run(sockets, Arc::clone(&table), dns_options, shutdown)
         }

@@ -143,7 +143,7 @@ impl Zone {
         let mut tabled: Vec<&String> = self
             .nodes
             .keys()
-            .filter(|key| crate::zonefile::is_at_or_below(key, &apex))
+            .filter(|key| is_at_or_below(key, &apex))
             .collect();
         tabled.sort();
         if let Some(name) = tabled.first() {
@@ -174,6 +174,14 @@ impl Zone {
     /// The apexes of the zones served, sorted, lower case, without a final dot.
     pub fn zones(&self) -> Vec<&str> {
         let mut zones: Vec<&str> = self.apexes.iter().map(String::as_str).collect();
+        zones.sort_unstable();
+        zones
+    }
+
+    /// The apexes of the zones read from zone files, sorted, lower case,
+    /// without a final dot (the root's is empty).
+    pub fn file_zones(&self) -> Vec<&str> {
+        let mut zones: Vec<&str> = self.files.keys().map(String::as_str).collect();
         zones.sort_unstable();
         zones
     }
@@ -245,6 +253,16 @@ impl RrSet {
     fn take_turn(&self) -> usize {
         self.turn.fetch_add(1, Ordering::Relaxed) % self.entries.len()
     }
+}
+
+/// Whether the name of key `key` is `zone` or below it (keys as
+/// [`key`] makes them: the root is empty).
+pub fn is_at_or_below(key: &str, zone: &str) -> bool {
+    zone.is_empty()
+        || key == zone
+        || key
+            .strip_suffix(zone)
+            .is_some_and(|rest| rest.ends_with('.'))
 }
 
 #[cfg(test)]

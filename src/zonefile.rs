@@ -26,7 +26,7 @@ use std::path::Path;
 
 use crate::dns::{CLASS_IN, Name, RData, Record, RecordType};
 use crate::linefile::FileError;
-use crate::zone::{self, Entry, Zone};
+use crate::zone::{self, Entry, Zone, is_at_or_below};
 
 /// Longest TTL (RFC 2181 §8).
 const MAX_TTL: u32 = 0x7FFF_FFFF;
@@ -712,16 +712,6 @@ fn check(records: Vec<(usize, Record)>, last_line: usize) -> Result<ZoneFile, (u
         }
     }
     Ok(ZoneFile { apex, records })
-}
-
-/// Whether the name of key `key` is `zone` or below it (keys as
-/// [`zone::key`] makes them: the root is empty).
-pub fn is_at_or_below(key: &str, zone: &str) -> bool {
-    zone.is_empty()
-        || key == zone
-        || key
-            .strip_suffix(zone)
-            .is_some_and(|rest| rest.ends_with('.'))
 }
 
 #[cfg(test)]

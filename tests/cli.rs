@@ -224,7 +224,39 @@ fn start_up_errors_name_the_role_the_argument_and_a_way_out_and_exit_2() {
     let in_use = format!(
         "dnslb: ls: cannot listen on 127.0.0.1:{taken}: address in use (another server on that port? choose another port or stop it)\n"
     );
+    // A DNS port in use: no `listening on` line for the course port either
+    // (a script would take the server for started).
+    let dns_in_use = |role: &str| {
+        format!("dnslb: {role}: cannot listen on 127.0.0.1:{taken} (dns udp+tcp): address in use")
+    };
+    let (ts_dns_in_use, ls_dns_in_use) = (dns_in_use("ts"), dns_in_use("ls"));
     for (args, expected) in [
+        (
+            &[
+                "ts",
+                "0",
+                "--table",
+                table,
+                "--bind",
+                "127.0.0.1",
+                "--dns-port",
+                &taken,
+            ][..],
+            &ts_dns_in_use[..],
+        ),
+        (
+            &[
+                "ls",
+                "0",
+                "127.0.0.1",
+                "1",
+                "--bind",
+                "127.0.0.1",
+                "--dns-port",
+                &taken,
+            ],
+            &ls_dns_in_use,
+        ),
         (
             &["ts", "70000", "--table", table][..],
             "dnslb: ts: <port>: 70000 is not a port (0-65535)\n",
@@ -236,6 +268,14 @@ fn start_up_errors_name_the_role_the_argument_and_a_way_out_and_exit_2() {
         (
             &["ls", "0", "127.0.0.1", "70000"],
             "dnslb: ls: <ts-port> of 127.0.0.1: 70000 is not a port (0-65535)\n",
+        ),
+        (
+            &["ls", "0", "127.0.0.1", "1", "--cache", "-1"],
+            "dnslb: ls: --cache: \"-1\" is not a whole number\n",
+        ),
+        (
+            &["ts", "0", "--table", table, "--ttl", "3000000000"],
+            "dnslb: ts: --ttl: \"3000000000\": expected whole seconds from 0 to 2147483647\n",
         ),
         (
             &["ls", &taken, "127.0.0.1", "1", "--bind", "127.0.0.1"],
@@ -834,6 +874,30 @@ fn the_first_script_build_shows_cargos_progress_later_ones_are_quiet() {
         "{}",
         build.cargo_calls()
     );
+}
+
+#[test]
+fn comparison_scripts_mark_each_target_met_or_not() {
+    // compare.sh and dns-compare.sh judge their targets with lib.sh's
+    // `target`: a ratio below its threshold says NOT MET, not only 0.84.
+    let lib = repository().join("scripts/lib.sh");
+    let output = std::process::Command::new("bash")
+        .arg("-c")
+        .arg(format!(
+            ". '{}'; target 'cached / direct' \"$(ratio 84 100)\" '>=' 1; \
+             target 'lost %' 0.000 '<' 0.1; target 'missing' '' '>=' 1",
+            lib.display()
+        ))
+        .output()
+        .unwrap();
+    assert!(output.status.success());
+    let stdout = String::from_utf8(output.stdout).unwrap();
+    let lines: Vec<&str> = stdout.lines().map(str::trim).collect();
+    assert_eq!(lines.len(), 3, "{stdout}");
+    assert!(lines[0].starts_with("cached / direct (>= 1):"), "{stdout}");
+    assert!(lines[0].ends_with("0.84  NOT MET"), "{stdout}");
+    assert!(lines[1].ends_with("0.000  met"), "{stdout}");
+    assert!(lines[2].ends_with("n/a  n/a"), "{stdout}");
 }
 
 #[test]

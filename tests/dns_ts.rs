@@ -274,6 +274,30 @@ fn other_classes_are_refused() {
 }
 
 #[test]
+fn zone_transfers_are_refused() {
+    // dig's `com AXFR` got com.'s SOA as a one-record "transfer" (NODATA)
+    // and reported it as failed; NSD and BIND refuse a transfer they do not
+    // provide.
+    let ts = DnsTs::start(TABLE);
+    for qtype in [RecordType::AXFR, RecordType::IXFR] {
+        for name in ["com.", "www.example.com."] {
+            let answer = tcp_ask(ts.addr, &query(8, name, qtype));
+            assert_eq!(
+                answer.metadata.response_code,
+                ResponseCode::Refused,
+                "{name} {qtype}"
+            );
+            assert!(answer.answers.is_empty() && answer.authorities.is_empty());
+            assert!(!answer.metadata.authoritative);
+        }
+    }
+    // The zone's SOA is still there.
+    let soa = tcp_ask(ts.addr, &query(9, "com.", RecordType::SOA));
+    assert_eq!(soa.metadata.response_code, ResponseCode::NoError);
+    assert_eq!(soa.answers.len(), 1);
+}
+
+#[test]
 fn other_opcodes_are_not_implemented() {
     let ts = DnsTs::start(TABLE);
     for op in [OpCode::Status, OpCode::Notify, OpCode::Update] {
@@ -550,12 +574,17 @@ fn udp_answers_past_the_rate_limit_are_dropped_and_every_second_one_slips() {
 }
 
 #[test]
-fn the_binary_says_its_rate_limit_at_start_and_what_it_dropped_at_stop() {
+fn the_binary_says_its_zones_and_rate_limit_at_start_and_what_it_dropped_at_stop() {
     let table = tempfile::NamedTempFile::new().unwrap();
     std::fs::write(table.path(), TABLE).unwrap();
     let path = table.path().to_str().unwrap();
     let (ts, addr, log) =
         spawn_dns_bin(&["ts", "0", "--table", path, "--rrl", "5", "--rrl-slip", "0"]);
+    let zones = support::line_containing(&log, "authoritative for");
+    assert!(
+        zones.ends_with("ts dns: authoritative for com. (the top-level zones of the table's names); the root and other zones are REFUSED"),
+        "{zones}"
+    );
     let start = support::line_containing(&log, "--rrl");
     assert!(
         start.contains(

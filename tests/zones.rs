@@ -327,6 +327,26 @@ fn a_name_in_no_zone_is_refused() {
 }
 
 #[test]
+fn zone_transfers_of_a_zone_file_are_refused() {
+    let ts = ZoneTs::both();
+    for qtype in [RecordType::AXFR, RecordType::IXFR] {
+        for name in ["example.test.", "cs.example.test."] {
+            let m = tcp_ask(ts.dns, &query(5, name, qtype));
+            assert_eq!(
+                m.metadata.response_code,
+                ResponseCode::Refused,
+                "{name} {qtype}"
+            );
+            assert!(!m.metadata.authoritative);
+            assert!(m.answers.is_empty() && m.authorities.is_empty());
+        }
+    }
+    let soa = ts.ask("example.test.", RecordType::SOA);
+    assert_eq!(soa.metadata.response_code, ResponseCode::NoError);
+    assert_eq!(soa.answers.len(), 1);
+}
+
+#[test]
 fn a_table_and_zone_files_are_served_side_by_side() {
     let ts = ZoneTs::start(served("google.com 10.0.0.1 A\n", &[PARENT]));
     let m = ts.ask("google.com.", RecordType::A);
@@ -438,7 +458,15 @@ fn the_binary_refuses_a_bad_zone_file_with_its_line() {
 fn the_binary_serves_zone_files() {
     let root = env!("CARGO_MANIFEST_DIR");
     let (parent, child) = (format!("{root}/{PARENT}"), format!("{root}/{CHILD}"));
-    let (_ts, dns, _log) = spawn_dns_bin(&["ts", "0", "--zone", &parent, "--zone", &child]);
+    let (_ts, dns, log) = spawn_dns_bin(&["ts", "0", "--zone", &parent, "--zone", &child]);
+    // The start-up line names the zones read from the files.
+    let zones = support::line_containing(&log, "authoritative for");
+    assert!(
+        zones.ends_with(
+            "ts dns: authoritative for cs.example.test., example.test. (zone files); the root and other zones are REFUSED"
+        ),
+        "{zones}"
+    );
     let m = udp_ask(dns, &query(3, "grad.cs.example.test.", RecordType::A));
     assert!(m.metadata.authoritative);
     assert_eq!(

@@ -83,8 +83,12 @@ impl RecordType {
     pub const OPT: RecordType = RecordType(41);
     /// The query type `*`: every type the name has (RFC 1035 §3.2.3).
     pub const ANY: RecordType = RecordType(255);
+    /// An incremental zone transfer (RFC 1995), a query type only.
+    pub const IXFR: RecordType = RecordType(251);
+    /// A whole zone transfer (RFC 5936), a query type only.
+    pub const AXFR: RecordType = RecordType(252);
 
-    const NAMES: [(RecordType, &'static str); 10] = [
+    const NAMES: [(RecordType, &'static str); 12] = [
         (RecordType::A, "A"),
         (RecordType::NS, "NS"),
         (RecordType::CNAME, "CNAME"),
@@ -95,6 +99,8 @@ impl RecordType {
         (RecordType::AAAA, "AAAA"),
         (RecordType::OPT, "OPT"),
         (RecordType::ANY, "ANY"),
+        (RecordType::IXFR, "IXFR"),
+        (RecordType::AXFR, "AXFR"),
     ];
 }
 

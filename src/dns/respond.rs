@@ -13,7 +13,7 @@
 //! authority for any zone, and answers from its cache are not authoritative
 //! data (RFC 1035 §4.1.1, RFC 2181 §5.4.1).
 
-use super::{Edns, Header, Message, Question, Rcode, Record};
+use super::{Edns, Header, Message, Question, Rcode, Record, RecordType};
 
 /// The transport a query came by, which sets how large its answer may be.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -302,6 +302,21 @@ pub fn is_truncated(bytes: &[u8]) -> bool {
 
 /// The TTL of a TS's DNS answers when none is given (`dnslb ts --ttl`).
 pub const DEFAULT_TTL: u32 = 300;
+
+/// Whether `qtype` asks for a zone transfer (AXFR or IXFR). dnslb offers
+/// none: a TS's zones are synthesized from its table or read from zone
+/// files, and the LS relays one message per query, where a transfer is a
+/// stream of them. Such a query is REFUSED, as NSD and BIND refuse a
+/// transfer they do not provide.
+///
+/// ```
+/// use dnslb::dns::{respond::is_zone_transfer, RecordType};
+/// assert!(is_zone_transfer(RecordType::AXFR) && is_zone_transfer(RecordType::IXFR));
+/// assert!(!is_zone_transfer(RecordType::SOA));
+/// ```
+pub fn is_zone_transfer(qtype: RecordType) -> bool {
+    matches!(qtype, RecordType::AXFR | RecordType::IXFR)
+}
 
 #[cfg(test)]
 mod tests {

@@ -43,9 +43,6 @@ use crate::server::Activity;
 use crate::shutdown::Shutdown;
 use crate::wire;
 
-/// Events buffered per session (see `worker.rs`).
-pub(super) const EVENT_QUEUE: usize = 256;
-
 /// How one DNS query is to be answered: its checked form, and over UDP
 /// where it came from.
 pub(super) struct Ask {
@@ -78,9 +75,10 @@ pub(super) fn take(
         }
         Some(Accepted::Query(query)) => query,
     };
-    if query.question.qclass != dns::CLASS_IN {
+    if query.question.qclass != dns::CLASS_IN || respond::is_zone_transfer(query.question.qtype) {
         // The TSes hold only the Internet class (CH `version.bind` and the
-        // like): refused at once, whatever the TSes speak.
+        // like), and a zone transfer is a stream of messages where the LS
+        // relays one: refused at once, whatever the TSes speak.
         return Take::Answer(
             respond::answer(&query, &Resolution::Refused),
             Outcome::Refused,

@@ -27,12 +27,12 @@ use std::time::Instant;
 use crossbeam_channel::Sender;
 
 use super::decode::Relayed;
-use super::dns_front::{Ask, EVENT_QUEUE, Take, admits, log_response, rcode_of, response, take};
+use super::dns_front::{Ask, Take, admits, log_response, rcode_of, response, take};
 use super::event::Event;
 use super::inflight::{Outcome, Release, Settled};
 use super::session::{Locked, Session};
 use super::setup::Shared;
-use super::worker::{self, Front};
+use super::worker::{self, EVENT_QUEUE, Front};
 use crate::dns::respond::Transport;
 use crate::dns::rrl::{self, Limiter, Verdict};
 use crate::log;

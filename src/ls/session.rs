@@ -267,6 +267,7 @@ impl<T> Session<T> {
         };
         self.inflight
             .submit(&request.name, &request.key, asked, starved, tag, now);
+        self.shared.stats.count_asked(asked);
         for (ts, e) in failed {
             self.links.send_failed(ts, &e, &mut self.inflight);
         }
@@ -380,7 +381,7 @@ impl<T> Session<T> {
     /// cut off by the network with no reset): it is marked down like a TS
     /// whose connection failed.
     pub fn expire(&mut self, now: Instant) {
-        let silent = self.inflight.expire(now);
+        let silent = self.shared.stats.expire(&mut self.inflight, now);
         self.fail_over(now);
         self.take_moved();
         if silent == 0 {
@@ -559,6 +560,7 @@ impl<T> Session<T> {
     pub fn pop_ready(&mut self) -> Option<Settled<Relayed, T>> {
         let settled = self.inflight.pop_ready()?;
         self.balance_done(settled.tag.pooled, settled.outcome, settled.took);
+        self.shared.stats.count_took(&settled.outcome, settled.took);
         Some(Settled {
             name: settled.name,
             outcome: settled.outcome,

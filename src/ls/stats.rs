@@ -17,9 +17,10 @@
 use std::fmt;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
 
 use super::health::Health;
-use super::inflight::Outcome;
+use super::inflight::{InFlight, Outcome};
 use crate::dns::Rcode;
 use crate::server::ConnectionStats;
 
@@ -54,6 +55,61 @@ pub struct Stats {
     pub connections: Arc<ConnectionStats>,
     /// The DNS front end's responses.
     pub dns: DnsCounts,
+    /// Per TS: queries asked of it, left unanswered past their deadline,
+    /// and how long its answers took.
+    pub backends: Vec<BackendCounts>,
+    /// Replies made from the cache (answers and misses), counted as written.
+    pub cache_hits: AtomicU64,
+}
+
+/// What one TS was asked and how it answered.
+#[derive(Default)]
+pub struct BackendCounts {
+    /// Queries asked of the TS (sent, or to be sent once its link is up).
+    pub asked: AtomicU64,
+    /// Queries still waiting on the TS when their deadline passed.
+    pub timeouts: AtomicU64,
+    /// From a query's arrival to its answer, for the queries this TS
+    /// answered first.
+    pub response: Histogram,
+}
+
+/// Upper bounds (seconds) of the response-time histogram's buckets.
+pub const RESPONSE_BUCKETS: [f64; 14] = [
+    0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
+];
+
+/// A fixed-bucket histogram of durations ([`RESPONSE_BUCKETS`]), lock-free.
+#[derive(Default)]
+pub struct Histogram {
+    /// Per bucket (not cumulative); the last one is past every bound.
+    buckets: [AtomicU64; RESPONSE_BUCKETS.len() + 1],
+    sum_us: AtomicU64,
+}
+
+impl Histogram {
+    /// Records one duration.
+    pub fn record(&self, took: Duration) {
+        let seconds = took.as_secs_f64();
+        let bucket = RESPONSE_BUCKETS
+            .iter()
+            .position(|&bound| seconds <= bound)
+            .unwrap_or(RESPONSE_BUCKETS.len());
+        self.buckets[bucket].fetch_add(1, Ordering::Relaxed);
+        let micros = u64::try_from(took.as_micros()).unwrap_or(u64::MAX);
+        self.sum_us.fetch_add(micros, Ordering::Relaxed);
+    }
+
+    /// The counts per bucket (not cumulative, the last past every bound)
+    /// and the sum in seconds.
+    pub fn read(&self) -> (Vec<u64>, f64) {
+        let counts = self
+            .buckets
+            .iter()
+            .map(|c| c.load(Ordering::Relaxed))
+            .collect();
+        (counts, self.sum_us.load(Ordering::Relaxed) as f64 / 1e6)
+    }
 }
 
 /// The DNS front end's responses written, by response code, and the UDP
@@ -110,12 +166,58 @@ impl Stats {
     pub fn new(backends: usize) -> Stats {
         Stats {
             answered: (0..backends).map(|_| AtomicU64::new(0)).collect(),
+            backends: (0..backends).map(|_| BackendCounts::default()).collect(),
             ..Stats::default()
         }
     }
 
+    /// Counts one query asked of each TS in `asked` (a bit each).
+    pub fn count_asked(&self, asked: u64) {
+        for (ts, counts) in self.backends.iter().enumerate() {
+            if asked & (1 << ts) != 0 {
+                counts.asked.fetch_add(1, Ordering::Relaxed);
+            }
+        }
+    }
+
+    /// Records how long a settled query took, against the TS that
+    /// answered it.
+    pub fn count_took(&self, outcome: &Outcome, took: Duration) {
+        if let Outcome::Answered { ts } = outcome
+            && let Some(counts) = self.backends.get(*ts)
+        {
+            counts.response.record(took);
+        }
+    }
+
+    /// Times out the queries of `inflight` whose deadline is not after
+    /// `now` (see [`InFlight::expire`]), counting for each TS the queries
+    /// that were still waiting on it. Returns what `expire` returns.
+    pub fn expire<A, T>(&self, inflight: &mut InFlight<A, T>, now: Instant) -> u64 {
+        if inflight.next_deadline().is_none_or(|due| due > now) {
+            return inflight.expire(now);
+        }
+        let waiting: Vec<(usize, Vec<u64>)> = (0..self.backends.len())
+            .map(|ts| (ts, inflight.asked_of(ts)))
+            .collect();
+        let silent = inflight.expire(now);
+        for (ts, seqs) in waiting {
+            let timed_out = seqs
+                .iter()
+                .filter(|&&seq| !inflight.is_waiting(seq))
+                .count();
+            self.backends[ts]
+                .timeouts
+                .fetch_add(timed_out as u64, Ordering::Relaxed);
+        }
+        silent
+    }
+
     /// Counts a query whose reply reached its client.
     pub fn count(&self, outcome: &Outcome) {
+        if matches!(outcome, Outcome::Cached | Outcome::CachedMiss) {
+            self.cache_hits.fetch_add(1, Ordering::Relaxed);
+        }
         let counter = match outcome {
             Outcome::Answered { ts } => &self.answered[*ts],
             Outcome::TimedOut => &self.timed_out,
@@ -311,5 +413,48 @@ impl fmt::Display for Snapshot {
             write!(f, "; pool {}: {}", i + 1, members.join("; "))?;
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::ls::inflight::{Release, Said};
+
+    #[test]
+    fn each_ts_counts_the_queries_it_left_waiting_past_their_deadline() {
+        let stats = Stats::new(2);
+        let mut inflight: InFlight<&str> = InFlight::new(Duration::from_secs(1), Release::InOrder);
+        let t = Instant::now();
+        for name in ["a", "b", "c"] {
+            inflight.submit(name, name, 0b11, 0, (), t);
+            stats.count_asked(0b11);
+        }
+        // ts1 answers a; ts2 says b is not its; nobody answers c.
+        inflight.reply(0, "a", Said::Answer("1.1.1.1"), t);
+        inflight.reply(1, "b", Said::NotFound, t);
+        assert_eq!(stats.expire(&mut inflight, t), 0, "not yet due");
+        stats.expire(&mut inflight, t + Duration::from_secs(1));
+        let get = |ts: usize, c: fn(&BackendCounts) -> &AtomicU64| {
+            c(&stats.backends[ts]).load(Ordering::Relaxed)
+        };
+        assert_eq!((get(0, |c| &c.asked), get(1, |c| &c.asked)), (3, 3));
+        // ts1 left b and c waiting; ts2 left c (a was settled by ts1).
+        assert_eq!((get(0, |c| &c.timeouts), get(1, |c| &c.timeouts)), (2, 1));
+    }
+
+    #[test]
+    fn response_times_fall_in_their_buckets() {
+        let stats = Stats::new(1);
+        stats.count_took(&Outcome::Answered { ts: 0 }, Duration::from_micros(400));
+        stats.count_took(&Outcome::Answered { ts: 0 }, Duration::from_millis(3));
+        stats.count_took(&Outcome::Answered { ts: 0 }, Duration::from_secs(60));
+        stats.count_took(&Outcome::TimedOut, Duration::from_secs(1));
+        let (counts, sum) = stats.backends[0].response.read();
+        assert_eq!(counts[0], 1);
+        assert_eq!(counts[3], 1, "3 ms is at most 5 ms");
+        assert_eq!(counts[RESPONSE_BUCKETS.len()], 1, "past every bound");
+        assert_eq!(counts.iter().sum::<u64>(), 3);
+        assert!((sum - 60.0034).abs() < 1e-9, "{sum}");
     }
 }

@@ -65,8 +65,8 @@ pub(super) trait Front {
 /// Events buffered per session before link threads wait for the worker: a
 /// TS that floods replies is slowed down, not buffered without bound. A
 /// bounded channel allocates its slots up front, so this is per-client
-/// memory.
-const EVENT_QUEUE: usize = 256;
+/// memory. The UDP front end's sessions use it too.
+pub(super) const EVENT_QUEUE: usize = 256;
 
 /// The client reader parses one message at a time; it needs little stack.
 const CLIENT_READER_STACK: usize = 64 * 1024;

@@ -24,7 +24,7 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 pub use crate::dns::respond::Transport;
-use crate::dns::respond::{Accepted, Checked, accept_query};
+use crate::dns::respond::{Accepted, Checked, accept_query, is_zone_transfer};
 use crate::dns::{self, Header, Name, RData, Rcode, Record, RecordType};
 use crate::framing::{self, Timed, read_length_prefixed_timed, write_length_prefixed};
 use crate::log;
@@ -81,9 +81,10 @@ impl Default for DnsOptions {
 /// NS ([`SERVER_NAME`], [`SOA_TIMERS`]), a table name its A records, and a
 /// negative answer (NXDOMAIN, or NODATA for a name that exists without
 /// records of the type asked) the zone's SOA in its authority section. The
-/// root, names under other zones and classes other than IN are REFUSED.
-/// A name in a zone read from a zone file is answered from it, as
-/// [`authority`] describes (the most specific zone wins).
+/// root, names under other zones, classes other than IN and zone transfers
+/// ([`is_zone_transfer`]) are REFUSED. A name in a zone read from a zone
+/// file is answered from it, as [`authority`] describes (the most specific
+/// zone wins).
 ///
 /// ```
 /// use dnslb::dns::{Message, Rcode};
@@ -127,6 +128,7 @@ pub fn answer_query(query: &[u8], table: &Zone, ttl: u32, transport: Transport) 
     // No table name lies in a zone file's zone (see `Zone::add_file_zone`).
     let file = table.file_zone_of(&crate::zone::key(&question.name));
     match zone {
+        _ if is_zone_transfer(question.qtype) => response.rcode = Rcode::REFUSED,
         _ if file.is_some() && question.qclass == dns::CLASS_IN => {
             authority::fill(&mut response, question, table);
         }
@@ -151,6 +153,58 @@ pub fn answer_query(query: &[u8], table: &Zone, ttl: u32, transport: Transport) 
         }
     ));
     Some(bytes)
+}
+
+/// The start-up line naming the zones the TS answers for (the top-level
+/// zones of its table's names, then those read from zone files), so that a
+/// REFUSED for another zone comes as no surprise.
+///
+/// ```
+/// use dnslb::{table, zonefile};
+/// use dnslb::ts::dns::zones_line;
+/// let mut zone = table::parse(b"amazon.org 10.0.0.1 A\nrutgers.com 10.0.0.2 A").unwrap();
+/// assert_eq!(zones_line(&zone),
+///     "authoritative for com., org. (the top-level zones of the table's names); the root and other zones are REFUSED");
+/// let file = zonefile::parse(b"$ORIGIN example.net.\n@ 3600 IN SOA ns hm 1 2 3 4 5\n@ 3600 IN NS ns\nns 3600 IN A 192.0.2.1\n").unwrap();
+/// zone.add_file_zone(file.apex_key(), file.to_zone()).unwrap();
+/// assert_eq!(zones_line(&zone),
+///     "authoritative for com., org. (the top-level zones of the table's names), example.net. (zone files); the root and other zones are REFUSED");
+/// ```
+pub fn zones_line(zone: &Zone) -> String {
+    let dotted =
+        |zones: Vec<&str>| -> Vec<String> { zones.iter().map(|z| format!("{z}.")).collect() };
+    let mut parts = Vec::new();
+    let table = dotted(zone.zones());
+    if !table.is_empty() {
+        parts.push(format!(
+            "{} (the top-level zones of the table's names)",
+            table.join(", ")
+        ));
+    }
+    let files = zone.file_zones();
+    let root_served = files.contains(&"");
+    let files: Vec<String> = files
+        .iter()
+        .map(|z| {
+            if z.is_empty() {
+                ".".to_string()
+            } else {
+                format!("{z}.")
+            }
+        })
+        .collect();
+    if !files.is_empty() {
+        parts.push(format!("{} (zone files)", files.join(", ")));
+    }
+    let refused = if root_served {
+        ""
+    } else {
+        "; the root and other zones are REFUSED"
+    };
+    if parts.is_empty() {
+        return "authoritative for no zone; every name is REFUSED".to_string();
+    }
+    format!("authoritative for {}{refused}", parts.join(", "))
 }
 
 /// The name the synthesized NS and SOA records give as the zones' server:
@@ -274,6 +328,7 @@ pub fn run(
     let udp_table = Arc::clone(&table);
     let udp_shutdown = shutdown.clone();
     let _wake = wake_on_trigger(&udp, shutdown)?;
+    log::warn(format_args!("ts dns: {}", zones_line(&table)));
     if let Some(limit) = options.rrl {
         log::warn(format_args!("ts dns: {}", rrl::describe(limit)));
     }

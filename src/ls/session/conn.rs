@@ -72,6 +72,10 @@ pub(super) struct Conn {
     pub(super) pace: Pace,
     /// The DNS queries in flight on the connection, by ID (DNS TSes only).
     pub(super) upstream: Option<Upstream<u64>>,
+    /// A write failed as the TS closed the connection: nothing more is
+    /// written, and the link is replaced when its reader has read what the
+    /// TS sent before closing (see `Links::send_failed`).
+    pub(super) closing: bool,
 }
 
 impl Conn {
@@ -102,6 +106,7 @@ impl Conn {
             handle,
             pace: Pace::default(),
             upstream,
+            closing: false,
         }
     }
 
@@ -115,6 +120,9 @@ impl Conn {
     /// Sends what was written.
     pub(super) fn flush(&mut self) -> io::Result<()> {
         self.dirty = false;
+        if self.closing {
+            return Ok(());
+        }
         self.writer.flush()
     }
 
@@ -172,6 +180,10 @@ impl Conn {
         name: &str,
         question: Option<&Question>,
     ) -> io::Result<bool> {
+        if self.closing {
+            // Asked all the same: sent again on the next connection.
+            return Ok(true);
+        }
         self.dirty = true;
         match &mut self.upstream {
             None => {

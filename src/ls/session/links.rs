@@ -411,17 +411,20 @@ impl Links {
                 ),
                 inflight,
             );
-        } else {
+        } else if let LinkState::Up(conn) = &mut self.links[ts] {
             // Broken pipe, reset: the TS closed the connection, as it may
-            // (an idle timeout, a restart).
+            // (an idle timeout, a restart, a cap on queries per connection
+            // as NSD's `tcp-query-count`). The answers it wrote before
+            // closing are in the socket already, ahead of the close: the
+            // link is replaced when the reader has read them and reports
+            // the end (`link_closed`), so that those answers count and the
+            // queries after them are asked again on a new connection.
             log::info(format_args!(
-                "ls: session lost {}: send failed: {e}",
+                "ls: {} closed the connection under a write: {e}",
                 self.shared.backends[ts]
             ));
-            if let LinkState::Up(Conn { handle, .. }) = &self.links[ts] {
-                handle.close();
-            }
-            self.link_closed(ts, inflight);
+            conn.closing = true;
+            let _ = conn.writer.get_ref().shutdown(Direction::Both);
         }
     }
 

@@ -1,0 +1,598 @@
+//! The LS as a local DNS server that resolves iteratively (`--root`): both
+//! front ends (the course protocol and DNS over UDP and TCP) hand each
+//! question to a fixed pool of resolver threads, which walk the hierarchy
+//! from the root servers with [`crate::resolve`], sharing one cache.
+//!
+//! - **The pool**: [`RESOLVERS`] threads take questions from one bounded
+//!   channel ([`QUEUE`] places). A question that finds the channel full is
+//!   dropped and counted (a UDP flood costs no thread and no memory); the
+//!   course and TCP clients then get their miss line or SERVFAIL.
+//! - **Upstream**: each resolution has its own UDP socket (a port the OS
+//!   picks at random) and every query a random ID; a server that does not
+//!   answer within `--try-timeout` is left for the next; a truncated answer
+//!   is asked again over TCP. The whole resolution has `--dns-timeout`.
+//! - **Answers** carry RA (recursion available) and never AA. Course
+//!   clients get the first A record, or the miss line at once on NXDOMAIN.
+//! - With `-v`, every step is logged as the lecture draws it: which server
+//!   was asked what, and whether it answered, referred or denied.
+
+use std::io;
+use std::io::Write;
+use std::net::{SocketAddr, TcpListener, TcpStream, UdpSocket};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::thread;
+use std::time::{Duration, Instant};
+
+use crossbeam_channel::{Receiver, Sender, TrySendError};
+
+use crate::cidr::CidrList;
+use crate::dns::respond::{self, Accepted, Checked, Transport};
+use crate::dns::{CLASS_IN, Name, Question, RData, RecordType, Resolution, TCP_LIMIT};
+use crate::framing::{
+    Frame, Framing, MessageReader, read_length_prefixed, write_length_prefixed, write_message,
+};
+use crate::log;
+use crate::net::DnsSockets;
+use crate::random::{SplitMix64, random_seed};
+use crate::resolve::{Cache, Config, Resolver, Step};
+use crate::shutdown::Shutdown;
+use crate::sync::lock;
+use crate::wire::{self, Dialect, Found, QueryError};
+
+/// Resolver threads.
+pub const RESOLVERS: usize = 16;
+
+/// Questions waiting for a resolver before new ones are dropped.
+pub const QUEUE: usize = 256;
+
+/// How long one server has to answer when none is given.
+pub const DEFAULT_TRY_TIMEOUT: Duration = Duration::from_millis(500);
+
+/// The port name servers are asked on when none is given.
+pub const DEFAULT_SERVER_PORT: u16 = 53;
+
+/// A place among the clients connected at once; given back on drop.
+struct Place(Arc<AtomicUsize>);
+
+impl Place {
+    /// A place if fewer than `max` are taken.
+    fn take(count: &Arc<AtomicUsize>, max: usize) -> Option<Place> {
+        let taken = count.fetch_add(1, Ordering::SeqCst);
+        let place = Place(Arc::clone(count));
+        (taken < max).then_some(place)
+    }
+}
+
+impl Drop for Place {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::SeqCst);
+    }
+}
+
+/// How an iterative LS behaves.
+#[derive(Clone, Debug)]
+pub struct IterativeOptions {
+    /// The root servers, and the port servers learnt from glue listen on.
+    pub config: Config,
+    /// How long one server has to answer before the next is asked.
+    pub try_timeout: Duration,
+    /// How long a whole resolution may take before SERVFAIL (or the miss line).
+    pub deadline: Duration,
+    /// The course miss line's format.
+    pub dialect: Dialect,
+    /// How course clients delimit queries; `Auto` detects per connection.
+    pub framing: Framing,
+    /// The DNS clients answered; others are dropped.
+    pub allow: CidrList,
+    /// Most TCP clients at once, per front end; one more is closed at once
+    /// (a course client after the busy line).
+    pub max_clients: usize,
+}
+
+/// Parses `--root`: IPv4 addresses separated by commas, each `IP` (asked
+/// on `port`) or `IP:PORT`.
+///
+/// ```
+/// use dnslb::ls::iterative::parse_roots;
+/// let roots = parse_roots("127.0.0.2,127.0.0.3:5301", 53).unwrap();
+/// assert_eq!(roots, ["127.0.0.2:53".parse().unwrap(), "127.0.0.3:5301".parse().unwrap()]);
+/// assert!(parse_roots("a.root", 53).unwrap_err().contains("a.root"));
+/// assert!(parse_roots("", 53).is_err());
+/// assert!(parse_roots("::1", 53).unwrap_err().contains("IPv4"));
+/// ```
+///
+/// # Errors
+/// Naming the first entry that is not an address.
+pub fn parse_roots(text: &str, port: u16) -> Result<Vec<SocketAddr>, String> {
+    let mut roots = Vec::new();
+    for item in text.split(',').map(str::trim) {
+        if let Ok(addr) = item.parse::<SocketAddr>() {
+            roots.push(addr);
+        } else if let Ok(ip) = item.parse::<std::net::IpAddr>() {
+            roots.push(SocketAddr::new(ip, port));
+        } else {
+            return Err(format!(
+                "--root {item:?}: not an IP address or IP:PORT (give the root servers' addresses, e.g. 127.0.0.2)"
+            ));
+        }
+    }
+    if let Some(v6) = roots.iter().find(|r| r.is_ipv6()) {
+        return Err(format!(
+            "--root {v6}: the resolver asks name servers over IPv4 only; give IPv4 addresses"
+        ));
+    }
+    if roots.is_empty() {
+        return Err("--root: no address given".to_string());
+    }
+    Ok(roots)
+}
+
+/// One question for the pool, and what to do with its answer.
+struct Job {
+    question: Question,
+    respond: Box<dyn FnOnce(Resolution) + Send>,
+}
+
+/// The resolver pool and its shared cache.
+pub struct Pool {
+    jobs: Sender<Job>,
+    /// Questions dropped because the queue was full.
+    pub dropped: AtomicU64,
+    /// Resolutions done.
+    pub resolved: AtomicU64,
+}
+
+impl Pool {
+    /// Starts [`RESOLVERS`] threads resolving with `options`.
+    pub fn start(options: &IterativeOptions) -> Arc<Pool> {
+        let (jobs, queue) = crossbeam_channel::bounded::<Job>(QUEUE);
+        let pool = Arc::new(Pool {
+            jobs,
+            dropped: AtomicU64::new(0),
+            resolved: AtomicU64::new(0),
+        });
+        let cache = Arc::new(Mutex::new(Cache::new()));
+        for n in 0..RESOLVERS {
+            let (queue, cache, options) = (queue.clone(), Arc::clone(&cache), options.clone());
+            let pool = Arc::downgrade(&pool);
+            thread::Builder::new()
+                .name(format!("resolver-{n}"))
+                .spawn(move || serve_jobs(&queue, &cache, &options, &pool))
+                .expect("spawn a resolver thread");
+        }
+        pool
+    }
+
+    /// Hands `question` to a resolver; `respond` gets its resolution.
+    /// `false` (and `respond` dropped) when the queue is full.
+    fn submit(&self, question: Question, respond: Box<dyn FnOnce(Resolution) + Send>) -> bool {
+        match self.jobs.try_send(Job { question, respond }) {
+            Ok(()) => true,
+            Err(TrySendError::Full(_) | TrySendError::Disconnected(_)) => {
+                self.dropped.fetch_add(1, Ordering::Relaxed);
+                false
+            }
+        }
+    }
+
+    /// Resolves `question`, waiting at most `wait`; SERVFAIL when the queue
+    /// is full or the wait ends.
+    pub fn resolve(&self, question: Question, wait: Duration) -> Resolution {
+        let (tx, rx) = crossbeam_channel::bounded(1);
+        let respond = Box::new(move |result| {
+            let _ = tx.send(result);
+        });
+        if !self.submit(question, respond) {
+            return Resolution::ServFail;
+        }
+        rx.recv_timeout(wait).unwrap_or(Resolution::ServFail)
+    }
+}
+
+fn serve_jobs(
+    queue: &Receiver<Job>,
+    cache: &Mutex<Cache>,
+    options: &IterativeOptions,
+    pool: &std::sync::Weak<Pool>,
+) {
+    let mut seeds = SplitMix64::new(random_seed());
+    while let Ok(job) = queue.recv() {
+        let result = resolve(&job.question, cache, options, seeds.next_u64());
+        if let Some(pool) = pool.upgrade() {
+            pool.resolved.fetch_add(1, Ordering::Relaxed);
+        }
+        (job.respond)(result);
+    }
+}
+
+/// Resolves `question` over the network: the [`Resolver`]'s queries go out
+/// over UDP (TCP when an answer comes truncated).
+pub fn resolve(
+    question: &Question,
+    cache: &Mutex<Cache>,
+    options: &IterativeOptions,
+    seed: u64,
+) -> Resolution {
+    let start = Instant::now();
+    let end = start + options.deadline;
+    let mut resolver = Resolver::new(options.config.clone(), question, seed);
+    let socket = match UdpSocket::bind(("0.0.0.0", 0)) {
+        Ok(socket) => socket,
+        Err(e) => {
+            log::warn(format_args!("ls: resolve: cannot open a UDP socket: {e}"));
+            return Resolution::ServFail;
+        }
+    };
+    let asked = question.name.to_string();
+    let result = loop {
+        let step = resolver.next(&mut lock(cache), Instant::now());
+        show(&asked, &mut resolver);
+        let query = match step {
+            Step::Done(result) => break result,
+            Step::Ask(query) => query,
+        };
+        if Instant::now() >= end {
+            log::info(format_args!("ls: resolve {asked}: deadline: SERVFAIL"));
+            break Resolution::ServFail;
+        }
+        let try_end = (Instant::now() + options.try_timeout).min(end);
+        let reply = exchange(&socket, &resolver, &query.server, &query.bytes, try_end);
+        resolver.reply(
+            &mut lock(cache),
+            Instant::now(),
+            reply.as_deref(),
+            options.try_timeout,
+        );
+        show(&asked, &mut resolver);
+    };
+    if log::verbose() {
+        log::info(format_args!(
+            "ls: resolve {asked}: {} after {} queries in {} ms",
+            result.rcode(),
+            resolver.queries(),
+            start.elapsed().as_millis()
+        ));
+    }
+    result
+}
+
+fn show(asked: &str, resolver: &mut Resolver) {
+    for note in resolver.take_notes() {
+        if log::verbose() {
+            log::info(format_args!("ls: resolve {asked}: {note}"));
+        }
+    }
+}
+
+/// Sends `bytes` to `server` and waits until `until` for the response the
+/// resolver accepts (others are ignored); asks again over TCP when it is
+/// truncated.
+fn exchange(
+    socket: &UdpSocket,
+    resolver: &Resolver,
+    server: &SocketAddr,
+    bytes: &[u8],
+    until: Instant,
+) -> Option<Vec<u8>> {
+    socket.send_to(bytes, server).ok()?;
+    let mut buf = [0u8; 4096];
+    loop {
+        let left = until.checked_duration_since(Instant::now())?;
+        if left.is_zero() {
+            return None;
+        }
+        socket.set_read_timeout(Some(left)).ok()?;
+        let (n, from) = match socket.recv_from(&mut buf) {
+            Ok(got) => got,
+            Err(e) if e.kind() == io::ErrorKind::ConnectionRefused => return None,
+            Err(_) => return None,
+        };
+        let reply = &buf[..n];
+        if !resolver.accepts(from, reply) {
+            continue;
+        }
+        if !respond::is_truncated(reply) {
+            return Some(reply.to_vec());
+        }
+        return over_tcp(server, bytes, until).or_else(|| Some(reply.to_vec()));
+    }
+}
+
+fn over_tcp(server: &SocketAddr, bytes: &[u8], until: Instant) -> Option<Vec<u8>> {
+    let left = until.checked_duration_since(Instant::now())?;
+    let mut stream = TcpStream::connect_timeout(server, left.max(Duration::from_millis(1))).ok()?;
+    let left = until.checked_duration_since(Instant::now())?;
+    stream
+        .set_read_timeout(Some(left.max(Duration::from_millis(1))))
+        .ok()?;
+    write_length_prefixed(&mut stream, bytes).ok()?;
+    read_length_prefixed(&mut stream).ok()?
+}
+
+/// The DNS response to `query` from `result`, with RA set.
+fn dns_answer(query: &Checked, result: &Resolution) -> Vec<u8> {
+    let mut bytes = respond::answer(query, result);
+    if bytes.len() > 3 {
+        bytes[3] |= 0x80;
+    }
+    bytes
+}
+
+/// Runs the iterative LS's front ends until `shutdown`: the course protocol
+/// on `course`, and DNS on `dns` when given.
+///
+/// # Errors
+/// When a socket's address cannot be read.
+pub fn run(
+    options: IterativeOptions,
+    course: TcpListener,
+    dns: Option<DnsSockets>,
+    shutdown: &Shutdown,
+) -> io::Result<()> {
+    let pool = Pool::start(&options);
+    let options = Arc::new(options);
+    let mut wake: Vec<SocketAddr> = vec![course.local_addr()?];
+    let mut wake_udp = None;
+    {
+        let (pool, options, shutdown) = (Arc::clone(&pool), Arc::clone(&options), shutdown.clone());
+        thread::spawn(move || accept_course(&course, &pool, &options, &shutdown));
+    }
+    if let Some(DnsSockets { udp, tcp }) = dns {
+        wake.push(tcp.local_addr()?);
+        wake_udp = Some(udp.local_addr()?);
+        let (pool2, options2, shutdown2) =
+            (Arc::clone(&pool), Arc::clone(&options), shutdown.clone());
+        thread::spawn(move || accept_dns_tcp(&tcp, &pool2, &options2, &shutdown2));
+        let (pool, options, shutdown) = (Arc::clone(&pool), Arc::clone(&options), shutdown.clone());
+        thread::spawn(move || serve_udp(&Arc::new(udp), &pool, &options, &shutdown));
+    }
+    let (stop, stopped) = crossbeam_channel::bounded::<()>(1);
+    let _guard = shutdown.on_trigger(move || {
+        let _ = stop.send(());
+    });
+    if !shutdown.is_triggered() {
+        let _ = stopped.recv();
+    }
+    // Wake the accept loops and the UDP reader, which see the shutdown.
+    for addr in wake {
+        let _ = TcpStream::connect_timeout(&loopback_of(addr), Duration::from_millis(200));
+    }
+    if let Some(addr) = wake_udp
+        && let Ok(socket) = UdpSocket::bind(("0.0.0.0", 0))
+    {
+        let _ = socket.send_to(&[], loopback_of(addr));
+    }
+    log::info(format_args!(
+        "ls: stopped: {} resolutions, {} questions dropped (queue full)",
+        pool.resolved.load(Ordering::Relaxed),
+        pool.dropped.load(Ordering::Relaxed)
+    ));
+    Ok(())
+}
+
+/// `addr`, with an unspecified IP replaced by loopback.
+fn loopback_of(addr: SocketAddr) -> SocketAddr {
+    if addr.ip().is_unspecified() {
+        SocketAddr::from(([127, 0, 0, 1], addr.port()))
+    } else {
+        addr
+    }
+}
+
+fn accept_course(
+    listener: &TcpListener,
+    pool: &Arc<Pool>,
+    options: &Arc<IterativeOptions>,
+    shutdown: &Shutdown,
+) {
+    let clients = Arc::new(AtomicUsize::new(0));
+    for stream in listener.incoming() {
+        if shutdown.is_triggered() {
+            return;
+        }
+        let Ok(mut stream) = stream else { continue };
+        let Some(place) = Place::take(&clients, options.max_clients) else {
+            let _ = stream.write_all(format!("{}\n", wire::SERVER_BUSY).as_bytes());
+            continue;
+        };
+        let (pool, options) = (Arc::clone(pool), Arc::clone(options));
+        let _ = thread::Builder::new()
+            .name("course-client".into())
+            .spawn(move || {
+                let _place = place;
+                if let Err(e) = serve_course(stream, &pool, &options) {
+                    log::info(format_args!("ls: course client: {e}"));
+                }
+            });
+    }
+}
+
+/// One course client: a hostname a message (a line, or one bare message
+/// per read, `--framing`), its reply back in the same framing, in order.
+fn serve_course(stream: TcpStream, pool: &Pool, options: &IterativeOptions) -> io::Result<()> {
+    stream.set_read_timeout(Some(crate::ls::DEFAULT_IDLE_TIMEOUT))?;
+    let mut writer = stream.try_clone()?;
+    let mut reader = MessageReader::new(stream, options.framing, wire::MAX_MESSAGE_LEN);
+    while let Some(frame) = reader.next_frame()? {
+        let reply = match frame {
+            Frame::TooLong => QueryError::TooLong.reply(),
+            Frame::Message(bytes) => match wire::parse_query(&bytes) {
+                Err(e) => e.reply(),
+                Ok(query) => course_reply(&query.name, pool, options),
+            },
+        };
+        write_message(&mut writer, reply.as_bytes(), reader.framing())?;
+    }
+    Ok(())
+}
+
+/// The course reply for `name`: its first A record, or the miss line.
+fn course_reply(name: &str, pool: &Pool, options: &IterativeOptions) -> String {
+    let Ok(qname) = Name::from_ascii(name) else {
+        return wire::miss_line(name, options.dialect);
+    };
+    let question = Question {
+        name: qname,
+        qtype: RecordType::A,
+        qclass: CLASS_IN,
+    };
+    let result = pool.resolve(question, options.deadline + Duration::from_millis(100));
+    if let Resolution::Answer(sections) = &result
+        && let Some(ip) = sections.answers.iter().find_map(|r| match r.data {
+            RData::A(ip) if r.rtype == RecordType::A => Some(ip),
+            _ => None,
+        })
+    {
+        return Found {
+            name: name.to_string(),
+            ip,
+        }
+        .line(options.dialect);
+    }
+    wire::miss_line(name, options.dialect)
+}
+
+fn accept_dns_tcp(
+    listener: &TcpListener,
+    pool: &Arc<Pool>,
+    options: &Arc<IterativeOptions>,
+    shutdown: &Shutdown,
+) {
+    let clients = Arc::new(AtomicUsize::new(0));
+    for stream in listener.incoming() {
+        if shutdown.is_triggered() {
+            return;
+        }
+        let Ok(stream) = stream else { continue };
+        let admitted = stream
+            .peer_addr()
+            .is_ok_and(|peer| options.allow.contains(peer.ip()));
+        if !admitted {
+            continue;
+        }
+        let Some(place) = Place::take(&clients, options.max_clients) else {
+            continue;
+        };
+        let (pool, options) = (Arc::clone(pool), Arc::clone(options));
+        let _ = thread::Builder::new()
+            .name("dns-tcp-client".into())
+            .spawn(move || {
+                let _place = place;
+                serve_dns_tcp(stream, &pool, &options);
+            });
+    }
+}
+
+/// One DNS-over-TCP client: a length-prefixed query, its answer, in order.
+fn serve_dns_tcp(mut stream: TcpStream, pool: &Pool, options: &IterativeOptions) {
+    let _ = stream.set_read_timeout(Some(crate::ls::DEFAULT_IDLE_TIMEOUT));
+    while let Ok(Some(bytes)) = read_length_prefixed(&mut stream) {
+        let answer = match respond::accept_query(&bytes, Transport::Tcp) {
+            None => return,
+            Some(Accepted::Answered { bytes, .. }) => bytes,
+            Some(Accepted::Query(query)) => {
+                let result = if query.question.qclass == CLASS_IN {
+                    pool.resolve(
+                        query.question.clone(),
+                        options.deadline + Duration::from_millis(100),
+                    )
+                } else {
+                    Resolution::Refused
+                };
+                dns_answer(&query, &result)
+            }
+        };
+        debug_assert!(answer.len() <= TCP_LIMIT);
+        if write_length_prefixed(&mut stream, &answer).is_err() {
+            return;
+        }
+    }
+}
+
+/// The DNS UDP front end: one reader; each query goes to the pool, whose
+/// resolver sends the answer itself.
+fn serve_udp(
+    socket: &Arc<UdpSocket>,
+    pool: &Pool,
+    options: &IterativeOptions,
+    shutdown: &Shutdown,
+) {
+    let mut buf = [0u8; 4096];
+    loop {
+        let Ok((n, peer)) = socket.recv_from(&mut buf) else {
+            if shutdown.is_triggered() {
+                return;
+            }
+            continue;
+        };
+        if shutdown.is_triggered() {
+            return;
+        }
+        if !options.allow.contains(peer.ip()) {
+            continue;
+        }
+        let query = match respond::accept_query(&buf[..n], Transport::Udp) {
+            None => continue,
+            Some(Accepted::Answered { bytes, .. }) => {
+                let _ = socket.send_to(&bytes, peer);
+                continue;
+            }
+            Some(Accepted::Query(query)) => query,
+        };
+        if query.question.qclass != CLASS_IN {
+            let _ = socket.send_to(&dns_answer(&query, &Resolution::Refused), peer);
+            continue;
+        }
+        let out = Arc::clone(socket);
+        let question = query.question.clone();
+        pool.submit(
+            question,
+            Box::new(move |result| {
+                let _ = out.send_to(&dns_answer(&query, &result), peer);
+            }),
+        );
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_full_queue_drops_questions_and_counts_them() {
+        // A root that never answers keeps every resolver busy.
+        let silent = UdpSocket::bind("127.0.0.1:0").unwrap();
+        let options = IterativeOptions {
+            config: Config {
+                roots: vec![silent.local_addr().unwrap()],
+                server_port: 53,
+            },
+            try_timeout: Duration::from_millis(500),
+            deadline: Duration::from_millis(500),
+            dialect: Dialect::Y2020,
+            framing: Framing::Auto,
+            allow: CidrList::private(),
+            max_clients: 4,
+        };
+        let pool = Pool::start(&options);
+        let question = Question {
+            name: Name::from_ascii("a.test").unwrap(),
+            qtype: RecordType::A,
+            qclass: CLASS_IN,
+        };
+        let extra = 20;
+        let accepted = (0..RESOLVERS + QUEUE + extra)
+            .filter(|_| pool.submit(question.clone(), Box::new(|_| {})))
+            .count();
+        assert!(accepted < RESOLVERS + QUEUE + extra);
+        let dropped = pool.dropped.load(Ordering::Relaxed);
+        assert_eq!(dropped as usize, RESOLVERS + QUEUE + extra - accepted);
+        // A caller waiting on a full pool gets SERVFAIL at once.
+        assert_eq!(
+            pool.resolve(question, Duration::from_secs(5)),
+            Resolution::ServFail
+        );
+        drop(silent);
+    }
+}
