@@ -25,7 +25,7 @@ use dnslb::wire::Dialect;
 /// replace argh's rendering (`[--] <port> [<ts...>]`, last) in `--help`.
 const SYNOPSES: &[(&str, &str)] = &[
     ("ts", "<port>"),
-    ("ls", "<port> <ts-host> <ts-port> [<ts-host> <ts-port>...]"),
+    ("ls", "<port> [<ts-host> <ts-port>...]"),
     ("client", "<ls-host> <ls-port>"),
     ("bench", "<host> <port>"),
     ("udp-echo", "<port>"),
@@ -304,8 +304,8 @@ pub struct TsArgs {
     pub verbose: bool,
 }
 
-/// Run the load-balancing server (LS): forward each query to every TS, relay
-/// the first answer or a miss after the timeout.
+/// Run the load-balancing server (LS): forward each query to every TS (one
+/// member of each --pool), relay the first answer or a miss after the timeout.
 #[derive(FromArgs, ArgsInfo)]
 #[argh(subcommand, name = "ls")]
 pub struct LsArgs {
@@ -313,8 +313,35 @@ pub struct LsArgs {
     #[argh(positional, from_str_fn(parse_port))]
     pub port: u16,
     /// TS host and port pairs: <ts-host> <ts-port> [<ts-host> <ts-port> ...]
+    /// (each a pool of one: every query is sent to it)
     #[argh(positional)]
     pub ts: Vec<String>,
+    /// a pool of replica TSes holding the same names, HOST:PORT[@WEIGHT]
+    /// separated by commas (IPv6 as [addr]:port); a query goes to one
+    /// member of each pool; repeat for several pools
+    #[argh(option)]
+    pub pool: Vec<String>,
+    /// how a pool picks a member: first, roundrobin, leastoutstanding
+    /// (default), random or chash (see docs/LOADBALANCING.md)
+    #[argh(option, default = "ls::Policy::default()")]
+    pub policy: ls::Policy,
+    /// seconds between health checks of a pool's members that are down or
+    /// idle (default 1, fractions allowed)
+    #[argh(
+        option,
+        default = "ls::DEFAULT_HEALTH_INTERVAL",
+        from_str_fn(parse_seconds)
+    )]
+    pub health_interval: Duration,
+    /// the name whose SOA a health check asks a DNS member (default `.`)
+    #[argh(option, default = "String::from(\".\")")]
+    pub health_name: String,
+    /// failed health checks in a row that mark a member down (default 3)
+    #[argh(option, default = "3")]
+    pub health_fails: u32,
+    /// good health checks in a row that take a member back (default 2)
+    #[argh(option, default = "2")]
+    pub health_rise: u32,
     /// seconds a query waits for an answer (default 5, fractions allowed)
     #[argh(option, default = "ls::DEFAULT_TIMEOUT", from_str_fn(parse_seconds))]
     pub timeout: Duration,
@@ -395,7 +422,8 @@ pub struct LsArgs {
         from_str_fn(parse_port)
     )]
     pub server_port: u16,
-    /// with --root, seconds one name server has to answer before the next is asked (default 0.5)
+    /// seconds a pool's member (with --root: one name server) has to
+    /// answer before the next is asked (default 0.5, fractions allowed)
     #[argh(
         option,
         default = "ls::iterative::DEFAULT_TRY_TIMEOUT",
@@ -636,8 +664,62 @@ fn parse_seconds(text: &str) -> Result<Duration, String> {
     Ok(Duration::from_secs_f64(secs))
 }
 
+/// One `--pool` member, `HOST:PORT[@WEIGHT]` (IPv6 as `[addr]:port`), as
+/// host, port and weight (default 1).
+pub fn parse_pool_member(text: &str) -> Result<(String, u16, u32), String> {
+    let (address, weight) = match text.rsplit_once('@') {
+        Some((address, weight)) => match weight.parse::<u32>() {
+            Ok(w) if w >= 1 => (address, w),
+            _ => {
+                return Err(format!(
+                    "{text:?}: the weight after @ must be a whole number of at least 1"
+                ));
+            }
+        },
+        None => (text, 1),
+    };
+    let Some((host, port)) = address.rsplit_once(':') else {
+        return Err(format!(
+            "{text:?}: expected HOST:PORT (IPv6 as [addr]:port)"
+        ));
+    };
+    let host = match host.strip_prefix('[') {
+        Some(inner) => inner
+            .strip_suffix(']')
+            .ok_or_else(|| format!("{text:?}: an IPv6 address ends with ]"))?,
+        None if host.contains(':') => {
+            return Err(format!("{text:?}: write an IPv6 address as [addr]:port"));
+        }
+        None => host,
+    };
+    if host.is_empty() {
+        return Err(format!("{text:?}: no host before the port"));
+    }
+    let port = parse_port(port).map_err(|why| format!("{text:?}: {why}"))?;
+    Ok((host.to_string(), port, weight))
+}
+
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn pool_members_parse_with_ipv6_and_weights() {
+        use super::parse_pool_member as p;
+        assert_eq!(p("127.0.0.1:53"), Ok(("127.0.0.1".into(), 53, 1)));
+        assert_eq!(p("[::1]:5300@3"), Ok(("::1".into(), 5300, 3)));
+        assert_eq!(p("ts.example:70@2"), Ok(("ts.example".into(), 70, 2)));
+        for bad in [
+            "127.0.0.1",
+            "::1:53",
+            "[::1:53",
+            ":53",
+            "a:99999",
+            "a:53@0",
+            "a:53@x",
+        ] {
+            assert!(p(bad).is_err(), "{bad}");
+        }
+    }
+
     use super::*;
 
     fn words(text: &str) -> Vec<String> {
@@ -720,7 +802,7 @@ mod tests {
         let help = "Usage: dnslb ls [--timeout <timeout>] [-v] [--] <port> [<ts...>]\n\nRun.\n";
         assert_eq!(
             with_synopsis(Some("ls"), help),
-            "Usage: dnslb ls <port> <ts-host> <ts-port> [<ts-host> <ts-port>...] \
+            "Usage: dnslb ls <port> [<ts-host> <ts-port>...] \
              [--timeout <timeout>] [-v]\n\nRun.\n"
         );
     }

@@ -17,7 +17,8 @@
 //!   `session/conn`: a link that is up, and its pacing).
 //! - `decode`: what a TS's reply says; `course_dns`: a course reply in DNS
 //!   terms.
-//! - `inflight`: the matching and deadline rules, a plain data structure.
+//! - `inflight`: the matching and deadline rules, a plain data structure;
+//!   `policy`: which member of a pool of replicas a query goes to.
 //! - `link`: the link threads; `event`: what they tell the worker.
 //! - `health`: what the whole LS knows about each TS; `stats`: counters.
 //! - `setup`: the options and what all sessions share.
@@ -33,6 +34,8 @@ mod inflight;
 pub mod iterative;
 mod link;
 mod observe;
+mod policy;
+mod probe;
 mod session;
 mod setup;
 mod stats;
@@ -40,14 +43,15 @@ mod worker;
 
 pub use health::{BACKOFF_CAP, BACKOFF_START, Health};
 pub use inflight::MAX_BACKENDS;
+pub use policy::Policy;
 pub use session::{BARE_READ_GAP, TS_WRITE_BOUND};
-use setup::Shared;
 pub use setup::{
-    BUSY_REPLY, Backend, CONNECT_TIMEOUT, DEFAULT_DNS_TIMEOUT, DEFAULT_IDLE_TIMEOUT,
-    DEFAULT_MAX_CLIENTS, DEFAULT_MAX_CLIENTS_PER_IP, DEFAULT_MAX_INFLIGHT, DEFAULT_TIMEOUT,
-    LsOptions, TsProtocol,
+    BUSY_REPLY, Backend, CONNECT_TIMEOUT, DEFAULT_DNS_TIMEOUT, DEFAULT_HEALTH_INTERVAL,
+    DEFAULT_IDLE_TIMEOUT, DEFAULT_MAX_CLIENTS, DEFAULT_MAX_CLIENTS_PER_IP, DEFAULT_MAX_INFLIGHT,
+    DEFAULT_TIMEOUT, DEFAULT_TRY_TIMEOUT, LsOptions, TsProtocol,
 };
-pub use stats::{Snapshot, Stats};
+use setup::{Balance, Pool, Shared};
+pub use stats::{MemberCounts, Snapshot, Stats};
 
 use std::io;
 use std::net::TcpListener;
@@ -115,6 +119,20 @@ impl Ls {
                 "an LS forwards to 1 to {MAX_BACKENDS} TSes, not {count}"
             ));
         }
+        let mut pooled = 0u64;
+        for pool in &options.pools {
+            for &(ts, weight) in pool {
+                if ts >= count || pooled & (1 << ts) != 0 || weight == 0 {
+                    return Err(format!(
+                        "a pool's members must be distinct TSes with a weight of at least 1, not {pool:?}"
+                    ));
+                }
+                pooled |= 1 << ts;
+            }
+            if pool.is_empty() {
+                return Err("a pool needs at least one member".to_string());
+            }
+        }
         Ok(Ls {
             shared: Arc::new(Shared {
                 health: options
@@ -125,9 +143,44 @@ impl Ls {
                 backends: options.backends.clone(),
                 stats: Arc::new(Stats::new(count)),
                 cache: (options.cache > 0).then(|| SharedCache::new(options.cache)),
+                pools: Pool::all(&options),
+                balance: Balance::new(count),
                 options,
             }),
         })
+    }
+
+    /// The counters now, with the pools' members'.
+    fn snapshot_of(shared: &Shared) -> Snapshot {
+        let mut snapshot = shared.stats.snapshot(&shared.health);
+        let now = std::time::Instant::now();
+        let balance = &shared.balance;
+        let get = |c: &std::sync::atomic::AtomicU64| c.load(std::sync::atomic::Ordering::Relaxed);
+        snapshot.pools = shared
+            .pools
+            .iter()
+            .filter(|p| p.is_replicated())
+            .map(|pool| {
+                pool.members
+                    .iter()
+                    .map(|&ts| MemberCounts {
+                        label: shared.backends[ts].label.clone(),
+                        sent: get(&balance.sent[ts]),
+                        answered: snapshot.answered.get(ts).copied().unwrap_or(0),
+                        timeouts: get(&balance.timeouts[ts]),
+                        retries: get(&balance.retries[ts]),
+                        health: if !shared.health[ts].is_up() || balance.is_down(ts) {
+                            "down"
+                        } else if balance.backed_off(ts, now) {
+                            "backed-off"
+                        } else {
+                            "up"
+                        },
+                    })
+                    .collect()
+            })
+            .collect();
+        snapshot
     }
 
     /// Tries every TS once and logs those that cannot be reached (see
@@ -143,7 +196,7 @@ impl Ls {
 
     /// The counters now.
     pub fn snapshot(&self) -> Snapshot {
-        self.shared.stats.snapshot(&self.shared.health)
+        Self::snapshot_of(&self.shared)
     }
 
     /// Every metric now, for the web endpoint (the same counters).
@@ -167,6 +220,12 @@ impl Ls {
     /// cannot start.
     pub fn run(&self, fronts: Vec<FrontEnd>, shutdown: &Shutdown) -> io::Result<()> {
         let reporter = self.start_reporter();
+        self.announce_pools();
+        let (stop_health, health_stops) = crossbeam_channel::bounded::<()>(0);
+        let health = ReporterGuard {
+            thread: probe::spawn(&self.shared, health_stops),
+            stop: Some(stop_health),
+        };
         for front in &fronts {
             self.announce(front);
         }
@@ -176,6 +235,7 @@ impl Ls {
             |front| self.serve(front, shutdown),
             shutdown,
         );
+        drop(health);
         drop(reporter);
         log::warn(format_args!("ls: {}", self.snapshot()));
         served
@@ -293,6 +353,40 @@ impl Ls {
         )
     }
 
+    /// The LS's pools of several replicas and their members (stderr).
+    fn announce_pools(&self) {
+        let shared = &self.shared;
+        for (i, pool) in shared
+            .pools
+            .iter()
+            .filter(|p| p.is_replicated())
+            .enumerate()
+        {
+            let members: Vec<String> = pool
+                .members
+                .iter()
+                .map(|&ts| {
+                    let weight = shared
+                        .options
+                        .all_pools()
+                        .iter()
+                        .flatten()
+                        .find(|m| m.0 == ts)
+                        .map_or(1, |m| m.1);
+                    format!("{} weight {weight}", shared.backends[ts])
+                })
+                .collect();
+            log::warn(format_args!(
+                "ls: pool {} ({}, try timeout {:?}, health checks every {:?}): {}",
+                i + 1,
+                shared.options.policy,
+                shared.options.try_timeout,
+                shared.options.health_interval,
+                members.join(", ")
+            ));
+        }
+    }
+
     /// With `-v`, prints the counters every 10 s until the returned guard drops.
     fn start_reporter(&self) -> Option<ReporterGuard> {
         if !log::verbose() {
@@ -304,10 +398,7 @@ impl Ls {
             .name("ls stats".into())
             .spawn(move || {
                 while let Err(RecvTimeoutError::Timeout) = stopped.recv_timeout(REPORT_EVERY) {
-                    log::info(format_args!(
-                        "ls: {}",
-                        shared.stats.snapshot(&shared.health)
-                    ));
+                    log::info(format_args!("ls: {}", Ls::snapshot_of(&shared)));
                 }
             })
             .ok()?;
@@ -318,7 +409,7 @@ impl Ls {
     }
 }
 
-/// Stops the reporter thread when dropped.
+/// Stops the reporter (or health) thread when dropped.
 struct ReporterGuard {
     stop: Option<Sender<()>>,
     thread: Option<thread::JoinHandle<()>>,

@@ -233,7 +233,12 @@ fn run_ls(args: LsArgs) -> Result<(), Usage> {
     if args.root.is_some() {
         return run_iterative_ls(args);
     }
-    let backends = parse_backends(&args.ts)?;
+    let mut backends = if args.ts.is_empty() && !args.pool.is_empty() {
+        Vec::new()
+    } else {
+        parse_backends(&args.ts)?
+    };
+    let pools = parse_pools(&args.pool, &mut backends)?;
     if args.max_inflight == 0 || args.max_clients == 0 || args.max_clients_per_ip == 0 {
         return Err(Usage(cli::hint(
             Some("ls"),
@@ -269,6 +274,13 @@ fn run_ls(args: LsArgs) -> Result<(), Usage> {
         cache: args.cache,
         rrl: rate_limit("ls", args.rrl, args.rrl_slip, args.dns_port)?,
         allow: args.allow,
+        pools,
+        policy: args.policy,
+        try_timeout: args.try_timeout,
+        health_interval: args.health_interval,
+        health_name: args.health_name,
+        health_fails: args.health_fails,
+        health_rise: args.health_rise,
         ..LsOptions::new(backends)
     };
     let ls = Ls::new(options).map_err(Usage)?;
@@ -497,6 +509,31 @@ fn parse_backends(words: &[String]) -> Result<Vec<Backend>, Usage> {
             addrs,
         });
     Ok(backends.collect())
+}
+
+/// Each `--pool`'s members appended to `backends` (labelled on from the
+/// positional TSes); returns each pool as (backend index, weight).
+fn parse_pools(
+    pools: &[String],
+    backends: &mut Vec<Backend>,
+) -> Result<Vec<Vec<(usize, u32)>>, Usage> {
+    let mut parsed = Vec::new();
+    for pool in pools {
+        let mut members = Vec::new();
+        for member in pool.split(',') {
+            let (host, port, weight) = cli::parse_pool_member(member)
+                .map_err(|why| Usage(cli::hint(Some("ls"), &format!("--pool {why}"))))?;
+            let addrs = resolve_arg("ls", "--pool", &host, port).map_err(Usage)?;
+            members.push((backends.len(), weight));
+            backends.push(Backend {
+                label: format!("ts{}", backends.len() + 1),
+                host,
+                addrs,
+            });
+        }
+        parsed.push(members);
+    }
+    Ok(parsed)
 }
 
 /// `<host> <port>` pairs, each host resolved; `what` names them in errors

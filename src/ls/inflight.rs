@@ -141,6 +141,10 @@ struct Flight<A, T> {
     refused: u64,
     failed: u64,
     starved: u64,
+    /// TSes asked that the query no longer waits on to settle as a miss
+    /// (a pool's member given up for the next): a reply from one still
+    /// belongs to this query, and only to it.
+    abandoned: u64,
     /// The first [`Said::Negative`], relayed if the query ends as a miss.
     negative: Option<A>,
     done: Option<(Outcome, Option<A>, Duration)>,
@@ -223,6 +227,7 @@ impl<A, T> InFlight<A, T> {
             refused: 0,
             failed: 0,
             starved,
+            abandoned: 0,
             negative: None,
             done: None,
         });
@@ -256,6 +261,7 @@ impl<A, T> InFlight<A, T> {
             refused: 0,
             failed: 0,
             starved: 0,
+            abandoned: 0,
             negative: None,
             done: Some((outcome, Some(reply), Duration::ZERO)),
         });
@@ -281,6 +287,16 @@ impl<A, T> InFlight<A, T> {
     /// Query `seq`'s tag, while it is in flight.
     pub fn tag(&self, seq: u64) -> Option<&T> {
         self.get(seq).map(|p| &p.tag)
+    }
+
+    /// The TSes query `seq` was asked (bits by TS); 0 once it is gone.
+    pub fn asked(&self, seq: u64) -> u64 {
+        self.get(seq).map_or(0, |p| p.asked)
+    }
+
+    /// Query `seq`'s tag, to change.
+    pub fn tag_mut(&mut self, seq: u64) -> Option<&mut T> {
+        self.queue.get_mut(seq).map(|p| &mut p.tag)
     }
 
     /// The queries still unsettled that wait on TS `ts` (asked of it, and
@@ -471,6 +487,34 @@ impl<A, T> InFlight<A, T> {
         })
     }
 
+    /// The name of query `seq` while it is unsettled.
+    pub fn unsettled_name(&self, seq: u64) -> Option<&str> {
+        let flight = self.get(seq)?;
+        flight.done.is_none().then_some(flight.name.as_str())
+    }
+
+    /// Gives up TS `from` for unsettled query `seq` and asks TS `to`
+    /// instead: the query settles on the first answer of either, as a miss
+    /// once `to` (and every other TS asked) has said so. A reply from
+    /// `from` still belongs to this query, never to another. Returns
+    /// whether the query was unsettled.
+    pub fn fail_over(&mut self, seq: u64, from: usize, to: usize) -> bool {
+        let Some(flight) = self.queue.get_mut(seq) else {
+            return false;
+        };
+        if flight.done.is_some() {
+            return false;
+        }
+        flight.abandoned |= 1 << from;
+        flight.asked |= 1 << to;
+        true
+    }
+
+    /// The tags of every query in flight, settled or not, oldest first.
+    pub fn tags(&self) -> impl Iterator<Item = &T> {
+        self.queue.iter().map(|(_, flight)| &flight.tag)
+    }
+
     /// Empties the queue; returns how many queries it held, settled or not.
     pub fn clear(&mut self) -> usize {
         let count = self.queue.len();
@@ -488,7 +532,7 @@ impl<A, T> InFlight<A, T> {
         let Some(pending) = self.queue.get(seq) else {
             return;
         };
-        if pending.done.is_none() && pending.waiting_on() == 0 {
+        if pending.done.is_none() && pending.waiting_on() & !pending.abandoned == 0 {
             let outcome = if pending.denied != 0 {
                 Outcome::NotFound
             } else if pending.failed != 0 {

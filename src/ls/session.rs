@@ -22,6 +22,7 @@ mod links;
 pub use conn::BARE_READ_GAP;
 pub use links::TS_WRITE_BOUND;
 
+use std::collections::VecDeque;
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
@@ -118,6 +119,19 @@ pub struct Session<T = ()> {
     closed: Option<Instant>,
     /// The client reader waits for room.
     reader_waits: bool,
+    /// Queries sent to a member of a pool of several, by when the member
+    /// must have answered (`--try-timeout`), earliest first.
+    tries: VecDeque<Try>,
+}
+
+/// A query's try at one member of a pool.
+struct Try {
+    at: Instant,
+    seq: u64,
+    pool: usize,
+    ts: usize,
+    /// The members tried so far (bits by TS).
+    tried: u64,
 }
 
 impl<T> Session<T> {
@@ -137,6 +151,7 @@ impl<T> Session<T> {
             shared,
             closed: None,
             reader_waits: false,
+            tries: VecDeque::new(),
         };
         session.maintain_links(now);
         session
@@ -183,8 +198,9 @@ impl<T> Session<T> {
 
     /// Adds a query at the end of the line and writes it to every TS that
     /// is up. Returns whether the worker must act now: the reply is ready at
-    /// once (no TS to ask), a write was held back, or a newline is due
-    /// after a bare write.
+    /// once (no TS to ask), a write was held back, a newline is due after a
+    /// bare write, or the query is the session's only try at a pool's
+    /// member (the worker's wait must end at its `--try-timeout`).
     pub fn submit(&mut self, request: Request<T>) -> bool {
         let now = Instant::now();
         self.links.last_submit = now;
@@ -192,27 +208,62 @@ impl<T> Session<T> {
         let seq = self.inflight.next_seq();
         let (mut asked, mut starved, mut due) = (0, 0, false);
         let mut failed = Vec::new();
-        // Which TSes a query goes to: every one.
-        for ts in 0..self.links.len() {
-            let question = request.question.as_ref();
-            match (self.links).ask(ts, seq, &request.name, question, now, &mut self.inflight) {
-                Asked::Yes { due: now_due } => {
-                    asked |= 1 << ts;
-                    due |= now_due;
+        let mut pooled = 0u64;
+        let shared = Arc::clone(&self.shared);
+        // Which TSes a query goes to: one member of each pool (a TS given
+        // alone is a pool of one), the next the policy offers where a link
+        // cannot take the query.
+        let try_timeout = self.try_timeout();
+        // The worker's wait, planned without a try, must end earlier now.
+        let first_try = self.tries.is_empty();
+        for (index, pool) in shared.pools.iter().enumerate() {
+            let (mut tried, mut short) = (0u64, 0u64);
+            while let Some(ts) = pool.choose(&request.name, tried, &shared.health, &shared.balance)
+            {
+                tried |= 1 << ts;
+                let question = request.question.as_ref();
+                match (self.links).ask(ts, seq, &request.name, question, now, &mut self.inflight) {
+                    Asked::Yes { due: now_due } => {
+                        asked |= 1 << ts;
+                        due |= now_due;
+                    }
+                    Asked::No { starved: s } => {
+                        short |= u64::from(s) << ts;
+                        continue;
+                    }
+                    // Asked all the same: a connection the TS closed under
+                    // the write is replaced and the query sent again (see
+                    // `send_failed`), once the query is in flight.
+                    Asked::Failed(e) => {
+                        asked |= 1 << ts;
+                        failed.push((ts, e));
+                    }
                 }
-                Asked::No { starved: short } => starved |= u64::from(short) << ts,
-                // Asked all the same: a connection the TS closed under the
-                // write is replaced and the query sent again (see
-                // `send_failed`), once the query is in flight.
-                Asked::Failed(e) => {
-                    asked |= 1 << ts;
-                    failed.push((ts, e));
+                if pool.is_replicated() {
+                    pooled |= 1 << ts;
+                    shared.balance.outstanding[ts].fetch_add(1, Ordering::Relaxed);
+                    shared.balance.sent[ts].fetch_add(1, Ordering::Relaxed);
+                    if let Some(after) = try_timeout {
+                        self.tries.push_back(Try {
+                            at: now + after,
+                            seq,
+                            pool: index,
+                            ts,
+                            tried,
+                        });
+                    }
                 }
+                short = 0;
+                break;
             }
+            // A member the LS could not ask for want of its own resources
+            // makes the query's miss uncertain only if no member was asked.
+            starved |= short;
         }
         let tag = Tagged {
             question: request.question,
             front: request.tag,
+            pooled,
         };
         self.inflight
             .submit(&request.name, &request.key, asked, starved, tag, now);
@@ -220,7 +271,8 @@ impl<T> Session<T> {
         for (ts, e) in failed {
             self.links.send_failed(ts, &e, &mut self.inflight);
         }
-        due || asked == 0
+        self.take_moved();
+        due || asked == 0 || (first_try && !self.tries.is_empty())
     }
 
     /// Adds a query whose reply the front end already made (`Invalid`: an
@@ -238,6 +290,7 @@ impl<T> Session<T> {
         let tag = Tagged {
             question,
             front: tag,
+            pooled: 0,
         };
         self.inflight
             .submit_settled("", outcome, reply, tag, self.links.last_submit);
@@ -265,6 +318,7 @@ impl<T> Session<T> {
         let tag = Tagged {
             question: Some(question),
             front: tag,
+            pooled: 0,
         };
         let outcome = cached_outcome(&hit);
         self.inflight.submit_settled(
@@ -296,7 +350,12 @@ impl<T> Session<T> {
         else {
             return;
         };
-        let every_ts = ((1u128 << self.links.len()) - 1) as u64;
+        // Every pool must have said so: one member heard is the pool's word.
+        let every_pool = self
+            .shared
+            .pools
+            .iter()
+            .all(|pool| pool.members.iter().any(|&ts| heard & (1 << ts) != 0));
         let kept = match (outcome, answer) {
             (Outcome::Answered { .. }, Some(Relayed::Dns(outcome))) => outcome.clone(),
             (Outcome::Answered { .. }, Some(Relayed::Line(line))) => {
@@ -305,7 +364,7 @@ impl<T> Session<T> {
                 };
                 outcome
             }
-            (Outcome::NotFound, _) if heard & every_ts != every_ts => return,
+            (Outcome::NotFound, _) if !every_pool => return,
             (Outcome::NotFound, Some(Relayed::Dns(outcome))) => outcome.clone(),
             (Outcome::NotFound, _) => Resolution::nxdomain(),
             _ => return,
@@ -323,6 +382,8 @@ impl<T> Session<T> {
     /// whose connection failed.
     pub fn expire(&mut self, now: Instant) {
         let silent = self.shared.stats.expire(&mut self.inflight, now);
+        self.fail_over(now);
+        self.take_moved();
         if silent == 0 {
             return;
         }
@@ -336,6 +397,121 @@ impl<T> Session<T> {
                 );
             }
         }
+        self.take_moved();
+    }
+
+    /// Times the tries of the queries the links moved to another member
+    /// of their pool (a link went down).
+    fn take_moved(&mut self) {
+        if self.links.moved.is_empty() {
+            return;
+        }
+        let now = Instant::now();
+        let after = self.try_timeout();
+        for (seq, pool, ts, tried) in std::mem::take(&mut self.links.moved) {
+            if let Some(after) = after {
+                self.tries.push_back(Try {
+                    at: now + after,
+                    seq,
+                    pool,
+                    ts,
+                    tried,
+                });
+            }
+        }
+    }
+
+    /// How long a pool's member may take over a query before the next is
+    /// asked; `None` when that is not before the query's deadline.
+    fn try_timeout(&self) -> Option<Duration> {
+        let after = self.shared.options.try_timeout;
+        (after < self.inflight.timeout()).then_some(after)
+    }
+
+    /// Gives each query whose member of a pool has not answered within
+    /// `--try-timeout` to the pool's next member, while there is one it
+    /// has not tried.
+    fn fail_over(&mut self, now: Instant) {
+        let shared = Arc::clone(&self.shared);
+        while self.tries.front().is_some_and(|t| t.at <= now) {
+            let Some(Try {
+                seq,
+                pool,
+                ts: from,
+                tried,
+                ..
+            }) = self.tries.pop_front()
+            else {
+                break;
+            };
+            if self.inflight.unsettled_name(seq).is_none() {
+                continue;
+            }
+            shared.balance.timed_out(from, now);
+            self.try_next(
+                seq,
+                pool,
+                from,
+                tried,
+                now,
+                "did not answer within the try timeout",
+            );
+        }
+    }
+
+    /// Asks query `seq` of the next member of pool `pool` that it has not
+    /// tried (`tried`, bits by TS), giving up `from`; `why` is what `from`
+    /// did, for the log. Returns whether a member was asked.
+    fn try_next(
+        &mut self,
+        seq: u64,
+        pool: usize,
+        from: usize,
+        mut tried: u64,
+        now: Instant,
+        why: &str,
+    ) -> bool {
+        let shared = Arc::clone(&self.shared);
+        let Some(name) = self.inflight.unsettled_name(seq).map(str::to_string) else {
+            return false;
+        };
+        let question = self.inflight.tag(seq).and_then(|t| t.question.clone());
+        let members = &shared.pools[pool];
+        while let Some(ts) = members.choose(&name, tried, &shared.health, &shared.balance) {
+            tried |= 1 << ts;
+            let asked =
+                (self.links).ask(ts, seq, &name, question.as_ref(), now, &mut self.inflight);
+            let failed = match asked {
+                Asked::No { .. } => continue,
+                Asked::Yes { .. } => None,
+                Asked::Failed(e) => Some(e),
+            };
+            self.inflight.fail_over(seq, from, ts);
+            if let Some(tag) = self.inflight.tag_mut(seq) {
+                tag.pooled |= 1 << ts;
+            }
+            shared.balance.outstanding[ts].fetch_add(1, Ordering::Relaxed);
+            shared.balance.sent[ts].fetch_add(1, Ordering::Relaxed);
+            shared.balance.retries[ts].fetch_add(1, Ordering::Relaxed);
+            log::info(format_args!(
+                "ls: {name:?}: {} {why}; asking {}",
+                shared.backends[from], shared.backends[ts]
+            ));
+            if let Some(after) = self.try_timeout() {
+                self.tries.push_back(Try {
+                    at: now + after,
+                    seq,
+                    pool,
+                    ts,
+                    tried,
+                });
+            }
+            if let Some(e) = failed {
+                self.links.send_failed(ts, &e, &mut self.inflight);
+            }
+            return true;
+        }
+        false
     }
 
     /// Moves every deadline `by` later: the session could not take replies
@@ -351,23 +527,31 @@ impl<T> Session<T> {
         if let Some((ts, frame)) = self.links.handle(event, &mut self.inflight) {
             self.reply(ts, frame);
         }
+        self.take_moved();
     }
 
     /// Starts connecting the links that are down, where the shared health
     /// allows it now, and sends the queries held back for bare TSes.
     pub fn maintain_links(&mut self, now: Instant) {
         self.links.maintain_links(now, &mut self.inflight);
+        self.take_moved();
     }
 
     /// When the worker must call [`expire`](Self::expire) and
     /// [`maintain_links`](Self::maintain_links) next, if ever.
     pub fn next_wakeup(&self) -> Option<Instant> {
-        self.links.next_wakeup(&self.inflight)
+        let retry = self.tries.front().map(|t| t.at);
+        self.links
+            .next_wakeup(&self.inflight)
+            .into_iter()
+            .chain(retry)
+            .min()
     }
 
     /// Sends the queries buffered for each TS.
     pub fn flush_links(&mut self) {
         self.links.flush_links(&mut self.inflight);
+        self.take_moved();
     }
 
     /// The next reply ready, in the session's release order. The caller
@@ -375,6 +559,7 @@ impl<T> Session<T> {
     /// reply has reached the client; a reply that never does is abandoned.
     pub fn pop_ready(&mut self) -> Option<Settled<Relayed, T>> {
         let settled = self.inflight.pop_ready()?;
+        self.balance_done(settled.tag.pooled, settled.outcome, settled.took);
         self.shared.stats.count_took(&settled.outcome, settled.took);
         Some(Settled {
             name: settled.name,
@@ -392,12 +577,28 @@ impl<T> Session<T> {
     pub fn close(&mut self) -> Vec<LinkThread> {
         self.closed = Some(Instant::now());
         // Settled or not, these replies never reached the client.
+        let pooled: Vec<u64> = self.inflight.tags().map(|tag| tag.pooled).collect();
+        for pooled in pooled {
+            self.balance_done(pooled, Outcome::TimedOut, Duration::ZERO);
+        }
         let abandoned = self.inflight.clear() as u64;
         self.shared
             .stats
             .abandoned
             .fetch_add(abandoned, Ordering::Release);
         self.links.close_links()
+    }
+
+    /// Notes that the pooled members of a query (`pooled`, bits by TS) no
+    /// longer have it in flight; the one that answered it took `took`.
+    fn balance_done(&self, pooled: u64, outcome: Outcome, took: Duration) {
+        let mut bits = pooled;
+        while bits != 0 {
+            let ts = bits.trailing_zeros() as usize;
+            bits &= bits - 1;
+            let answered = (outcome == Outcome::Answered { ts }).then_some(took);
+            self.shared.balance.done(ts, answered);
+        }
     }
 
     fn reply(&mut self, ts: usize, frame: Frame) {
@@ -412,6 +613,11 @@ impl<T> Session<T> {
             match upstream.receive(&bytes) {
                 Ok(matched) => {
                     let said = decode::dns_said(matched.outcome);
+                    if matches!(said, Said::Failed | Said::Refused) {
+                        self.move_on(matched.tag, ts);
+                    } else {
+                        self.shared.balance.heard(ts);
+                    }
                     // A DNS TS answers every query: its silence is a fault.
                     self.shared.health[ts].learn_answers_misses();
                     let name = matched.question.name.to_string();
@@ -434,9 +640,26 @@ impl<T> Session<T> {
             // From now on, silence from this TS means trouble, not a miss.
             self.shared.health[ts].learn_answers_misses();
         }
+        self.shared.balance.heard(ts);
         self.settle_reply(ts, &key, |inflight, now| {
             inflight.reply(ts, &key, said, now)
         });
+    }
+
+    /// Gives query `seq` to the next member of `ts`'s pool, if `ts` is in
+    /// a pool of several and one is left untried: `ts` said SERVFAIL or
+    /// REFUSED, which a replica should not.
+    fn move_on(&mut self, seq: u64, ts: usize) {
+        let Some(pool) = self
+            .shared
+            .pools
+            .iter()
+            .position(|p| p.is_replicated() && p.members.contains(&ts))
+        else {
+            return;
+        };
+        let tried = self.inflight.asked(seq);
+        self.try_next(seq, pool, ts, tried, Instant::now(), "failed or refused it");
     }
 
     /// Hands a reply to the in-flight rules; counts and logs one they drop.

@@ -3,15 +3,18 @@
 
 use std::fmt;
 use std::net::SocketAddr;
-use std::sync::Arc;
-use std::time::Duration;
+use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
-use super::health::Health;
+use super::health::{BACKOFF_CAP, BACKOFF_START, Health};
+use super::policy::{Chooser, Policy, Seen};
 use super::stats::Stats;
 use crate::cidr::CidrList;
 use crate::dns::cache::SharedCache;
 use crate::dns::rrl::RateLimit;
 use crate::framing::Framing;
+use crate::random::{SplitMix64, random_seed};
 use crate::wire::{self, Dialect};
 
 /// The per-query deadline when none is given (the course spec's 5 s).
@@ -20,6 +23,13 @@ pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(5);
 /// How long a DNS query waits when none is given: dig and dnsperf give up
 /// after 5 s, so the course's 5 s would answer after they stopped listening.
 pub const DEFAULT_DNS_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// How long a pool's member may take over a query before the next member
+/// is asked, when none is given.
+pub const DEFAULT_TRY_TIMEOUT: Duration = Duration::from_millis(500);
+
+/// How often a pool's idle or down members are probed, when not given.
+pub const DEFAULT_HEALTH_INTERVAL: Duration = Duration::from_secs(1);
 
 /// How long the probe of a TS that is down, and the start-up check, wait for
 /// a TS to accept a connection; a link to a TS believed up waits as long as a
@@ -96,7 +106,7 @@ impl std::str::FromStr for TsProtocol {
 /// How an LS behaves.
 #[derive(Clone, Debug)]
 pub struct LsOptions {
-    /// The TSes every query is forwarded to (1 to [`MAX_BACKENDS`](super::inflight::MAX_BACKENDS)).
+    /// The TSes queries are forwarded to (1 to [`MAX_BACKENDS`](super::inflight::MAX_BACKENDS)).
     pub backends: Vec<Backend>,
     /// How long a query waits for an answer.
     pub timeout: Duration,
@@ -136,6 +146,25 @@ pub struct LsOptions {
     /// A client that sends nothing for this long (with nothing in flight), or
     /// reads none of its replies for this long, is closed.
     pub idle_timeout: Duration,
+    /// The pools of replicas (`--pool`), each a list of (index in
+    /// `backends`, weight); a backend in no pool is a pool of one. A query
+    /// goes to one member of each pool.
+    pub pools: Vec<Vec<(usize, u32)>>,
+    /// How a pool of several members picks the one a query goes to.
+    pub policy: Policy,
+    /// How long a pool's member may take over a query before the query
+    /// also goes to the next member (`--try-timeout`; at most the query's
+    /// deadline).
+    pub try_timeout: Duration,
+    /// How often the pools' members that are down or idle are probed
+    /// (`--health-interval`; zero: never).
+    pub health_interval: Duration,
+    /// The name a DNS member's probe asks the SOA of (`--health-name`).
+    pub health_name: String,
+    /// Failed probes in a row that mark a member down (`--health-fails`).
+    pub health_fails: u32,
+    /// Good probes in a row that take a member back (`--health-rise`).
+    pub health_rise: u32,
 }
 
 impl LsOptions {
@@ -162,7 +191,250 @@ impl LsOptions {
             max_clients_per_ip: DEFAULT_MAX_CLIENTS_PER_IP,
             dns_tcp_message: crate::framing::DNS_MESSAGE_BOUND,
             idle_timeout: DEFAULT_IDLE_TIMEOUT,
+            pools: Vec::new(),
+            policy: Policy::default(),
+            try_timeout: DEFAULT_TRY_TIMEOUT,
+            health_interval: DEFAULT_HEALTH_INTERVAL,
+            health_name: ".".to_string(),
+            health_fails: 3,
+            health_rise: 2,
         }
+    }
+
+    /// Every pool, in the order queries are asked: each backend in no
+    /// `--pool` a pool of one (in backend order), then the `--pool`s.
+    pub fn all_pools(&self) -> Vec<Vec<(usize, u32)>> {
+        let pooled: Vec<usize> = self.pools.iter().flatten().map(|&(ts, _)| ts).collect();
+        let mut all: Vec<Vec<(usize, u32)>> = (0..self.backends.len())
+            .filter(|ts| !pooled.contains(ts))
+            .map(|ts| vec![(ts, 1)])
+            .collect();
+        all.extend(self.pools.iter().cloned());
+        all
+    }
+}
+
+/// One pool of replica TSes as the sessions share it.
+pub struct Pool {
+    /// Its members' indexes in [`Shared::backends`].
+    pub members: Vec<usize>,
+    /// How it picks a member; `None` for a pool of one.
+    chooser: Option<Mutex<Chooser>>,
+}
+
+/// What the LS knows of each TS when it places queries in pools: queries in
+/// flight from this LS and recent latency, and the queries each was sent.
+pub struct Balance {
+    pub outstanding: Vec<AtomicU64>,
+    /// Recent answer time, microseconds (moving average, 1/8 weight).
+    pub latency_us: Vec<AtomicU64>,
+    /// Queries a pool sent to each member (first tries and retries).
+    pub sent: Vec<AtomicU64>,
+    /// Queries each member left unanswered past `--try-timeout`, given to
+    /// the next member.
+    pub timeouts: Vec<AtomicU64>,
+    /// Queries each member was sent as a retry, after another timed out.
+    pub retries: Vec<AtomicU64>,
+    /// Per member, try timeouts since it last replied.
+    pub strikes: Vec<AtomicU64>,
+    /// Per member, until when (microseconds after `epoch`) the policies
+    /// pass it over after a try timeout.
+    pub backoff_until: Vec<AtomicU64>,
+    /// Per member, when it last replied (microseconds after `epoch`).
+    last_heard: Vec<AtomicU64>,
+    /// Per member, marked down by the health checks.
+    probe_down: Vec<AtomicBool>,
+    /// Per member, the health checks' run of failed (negative) or good
+    /// (positive) probes.
+    probe_run: Vec<AtomicI64>,
+    epoch: Instant,
+}
+
+/// Try timeouts in a row after which a member counts as down (lazy
+/// health), until it replies again.
+pub const STRIKES_DOWN: u64 = 3;
+
+impl Balance {
+    pub fn new(count: usize) -> Balance {
+        let zeros = || (0..count).map(|_| AtomicU64::new(0)).collect();
+        Balance {
+            outstanding: zeros(),
+            latency_us: zeros(),
+            sent: zeros(),
+            timeouts: zeros(),
+            retries: zeros(),
+            strikes: zeros(),
+            backoff_until: zeros(),
+            last_heard: zeros(),
+            probe_down: (0..count).map(|_| AtomicBool::new(false)).collect(),
+            probe_run: (0..count).map(|_| AtomicI64::new(0)).collect(),
+            epoch: Instant::now(),
+        }
+    }
+
+    /// Notes that `ts` left a query unanswered past `--try-timeout` at
+    /// `now`: it is passed over for a backoff that doubles with each such
+    /// timeout in a row, from [`BACKOFF_START`] to [`BACKOFF_CAP`], with
+    /// jitter.
+    pub fn timed_out(&self, ts: usize, now: Instant) {
+        self.timeouts[ts].fetch_add(1, Ordering::Relaxed);
+        let strikes = self.strikes[ts].fetch_add(1, Ordering::Relaxed) + 1;
+        let doubled = BACKOFF_START.saturating_mul(1 << (strikes - 1).min(16) as u32);
+        let base = doubled.min(BACKOFF_CAP);
+        // Jitter: up to a quarter less, so that sessions do not come back
+        // in step.
+        let mut jitter = SplitMix64::new(random_seed() ^ strikes);
+        let cut = base.mul_f64((jitter.next_u64() % 1000) as f64 / 4000.0);
+        let until = now.saturating_duration_since(self.epoch) + (base - cut);
+        let micros = u64::try_from(until.as_micros()).unwrap_or(u64::MAX);
+        self.backoff_until[ts].store(micros, Ordering::Relaxed);
+    }
+
+    fn micros(&self, now: Instant) -> u64 {
+        u64::try_from(now.saturating_duration_since(self.epoch).as_micros()).unwrap_or(u64::MAX)
+    }
+
+    /// Whether `ts` replied within `interval` before `now`.
+    pub fn heard_within(&self, ts: usize, now: Instant, interval: Duration) -> bool {
+        let heard = self.last_heard[ts].load(Ordering::Relaxed);
+        let span = u64::try_from(interval.as_micros()).unwrap_or(u64::MAX);
+        heard != 0 && self.micros(now).saturating_sub(heard) < span
+    }
+
+    /// Whether the health checks hold `ts` down.
+    pub fn probe_down(&self, ts: usize) -> bool {
+        self.probe_down[ts].load(Ordering::Relaxed)
+    }
+
+    /// Notes a probe of `ts` (`alive` or not); returns `Some(up)` when it
+    /// changed the member's state: `fails` failures in a row mark it down,
+    /// `rise` good probes in a row take it back.
+    pub fn probed(&self, ts: usize, alive: bool, fails: u32, rise: u32) -> Option<bool> {
+        let run = self.probe_run[ts].load(Ordering::Relaxed);
+        let run = match (alive, run) {
+            (true, r) if r > 0 => r + 1,
+            (true, _) => 1,
+            (false, r) if r < 0 => r - 1,
+            (false, _) => -1,
+        };
+        self.probe_run[ts].store(run, Ordering::Relaxed);
+        if alive {
+            // A good probe is a reply: a backoff after try timeouts ends.
+            self.heard(ts);
+        }
+        let down = self.probe_down(ts);
+        if !down && run <= -i64::from(fails.max(1)) {
+            self.probe_down[ts].store(true, Ordering::Relaxed);
+            return Some(false);
+        }
+        if down && run >= i64::from(rise.max(1)) {
+            self.probe_down[ts].store(false, Ordering::Relaxed);
+            return Some(true);
+        }
+        None
+    }
+
+    /// Notes that `ts` replied: its backoff ends.
+    pub fn heard(&self, ts: usize) {
+        let now = self.micros(Instant::now()).max(1);
+        // At most a store a millisecond: every session's replies land here.
+        if now.saturating_sub(self.last_heard[ts].load(Ordering::Relaxed)) > 1000 {
+            self.last_heard[ts].store(now, Ordering::Relaxed);
+        }
+        if self.strikes[ts].load(Ordering::Relaxed) != 0 {
+            self.strikes[ts].store(0, Ordering::Relaxed);
+            self.backoff_until[ts].store(0, Ordering::Relaxed);
+        }
+    }
+
+    /// Whether the policies pass `ts` over at `now` (backed off).
+    pub fn backed_off(&self, ts: usize, now: Instant) -> bool {
+        let micros = u64::try_from(now.saturating_duration_since(self.epoch).as_micros())
+            .unwrap_or(u64::MAX);
+        micros < self.backoff_until[ts].load(Ordering::Relaxed)
+    }
+
+    /// Whether `ts` timed out [`STRIKES_DOWN`] times in a row, or the
+    /// health checks hold it down.
+    pub fn is_down(&self, ts: usize) -> bool {
+        self.strikes[ts].load(Ordering::Relaxed) >= STRIKES_DOWN || self.probe_down(ts)
+    }
+
+    /// Notes that a pooled query to `ts` is no longer in flight, answered
+    /// by it in `took` if `answered`.
+    pub fn done(&self, ts: usize, answered: Option<Duration>) {
+        let _ = self.outstanding[ts].fetch_update(Ordering::Relaxed, Ordering::Relaxed, |n| {
+            Some(n.saturating_sub(1))
+        });
+        if let Some(took) = answered {
+            let sample = u64::try_from(took.as_micros()).unwrap_or(u64::MAX).max(1);
+            let old = self.latency_us[ts].load(Ordering::Relaxed);
+            let new = if old == 0 {
+                sample
+            } else {
+                old - old / 8 + sample / 8
+            };
+            self.latency_us[ts].store(new, Ordering::Relaxed);
+        }
+    }
+}
+
+impl Pool {
+    /// The pools of `options`, each member weighted, seeded for `random`.
+    pub fn all(options: &LsOptions) -> Vec<Pool> {
+        options
+            .all_pools()
+            .into_iter()
+            .enumerate()
+            .map(|(i, members)| {
+                let weights: Vec<u32> = members.iter().map(|&(_, w)| w).collect();
+                let seed = crate::random::random_seed() ^ i as u64;
+                Pool {
+                    chooser: (members.len() > 1)
+                        .then(|| Mutex::new(Chooser::new(options.policy, &weights, seed))),
+                    members: members.into_iter().map(|(ts, _)| ts).collect(),
+                }
+            })
+            .collect()
+    }
+
+    /// The member (an index in [`Shared::backends`]) a query for `name`
+    /// goes to, none of `tried` (bits by backend index); `None` once
+    /// every member was tried.
+    pub fn choose(
+        &self,
+        name: &str,
+        tried: u64,
+        health: &[Arc<Health>],
+        balance: &Balance,
+    ) -> Option<usize> {
+        let Some(chooser) = &self.chooser else {
+            let ts = self.members[0];
+            return (tried & (1 << ts) == 0).then_some(ts);
+        };
+        let now = Instant::now();
+        let seen: Vec<Seen> = self
+            .members
+            .iter()
+            .map(|&ts| Seen {
+                live: health[ts].is_up() && !balance.backed_off(ts, now) && !balance.probe_down(ts),
+                outstanding: balance.outstanding[ts].load(Ordering::Relaxed),
+                latency_us: balance.latency_us[ts].load(Ordering::Relaxed),
+            })
+            .collect();
+        let mut member_tried = 0u64;
+        for (m, &ts) in self.members.iter().enumerate() {
+            if tried & (1 << ts) != 0 {
+                member_tried |= 1 << m;
+            }
+        }
+        let m = crate::sync::lock(chooser).choose(name, &seen, member_tried)?;
+        Some(self.members[m])
+    }
+
+    /// Whether the pool has several members (a policy picks among them).
+    pub fn is_replicated(&self) -> bool {
+        self.chooser.is_some()
     }
 }
 
@@ -174,4 +446,49 @@ pub struct Shared {
     /// Answers kept for `--cache`, shared by every session and front end.
     pub cache: Option<SharedCache>,
     pub options: LsOptions,
+    /// Every pool ([`LsOptions::all_pools`]).
+    pub pools: Vec<Pool>,
+    /// Per TS, what the pools' policies weigh.
+    pub balance: Balance,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn probes_mark_a_member_down_after_fails_and_back_after_rise() {
+        let balance = Balance::new(1);
+        assert_eq!(balance.probed(0, false, 3, 2), None);
+        assert_eq!(balance.probed(0, false, 3, 2), None);
+        assert_eq!(
+            balance.probed(0, true, 3, 2),
+            None,
+            "a good probe breaks the run"
+        );
+        for _ in 0..2 {
+            assert_eq!(balance.probed(0, false, 3, 2), None);
+        }
+        assert_eq!(balance.probed(0, false, 3, 2), Some(false));
+        assert!(balance.is_down(0) && balance.probe_down(0));
+        assert_eq!(balance.probed(0, true, 3, 2), None);
+        assert_eq!(balance.probed(0, true, 3, 2), Some(true));
+        assert!(!balance.is_down(0));
+    }
+
+    #[test]
+    fn try_timeouts_back_a_member_off_until_it_replies() {
+        let balance = Balance::new(1);
+        let now = Instant::now();
+        balance.timed_out(0, now);
+        assert!(balance.backed_off(0, now + Duration::from_millis(70)));
+        assert!(!balance.backed_off(0, now + BACKOFF_START));
+        balance.timed_out(0, now);
+        balance.timed_out(0, now);
+        // 400 ms less at most a quarter, and down after 3 in a row.
+        assert!(balance.backed_off(0, now + Duration::from_millis(299)));
+        assert!(balance.is_down(0));
+        balance.heard(0);
+        assert!(!balance.backed_off(0, now) && !balance.is_down(0));
+    }
 }

@@ -294,6 +294,27 @@ pub struct Snapshot {
     pub refused: u64,
     pub idle_closed: u64,
     pub transitions: u64,
+    /// The pools of several replicas (`--pool`), each its members'
+    /// counters; empty without one.
+    pub pools: Vec<Vec<MemberCounts>>,
+}
+
+/// One pool member's counters.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct MemberCounts {
+    /// How logs name it (`ts2`).
+    pub label: String,
+    /// Queries sent to it, retries included.
+    pub sent: u64,
+    /// Queries it answered first (the client got its answer).
+    pub answered: u64,
+    /// Queries it left unanswered past `--try-timeout`.
+    pub timeouts: u64,
+    /// Queries it was sent after another member timed out or failed.
+    pub retries: u64,
+    /// `up`, `backed-off` (after a try timeout) or `down` (the link is
+    /// down, or timed out 3 times in a row).
+    pub health: &'static str,
 }
 
 impl Snapshot {
@@ -378,6 +399,18 @@ impl fmt::Display for Snapshot {
                 f,
                 "; DNS rate-limited {limited}, sent truncated {slipped}, not allowed {not_allowed}"
             )?;
+        }
+        for (i, members) in self.pools.iter().enumerate() {
+            let members: Vec<String> = members
+                .iter()
+                .map(|m| {
+                    format!(
+                        "{} {} sent {}, answered {}, timeouts {}, retries {}",
+                        m.label, m.health, m.sent, m.answered, m.timeouts, m.retries
+                    )
+                })
+                .collect();
+            write!(f, "; pool {}: {}", i + 1, members.join("; "))?;
         }
         Ok(())
     }

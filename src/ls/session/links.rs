@@ -10,6 +10,7 @@
 use std::io;
 use std::net::{Shutdown as Direction, TcpStream};
 use std::sync::Arc;
+use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use crossbeam_channel::Sender;
@@ -68,6 +69,8 @@ pub(super) type Queries<T> = InFlight<Relayed, Tagged<T>>;
 pub(super) struct Tagged<T> {
     pub(super) question: Option<Question>,
     pub(super) front: T,
+    /// The members of replicated pools it was sent to (bits by TS).
+    pub(super) pooled: u64,
 }
 
 /// One session's links, one per TS.
@@ -88,6 +91,10 @@ pub(super) struct Links {
     /// Per TS, connections it closed with queries unanswered since it last
     /// replied.
     closes: Vec<u32>,
+    /// Queries moved to another member of their pool when a link went
+    /// down: (seq, pool, member now asked, members tried), for the session
+    /// to time their new try.
+    pub(super) moved: Vec<(u64, usize, usize, u64)>,
 }
 
 impl Links {
@@ -108,6 +115,7 @@ impl Links {
             last_submit: now,
             closed: false,
             starved: 0,
+            moved: Vec::new(),
         }
     }
 
@@ -504,7 +512,60 @@ impl Links {
         self.links[ts] = LinkState::Down {
             check_at: self.shared.health[ts].next_check(Instant::now()),
         };
+        self.move_on(ts, inflight);
         inflight.forget_ts(ts, Instant::now());
+    }
+
+    /// Gives each query waiting on `from`, a member of a pool of several
+    /// whose link just went down, to the next member of the pool it has
+    /// not tried, if there is one.
+    fn move_on<T>(&mut self, from: usize, inflight: &mut Queries<T>) {
+        if self.closed {
+            return;
+        }
+        let shared = Arc::clone(&self.shared);
+        let Some(pool) = shared
+            .pools
+            .iter()
+            .position(|p| p.is_replicated() && p.members.contains(&from))
+        else {
+            return;
+        };
+        let now = Instant::now();
+        let mut failed = Vec::new();
+        for seq in inflight.asked_of(from) {
+            let Some(name) = inflight.unsettled_name(seq).map(str::to_string) else {
+                continue;
+            };
+            let question = inflight.tag(seq).and_then(|t| t.question.clone());
+            let mut tried = inflight.asked(seq);
+            while let Some(ts) =
+                shared.pools[pool].choose(&name, tried, &shared.health, &shared.balance)
+            {
+                tried |= 1 << ts;
+                match self.ask(ts, seq, &name, question.as_ref(), now, inflight) {
+                    Asked::No { .. } => continue,
+                    Asked::Yes { .. } => {}
+                    Asked::Failed(e) => failed.push((ts, e)),
+                }
+                inflight.fail_over(seq, from, ts);
+                if let Some(tag) = inflight.tag_mut(seq) {
+                    tag.pooled |= 1 << ts;
+                }
+                shared.balance.outstanding[ts].fetch_add(1, Ordering::Relaxed);
+                shared.balance.sent[ts].fetch_add(1, Ordering::Relaxed);
+                shared.balance.retries[ts].fetch_add(1, Ordering::Relaxed);
+                log::info(format_args!(
+                    "ls: {name:?}: lost {}; asking {}",
+                    shared.backends[from], shared.backends[ts]
+                ));
+                self.moved.push((seq, pool, ts, tried));
+                break;
+            }
+        }
+        for (ts, e) in failed {
+            self.send_failed(ts, &e, inflight);
+        }
     }
 
     /// TS `ts` replied on its link: it has read what it was sent, and may
