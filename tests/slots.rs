@@ -49,9 +49,14 @@ fn closed_by_server(stream: &mut TcpStream) -> bool {
 /// Sends `name` on `stream` and reads one reply line; `None` when the
 /// server closed the connection instead.
 fn ask_on(stream: &TcpStream, name: &str) -> Option<String> {
-    stream.set_read_timeout(Some(BOUND)).unwrap();
     let mut writer = stream;
     writer.write_all(format!("{name}\n").as_bytes()).ok()?;
+    reply_on(stream)
+}
+
+/// Reads one reply line from `stream`; `None` when the server closed it.
+fn reply_on(stream: &TcpStream) -> Option<String> {
+    stream.set_read_timeout(Some(BOUND)).unwrap();
     let mut line = String::new();
     match BufReader::new(stream).read_line(&mut line) {
         Ok(0) | Err(_) => None,
@@ -139,7 +144,7 @@ fn a_full_ls_keeps_a_client_whose_query_is_in_flight() {
 #[test]
 fn one_address_holds_at_most_max_clients_per_ip() {
     let ts = start_ts(TS1);
-    let ls = start_ls_observed(&[ts.addr], ms(500), |o| o.max_clients_per_ip = 2);
+    let ls = start_ls_observed(&[ts.addr], ms(3000), |o| o.max_clients_per_ip = 2);
     let here = Ipv4Addr::LOCALHOST;
     let first = connect_from(here, ls.addr());
     let second = connect_from(here, ls.addr());
@@ -147,11 +152,12 @@ fn one_address_holds_at_most_max_clients_per_ip() {
         ask_on(&first, "amazon.org").as_deref(),
         Some("amazon.org 94.5.6.7 A")
     );
-    assert_eq!(
-        ask_on(&second, "amazon.org").as_deref(),
-        Some("amazon.org 94.5.6.7 A")
-    );
-    // A third from the same address, while the two were just used: busy.
+    // Both busy, however slow the machine: each has a query in flight that
+    // no TS answers until the LS's 3 s deadline.
+    for mut stream in [&first, &second] {
+        stream.write_all(b"nothere.com\n").unwrap();
+    }
+    // A third from the same address: busy.
     let third = connect_from(here, ls.addr());
     assert_eq!(
         ask_on(&third, "amazon.org").as_deref(),
@@ -161,6 +167,17 @@ fn one_address_holds_at_most_max_clients_per_ip() {
     let elsewhere = connect_from(Ipv4Addr::new(127, 0, 0, 2), ls.addr());
     assert_eq!(
         ask_on(&elsewhere, "amazon.org").as_deref(),
+        Some("amazon.org 94.5.6.7 A")
+    );
+    for stream in [&first, &second] {
+        assert_eq!(
+            reply_on(stream).as_deref(),
+            Some("nothere.com - Error:HOST NOT FOUND")
+        );
+    }
+    // The second used last, so the first is the one idle the longest.
+    assert_eq!(
+        ask_on(&second, "amazon.org").as_deref(),
         Some("amazon.org 94.5.6.7 A")
     );
     // Once they are idle, a newcomer from the address takes the place of
