@@ -50,10 +50,12 @@ fn smoke() {
 #[test]
 fn the_client_says_the_ls_is_busy_and_writes_no_answer_for_it() {
     let ts = start_ts(TS1);
-    let ls = start_ls_observed(&[ts.addr], ms(500), |o| o.max_clients = 1);
-    // The only place is taken.
+    let ls = start_ls_observed(&[ts.addr], ms(3000), |o| o.max_clients = 1);
+    // The only place is taken, and busy however slow the machine (an idle
+    // one would give way): a query in flight that no TS answers.
     let mut holder = LineClient::connect(ls.addr());
     assert_eq!(holder.ask("amazon.org"), "amazon.org 94.5.6.7 A");
+    holder.send_raw(b"nothere.com\n");
     let dir = tempfile::tempdir().unwrap();
     std::fs::write(
         dir.path().join("PROJ2-HNS.txt"),

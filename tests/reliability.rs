@@ -111,14 +111,19 @@ fn replies_from_a_lying_ts_are_dropped_and_counted() {
 #[test]
 fn a_client_over_the_limit_is_told_the_server_is_busy() {
     let ts = start_ts(TS1);
-    let ls = start_ls_observed(&[ts.addr], ms(200), |o| o.max_clients = 2);
+    let ls = start_ls_observed(&[ts.addr], ms(3000), |o| o.max_clients = 2);
     let mut first = LineClient::connect(ls.addr());
     let mut second = LineClient::connect(ls.addr());
     assert_eq!(first.ask("amazon.org"), "amazon.org 94.5.6.7 A");
-    assert_eq!(second.ask("amazon.org"), "amazon.org 94.5.6.7 A");
+    // Both busy however slow the machine (an idle one would give way to
+    // the newcomer): a query each that no TS answers before the deadline.
+    first.send_raw(b"nothere.com\n");
+    second.send_raw(b"nothere.com\n");
     let mut third = LineClient::connect(ls.addr());
     assert_eq!(third.recv(), "- Error:SERVER BUSY");
     assert_eq!(third.try_recv(), None);
+    assert_eq!(first.recv(), "nothere.com - Error:HOST NOT FOUND");
+    assert_eq!(second.recv(), "nothere.com - Error:HOST NOT FOUND");
     assert_eq!(first.ask("rutgers.com"), "rutgers.com 172.34.4.6 A");
     drop(first);
     assert!(ls.ls.stats().connections.wait_open_at_most(1, BOUND));
