@@ -142,7 +142,11 @@ impl Ls {
                     .collect(),
                 backends: options.backends.clone(),
                 stats: Arc::new(Stats::new(count)),
-                cache: (options.cache > 0).then(|| SharedCache::new(options.cache)),
+                cache: (options.cache > 0).then(|| {
+                    let cache = SharedCache::new(options.cache);
+                    cache.keep_stale(options.stale);
+                    cache
+                }),
                 pools: Pool::all(&options),
                 balance: Balance::new(count),
                 options,
