@@ -123,3 +123,17 @@ fn an_expired_answer_is_served_at_the_deadline_when_the_ts_falls_silent() {
     assert_eq!(other.metadata.response_code, ResponseCode::ServFail);
     assert_eq!(ls.stop().stale, 1);
 }
+
+#[test]
+fn stale_without_a_cache_is_a_usage_error() {
+    let output = std::process::Command::new(env!("CARGO_BIN_EXE_dnslb"))
+        .args(["ls", "0", "127.0.0.1", "53", "--stale", "60"])
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        stderr.contains("--stale") && stderr.contains("--cache"),
+        "{stderr}"
+    );
+}
