@@ -14,6 +14,9 @@
 # make every row give the same answers (the NOERROR column shows it). One
 # more row puts the LS in front of two TSes with disjoint tables (1000
 # names each, the course's setting), where only dnslb answers every name.
+# Four more set dnslb with the two TSes as one `--pool` (each query to one
+# of them) against dnsdist with the same policy: roundrobin, and
+# leastoutstanding against dnsdist's leastOutstanding.
 # The query file has every 10th query a name no TS holds (NXDOMAIN), the
 # others names drawn at random from the table. A row whose server does not
 # start (an option the binary lacks, say) prints n/a.
@@ -75,30 +78,43 @@ start ls ls 0 "${ls_args[@]}" || true
 start cached ls 0 "${ls_args[@]}" --cache 100000 || true
 # shellcheck disable=SC2154
 start disjoint ls 0 127.0.0.1 "$ts1_dns" 127.0.0.1 "$ts2_dns" --ts-protocol dns || true
+pool_rr_dns='' pool_lo_dns=''
+pool_args=(--pool "127.0.0.1:$tsa_dns,127.0.0.1:$tsb_dns" --ts-protocol dns)
+start pool_rr ls 0 "${pool_args[@]}" --policy roundrobin || true
+start pool_lo ls 0 "${pool_args[@]}" --policy leastoutstanding || true
 
 # dnsdist: round robin over the same two TSes, no packet cache (none is
 # configured), no security poll (it would ask the Internet).
-dnsdist_port=$(python3 -c 'import socket
+free_port() {
+    python3 -c 'import socket
 s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
 s.bind(("127.0.0.1", 0))
-print(s.getsockname()[1])')
-cat >"$work/dnsdist.conf" <<EOF
-setLocal("127.0.0.1:$dnsdist_port")
+print(s.getsockname()[1])'
+}
+# start_dnsdist <port> <policy>: dnsdist on <port> over the two TSes.
+start_dnsdist() {
+    cat >"$work/dnsdist-$2.conf" <<EOF
+setLocal("127.0.0.1:$1")
 newServer{address="127.0.0.1:$tsa_dns"}
 newServer{address="127.0.0.1:$tsb_dns"}
-setServerPolicy(roundrobin)
+setServerPolicy($2)
 setSecurityPollSuffix("")
 EOF
-dnsdist --supervised --disable-syslog -C "$work/dnsdist.conf" >>"$server_log" 2>&1 &
-server_pids+=("$!")
-# Wait (5 s at most) until dnsdist answers.
-for _ in $(seq 20); do
-    if dig +short +time=1 +tries=1 @127.0.0.1 -p "$dnsdist_port" host1.ts1.example 2>/dev/null |
-        grep -q '^10\.'; then
-        break
-    fi
-    sleep 0.25
-done
+    dnsdist --supervised --disable-syslog -C "$work/dnsdist-$2.conf" >>"$server_log" 2>&1 &
+    server_pids+=("$!")
+    # Wait (5 s at most) until dnsdist answers.
+    for _ in $(seq 20); do
+        if dig +short +time=1 +tries=1 @127.0.0.1 -p "$1" host1.ts1.example 2>/dev/null |
+            grep -q '^10\.'; then
+            break
+        fi
+        sleep 0.25
+    done
+}
+dnsdist_port=$(free_port)
+start_dnsdist "$dnsdist_port" roundrobin
+dnsdist_lo_port=$(free_port)
+start_dnsdist "$dnsdist_lo_port" leastOutstanding
 
 rows=()
 # row <label> <port>: runs dnsperf against 127.0.0.1:<port> and appends a
@@ -138,6 +154,10 @@ row "dnslb ls" "$ls_dns"
 row "dnslb ls --cache 100000" "$cached_dns"
 row "dnsdist" "$dnsdist_port"
 row "dnslb ls, disjoint TSes" "$disjoint_dns"
+row "dnslb ls --pool roundrobin" "$pool_rr_dns"
+row "dnsdist roundrobin" "$dnsdist_port"
+row "dnslb ls --pool leastoutstanding" "$pool_lo_dns"
+row "dnsdist leastOutstanding" "$dnsdist_lo_port"
 
 echo "# scripts/dns-compare.sh on $(nproc) cores, $(uname -sr); dnsperf $(dnsperf -h 2>&1 | awk '/^Version/ { print $2 }'), $(dnsdist --version 2>&1 | head -n 1)"
 echo "# dnsperf -q 100 -l $seconds over UDP, 10 % of queries NXDOMAIN; dnsperf, servers and TSes share the cores"
@@ -152,3 +172,9 @@ target "dnslb ls qps / direct TS qps" "$(ratio "${fig_dnslb_ls_qps:-}" "${fig_ts
 target "dnslb ls lost %" "${fig_dnslb_ls_lost:-}" "<" 0.1
 target "cached ls qps / direct TS qps" \
     "$(ratio "${fig_dnslb_ls___cache_100000_qps:-}" "${fig_ts_direct_qps:-}")" ">=" 1
+target "pool roundrobin qps / dnsdist roundrobin qps" \
+    "$(ratio "${fig_dnslb_ls___pool_roundrobin_qps:-}" "${fig_dnsdist_roundrobin_qps:-}")" ">=" 1
+target "pool roundrobin lost %" "${fig_dnslb_ls___pool_roundrobin_lost:-}" "<" 0.1
+target "pool leastoutstanding qps / dnsdist leastOutstanding qps" \
+    "$(ratio "${fig_dnslb_ls___pool_leastoutstanding_qps:-}" "${fig_dnsdist_leastOutstanding_qps:-}")" ">=" 1
+target "pool leastoutstanding lost %" "${fig_dnslb_ls___pool_leastoutstanding_lost:-}" "<" 0.1

@@ -397,6 +397,10 @@ pub struct LsArgs {
     /// keep up to this many answers, for both front ends (default 0: no cache)
     #[argh(option, default = "0")]
     pub cache: usize,
+    /// with --cache: seconds past its TTL an answer may still be served,
+    /// with TTL 30, when no TS can answer in time (RFC 8767; default 0: never)
+    #[argh(option, default = "0")]
+    pub stale: u32,
     /// answer at most this many DNS queries per second over UDP to one /24
     /// (IPv4) or /56 (IPv6) (default: no limit)
     #[argh(option)]

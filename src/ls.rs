@@ -106,7 +106,8 @@ impl Ls {
     /// An LS with `options`.
     ///
     /// # Errors
-    /// When there is no TS or more than [`MAX_BACKENDS`].
+    /// When there is no TS or more than [`MAX_BACKENDS`], a bad pool, or
+    /// `stale` without a cache.
     pub fn new(mut options: LsOptions) -> Result<Ls, String> {
         let count = options.backends.len();
         if options.ts_framing == Framing::Bare {
@@ -118,6 +119,9 @@ impl Ls {
             return Err(format!(
                 "an LS forwards to 1 to {MAX_BACKENDS} TSes, not {count}"
             ));
+        }
+        if options.stale > 0 && options.cache == 0 {
+            return Err("--stale serves from the cache: it needs --cache".to_string());
         }
         let mut pooled = 0u64;
         for pool in &options.pools {
@@ -142,7 +146,11 @@ impl Ls {
                     .collect(),
                 backends: options.backends.clone(),
                 stats: Arc::new(Stats::new(count)),
-                cache: (options.cache > 0).then(|| SharedCache::new(options.cache)),
+                cache: (options.cache > 0).then(|| {
+                    let cache = SharedCache::new(options.cache);
+                    cache.keep_stale(options.stale);
+                    cache
+                }),
                 pools: Pool::all(&options),
                 balance: Balance::new(count),
                 options,

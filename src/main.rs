@@ -272,6 +272,7 @@ fn run_ls(args: LsArgs) -> Result<(), Usage> {
         dns_timeout: args.dns_timeout,
         ts_protocol: args.ts_protocol,
         cache: args.cache,
+        stale: args.stale,
         rrl: rate_limit("ls", args.rrl, args.rrl_slip, args.dns_port)?,
         allow: args.allow,
         pools,

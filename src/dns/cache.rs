@@ -28,6 +28,11 @@
 //! a UDP client is cached whole, answered with TC over UDP from the cache,
 //! and whole over TCP from the cache too.
 //!
+//! **Serving stale** ([`Cache::keep_stale`], `--stale S`): an expired
+//! entry is kept S seconds more (still bounded by N entries, and the first
+//! to go when room is needed), never served by [`Cache::get`], but served
+//! by [`Cache::get_stale`] with TTL 30 when no server can answer (RFC 8767).
+//!
 //! **Eviction.** When full, storing a new entry evicts the least recently
 //! used one (found or stored longest ago). Least recently used rather than
 //! earliest expiry: the TSes give most names the same TTL (`dnslb ts`: one
@@ -51,6 +56,9 @@ use std::time::{Duration, Instant};
 use super::respond::Resolution;
 use super::upstream::classify;
 use super::{Message, Question, RData, Record, RecordType};
+
+/// The TTL of a record served stale (RFC 8767 §4: 30 seconds).
+pub const STALE_TTL: u32 = 30;
 
 /// What the cache keeps and for how long.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -124,6 +132,9 @@ pub struct Cache {
     /// Use counter → key, least recently used first.
     order: BTreeMap<u64, Key>,
     uses: u64,
+    /// Seconds an expired entry is still kept to be served stale
+    /// ([`get_stale`](Self::get_stale)); 0: removed when found expired.
+    stale: u64,
 }
 
 impl Cache {
@@ -141,7 +152,39 @@ impl Cache {
             entries: HashMap::new(),
             order: BTreeMap::new(),
             uses: 0,
+            stale: 0,
         }
+    }
+
+    /// Keeps expired entries `seconds` more, for
+    /// [`get_stale`](Self::get_stale) (RFC 8767); [`get`](Self::get) never
+    /// serves them.
+    pub fn keep_stale(&mut self, seconds: u32) {
+        self.stale = u64::from(seconds);
+    }
+
+    /// The outcome kept for `question` when the servers cannot answer: as
+    /// [`get`](Self::get) while the entry lives, and for an entry expired
+    /// less than the [`keep_stale`](Self::keep_stale) seconds ago, its
+    /// records with a TTL of [`STALE_TTL`] (RFC 8767 §4). `None` otherwise.
+    pub fn get_stale(&mut self, question: &Question, now: Instant) -> Option<Resolution> {
+        if let Some(fresh) = self.get(question, now) {
+            return Some(fresh);
+        }
+        let entry = self.entries.get(&Key::of(question))?;
+        if !self.within_stale(entry, now) {
+            return None;
+        }
+        let mut outcome = entry.kept.clone();
+        for record in records_mut(&mut outcome) {
+            record.ttl = STALE_TTL;
+        }
+        Some(outcome)
+    }
+
+    /// Whether `entry`, expired, may still be served stale at `now`.
+    fn within_stale(&self, entry: &Entry, now: Instant) -> bool {
+        now.saturating_duration_since(entry.expires) < Duration::from_secs(self.stale)
     }
 
     /// Entries held (expired ones included until found or evicted).
@@ -173,6 +216,11 @@ impl Cache {
         let key = Key::of(question);
         let entry = self.entries.get_mut(&key)?;
         if now >= entry.expires {
+            if self.stale > 0
+                && now.saturating_duration_since(entry.expires) < Duration::from_secs(self.stale)
+            {
+                return None;
+            }
             let used = entry.used;
             self.entries.remove(&key);
             self.order.remove(&used);
@@ -352,6 +400,19 @@ impl SharedCache {
         self.lock().get(question, now)
     }
 
+    /// See [`Cache::get_stale`].
+    pub fn get_stale(&self, question: &Question, now: Instant) -> Option<Resolution> {
+        if !self.enabled {
+            return None;
+        }
+        self.lock().get_stale(question, now)
+    }
+
+    /// See [`Cache::keep_stale`].
+    pub fn keep_stale(&self, seconds: u32) {
+        self.lock().keep_stale(seconds);
+    }
+
     /// See [`Cache::insert`].
     pub fn insert(&self, question: &Question, outcome: &Resolution, now: Instant) -> bool {
         self.enabled && self.lock().insert(question, outcome, now)
@@ -399,6 +460,26 @@ mod tests {
             }
             other => panic!("not negative: {other:?}"),
         }
+    }
+
+    #[test]
+    fn expired_entries_are_served_stale_with_ttl_30_for_s_seconds_only() {
+        let q = question("www.example.com");
+        let t0 = Instant::now();
+        let outcome = Resolution::answer(vec![a("www.example.com", 10, 1)]);
+        let mut off = Cache::new(10);
+        off.insert(&q, &outcome, t0);
+        assert_eq!(off.get_stale(&q, t0 + secs(11)), None);
+        let mut cache = Cache::new(10);
+        cache.keep_stale(60);
+        cache.insert(&q, &outcome, t0);
+        assert_eq!(ttls(cache.get_stale(&q, t0 + secs(4))), [6]);
+        assert_eq!(cache.get(&q, t0 + secs(11)), None);
+        assert_eq!(ttls(cache.get_stale(&q, t0 + secs(11))), [STALE_TTL]);
+        assert_eq!(ttls(cache.get_stale(&q, t0 + secs(69))), [STALE_TTL]);
+        assert_eq!(cache.get_stale(&q, t0 + secs(70)), None);
+        assert_eq!(cache.get(&q, t0 + secs(70)), None);
+        assert!(cache.is_empty());
     }
 
     #[test]

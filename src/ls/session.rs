@@ -558,9 +558,10 @@ impl<T> Session<T> {
     /// counts it ([`Stats::count`](super::stats::Stats::count)) once the
     /// reply has reached the client; a reply that never does is abandoned.
     pub fn pop_ready(&mut self) -> Option<Settled<Relayed, T>> {
-        let settled = self.inflight.pop_ready()?;
+        let mut settled = self.inflight.pop_ready()?;
         self.balance_done(settled.tag.pooled, settled.outcome, settled.took);
         self.shared.stats.count_took(&settled.outcome, settled.took);
+        self.serve_stale(&mut settled);
         Some(Settled {
             name: settled.name,
             outcome: settled.outcome,
@@ -568,6 +569,29 @@ impl<T> Session<T> {
             took: settled.took,
             tag: settled.tag.front,
         })
+    }
+
+    /// With `--stale`: a query no TS could answer (its deadline passed, or
+    /// no TS that could answer it was up) is answered from the cache's
+    /// entry for it expired at most that long ago, TTLs 30 (RFC 8767).
+    fn serve_stale(&self, settled: &mut Settled<Relayed, Tagged<T>>) {
+        if self.shared.options.stale == 0
+            || !matches!(
+                settled.outcome,
+                Outcome::TimedOut | Outcome::AllDown | Outcome::Failed | Outcome::Busy
+            )
+        {
+            return;
+        }
+        let (Some(cache), Some(question)) = (&self.shared.cache, &settled.tag.question) else {
+            return;
+        };
+        let Some(hit) = cache.get_stale(question, Instant::now()) else {
+            return;
+        };
+        settled.outcome = cached_outcome(&hit);
+        settled.answer = Some(Relayed::Dns(hit));
+        self.shared.stats.stale.fetch_add(1, Ordering::Relaxed);
     }
 
     /// Ends the session: the queries still in flight (settled or not) are

@@ -123,6 +123,9 @@ pub struct LsOptions {
     pub dns_timeout: Duration,
     /// Most entries in the answer cache (0: no cache).
     pub cache: usize,
+    /// Seconds past its TTL a cached answer may still be served when no TS
+    /// can answer (`--stale`, RFC 8767); 0: never.
+    pub stale: u32,
     /// The limit on the DNS front end's UDP answers per network (`--rrl`);
     /// `None`: no limit.
     pub rrl: Option<RateLimit>,
@@ -184,6 +187,7 @@ impl LsOptions {
             ts_protocol: TsProtocol::Line,
             dns_timeout: DEFAULT_DNS_TIMEOUT,
             cache: 0,
+            stale: 0,
             rrl: None,
             allow: CidrList::private(),
             max_inflight: DEFAULT_MAX_INFLIGHT,

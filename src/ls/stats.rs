@@ -33,6 +33,9 @@ pub struct Stats {
     pub answered: Vec<AtomicU64>,
     /// Queries answered from the cache.
     pub cached: AtomicU64,
+    /// Of those, answered from an expired entry (`--stale`) because no TS
+    /// could answer in time.
+    pub stale: AtomicU64,
     /// Misses because no TS answered before the deadline.
     pub timed_out: AtomicU64,
     /// Misses because every TS asked said `NOT FOUND` (or went down).
@@ -241,6 +244,7 @@ impl Stats {
         let mut snapshot = Snapshot {
             answered: self.answered.iter().map(get).collect(),
             cached: get(&self.cached),
+            stale: get(&self.stale),
             dns: self.dns.snapshot(),
             dns_limits: [
                 &self.dns.rate_limited,
@@ -273,6 +277,8 @@ pub struct Snapshot {
     pub queries: u64,
     pub answered: Vec<u64>,
     pub cached: u64,
+    /// Of the cache's answers, those served stale (`--stale`).
+    pub stale: u64,
     /// DNS responses written: NOERROR, NXDOMAIN, SERVFAIL, REFUSED, other;
     /// and UDP queries dropped: their session full, their source over its
     /// share.
@@ -353,6 +359,9 @@ impl fmt::Display for Snapshot {
             .collect();
         if self.cached > 0 {
             per_ts.push(format!("cache {}", self.cached));
+        }
+        if self.stale > 0 {
+            per_ts.push(format!("stale {}", self.stale));
         }
         write!(
             f,
