@@ -12,7 +12,8 @@ whose name matches the query is relayed; when the deadline passes first, the
 reply is `<name> - Error:HOST NOT FOUND`.
 
 It speaks dnslb's line protocol (docs/PROTOCOL.md): newline-terminated
-queries and replies. Each connection keeps a buffer, so several queries in one
+queries and replies; like a course LS it also takes a name sent bare (no
+newline) once 0.2 s of quiet follows it. Each connection keeps a buffer, so several queries in one
 recv() and replies split across recv()s are handled. TCP_NODELAY is on and
 nothing sleeps: it is a faithful baseline, not a straw man. Replies that do
 not match the name being asked (late answers to an earlier query) are
@@ -34,6 +35,9 @@ import sys
 import threading
 import time
 
+# How long a name without newline must be followed by quiet to be a query
+# (as dnslb's --framing auto waits).
+BARE_QUIET = 0.2
 RECV_SIZE = 4096
 
 
@@ -125,6 +129,12 @@ def serve_client(conn, ts_addrs, timeout):
                 break
             buf += data
             *queries, buf = buf.split(b"\n")
+            if not queries and buf:
+                # A course client sends each name bare (one send(), no
+                # newline) and waits: a name followed by quiet is a query.
+                ready, _, _ = select.select([conn], [], [], BARE_QUIET)
+                if not ready:
+                    queries, buf = [buf], b""
             for query in queries:
                 name = query.strip()
                 if not name:
