@@ -210,6 +210,7 @@ fn counts_match_the_queries_sent_and_agree_with_the_counters_line() {
     assert_eq!(m["dnslb_inflight"], 0.0);
     assert!(m["dnslb_threads"] >= 2.0);
     assert_eq!(m["dnslb_build_info{version=\"0.1.0\"}"], 1.0);
+    assert_eq!(m["dnslb_stale_answers_total{frontend=\"all\"}"], 0.0);
     for name in [
         "dnslb_cache_hits_total",
         "dnslb_cache_misses_total",

@@ -32,6 +32,12 @@ pub fn metrics(shared: &Shared) -> Metrics {
             (all("busy"), n(s.busy)),
         ],
     );
+    m.add(
+        "dnslb_stale_answers_total",
+        "Replies served from expired cache entries (--stale), among the cached ones.",
+        Kind::Counter,
+        vec![(labels(&[("frontend", "all")]), n(s.stale))],
+    );
     let [noerror, nxdomain, servfail, refused, other, ..] = s.dns;
     m.add(
         "dnslb_dns_responses_total",
