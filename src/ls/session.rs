@@ -407,17 +407,28 @@ impl<T> Session<T> {
             return;
         }
         let now = Instant::now();
-        let after = self.try_timeout();
         for (seq, pool, ts, tried) in std::mem::take(&mut self.links.moved) {
-            if let Some(after) = after {
-                self.tries.push_back(Try {
-                    at: now + after,
+            self.time_try(
+                now,
+                Try {
+                    at: now,
                     seq,
                     pool,
                     ts,
                     tried,
-                });
-            }
+                },
+            );
+        }
+    }
+
+    /// Starts timing `try_` (asked at `now`) against the try timeout, when
+    /// that falls before the query's deadline.
+    fn time_try(&mut self, now: Instant, try_: Try) {
+        if let Some(after) = self.try_timeout() {
+            self.tries.push_back(Try {
+                at: now + after,
+                ..try_
+            });
         }
     }
 
@@ -486,26 +497,17 @@ impl<T> Session<T> {
                 Asked::Yes { .. } => None,
                 Asked::Failed(e) => Some(e),
             };
-            self.inflight.fail_over(seq, from, ts);
-            if let Some(tag) = self.inflight.tag_mut(seq) {
-                tag.pooled |= 1 << ts;
-            }
-            shared.balance.outstanding[ts].fetch_add(1, Ordering::Relaxed);
-            shared.balance.sent[ts].fetch_add(1, Ordering::Relaxed);
-            shared.balance.retries[ts].fetch_add(1, Ordering::Relaxed);
-            log::info(format_args!(
-                "ls: {name:?}: {} {why}; asking {}",
-                shared.backends[from], shared.backends[ts]
-            ));
-            if let Some(after) = self.try_timeout() {
-                self.tries.push_back(Try {
-                    at: now + after,
+            (self.links).handed_over(seq, from, ts, &name, why, &mut self.inflight);
+            self.time_try(
+                now,
+                Try {
+                    at: now,
                     seq,
                     pool,
                     ts,
                     tried,
-                });
-            }
+                },
+            );
             if let Some(e) = failed {
                 self.links.send_failed(ts, &e, &mut self.inflight);
             }

@@ -516,6 +516,32 @@ impl Links {
         inflight.forget_ts(ts, Instant::now());
     }
 
+    /// Records that query `seq`, given up by `from` (`why`: what it did,
+    /// for the log), has been asked of `ts`, a member of the same pool.
+    pub(super) fn handed_over<T>(
+        &self,
+        seq: u64,
+        from: usize,
+        ts: usize,
+        name: &str,
+        why: &str,
+        inflight: &mut Queries<T>,
+    ) {
+        inflight.fail_over(seq, from, ts);
+        if let Some(tag) = inflight.tag_mut(seq) {
+            tag.pooled |= 1 << ts;
+        }
+        let balance = &self.shared.balance;
+        balance.outstanding[ts].fetch_add(1, Ordering::Relaxed);
+        balance.sent[ts].fetch_add(1, Ordering::Relaxed);
+        balance.retries[ts].fetch_add(1, Ordering::Relaxed);
+        let backends = &self.shared.backends;
+        log::info(format_args!(
+            "ls: {name:?}: {} {why}; asking {}",
+            backends[from], backends[ts]
+        ));
+    }
+
     /// Gives each query waiting on `from`, a member of a pool of several
     /// whose link just went down, to the next member of the pool it has
     /// not tried, if there is one.
@@ -548,17 +574,7 @@ impl Links {
                     Asked::Yes { .. } => {}
                     Asked::Failed(e) => failed.push((ts, e)),
                 }
-                inflight.fail_over(seq, from, ts);
-                if let Some(tag) = inflight.tag_mut(seq) {
-                    tag.pooled |= 1 << ts;
-                }
-                shared.balance.outstanding[ts].fetch_add(1, Ordering::Relaxed);
-                shared.balance.sent[ts].fetch_add(1, Ordering::Relaxed);
-                shared.balance.retries[ts].fetch_add(1, Ordering::Relaxed);
-                log::info(format_args!(
-                    "ls: {name:?}: lost {}; asking {}",
-                    shared.backends[from], shared.backends[ts]
-                ));
+                self.handed_over(seq, from, ts, &name, "lost", inflight);
                 self.moved.push((seq, pool, ts, tried));
                 break;
             }
