@@ -16,10 +16,9 @@
 //! - With `-v`, every step is logged as the lecture draws it: which server
 //!   was asked what, and whether it answered, referred or denied.
 
-use std::io;
-use std::io::Write;
+use std::io::{self, BufReader};
 use std::net::{SocketAddr, TcpListener, TcpStream, UdpSocket};
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::thread;
 use std::time::{Duration, Instant};
@@ -30,12 +29,15 @@ use crate::cidr::CidrList;
 use crate::dns::respond::{self, Accepted, Checked, Transport};
 use crate::dns::{CLASS_IN, Name, Question, RData, RecordType, Resolution, TCP_LIMIT};
 use crate::framing::{
-    Frame, Framing, MessageReader, read_length_prefixed, write_length_prefixed, write_message,
+    DNS_MESSAGE_BOUND, Frame, Framing, MessageReader, Timed, read_length_prefixed,
+    read_length_prefixed_timed, write_length_prefixed, write_message,
 };
 use crate::log;
 use crate::net::DnsSockets;
+use crate::net::datagram::{RECV_BUFFER, Received, recv_datagram, wake_on_trigger};
 use crate::random::{SplitMix64, random_seed};
 use crate::resolve::{Cache, Config, Resolver, Step};
+use crate::server::{Activity, ServeOptions, serve, serve_each};
 use crate::shutdown::Shutdown;
 use crate::sync::lock;
 use crate::wire::{self, Dialect, Found, QueryError};
@@ -51,24 +53,6 @@ pub const DEFAULT_TRY_TIMEOUT: Duration = Duration::from_millis(500);
 
 /// The port name servers are asked on when none is given.
 pub const DEFAULT_SERVER_PORT: u16 = 53;
-
-/// A place among the clients connected at once; given back on drop.
-struct Place(Arc<AtomicUsize>);
-
-impl Place {
-    /// A place if fewer than `max` are taken.
-    fn take(count: &Arc<AtomicUsize>, max: usize) -> Option<Place> {
-        let taken = count.fetch_add(1, Ordering::SeqCst);
-        let place = Place(Arc::clone(count));
-        (taken < max).then_some(place)
-    }
-}
-
-impl Drop for Place {
-    fn drop(&mut self) {
-        self.0.fetch_sub(1, Ordering::SeqCst);
-    }
-}
 
 /// How an iterative LS behaves.
 #[derive(Clone, Debug)]
@@ -319,11 +303,13 @@ fn dns_answer(query: &Checked, result: &Resolution) -> Vec<u8> {
     bytes
 }
 
-/// Runs the iterative LS's front ends until `shutdown`: the course protocol
-/// on `course`, and DNS on `dns` when given.
+/// Serves `course` and, with `dns`, DNS over UDP and TCP, each through
+/// the resolver pool, until `shutdown` triggers. The TCP front ends use
+/// the accept loop every dnslb server uses (`server::serve`: connection
+/// limit, idle connections giving way, handlers joined at shutdown).
 ///
 /// # Errors
-/// When a socket's address cannot be read.
+/// A front end's accept or socket errors.
 pub fn run(
     options: IterativeOptions,
     course: TcpListener,
@@ -332,89 +318,109 @@ pub fn run(
 ) -> io::Result<()> {
     let pool = Pool::start(&options);
     let options = Arc::new(options);
-    let mut wake: Vec<SocketAddr> = vec![course.local_addr()?];
-    let mut wake_udp = None;
-    {
-        let (pool, options, shutdown) = (Arc::clone(&pool), Arc::clone(&options), shutdown.clone());
-        thread::spawn(move || accept_course(&course, &pool, &options, &shutdown));
-    }
+    let mut fronts = vec![Front::Course(course)];
     if let Some(DnsSockets { udp, tcp }) = dns {
-        wake.push(tcp.local_addr()?);
-        wake_udp = Some(udp.local_addr()?);
-        let (pool2, options2, shutdown2) =
-            (Arc::clone(&pool), Arc::clone(&options), shutdown.clone());
-        thread::spawn(move || accept_dns_tcp(&tcp, &pool2, &options2, &shutdown2));
-        let (pool, options, shutdown) = (Arc::clone(&pool), Arc::clone(&options), shutdown.clone());
-        thread::spawn(move || serve_udp(&Arc::new(udp), &pool, &options, &shutdown));
+        fronts.push(Front::DnsTcp(tcp));
+        fronts.push(Front::DnsUdp(udp));
     }
-    let (stop, stopped) = crossbeam_channel::bounded::<()>(1);
-    let _guard = shutdown.on_trigger(move || {
-        let _ = stop.send(());
-    });
-    if !shutdown.is_triggered() {
-        let _ = stopped.recv();
-    }
-    // Wake the accept loops and the UDP reader, which see the shutdown.
-    for addr in wake {
-        let _ = TcpStream::connect_timeout(&loopback_of(addr), Duration::from_millis(200));
-    }
-    if let Some(addr) = wake_udp
-        && let Ok(socket) = UdpSocket::bind(("0.0.0.0", 0))
-    {
-        let _ = socket.send_to(&[], loopback_of(addr));
-    }
+    let served = serve_each(
+        fronts,
+        Front::thread_name,
+        |front| front.serve(&pool, &options, shutdown),
+        shutdown,
+    );
     log::info(format_args!(
         "ls: stopped: {} resolutions, {} questions dropped (queue full)",
         pool.resolved.load(Ordering::Relaxed),
         pool.dropped.load(Ordering::Relaxed)
     ));
-    Ok(())
+    served
 }
 
-/// `addr`, with an unspecified IP replaced by loopback.
-fn loopback_of(addr: SocketAddr) -> SocketAddr {
-    if addr.ip().is_unspecified() {
-        SocketAddr::from(([127, 0, 0, 1], addr.port()))
-    } else {
-        addr
-    }
+/// A way clients reach the iterative LS.
+enum Front {
+    Course(TcpListener),
+    DnsTcp(TcpListener),
+    DnsUdp(UdpSocket),
 }
 
-fn accept_course(
-    listener: &TcpListener,
-    pool: &Arc<Pool>,
-    options: &Arc<IterativeOptions>,
-    shutdown: &Shutdown,
-) {
-    let clients = Arc::new(AtomicUsize::new(0));
-    for stream in listener.incoming() {
-        if shutdown.is_triggered() {
-            return;
+impl Front {
+    fn thread_name(front: &Front) -> &'static str {
+        match front {
+            Front::Course(_) => "ls course",
+            Front::DnsTcp(_) => "ls dns tcp",
+            Front::DnsUdp(_) => "ls dns udp",
         }
-        let Ok(mut stream) = stream else { continue };
-        let Some(place) = Place::take(&clients, options.max_clients) else {
-            let _ = stream.write_all(format!("{}\n", wire::SERVER_BUSY).as_bytes());
-            continue;
-        };
+    }
+
+    /// Serves this front end until `shutdown` triggers.
+    fn serve(
+        self,
+        pool: &Arc<Pool>,
+        options: &Arc<IterativeOptions>,
+        shutdown: &Shutdown,
+    ) -> io::Result<()> {
+        let grace = options.deadline + crate::ls::SHUTDOWN_SLACK;
         let (pool, options) = (Arc::clone(pool), Arc::clone(options));
-        let _ = thread::Builder::new()
-            .name("course-client".into())
-            .spawn(move || {
-                let _place = place;
-                if let Err(e) = serve_course(stream, &pool, &options) {
-                    log::info(format_args!("ls: course client: {e}"));
-                }
-            });
+        match self {
+            Front::Course(listener) => {
+                let serve_options = ServeOptions {
+                    max_connections: options.max_clients,
+                    busy_reply: wire::SERVER_BUSY,
+                    ..ServeOptions::new("ls", grace)
+                };
+                serve(
+                    listener,
+                    shutdown,
+                    &serve_options,
+                    move |stream, activity| {
+                        if let Err(e) = serve_course(stream, &activity, &pool, &options) {
+                            log::info(format_args!("ls: course client: {e}"));
+                        }
+                    },
+                )
+            }
+            Front::DnsTcp(listener) => {
+                let serve_options = ServeOptions {
+                    max_connections: options.max_clients,
+                    ..ServeOptions::new("ls dns", grace)
+                };
+                serve(
+                    listener,
+                    shutdown,
+                    &serve_options,
+                    move |stream, activity| {
+                        // A source `--allow` leaves out: closed unread.
+                        if stream
+                            .peer_addr()
+                            .is_ok_and(|peer| options.allow.contains(peer.ip()))
+                        {
+                            serve_dns_tcp(stream, &activity, &pool, &options);
+                        }
+                    },
+                )
+            }
+            Front::DnsUdp(socket) => {
+                let _wake = wake_on_trigger(&socket, shutdown)?;
+                serve_udp(&Arc::new(socket), &pool, &options, shutdown)
+            }
+        }
     }
 }
 
 /// One course client: a hostname a message (a line, or one bare message
 /// per read, `--framing`), its reply back in the same framing, in order.
-fn serve_course(stream: TcpStream, pool: &Pool, options: &IterativeOptions) -> io::Result<()> {
+fn serve_course(
+    stream: TcpStream,
+    activity: &Activity,
+    pool: &Pool,
+    options: &IterativeOptions,
+) -> io::Result<()> {
     stream.set_read_timeout(Some(crate::ls::DEFAULT_IDLE_TIMEOUT))?;
     let mut writer = stream.try_clone()?;
     let mut reader = MessageReader::new(stream, options.framing, wire::MAX_MESSAGE_LEN);
     while let Some(frame) = reader.next_frame()? {
+        activity.received(1);
         let reply = match frame {
             Frame::TooLong => QueryError::TooLong.reply(),
             Frame::Message(bytes) => match wire::parse_query(&bytes) {
@@ -423,6 +429,7 @@ fn serve_course(stream: TcpStream, pool: &Pool, options: &IterativeOptions) -> i
             },
         };
         write_message(&mut writer, reply.as_bytes(), reader.framing())?;
+        activity.answered(1);
     }
     Ok(())
 }
@@ -453,41 +460,18 @@ fn course_reply(name: &str, pool: &Pool, options: &IterativeOptions) -> String {
     wire::miss_line(name, options.dialect)
 }
 
-fn accept_dns_tcp(
-    listener: &TcpListener,
-    pool: &Arc<Pool>,
-    options: &Arc<IterativeOptions>,
-    shutdown: &Shutdown,
-) {
-    let clients = Arc::new(AtomicUsize::new(0));
-    for stream in listener.incoming() {
-        if shutdown.is_triggered() {
-            return;
-        }
-        let Ok(stream) = stream else { continue };
-        let admitted = stream
-            .peer_addr()
-            .is_ok_and(|peer| options.allow.contains(peer.ip()));
-        if !admitted {
-            continue;
-        }
-        let Some(place) = Place::take(&clients, options.max_clients) else {
-            continue;
-        };
-        let (pool, options) = (Arc::clone(pool), Arc::clone(options));
-        let _ = thread::Builder::new()
-            .name("dns-tcp-client".into())
-            .spawn(move || {
-                let _place = place;
-                serve_dns_tcp(stream, &pool, &options);
-            });
-    }
-}
-
 /// One DNS-over-TCP client: a length-prefixed query, its answer, in order.
-fn serve_dns_tcp(mut stream: TcpStream, pool: &Pool, options: &IterativeOptions) {
-    let _ = stream.set_read_timeout(Some(crate::ls::DEFAULT_IDLE_TIMEOUT));
-    while let Ok(Some(bytes)) = read_length_prefixed(&mut stream) {
+fn serve_dns_tcp(stream: TcpStream, activity: &Activity, pool: &Pool, options: &IterativeOptions) {
+    let Ok(mut writer) = stream.try_clone() else {
+        return;
+    };
+    let mut reader = BufReader::new(stream);
+    let idle = Some(crate::ls::DEFAULT_IDLE_TIMEOUT);
+    // A message must come whole within the bound (slow senders hold no slot).
+    while let Ok(Timed::Message(bytes)) =
+        read_length_prefixed_timed(&mut reader, idle, DNS_MESSAGE_BOUND)
+    {
+        activity.received(1);
         let answer = match respond::accept_query(&bytes, Transport::Tcp) {
             None => return,
             Some(Accepted::Answered { bytes, .. }) => bytes,
@@ -504,9 +488,10 @@ fn serve_dns_tcp(mut stream: TcpStream, pool: &Pool, options: &IterativeOptions)
             }
         };
         debug_assert!(answer.len() <= TCP_LIMIT);
-        if write_length_prefixed(&mut stream, &answer).is_err() {
+        if write_length_prefixed(&mut writer, &answer).is_err() {
             return;
         }
+        activity.answered(1);
     }
 }
 
@@ -517,18 +502,16 @@ fn serve_udp(
     pool: &Pool,
     options: &IterativeOptions,
     shutdown: &Shutdown,
-) {
-    let mut buf = [0u8; 4096];
+) -> io::Result<()> {
+    let mut buf = vec![0u8; RECV_BUFFER];
     loop {
-        let Ok((n, peer)) = socket.recv_from(&mut buf) else {
-            if shutdown.is_triggered() {
-                return;
-            }
+        let received = recv_datagram(socket, &mut buf, "ls dns")?;
+        if shutdown.is_triggered() {
+            return Ok(());
+        }
+        let Received::Datagram(n, peer) = received else {
             continue;
         };
-        if shutdown.is_triggered() {
-            return;
-        }
         if !options.allow.contains(peer.ip()) {
             continue;
         }
