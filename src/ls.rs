@@ -2,11 +2,12 @@
 //!
 //! One worker thread per client connection (`ls/worker.rs` tells its story,
 //! step by step against the course's select() loop). The worker's client
-//! reader writes each query to every TS as it arrives; one link thread per
-//! TS connection reads the replies into the worker's channel; the worker
-//! waits on that channel until the earliest deadline and writes the replies
-//! strictly in query order, exactly one per query, so a client may send
-//! many queries without waiting (pipelining).
+//! reader writes each query to every TS (one member of each `--pool`) as
+//! it arrives; one link thread per TS connection reads the replies into the
+//! worker's channel; the worker waits on that channel until the earliest
+//! deadline and writes exactly one reply per query: course replies strictly
+//! in query order, DNS answers as they settle. So a client may send many
+//! queries without waiting (pipelining).
 //!
 //! - `worker`: a connection's life: the worker, the client reader, the
 //!   replies on their way out. The front ends beside it: `course_front`,
