@@ -384,6 +384,11 @@ pub struct LsArgs {
     /// dashboard)
     #[argh(option, from_str_fn(parse_web))]
     pub web: Option<(String, u16)>,
+    /// write every step of every query to this file, one JSON object a
+    /// line (arrive, cache, send, retry, reply, settle, write), for
+    /// `dnslb trace` (default: off)
+    #[argh(option)]
+    pub trace: Option<std::path::PathBuf>,
     /// seconds a DNS query waits before SERVFAIL (default 2, fractions allowed)
     #[argh(
         option,

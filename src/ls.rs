@@ -69,6 +69,7 @@ use crate::net::DnsSockets;
 use crate::net::connect_any;
 use crate::server::{ServeOptions, serve, serve_each};
 use crate::shutdown::Shutdown;
+use crate::trace::Tracer;
 use crate::web::{self, metrics::Metrics};
 
 /// How often `-v` prints the counters.
@@ -107,8 +108,8 @@ impl Ls {
     /// An LS with `options`.
     ///
     /// # Errors
-    /// When there is no TS or more than [`MAX_BACKENDS`], a bad pool, or
-    /// `stale` without a cache.
+    /// When there is no TS or more than [`MAX_BACKENDS`], a bad pool,
+    /// `stale` without a cache, or a `trace` file that cannot be created.
     pub fn new(mut options: LsOptions) -> Result<Ls, String> {
         let count = options.backends.len();
         if options.ts_framing == Framing::Bare {
@@ -138,8 +139,19 @@ impl Ls {
                 return Err("a pool needs at least one member".to_string());
             }
         }
+        let labels = options.backends.iter().map(|b| b.label.clone()).collect();
+        let trace = match &options.trace {
+            Some(path) => Some(Tracer::create(path, labels).map_err(|e| {
+                format!(
+                    "--trace {}: cannot write the trace there: {e}",
+                    path.display()
+                )
+            })?),
+            None => None,
+        };
         Ok(Ls {
             shared: Arc::new(Shared {
+                trace,
                 health: options
                     .backends
                     .iter()
@@ -247,6 +259,15 @@ impl Ls {
         drop(health);
         drop(reporter);
         log::warn(format_args!("ls: {}", self.snapshot()));
+        if let Some(tracer) = &self.shared.trace {
+            match tracer.finish() {
+                Ok(t) => log::warn(format_args!(
+                    "trace: {} events written, {} dropped",
+                    t.written, t.dropped
+                )),
+                Err(e) => log::warn(format_args!("trace: writing the trace failed: {e}")),
+            }
+        }
         served
     }
 

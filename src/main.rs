@@ -282,6 +282,7 @@ fn run_ls(args: LsArgs) -> Result<(), Usage> {
         health_name: args.health_name,
         health_fails: args.health_fails,
         health_rise: args.health_rise,
+        trace: args.trace,
         ..LsOptions::new(backends)
     };
     let ls = Ls::new(options).map_err(Usage)?;
@@ -327,6 +328,11 @@ fn run_iterative_ls(args: LsArgs) -> Result<(), Usage> {
     if args.web.is_some() {
         return Err(hint(
             "--web does not serve an LS that resolves from --root yet",
+        ));
+    }
+    if args.trace.is_some() {
+        return Err(hint(
+            "--trace does not trace an LS that resolves from --root yet",
         ));
     }
     let shutdown = stop_on_signal("ls: stopping");

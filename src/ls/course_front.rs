@@ -5,7 +5,7 @@
 //! The connection's life around it is `worker.rs`'s.
 
 use std::io::{self, Write};
-use std::net::{Shutdown as Direction, TcpStream};
+use std::net::{Shutdown as Direction, SocketAddr, TcpStream};
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 
@@ -24,6 +24,7 @@ use crate::framing::{Frame, Framing, MessageReader, write_message};
 use crate::log;
 use crate::server::Activity;
 use crate::shutdown::Shutdown;
+use crate::trace::Frontend;
 use crate::wire::{self, Dialect, QueryError};
 
 /// Most queries the client reader submits under one lock.
@@ -43,9 +44,11 @@ pub(super) fn serve_client(
     let options = &shared.options;
     let (framing, shutdown) = (options.client_framing, shutdown.clone());
     let front = CourseReplies {
-        replies: Replies::new(&client, &shared.stats, activity.clone()),
+        replies: Replies::new(&client, shared, activity.clone()),
         shared,
     };
+    // Who the trace says asked (`--trace`).
+    let peer = shared.trace.as_ref().and_then(|_| client.peer_addr().ok());
     let served = serve_connection(
         &client,
         shared,
@@ -55,7 +58,7 @@ pub(super) fn serve_client(
         front,
         move |stream, session, events| {
             let mut reader = MessageReader::new(stream, framing, wire::MAX_MESSAGE_LEN);
-            read_client(&mut reader, &session, &activity, &shutdown, &events)
+            read_client(&mut reader, &session, &activity, &shutdown, &events, peer)
         },
     );
     match served {
@@ -91,6 +94,7 @@ fn read_client(
     activity: &Activity,
     shutdown: &Shutdown,
     events: &Sender<Event>,
+    peer: Option<SocketAddr>,
 ) -> Event {
     let mut batch = Vec::with_capacity(READ_BATCH);
     loop {
@@ -116,7 +120,7 @@ fn read_client(
                 continue;
             }
             activity.received(1);
-            if submit_course_query(&mut s, query, reader.framing()) {
+            if submit_course_query(&mut s, query, reader.framing(), peer) {
                 // At once, before waiting for room for the next one. Never
                 // blocks under the lock: a full channel already has the
                 // worker's attention.
@@ -158,18 +162,22 @@ fn next_query(
 
 /// Submits one course-protocol query: from the cache when it holds the
 /// answer, else to the TSes; an invalid query's error line in its turn.
-/// Its reply is framed as `framing` (the client's, as its reader found it).
+/// Its reply is framed as `framing` (the client's, as its reader found it);
+/// `peer`: the client, for the trace.
 fn submit_course_query(
     s: &mut Session<Framing>,
     query: Result<wire::Query, QueryError>,
     framing: Framing,
+    peer: Option<SocketAddr>,
 ) -> bool {
+    let name = query.as_ref().map_or("", |q| q.name.as_str());
+    let trace = s.tracer().map(|t| t.arrive(name, Frontend::Course, peer));
     let query = match query {
         Ok(query) => query,
         Err(e) => {
             log::info(format_args!("ls: invalid query: {e}"));
             let reply = Relayed::Made(e.reply().into_bytes());
-            return s.submit_made(Outcome::Invalid, reply, None, framing);
+            return s.submit_made(Outcome::Invalid, reply, None, framing, trace);
         }
     };
     // `None` for a hostname the course accepts that DNS cannot carry (over
@@ -177,15 +185,16 @@ fn submit_course_query(
     let question = course_question(&query.name);
     if let Some((hit, question)) = question
         .as_ref()
-        .and_then(|q| Some((s.cached(q)?, q.clone())))
+        .and_then(|q| Some((s.cached(q, &trace)?, q.clone())))
     {
-        return s.submit_cached(&query.name, hit, question, framing);
+        return s.submit_cached(&query.name, hit, question, framing, trace);
     }
     s.submit(Request {
         name: query.name,
         key: query.key,
         question,
         tag: framing,
+        trace,
     })
 }
 
@@ -221,9 +230,10 @@ impl Front for CourseReplies<'_> {
             None if settled.outcome == Outcome::Busy => wire::SERVER_BUSY.to_string(),
             None => wire::miss_line(&settled.name, dialect),
         };
-        self.replies.push(settled.outcome, None, |out| {
-            write_message(out, line.as_bytes(), framing)
-        })
+        self.replies
+            .push(settled.outcome, None, settled.trace, |out| {
+                write_message(out, line.as_bytes(), framing)
+            })
     }
 
     fn flush(&mut self) -> io::Result<()> {

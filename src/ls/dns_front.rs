@@ -41,6 +41,7 @@ use crate::framing::{Timed, read_length_prefixed_timed, write_length_prefixed};
 use crate::log;
 use crate::server::Activity;
 use crate::shutdown::Shutdown;
+use crate::trace::{self, Frontend, Query, Step};
 use crate::wire;
 
 /// How one DNS query is to be answered: its checked form, and over UDP
@@ -53,28 +54,43 @@ pub(super) struct Ask {
 /// What the front end does with one query message: answer it at once (a
 /// malformed query, a cache hit), or hand it to a session.
 pub(super) enum Take {
-    Answer(Vec<u8>, Outcome),
+    Answer(Vec<u8>, Outcome, Option<Query>),
     Ask(Box<Request<Ask>>),
     Drop,
 }
 
-/// Checks one query message and says what to do with it.
+/// Checks one query message and says what to do with it; `client`: who
+/// sent it, for the trace (`--trace`).
 pub(super) fn take(
     bytes: &[u8],
     transport: Transport,
     peer: Option<SocketAddr>,
     shared: &Shared,
+    client: Option<SocketAddr>,
 ) -> Take {
+    let frontend = match transport {
+        Transport::Udp => Frontend::DnsUdp,
+        Transport::Tcp => Frontend::DnsTcp,
+    };
+    let arrive = |name: &str| {
+        shared
+            .trace
+            .as_ref()
+            .map(|t| t.arrive(name, frontend, client))
+    };
     let query = match respond::accept_query(bytes, transport) {
         None => return Take::Drop,
         Some(Accepted::Answered { bytes, problem }) => {
             if let Some(problem) = problem {
                 log::info(format_args!("ls dns: {problem}"));
             }
-            return Take::Answer(bytes, Outcome::Invalid);
+            return Take::Answer(bytes, Outcome::Invalid, arrive(""));
         }
         Some(Accepted::Query(query)) => query,
     };
+    let name = query.question.name.to_string();
+    let name = name.trim_end_matches('.').to_string();
+    let trace = arrive(&name);
     if query.question.qclass != dns::CLASS_IN || respond::is_zone_transfer(query.question.qtype) {
         // The TSes hold only the Internet class (CH `version.bind` and the
         // like), and a zone transfer is a stream of messages where the LS
@@ -82,17 +98,18 @@ pub(super) fn take(
         return Take::Answer(
             respond::answer(&query, &Resolution::Refused),
             Outcome::Refused,
+            trace,
         );
     }
-    if let Some(hit) = shared
-        .cache
-        .as_ref()
-        .and_then(|cache| cache.get(&query.question, std::time::Instant::now()))
-    {
-        return Take::Answer(respond::answer(&query, &hit), cached_outcome(&hit));
+    if let Some(cache) = &shared.cache {
+        let hit = cache.get(&query.question, std::time::Instant::now());
+        let said = if hit.is_some() { "hit" } else { "miss" };
+        trace::step(&shared.trace, &trace, Step::Cache(said));
+        if let Some(hit) = hit {
+            let outcome = cached_outcome(&hit);
+            return Take::Answer(respond::answer(&query, &hit), outcome, trace);
+        }
     }
-    let name = query.question.name.to_string();
-    let name = name.trim_end_matches('.').to_string();
     let key = match query.question.name.hostname_key() {
         Some(key) => key,
         // Not a hostname: no course TS can hold it.
@@ -100,6 +117,7 @@ pub(super) fn take(
             return Take::Answer(
                 respond::answer(&query, &Resolution::Refused),
                 Outcome::Refused,
+                trace,
             );
         }
         None => name.to_ascii_lowercase(),
@@ -109,6 +127,7 @@ pub(super) fn take(
         key,
         question: Some(query.question.clone()),
         tag: Ask { query, peer },
+        trace,
     }))
 }
 
@@ -172,8 +191,10 @@ pub(super) fn serve_tcp_client(
     shutdown: &Shutdown,
 ) -> io::Result<()> {
     let front = TcpAnswers {
-        replies: Replies::new(&client, &shared.stats, activity.clone()),
+        replies: Replies::new(&client, shared, activity.clone()),
     };
+    // Who the trace says asked (`--trace`).
+    let peer = shared.trace.as_ref().and_then(|_| client.peer_addr().ok());
     let (reading, shutdown) = (Arc::clone(shared), shutdown.clone());
     let timeout = shared.options.dns_timeout;
     worker::serve_connection(
@@ -184,7 +205,9 @@ pub(super) fn serve_tcp_client(
         Release::AsSettled,
         front,
         move |stream, session, events| {
-            read_tcp_client(stream, &session, &activity, &reading, &shutdown, &events)
+            read_tcp_client(
+                stream, &session, &activity, &reading, &shutdown, &events, peer,
+            )
         },
     )
     .map_err(|unserved| match unserved {
@@ -205,6 +228,7 @@ fn read_tcp_client(
     shared: &Shared,
     shutdown: &Shutdown,
     events: &Sender<Event>,
+    peer: Option<SocketAddr>,
 ) -> Event {
     let mut reader = BufReader::new(stream);
     let bound = shared.options.dns_tcp_message;
@@ -236,20 +260,21 @@ fn read_tcp_client(
             }
             continue;
         }
-        let taken = take(&message, Transport::Tcp, None, shared);
+        let taken = take(&message, Transport::Tcp, None, shared, peer);
         if !matches!(taken, Take::Drop) {
             activity.received(1);
         }
         let wake = match taken {
             Take::Drop => continue,
-            Take::Answer(bytes, outcome) => {
-                s.submit_made(outcome, Relayed::Made(bytes), None, None)
+            Take::Answer(bytes, outcome, trace) => {
+                s.submit_made(outcome, Relayed::Made(bytes), None, None, trace)
             }
             Take::Ask(request) => s.submit(Request {
                 name: request.name,
                 key: request.key,
                 question: request.question,
                 tag: Some(request.tag),
+                trace: request.trace,
             }),
         };
         if reader.buffer().is_empty() {
@@ -272,6 +297,7 @@ impl Front for TcpAnswers<'_> {
     const IDLE_CLOSES: bool = true;
 
     fn reply(&mut self, settled: Settled<Relayed, Option<Ask>>) -> io::Result<()> {
+        let trace = settled.trace;
         let (bytes, outcome) = match settled.tag {
             Some(ask) => response(Settled {
                 name: settled.name,
@@ -279,6 +305,7 @@ impl Front for TcpAnswers<'_> {
                 answer: settled.answer,
                 took: settled.took,
                 tag: ask,
+                trace: None,
             }),
             None => match settled.answer {
                 Some(Relayed::Made(bytes)) => (bytes, settled.outcome),
@@ -289,9 +316,10 @@ impl Front for TcpAnswers<'_> {
             },
         };
         log_response(&bytes);
-        self.replies.push(outcome, Some(rcode_of(&bytes)), |out| {
-            write_length_prefixed(out, &bytes)
-        })
+        self.replies
+            .push(outcome, Some(rcode_of(&bytes)), trace, |out| {
+                write_length_prefixed(out, &bytes)
+            })
     }
 
     fn flush(&mut self) -> io::Result<()> {

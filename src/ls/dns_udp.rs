@@ -39,6 +39,7 @@ use crate::log;
 use crate::net::datagram::{RECV_BUFFER, Received, recv_datagram, wake_on_trigger};
 use crate::shutdown::Shutdown;
 use crate::sync::{self, lock};
+use crate::trace::{self, Lane, Query, Step, Tracer};
 
 /// Sessions that serve the UDP front end's queries.
 pub const UDP_SESSIONS: usize = 2;
@@ -58,6 +59,7 @@ fn send_udp(
     bytes: &[u8],
     outcome: &Outcome,
     peer: SocketAddr,
+    trace: &Option<Query>,
 ) {
     let verdict = limiter.map_or(Verdict::Send, |limiter| {
         sync::lock(limiter).check(peer.ip(), Instant::now())
@@ -82,6 +84,7 @@ fn send_udp(
         Ok(_) => {
             shared.stats.count(outcome);
             shared.stats.dns.count(rcode_of(bytes));
+            trace::step(&shared.trace, trace, Step::Write);
         }
         Err(e) => {
             shared.stats.abandoned.fetch_add(1, Ordering::Release);
@@ -150,6 +153,8 @@ impl Shares {
 /// channel, and its worker.
 struct Pooled {
     session: Arc<Locked<Ask>>,
+    /// Its number in the trace's lanes (`--trace`).
+    lane: Option<u32>,
     events: Sender<Event>,
     worker: thread::JoinHandle<()>,
 }
@@ -178,6 +183,7 @@ pub(super) fn serve_udp(
     let mut pool = Vec::with_capacity(UDP_SESSIONS);
     for n in 0..UDP_SESSIONS {
         let (events_tx, events) = crossbeam_channel::bounded(EVENT_QUEUE);
+        let lane = shared.trace.as_ref().map(Tracer::session);
         let session = Arc::new(Locked::new(Session::new(
             Arc::clone(shared),
             shared.options.dns_timeout,
@@ -196,6 +202,9 @@ pub(super) fn serve_udp(
             thread::Builder::new()
                 .name(format!("ls dns udp {n}"))
                 .spawn(move || {
+                    if let Some(n) = lane {
+                        Lane::Worker(n).enter();
+                    }
                     let mut front = UdpAnswers {
                         socket: &socket,
                         shared: &shared,
@@ -210,6 +219,7 @@ pub(super) fn serve_udp(
         };
         pool.push(Pooled {
             session,
+            lane,
             events: events_tx,
             worker,
         });
@@ -255,6 +265,9 @@ fn receive_udp(
     shared: &Shared,
     shutdown: &Shutdown,
 ) -> io::Result<()> {
+    if let Some(n) = pooled.lane {
+        Lane::Udp(n).enter();
+    }
     let mut buf = vec![0; RECV_BUFFER];
     while !shutdown.is_triggered() {
         let Received::Datagram(len, peer) = recv_datagram(socket, &mut buf, "ls dns")? else {
@@ -266,11 +279,13 @@ fn receive_udp(
         if !admits(shared, peer) {
             continue;
         }
-        match take(&buf[..len], Transport::Udp, Some(peer), shared) {
+        match take(&buf[..len], Transport::Udp, Some(peer), shared, Some(peer)) {
             Take::Drop => log::info(format_args!("ls dns: dropped {len} bytes from {peer}")),
-            Take::Answer(bytes, outcome) => {
+            Take::Answer(bytes, outcome, trace) => {
                 shared.stats.queries.fetch_add(1, Ordering::Relaxed);
-                send_udp(socket, shared, limiter, &bytes, &outcome, peer);
+                let (term, ts) = (outcome.term(), None);
+                trace::step(&shared.trace, &trace, Step::Settle { outcome: term, ts });
+                send_udp(socket, shared, limiter, &bytes, &outcome, peer, &trace);
             }
             Take::Ask(request) => {
                 let mut s = pooled.session.lock();
@@ -308,11 +323,12 @@ impl Front for UdpAnswers<'_> {
     type Tag = Ask;
     const IDLE_CLOSES: bool = false;
 
-    fn reply(&mut self, settled: Settled<Relayed, Ask>) -> io::Result<()> {
+    fn reply(&mut self, mut settled: Settled<Relayed, Ask>) -> io::Result<()> {
         let Some(peer) = settled.tag.peer else {
             return Ok(());
         };
         lock(self.shares).give_back(source_of(peer.ip()));
+        let trace = settled.trace.take();
         let (bytes, outcome) = response(settled);
         send_udp(
             self.socket,
@@ -321,6 +337,7 @@ impl Front for UdpAnswers<'_> {
             &bytes,
             &outcome,
             peer,
+            &trace,
         );
         Ok(())
     }

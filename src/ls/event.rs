@@ -2,6 +2,7 @@
 //! news of its link threads and of its client reader.
 
 use std::io;
+use std::time::Instant;
 
 use crate::framing::Frame;
 
@@ -10,11 +11,13 @@ use crate::framing::Frame;
 pub enum Event {
     /// A link's connection is up; its writing half is in the link's handle.
     Connected { ts: usize, generation: u64 },
-    /// TS `ts` sent a message.
+    /// TS `ts` sent a message; `read_at`: when it was read, if the LS
+    /// traces (`--trace`).
     Reply {
         ts: usize,
         generation: u64,
         frame: Frame,
+        read_at: Option<Instant>,
     },
     /// A link's connection could not be made, or ended.
     Down {

@@ -81,6 +81,32 @@ pub enum Outcome {
     Busy,
 }
 
+impl Outcome {
+    /// How a trace names it (the counters' terms; `--trace`).
+    pub fn term(self) -> &'static str {
+        match self {
+            Outcome::Answered { .. } => "answer",
+            Outcome::TimedOut => "timeout",
+            Outcome::NotFound => "not_found",
+            Outcome::Refused => "refused",
+            Outcome::Failed => "failed",
+            Outcome::AllDown => "all_down",
+            Outcome::Invalid => "invalid",
+            Outcome::Cached => "cached",
+            Outcome::CachedMiss => "cached_not_found",
+            Outcome::Busy => "busy",
+        }
+    }
+
+    /// The TS that answered, if one did.
+    pub fn answered_by(self) -> Option<usize> {
+        match self {
+            Outcome::Answered { ts } => Some(ts),
+            _ => None,
+        }
+    }
+}
+
 /// A settled query, on its way to the client.
 #[derive(Debug, PartialEq, Eq)]
 pub struct Settled<A, T = ()> {
@@ -94,6 +120,9 @@ pub struct Settled<A, T = ()> {
     pub took: Duration,
     /// What the front end attached to the query (who asked, how).
     pub tag: T,
+    /// The query's trace, when the LS traces (`--trace`); set by the
+    /// session.
+    pub trace: Option<crate::trace::Query>,
 }
 
 /// What a TS said about a key.
@@ -484,6 +513,7 @@ impl<A, T> InFlight<A, T> {
             answer,
             took,
             tag: pending.tag,
+            trace: None,
         })
     }
 

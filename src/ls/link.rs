@@ -17,7 +17,7 @@ use std::net::{Shutdown as Direction, TcpStream};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::thread::{self, JoinHandle};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use crossbeam_channel::Sender;
 
@@ -172,6 +172,8 @@ pub struct LinkOptions {
     pub framing: Framing,
     /// What the TS speaks.
     pub protocol: TsProtocol,
+    /// Whether each reply is stamped with when it was read (`--trace`).
+    pub timed: bool,
 }
 
 /// What a link thread needs to know about itself.
@@ -277,8 +279,11 @@ impl Link {
                 self.options.framing,
                 &self.handle,
                 &self.events,
+                self.options.timed,
             ),
-            TsProtocol::Dns => read_dns_replies(ts, generation, reader, &self.events),
+            TsProtocol::Dns => {
+                read_dns_replies(ts, generation, reader, &self.events, self.options.timed)
+            }
         };
         if self.handle.is_closing() {
             return;
@@ -347,6 +352,7 @@ fn read_dns_replies(
     generation: u64,
     stream: TcpStream,
     events: &Sender<Event>,
+    timed: bool,
 ) -> Ended {
     let mut reader = BufReader::new(stream);
     loop {
@@ -356,6 +362,7 @@ fn read_dns_replies(
                     ts,
                     generation,
                     frame: Frame::Message(message),
+                    read_at: timed.then(Instant::now),
                 };
                 if events.send(event).is_err() {
                     return Ended::SessionGone;
@@ -377,6 +384,7 @@ fn read_replies(
     framing: Framing,
     handle: &LinkHandle,
     events: &Sender<Event>,
+    timed: bool,
 ) -> Ended {
     let framing = match framing {
         Framing::Auto => match wait_for_bytes(&stream) {
@@ -395,6 +403,7 @@ fn read_replies(
                     ts,
                     generation,
                     frame,
+                    read_at: timed.then(Instant::now),
                 };
                 if events.send(event).is_err() {
                     return Ended::SessionGone;

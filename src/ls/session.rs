@@ -38,7 +38,8 @@ use crate::dns::{Question, Resolution};
 use crate::framing::Frame;
 use crate::log;
 use crate::sync::lock;
-use links::{Asked, Links, Queries, Tagged};
+use crate::trace::{self, Lane, Query, Step, Tracer};
+use links::{Asked, Links, Queries, Tagged, trace_step};
 
 /// A query as a front end hands it to its session.
 pub struct Request<T> {
@@ -51,6 +52,8 @@ pub struct Request<T> {
     pub question: Option<Question>,
     /// What the front end needs back with the reply (who asked, how).
     pub tag: T,
+    /// Its trace, when the LS traces (`--trace`).
+    pub trace: Option<Query>,
 }
 
 /// A session as its two threads share it, with the condition the client
@@ -196,6 +199,11 @@ impl<T> Session<T> {
         &self.shared.stats
     }
 
+    /// Where the LS records each query's steps, when it traces (`--trace`).
+    pub fn tracer(&self) -> Option<&Tracer> {
+        self.shared.trace.as_ref()
+    }
+
     /// Adds a query at the end of the line and writes it to every TS that
     /// is up. Returns whether the worker must act now: the reply is ready at
     /// once (no TS to ask), a write was held back, a newline is due after a
@@ -226,6 +234,7 @@ impl<T> Session<T> {
                     Asked::Yes { due: now_due } => {
                         asked |= 1 << ts;
                         due |= now_due;
+                        trace::step(&shared.trace, &request.trace, Step::Send(ts));
                     }
                     Asked::No { starved: s } => {
                         short |= u64::from(s) << ts;
@@ -237,6 +246,7 @@ impl<T> Session<T> {
                     Asked::Failed(e) => {
                         asked |= 1 << ts;
                         failed.push((ts, e));
+                        trace::step(&shared.trace, &request.trace, Step::Send(ts));
                     }
                 }
                 if pool.is_replicated() {
@@ -264,9 +274,11 @@ impl<T> Session<T> {
             question: request.question,
             front: request.tag,
             pooled,
+            trace: request.trace,
+            settle_traced: false,
         };
-        self.inflight
-            .submit(&request.name, &request.key, asked, starved, tag, now);
+        let seq = (self.inflight).submit(&request.name, &request.key, asked, starved, tag, now);
+        self.trace_settled_at_once(seq);
         self.shared.stats.count_asked(asked);
         for (ts, e) in failed {
             self.links.send_failed(ts, &e, &mut self.inflight);
@@ -284,13 +296,22 @@ impl<T> Session<T> {
         reply: Relayed,
         question: Option<Question>,
         tag: T,
+        trace: Option<Query>,
     ) -> bool {
         self.links.last_submit = Instant::now();
         self.shared.stats.queries.fetch_add(1, Ordering::Relaxed);
+        let (term, ts) = (outcome.term(), None);
+        trace::step(
+            &self.shared.trace,
+            &trace,
+            Step::Settle { outcome: term, ts },
+        );
         let tag = Tagged {
             question,
             front: tag,
             pooled: 0,
+            trace,
+            settle_traced: true,
         };
         self.inflight
             .submit_settled("", outcome, reply, tag, self.links.last_submit);
@@ -298,9 +319,13 @@ impl<T> Session<T> {
     }
 
     /// The cache's answer to `question`, TTLs counted down, if it has one
-    /// (see [`cached_outcome`] for how it counts).
-    pub fn cached(&self, question: &Question) -> Option<Resolution> {
-        self.shared.cache.as_ref()?.get(question, Instant::now())
+    /// (see [`cached_outcome`] for how it counts); a `cache` step of
+    /// `trace`.
+    pub fn cached(&self, question: &Question, trace: &Option<Query>) -> Option<Resolution> {
+        let hit = self.shared.cache.as_ref()?.get(question, Instant::now());
+        let said = if hit.is_some() { "hit" } else { "miss" };
+        trace::step(&self.shared.trace, trace, Step::Cache(said));
+        hit
     }
 
     /// Adds a query for `name` (as the client spelt it) answered from the
@@ -312,15 +337,24 @@ impl<T> Session<T> {
         hit: Resolution,
         question: Question,
         tag: T,
+        trace: Option<Query>,
     ) -> bool {
         self.links.last_submit = Instant::now();
         self.shared.stats.queries.fetch_add(1, Ordering::Relaxed);
+        let outcome = cached_outcome(&hit);
+        let (term, ts) = (outcome.term(), None);
+        trace::step(
+            &self.shared.trace,
+            &trace,
+            Step::Settle { outcome: term, ts },
+        );
         let tag = Tagged {
             question: Some(question),
             front: tag,
             pooled: 0,
+            trace,
+            settle_traced: true,
         };
-        let outcome = cached_outcome(&hit);
         self.inflight.submit_settled(
             name,
             outcome,
@@ -498,6 +532,8 @@ impl<T> Session<T> {
                 Asked::Failed(e) => Some(e),
             };
             (self.links).handed_over(seq, from, ts, &name, why, &mut self.inflight);
+            trace_step(&shared, &self.inflight, seq, Step::Retry(ts));
+            trace_step(&shared, &self.inflight, seq, Step::Send(ts));
             self.time_try(
                 now,
                 Try {
@@ -526,8 +562,8 @@ impl<T> Session<T> {
     /// Acts on one piece of news from a link thread (client events are the
     /// worker's).
     pub fn handle(&mut self, event: Event) {
-        if let Some((ts, frame)) = self.links.handle(event, &mut self.inflight) {
-            self.reply(ts, frame);
+        if let Some((ts, frame, read_at)) = self.links.handle(event, &mut self.inflight) {
+            self.reply(ts, frame, read_at);
         }
         self.take_moved();
     }
@@ -563,37 +599,93 @@ impl<T> Session<T> {
         let mut settled = self.inflight.pop_ready()?;
         self.balance_done(settled.tag.pooled, settled.outcome, settled.took);
         self.shared.stats.count_took(&settled.outcome, settled.took);
-        self.serve_stale(&mut settled);
+        let stale = self.serve_stale(&mut settled);
+        self.trace_settled(&settled, stale);
         Some(Settled {
             name: settled.name,
             outcome: settled.outcome,
             answer: settled.answer,
             took: settled.took,
             tag: settled.tag.front,
+            trace: settled.tag.trace,
         })
+    }
+
+    /// Records the `settle` step of a query settled as it was submitted
+    /// (no TS to ask), on the submitting thread's lane.
+    fn trace_settled_at_once(&mut self, seq: u64) {
+        if self.shared.trace.is_none() {
+            return;
+        }
+        let Some((outcome, ..)) = self.inflight.settled(seq) else {
+            return;
+        };
+        let step = Step::Settle {
+            outcome: outcome.term(),
+            ts: outcome.answered_by(),
+        };
+        trace_step(&self.shared, &self.inflight, seq, step);
+        if let Some(tagged) = self.inflight.tag_mut(seq) {
+            tagged.settle_traced = true;
+        }
+    }
+
+    /// Records the `settle` step of a query the worker takes, when it was
+    /// settled (its outcome's time, on the worker's lane), or a `cache`
+    /// `stale` step and its settling as `stale` now.
+    fn trace_settled(&self, settled: &Settled<Relayed, Tagged<T>>, stale: bool) {
+        let (Some(tracer), Some(query)) = (&self.shared.trace, &settled.tag.trace) else {
+            return;
+        };
+        if stale {
+            tracer.step(query, Step::Cache("stale"));
+            let (outcome, ts) = ("stale", None);
+            tracer.step(query, Step::Settle { outcome, ts });
+        } else if !settled.tag.settle_traced {
+            let took = u64::try_from(settled.took.as_micros()).unwrap_or(u64::MAX);
+            let step = Step::Settle {
+                outcome: settled.outcome.term(),
+                ts: settled.outcome.answered_by(),
+            };
+            tracer.step_at(query, Lane::current(), query.at_us() + took, step);
+        }
+    }
+
+    /// Records the `reply` step of query `seq` from TS `ts`, on the lane of
+    /// the link that read it, when it read it.
+    fn trace_reply(&self, seq: u64, ts: usize, read_at: Option<Instant>) {
+        let Some(tracer) = &self.shared.trace else {
+            return;
+        };
+        if let Some(query) = self.inflight.tag(seq).and_then(|t| t.trace.as_ref()) {
+            let t_us = read_at.map_or_else(|| tracer.now_us(), |at| tracer.us_at(at));
+            tracer.step_at(query, Lane::current().link(ts), t_us, Step::Reply(ts));
+        }
     }
 
     /// With `--stale`: a query no TS could answer (its deadline passed, or
     /// no TS that could answer it was up) is answered from the cache's
     /// entry for it expired at most that long ago, TTLs 30 (RFC 8767).
-    fn serve_stale(&self, settled: &mut Settled<Relayed, Tagged<T>>) {
+    /// Returns whether it did.
+    fn serve_stale(&self, settled: &mut Settled<Relayed, Tagged<T>>) -> bool {
         if self.shared.options.stale == 0
             || !matches!(
                 settled.outcome,
                 Outcome::TimedOut | Outcome::AllDown | Outcome::Failed | Outcome::Busy
             )
         {
-            return;
+            return false;
         }
         let (Some(cache), Some(question)) = (&self.shared.cache, &settled.tag.question) else {
-            return;
+            return false;
         };
         let Some(hit) = cache.get_stale(question, Instant::now()) else {
-            return;
+            return false;
         };
         settled.outcome = cached_outcome(&hit);
         settled.answer = Some(Relayed::Dns(hit));
         self.shared.stats.stale.fetch_add(1, Ordering::Relaxed);
+        true
     }
 
     /// Ends the session: the queries still in flight (settled or not) are
@@ -627,7 +719,7 @@ impl<T> Session<T> {
         }
     }
 
-    fn reply(&mut self, ts: usize, frame: Frame) {
+    fn reply(&mut self, ts: usize, frame: Frame, read_at: Option<Instant>) {
         let Frame::Message(bytes) = frame else {
             self.dropped(ts, "an over-long line");
             return;
@@ -647,7 +739,7 @@ impl<T> Session<T> {
                     // A DNS TS answers every query: its silence is a fault.
                     self.shared.health[ts].learn_answers_misses();
                     let name = matched.question.name.to_string();
-                    self.settle_reply(ts, &name, |inflight, now| {
+                    self.settle_reply(ts, &name, read_at, |inflight, now| {
                         inflight.reply_to(matched.tag, ts, said, now)
                     });
                 }
@@ -667,7 +759,7 @@ impl<T> Session<T> {
             self.shared.health[ts].learn_answers_misses();
         }
         self.shared.balance.heard(ts);
-        self.settle_reply(ts, &key, |inflight, now| {
+        self.settle_reply(ts, &key, read_at, |inflight, now| {
             inflight.reply(ts, &key, said, now)
         });
     }
@@ -693,10 +785,12 @@ impl<T> Session<T> {
         &mut self,
         ts: usize,
         name: &str,
+        read_at: Option<Instant>,
         apply: impl FnOnce(&mut Queries<T>, Instant) -> Fit,
     ) {
         let why = match apply(&mut self.inflight, Instant::now()) {
             Fit::Answered(seq) | Fit::Denied(seq) => {
+                self.trace_reply(seq, ts, read_at);
                 self.keep(seq);
                 return;
             }

@@ -3,6 +3,7 @@
 
 use std::fmt;
 use std::net::SocketAddr;
+use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -15,6 +16,7 @@ use crate::dns::cache::SharedCache;
 use crate::dns::rrl::RateLimit;
 use crate::framing::Framing;
 use crate::random::{SplitMix64, random_seed};
+use crate::trace::Tracer;
 use crate::wire::{self, Dialect};
 
 /// The per-query deadline when none is given (the course spec's 5 s).
@@ -168,6 +170,9 @@ pub struct LsOptions {
     pub health_fails: u32,
     /// Good probes in a row that take a member back (`--health-rise`).
     pub health_rise: u32,
+    /// Where every query's steps are written, one JSON line each
+    /// (`--trace`); `None`: not traced.
+    pub trace: Option<PathBuf>,
 }
 
 impl LsOptions {
@@ -202,6 +207,7 @@ impl LsOptions {
             health_name: ".".to_string(),
             health_fails: 3,
             health_rise: 2,
+            trace: None,
         }
     }
 
@@ -454,6 +460,8 @@ pub struct Shared {
     pub pools: Vec<Pool>,
     /// Per TS, what the pools' policies weigh.
     pub balance: Balance,
+    /// Where the steps of every query are recorded (`--trace`).
+    pub trace: Option<Tracer>,
 }
 
 #[cfg(test)]

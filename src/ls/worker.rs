@@ -47,6 +47,7 @@ use crate::dns::Rcode;
 use crate::framing::is_timeout;
 use crate::log;
 use crate::server::Activity;
+use crate::trace::{Lane, Query, Step, Tracer};
 
 /// Where a worker's replies go: its client, in the client's protocol.
 pub(super) trait Front {
@@ -116,6 +117,11 @@ where
         client.set_write_timeout(Some(options.idle_timeout))
     });
     set_up.map_err(Unserved::Failed)?;
+    // The lanes of a traced connection: this thread is its worker.
+    let lane = shared.trace.as_ref().map(Tracer::session);
+    if let Some(n) = lane {
+        Lane::Worker(n).enter();
+    }
     let (events_tx, events) = crossbeam_channel::bounded(EVENT_QUEUE);
     let session = Arc::new(Locked::new(Session::new(
         Arc::clone(shared),
@@ -129,6 +135,9 @@ where
             .name("ls client reader".into())
             .stack_size(CLIENT_READER_STACK)
             .spawn(move || {
+                if let Some(n) = lane {
+                    Lane::Reader(n).enter();
+                }
                 let end = read(stream, session, events_tx.clone());
                 let _ = events_tx.send(end);
             })
@@ -334,23 +343,30 @@ pub(super) fn count_abandoned<T>(s: &Session<T>) {
 pub(super) struct Replies<'a> {
     client: &'a TcpStream,
     stats: &'a Stats,
+    /// Records each reply's `write` step once it is sent (`--trace`).
+    tracer: Option<&'a Tracer>,
     /// Told of each reply once it is sent (or lost): the client is busy
     /// until then.
     activity: Activity,
     bytes: Vec<u8>,
-    /// Where each buffered reply ends in `bytes`, how its query ended, and
-    /// a DNS response's rcode.
-    ends: Vec<(usize, Outcome, Option<Rcode>)>,
+    /// Where each buffered reply ends in `bytes`, how its query ended, a
+    /// DNS response's rcode, and its query's trace.
+    ends: Vec<(usize, Outcome, Option<Rcode>, Option<Query>)>,
 }
 
 impl<'a> Replies<'a> {
     /// Replies are sent once this many bytes are buffered, or on `flush`.
     const BATCH: usize = 8 * 1024;
 
-    pub(super) fn new(client: &'a TcpStream, stats: &'a Stats, activity: Activity) -> Replies<'a> {
+    pub(super) fn new(
+        client: &'a TcpStream,
+        shared: &'a Shared,
+        activity: Activity,
+    ) -> Replies<'a> {
         Replies {
             client,
-            stats,
+            stats: &shared.stats,
+            tracer: shared.trace.as_ref(),
             activity,
             bytes: Vec::with_capacity(Self::BATCH),
             ends: Vec::new(),
@@ -358,15 +374,16 @@ impl<'a> Replies<'a> {
     }
 
     /// Adds one reply, framed as `frame` writes it; `rcode`: a DNS
-    /// response's.
+    /// response's; `trace`: its query's.
     pub(super) fn push(
         &mut self,
         outcome: Outcome,
         rcode: Option<Rcode>,
+        trace: Option<Query>,
         frame: impl FnOnce(&mut Vec<u8>) -> io::Result<()>,
     ) -> io::Result<()> {
         frame(&mut self.bytes)?;
-        self.ends.push((self.bytes.len(), outcome, rcode));
+        self.ends.push((self.bytes.len(), outcome, rcode, trace));
         if self.bytes.len() >= Self::BATCH {
             self.flush()?;
         }
@@ -390,10 +407,13 @@ impl<'a> Replies<'a> {
             }
         };
         let delivered = self.ends.partition_point(|(end, ..)| *end <= sent);
-        for (_, outcome, rcode) in &self.ends[..delivered] {
+        for (_, outcome, rcode, trace) in &self.ends[..delivered] {
             self.stats.count(outcome);
             if let Some(rcode) = rcode {
                 self.stats.dns.count(*rcode);
+            }
+            if let (Some(tracer), Some(query)) = (self.tracer, trace) {
+                tracer.step(query, Step::Write);
             }
         }
         let lost = (self.ends.len() - delivered) as u64;

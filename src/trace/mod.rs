@@ -9,4 +9,4 @@
 
 pub mod record;
 
-pub use record::{Frontend, Lane, Query, Step, Tracer};
+pub use record::{Frontend, Lane, Query, Step, Tracer, step};

@@ -317,6 +317,16 @@ impl Drop for Tracer {
     }
 }
 
+/// Records `step` of `query` on the current thread's lane, now, when the
+/// LS traces (`tracer`) and traces this query: the one check a step costs
+/// when tracing is off.
+#[inline]
+pub fn step(tracer: &Option<Tracer>, query: &Option<Query>, step: Step) {
+    if let (Some(tracer), Some(query)) = (tracer, query) {
+        tracer.step(query, step);
+    }
+}
+
 /// The writer thread: formats and writes each step until told to stop,
 /// flushing at least every [`FLUSH_EVERY`]. Returns the lines written.
 fn write_lines(steps: &Receiver<Message>, out: impl Write, labels: &[String]) -> io::Result<u64> {

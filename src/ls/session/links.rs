@@ -27,6 +27,7 @@ use crate::ls::inflight::InFlight;
 use crate::ls::link::{self, LinkHandle, LinkOptions, LinkThread};
 use crate::ls::setup::CONNECT_TIMEOUT;
 use crate::ls::setup::Shared;
+use crate::trace::{self, Query, Step};
 
 /// Longest a session's write to a TS may block. A TS whose socket takes no
 /// more queries for this long has stopped reading (hung, or cut off by the
@@ -71,6 +72,19 @@ pub(super) struct Tagged<T> {
     pub(super) front: T,
     /// The members of replicated pools it was sent to (bits by TS).
     pub(super) pooled: u64,
+    /// Its trace (`--trace`), and whether its `settle` step is recorded.
+    pub(super) trace: Option<Query>,
+    pub(super) settle_traced: bool,
+}
+
+/// Records `step` of query `seq` on the current thread's lane, when the LS
+/// traces it.
+pub(super) fn trace_step<T>(shared: &Shared, inflight: &Queries<T>, seq: u64, step: Step) {
+    if shared.trace.is_some()
+        && let Some(tagged) = inflight.tag(seq)
+    {
+        trace::step(&shared.trace, &tagged.trace, step);
+    }
 }
 
 /// One session's links, one per TS.
@@ -169,7 +183,7 @@ impl Links {
         &mut self,
         event: Event,
         inflight: &mut Queries<T>,
-    ) -> Option<(usize, Frame)> {
+    ) -> Option<(usize, Frame, Option<Instant>)> {
         match event {
             Event::Connected { ts, generation } => {
                 if let LinkState::Connecting {
@@ -189,9 +203,10 @@ impl Links {
                 ts,
                 generation,
                 frame,
+                read_at,
             } => {
                 if matches!(&self.links[ts], LinkState::Up(conn) if conn.generation == generation) {
-                    return Some((ts, frame));
+                    return Some((ts, frame, read_at));
                 }
             }
             Event::Down {
@@ -276,6 +291,7 @@ impl Links {
             write_timeout: TS_WRITE_BOUND,
             framing,
             protocol: self.shared.options.ts_protocol,
+            timed: self.shared.trace.is_some(),
         };
         let spawned = link::spawn(
             ts,
@@ -574,6 +590,8 @@ impl Links {
                     Asked::Yes { .. } => {}
                     Asked::Failed(e) => failed.push((ts, e)),
                 }
+                trace_step(&shared, inflight, seq, Step::Retry(ts));
+                trace_step(&shared, inflight, seq, Step::Send(ts));
                 self.handed_over(seq, from, ts, &name, "lost", inflight);
                 self.moved.push((seq, pool, ts, tried));
                 break;
