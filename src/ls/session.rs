@@ -274,6 +274,7 @@ impl<T> Session<T> {
             question: request.question,
             front: request.tag,
             pooled,
+            submitted: request.trace.as_ref().map(|_| now),
             trace: request.trace,
             settle_traced: false,
         };
@@ -312,6 +313,7 @@ impl<T> Session<T> {
             pooled: 0,
             trace,
             settle_traced: true,
+            submitted: None,
         };
         self.inflight
             .submit_settled("", outcome, reply, tag, self.links.last_submit);
@@ -354,6 +356,7 @@ impl<T> Session<T> {
             pooled: 0,
             trace,
             settle_traced: true,
+            submitted: None,
         };
         self.inflight.submit_settled(
             name,
@@ -642,12 +645,15 @@ impl<T> Session<T> {
             let (outcome, ts) = ("stale", None);
             tracer.step(query, Step::Settle { outcome, ts });
         } else if !settled.tag.settle_traced {
-            let took = u64::try_from(settled.took.as_micros()).unwrap_or(u64::MAX);
+            let t_us = match settled.tag.submitted {
+                Some(at) => tracer.us_at(at + settled.took),
+                None => tracer.now_us(),
+            };
             let step = Step::Settle {
                 outcome: settled.outcome.term(),
                 ts: settled.outcome.answered_by(),
             };
-            tracer.step_at(query, Lane::current(), query.at_us() + took, step);
+            tracer.step_at(query, Lane::current(), t_us, step);
         }
     }
 

@@ -75,6 +75,8 @@ pub(super) struct Tagged<T> {
     /// Its trace (`--trace`), and whether its `settle` step is recorded.
     pub(super) trace: Option<Query>,
     pub(super) settle_traced: bool,
+    /// When it was submitted, if traced: its settling is `took` later.
+    pub(super) submitted: Option<Instant>,
 }
 
 /// Records `step` of query `seq` on the current thread's lane, when the LS
