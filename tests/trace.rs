@@ -280,6 +280,16 @@ fn a_dns_query_over_udp_is_traced_from_its_receiving_thread_to_its_worker() {
 }
 
 #[test]
+fn the_metrics_count_the_trace_steps_dropped() {
+    let (_dir, file) = trace_file();
+    let (_ts1, _ts2, ls) = dns_system(&file, |_| {});
+    udp_from(ls.dns, &query(7, "www.example.com.", RecordType::A));
+    let dropped = ls.ls.metrics().get("dnslb_trace_dropped_total", &[]);
+    assert_eq!(dropped, Some(0.0));
+    ls.stop();
+}
+
+#[test]
 fn a_dns_query_over_tcp_is_traced_like_a_course_query() {
     let (_dir, file) = trace_file();
     let (_ts1, _ts2, ls) = dns_system(&file, |_| {});

@@ -163,6 +163,12 @@ pub fn metrics(shared: &Shared) -> Metrics {
         Kind::Gauge,
         n(s.in_flight),
     );
+    m.add_one(
+        "dnslb_trace_dropped_total",
+        "Trace steps dropped because the trace writer could not keep up (--trace).",
+        Kind::Counter,
+        shared.trace.as_ref().map_or(0, |t| t.dropped()) as f64,
+    );
     crate::web::add_process(&mut m);
     m
 }
