@@ -280,6 +280,49 @@ fn a_dns_query_over_udp_is_traced_from_its_receiving_thread_to_its_worker() {
 }
 
 #[test]
+fn a_udp_query_over_its_sources_share_settles_as_dropped() {
+    let (_dir, file) = trace_file();
+    let silent = silent_ts();
+    let trace = file.clone();
+    // 2 sessions of 4 slots: a source holds one at a time.
+    let ls = DnsLs::start(&[silent], move |o| {
+        o.max_inflight = 4;
+        o.dns_timeout = ms(200);
+        o.trace = Some(trace);
+    });
+    let (first, second) = (udp_client(), udp_client());
+    let ask = |socket: &std::net::UdpSocket, id: u16, name: &str| {
+        let bytes = query(id, name, RecordType::A).to_vec().unwrap();
+        socket.send_to(&bytes, ls.dns).unwrap();
+    };
+    ask(&first, 1, "one.example.");
+    ask(&second, 2, "two.example.");
+    // One of the two is answered (SERVFAIL: the TS is silent); which one
+    // depends on which receiving thread took its datagram first.
+    let answered = [&first, &second].map(|socket| {
+        socket.set_read_timeout(Some(ms(1000))).unwrap();
+        let mut buf = [0; 512];
+        socket.recv_from(&mut buf).is_ok()
+    });
+    assert_eq!(answered.iter().filter(|&&a| a).count(), 1, "{answered:?}");
+    ls.stop();
+
+    let lines = read_trace(&file);
+    let mut paths: Vec<Vec<String>> = ["one.example", "two.example"]
+        .iter()
+        .map(|name| steps_of(&lines, name).iter().map(Line::step).collect())
+        .collect();
+    paths.sort();
+    assert_eq!(
+        paths,
+        [
+            vec!["arrive", "send ts1", "settle timeout", "write"],
+            vec!["arrive", "settle dropped"],
+        ]
+    );
+}
+
+#[test]
 fn the_metrics_count_the_trace_steps_dropped() {
     let (_dir, file) = trace_file();
     let (_ts1, _ts2, ls) = dns_system(&file, |_| {});

@@ -289,13 +289,19 @@ fn receive_udp(
             }
             Take::Ask(request) => {
                 let mut s = pooled.session.lock();
+                let dropped = Step::Settle {
+                    outcome: "dropped",
+                    ts: None,
+                };
                 if s.is_full() {
                     // Overloaded: the client will ask again.
                     shared.stats.dns.dropped.fetch_add(1, Ordering::Relaxed);
+                    trace::step(&shared.trace, &request.trace, dropped);
                     continue;
                 }
                 if !lock(shares).take(source_of(peer.ip())) {
                     shared.stats.dns.over_share.fetch_add(1, Ordering::Relaxed);
+                    trace::step(&shared.trace, &request.trace, dropped);
                     continue;
                 }
                 let wake = s.submit(*request);

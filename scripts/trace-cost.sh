@@ -1,0 +1,104 @@
+#!/usr/bin/env bash
+# What `ls --trace` costs (docs/COMPARISON.md, "Cost of --trace"): two LSes
+# from the same release binary in front of the same two TSes, one with
+# --trace FILE and one without, driven by the same `dnslb bench` workloads
+# in one run, alternating which goes first. Prints one table and the ratio
+# traced / untraced per workload on stdout; progress on stderr. At the end
+# the traced LS is stopped with SIGINT and its "trace: N events written, M
+# dropped" line and the trace's size are printed.
+#
+#   scripts/trace-cost.sh [rounds]     (default 2)
+#
+# Workloads: one client one query at a time (hits c=1), 16 clients
+# (hits c=16), one client pipelining 64 queries (hits c=1 pipe=64), as in
+# scripts/compare.sh. Needs bash, awk, coreutils `timeout`.
+set -euo pipefail
+. "$(dirname "$0")/lib.sh"
+bin=$(dnslb_bin)
+rounds=${1:-2}
+limit=${BENCH_LIMIT:-30}
+work=$(mktemp -d)
+stop_servers_on_exit "rm -rf '$work'"
+server_log=$work/servers.log
+
+for ts in 1 2; do
+    awk -v ts="$ts" 'BEGIN { for (i = 0; i < 1000; i++)
+        printf "host%d.ts%d.example %s.%d.%d.%d A\n", i, ts, 10, ts, int(i / 256), i % 256 }' \
+        >"$work/ts$ts.txt"
+done
+cat "$work/ts1.txt" "$work/ts2.txt" >"$work/both.txt"
+
+start_server ts1 "$bin" ts 0 --bind 127.0.0.1 --table "$work/ts1.txt"
+start_server ts2 "$bin" ts 0 --bind 127.0.0.1 --table "$work/ts2.txt"
+start_server off "$bin" ls 0 127.0.0.1 "$ts1" 127.0.0.1 "$ts2" --bind 127.0.0.1 --timeout 0.5
+server_log=$work/traced.log
+start_server on "$bin" ls 0 127.0.0.1 "$ts1" 127.0.0.1 "$ts2" --bind 127.0.0.1 --timeout 0.5 \
+    --trace "$work/trace.jsonl"
+server_log=$work/servers.log
+
+hits=(--names "$work/both.txt" --timeout 10)
+rows=()
+# row <workload> <label> <port> <bench args...>: one bench run, one row;
+# its qps added to sum_<workload>_<label>.
+row() {
+    local workload=$1 label=$2 port=$3
+    shift 3
+    echo "trace-cost: $workload -> $label" >&2
+    timeout "$limit" "$bin" bench 127.0.0.1 "$port" "$@" >"$work/out" 2>"$work/err" || true
+    local figures
+    figures=$(awk '
+        $1 == "throughput" { t = $2 }
+        $1 == "latency" && $3 == "p50" { p50 = $4; p99 = $8 }
+        $1 == "wrong" && NF == 2 { w = $2 }
+        END { if (t != "") print t, p50, p99, w }' "$work/out")
+    if [[ -z $figures ]]; then
+        rows+=("$(printf '%-18s %-14s %9s %9s %9s %6s' "$workload" "$label" n/a n/a n/a n/a)")
+        return 0
+    fi
+    local t p50 p99 w
+    read -r t p50 p99 w <<<"$figures"
+    rows+=("$(printf '%-18s %-14s %9s %9s %9s %6s' "$workload" "$label" "$t" "$p50" "$p99" "$w")")
+    local key="${workload}_${label}"
+    key=sum_${key//[^a-zA-Z0-9]/_}
+    printf -v "$key" '%s' "$(awk -v a="${!key:-0}" -v b="$t" 'BEGIN { print a + b }')"
+}
+
+for ((r = 1; r <= rounds; r++)); do
+    # Odd rounds run the untraced LS first, even rounds the traced one.
+    order=(off on)
+    ((r % 2 == 0)) && order=(on off)
+    for spec in "hits c=1|--clients 1 --queries 20000" \
+        "hits c=16|--clients 16 --queries 2000" \
+        "hits c=1 pipe=64|--queries 200000 --pipeline 64"; do
+        workload=${spec%%|*}
+        read -r -a args <<<"${spec##*|}"
+        for which in "${order[@]}"; do
+            port_var=$which
+            label="ls"
+            [[ $which == on ]] && label="ls --trace"
+            row "$workload" "$label" "${!port_var}" "${args[@]}" "${hits[@]}"
+        done
+    done
+done
+
+echo "# scripts/trace-cost.sh on $(nproc) cores, $(uname -sr), $rounds rounds; bench, LSes and TSes share the cores"
+printf '%-18s %-14s %9s %9s %9s %6s\n' workload target qps "p50 ms" "p99 ms" wrong
+printf '%s\n' "${rows[@]}"
+echo
+echo "traced / untraced, qps summed over the rounds:"
+for workload in "hits c=1" "hits c=16" "hits c=1 pipe=64"; do
+    key=${workload//[^a-zA-Z0-9]/_}
+    on_var=sum_${key}_ls___trace off_var=sum_${key}_ls
+    printf '  %-18s %s\n' "$workload" "$(ratio "${!on_var:-}" "${!off_var:-}")"
+done
+
+# The traced LS's own account, once it has written the trace out.
+# shellcheck disable=SC2154
+kill -INT "$on_pid"
+for _ in $(seq 100); do
+    kill -0 "$on_pid" 2>/dev/null || break
+    sleep 0.1
+done
+echo
+grep -h "trace: " "$work/traced.log" || echo "(no trace line: the traced LS did not stop in 10 s)"
+echo "trace file: $(wc -l <"$work/trace.jsonl") lines, $(du -h "$work/trace.jsonl" | cut -f1)"
