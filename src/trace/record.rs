@@ -79,17 +79,24 @@ impl Lane {
     }
 
     fn write(self, out: &mut String, labels: &[String]) {
-        let _ = match self {
-            Lane::Reader(n) => write!(out, "reader-{n}"),
-            Lane::Worker(n) => write!(out, "worker-{n}"),
-            Lane::Udp(n) => write!(out, "udp-{n}"),
+        let (prefix, n) = match self {
+            Lane::Reader(n) => ("reader-", n),
+            Lane::Worker(n) => ("worker-", n),
+            Lane::Udp(n) => ("udp-", n),
             Lane::Link(n, ts) => {
-                let _ = write!(out, "link-{n}-");
-                escape_into(out, &label(labels, ts));
-                Ok(())
+                out.push_str("link-");
+                push_number(out, u64::from(n));
+                out.push('-');
+                escape_label(out, labels, ts);
+                return;
             }
-            Lane::Other => write!(out, "ls"),
+            Lane::Other => {
+                out.push_str("ls");
+                return;
+            }
         };
+        out.push_str(prefix);
+        push_number(out, u64::from(n));
     }
 }
 
@@ -342,7 +349,9 @@ fn write_lines(steps: &Receiver<Message>, out: impl Write, labels: &[String]) ->
                 out.write_all(line.as_bytes())?;
                 written += 1;
                 unflushed = true;
-                if flushed_at.elapsed() >= FLUSH_EVERY {
+                // The clock, every 256 lines: a steady stream is flushed
+                // at least every FLUSH_EVERY too.
+                if written % 256 == 0 && flushed_at.elapsed() >= FLUSH_EVERY {
                     out.flush()?;
                     (flushed_at, unflushed) = (Instant::now(), false);
                 }
@@ -361,12 +370,31 @@ fn write_lines(steps: &Receiver<Message>, out: impl Write, labels: &[String]) ->
     }
 }
 
-/// A TS's label by backend index (`ts1` for 0 when the LS gave none).
-fn label(labels: &[String], ts: usize) -> String {
-    labels
-        .get(ts)
-        .cloned()
-        .unwrap_or_else(|| format!("ts{}", ts + 1))
+/// Appends TS `ts`'s label, escaped (`ts1` for 0 when the LS gave none).
+fn escape_label(out: &mut String, labels: &[String], ts: usize) {
+    match labels.get(ts) {
+        Some(label) => escape_into(out, label),
+        None => {
+            out.push_str("ts");
+            push_number(out, ts as u64 + 1);
+        }
+    }
+}
+
+/// Appends `n` in decimal (the writer formats every number this way: a
+/// `write!` each costs more than the rest of a line).
+fn push_number(out: &mut String, mut n: u64) {
+    let mut digits = [0u8; 20];
+    let mut at = digits.len();
+    loop {
+        at -= 1;
+        digits[at] = b'0' + (n % 10) as u8;
+        n /= 10;
+        if n == 0 {
+            break;
+        }
+    }
+    out.push_str(std::str::from_utf8(&digits[at..]).expect("ASCII digits"));
 }
 
 /// Appends `record` to `out` as one JSON line, newline included.
@@ -390,14 +418,18 @@ fn label(labels: &[String], ts: usize) -> String {
 /// );
 /// ```
 pub fn format_line(out: &mut String, record: &Record, labels: &[String]) {
-    let _ = write!(out, "{{\"t_us\":{},\"thread\":\"", record.t_us);
+    out.push_str("{\"t_us\":");
+    push_number(out, record.t_us);
+    out.push_str(",\"thread\":\"");
     record.lane.write(out, labels);
-    let _ = write!(out, "\",\"query\":{},\"name\":\"", record.query);
+    out.push_str("\",\"query\":");
+    push_number(out, record.query);
+    out.push_str(",\"name\":\"");
     escape_into(out, &record.name);
     out.push_str("\",\"event\":\"");
     let ts = |out: &mut String, ts: usize| {
         out.push_str(",\"ts\":\"");
-        escape_into(out, &label(labels, ts));
+        escape_label(out, labels, ts);
         out.push('"');
     };
     match &record.step {
@@ -445,6 +477,11 @@ pub fn format_line(out: &mut String, record: &Record, labels: &[String]) {
 /// assert_eq!(out, r#"a\"b\\c\nd\u0001"#);
 /// ```
 pub fn escape_into(out: &mut String, text: &str) {
+    let plain = |b: &u8| *b >= 0x20 && *b != b'"' && *b != b'\\' && *b != 0x7f;
+    if text.bytes().all(|b| plain(&b)) {
+        out.push_str(text);
+        return;
+    }
     for c in text.chars() {
         match c {
             '"' => out.push_str("\\\""),
@@ -624,6 +661,18 @@ mod tests {
         // Recorded after the writer stopped: dropped, not waited for.
         tracer.step(&query, Step::Write);
         assert_eq!(tracer.dropped(), 1);
+    }
+
+    #[test]
+    fn numbers_are_written_whole_from_zero_to_the_largest() {
+        for n in [0, 7, 10, 1234, u64::MAX] {
+            let mut out = String::new();
+            push_number(&mut out, n);
+            assert_eq!(out, n.to_string());
+        }
+        let mut out = String::new();
+        escape_label(&mut out, &[], 11);
+        assert_eq!(out, "ts12");
     }
 
     #[test]
