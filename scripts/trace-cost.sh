@@ -11,7 +11,10 @@
 #
 # Workloads: one client one query at a time (hits c=1), 16 clients
 # (hits c=16), one client pipelining 64 queries (hits c=1 pipe=64), as in
-# scripts/compare.sh. Needs bash, awk, coreutils `timeout`.
+# scripts/compare.sh. With DNSLB_BASELINE=<another dnslb binary> (a build
+# without --trace, say), an untraced LS from it runs beside the two ("base
+# ls"): what the trace costs when off, in the same run. Needs bash, awk,
+# coreutils `timeout`.
 set -euo pipefail
 . "$(dirname "$0")/lib.sh"
 bin=$(dnslb_bin)
@@ -35,6 +38,10 @@ server_log=$work/traced.log
 start_server on "$bin" ls 0 127.0.0.1 "$ts1" 127.0.0.1 "$ts2" --bind 127.0.0.1 --timeout 0.5 \
     --trace "$work/trace.jsonl"
 server_log=$work/servers.log
+baseline=${DNSLB_BASELINE:-}
+if [[ -n $baseline ]]; then
+    start_server base "$baseline" ls 0 127.0.0.1 "$ts1" 127.0.0.1 "$ts2" --bind 127.0.0.1 --timeout 0.5
+fi
 
 hits=(--names "$work/both.txt" --timeout 10)
 rows=()
@@ -65,8 +72,8 @@ row() {
 
 for ((r = 1; r <= rounds; r++)); do
     # Odd rounds run the untraced LS first, even rounds the traced one.
-    order=(off on)
-    ((r % 2 == 0)) && order=(on off)
+    order=(off on ${baseline:+base})
+    ((r % 2 == 0)) && order=(${baseline:+base} on off)
     for spec in "hits c=1|--clients 1 --queries 20000" \
         "hits c=16|--clients 16 --queries 2000" \
         "hits c=1 pipe=64|--queries 200000 --pipeline 64"; do
@@ -76,6 +83,7 @@ for ((r = 1; r <= rounds; r++)); do
             port_var=$which
             label="ls"
             [[ $which == on ]] && label="ls --trace"
+            [[ $which == base ]] && label="base ls"
             row "$workload" "$label" "${!port_var}" "${args[@]}" "${hits[@]}"
         done
     done
@@ -91,6 +99,14 @@ for workload in "hits c=1" "hits c=16" "hits c=1 pipe=64"; do
     on_var=sum_${key}_ls___trace off_var=sum_${key}_ls
     printf '  %-18s %s\n' "$workload" "$(ratio "${!on_var:-}" "${!off_var:-}")"
 done
+if [[ -n $baseline ]]; then
+    echo "untraced / base ls ($baseline), qps summed over the rounds:"
+    for workload in "hits c=1" "hits c=16" "hits c=1 pipe=64"; do
+        key=${workload//[^a-zA-Z0-9]/_}
+        off_var=sum_${key}_ls base_var=sum_${key}_base_ls
+        printf '  %-18s %s\n' "$workload" "$(ratio "${!off_var:-}" "${!base_var:-}")"
+    done
+fi
 
 # The traced LS's own account, once it has written the trace out.
 # shellcheck disable=SC2154
