@@ -88,9 +88,10 @@ pub(super) fn take(
         }
         Some(Accepted::Query(query)) => query,
     };
-    let name = query.question.name.to_string();
-    let name = name.trim_end_matches('.').to_string();
-    let trace = arrive(&name);
+    let trace = shared
+        .trace
+        .as_ref()
+        .and_then(|_| arrive(&asked_name(&query)));
     if query.question.qclass != dns::CLASS_IN || respond::is_zone_transfer(query.question.qtype) {
         // The TSes hold only the Internet class (CH `version.bind` and the
         // like), and a zone transfer is a stream of messages where the LS
@@ -110,6 +111,7 @@ pub(super) fn take(
             return Take::Answer(respond::answer(&query, &hit), outcome, trace);
         }
     }
+    let name = asked_name(&query);
     let key = match query.question.name.hostname_key() {
         Some(key) => key,
         // Not a hostname: no course TS can hold it.
@@ -129,6 +131,12 @@ pub(super) fn take(
         tag: Ask { query, peer },
         trace,
     }))
+}
+
+/// The name `query` asks, as its client spelt it, without the final dot.
+fn asked_name(query: &respond::Checked) -> String {
+    let name = query.question.name.to_string();
+    name.trim_end_matches('.').to_string()
 }
 
 /// The response to a settled query, and the outcome to count it under.
