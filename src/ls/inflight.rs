@@ -108,7 +108,7 @@ impl Outcome {
 }
 
 /// A settled query, on its way to the client.
-#[derive(Debug, PartialEq, Eq)]
+#[derive(Debug)]
 pub struct Settled<A, T = ()> {
     /// The query's name, as the client sent it (empty for an invalid one).
     pub name: String,

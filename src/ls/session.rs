@@ -274,10 +274,12 @@ impl<T> Session<T> {
             question: request.question,
             front: request.tag,
             pooled,
-            submitted: request.trace.as_ref().map(|_| now),
             trace: request.trace,
-            settle_traced: false,
         };
+        if let (Some(tracer), Some(query)) = (&shared.trace, &tag.trace) {
+            // Its settling is timed from here (`took`).
+            query.submitted(tracer.ns_at(now));
+        }
         let seq = (self.inflight).submit(&request.name, &request.key, asked, starved, tag, now);
         self.trace_settled_at_once(seq);
         self.shared.stats.count_asked(asked);
@@ -301,19 +303,12 @@ impl<T> Session<T> {
     ) -> bool {
         self.links.last_submit = Instant::now();
         self.shared.stats.queries.fetch_add(1, Ordering::Relaxed);
-        let (term, ts) = (outcome.term(), None);
-        trace::step(
-            &self.shared.trace,
-            &trace,
-            Step::Settle { outcome: term, ts },
-        );
+        self.trace_settled_made(&trace, outcome);
         let tag = Tagged {
             question,
             front: tag,
             pooled: 0,
             trace,
-            settle_traced: true,
-            submitted: None,
         };
         self.inflight
             .submit_settled("", outcome, reply, tag, self.links.last_submit);
@@ -344,19 +339,12 @@ impl<T> Session<T> {
         self.links.last_submit = Instant::now();
         self.shared.stats.queries.fetch_add(1, Ordering::Relaxed);
         let outcome = cached_outcome(&hit);
-        let (term, ts) = (outcome.term(), None);
-        trace::step(
-            &self.shared.trace,
-            &trace,
-            Step::Settle { outcome: term, ts },
-        );
+        self.trace_settled_made(&trace, outcome);
         let tag = Tagged {
             question: Some(question),
             front: tag,
             pooled: 0,
             trace,
-            settle_traced: true,
-            submitted: None,
         };
         self.inflight.submit_settled(
             name,
@@ -628,8 +616,18 @@ impl<T> Session<T> {
             ts: outcome.answered_by(),
         };
         trace_step(&self.shared, &self.inflight, seq, step);
-        if let Some(tagged) = self.inflight.tag_mut(seq) {
-            tagged.settle_traced = true;
+        if let Some(query) = self.inflight.tag(seq).and_then(|t| t.trace.as_ref()) {
+            query.settle_recorded();
+        }
+    }
+
+    /// Records the `settle` step of a query whose reply the front end made
+    /// (`outcome`), on the submitting thread's lane.
+    fn trace_settled_made(&self, trace: &Option<Query>, outcome: Outcome) {
+        if let (Some(tracer), Some(query)) = (&self.shared.trace, trace) {
+            let (outcome, ts) = (outcome.term(), None);
+            tracer.step(query, Step::Settle { outcome, ts });
+            query.settle_recorded();
         }
     }
 
@@ -644,11 +642,8 @@ impl<T> Session<T> {
             tracer.step(query, Step::Cache("stale"));
             let (outcome, ts) = ("stale", None);
             tracer.step(query, Step::Settle { outcome, ts });
-        } else if !settled.tag.settle_traced {
-            let t_us = match settled.tag.submitted {
-                Some(at) => tracer.us_at(at + settled.took),
-                None => tracer.now_us(),
-            };
+        } else if !query.settle_recorded() {
+            let t_us = query.settled_at_us(settled.took);
             let step = Step::Settle {
                 outcome: settled.outcome.term(),
                 ts: settled.outcome.answered_by(),

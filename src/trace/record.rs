@@ -21,7 +21,7 @@ use std::fs::File;
 use std::io::{self, BufWriter, Write};
 use std::net::SocketAddr;
 use std::path::Path;
-use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant};
@@ -151,24 +151,58 @@ pub enum Step {
     Write,
 }
 
-/// A query being traced: its id, its name as received, and when it
-/// arrived. Cheap to clone (the name is shared).
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Query {
+/// A query being traced: its id, its name as received, when it arrived,
+/// and what the session notes of it for its `settle` step. One pointer
+/// (`Option<Query>` costs the LS's per-query records 8 bytes when tracing
+/// is off); cheap to clone.
+#[derive(Clone, Debug)]
+pub struct Query(Arc<Traced>);
+
+#[derive(Debug)]
+struct Traced {
     id: u64,
     name: Arc<str>,
     at_us: u64,
+    /// When the session took it in (ns since the tracer started; 0: not
+    /// yet), to the nanosecond so that its settling is timed to the
+    /// microsecond.
+    submitted_ns: AtomicU64,
+    /// Its `settle` step is recorded.
+    settled: AtomicBool,
 }
 
 impl Query {
     /// Its id, unique in the LS for the whole run.
     pub fn id(&self) -> u64 {
-        self.id
+        self.0.id
     }
 
     /// When it arrived, in microseconds since the LS started.
     pub fn at_us(&self) -> u64 {
-        self.at_us
+        self.0.at_us
+    }
+
+    /// Notes when the session took the query in (`t_ns`, from
+    /// [`Tracer::ns_at`]), which its settling is timed from.
+    pub fn submitted(&self, t_ns: u64) {
+        self.0.submitted_ns.store(t_ns.max(1), Ordering::Relaxed);
+    }
+
+    /// When, in microseconds since the LS started, the query settled,
+    /// `took` after the session took it in (after its arrival if that was
+    /// never noted).
+    pub fn settled_at_us(&self, took: Duration) -> u64 {
+        let took = u64::try_from(took.as_nanos()).unwrap_or(u64::MAX);
+        match self.0.submitted_ns.load(Ordering::Relaxed) {
+            0 => self.0.at_us.saturating_add(took / 1000),
+            ns => ns.saturating_add(took) / 1000,
+        }
+    }
+
+    /// Notes that its `settle` step is recorded; returns whether it was
+    /// already.
+    pub fn settle_recorded(&self) -> bool {
+        self.0.settled.swap(true, Ordering::Relaxed)
     }
 }
 
@@ -249,6 +283,11 @@ impl Tracer {
         u64::try_from(at.saturating_duration_since(self.epoch).as_micros()).unwrap_or(u64::MAX)
     }
 
+    /// Nanoseconds from the tracer's start to `at`.
+    pub fn ns_at(&self, at: Instant) -> u64 {
+        u64::try_from(at.saturating_duration_since(self.epoch).as_nanos()).unwrap_or(u64::MAX)
+    }
+
     /// Microseconds since the tracer started.
     pub fn now_us(&self) -> u64 {
         self.us_at(Instant::now())
@@ -257,13 +296,15 @@ impl Tracer {
     /// A query for `name` has arrived on `frontend` from `client`: records
     /// its `arrive` step on the current thread's lane and returns it.
     pub fn arrive(&self, name: &str, frontend: Frontend, client: Option<SocketAddr>) -> Query {
-        let query = Query {
+        let query = Query(Arc::new(Traced {
             id: self.next_query.fetch_add(1, Ordering::Relaxed),
             name: Arc::from(name),
             at_us: self.now_us(),
-        };
+            submitted_ns: AtomicU64::new(0),
+            settled: AtomicBool::new(false),
+        }));
         let arrive = Step::Arrive { frontend, client };
-        self.step_at(&query, Lane::current(), query.at_us, arrive);
+        self.step_at(&query, Lane::current(), query.at_us(), arrive);
         query
     }
 
@@ -278,8 +319,8 @@ impl Tracer {
         let record = Record {
             t_us,
             lane,
-            query: query.id,
-            name: Arc::clone(&query.name),
+            query: query.0.id,
+            name: Arc::clone(&query.0.name),
             step,
         };
         if self.steps.try_send(Message::Record(record)).is_err() {
@@ -673,6 +714,19 @@ mod tests {
         let mut out = String::new();
         escape_label(&mut out, &[], 11);
         assert_eq!(out, "ts12");
+    }
+
+    #[test]
+    fn a_query_settles_took_after_its_submission_to_the_microsecond() {
+        let tracer = Tracer::to_writer(io::sink(), vec![], 8).expect("a tracer");
+        let query = tracer.arrive("a", Frontend::Course, None);
+        let arrived = query.at_us();
+        assert_eq!(query.settled_at_us(Duration::from_micros(5)), arrived + 5);
+        query.submitted(1_500);
+        // 1.5 µs + 2.6 µs: 4.1 µs, not 1 + 2.
+        assert_eq!(query.settled_at_us(Duration::from_nanos(2_600)), 4);
+        assert!(!query.settle_recorded());
+        assert!(query.settle_recorded(), "once");
     }
 
     #[test]

@@ -72,11 +72,8 @@ pub(super) struct Tagged<T> {
     pub(super) front: T,
     /// The members of replicated pools it was sent to (bits by TS).
     pub(super) pooled: u64,
-    /// Its trace (`--trace`), and whether its `settle` step is recorded.
+    /// Its trace (`--trace`).
     pub(super) trace: Option<Query>,
-    pub(super) settle_traced: bool,
-    /// When it was submitted, if traced: its settling is `took` later.
-    pub(super) submitted: Option<Instant>,
 }
 
 /// Records `step` of query `seq` on the current thread's lane, when the LS
