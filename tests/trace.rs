@@ -603,3 +603,43 @@ fn the_binary_refuses_an_unwritable_trace_file_and_completes_one_on_sigint() {
         ]
     );
 }
+
+#[test]
+fn a_running_ls_flushes_its_trace_once_idle() {
+    let (_dir, file) = trace_file();
+    let ts = start_ts("www.example.com 10.0.0.1 A\n");
+    let trace = file.clone();
+    let ls = start_ls_with(&[ts.addr], ms(2000), move |o| o.trace = Some(trace));
+    let mut client = LineClient::connect(ls.addr);
+    assert_eq!(client.ask("www.example.com"), "www.example.com 10.0.0.1 A");
+    // The LS still runs: the writer flushes within 100 ms of going idle.
+    // Nothing tells a reader of the file when, so it is read until the
+    // last step is there (bounded).
+    let deadline = std::time::Instant::now() + BOUND;
+    loop {
+        let text = std::fs::read_to_string(&file).unwrap();
+        if text.lines().any(|l| l.contains("\"event\":\"write\"")) {
+            assert!(text.ends_with('\n'), "whole lines: {text}");
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "not flushed while idle: {text:?}"
+        );
+        std::thread::sleep(ms(10));
+    }
+    drop(client);
+    ls.stop();
+}
+
+#[test]
+fn trace_with_root_is_a_usage_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let (status, _, stderr) = run_bin(
+        dir.path(),
+        &["ls", "0", "--root", "127.0.0.1", "--trace", "t.jsonl"],
+    );
+    assert_eq!(status.code(), Some(2), "{stderr}");
+    assert!(stderr.contains("--trace"), "{stderr}");
+    assert!(!dir.path().join("t.jsonl").exists());
+}
