@@ -161,7 +161,9 @@ impl Ls {
 
     /// The counters now, with the pools' members'.
     fn snapshot_of(shared: &Shared) -> Snapshot {
-        let mut snapshot = shared.stats.snapshot(&shared.health);
+        let mut snapshot = shared
+            .stats
+            .snapshot(&shared.health, shared.balance.probe_transitions());
         let now = std::time::Instant::now();
         let balance = &shared.balance;
         let get = |c: &std::sync::atomic::AtomicU64| c.load(std::sync::atomic::Ordering::Relaxed);

@@ -8,7 +8,7 @@ use crate::web::metrics::{Kind, Metrics, Sample, Value, cumulative, labels};
 /// Every LS metric now (docs/OBSERVE.md lists them).
 pub fn metrics(shared: &Shared) -> Metrics {
     let stats = &shared.stats;
-    let s = stats.snapshot(&shared.health);
+    let s = stats.snapshot(&shared.health, shared.balance.probe_transitions());
     let mut m = Metrics::new("ls");
     let n = |v: u64| v as f64;
     let all = |result: &str| labels(&[("frontend", "all"), ("result", result)]);

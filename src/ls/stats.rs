@@ -235,8 +235,10 @@ impl Stats {
         counter.fetch_add(1, Ordering::Release);
     }
 
-    /// The counters now, with the TSes' up/down transitions.
-    pub fn snapshot(&self, health: &[Arc<Health>]) -> Snapshot {
+    /// The counters now, with the TSes' up/down transitions: those of
+    /// their connections (`health`) and `probed` more made by the health
+    /// checks.
+    pub fn snapshot(&self, health: &[Arc<Health>], probed: u64) -> Snapshot {
         // Outcomes first (Acquire, paired with their Release increments),
         // then the queries: every outcome read has its query counted, so
         // the queries not yet settled are the difference.
@@ -262,7 +264,7 @@ impl Stats {
             accepted: get(&self.connections.accepted),
             refused: get(&self.connections.refused),
             idle_closed: get(&self.idle_closed),
-            transitions: health.iter().map(|h| h.transitions()).sum(),
+            transitions: health.iter().map(|h| h.transitions()).sum::<u64>() + probed,
             ..Snapshot::default()
         };
         snapshot.queries = get(&self.queries);
