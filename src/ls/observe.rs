@@ -2,7 +2,7 @@
 //! endpoint (`--web`), read from the same atomics as the counters line.
 
 use super::setup::Shared;
-use super::stats::RESPONSE_BUCKETS;
+use super::stats::{Frontend, RESPONSE_BUCKETS};
 use crate::web::metrics::{Kind, Metrics, Sample, Value, cumulative, labels};
 
 /// Every LS metric now (docs/OBSERVE.md lists them).
@@ -11,32 +11,48 @@ pub fn metrics(shared: &Shared) -> Metrics {
     let s = stats.snapshot(&shared.health);
     let mut m = Metrics::new("ls");
     let n = |v: u64| v as f64;
-    let all = |result: &str| labels(&[("frontend", "all"), ("result", result)]);
+    let fronts = || Frontend::ALL.iter().zip(&s.fronts);
+    let front = |f: &Frontend| labels(&[("frontend", f.label())]);
     m.add(
         "dnslb_queries_total",
-        "Queries received, valid or not, by every front end.",
+        "Messages received (valid or not), by front end.",
         Kind::Counter,
-        vec![(labels(&[("frontend", "all")]), n(s.queries))],
+        fronts().map(|(f, c)| (front(f), n(c.queries))).collect(),
     );
     m.add(
         "dnslb_responses_total",
-        "Replies that reached their client, by outcome.",
+        "Replies that reached their client, by front end and what they said.",
         Kind::Counter,
-        vec![
-            (all("answer"), n(s.answered.iter().sum())),
-            (all("cached"), n(s.cached)),
-            (all("timeout"), n(s.timed_out)),
-            (all("not_found"), n(s.not_found)),
-            (all("failed"), n(s.failed)),
-            (all("invalid"), n(s.invalid)),
-            (all("busy"), n(s.busy)),
-        ],
+        fronts()
+            .flat_map(|(f, c)| {
+                f.results().into_iter().zip(c.replies).map(|(result, v)| {
+                    (labels(&[("frontend", f.label()), ("result", result)]), n(v))
+                })
+            })
+            .collect(),
+    );
+    m.add(
+        "dnslb_outcomes_total",
+        "Replies that reached their client, by how their query ended (the counters line's terms).",
+        Kind::Counter,
+        [
+            ("answered", s.answered.iter().sum()),
+            ("cached", s.cached),
+            ("timeout", s.timed_out),
+            ("not_found", s.not_found),
+            ("failed", s.failed),
+            ("invalid", s.invalid),
+            ("busy", s.busy),
+        ]
+        .iter()
+        .map(|&(outcome, v)| (labels(&[("outcome", outcome)]), n(v)))
+        .collect(),
     );
     m.add(
         "dnslb_stale_answers_total",
-        "Replies served from expired cache entries (--stale), among the cached ones.",
+        "Replies served from expired cache entries (--stale), by front end.",
         Kind::Counter,
-        vec![(labels(&[("frontend", "all")]), n(s.stale))],
+        fronts().map(|(f, c)| (front(f), n(c.stale))).collect(),
     );
     let [noerror, nxdomain, servfail, refused, other, ..] = s.dns;
     m.add(
@@ -151,11 +167,17 @@ pub fn metrics(shared: &Shared) -> Metrics {
         Kind::Gauge,
         shared.cache.as_ref().map_or(0, |c| c.len()) as f64,
     );
-    m.add_one(
+    m.add(
         "dnslb_clients",
-        "Course clients connected.",
+        "Client connections open, by front end (UDP has none).",
         Kind::Gauge,
-        stats.connections.open() as f64,
+        [
+            (Frontend::Course, &stats.connections),
+            (Frontend::DnsTcp, &stats.dns_connections),
+        ]
+        .iter()
+        .map(|(f, c)| (front(f), c.open() as f64))
+        .collect(),
     );
     m.add_one(
         "dnslb_inflight",
