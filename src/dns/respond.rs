@@ -321,7 +321,7 @@ pub enum ResponseKind {
     Refused,
     FormErr,
     NotImp,
-    /// Another rcode, or not a DNS message.
+    /// Another rcode (BADVERS among them), or not a DNS message.
     Other,
 }
 
@@ -341,8 +341,9 @@ impl ResponseKind {
     ];
 
     /// The kind of the response `bytes`. Reads the header only, and parses
-    /// the message only to tell a referral from NODATA (NOERROR, no answer,
-    /// not authoritative, authority records).
+    /// the message only for a NOERROR without an answer that may be
+    /// something else: a referral (not authoritative, authority records)
+    /// or an extended rcode such as BADVERS (an OPT record).
     ///
     /// ```
     /// use dnslb::dns::respond::ResponseKind;
@@ -358,12 +359,19 @@ impl ResponseKind {
         let Some(header) = Header::parse(bytes) else {
             return ResponseKind::Other;
         };
-        match Rcode(u16::from(header.rcode)) {
+        let rcode = Rcode(u16::from(header.rcode));
+        let mut parsed = None;
+        if rcode == Rcode::NOERROR
+            && header.ancount == 0
+            && !header.tc
+            && ((header.nscount > 0 && !header.aa) || header.arcount > 0)
+        {
+            parsed = Message::parse(bytes).ok();
+        }
+        match parsed.as_ref().map_or(rcode, |m| m.rcode) {
             Rcode::NOERROR if header.ancount > 0 => ResponseKind::Answer,
             Rcode::NOERROR if header.tc => ResponseKind::Truncated,
-            Rcode::NOERROR if header.nscount > 0 && !header.aa && delegates(bytes) => {
-                ResponseKind::Referral
-            }
+            Rcode::NOERROR if parsed.as_ref().is_some_and(delegates) => ResponseKind::Referral,
             Rcode::NOERROR => ResponseKind::NoData,
             Rcode::NXDOMAIN => ResponseKind::NxDomain,
             Rcode::SERVFAIL => ResponseKind::ServFail,
@@ -407,9 +415,10 @@ impl ResponseKind {
     }
 }
 
-/// Whether the response `bytes` has NS records in its authority section.
-fn delegates(bytes: &[u8]) -> bool {
-    Message::parse(bytes).is_ok_and(|m| m.authority.iter().any(|r| r.rtype == RecordType::NS))
+/// Whether a response without an answer delegates: not authoritative,
+/// NS records in its authority section.
+fn delegates(response: &Message) -> bool {
+    !response.header.aa && response.authority.iter().any(|r| r.rtype == RecordType::NS)
 }
 
 /// The TTL of a TS's DNS answers when none is given (`dnslb ts --ttl`).
@@ -568,6 +577,20 @@ mod tests {
             panic!("a header without its question is answered");
         };
         assert_eq!(ResponseKind::of(&bytes), ResponseKind::FormErr);
+        // BADVERS: rcode 16, its high bits in the OPT record.
+        let badvers = query_bytes("a.example", RecordType::A, Some((1232, 1, false)), true);
+        let Some(Accepted::Answered { bytes, .. }) = accept_query(&badvers, Transport::Udp) else {
+            panic!("EDNS version 1 is answered");
+        };
+        assert_eq!(Header::parse(&bytes).unwrap().rcode, 0);
+        assert_eq!(ResponseKind::of(&bytes), ResponseKind::Other);
+        // NODATA with an OPT: still NODATA.
+        let edns = accepted(
+            &query_bytes("x.example.com", RecordType::A, Some((1232, 0, false)), true),
+            Transport::Udp,
+        );
+        let nodata = answer(&edns, &Resolution::NoData { soa: None });
+        assert_eq!(ResponseKind::of(&nodata), ResponseKind::NoData);
         let labels: Vec<&str> = ResponseKind::ALL.iter().map(|k| k.label()).collect();
         assert_eq!(labels.len(), 10);
         for (i, kind) in ResponseKind::ALL.iter().enumerate() {
