@@ -620,14 +620,21 @@ fn a_thousand_idle_http_connections_leave_course_and_dns_service_answering() {
     }
 }
 
-#[test]
-fn the_binary_announces_its_http_port_after_the_others_and_serves_it() {
+/// Starts `dnslb <args> --bind 127.0.0.1 --dns-port 0 --web 127.0.0.1:0`
+/// and reads its three listening lines (bounded): the child, the lines, and
+/// the web endpoint's address.
+fn spawn_with_web(args: &[&str]) -> (std::process::Child, Vec<String>, SocketAddr) {
     use std::process::{Command, Stdio};
-    let ts = start_ts(TABLE);
-    let ts_port = ts.addr.port().to_string();
     let mut child = Command::new(env!("CARGO_BIN_EXE_dnslb"))
-        .args(["ls", "0", "127.0.0.1", &ts_port, "--bind", "127.0.0.1"])
-        .args(["--dns-port", "0", "--web", "127.0.0.1:0"])
+        .args(args)
+        .args([
+            "--bind",
+            "127.0.0.1",
+            "--dns-port",
+            "0",
+            "--web",
+            "127.0.0.1:0",
+        ])
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
         .spawn()
@@ -647,15 +654,36 @@ fn the_binary_announces_its_http_port_after_the_others_and_serves_it() {
         let _ = child.kill();
     });
     let lines = lines.expect("three listening lines");
-    assert!(lines[1].ends_with(" (dns udp+tcp)"), "{lines:?}");
     let web: SocketAddr = lines[2]
         .strip_prefix("listening on ")
         .and_then(|l| l.strip_suffix(" (http)"))
         .unwrap_or_else(|| panic!("{lines:?}"))
         .parse()
         .unwrap();
+    (child, lines, web)
+}
+
+#[test]
+fn the_binary_announces_its_http_port_after_the_others_and_serves_it() {
+    let ts = start_ts(TABLE);
+    let ts_port = ts.addr.port().to_string();
+    let (mut child, lines, web) = spawn_with_web(&["ls", "0", "127.0.0.1", &ts_port]);
+    assert!(lines[1].ends_with(" (dns udp+tcp)"), "{lines:?}");
     let m = metrics(web);
     assert_eq!(m["dnslb_backend_up{backend=\"ts1\"}"], 1.0);
+    let _ = child.kill();
+    let _ = child.wait();
+}
+
+#[test]
+fn an_ls_resolving_from_the_root_serves_its_metrics_too() {
+    // A root that is never asked: no query is sent.
+    let (mut child, lines, web) = spawn_with_web(&["ls", "0", "--root", "127.0.0.1:9"]);
+    assert!(lines[1].ends_with(" (dns udp+tcp)"), "{lines:?}");
+    let m = metrics(web);
+    assert_eq!(m["dnslb_queries_total{frontend=\"dns_udp\"}"], 0.0);
+    assert_eq!(m["dnslb_resolutions_total"], 0.0);
+    assert_eq!(m["dnslb_clients{frontend=\"course\"}"], 0.0);
     let _ = child.kill();
     let _ = child.wait();
 }

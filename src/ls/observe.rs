@@ -2,22 +2,21 @@
 //! endpoint (`--web`), read from the same atomics as the counters line.
 
 use super::setup::Shared;
-use super::stats::{Frontend, RESPONSE_BUCKETS};
+use super::stats::{FrontSnapshot, Frontend, RESPONSE_BUCKETS};
 use crate::web::metrics::{Kind, Metrics, Sample, Value, cumulative, labels};
 
-/// Every LS metric now (docs/OBSERVE.md lists them).
-pub fn metrics(shared: &Shared) -> Metrics {
-    let stats = &shared.stats;
-    let s = stats.snapshot(&shared.health);
-    let mut m = Metrics::new("ls");
+/// Adds each front end's queries and replies (by what they said) from
+/// `fronts`, in the order of [`Frontend::ALL`].
+pub fn add_fronts(m: &mut Metrics, fronts: &[FrontSnapshot]) {
     let n = |v: u64| v as f64;
-    let fronts = || Frontend::ALL.iter().zip(&s.fronts);
-    let front = |f: &Frontend| labels(&[("frontend", f.label())]);
+    let fronts = || Frontend::ALL.iter().zip(fronts);
     m.add(
         "dnslb_queries_total",
         "Messages received (valid or not), by front end.",
         Kind::Counter,
-        fronts().map(|(f, c)| (front(f), n(c.queries))).collect(),
+        fronts()
+            .map(|(f, c)| (labels(&[("frontend", f.label())]), n(c.queries)))
+            .collect(),
     );
     m.add(
         "dnslb_responses_total",
@@ -31,6 +30,17 @@ pub fn metrics(shared: &Shared) -> Metrics {
             })
             .collect(),
     );
+}
+
+/// Every LS metric now (docs/OBSERVE.md lists them).
+pub fn metrics(shared: &Shared) -> Metrics {
+    let stats = &shared.stats;
+    let s = stats.snapshot(&shared.health);
+    let mut m = Metrics::new("ls");
+    let n = |v: u64| v as f64;
+    let fronts = || Frontend::ALL.iter().zip(&s.fronts);
+    let front = |f: &Frontend| labels(&[("frontend", f.label())]);
+    add_fronts(&mut m, &s.fronts);
     m.add(
         "dnslb_outcomes_total",
         "Replies that reached their client, by how their query ended (the counters line's terms).",

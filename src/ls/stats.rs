@@ -170,6 +170,28 @@ pub struct FrontCounts {
     pub replies: [AtomicU64; ResponseKind::ALL.len()],
 }
 
+impl FrontCounts {
+    /// Counts one message received.
+    pub fn count_query(&self) {
+        self.queries.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Counts one reply that reached its client.
+    pub fn count_reply(&self, reply: Reply) {
+        self.replies[reply.index()].fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// The counts now (each read with Acquire).
+    pub fn snapshot(&self) -> FrontSnapshot {
+        let get = |c: &AtomicU64| c.load(Ordering::Acquire);
+        FrontSnapshot {
+            queries: get(&self.queries),
+            stale: get(&self.stale),
+            replies: self.replies.each_ref().map(get),
+        }
+    }
+}
+
 /// What one TS was asked and how it answered.
 #[derive(Default)]
 pub struct BackendCounts {
@@ -249,9 +271,7 @@ impl Stats {
 
     /// Counts one message received by `front`.
     pub fn count_query(&self, front: Frontend) {
-        self.fronts[front as usize]
-            .queries
-            .fetch_add(1, Ordering::Relaxed);
+        self.fronts[front as usize].count_query();
     }
 
     /// Counts one query of `front` answered from an expired cache entry.
@@ -308,7 +328,7 @@ impl Stats {
     pub fn count_reply(&self, front: Frontend, reply: Reply, outcome: &Outcome) {
         // Before the outcome (Release): a snapshot that sees the outcome
         // sees the reply counted.
-        self.fronts[front as usize].replies[reply.index()].fetch_add(1, Ordering::Relaxed);
+        self.fronts[front as usize].count_reply(reply);
         self.count(outcome);
     }
 
@@ -359,11 +379,7 @@ impl Stats {
             transitions: health.iter().map(|h| h.transitions()).sum(),
             ..Snapshot::default()
         };
-        snapshot.fronts = self.fronts.each_ref().map(|front| FrontSnapshot {
-            queries: get(&front.queries),
-            stale: get(&front.stale),
-            replies: front.replies.each_ref().map(get),
-        });
+        snapshot.fronts = self.fronts.each_ref().map(FrontCounts::snapshot);
         snapshot.queries = snapshot.fronts.iter().map(|f| f.queries).sum();
         snapshot.stale = snapshot.fronts.iter().map(|f| f.stale).sum();
         let dns = |kind: ResponseKind| -> u64 {
