@@ -342,6 +342,7 @@ impl Ls {
             grace: options.dns_timeout + SHUTDOWN_SLACK,
             max_connections: options.max_clients,
             max_per_source: options.max_clients_per_ip,
+            stats: Arc::clone(&self.shared.stats.dns_connections),
             ..ServeOptions::new("ls dns", Duration::ZERO)
         };
         let shared = Arc::clone(&self.shared);

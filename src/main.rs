@@ -324,14 +324,17 @@ fn run_iterative_ls(args: LsArgs) -> Result<(), Usage> {
         allow: args.allow,
         max_clients: server::fit_to_descriptors("ls", "--max-clients", args.max_clients, 2),
     };
-    if args.web.is_some() {
-        return Err(hint(
-            "--web does not serve an LS that resolves from --root yet",
-        ));
-    }
     let shutdown = stop_on_signal("ls: stopping");
-    let (listener, dns, _) = bind_both(&args.bind, args.port, args.dns_port, None)?;
-    ls::iterative::run(options, listener, dns, &shutdown).map_err(|e| Usage(format!("ls: {e}")))
+    let (listener, dns, web) = bind_both(&args.bind, args.port, args.dns_port, args.web.as_ref())?;
+    let counts = Arc::new(ls::iterative::Counts::default());
+    let source: web::Source = {
+        let counts = Arc::clone(&counts);
+        Arc::new(move || counts.metrics())
+    };
+    let result = with_web(web, source, &shutdown, || {
+        ls::iterative::run_counted(options, listener, dns, &counts, &shutdown)
+    });
+    result.map_err(|e| Usage(format!("ls: {e}")))
 }
 
 fn run_client(args: ClientArgs) -> ExitCode {

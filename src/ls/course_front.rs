@@ -16,6 +16,7 @@ use super::event::Event;
 use super::inflight::{Outcome, Release, Settled};
 use super::session::{Locked, Request, Session};
 use super::setup::Shared;
+use super::stats::{CourseReply, Frontend, Reply};
 use super::worker::{
     Front, Replies, UNANSWERED_COUNT_BOUND, Unserved, count_abandoned, serve_connection,
 };
@@ -43,7 +44,7 @@ pub(super) fn serve_client(
     let options = &shared.options;
     let (framing, shutdown) = (options.client_framing, shutdown.clone());
     let front = CourseReplies {
-        replies: Replies::new(&client, &shared.stats, activity.clone()),
+        replies: Replies::new(&client, &shared.stats, Frontend::Course, activity.clone()),
         shared,
     };
     let served = serve_connection(
@@ -207,23 +208,36 @@ struct CourseReplies<'a> {
 
 impl Front for CourseReplies<'_> {
     type Tag = Framing;
+    const FRONTEND: Frontend = Frontend::Course;
     const IDLE_CLOSES: bool = true;
 
     fn reply(&mut self, settled: Settled<Relayed, Framing>) -> io::Result<()> {
         let framing = settled.tag;
         let dialect = self.shared.options.dialect;
-        let line = match settled.answer {
-            Some(Relayed::Line(line)) => line,
-            Some(Relayed::Made(bytes)) => String::from_utf8_lossy(&bytes).into_owned(),
-            Some(Relayed::Dns(outcome)) => first_address(&outcome, &settled.name, dialect)
-                .unwrap_or_else(|| wire::miss_line(&settled.name, dialect)),
-            // The LS could not ask every TS: it cannot say the name is missing.
-            None if settled.outcome == Outcome::Busy => wire::SERVER_BUSY.to_string(),
-            None => wire::miss_line(&settled.name, dialect),
+        let miss = || {
+            (
+                wire::miss_line(&settled.name, dialect),
+                CourseReply::NotFound,
+            )
         };
-        self.replies.push(settled.outcome, None, |out| {
-            write_message(out, line.as_bytes(), framing)
-        })
+        let (line, said) = match settled.answer {
+            Some(Relayed::Line(line)) => (line, CourseReply::Answer),
+            Some(Relayed::Made(bytes)) => (
+                String::from_utf8_lossy(&bytes).into_owned(),
+                CourseReply::Invalid,
+            ),
+            Some(Relayed::Dns(outcome)) => first_address(&outcome, &settled.name, dialect)
+                .map_or_else(miss, |line| (line, CourseReply::Answer)),
+            // The LS could not ask every TS: it cannot say the name is missing.
+            None if settled.outcome == Outcome::Busy => {
+                (wire::SERVER_BUSY.to_string(), CourseReply::Busy)
+            }
+            None => miss(),
+        };
+        self.replies
+            .push(settled.outcome, Reply::Course(said), |out| {
+                write_message(out, line.as_bytes(), framing)
+            })
     }
 
     fn flush(&mut self) -> io::Result<()> {

@@ -34,9 +34,10 @@ use super::event::Event;
 use super::inflight::{Outcome, Release, Settled};
 use super::session::{Locked, Request};
 use super::setup::{Shared, TsProtocol};
+use super::stats::{Frontend, Reply};
 use super::worker::{self, Front, Replies, Unserved};
-use crate::dns::respond::{self, Accepted, Transport};
-use crate::dns::{self, Rcode, Resolution};
+use crate::dns::respond::{self, Accepted, ResponseKind, Transport};
+use crate::dns::{self, Resolution};
 use crate::framing::{Timed, read_length_prefixed_timed, write_length_prefixed};
 use crate::log;
 use crate::server::Activity;
@@ -133,9 +134,9 @@ pub(super) fn response(settled: Settled<Relayed, Ask>) -> (Vec<u8>, Outcome) {
     (respond::answer(query, &outcome), settled.outcome)
 }
 
-/// A response's rcode, as the counters file it.
-pub(super) fn rcode_of(bytes: &[u8]) -> Rcode {
-    dns::Header::parse(bytes).map_or(Rcode::SERVFAIL, |h| Rcode(u16::from(h.rcode)))
+/// What a response says, as the counters file it.
+pub(super) fn said(bytes: &[u8]) -> Reply {
+    Reply::Dns(ResponseKind::of(bytes))
 }
 
 /// With `-v`, logs a response (the per-query line of the course front end
@@ -172,7 +173,7 @@ pub(super) fn serve_tcp_client(
     shutdown: &Shutdown,
 ) -> io::Result<()> {
     let front = TcpAnswers {
-        replies: Replies::new(&client, &shared.stats, activity.clone()),
+        replies: Replies::new(&client, &shared.stats, Frontend::DnsTcp, activity.clone()),
     };
     let (reading, shutdown) = (Arc::clone(shared), shutdown.clone());
     let timeout = shared.options.dns_timeout;
@@ -269,6 +270,7 @@ struct TcpAnswers<'a> {
 
 impl Front for TcpAnswers<'_> {
     type Tag = Option<Ask>;
+    const FRONTEND: Frontend = Frontend::DnsTcp;
     const IDLE_CLOSES: bool = true;
 
     fn reply(&mut self, settled: Settled<Relayed, Option<Ask>>) -> io::Result<()> {
@@ -289,7 +291,7 @@ impl Front for TcpAnswers<'_> {
             },
         };
         log_response(&bytes);
-        self.replies.push(outcome, Some(rcode_of(&bytes)), |out| {
+        self.replies.push(outcome, said(&bytes), |out| {
             write_length_prefixed(out, &bytes)
         })
     }

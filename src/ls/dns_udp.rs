@@ -27,11 +27,12 @@ use std::time::Instant;
 use crossbeam_channel::Sender;
 
 use super::decode::Relayed;
-use super::dns_front::{Ask, Take, admits, log_response, rcode_of, response, take};
+use super::dns_front::{Ask, Take, admits, log_response, response, said, take};
 use super::event::Event;
 use super::inflight::{Outcome, Release, Settled};
 use super::session::{Locked, Session};
 use super::setup::Shared;
+use super::stats::Frontend;
 use super::worker::{self, EVENT_QUEUE, Front};
 use crate::dns::respond::Transport;
 use crate::dns::rrl::{self, Limiter, Verdict};
@@ -79,10 +80,9 @@ fn send_udp(
     };
     log_response(bytes);
     match socket.send_to(bytes, peer) {
-        Ok(_) => {
-            shared.stats.count(outcome);
-            shared.stats.dns.count(rcode_of(bytes));
-        }
+        Ok(_) => shared
+            .stats
+            .count_reply(Frontend::DnsUdp, said(bytes), outcome),
         Err(e) => {
             shared.stats.abandoned.fetch_add(1, Ordering::Release);
             log::info(format_args!("ls dns: cannot answer {peer}: {e}"));
@@ -184,6 +184,7 @@ pub(super) fn serve_udp(
             // Datagrams have no order: each answer leaves once settled.
             Release::AsSettled,
             events_tx.clone(),
+            Frontend::DnsUdp,
         )));
         let worker = {
             let (session, socket, shared, limiter, shares) = (
@@ -269,7 +270,7 @@ fn receive_udp(
         match take(&buf[..len], Transport::Udp, Some(peer), shared) {
             Take::Drop => log::info(format_args!("ls dns: dropped {len} bytes from {peer}")),
             Take::Answer(bytes, outcome) => {
-                shared.stats.queries.fetch_add(1, Ordering::Relaxed);
+                shared.stats.count_query(Frontend::DnsUdp);
                 send_udp(socket, shared, limiter, &bytes, &outcome, peer);
             }
             Take::Ask(request) => {
@@ -306,6 +307,7 @@ struct UdpAnswers<'a> {
 
 impl Front for UdpAnswers<'_> {
     type Tag = Ask;
+    const FRONTEND: Frontend = Frontend::DnsUdp;
     const IDLE_CLOSES: bool = false;
 
     fn reply(&mut self, settled: Settled<Relayed, Ask>) -> io::Result<()> {
