@@ -38,7 +38,7 @@ const HEADER_TOP: u32 = 70;
 const HEADER_HEIGHT: u32 = 66;
 /// The least distance between two rows, and the height of a break band.
 const MIN_ROW: f64 = 46.0;
-const BREAK_ROW: f64 = 84.0;
+const BREAK_ROW: f64 = 100.0;
 /// The height of a row [`Scale::idle_us`] after the previous one.
 const IDLE_SPAN: f64 = 160.0;
 /// Names longer than this are shortened in labels.
@@ -367,7 +367,7 @@ pub fn render(queries: &[Query], title: &str) -> String {
 
     // Breaks: a band across the lanes saying how long nothing happened.
     for &(from, to, gap) in &breaks {
-        let (top, low) = (from + 14.0, to - 14.0);
+        let (top, low) = (from + 14.0, to - 34.0);
         let mid = (top + low) / 2.0;
         let _ = writeln!(
             svg,
