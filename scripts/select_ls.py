@@ -87,8 +87,14 @@ class Trace:
         with self.lock:
             return next(self.ids)
 
-    def event(self, thread, query, name, event, **extra):
-        t_us = (time.monotonic_ns() - self.start_ns) // 1000
+    def now_us(self):
+        """Microseconds since the LS started."""
+        return (time.monotonic_ns() - self.start_ns) // 1000
+
+    def event(self, thread, query, name, event, t_us=None, **extra):
+        """Writes one event, at `t_us` (default: now)."""
+        if t_us is None:
+            t_us = self.now_us()
         record = {"t_us": t_us, "thread": thread, "query": query,
                   "name": name.decode("utf-8", "replace"), "event": event}
         record.update(extra)
@@ -192,6 +198,9 @@ def serve_client(conn, ts_addrs, timeout, trace=None, thread="select-0"):
             data = conn.recv(RECV_SIZE)
             if not data:
                 break
+            # A query arrives when its last byte does, however long it
+            # then waits in the buffer behind the ones before it.
+            received_us = trace.now_us() if trace else None
             buf += data
             *queries, buf = buf.split(b"\n")
             if not queries and buf:
@@ -203,7 +212,7 @@ def serve_client(conn, ts_addrs, timeout, trace=None, thread="select-0"):
             for query in queries:
                 name = query.strip()
                 step = QueryTrace(trace, thread, name)
-                step("arrive", frontend="course", client=client)
+                step("arrive", t_us=received_us, frontend="course", client=client)
                 if not name:
                     step("settle", outcome="invalid")
                     reply = b"- Error:EMPTY QUERY"
