@@ -119,7 +119,9 @@ fn trace_records_each_step_of_a_course_query_as_dnslb_reads_them() {
     let ts2 = start_ts("www.princeton.edu 128.1.1.4 A\n");
     let dir = tempfile::tempdir().unwrap();
     let file = dir.path().join("trace.jsonl");
-    let ls = select_ls_with([&ts1, &ts2], "0.2", &["--trace", file.to_str().unwrap()]);
+    // Hits do not wait for the timeout: a long one keeps a loaded
+    // machine from turning one into a miss.
+    let ls = select_ls_with([&ts1, &ts2], "10", &["--trace", file.to_str().unwrap()]);
     let mut client = LineClient::connect(ls.addr);
     let me = client.writer().local_addr().unwrap().to_string();
     assert_eq!(
@@ -174,13 +176,14 @@ fn trace_records_a_timeout_as_the_settle_of_a_query_no_ts_answers() {
     let ts2 = start_ts("google.site 46.1.3.7 A\n");
     let dir = tempfile::tempdir().unwrap();
     let file = dir.path().join("trace.jsonl");
-    let ls = select_ls_with([&ts1, &ts2], "0.2", &["--trace", file.to_str().unwrap()]);
+    let ls = select_ls_with([&ts1, &ts2], "0.5", &["--trace", file.to_str().unwrap()]);
     let mut client = LineClient::connect(ls.addr);
     assert_eq!(
         client.ask("missing.example"),
         "missing.example - Error:HOST NOT FOUND"
     );
-    assert_eq!(client.ask("amazon.org"), "amazon.org 94.5.6.7 A");
+    // Any reply to a second query comes after the first one's `write`.
+    client.ask("amazon.org");
     let events = parse(&std::fs::read(&file).unwrap()).unwrap();
     let settle = events
         .iter()
@@ -189,7 +192,7 @@ fn trace_records_a_timeout_as_the_settle_of_a_query_no_ts_answers() {
     assert_eq!(settle.outcome.as_deref(), Some("timeout"));
     assert_eq!(settle.ts, None);
     let arrive = events.iter().find(|e| e.kind == Kind::Arrive).unwrap();
-    assert!(settle.t_us - arrive.t_us >= 190_000, "{settle:?}");
+    assert!(settle.t_us - arrive.t_us >= 490_000, "{settle:?}");
     assert!(
         !events
             .iter()
