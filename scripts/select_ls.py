@@ -218,8 +218,10 @@ def serve_client(conn, ts_addrs, timeout, trace=None, thread="select-0"):
                     reply = b"- Error:EMPTY QUERY"
                 else:
                     reply = resolve(name, links, timeout, step)
-                conn.sendall(reply + b"\n")
+                # Recorded as the reply is handed to the socket, so that
+                # the line is in the file before the client can read it.
                 step("write")
+                conn.sendall(reply + b"\n")
     except OSError:
         pass
     finally:
