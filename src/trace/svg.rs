@@ -240,10 +240,12 @@ pub fn short_name(name: &str) -> String {
 /// ```
 /// use dnslb::trace::svg::millis;
 /// assert_eq!(millis(0), "0 ms");
-/// assert_eq!(millis(420), "+0.42 ms");
+/// assert_eq!(millis(2), "+0.002 ms");
+/// assert_eq!(millis(420), "+0.420 ms");
+/// assert_eq!(millis(4_200), "+4.20 ms");
 /// assert_eq!(millis(12_345), "+12.3 ms");
 /// assert_eq!(millis(5_000_400), "+5000 ms");
-/// assert_eq!(millis(-50), "-0.05 ms");
+/// assert_eq!(millis(-50), "-0.050 ms");
 /// ```
 pub fn millis(us: i64) -> String {
     if us == 0 {
@@ -251,7 +253,9 @@ pub fn millis(us: i64) -> String {
     }
     let sign = if us > 0 { "+" } else { "-" };
     let ms = us.unsigned_abs() as f64 / 1000.0;
-    if ms < 10.0 {
+    if ms < 1.0 {
+        format!("{sign}{ms:.3} ms")
+    } else if ms < 10.0 {
         format!("{sign}{ms:.2} ms")
     } else if ms < 1000.0 {
         format!("{sign}{ms:.1} ms")
@@ -437,6 +441,10 @@ pub fn render(queries: &[Query], title: &str) -> String {
         }
         match event.kind {
             Kind::Arrive | Kind::Settle | Kind::Cache | Kind::Write => {
+                owner.insert(q, (here, y));
+            }
+            // The owner's own later steps: a hand-off leaves from its last.
+            Kind::Send | Kind::Retry if owner.get(&q).is_some_and(|&(lane, _)| lane == here) => {
                 owner.insert(q, (here, y));
             }
             Kind::Reply => replies
@@ -719,12 +727,12 @@ mod tests {
             "{labels:?}"
         );
         assert!(
-            labels.contains(&"a<b>&\"c\".com +0.25 ms".to_string()),
+            labels.contains(&"a<b>&\"c\".com +0.250 ms".to_string()),
             "{labels:?}"
         );
-        assert!(labels.contains(&"answer (ts2) · a<b>&\"c\".com +0.27 ms".to_string()));
+        assert!(labels.contains(&"answer (ts2) · a<b>&\"c\".com +0.270 ms".to_string()));
         assert!(labels.contains(&"timeout · b.com +5000 ms".to_string()));
-        assert!(labels.contains(&"cache miss · b.com +0.01 ms".to_string()));
+        assert!(labels.contains(&"cache miss · b.com +0.010 ms".to_string()));
         assert!(labels.contains(&"retry b.com +5000 ms".to_string()));
         // The text is escaped in the file, not left raw.
         assert!(svg.contains("a&lt;b&gt;&amp;&quot;c&quot;.com"));
@@ -751,6 +759,35 @@ mod tests {
             line.attribute("x1") == Some(reply_x.as_str())
                 && line.attribute("x2") == Some(worker_x.as_str())
         }));
+    }
+
+    #[test]
+    fn a_hand_off_leaves_from_the_last_step_of_the_thread_that_had_the_query() {
+        let trace = br#"{"t_us":0,"thread":"reader-1","query":1,"name":"x.com","event":"arrive"}
+{"t_us":10,"thread":"reader-1","query":1,"event":"send","ts":"ts1"}
+{"t_us":20,"thread":"reader-1","query":1,"event":"send","ts":"ts2"}
+{"t_us":5000020,"thread":"worker-1","query":1,"event":"settle","outcome":"timeout"}
+"#;
+        let svg = render(&gather(&parse(trace).unwrap()), "t");
+        let doc = roxmltree::Document::parse(&svg).unwrap();
+        let handoffs = with_class(&doc, "handoff");
+        assert_eq!(handoffs.len(), 1);
+        let line = handoffs[0].first_element_child().unwrap();
+        let last_send = with_class(&doc, "event")
+            .into_iter()
+            .filter(|n| n.attribute("class") == Some("event send q1"))
+            .last()
+            .unwrap();
+        let send_line = last_send.first_element_child().unwrap();
+        assert_eq!(line.attribute("y1"), send_line.attribute("y1"));
+        assert_eq!(
+            line.attribute("x1"),
+            Some(lane_x(&doc, "reader-1").as_str())
+        );
+        assert_eq!(
+            line.attribute("x2"),
+            Some(lane_x(&doc, "worker-1").as_str())
+        );
     }
 
     /// The x of the lane titled `title`, as the file writes it.
