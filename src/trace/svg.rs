@@ -775,8 +775,7 @@ mod tests {
         let line = handoffs[0].first_element_child().unwrap();
         let last_send = with_class(&doc, "event")
             .into_iter()
-            .filter(|n| n.attribute("class") == Some("event send q1"))
-            .last()
+            .rfind(|n| n.attribute("class") == Some("event send q1"))
             .unwrap();
         let send_line = last_send.first_element_child().unwrap();
         assert_eq!(line.attribute("y1"), send_line.attribute("y1"));
