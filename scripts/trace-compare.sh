@@ -95,10 +95,14 @@ html() {
     sed -e 's/&/\&amp;/g' -e 's/</\&lt;/g' -e 's/>/\&gt;/g' "$1"
 }
 
-# figure <run> <caption>: one diagram, its summary and its links.
+# figure <run> <caption>: one diagram, its summary and its links. Its
+# share of the row is the diagram's width, so that the two of a pair are
+# drawn at one scale.
 figure() {
+    local width
+    width=$(grep -o -m1 'width="[0-9]*"' "$out/$1.svg" | tr -dc 0-9)
     cat <<EOF
-<figure>
+<figure style="flex-grow: ${width:-1}">
 <figcaption>$2</figcaption>
 <a href="$1.svg"><img src="$1.svg" alt="sequence diagram of $1.jsonl"></a>
 <pre>$(html "$out/$1.txt")</pre>
@@ -120,7 +124,7 @@ h1 { font-size: 2em; margin: 0 0 .3em; }
 h2 { font-size: 1.6em; margin: 1.2em 0 .4em; }
 p { font-size: 1.2em; max-width: 70em; }
 .pair { display: flex; gap: 2em; align-items: flex-start; }
-figure { flex: 1 1 0; margin: 0; min-width: 0; }
+figure { flex: 1 1 0; margin: 0; min-width: 0; }  /* flex-grow: set per figure */
 figcaption { font-size: 1.4em; font-weight: bold; margin-bottom: .4em; }
 img { width: 100%; height: auto; border: 1px solid #ccc; }
 pre { font-size: 1em; white-space: pre-wrap; background: #f6f6f6; padding: .6em; }
@@ -132,7 +136,8 @@ pre { font-size: 1em; white-space: pre-wrap; background: #f6f6f6; padding: .6em;
 <p>The course sample (data/PROJ2-HNS.txt) through two TSes, timeout $timeout s.
 Each lane is a client, a thread or a TS; time runs down, and long idle
 stretches (the timeout of the name no TS holds) are drawn as breaks.
-Labels give each step's time since its query arrived.</p>
+Labels give each step's time since its query arrived. The two diagrams of
+a row are drawn at one scale; click one for its full size.</p>
 <h2>The course client, one query at a time</h2>
 <div class="pair">
 EOF

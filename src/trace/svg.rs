@@ -32,7 +32,7 @@ const SMALL_FONT: u32 = 16;
 /// Room for the time column on the left.
 const LEFT: u32 = 150;
 /// From one lane to the next.
-const LANE_GAP: u32 = 300;
+const LANE_GAP: u32 = 260;
 /// Where the lane headers start, and their height.
 const HEADER_TOP: u32 = 70;
 const HEADER_HEIGHT: u32 = 66;
