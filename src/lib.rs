@@ -27,6 +27,7 @@
 //! - [`bench`](mod@bench): the load generator that drives an LS or a TS and
 //!   checks every reply with [`wire`]'s parsers (names, drive, judge, report).
 //! - [`log`]: stderr logging, per-query lines with `-v`.
+//! - [`trace`]: per-query traces read back and drawn as sequence diagrams.
 //! - [`web`]: the read-only HTTP endpoint (`--web`): Prometheus metrics,
 //!   JSON and a live dashboard page.
 //! - [`udp`]: the second system, UDP ping: echo servers with loss, a
@@ -47,6 +48,7 @@ pub mod server;
 pub mod shutdown;
 pub mod sync;
 pub mod table;
+pub mod trace;
 pub mod ts;
 pub mod udp;
 pub mod web;
