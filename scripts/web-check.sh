@@ -99,6 +99,8 @@ check "it shows the cache hit ratio (none: no --cache)" grep -q 'id="cache">–<
 check "it shows the backends' queries/s" \
     grep -Eq '</span>ts1</td>.*<td>([1-9][0-9,]*(\.[0-9])?|0\.[1-9])</td>' "$dom"
 check "it shows threads" grep -Eq 'id="threads">[1-9][0-9]*<' "$dom"
+check "it shows a recent p50 and p99 (last 10 s)" \
+    grep -Eq '</span>ts1</td>.*<td class="p50">[0-9.,]+</td><td class="p99">[0-9.,]+</td>' "$dom"
 
 chrome --window-size=1280,900 --hide-scrollbars --screenshot="$shot" "http://$web/" \
     >/dev/null || true

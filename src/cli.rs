@@ -34,6 +34,7 @@ const SYNOPSES: &[(&str, &str)] = &[
         "<port> <backend-host> <backend-port> [<backend-host> <backend-port>...]",
     ),
     ("ping", "<host> <port>"),
+    ("trace", "<file>"),
 ];
 
 /// How argh lists its help flag, and how dnslb does (same width).
@@ -231,6 +232,7 @@ pub enum Role {
     UdpEcho(UdpEchoArgs),
     UdpLb(UdpLbArgs),
     Ping(PingArgs),
+    Trace(TraceArgs),
 }
 
 /// Run a top-level server (TS): answer names from a table or zone files, stay silent on the rest.
@@ -627,6 +629,30 @@ pub struct PingArgs {
     /// pings in flight with --flood (default 64)
     #[argh(option, default = "64")]
     pub window: usize,
+}
+
+/// Read a trace file (`ls --trace`, scripts/select_ls.py --trace): draw
+/// queries as a sequence diagram with --svg, or print one line per query
+/// (arrival to write, TSes asked, outcome). Shows the first 10 queries
+/// unless --query, --name or --first says otherwise.
+#[derive(FromArgs, ArgsInfo)]
+#[argh(subcommand, name = "trace")]
+pub struct TraceArgs {
+    /// the trace file: one JSON object per line
+    #[argh(positional)]
+    pub file: PathBuf,
+    /// write the sequence diagram (SVG) to this file
+    #[argh(option)]
+    pub svg: Option<PathBuf>,
+    /// show only the query with this id
+    #[argh(option)]
+    pub query: Option<u64>,
+    /// show every query for this name
+    #[argh(option)]
+    pub name: Option<String>,
+    /// show the first this many queries (default 10)
+    #[argh(option)]
+    pub first: Option<usize>,
 }
 
 /// Parses a port number.

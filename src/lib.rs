@@ -28,7 +28,8 @@
 //!   checks every reply with [`wire`]'s parsers (names, drive, judge, report).
 //! - [`log`]: stderr logging, per-query lines with `-v`.
 //! - [`trace`]: per-query traces (`ls --trace`): the steps of every query
-//!   as JSON lines, written by one thread.
+//!   recorded as JSON lines by one writer thread, read back and drawn as
+//!   sequence diagrams.
 //! - [`web`]: the read-only HTTP endpoint (`--web`): Prometheus metrics,
 //!   JSON and a live dashboard page.
 //! - [`udp`]: the second system, UDP ping: echo servers with loss, a

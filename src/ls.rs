@@ -173,7 +173,9 @@ impl Ls {
 
     /// The counters now, with the pools' members'.
     fn snapshot_of(shared: &Shared) -> Snapshot {
-        let mut snapshot = shared.stats.snapshot(&shared.health);
+        let mut snapshot = shared
+            .stats
+            .snapshot(&shared.health, shared.balance.probe_transitions());
         let now = std::time::Instant::now();
         let balance = &shared.balance;
         let get = |c: &std::sync::atomic::AtomicU64| c.load(std::sync::atomic::Ordering::Relaxed);
@@ -361,6 +363,7 @@ impl Ls {
             grace: options.dns_timeout + SHUTDOWN_SLACK,
             max_connections: options.max_clients,
             max_per_source: options.max_clients_per_ip,
+            stats: Arc::clone(&self.shared.stats.dns_connections),
             ..ServeOptions::new("ls dns", Duration::ZERO)
         };
         let shared = Arc::clone(&self.shared);

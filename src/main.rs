@@ -5,7 +5,9 @@
 //! fails at run time or the bench saw a wrong answer or lost a connection,
 //! 2 for bad usage or configuration (a host argument that does not resolve
 //! included, for every role). `ping` exits 0 when any reply came, 1 when
-//! none did.
+//! none did. `trace` exits 2 for a trace file it cannot read or that has a
+//! malformed line, and for a selection that matches no query; 1 when it
+//! cannot write the SVG.
 
 use std::io::{self, IsTerminal, Write};
 use std::net::{SocketAddr, TcpListener, UdpSocket};
@@ -14,7 +16,9 @@ use std::sync::Arc;
 
 mod cli;
 
-use cli::{BenchArgs, ClientArgs, LsArgs, PingArgs, Role, TsArgs, UdpEchoArgs, UdpLbArgs};
+use cli::{
+    BenchArgs, ClientArgs, LsArgs, PingArgs, Role, TraceArgs, TsArgs, UdpEchoArgs, UdpLbArgs,
+};
 use dnslb::bench::{self, BenchOptions, Names};
 use dnslb::client::{self, ClientOptions};
 use dnslb::dns::rrl::RateLimit;
@@ -24,6 +28,7 @@ use dnslb::ls::{self, Backend, FrontEnd, Ls, LsOptions};
 use dnslb::server;
 use dnslb::shutdown::Shutdown;
 use dnslb::table;
+use dnslb::trace::{self, query::Selection};
 use dnslb::ts::{self, TsOptions};
 use dnslb::udp::echo::{self, EchoOptions};
 use dnslb::udp::flood::{self, FloodOptions};
@@ -49,6 +54,7 @@ fn main() -> ExitCode {
         Role::UdpEcho(args) => ("udp-echo", run_udp_echo(args)),
         Role::UdpLb(args) => ("udp-lb", run_udp_lb(args)),
         Role::Ping(args) => return run_ping(args),
+        Role::Trace(args) => return run_trace(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -325,19 +331,22 @@ fn run_iterative_ls(args: LsArgs) -> Result<(), Usage> {
         allow: args.allow,
         max_clients: server::fit_to_descriptors("ls", "--max-clients", args.max_clients, 2),
     };
-    if args.web.is_some() {
-        return Err(hint(
-            "--web does not serve an LS that resolves from --root yet",
-        ));
-    }
     if args.trace.is_some() {
         return Err(hint(
             "--trace does not trace an LS that resolves from --root yet",
         ));
     }
     let shutdown = stop_on_signal("ls: stopping");
-    let (listener, dns, _) = bind_both(&args.bind, args.port, args.dns_port, None)?;
-    ls::iterative::run(options, listener, dns, &shutdown).map_err(|e| Usage(format!("ls: {e}")))
+    let (listener, dns, web) = bind_both(&args.bind, args.port, args.dns_port, args.web.as_ref())?;
+    let counts = Arc::new(ls::iterative::Counts::default());
+    let source: web::Source = {
+        let counts = Arc::clone(&counts);
+        Arc::new(move || counts.metrics())
+    };
+    let result = with_web(web, source, &shutdown, || {
+        ls::iterative::run_counted(options, listener, dns, &counts, &shutdown)
+    });
+    result.map_err(|e| Usage(format!("ls: {e}")))
 }
 
 fn run_client(args: ClientArgs) -> ExitCode {
@@ -485,6 +494,60 @@ fn run_ping(args: PingArgs) -> ExitCode {
         Ok(false) => ExitCode::from(1),
         Err(e) => {
             log::warn(format_args!("ping {name}: {e}"));
+            ExitCode::from(1)
+        }
+    }
+}
+
+/// `dnslb trace FILE`: the picked queries drawn into `--svg`, or one
+/// summary line each on stdout. A file that cannot be read or has a
+/// malformed line, a selection that matches nothing and bad flags exit 2;
+/// an SVG that cannot be written exits 1.
+fn run_trace(args: TraceArgs) -> ExitCode {
+    let usage = |message: &str| cli::usage_error(&cli::hint(Some("trace"), message));
+    let selection = match (args.query, args.name, args.first) {
+        (None, None, None) => Selection::DEFAULT,
+        (Some(id), None, None) => Selection::Id(id),
+        (None, Some(name), None) => Selection::Name(name),
+        (None, None, Some(0)) => return usage("--first must be at least 1"),
+        (None, None, Some(count)) => Selection::First(count),
+        _ => return usage("give at most one of --query, --name and --first"),
+    };
+    let events = match trace::parse::load(&args.file) {
+        Ok(events) => events,
+        Err(e) => return cli::usage_error(&format!("trace: {e}")),
+    };
+    let queries = trace::query::gather(&events);
+    let picked = match trace::query::select(&queries, &selection) {
+        Ok(picked) => picked,
+        Err(why) => {
+            return cli::usage_error(&format!("trace: {}: {why}", args.file.display()));
+        }
+    };
+    let Some(out) = args.svg else {
+        let mut stdout = io::stdout().lock();
+        for query in &picked {
+            let _ = writeln!(stdout, "{query}");
+        }
+        let _ = stdout.flush();
+        return ExitCode::SUCCESS;
+    };
+    let file_name = args.file.file_name().map_or_else(
+        || args.file.display().to_string(),
+        |name| name.to_string_lossy().into_owned(),
+    );
+    let title = match picked.as_slice() {
+        [one] => format!("{file_name}: query {}", one.id),
+        many => format!("{file_name}: {} queries", many.len()),
+    };
+    let svg = trace::svg::render(&picked, &title);
+    match std::fs::write(&out, svg) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            log::warn(format_args!(
+                "trace: --svg {}: cannot write it: {e}",
+                out.display()
+            ));
             ExitCode::from(1)
         }
     }

@@ -77,14 +77,17 @@ impl Default for TsOptions {
 }
 
 /// What happened to the course protocol's queries: each is answered, not
-/// in the table (silence, or `NOT FOUND` with `--answer-misses`) or invalid.
-/// The connections are counted too.
+/// in the table (silence, or `NOT FOUND` with `--answer-misses`) or invalid;
+/// and to the DNS side's ([`dns::DnsCounts`]). The connections are counted
+/// too.
 #[derive(Default)]
 pub struct Counts {
     answered: AtomicU64,
     not_in_table: AtomicU64,
     invalid: AtomicU64,
     connections: Arc<ConnectionStats>,
+    /// The DNS side's (`--dns-port`).
+    pub dns: Arc<dns::DnsCounts>,
 }
 
 impl Counts {
@@ -96,22 +99,34 @@ impl Counts {
     pub fn metrics(&self) -> Metrics {
         let get = |c: &AtomicU64| c.load(Ordering::Relaxed) as f64;
         let mut m = Metrics::new("ts");
-        let course = |result: &str| labels(&[("protocol", "course"), ("result", result)]);
+        let by =
+            |protocol: &str, result: &str| labels(&[("protocol", protocol), ("result", result)]);
+        let mut queries = vec![
+            (by("course", "answered"), get(&self.answered)),
+            (by("course", "not_in_table"), get(&self.not_in_table)),
+            (by("course", "invalid"), get(&self.invalid)),
+        ];
+        for (protocol, counts) in ["dns_udp", "dns_tcp"].iter().zip(self.dns.by_result()) {
+            let results = dns::DnsCounts::results().into_iter().zip(counts);
+            queries.extend(results.map(|(result, n)| (by(protocol, result), n as f64)));
+        }
         m.add(
             "dnslb_ts_queries_total",
-            "Course queries, by what the TS made of them.",
+            "Queries, by protocol and what the TS made of them.",
             Kind::Counter,
-            vec![
-                (course("answered"), get(&self.answered)),
-                (course("not_in_table"), get(&self.not_in_table)),
-                (course("invalid"), get(&self.invalid)),
-            ],
+            queries,
         );
-        m.add_one(
+        let open = |frontend: &str, connections: &ConnectionStats| {
+            (labels(&[("frontend", frontend)]), connections.open() as f64)
+        };
+        m.add(
             "dnslb_clients",
-            "Course connections open.",
+            "Connections open, by front end (UDP has none).",
             Kind::Gauge,
-            self.connections.open() as f64,
+            vec![
+                open("course", &self.connections),
+                open("dns_tcp", &self.dns.connections),
+            ],
         );
         crate::web::add_process(&mut m);
         m
@@ -187,7 +202,7 @@ pub fn run(
     run_counted(fronts, table, options, Arc::default(), shutdown)
 }
 
-/// Like [`run`], counting the course queries into `counts` (which the web
+/// Like [`run`], counting the queries into `counts` (which the web
 /// endpoint reads).
 ///
 /// # Errors
@@ -211,9 +226,13 @@ pub fn run_counted(
             Arc::clone(&counts),
             shutdown,
         ),
-        FrontEnd::Dns(sockets, dns_options) => {
-            dns::run(sockets, Arc::clone(&table), dns_options, shutdown)
-        }
+        FrontEnd::Dns(sockets, dns_options) => dns::run_counted(
+            sockets,
+            Arc::clone(&table),
+            dns_options,
+            Arc::clone(&counts.dns),
+            shutdown,
+        ),
     };
     serve_each(fronts, name, serve_one, shutdown)
 }

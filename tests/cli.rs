@@ -207,7 +207,7 @@ fn a_word_that_is_no_role_is_answered_with_the_roles() {
     assert_eq!(status.code(), Some(2));
     assert!(
         stderr.starts_with(
-            "dnslb: \"foo\" is not a role; the roles are ts, ls, client, bench, udp-echo, udp-lb, ping\n"
+            "dnslb: \"foo\" is not a role; the roles are ts, ls, client, bench, udp-echo, udp-lb, ping, trace\n"
         ),
         "{stderr}"
     );

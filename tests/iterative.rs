@@ -90,14 +90,23 @@ struct Hierarchy {
     ls_course: SocketAddr,
     ls_shutdown: Shutdown,
     ls_thread: Option<JoinHandle<()>>,
+    /// The LS's counters, as its web endpoint reads them.
+    counts: Arc<iterative::Counts>,
 }
 
-impl Drop for Hierarchy {
-    fn drop(&mut self) {
+impl Hierarchy {
+    /// Stops the LS and waits for it: every reply it wrote is counted.
+    fn stop_ls(&mut self) {
         self.ls_shutdown.trigger();
         if let Some(thread) = self.ls_thread.take() {
             let _ = thread.join();
         }
+    }
+}
+
+impl Drop for Hierarchy {
+    fn drop(&mut self) {
+        self.stop_ls();
     }
 }
 
@@ -150,8 +159,10 @@ impl Hierarchy {
             let ls_dns = dns.local_addr().unwrap();
             let ls_shutdown = Shutdown::new();
             let handle = ls_shutdown.clone();
+            let counts = Arc::new(iterative::Counts::default());
+            let run_counts = Arc::clone(&counts);
             let ls_thread = thread::spawn(move || {
-                iterative::run(options, course, Some(dns), &handle).unwrap();
+                iterative::run_counted(options, course, Some(dns), &run_counts, &handle).unwrap();
             });
             return Hierarchy {
                 port,
@@ -161,6 +172,7 @@ impl Hierarchy {
                 ls_course,
                 ls_shutdown,
                 ls_thread: Some(ls_thread),
+                counts,
             };
         }
         panic!("no port free on every loopback address");
@@ -232,6 +244,51 @@ fn the_course_client_gets_the_sample_replies() {
     assert_eq!(lines, expected.lines().collect::<Vec<_>>());
     // The miss came from com's NXDOMAIN, not from a deadline.
     assert!(started.elapsed() < Duration::from_secs(2));
+}
+
+#[test]
+fn the_web_metrics_count_each_front_ends_queries_and_replies() {
+    use dnslb::web::metrics::check;
+    let mut h = Hierarchy::start(&[]);
+    // UDP: an answer and NXDOMAIN; TCP: an answer; course: an answer, a
+    // miss, a message that is no hostname (not resolved).
+    let m = h.ask("www.princeton.edu", RecordType::A);
+    assert_eq!(m.metadata.response_code, ResponseCode::NoError);
+    let m = h.ask("nothinghere.com", RecordType::A);
+    assert_eq!(m.metadata.response_code, ResponseCode::NXDomain);
+    let mut tcp = tcp_connect(h.ls_dns);
+    tcp.write_all(&framed(&query(9, "rutgers.com", RecordType::A)))
+        .unwrap();
+    assert_eq!(
+        tcp_read(&mut tcp).metadata.response_code,
+        ResponseCode::NoError
+    );
+    let read = |h: &Hierarchy| check::parse(&h.counts.metrics().to_prometheus()).unwrap();
+    assert_eq!(read(&h)["dnslb_clients{frontend=\"dns_tcp\"}"], 1.0);
+    let lines = course_ask(
+        h.ls_course,
+        &["rutgers.com", "nothinghere.com", "not a name"],
+    );
+    assert_eq!(lines[0], "rutgers.com 172.34.4.6 A", "{lines:?}");
+    drop(tcp);
+    h.stop_ls();
+    let m = read(&h);
+    let queries = |front: &str| m[&format!("dnslb_queries_total{{frontend=\"{front}\"}}")];
+    assert_eq!(
+        (queries("course"), queries("dns_udp"), queries("dns_tcp")),
+        (3.0, 2.0, 1.0)
+    );
+    let replies = |front: &str, result: &str| {
+        m[&format!("dnslb_responses_total{{frontend=\"{front}\",result=\"{result}\"}}")]
+    };
+    let course = ["answer", "not_found", "invalid"].map(|r| replies("course", r));
+    assert_eq!(course, [1.0, 1.0, 1.0]);
+    let udp = ["answer", "nxdomain", "servfail"].map(|r| replies("dns_udp", r));
+    assert_eq!(udp, [1.0, 1.0, 0.0]);
+    assert_eq!(replies("dns_tcp", "answer"), 1.0);
+    assert_eq!(m["dnslb_resolutions_total"], 5.0);
+    assert_eq!(m["dnslb_dropped_questions_total"], 0.0);
+    assert_eq!(m["dnslb_clients{frontend=\"dns_tcp\"}"], 0.0);
 }
 
 #[test]

@@ -355,7 +355,7 @@ fn an_idle_frozen_dns_replica_is_marked_down_by_health_checks_and_taken_back_whe
     });
     let good = rcode_ts(hickory_proto::op::ResponseCode::Refused);
     let members = format!("{flaky},{good}");
-    let (_ls, log) = spawn_server_bin_stderr(&[
+    let (ls, log) = spawn_server_bin_stderr(&[
         "ls",
         "0",
         "--ts-protocol",
@@ -391,4 +391,8 @@ fn an_idle_frozen_dns_replica_is_marked_down_by_health_checks_and_taken_back_whe
         up.contains("ts1 (") && up.contains("back up (2 probe(s) in a row answered)"),
         "{up}"
     );
+    // Both changes count as the TS's up/down transitions.
+    ls.signal(libc::SIGINT);
+    let counters = line_containing(&log, "TS up/down transitions");
+    assert!(counters.contains("TS up/down transitions 2;"), "{counters}");
 }

@@ -197,10 +197,12 @@ fn a_junk_flood_does_not_slow_a_well_behaved_client() {
 fn a_client_that_reads_no_replies_is_closed_after_the_idle_timeout() {
     let ts = start_ts(TS1);
     let ls = start_ls_observed(&[ts.addr], ms(200), |o| o.idle_timeout = ms(300));
-    let client = LineClient::connect(ls.addr());
+    // Small socket buffers, so that the replies that fill them, and the
+    // queries queued before the LS stops reading, are few: a loaded machine
+    // gets through them well within the bound.
+    let mut writer = connect_with_small_buffers(ls.addr());
     // Queries until the LS stops reading them: its worker is then blocked
     // writing replies this client never reads.
-    let mut writer = client.writer().try_clone().unwrap();
     writer.set_write_timeout(Some(ms(500))).unwrap();
     let batch = "rutgers.com\n".repeat(10_000);
     let blocked = (0..1000).any(|_| writer.write_all(batch.as_bytes()).is_err());
@@ -210,6 +212,47 @@ fn a_client_that_reads_no_replies_is_closed_after_the_idle_timeout() {
         "the stalled client was not closed"
     );
     assert_eq!(ls.ls.snapshot().idle_closed, 1);
+}
+
+/// A connection to `addr` (IPv4) whose receive and send buffers are 4 KiB,
+/// set before connecting so that the window it offers stays small.
+fn connect_with_small_buffers(addr: std::net::SocketAddr) -> std::net::TcpStream {
+    use std::os::fd::FromRawFd;
+    let std::net::SocketAddr::V4(v4) = addr else {
+        panic!("{addr} is not IPv4")
+    };
+    // SAFETY: plain socket calls on a descriptor this function owns until
+    // it hands it to the TcpStream.
+    unsafe {
+        let fd = libc::socket(libc::AF_INET, libc::SOCK_STREAM, 0);
+        assert!(fd >= 0, "socket: {}", std::io::Error::last_os_error());
+        let size: libc::c_int = 4096;
+        for option in [libc::SO_RCVBUF, libc::SO_SNDBUF] {
+            let set = libc::setsockopt(
+                fd,
+                libc::SOL_SOCKET,
+                option,
+                (&size as *const libc::c_int).cast(),
+                std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+            );
+            assert_eq!(set, 0, "setsockopt: {}", std::io::Error::last_os_error());
+        }
+        let sin = libc::sockaddr_in {
+            sin_family: libc::AF_INET as libc::sa_family_t,
+            sin_port: v4.port().to_be(),
+            sin_addr: libc::in_addr {
+                s_addr: u32::from(*v4.ip()).to_be(),
+            },
+            sin_zero: [0; 8],
+        };
+        let connected = libc::connect(
+            fd,
+            (&sin as *const libc::sockaddr_in).cast(),
+            std::mem::size_of::<libc::sockaddr_in>() as libc::socklen_t,
+        );
+        assert_eq!(connected, 0, "connect: {}", std::io::Error::last_os_error());
+        std::net::TcpStream::from_raw_fd(fd)
+    }
 }
 
 #[test]

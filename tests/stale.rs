@@ -62,6 +62,9 @@ fn an_expired_answer_is_served_with_ttl_30_while_the_ts_is_down_and_only_for_s_s
     assert_eq!(client.ask("www.example.com"), "www.example.com 10.0.0.1 A");
     let snapshot = ls.snapshot();
     assert_eq!(snapshot.stale, 3, "{snapshot}");
+    // One through each front end (course, DNS over UDP, over TCP).
+    let by_front = snapshot.fronts.each_ref().map(|front| front.stale);
+    assert_eq!(by_front, [1, 1, 1], "{snapshot}");
     assert!(snapshot.to_string().contains("stale 3"), "{snapshot}");
     // Expired more than S = 1 second ago: not served.
     sleep(ms(1000));

@@ -178,11 +178,8 @@ fn counts_match_the_queries_sent_and_agree_with_the_counters_line() {
     drop(client);
     let snapshot = ls.settled_snapshot();
     let m = metrics(site.addr);
-    assert_eq!(m["dnslb_queries_total{frontend=\"all\"}"], 4.0);
-    assert_eq!(
-        m["dnslb_queries_total{frontend=\"all\"}"],
-        snapshot.queries as f64
-    );
+    assert_eq!(m["dnslb_queries_total{frontend=\"course\"}"], 4.0);
+    assert_eq!(sum_of(&m, "dnslb_queries_total{"), snapshot.queries as f64);
     assert_eq!(m["dnslb_backend_queries_total{backend=\"ts1\"}"], 4.0);
     assert_eq!(m["dnslb_backend_answers_total{backend=\"ts1\"}"], 3.0);
     assert_eq!(
@@ -191,12 +188,18 @@ fn counts_match_the_queries_sent_and_agree_with_the_counters_line() {
     );
     assert_eq!(m["dnslb_backend_timeouts_total{backend=\"ts1\"}"], 1.0);
     assert_eq!(
-        m["dnslb_responses_total{frontend=\"all\",result=\"answer\"}"],
+        m["dnslb_responses_total{frontend=\"course\",result=\"answer\"}"],
         3.0
     );
+    // No TS answered in time: the client was told HOST NOT FOUND.
     assert_eq!(
-        m["dnslb_responses_total{frontend=\"all\",result=\"timeout\"}"],
+        m["dnslb_responses_total{frontend=\"course\",result=\"not_found\"}"],
         1.0
+    );
+    assert_eq!(m["dnslb_outcomes_total{outcome=\"timeout\"}"], 1.0);
+    assert_eq!(
+        m["dnslb_outcomes_total{outcome=\"answered\"}"],
+        snapshot.answered_total() as f64
     );
     assert_eq!(
         m["dnslb_backend_response_seconds_count{backend=\"ts1\"}"],
@@ -210,15 +213,129 @@ fn counts_match_the_queries_sent_and_agree_with_the_counters_line() {
     assert_eq!(m["dnslb_inflight"], 0.0);
     assert!(m["dnslb_threads"] >= 2.0);
     assert_eq!(m["dnslb_build_info{version=\"0.1.0\"}"], 1.0);
-    assert_eq!(m["dnslb_stale_answers_total{frontend=\"all\"}"], 0.0);
+    assert_eq!(m["dnslb_stale_answers_total{frontend=\"course\"}"], 0.0);
     for name in [
         "dnslb_cache_hits_total",
         "dnslb_cache_misses_total",
         "dnslb_cache_entries",
-        "dnslb_clients",
+        "dnslb_clients{frontend=\"course\"}",
     ] {
         assert!(m.contains_key(name), "{name}");
     }
+}
+
+/// The sum of every sample whose key starts with `prefix` (a family's
+/// name and the start of its labels).
+fn sum_of(m: &HashMap<String, f64>, prefix: &str) -> f64 {
+    m.iter()
+        .filter(|(key, _)| key.starts_with(prefix))
+        .map(|(_, v)| v)
+        .sum()
+}
+
+/// Reads metrics until `sample` has `value` (bounded): a gauge that
+/// follows a connection closing.
+fn wait_for_sample(addr: SocketAddr, sample: &str, value: f64) {
+    let deadline = Instant::now() + BOUND;
+    while metrics(addr)[sample] != value {
+        assert!(Instant::now() < deadline, "{sample} never {value}");
+        thread::yield_now();
+    }
+}
+
+#[test]
+fn each_front_end_counts_its_queries_and_replies_and_they_sum_to_the_counters_line() {
+    use hickory_proto::rr::RecordType;
+    use support::dns::{DnsLs, framed, query, rcode, tcp_connect, tcp_read, udp_ask, udp_raw};
+    let ts = support::start_ts_with(
+        TABLE,
+        dnslb::ts::TsOptions {
+            answer_misses: true,
+            ..Default::default()
+        },
+    );
+    let ls = DnsLs::start(&[ts.addr], |o| o.timeout = ms(2000));
+    let site = Web::start(ls.ls.metrics_source(), WebOptions::default());
+    // Course: two answers, a miss, a message that is no hostname.
+    let mut client = LineClient::connect(ls.course());
+    for name in ["a.com", "b.com", "missing.com", "not a name"] {
+        client.ask(name);
+    }
+    drop(client);
+    // UDP: an answer, NODATA (a.com has no AAAA), NXDOMAIN, FORMERR.
+    assert_eq!(
+        rcode(&udp_ask(ls.dns, &query(1, "a.com.", RecordType::A))),
+        0
+    );
+    let nodata = udp_ask(ls.dns, &query(2, "a.com.", RecordType::AAAA));
+    assert!(rcode(&nodata) == 0 && nodata.answers.is_empty());
+    assert_eq!(
+        rcode(&udp_ask(ls.dns, &query(3, "x.com.", RecordType::A))),
+        3
+    );
+    let formerr = udp_raw(ls.dns, &[0, 4, 1, 0, 0, 0, 0, 0, 0, 0, 0, 0]);
+    assert_eq!(formerr[3] & 0x0f, 1, "FORMERR");
+    // TCP, one connection: an answer, NXDOMAIN, a zone transfer REFUSED.
+    let mut tcp = tcp_connect(ls.dns);
+    for (id, name, qtype, code) in [
+        (5, "b.com.", RecordType::A, 0),
+        (6, "y.com.", RecordType::A, 3),
+        (7, "a.com.", RecordType::AXFR, 5),
+    ] {
+        tcp.write_all(&framed(&query(id, name, qtype))).unwrap();
+        assert_eq!(rcode(&tcp_read(&mut tcp)), code, "{name} {qtype}");
+    }
+    let m = metrics(site.addr);
+    assert_eq!(m["dnslb_clients{frontend=\"dns_tcp\"}"], 1.0);
+    drop(tcp);
+    wait_for_sample(site.addr, "dnslb_clients{frontend=\"dns_tcp\"}", 0.0);
+    // Counted once written: every count is in once the LS has stopped.
+    let snapshot = ls.stop();
+    let m = metrics(site.addr);
+    let queries = |front: &str| m[&format!("dnslb_queries_total{{frontend=\"{front}\"}}")];
+    assert_eq!(
+        (queries("course"), queries("dns_udp"), queries("dns_tcp")),
+        (4.0, 4.0, 3.0)
+    );
+    assert_eq!(sum_of(&m, "dnslb_queries_total{"), snapshot.queries as f64);
+    assert!(
+        snapshot.to_string().starts_with("queries 11 = "),
+        "{snapshot}"
+    );
+    let replies = |front: &str, result: &str| {
+        m[&format!("dnslb_responses_total{{frontend=\"{front}\",result=\"{result}\"}}")]
+    };
+    let course = ["answer", "not_found", "invalid", "busy"].map(|r| replies("course", r));
+    assert_eq!(course, [2.0, 1.0, 1.0, 0.0]);
+    let udp = [
+        "answer", "nodata", "nxdomain", "formerr", "servfail", "refused",
+    ];
+    assert_eq!(
+        udp.map(|r| replies("dns_udp", r)),
+        [1.0, 1.0, 1.0, 1.0, 0.0, 0.0]
+    );
+    let tcp = ["answer", "nxdomain", "refused", "nodata"];
+    assert_eq!(tcp.map(|r| replies("dns_tcp", r)), [1.0, 1.0, 1.0, 0.0]);
+    // Every reply once, under its front end: the counters line's replies.
+    let replied = snapshot.answered_total() + snapshot.misses() + snapshot.invalid + snapshot.busy;
+    assert_eq!(sum_of(&m, "dnslb_responses_total{"), replied as f64);
+    for (front, counted) in ["course", "dns_udp", "dns_tcp"]
+        .iter()
+        .zip(&snapshot.fronts)
+    {
+        let prefix = format!("dnslb_responses_total{{frontend=\"{front}\",");
+        assert_eq!(sum_of(&m, &prefix), counted.replied() as f64, "{front}");
+        assert_eq!(queries(front), counted.queries as f64, "{front}");
+        let stale = format!("dnslb_stale_answers_total{{frontend=\"{front}\"}}");
+        assert_eq!(m[&stale], 0.0);
+    }
+    // By rcode: NOERROR is the answers and NODATA of both transports.
+    assert_eq!(m["dnslb_dns_responses_total{rcode=\"noerror\"}"], 3.0);
+    assert_eq!(snapshot.dns[..5], [3, 2, 0, 1, 1], "{snapshot}");
+    assert_eq!(
+        m["dnslb_outcomes_total{outcome=\"invalid\"}"],
+        snapshot.invalid as f64
+    );
 }
 
 #[test]
@@ -335,21 +452,29 @@ fn the_json_parses_and_names_every_backend() {
 }
 
 #[test]
-fn the_ts_counts_its_queries_by_result() {
+fn the_ts_counts_its_queries_by_protocol_and_result_as_its_counters_line_does() {
+    use hickory_proto::rr::RecordType;
+    use support::dns::{
+        framed, loopback_sockets, query, rcode, tcp_connect, tcp_read, udp_client, udp_recv,
+    };
     let counts = Arc::new(dnslb::ts::Counts::default());
-    let zone = Arc::new(dnslb::table::parse(TABLE.as_bytes()).unwrap());
+    let mut zone = dnslb::table::parse(TABLE.as_bytes()).unwrap();
+    let parent = support::data("zones/example.test.zone");
+    let file = dnslb::zonefile::load(&parent).unwrap();
+    zone.add_file_zone(file.apex_key(), file.to_zone()).unwrap();
+    let zone = Arc::new(zone);
     let listener = TcpListener::bind("127.0.0.1:0").unwrap();
     let ts_addr = listener.local_addr().unwrap();
+    let dns_sockets = loopback_sockets();
+    let dns = dns_sockets.local_addr().unwrap();
     let shutdown = Shutdown::new();
     let (run_counts, run_shutdown) = (Arc::clone(&counts), shutdown.clone());
     let ts = thread::spawn(move || {
-        dnslb::ts::run_counted(
-            vec![dnslb::ts::FrontEnd::Course(listener)],
-            zone,
-            Default::default(),
-            run_counts,
-            &run_shutdown,
-        )
+        let fronts = vec![
+            dnslb::ts::FrontEnd::Course(listener),
+            dnslb::ts::FrontEnd::Dns(dns_sockets, Default::default()),
+        ];
+        dnslb::ts::run_counted(fronts, zone, Default::default(), run_counts, &run_shutdown)
     });
     let source_counts = Arc::clone(&counts);
     let site = Web::start(
@@ -363,19 +488,96 @@ fn the_ts_counts_its_queries_by_result() {
     let mut line = String::new();
     reader.read_line(&mut line).unwrap();
     reader.read_line(&mut line).unwrap();
+    // UDP, from one socket, answered in turn: a response sent to the TS
+    // (dropped unanswered), then an answer, NODATA, NXDOMAIN, REFUSED
+    // (a zone it does not serve), a referral (cs.example.test is
+    // delegated), FORMERR and NOTIMP (an opcode other than QUERY).
+    let udp = udp_client();
+    let mut response = query(1, "a.com.", RecordType::A).to_vec().unwrap();
+    response[2] |= 0x80;
+    udp.send_to(&response, dns).unwrap();
+    let mut status = query(8, "a.com.", RecordType::A).to_vec().unwrap();
+    status[2] |= 2 << 3;
+    let asked: [(&[u8], u8); 7] = [
+        (&query(2, "a.com.", RecordType::A).to_vec().unwrap(), 0),
+        (&query(3, "a.com.", RecordType::AAAA).to_vec().unwrap(), 0),
+        (&query(4, "x.com.", RecordType::A).to_vec().unwrap(), 3),
+        (&query(5, "x.org.", RecordType::A).to_vec().unwrap(), 5),
+        (
+            &query(6, "www.cs.example.test.", RecordType::A)
+                .to_vec()
+                .unwrap(),
+            0,
+        ),
+        (&[0, 7, 1, 0, 0, 0, 0, 0, 0, 0, 0, 0], 1),
+        (&status, 4),
+    ];
+    for (bytes, code) in asked {
+        udp.send_to(bytes, dns).unwrap();
+        assert_eq!(udp_recv(&udp)[3] & 0x0f, code);
+    }
+    // TCP: an answer and NXDOMAIN; the connection stays open.
+    let mut tcp = tcp_connect(dns);
+    for (id, name, code) in [(9, "b.com.", 0), (10, "y.com.", 3)] {
+        tcp.write_all(&framed(&query(id, name, RecordType::A)))
+            .unwrap();
+        assert_eq!(rcode(&tcp_read(&mut tcp)), code);
+    }
     let m = metrics(site.addr);
+    let ts_queries = |protocol: &str, result: &str| {
+        m[&format!("dnslb_ts_queries_total{{protocol=\"{protocol}\",result=\"{result}\"}}")]
+    };
+    assert_eq!(ts_queries("course", "answered"), 2.0);
+    assert_eq!(ts_queries("course", "not_in_table"), 1.0);
+    let udp_results = [
+        "answer",
+        "nodata",
+        "nxdomain",
+        "refused",
+        "referral",
+        "formerr",
+        "notimp",
+        "dropped",
+        "servfail",
+        "rate_limited",
+    ];
     assert_eq!(
-        m["dnslb_ts_queries_total{protocol=\"course\",result=\"answered\"}"],
-        2.0
+        udp_results.map(|r| ts_queries("dns_udp", r)),
+        [1.0, 1.0, 1.0, 1.0, 1.0, 1.0, 1.0, 1.0, 0.0, 0.0]
     );
+    let tcp_results = ["answer", "nxdomain", "nodata"];
     assert_eq!(
-        m["dnslb_ts_queries_total{protocol=\"course\",result=\"not_in_table\"}"],
-        1.0
+        tcp_results.map(|r| ts_queries("dns_tcp", r)),
+        [1.0, 1.0, 0.0]
     );
-    assert_eq!(m["dnslb_clients"], 1.0);
+    assert_eq!(m["dnslb_clients{frontend=\"course\"}"], 1.0);
+    assert_eq!(m["dnslb_clients{frontend=\"dns_tcp\"}"], 1.0);
+    drop(tcp);
+    wait_for_sample(site.addr, "dnslb_clients{frontend=\"dns_tcp\"}", 0.0);
+    // The counters line printed at exit: the same counts, UDP and TCP
+    // together.
+    let m = metrics(site.addr);
+    let terms: Vec<String> = dnslb::ts::dns::DnsCounts::results()
+        .iter()
+        .map(|r| {
+            let n = ts_queries_sum(&m, r);
+            format!("{r} {n}")
+        })
+        .collect();
+    let line = counts.dns.line();
+    let expected = format!("queries 10 = {} (udp 8, tcp 2);", terms.join(" + "));
+    assert!(line.starts_with(&expected), "{line}\n{expected}");
     drop((stream, reader));
     shutdown.trigger();
     ts.join().unwrap().unwrap();
+}
+
+/// A TS's DNS queries with `result`, over UDP and TCP together.
+fn ts_queries_sum(m: &HashMap<String, f64>, result: &str) -> f64 {
+    ["dns_udp", "dns_tcp"]
+        .iter()
+        .map(|p| m[&format!("dnslb_ts_queries_total{{protocol=\"{p}\",result=\"{result}\"}}")])
+        .sum()
 }
 
 #[test]
@@ -418,14 +620,21 @@ fn a_thousand_idle_http_connections_leave_course_and_dns_service_answering() {
     }
 }
 
-#[test]
-fn the_binary_announces_its_http_port_after_the_others_and_serves_it() {
+/// Starts `dnslb <args> --bind 127.0.0.1 --dns-port 0 --web 127.0.0.1:0`
+/// and reads its three listening lines (bounded): the child, the lines, and
+/// the web endpoint's address.
+fn spawn_with_web(args: &[&str]) -> (std::process::Child, Vec<String>, SocketAddr) {
     use std::process::{Command, Stdio};
-    let ts = start_ts(TABLE);
-    let ts_port = ts.addr.port().to_string();
     let mut child = Command::new(env!("CARGO_BIN_EXE_dnslb"))
-        .args(["ls", "0", "127.0.0.1", &ts_port, "--bind", "127.0.0.1"])
-        .args(["--dns-port", "0", "--web", "127.0.0.1:0"])
+        .args(args)
+        .args([
+            "--bind",
+            "127.0.0.1",
+            "--dns-port",
+            "0",
+            "--web",
+            "127.0.0.1:0",
+        ])
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
         .spawn()
@@ -445,15 +654,36 @@ fn the_binary_announces_its_http_port_after_the_others_and_serves_it() {
         let _ = child.kill();
     });
     let lines = lines.expect("three listening lines");
-    assert!(lines[1].ends_with(" (dns udp+tcp)"), "{lines:?}");
     let web: SocketAddr = lines[2]
         .strip_prefix("listening on ")
         .and_then(|l| l.strip_suffix(" (http)"))
         .unwrap_or_else(|| panic!("{lines:?}"))
         .parse()
         .unwrap();
+    (child, lines, web)
+}
+
+#[test]
+fn the_binary_announces_its_http_port_after_the_others_and_serves_it() {
+    let ts = start_ts(TABLE);
+    let ts_port = ts.addr.port().to_string();
+    let (mut child, lines, web) = spawn_with_web(&["ls", "0", "127.0.0.1", &ts_port]);
+    assert!(lines[1].ends_with(" (dns udp+tcp)"), "{lines:?}");
     let m = metrics(web);
     assert_eq!(m["dnslb_backend_up{backend=\"ts1\"}"], 1.0);
+    let _ = child.kill();
+    let _ = child.wait();
+}
+
+#[test]
+fn an_ls_resolving_from_the_root_serves_its_metrics_too() {
+    // A root that is never asked: no query is sent.
+    let (mut child, lines, web) = spawn_with_web(&["ls", "0", "--root", "127.0.0.1:9"]);
+    assert!(lines[1].ends_with(" (dns udp+tcp)"), "{lines:?}");
+    let m = metrics(web);
+    assert_eq!(m["dnslb_queries_total{frontend=\"dns_udp\"}"], 0.0);
+    assert_eq!(m["dnslb_resolutions_total"], 0.0);
+    assert_eq!(m["dnslb_clients{frontend=\"course\"}"], 0.0);
     let _ = child.kill();
     let _ = child.wait();
 }

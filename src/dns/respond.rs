@@ -300,6 +300,127 @@ pub fn is_truncated(bytes: &[u8]) -> bool {
     Header::parse(bytes).is_some_and(|h| h.tc)
 }
 
+/// What a response told its client, as the metrics count responses: its
+/// rcode, and for NOERROR whether it carried an answer, a referral, only
+/// TC (ask again over TCP), or nothing (NODATA).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ResponseKind {
+    /// NOERROR with records in the answer section.
+    Answer,
+    /// NOERROR without an answer, not authoritative, NS records in the
+    /// authority section: a delegation.
+    Referral,
+    /// NOERROR without an answer or a referral: the name exists without
+    /// records of the type asked (RFC 2308 §2.2).
+    NoData,
+    /// NOERROR, TC set and no answer: the answer did not fit (or the rate
+    /// limit's slip).
+    Truncated,
+    NxDomain,
+    ServFail,
+    Refused,
+    FormErr,
+    NotImp,
+    /// Another rcode (BADVERS among them), or not a DNS message.
+    Other,
+}
+
+impl ResponseKind {
+    /// Every kind, in the order of their [`index`](Self::index).
+    pub const ALL: [ResponseKind; 10] = [
+        ResponseKind::Answer,
+        ResponseKind::Referral,
+        ResponseKind::NoData,
+        ResponseKind::Truncated,
+        ResponseKind::NxDomain,
+        ResponseKind::ServFail,
+        ResponseKind::Refused,
+        ResponseKind::FormErr,
+        ResponseKind::NotImp,
+        ResponseKind::Other,
+    ];
+
+    /// The kind of the response `bytes`. Reads the header only, and parses
+    /// the message only for a NOERROR without an answer that may be
+    /// something else: a referral (not authoritative, authority records)
+    /// or an extended rcode such as BADVERS (an OPT record).
+    ///
+    /// ```
+    /// use dnslb::dns::respond::ResponseKind;
+    /// // ID, flags QR RD, NOERROR; counts 1 0 0 0.
+    /// let nodata = b"\x00\x01\x81\x00\x00\x01\x00\x00\x00\x00\x00\x00\x01x\x00\x00\x01\x00\x01";
+    /// assert_eq!(ResponseKind::of(nodata), ResponseKind::NoData);
+    /// let mut nxdomain = nodata.to_vec();
+    /// nxdomain[3] = 3;
+    /// assert_eq!(ResponseKind::of(&nxdomain).label(), "nxdomain");
+    /// assert_eq!(ResponseKind::of(b"\x00"), ResponseKind::Other);
+    /// ```
+    pub fn of(bytes: &[u8]) -> ResponseKind {
+        let Some(header) = Header::parse(bytes) else {
+            return ResponseKind::Other;
+        };
+        let rcode = Rcode(u16::from(header.rcode));
+        let mut parsed = None;
+        if rcode == Rcode::NOERROR
+            && header.ancount == 0
+            && !header.tc
+            && ((header.nscount > 0 && !header.aa) || header.arcount > 0)
+        {
+            parsed = Message::parse(bytes).ok();
+        }
+        match parsed.as_ref().map_or(rcode, |m| m.rcode) {
+            Rcode::NOERROR if header.ancount > 0 => ResponseKind::Answer,
+            Rcode::NOERROR if header.tc => ResponseKind::Truncated,
+            Rcode::NOERROR if parsed.as_ref().is_some_and(delegates) => ResponseKind::Referral,
+            Rcode::NOERROR => ResponseKind::NoData,
+            Rcode::NXDOMAIN => ResponseKind::NxDomain,
+            Rcode::SERVFAIL => ResponseKind::ServFail,
+            Rcode::REFUSED => ResponseKind::Refused,
+            Rcode::FORMERR => ResponseKind::FormErr,
+            Rcode::NOTIMP => ResponseKind::NotImp,
+            _ => ResponseKind::Other,
+        }
+    }
+
+    /// Its position in [`ALL`](Self::ALL).
+    pub fn index(self) -> usize {
+        self as usize
+    }
+
+    /// How the metrics label it (`result="nxdomain"`).
+    pub fn label(self) -> &'static str {
+        match self {
+            ResponseKind::Answer => "answer",
+            ResponseKind::Referral => "referral",
+            ResponseKind::NoData => "nodata",
+            ResponseKind::Truncated => "truncated",
+            ResponseKind::NxDomain => "nxdomain",
+            ResponseKind::ServFail => "servfail",
+            ResponseKind::Refused => "refused",
+            ResponseKind::FormErr => "formerr",
+            ResponseKind::NotImp => "notimp",
+            ResponseKind::Other => "other",
+        }
+    }
+
+    /// Whether its rcode is NOERROR.
+    pub fn is_noerror(self) -> bool {
+        matches!(
+            self,
+            ResponseKind::Answer
+                | ResponseKind::Referral
+                | ResponseKind::NoData
+                | ResponseKind::Truncated
+        )
+    }
+}
+
+/// Whether a response without an answer delegates: not authoritative,
+/// NS records in its authority section.
+fn delegates(response: &Message) -> bool {
+    !response.header.aa && response.authority.iter().any(|r| r.rtype == RecordType::NS)
+}
+
 /// The TTL of a TS's DNS answers when none is given (`dnslb ts --ttl`).
 pub const DEFAULT_TTL: u32 = 300;
 
@@ -406,6 +527,75 @@ mod tests {
             assert_eq!(m.rcode, code, "{outcome:?}");
             assert_eq!(m.authority.len(), authority, "{outcome:?}");
             assert!(m.answers.is_empty());
+        }
+    }
+
+    #[test]
+    fn each_response_is_counted_by_its_kind() {
+        let q = accepted(
+            &query_bytes("x.example.com", RecordType::A, None, true),
+            Transport::Udp,
+        );
+        let ns = Record {
+            name: Name::from_ascii("example.com").unwrap(),
+            rtype: RecordType::NS,
+            class: CLASS_IN,
+            ttl: 300,
+            data: RData::Name(Name::from_ascii("ns.example.com").unwrap()),
+        };
+        let referral = Sections {
+            authority: vec![ns],
+            ..Sections::default()
+        };
+        let cases = [
+            (
+                Resolution::answer(many("x.example.com", 1)),
+                ResponseKind::Answer,
+            ),
+            (Resolution::Referral(referral), ResponseKind::Referral),
+            // Not authoritative, an SOA in authority: NODATA, no referral.
+            (
+                Resolution::NoData {
+                    soa: Some(soa(30, 10)),
+                },
+                ResponseKind::NoData,
+            ),
+            (Resolution::NoData { soa: None }, ResponseKind::NoData),
+            (Resolution::nxdomain(), ResponseKind::NxDomain),
+            (Resolution::Refused, ResponseKind::Refused),
+            (Resolution::ServFail, ResponseKind::ServFail),
+            // Too big for 512 bytes: TC, no answer.
+            (
+                Resolution::answer(many("x.example.com", 60)),
+                ResponseKind::Truncated,
+            ),
+        ];
+        for (outcome, kind) in cases {
+            assert_eq!(ResponseKind::of(&answer(&q, &outcome)), kind, "{outcome:?}");
+        }
+        let Some(Accepted::Answered { bytes, .. }) = accept_query(&[0; 13], Transport::Udp) else {
+            panic!("a header without its question is answered");
+        };
+        assert_eq!(ResponseKind::of(&bytes), ResponseKind::FormErr);
+        // BADVERS: rcode 16, its high bits in the OPT record.
+        let badvers = query_bytes("a.example", RecordType::A, Some((1232, 1, false)), true);
+        let Some(Accepted::Answered { bytes, .. }) = accept_query(&badvers, Transport::Udp) else {
+            panic!("EDNS version 1 is answered");
+        };
+        assert_eq!(Header::parse(&bytes).unwrap().rcode, 0);
+        assert_eq!(ResponseKind::of(&bytes), ResponseKind::Other);
+        // NODATA with an OPT: still NODATA.
+        let edns = accepted(
+            &query_bytes("x.example.com", RecordType::A, Some((1232, 0, false)), true),
+            Transport::Udp,
+        );
+        let nodata = answer(&edns, &Resolution::NoData { soa: None });
+        assert_eq!(ResponseKind::of(&nodata), ResponseKind::NoData);
+        let labels: Vec<&str> = ResponseKind::ALL.iter().map(|k| k.label()).collect();
+        assert_eq!(labels.len(), 10);
+        for (i, kind) in ResponseKind::ALL.iter().enumerate() {
+            assert_eq!(kind.index(), i);
+            assert!(!labels[i + 1..].contains(&kind.label()), "{kind:?}");
         }
     }
 

@@ -16,6 +16,7 @@ use super::event::Event;
 use super::inflight::{Outcome, Release, Settled};
 use super::session::{Locked, Request, Session};
 use super::setup::Shared;
+use super::stats::{CourseReply, Frontend, Reply};
 use super::worker::{
     Front, Replies, UNANSWERED_COUNT_BOUND, Unserved, count_abandoned, serve_connection,
 };
@@ -24,7 +25,7 @@ use crate::framing::{Frame, Framing, MessageReader, write_message};
 use crate::log;
 use crate::server::Activity;
 use crate::shutdown::Shutdown;
-use crate::trace::Frontend;
+use crate::trace;
 use crate::wire::{self, Dialect, QueryError};
 
 /// Most queries the client reader submits under one lock.
@@ -44,7 +45,8 @@ pub(super) fn serve_client(
     let options = &shared.options;
     let (framing, shutdown) = (options.client_framing, shutdown.clone());
     let front = CourseReplies {
-        replies: Replies::new(&client, shared, activity.clone()),
+        replies: Replies::new(&client, &shared.stats, Frontend::Course, activity.clone())
+            .traced(shared.trace.as_ref()),
         shared,
     };
     // Who the trace says asked (`--trace`).
@@ -171,7 +173,9 @@ fn submit_course_query(
     peer: Option<SocketAddr>,
 ) -> bool {
     let name = query.as_ref().map_or("", |q| q.name.as_str());
-    let trace = s.tracer().map(|t| t.arrive(name, Frontend::Course, peer));
+    let trace = s
+        .tracer()
+        .map(|t| t.arrive(name, trace::Frontend::Course, peer));
     let query = match query {
         Ok(query) => query,
         Err(e) => {
@@ -216,22 +220,34 @@ struct CourseReplies<'a> {
 
 impl Front for CourseReplies<'_> {
     type Tag = Framing;
+    const FRONTEND: Frontend = Frontend::Course;
     const IDLE_CLOSES: bool = true;
 
     fn reply(&mut self, settled: Settled<Relayed, Framing>) -> io::Result<()> {
         let framing = settled.tag;
         let dialect = self.shared.options.dialect;
-        let line = match settled.answer {
-            Some(Relayed::Line(line)) => line,
-            Some(Relayed::Made(bytes)) => String::from_utf8_lossy(&bytes).into_owned(),
+        let miss = || {
+            (
+                wire::miss_line(&settled.name, dialect),
+                CourseReply::NotFound,
+            )
+        };
+        let (line, said) = match settled.answer {
+            Some(Relayed::Line(line)) => (line, CourseReply::Answer),
+            Some(Relayed::Made(bytes)) => (
+                String::from_utf8_lossy(&bytes).into_owned(),
+                CourseReply::Invalid,
+            ),
             Some(Relayed::Dns(outcome)) => first_address(&outcome, &settled.name, dialect)
-                .unwrap_or_else(|| wire::miss_line(&settled.name, dialect)),
+                .map_or_else(miss, |line| (line, CourseReply::Answer)),
             // The LS could not ask every TS: it cannot say the name is missing.
-            None if settled.outcome == Outcome::Busy => wire::SERVER_BUSY.to_string(),
-            None => wire::miss_line(&settled.name, dialect),
+            None if settled.outcome == Outcome::Busy => {
+                (wire::SERVER_BUSY.to_string(), CourseReply::Busy)
+            }
+            None => miss(),
         };
         self.replies
-            .push(settled.outcome, None, settled.trace, |out| {
+            .push(settled.outcome, Reply::Course(said), settled.trace, |out| {
                 write_message(out, line.as_bytes(), framing)
             })
     }

@@ -34,14 +34,15 @@ use super::event::Event;
 use super::inflight::{Outcome, Release, Settled};
 use super::session::{Locked, Request};
 use super::setup::{Shared, TsProtocol};
+use super::stats::{Frontend, Reply};
 use super::worker::{self, Front, Replies, Unserved};
-use crate::dns::respond::{self, Accepted, Transport};
-use crate::dns::{self, Rcode, Resolution};
+use crate::dns::respond::{self, Accepted, ResponseKind, Transport};
+use crate::dns::{self, Resolution};
 use crate::framing::{Timed, read_length_prefixed_timed, write_length_prefixed};
 use crate::log;
 use crate::server::Activity;
 use crate::shutdown::Shutdown;
-use crate::trace::{self, Frontend, Query, Step};
+use crate::trace::{self, Query, Step};
 use crate::wire;
 
 /// How one DNS query is to be answered: its checked form, and over UDP
@@ -69,8 +70,8 @@ pub(super) fn take(
     client: Option<SocketAddr>,
 ) -> Take {
     let frontend = match transport {
-        Transport::Udp => Frontend::DnsUdp,
-        Transport::Tcp => Frontend::DnsTcp,
+        Transport::Udp => trace::Frontend::DnsUdp,
+        Transport::Tcp => trace::Frontend::DnsTcp,
     };
     let arrive = |name: &str| {
         shared
@@ -160,9 +161,9 @@ pub(super) fn response(settled: Settled<Relayed, Ask>) -> (Vec<u8>, Outcome) {
     (respond::answer(query, &outcome), settled.outcome)
 }
 
-/// A response's rcode, as the counters file it.
-pub(super) fn rcode_of(bytes: &[u8]) -> Rcode {
-    dns::Header::parse(bytes).map_or(Rcode::SERVFAIL, |h| Rcode(u16::from(h.rcode)))
+/// What a response says, as the counters file it.
+pub(super) fn said(bytes: &[u8]) -> Reply {
+    Reply::Dns(ResponseKind::of(bytes))
 }
 
 /// With `-v`, logs a response (the per-query line of the course front end
@@ -199,7 +200,8 @@ pub(super) fn serve_tcp_client(
     shutdown: &Shutdown,
 ) -> io::Result<()> {
     let front = TcpAnswers {
-        replies: Replies::new(&client, shared, activity.clone()),
+        replies: Replies::new(&client, &shared.stats, Frontend::DnsTcp, activity.clone())
+            .traced(shared.trace.as_ref()),
     };
     // Who the trace says asked (`--trace`).
     let peer = shared.trace.as_ref().and_then(|_| client.peer_addr().ok());
@@ -302,6 +304,7 @@ struct TcpAnswers<'a> {
 
 impl Front for TcpAnswers<'_> {
     type Tag = Option<Ask>;
+    const FRONTEND: Frontend = Frontend::DnsTcp;
     const IDLE_CLOSES: bool = true;
 
     fn reply(&mut self, settled: Settled<Relayed, Option<Ask>>) -> io::Result<()> {
@@ -324,10 +327,9 @@ impl Front for TcpAnswers<'_> {
             },
         };
         log_response(&bytes);
-        self.replies
-            .push(outcome, Some(rcode_of(&bytes)), trace, |out| {
-                write_length_prefixed(out, &bytes)
-            })
+        self.replies.push(outcome, said(&bytes), trace, |out| {
+            write_length_prefixed(out, &bytes)
+        })
     }
 
     fn flush(&mut self) -> io::Result<()> {

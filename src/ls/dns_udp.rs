@@ -27,11 +27,12 @@ use std::time::Instant;
 use crossbeam_channel::Sender;
 
 use super::decode::Relayed;
-use super::dns_front::{Ask, Take, admits, log_response, rcode_of, response, take};
+use super::dns_front::{Ask, Take, admits, log_response, response, said, take};
 use super::event::Event;
 use super::inflight::{Outcome, Release, Settled};
 use super::session::{Locked, Session};
 use super::setup::Shared;
+use super::stats::Frontend;
 use super::worker::{self, EVENT_QUEUE, Front};
 use crate::dns::respond::Transport;
 use crate::dns::rrl::{self, Limiter, Verdict};
@@ -82,8 +83,9 @@ fn send_udp(
     log_response(bytes);
     match socket.send_to(bytes, peer) {
         Ok(_) => {
-            shared.stats.count(outcome);
-            shared.stats.dns.count(rcode_of(bytes));
+            shared
+                .stats
+                .count_reply(Frontend::DnsUdp, said(bytes), outcome);
             trace::step(&shared.trace, trace, Step::Write);
         }
         Err(e) => {
@@ -190,6 +192,7 @@ pub(super) fn serve_udp(
             // Datagrams have no order: each answer leaves once settled.
             Release::AsSettled,
             events_tx.clone(),
+            Frontend::DnsUdp,
         )));
         let worker = {
             let (session, socket, shared, limiter, shares) = (
@@ -282,7 +285,7 @@ fn receive_udp(
         match take(&buf[..len], Transport::Udp, Some(peer), shared, Some(peer)) {
             Take::Drop => log::info(format_args!("ls dns: dropped {len} bytes from {peer}")),
             Take::Answer(bytes, outcome, trace) => {
-                shared.stats.queries.fetch_add(1, Ordering::Relaxed);
+                shared.stats.count_query(Frontend::DnsUdp);
                 let (term, ts) = (outcome.term(), None);
                 trace::step(&shared.trace, &trace, Step::Settle { outcome: term, ts });
                 send_udp(socket, shared, limiter, &bytes, &outcome, peer, &trace);
@@ -327,6 +330,7 @@ struct UdpAnswers<'a> {
 
 impl Front for UdpAnswers<'_> {
     type Tag = Ask;
+    const FRONTEND: Frontend = Frontend::DnsUdp;
     const IDLE_CLOSES: bool = false;
 
     fn reply(&mut self, mut settled: Settled<Relayed, Ask>) -> io::Result<()> {

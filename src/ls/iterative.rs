@@ -15,18 +15,21 @@
 //!   clients get the first A record, or the miss line at once on NXDOMAIN.
 //! - With `-v`, every step is logged as the lecture draws it: which server
 //!   was asked what, and whether it answered, referred or denied.
+//! - [`Counts`]: each front end's queries and replies, for the web
+//!   endpoint (`--web`), as the forwarding LS counts them.
 
 use std::io::{self, BufReader};
 use std::net::{SocketAddr, TcpListener, TcpStream, UdpSocket};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::thread;
 use std::time::{Duration, Instant};
 
 use crossbeam_channel::{Receiver, Sender, TrySendError};
 
+use super::stats::{CourseReply, FrontCounts, Frontend, Reply};
 use crate::cidr::CidrList;
-use crate::dns::respond::{self, Accepted, Checked, Transport};
+use crate::dns::respond::{self, Accepted, Checked, ResponseKind, Transport};
 use crate::dns::{CLASS_IN, Name, Question, RData, RecordType, Resolution, TCP_LIMIT};
 use crate::framing::{
     DNS_MESSAGE_BOUND, Frame, Framing, MessageReader, Timed, read_length_prefixed,
@@ -37,9 +40,10 @@ use crate::net::DnsSockets;
 use crate::net::datagram::{RECV_BUFFER, Received, recv_datagram, wake_on_trigger};
 use crate::random::{SplitMix64, random_seed};
 use crate::resolve::{Cache, Config, Resolver, Step};
-use crate::server::{Activity, ServeOptions, serve, serve_each};
+use crate::server::{Activity, ConnectionStats, ServeOptions, serve, serve_each};
 use crate::shutdown::Shutdown;
 use crate::sync::lock;
+use crate::web::metrics::{Kind, Metrics, labels};
 use crate::wire::{self, Dialect, Found, QueryError};
 
 /// Resolver threads.
@@ -116,6 +120,65 @@ pub fn parse_roots(text: &str, port: u16) -> Result<Vec<SocketAddr>, String> {
 struct Job {
     question: Question,
     respond: Box<dyn FnOnce(Resolution) + Send>,
+}
+
+/// What the iterative LS's front ends received and answered, and its
+/// resolver pool's work, as the web endpoint reads them.
+#[derive(Default)]
+pub struct Counts {
+    /// Per front end, in the order of [`Frontend::ALL`].
+    fronts: [FrontCounts; Frontend::ALL.len()],
+    course_clients: Arc<ConnectionStats>,
+    dns_clients: Arc<ConnectionStats>,
+    /// The resolver pool, once [`run_counted`] started it.
+    pool: OnceLock<Arc<Pool>>,
+}
+
+impl Counts {
+    fn front(&self, front: Frontend) -> &FrontCounts {
+        &self.fronts[front as usize]
+    }
+
+    /// Every metric now (docs/OBSERVE.md).
+    pub fn metrics(&self) -> Metrics {
+        let mut m = Metrics::new("ls");
+        let fronts = self.fronts.each_ref().map(FrontCounts::snapshot);
+        super::observe::add_fronts(&mut m, &fronts);
+        let pool = |read: fn(&Pool) -> &AtomicU64| {
+            self.pool
+                .get()
+                .map_or(0.0, |pool| read(pool).load(Ordering::Relaxed) as f64)
+        };
+        m.add_one(
+            "dnslb_resolutions_total",
+            "Questions the resolver pool resolved from the root servers.",
+            Kind::Counter,
+            pool(|p| &p.resolved),
+        );
+        m.add_one(
+            "dnslb_dropped_questions_total",
+            "Questions dropped because the resolver pool's queue was full.",
+            Kind::Counter,
+            pool(|p| &p.dropped),
+        );
+        let open = |front: Frontend, clients: &ConnectionStats| {
+            (
+                labels(&[("frontend", front.label())]),
+                clients.open() as f64,
+            )
+        };
+        m.add(
+            "dnslb_clients",
+            "Client connections open, by front end (UDP has none).",
+            Kind::Gauge,
+            vec![
+                open(Frontend::Course, &self.course_clients),
+                open(Frontend::DnsTcp, &self.dns_clients),
+            ],
+        );
+        crate::web::add_process(&mut m);
+        m
+    }
 }
 
 /// The resolver pool and its shared cache.
@@ -316,7 +379,22 @@ pub fn run(
     dns: Option<DnsSockets>,
     shutdown: &Shutdown,
 ) -> io::Result<()> {
+    run_counted(options, course, dns, &Arc::default(), shutdown)
+}
+
+/// Like [`run`], counting into `counts` (which the web endpoint reads).
+///
+/// # Errors
+/// As [`run`].
+pub fn run_counted(
+    options: IterativeOptions,
+    course: TcpListener,
+    dns: Option<DnsSockets>,
+    counts: &Arc<Counts>,
+    shutdown: &Shutdown,
+) -> io::Result<()> {
     let pool = Pool::start(&options);
+    let _ = counts.pool.set(Arc::clone(&pool));
     let options = Arc::new(options);
     let mut fronts = vec![Front::Course(course)];
     if let Some(DnsSockets { udp, tcp }) = dns {
@@ -326,7 +404,7 @@ pub fn run(
     let served = serve_each(
         fronts,
         Front::thread_name,
-        |front| front.serve(&pool, &options, shutdown),
+        |front| front.serve(&pool, &options, counts, shutdown),
         shutdown,
     );
     log::info(format_args!(
@@ -358,15 +436,17 @@ impl Front {
         self,
         pool: &Arc<Pool>,
         options: &Arc<IterativeOptions>,
+        counts: &Arc<Counts>,
         shutdown: &Shutdown,
     ) -> io::Result<()> {
         let grace = options.deadline + crate::ls::SHUTDOWN_SLACK;
-        let (pool, options) = (Arc::clone(pool), Arc::clone(options));
+        let (pool, options, counts) = (Arc::clone(pool), Arc::clone(options), Arc::clone(counts));
         match self {
             Front::Course(listener) => {
                 let serve_options = ServeOptions {
                     max_connections: options.max_clients,
                     busy_reply: wire::SERVER_BUSY,
+                    stats: Arc::clone(&counts.course_clients),
                     ..ServeOptions::new("ls", grace)
                 };
                 serve(
@@ -374,7 +454,8 @@ impl Front {
                     shutdown,
                     &serve_options,
                     move |stream, activity| {
-                        if let Err(e) = serve_course(stream, &activity, &pool, &options) {
+                        let counts = counts.front(Frontend::Course);
+                        if let Err(e) = serve_course(stream, &activity, &pool, &options, counts) {
                             log::info(format_args!("ls: course client: {e}"));
                         }
                     },
@@ -383,6 +464,7 @@ impl Front {
             Front::DnsTcp(listener) => {
                 let serve_options = ServeOptions {
                     max_connections: options.max_clients,
+                    stats: Arc::clone(&counts.dns_clients),
                     ..ServeOptions::new("ls dns", grace)
                 };
                 serve(
@@ -395,14 +477,15 @@ impl Front {
                             .peer_addr()
                             .is_ok_and(|peer| options.allow.contains(peer.ip()))
                         {
-                            serve_dns_tcp(stream, &activity, &pool, &options);
+                            let counts = counts.front(Frontend::DnsTcp);
+                            serve_dns_tcp(stream, &activity, &pool, &options, counts);
                         }
                     },
                 )
             }
             Front::DnsUdp(socket) => {
                 let _wake = wake_on_trigger(&socket, shutdown)?;
-                serve_udp(&Arc::new(socket), &pool, &options, shutdown)
+                serve_udp(&Arc::new(socket), &pool, &options, &counts, shutdown)
             }
         }
     }
@@ -415,29 +498,38 @@ fn serve_course(
     activity: &Activity,
     pool: &Pool,
     options: &IterativeOptions,
+    counts: &FrontCounts,
 ) -> io::Result<()> {
     stream.set_read_timeout(Some(crate::ls::DEFAULT_IDLE_TIMEOUT))?;
     let mut writer = stream.try_clone()?;
     let mut reader = MessageReader::new(stream, options.framing, wire::MAX_MESSAGE_LEN);
     while let Some(frame) = reader.next_frame()? {
         activity.received(1);
-        let reply = match frame {
-            Frame::TooLong => QueryError::TooLong.reply(),
+        counts.count_query();
+        let (reply, said) = match frame {
+            Frame::TooLong => (QueryError::TooLong.reply(), CourseReply::Invalid),
             Frame::Message(bytes) => match wire::parse_query(&bytes) {
-                Err(e) => e.reply(),
+                Err(e) => (e.reply(), CourseReply::Invalid),
                 Ok(query) => course_reply(&query.name, pool, options),
             },
         };
         write_message(&mut writer, reply.as_bytes(), reader.framing())?;
+        counts.count_reply(Reply::Course(said));
         activity.answered(1);
     }
     Ok(())
 }
 
 /// The course reply for `name`: its first A record, or the miss line.
-fn course_reply(name: &str, pool: &Pool, options: &IterativeOptions) -> String {
+fn course_reply(name: &str, pool: &Pool, options: &IterativeOptions) -> (String, CourseReply) {
+    let miss = || {
+        (
+            wire::miss_line(name, options.dialect),
+            CourseReply::NotFound,
+        )
+    };
     let Ok(qname) = Name::from_ascii(name) else {
-        return wire::miss_line(name, options.dialect);
+        return miss();
     };
     let question = Question {
         name: qname,
@@ -451,17 +543,23 @@ fn course_reply(name: &str, pool: &Pool, options: &IterativeOptions) -> String {
             _ => None,
         })
     {
-        return Found {
+        let found = Found {
             name: name.to_string(),
             ip,
-        }
-        .line(options.dialect);
+        };
+        return (found.line(options.dialect), CourseReply::Answer);
     }
-    wire::miss_line(name, options.dialect)
+    miss()
 }
 
 /// One DNS-over-TCP client: a length-prefixed query, its answer, in order.
-fn serve_dns_tcp(stream: TcpStream, activity: &Activity, pool: &Pool, options: &IterativeOptions) {
+fn serve_dns_tcp(
+    stream: TcpStream,
+    activity: &Activity,
+    pool: &Pool,
+    options: &IterativeOptions,
+    counts: &FrontCounts,
+) {
     let Ok(mut writer) = stream.try_clone() else {
         return;
     };
@@ -472,10 +570,13 @@ fn serve_dns_tcp(stream: TcpStream, activity: &Activity, pool: &Pool, options: &
         read_length_prefixed_timed(&mut reader, idle, DNS_MESSAGE_BOUND)
     {
         activity.received(1);
-        let answer = match respond::accept_query(&bytes, Transport::Tcp) {
-            None => return,
-            Some(Accepted::Answered { bytes, .. }) => bytes,
-            Some(Accepted::Query(query)) => {
+        let Some(accepted) = respond::accept_query(&bytes, Transport::Tcp) else {
+            return;
+        };
+        counts.count_query();
+        let answer = match accepted {
+            Accepted::Answered { bytes, .. } => bytes,
+            Accepted::Query(query) => {
                 let result = if query.question.qclass == CLASS_IN {
                     pool.resolve(
                         query.question.clone(),
@@ -491,6 +592,7 @@ fn serve_dns_tcp(stream: TcpStream, activity: &Activity, pool: &Pool, options: &
         if write_length_prefixed(&mut writer, &answer).is_err() {
             return;
         }
+        counts.count_reply(Reply::Dns(ResponseKind::of(&answer)));
         activity.answered(1);
     }
 }
@@ -501,9 +603,17 @@ fn serve_udp(
     socket: &Arc<UdpSocket>,
     pool: &Pool,
     options: &IterativeOptions,
+    counts: &Arc<Counts>,
     shutdown: &Shutdown,
 ) -> io::Result<()> {
     let mut buf = vec![0u8; RECV_BUFFER];
+    let front = counts.front(Frontend::DnsUdp);
+    // Counts a response once sent.
+    let send = |socket: &UdpSocket, bytes: &[u8], peer, front: &FrontCounts| {
+        if socket.send_to(bytes, peer).is_ok() {
+            front.count_reply(Reply::Dns(ResponseKind::of(bytes)));
+        }
+    };
     loop {
         let received = recv_datagram(socket, &mut buf, "ls dns")?;
         if shutdown.is_triggered() {
@@ -515,24 +625,33 @@ fn serve_udp(
         if !options.allow.contains(peer.ip()) {
             continue;
         }
-        let query = match respond::accept_query(&buf[..n], Transport::Udp) {
-            None => continue,
-            Some(Accepted::Answered { bytes, .. }) => {
-                let _ = socket.send_to(&bytes, peer);
+        let Some(accepted) = respond::accept_query(&buf[..n], Transport::Udp) else {
+            continue;
+        };
+        front.count_query();
+        let query = match accepted {
+            Accepted::Answered { bytes, .. } => {
+                send(socket, &bytes, peer, front);
                 continue;
             }
-            Some(Accepted::Query(query)) => query,
+            Accepted::Query(query) => query,
         };
         if query.question.qclass != CLASS_IN {
-            let _ = socket.send_to(&dns_answer(&query, &Resolution::Refused), peer);
+            send(
+                socket,
+                &dns_answer(&query, &Resolution::Refused),
+                peer,
+                front,
+            );
             continue;
         }
-        let out = Arc::clone(socket);
+        let (out, counts) = (Arc::clone(socket), Arc::clone(counts));
         let question = query.question.clone();
         pool.submit(
             question,
             Box::new(move |result| {
-                let _ = out.send_to(&dns_answer(&query, &result), peer);
+                let front = counts.front(Frontend::DnsUdp);
+                send(&out, &dns_answer(&query, &result), peer, front);
             }),
         );
     }

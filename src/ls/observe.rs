@@ -2,41 +2,67 @@
 //! endpoint (`--web`), read from the same atomics as the counters line.
 
 use super::setup::Shared;
-use super::stats::RESPONSE_BUCKETS;
+use super::stats::{FrontSnapshot, Frontend, RESPONSE_BUCKETS};
 use crate::web::metrics::{Kind, Metrics, Sample, Value, cumulative, labels};
+
+/// Adds each front end's queries and replies (by what they said) from
+/// `fronts`, in the order of [`Frontend::ALL`].
+pub fn add_fronts(m: &mut Metrics, fronts: &[FrontSnapshot]) {
+    let n = |v: u64| v as f64;
+    let fronts = || Frontend::ALL.iter().zip(fronts);
+    m.add(
+        "dnslb_queries_total",
+        "Messages received (valid or not), by front end.",
+        Kind::Counter,
+        fronts()
+            .map(|(f, c)| (labels(&[("frontend", f.label())]), n(c.queries)))
+            .collect(),
+    );
+    m.add(
+        "dnslb_responses_total",
+        "Replies that reached their client, by front end and what they said.",
+        Kind::Counter,
+        fronts()
+            .flat_map(|(f, c)| {
+                f.results().into_iter().zip(c.replies).map(|(result, v)| {
+                    (labels(&[("frontend", f.label()), ("result", result)]), n(v))
+                })
+            })
+            .collect(),
+    );
+}
 
 /// Every LS metric now (docs/OBSERVE.md lists them).
 pub fn metrics(shared: &Shared) -> Metrics {
     let stats = &shared.stats;
-    let s = stats.snapshot(&shared.health);
+    let s = stats.snapshot(&shared.health, shared.balance.probe_transitions());
     let mut m = Metrics::new("ls");
     let n = |v: u64| v as f64;
-    let all = |result: &str| labels(&[("frontend", "all"), ("result", result)]);
+    let fronts = || Frontend::ALL.iter().zip(&s.fronts);
+    let front = |f: &Frontend| labels(&[("frontend", f.label())]);
+    add_fronts(&mut m, &s.fronts);
     m.add(
-        "dnslb_queries_total",
-        "Queries received, valid or not, by every front end.",
+        "dnslb_outcomes_total",
+        "Replies that reached their client, by how their query ended (the counters line's terms).",
         Kind::Counter,
-        vec![(labels(&[("frontend", "all")]), n(s.queries))],
-    );
-    m.add(
-        "dnslb_responses_total",
-        "Replies that reached their client, by outcome.",
-        Kind::Counter,
-        vec![
-            (all("answer"), n(s.answered.iter().sum())),
-            (all("cached"), n(s.cached)),
-            (all("timeout"), n(s.timed_out)),
-            (all("not_found"), n(s.not_found)),
-            (all("failed"), n(s.failed)),
-            (all("invalid"), n(s.invalid)),
-            (all("busy"), n(s.busy)),
-        ],
+        [
+            ("answered", s.answered.iter().sum()),
+            ("cached", s.cached),
+            ("timeout", s.timed_out),
+            ("not_found", s.not_found),
+            ("failed", s.failed),
+            ("invalid", s.invalid),
+            ("busy", s.busy),
+        ]
+        .iter()
+        .map(|&(outcome, v)| (labels(&[("outcome", outcome)]), n(v)))
+        .collect(),
     );
     m.add(
         "dnslb_stale_answers_total",
-        "Replies served from expired cache entries (--stale), among the cached ones.",
+        "Replies served from expired cache entries (--stale), by front end.",
         Kind::Counter,
-        vec![(labels(&[("frontend", "all")]), n(s.stale))],
+        fronts().map(|(f, c)| (front(f), n(c.stale))).collect(),
     );
     let [noerror, nxdomain, servfail, refused, other, ..] = s.dns;
     m.add(
@@ -151,11 +177,17 @@ pub fn metrics(shared: &Shared) -> Metrics {
         Kind::Gauge,
         shared.cache.as_ref().map_or(0, |c| c.len()) as f64,
     );
-    m.add_one(
+    m.add(
         "dnslb_clients",
-        "Course clients connected.",
+        "Client connections open, by front end (UDP has none).",
         Kind::Gauge,
-        stats.connections.open() as f64,
+        [
+            (Frontend::Course, &stats.connections),
+            (Frontend::DnsTcp, &stats.dns_connections),
+        ]
+        .iter()
+        .map(|(f, c)| (front(f), c.open() as f64))
+        .collect(),
     );
     m.add_one(
         "dnslb_inflight",

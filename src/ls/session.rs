@@ -34,6 +34,7 @@ use super::event::Event;
 use super::inflight::{Fit, InFlight, Outcome, Release, Said, Settled};
 use super::link::LinkThread;
 use super::setup::Shared;
+use super::stats::Frontend;
 use crate::dns::{Question, Resolution};
 use crate::framing::Frame;
 use crate::log;
@@ -116,6 +117,8 @@ impl<T> Locked<T> {
 /// tags each query with.
 pub struct Session<T = ()> {
     shared: Arc<Shared>,
+    /// The front end whose queries it serves.
+    front: Frontend,
     inflight: Queries<T>,
     links: Links,
     /// When the worker closed the session; `None` while it serves.
@@ -140,18 +143,21 @@ struct Try {
 impl<T> Session<T> {
     /// A session that starts connecting to every TS the shared health
     /// allows, whose queries wait `timeout` and leave in `release` order;
-    /// its link threads report to `events`.
+    /// its link threads report to `events`; its queries are counted as
+    /// `front`'s.
     pub(super) fn new(
         shared: Arc<Shared>,
         timeout: Duration,
         release: Release,
         events: Sender<Event>,
+        front: Frontend,
     ) -> Session<T> {
         let now = Instant::now();
         let mut session = Session {
             inflight: InFlight::new(timeout, release),
             links: Links::new(Arc::clone(&shared), events, now),
             shared,
+            front,
             closed: None,
             reader_waits: false,
             tries: VecDeque::new(),
@@ -204,6 +210,11 @@ impl<T> Session<T> {
         self.shared.trace.as_ref()
     }
 
+    /// Counts one message received from the session's client(s).
+    pub fn count_query(&self) {
+        self.shared.stats.count_query(self.front);
+    }
+
     /// Adds a query at the end of the line and writes it to every TS that
     /// is up. Returns whether the worker must act now: the reply is ready at
     /// once (no TS to ask), a write was held back, a newline is due after a
@@ -212,7 +223,7 @@ impl<T> Session<T> {
     pub fn submit(&mut self, request: Request<T>) -> bool {
         let now = Instant::now();
         self.links.last_submit = now;
-        self.shared.stats.queries.fetch_add(1, Ordering::Relaxed);
+        self.count_query();
         let seq = self.inflight.next_seq();
         let (mut asked, mut starved, mut due) = (0, 0, false);
         let mut failed = Vec::new();
@@ -302,7 +313,7 @@ impl<T> Session<T> {
         trace: Option<Query>,
     ) -> bool {
         self.links.last_submit = Instant::now();
-        self.shared.stats.queries.fetch_add(1, Ordering::Relaxed);
+        self.count_query();
         self.trace_settled_made(&trace, outcome);
         let tag = Tagged {
             question,
@@ -337,7 +348,7 @@ impl<T> Session<T> {
         trace: Option<Query>,
     ) -> bool {
         self.links.last_submit = Instant::now();
-        self.shared.stats.queries.fetch_add(1, Ordering::Relaxed);
+        self.count_query();
         let outcome = cached_outcome(&hit);
         self.trace_settled_made(&trace, outcome);
         let tag = Tagged {
@@ -685,7 +696,7 @@ impl<T> Session<T> {
         };
         settled.outcome = cached_outcome(&hit);
         settled.answer = Some(Relayed::Dns(hit));
-        self.shared.stats.stale.fetch_add(1, Ordering::Relaxed);
+        self.shared.stats.count_stale(self.front);
         true
     }
 

@@ -257,6 +257,8 @@ pub struct Balance {
     /// Per member, the health checks' run of failed (negative) or good
     /// (positive) probes.
     probe_run: Vec<AtomicI64>,
+    /// Members marked down or taken back by the health checks, in all.
+    probe_transitions: AtomicU64,
     epoch: Instant,
 }
 
@@ -278,6 +280,7 @@ impl Balance {
             last_heard: zeros(),
             probe_down: (0..count).map(|_| AtomicBool::new(false)).collect(),
             probe_run: (0..count).map(|_| AtomicI64::new(0)).collect(),
+            probe_transitions: AtomicU64::new(0),
             epoch: Instant::now(),
         }
     }
@@ -312,6 +315,11 @@ impl Balance {
     }
 
     /// Whether the health checks hold `ts` down.
+    /// Up/down transitions the health checks made, over all members.
+    pub fn probe_transitions(&self) -> u64 {
+        self.probe_transitions.load(Ordering::Relaxed)
+    }
+
     pub fn probe_down(&self, ts: usize) -> bool {
         self.probe_down[ts].load(Ordering::Relaxed)
     }
@@ -335,10 +343,12 @@ impl Balance {
         let down = self.probe_down(ts);
         if !down && run <= -i64::from(fails.max(1)) {
             self.probe_down[ts].store(true, Ordering::Relaxed);
+            self.probe_transitions.fetch_add(1, Ordering::Relaxed);
             return Some(false);
         }
         if down && run >= i64::from(rise.max(1)) {
             self.probe_down[ts].store(false, Ordering::Relaxed);
+            self.probe_transitions.fetch_add(1, Ordering::Relaxed);
             return Some(true);
         }
         None

@@ -10,6 +10,12 @@
 //! counters were read (0 once the LS has stopped). The DNS responses are
 //! counted by rcode once written, like the outcomes.
 //!
+//! Each front end (course, DNS over UDP, DNS over TCP) counts its own
+//! queries, stale answers and replies by what they said ([`Reply`]): the
+//! queries above are the sum over the front ends, read from the same
+//! atomics, so the two never disagree; and every reply the outcomes count
+//! is counted once under its front end too.
+//!
 //! A client turned away at connect (`--max-clients` reached, or no
 //! descriptor or thread for it) is told `- Error:SERVER BUSY` and counted
 //! once, as a busy client (`clients ... busy`); it sent no query the LS read.
@@ -21,21 +27,19 @@ use std::time::{Duration, Instant};
 
 use super::health::Health;
 use super::inflight::{InFlight, Outcome};
-use crate::dns::Rcode;
+use crate::dns::respond::ResponseKind;
 use crate::server::ConnectionStats;
 
 /// Live counters, updated by every session.
 #[derive(Default)]
 pub struct Stats {
-    /// Client messages received (valid or not).
-    pub queries: AtomicU64,
+    /// Per front end ([`Frontend`]): client messages received (valid or
+    /// not), answers from expired cache entries, replies by what they said.
+    pub fronts: [FrontCounts; Frontend::ALL.len()],
     /// Queries answered, per TS.
     pub answered: Vec<AtomicU64>,
     /// Queries answered from the cache.
     pub cached: AtomicU64,
-    /// Of those, answered from an expired entry (`--stale`) because no TS
-    /// could answer in time.
-    pub stale: AtomicU64,
     /// Misses because no TS answered before the deadline.
     pub timed_out: AtomicU64,
     /// Misses because every TS asked said `NOT FOUND` (or went down).
@@ -56,6 +60,9 @@ pub struct Stats {
     pub idle_closed: AtomicU64,
     /// Client connections accepted, refused, open.
     pub connections: Arc<ConnectionStats>,
+    /// The DNS-over-TCP front end's connections (not in `connections`,
+    /// which counts course clients).
+    pub dns_connections: Arc<ConnectionStats>,
     /// The DNS front end's responses.
     pub dns: DnsCounts,
     /// Per TS: queries asked of it, left unanswered past their deadline,
@@ -63,6 +70,126 @@ pub struct Stats {
     pub backends: Vec<BackendCounts>,
     /// Replies made from the cache (answers and misses), counted as written.
     pub cache_hits: AtomicU64,
+}
+
+/// The LS's front ends, as the metrics label them.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Frontend {
+    /// The course protocol.
+    Course,
+    /// DNS over UDP.
+    DnsUdp,
+    /// DNS over TCP.
+    DnsTcp,
+}
+
+impl Frontend {
+    /// Every front end, in the order of `Stats::fronts`.
+    pub const ALL: [Frontend; 3] = [Frontend::Course, Frontend::DnsUdp, Frontend::DnsTcp];
+
+    /// How the metrics label it (`frontend="dns_udp"`).
+    pub fn label(self) -> &'static str {
+        match self {
+            Frontend::Course => "course",
+            Frontend::DnsUdp => "dns_udp",
+            Frontend::DnsTcp => "dns_tcp",
+        }
+    }
+
+    /// The results its replies are counted under, in the order of
+    /// [`FrontCounts::replies`] (see [`Reply::index`]).
+    pub fn results(self) -> Vec<&'static str> {
+        match self {
+            Frontend::Course => CourseReply::ALL.iter().map(|r| r.label()).collect(),
+            Frontend::DnsUdp | Frontend::DnsTcp => {
+                ResponseKind::ALL.iter().map(|k| k.label()).collect()
+            }
+        }
+    }
+}
+
+/// What a course reply told its client.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum CourseReply {
+    /// An address line (from a TS or the cache).
+    Answer,
+    /// `HOST NOT FOUND`: every TS said so, none answered in time, none was
+    /// up, or one failed.
+    NotFound,
+    /// `- Error:SERVER BUSY`: the LS could not ask every TS.
+    Busy,
+    /// The error line for a message that is not a hostname.
+    Invalid,
+}
+
+impl CourseReply {
+    const ALL: [CourseReply; 4] = [
+        CourseReply::Answer,
+        CourseReply::NotFound,
+        CourseReply::Busy,
+        CourseReply::Invalid,
+    ];
+
+    fn label(self) -> &'static str {
+        match self {
+            CourseReply::Answer => "answer",
+            CourseReply::NotFound => "not_found",
+            CourseReply::Busy => "busy",
+            CourseReply::Invalid => "invalid",
+        }
+    }
+}
+
+/// What one reply told its client: a course line, or a DNS response (by
+/// its rcode, and for NOERROR what it carried).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Reply {
+    Course(CourseReply),
+    Dns(ResponseKind),
+}
+
+impl Reply {
+    /// Its position in its front end's [`results`](Frontend::results).
+    pub fn index(self) -> usize {
+        match self {
+            Reply::Course(reply) => reply as usize,
+            Reply::Dns(kind) => kind.index(),
+        }
+    }
+}
+
+/// One front end's counters.
+#[derive(Default)]
+pub struct FrontCounts {
+    /// Client messages received (valid or not).
+    pub queries: AtomicU64,
+    /// Queries answered from an expired cache entry (`--stale`) because no
+    /// TS could answer in time; among the cache's answers.
+    pub stale: AtomicU64,
+    /// Replies that reached their client, by [`Reply::index`].
+    pub replies: [AtomicU64; ResponseKind::ALL.len()],
+}
+
+impl FrontCounts {
+    /// Counts one message received.
+    pub fn count_query(&self) {
+        self.queries.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Counts one reply that reached its client.
+    pub fn count_reply(&self, reply: Reply) {
+        self.replies[reply.index()].fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// The counts now (each read with Acquire).
+    pub fn snapshot(&self) -> FrontSnapshot {
+        let get = |c: &AtomicU64| c.load(Ordering::Acquire);
+        FrontSnapshot {
+            queries: get(&self.queries),
+            stale: get(&self.stale),
+            replies: self.replies.each_ref().map(get),
+        }
+    }
 }
 
 /// What one TS was asked and how it answered.
@@ -115,16 +242,11 @@ impl Histogram {
     }
 }
 
-/// The DNS front end's responses written, by response code, and the UDP
-/// queries it dropped unasked, by reason.
+/// The UDP queries the DNS front end dropped unasked, by reason, and
+/// what its limits turned away. (Its responses are counted by front end,
+/// [`FrontCounts::replies`].)
 #[derive(Default)]
 pub struct DnsCounts {
-    pub noerror: AtomicU64,
-    pub nxdomain: AtomicU64,
-    pub servfail: AtomicU64,
-    pub refused: AtomicU64,
-    /// FORMERR, NOTIMP, BADVERS.
-    pub other: AtomicU64,
     /// UDP queries dropped because their session was full.
     pub dropped: AtomicU64,
     /// UDP queries dropped because their source already held its share of
@@ -137,33 +259,6 @@ pub struct DnsCounts {
     pub not_allowed: AtomicU64,
 }
 
-impl DnsCounts {
-    /// Counts one response with `rcode`.
-    pub fn count(&self, rcode: Rcode) {
-        let counter = match rcode {
-            Rcode::NOERROR => &self.noerror,
-            Rcode::SERVFAIL => &self.servfail,
-            Rcode::NXDOMAIN => &self.nxdomain,
-            Rcode::REFUSED => &self.refused,
-            _ => &self.other,
-        };
-        counter.fetch_add(1, Ordering::Relaxed);
-    }
-
-    fn snapshot(&self) -> [u64; 7] {
-        [
-            &self.noerror,
-            &self.nxdomain,
-            &self.servfail,
-            &self.refused,
-            &self.other,
-            &self.dropped,
-            &self.over_share,
-        ]
-        .map(|c| c.load(Ordering::Relaxed))
-    }
-}
-
 impl Stats {
     /// Zeroed counters for `backends` TSes.
     pub fn new(backends: usize) -> Stats {
@@ -172,6 +267,18 @@ impl Stats {
             backends: (0..backends).map(|_| BackendCounts::default()).collect(),
             ..Stats::default()
         }
+    }
+
+    /// Counts one message received by `front`.
+    pub fn count_query(&self, front: Frontend) {
+        self.fronts[front as usize].count_query();
+    }
+
+    /// Counts one query of `front` answered from an expired cache entry.
+    pub fn count_stale(&self, front: Frontend) {
+        self.fronts[front as usize]
+            .stale
+            .fetch_add(1, Ordering::Relaxed);
     }
 
     /// Counts one query asked of each TS in `asked` (a bit each).
@@ -216,8 +323,17 @@ impl Stats {
         silent
     }
 
+    /// Counts a query whose reply reached its client through `front`:
+    /// what it said, and how it ended (`outcome`).
+    pub fn count_reply(&self, front: Frontend, reply: Reply, outcome: &Outcome) {
+        // Before the outcome (Release): a snapshot that sees the outcome
+        // sees the reply counted.
+        self.fronts[front as usize].count_reply(reply);
+        self.count(outcome);
+    }
+
     /// Counts a query whose reply reached its client.
-    pub fn count(&self, outcome: &Outcome) {
+    fn count(&self, outcome: &Outcome) {
         if matches!(outcome, Outcome::Cached | Outcome::CachedMiss) {
             self.cache_hits.fetch_add(1, Ordering::Relaxed);
         }
@@ -235,8 +351,10 @@ impl Stats {
         counter.fetch_add(1, Ordering::Release);
     }
 
-    /// The counters now, with the TSes' up/down transitions.
-    pub fn snapshot(&self, health: &[Arc<Health>]) -> Snapshot {
+    /// The counters now, with the TSes' up/down transitions: those of
+    /// their connections (`health`) and `probed` more made by the health
+    /// checks.
+    pub fn snapshot(&self, health: &[Arc<Health>], probed: u64) -> Snapshot {
         // Outcomes first (Acquire, paired with their Release increments),
         // then the queries: every outcome read has its query counted, so
         // the queries not yet settled are the difference.
@@ -244,8 +362,6 @@ impl Stats {
         let mut snapshot = Snapshot {
             answered: self.answered.iter().map(get).collect(),
             cached: get(&self.cached),
-            stale: get(&self.stale),
-            dns: self.dns.snapshot(),
             dns_limits: [
                 &self.dns.rate_limited,
                 &self.dns.slipped,
@@ -262,10 +378,39 @@ impl Stats {
             accepted: get(&self.connections.accepted),
             refused: get(&self.connections.refused),
             idle_closed: get(&self.idle_closed),
-            transitions: health.iter().map(|h| h.transitions()).sum(),
+            transitions: health.iter().map(|h| h.transitions()).sum::<u64>() + probed,
             ..Snapshot::default()
         };
-        snapshot.queries = get(&self.queries);
+        snapshot.fronts = self.fronts.each_ref().map(FrontCounts::snapshot);
+        snapshot.queries = snapshot.fronts.iter().map(|f| f.queries).sum();
+        snapshot.stale = snapshot.fronts.iter().map(|f| f.stale).sum();
+        let dns = |kind: ResponseKind| -> u64 {
+            [Frontend::DnsUdp, Frontend::DnsTcp]
+                .iter()
+                .map(|&f| snapshot.fronts[f as usize].replies[kind.index()])
+                .sum()
+        };
+        let of_kinds = |which: &dyn Fn(ResponseKind) -> bool| -> u64 {
+            ResponseKind::ALL
+                .iter()
+                .filter(|&&k| which(k))
+                .map(|&k| dns(k))
+                .sum()
+        };
+        snapshot.dns = [
+            of_kinds(&|k| k.is_noerror()),
+            dns(ResponseKind::NxDomain),
+            dns(ResponseKind::ServFail),
+            dns(ResponseKind::Refused),
+            of_kinds(&|k| {
+                matches!(
+                    k,
+                    ResponseKind::FormErr | ResponseKind::NotImp | ResponseKind::Other
+                )
+            }),
+            self.dns.dropped.load(Ordering::Relaxed),
+            self.dns.over_share.load(Ordering::Relaxed),
+        ];
         snapshot.in_flight = snapshot.queries.saturating_sub(snapshot.settled());
         snapshot
     }
@@ -274,6 +419,7 @@ impl Stats {
 /// The counters at one moment.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Snapshot {
+    /// Queries received by every front end.
     pub queries: u64,
     pub answered: Vec<u64>,
     pub cached: u64,
@@ -303,6 +449,24 @@ pub struct Snapshot {
     /// The pools of several replicas (`--pool`), each its members'
     /// counters; empty without one.
     pub pools: Vec<Vec<MemberCounts>>,
+    /// Each front end's counters, in the order of [`Frontend::ALL`].
+    pub fronts: [FrontSnapshot; Frontend::ALL.len()],
+}
+
+/// One front end's counters at one moment.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct FrontSnapshot {
+    pub queries: u64,
+    pub stale: u64,
+    /// Replies by [`Reply::index`] (see [`Frontend::results`]).
+    pub replies: [u64; ResponseKind::ALL.len()],
+}
+
+impl FrontSnapshot {
+    /// Replies that reached their client.
+    pub fn replied(&self) -> u64 {
+        self.replies.iter().sum()
+    }
 }
 
 /// One pool member's counters.

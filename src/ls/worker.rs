@@ -42,8 +42,7 @@ use super::event::Event;
 use super::inflight::{Outcome, Release, Settled};
 use super::session::{Locked, Session};
 use super::setup::Shared;
-use super::stats::Stats;
-use crate::dns::Rcode;
+use super::stats::{Frontend, Reply, Stats};
 use crate::framing::is_timeout;
 use crate::log;
 use crate::server::Activity;
@@ -53,6 +52,8 @@ use crate::trace::{Lane, Query, Step, Tracer};
 pub(super) trait Front {
     /// What the front end tags each query with, to answer it.
     type Tag;
+    /// Which front end it is, as the counters name it.
+    const FRONTEND: Frontend;
     /// Whether a client that sends nothing for the idle timeout is closed
     /// (a connection is; the UDP front end's sessions are not).
     const IDLE_CLOSES: bool;
@@ -128,6 +129,7 @@ where
         timeout,
         release,
         events_tx.clone(),
+        F::FRONTEND,
     )));
     let reader = client.try_clone().and_then(|stream| {
         let session = Arc::clone(&session);
@@ -331,59 +333,68 @@ fn record<T>(settled: &Settled<Relayed, T>, shared: &Shared) {
 
 /// Counts a query the closed session will never answer.
 pub(super) fn count_abandoned<T>(s: &Session<T>) {
-    let stats = s.stats();
-    stats.queries.fetch_add(1, Ordering::Relaxed);
-    stats.abandoned.fetch_add(1, Ordering::Release);
+    s.count_query();
+    s.stats().abandoned.fetch_add(1, Ordering::Release);
 }
 
 /// The worker's replies on their way to its client. A reply is counted
-/// (answered, miss, invalid, and a DNS response by its rcode) once its last
+/// (answered, miss, invalid, and under its front end by what it said) once its last
 /// byte is sent; one that a failed write cuts off is counted as abandoned,
 /// so the counters never claim a reply the client did not get.
 pub(super) struct Replies<'a> {
     client: &'a TcpStream,
     stats: &'a Stats,
+    front: Frontend,
     /// Records each reply's `write` step once it is sent (`--trace`).
     tracer: Option<&'a Tracer>,
     /// Told of each reply once it is sent (or lost): the client is busy
     /// until then.
     activity: Activity,
     bytes: Vec<u8>,
-    /// Where each buffered reply ends in `bytes`, how its query ended, a
-    /// DNS response's rcode, and its query's trace.
-    ends: Vec<(usize, Outcome, Option<Rcode>, Option<Query>)>,
+    /// Where each buffered reply ends in `bytes`, how its query ended,
+    /// what it says, and its query's trace.
+    ends: Vec<(usize, Outcome, Reply, Option<Query>)>,
 }
 
 impl<'a> Replies<'a> {
     /// Replies are sent once this many bytes are buffered, or on `flush`.
     const BATCH: usize = 8 * 1024;
 
+    /// Replies to `client` from `front`, counted in `stats`.
     pub(super) fn new(
         client: &'a TcpStream,
-        shared: &'a Shared,
+        stats: &'a Stats,
+        front: Frontend,
         activity: Activity,
     ) -> Replies<'a> {
         Replies {
             client,
-            stats: &shared.stats,
-            tracer: shared.trace.as_ref(),
+            stats,
+            front,
+            tracer: None,
             activity,
             bytes: Vec::with_capacity(Self::BATCH),
             ends: Vec::new(),
         }
     }
 
-    /// Adds one reply, framed as `frame` writes it; `rcode`: a DNS
-    /// response's; `trace`: its query's.
+    /// The same, recording each reply's `write` step with `tracer`.
+    pub(super) fn traced(mut self, tracer: Option<&'a Tracer>) -> Replies<'a> {
+        self.tracer = tracer;
+        self
+    }
+
+    /// Adds one reply, which says `reply`, framed as `frame` writes it;
+    /// `trace`: its query's.
     pub(super) fn push(
         &mut self,
         outcome: Outcome,
-        rcode: Option<Rcode>,
+        reply: Reply,
         trace: Option<Query>,
         frame: impl FnOnce(&mut Vec<u8>) -> io::Result<()>,
     ) -> io::Result<()> {
         frame(&mut self.bytes)?;
-        self.ends.push((self.bytes.len(), outcome, rcode, trace));
+        self.ends.push((self.bytes.len(), outcome, reply, trace));
         if self.bytes.len() >= Self::BATCH {
             self.flush()?;
         }
@@ -407,11 +418,8 @@ impl<'a> Replies<'a> {
             }
         };
         let delivered = self.ends.partition_point(|(end, ..)| *end <= sent);
-        for (_, outcome, rcode, trace) in &self.ends[..delivered] {
-            self.stats.count(outcome);
-            if let Some(rcode) = rcode {
-                self.stats.dns.count(*rcode);
-            }
+        for (_, outcome, reply, trace) in &self.ends[..delivered] {
+            self.stats.count_reply(self.front, *reply, outcome);
             if let (Some(tracer), Some(query)) = (self.tracer, trace) {
                 tracer.step(query, Step::Write);
             }

@@ -20,17 +20,18 @@ pub mod authority;
 use std::io::{self, BufReader, BufWriter, Write};
 use std::net::{TcpStream, UdpSocket};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::thread;
 use std::time::{Duration, Instant};
 
 pub use crate::dns::respond::Transport;
-use crate::dns::respond::{Accepted, Checked, accept_query, is_zone_transfer};
+use crate::dns::respond::{Accepted, Checked, ResponseKind, accept_query, is_zone_transfer};
 use crate::dns::{self, Header, Name, RData, Rcode, Record, RecordType};
 use crate::framing::{self, Timed, read_length_prefixed_timed, write_length_prefixed};
 use crate::log;
 use crate::net::DnsSockets;
 use crate::net::datagram::{RECV_BUFFER, Received, recv_datagram, wake_on_trigger};
-use crate::server::{Activity, ServeOptions, serve};
+use crate::server::{Activity, ConnectionStats, ServeOptions, serve};
 use crate::shutdown::Shutdown;
 use crate::zone::Zone;
 
@@ -70,6 +71,72 @@ impl Default for DnsOptions {
             max_per_source: usize::MAX,
             rrl: None,
         }
+    }
+}
+
+/// What the DNS side made of the queries it received, per transport: the
+/// kind of each answer ([`ResponseKind`], counted as the answer is made,
+/// before it is sent), or why none was sent; and its TCP connections.
+#[derive(Default)]
+pub struct DnsCounts {
+    udp: [AtomicU64; RESULTS],
+    tcp: [AtomicU64; RESULTS],
+    /// TCP connections accepted, turned away, open.
+    pub connections: Arc<ConnectionStats>,
+}
+
+/// Where the counts of messages answered with nothing go, after each
+/// [`ResponseKind`]'s: not a query (shorter than a header, or a response),
+/// or an answer the rate limit (`--rrl`) dropped.
+const DROPPED: usize = ResponseKind::ALL.len();
+const RATE_LIMITED: usize = DROPPED + 1;
+const RESULTS: usize = RATE_LIMITED + 1;
+
+impl DnsCounts {
+    fn count(&self, transport: Transport, result: usize) {
+        let counts = match transport {
+            Transport::Udp => &self.udp,
+            Transport::Tcp => &self.tcp,
+        };
+        counts[result].fetch_add(1, Ordering::Relaxed);
+    }
+
+    fn count_answer(&self, transport: Transport, answer: &[u8]) {
+        self.count(transport, ResponseKind::of(answer).index());
+    }
+
+    /// The results counted, in the order of [`by_result`](Self::by_result).
+    pub fn results() -> Vec<&'static str> {
+        let mut results: Vec<&str> = ResponseKind::ALL.iter().map(|k| k.label()).collect();
+        results.extend(["dropped", "rate_limited"]);
+        results
+    }
+
+    /// The counts now, by result: over UDP, then over TCP.
+    pub fn by_result(&self) -> [Vec<u64>; 2] {
+        let read = |counts: &[AtomicU64; RESULTS]| -> Vec<u64> {
+            counts.iter().map(|c| c.load(Ordering::Relaxed)).collect()
+        };
+        [read(&self.udp), read(&self.tcp)]
+    }
+
+    /// The counters line: `queries 5 = answer 3 + ... + rate_limited 0
+    /// (udp 4, tcp 1); tcp connections accepted 1, turned away 0`.
+    pub fn line(&self) -> String {
+        let [udp, tcp] = self.by_result();
+        let terms: Vec<String> = Self::results()
+            .iter()
+            .zip(udp.iter().zip(&tcp))
+            .map(|(result, (u, t))| format!("{result} {}", u + t))
+            .collect();
+        let (udp, tcp) = (udp.iter().sum::<u64>(), tcp.iter().sum::<u64>());
+        format!(
+            "queries {} = {} (udp {udp}, tcp {tcp}); tcp connections accepted {}, turned away {}",
+            udp + tcp,
+            terms.join(" + "),
+            self.connections.accepted.load(Ordering::Relaxed),
+            self.connections.refused.load(Ordering::Relaxed),
+        )
     }
 }
 
@@ -324,6 +391,21 @@ pub fn run(
     options: DnsOptions,
     shutdown: &Shutdown,
 ) -> io::Result<()> {
+    run_counted(sockets, table, options, Arc::default(), shutdown)
+}
+
+/// Like [`run`], counting the queries into `counts` (which the web
+/// endpoint reads); logs their counters line when it stops.
+///
+/// # Errors
+/// As [`run`].
+pub fn run_counted(
+    sockets: DnsSockets,
+    table: Arc<Zone>,
+    options: DnsOptions,
+    counts: Arc<DnsCounts>,
+    shutdown: &Shutdown,
+) -> io::Result<()> {
     let DnsSockets { udp, tcp } = sockets;
     let udp_table = Arc::clone(&table);
     let udp_shutdown = shutdown.clone();
@@ -332,22 +414,26 @@ pub fn run(
     if let Some(limit) = options.rrl {
         log::warn(format_args!("ts dns: {}", rrl::describe(limit)));
     }
+    let udp_counts = Arc::clone(&counts);
     let udp_thread = thread::Builder::new()
         .name("ts dns udp".into())
-        .spawn(move || serve_udp(&udp, &udp_table, options, &udp_shutdown))?;
+        .spawn(move || serve_udp(&udp, &udp_table, options, &udp_counts, &udp_shutdown))?;
     let serve_options = ServeOptions {
         max_connections: options.max_connections,
         max_per_source: options.max_per_source,
+        stats: Arc::clone(&counts.connections),
         ..ServeOptions::new("ts dns", super::SHUTDOWN_GRACE)
     };
+    let tcp_counts = Arc::clone(&counts);
     let tcp_result = serve(tcp, shutdown, &serve_options, move |stream, activity| {
-        if let Err(e) = answer_tcp(stream, &activity, &table, options) {
+        if let Err(e) = answer_tcp(stream, &activity, &table, options, &tcp_counts) {
             log::info(format_args!("ts dns: tcp connection ended: {e}"));
         }
     });
     let udp_result = udp_thread
         .join()
         .unwrap_or_else(|_| Err(io::Error::other("the UDP thread panicked")));
+    log::warn(format_args!("ts dns: {}", counts.line()));
     tcp_result.and(udp_result)
 }
 
@@ -355,10 +441,18 @@ fn serve_udp(
     socket: &UdpSocket,
     table: &Zone,
     options: DnsOptions,
+    counts: &DnsCounts,
     shutdown: &Shutdown,
 ) -> io::Result<()> {
     let mut limiter = options.rrl.map(Limiter::new);
-    let served = answer_udp(socket, table, options.ttl, limiter.as_mut(), shutdown);
+    let served = answer_udp(
+        socket,
+        table,
+        options.ttl,
+        limiter.as_mut(),
+        counts,
+        shutdown,
+    );
     if let Some(limiter) = limiter {
         log::warn(format_args!(
             "ts dns: rate limit: {} UDP answers dropped, {} sent truncated",
@@ -375,6 +469,7 @@ fn answer_udp(
     table: &Zone,
     ttl: u32,
     mut limiter: Option<&mut Limiter>,
+    counts: &DnsCounts,
     shutdown: &Shutdown,
 ) -> io::Result<()> {
     let mut buf = vec![0; RECV_BUFFER];
@@ -386,6 +481,7 @@ fn answer_udp(
             break;
         }
         let Some(answer) = answer_query(&buf[..len], table, ttl, Transport::Udp) else {
+            counts.count(Transport::Udp, DROPPED);
             log::info(format_args!("ts dns: dropped {len} bytes from {peer}"));
             continue;
         };
@@ -395,8 +491,12 @@ fn answer_udp(
         let answer = match verdict {
             Verdict::Send => answer,
             Verdict::Slip => rrl::slip_response(&answer),
-            Verdict::Drop => continue,
+            Verdict::Drop => {
+                counts.count(Transport::Udp, RATE_LIMITED);
+                continue;
+            }
         };
+        counts.count_answer(Transport::Udp, &answer);
         if let Err(e) = socket.send_to(&answer, peer) {
             log::info(format_args!("ts dns: cannot answer {peer}: {e}"));
         }
@@ -413,6 +513,7 @@ fn answer_tcp(
     activity: &Activity,
     table: &Zone,
     options: DnsOptions,
+    counts: &DnsCounts,
 ) -> io::Result<()> {
     stream.set_nodelay(true)?;
     let mut reader = BufReader::new(stream.try_clone()?);
@@ -442,8 +543,12 @@ fn answer_tcp(
         };
         activity.received(1);
         unanswered += 1;
-        if let Some(answer) = answer_query(&query, table, options.ttl, Transport::Tcp) {
-            write_length_prefixed(&mut out, &answer)?;
+        match answer_query(&query, table, options.ttl, Transport::Tcp) {
+            Some(answer) => {
+                counts.count_answer(Transport::Tcp, &answer);
+                write_length_prefixed(&mut out, &answer)?;
+            }
+            None => counts.count(Transport::Tcp, DROPPED),
         }
         if !holds_whole_message(reader.buffer()) {
             out.flush()?;
