@@ -43,7 +43,7 @@ const OTHER_FORMS: &[(&str, &str)] = &[(
     "ls",
     "<port> --root <addr[:port][,...]> [--server-port <n>] [--try-timeout <secs>] \
      [--dns-port <port>] [--dns-timeout <secs>] [--bind <addr>] [--dialect 2020|2022] \
-     [--framing auto|line|bare] [--max-clients <n>] [--allow <cidr,...>] [-v]",
+     [--framing auto|line|bare] [--max-clients <n>] [--allow <cidr,...>] [--web <addr>:<port>] [-v]",
 )];
 
 /// How argh lists its help flag, and how dnslb does (same width).

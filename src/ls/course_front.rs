@@ -66,8 +66,10 @@ pub(super) fn serve_client(
                 Ok(start) if looks_like_dns_over_tcp(start) => {
                     log::warn(format_args!("ls: {}", sent_dns(peer, dns_port)));
                     let s = session.lock();
-                    s.stats().queries.fetch_add(1, Ordering::Relaxed);
-                    s.stats().count(&Outcome::Invalid);
+                    s.count_query();
+                    let invalid = Reply::Course(CourseReply::Invalid);
+                    s.stats()
+                        .count_reply(Frontend::Course, invalid, &Outcome::Invalid);
                     return Event::ClientClosed;
                 }
                 Ok(_) => {}
