@@ -26,6 +26,10 @@
 # others names drawn at random from the table. A row whose server does not
 # start (an option the binary lacks, say) prints n/a.
 #
+# It also draws the tables as bar charts (scripts/plot.py): dns-qps.svg,
+# dns-latency.svg and dns-fault.svg, with their figures in dns-compare.tsv
+# and dns-fault.tsv, in $PLOT_DIR (default target/plots).
+#
 # Installs dnsperf and dnsdist with apt-get when they are missing. Needs
 # bash, awk and python3 (to find a free port for dnsdist). The tool, the
 # servers and the TSes share this machine's cores.
@@ -127,6 +131,16 @@ dnsdist_lo_port=$(free_port)
 start_dnsdist "$dnsdist_lo_port" leastOutstanding
 
 rows=()
+printf 'target\tserver\tqps\tavg ms\n' >"$work/plot.tsv"
+printf 'target\tserver\tsent\tlost\tlost %%\n' >"$work/plot-fault.tsv"
+# kind <label>: the server a row measures, which colours its bar.
+kind() {
+    case $1 in
+    dnsdist*) echo dnsdist ;;
+    ts*) echo "dnslb ts" ;;
+    *) echo "dnslb ls" ;;
+    esac
+}
 # row <label> <port>: runs dnsperf against 127.0.0.1:<port> and appends a
 # table row; n/a when the port is empty or dnsperf reports nothing. Keeps
 # the figures in fig_<key>_qps and fig_<key>_lost.
@@ -148,10 +162,12 @@ row() {
     fi
     if [[ -z $figures ]]; then
         rows+=("$(printf '%-32s %10s %10s %8s %9s' "$label" n/a n/a n/a n/a)")
+        printf '%s\t%s\tn/a\tn/a\n' "$label" "$(kind "$label")" >>"$work/plot.tsv"
         return 0
     fi
     local qps lat lost ok key
     read -r qps lat lost ok <<<"$figures"
+    printf '%s\t%s\t%s\t%s\n' "$label" "$(kind "$label")" "$qps" "$lat" >>"$work/plot.tsv"
     rows+=("$(printf '%-32s %10s %10s %8s %9s' "$label" "$qps" "$lat" "$lost" "$ok")")
     key=${label//[^a-zA-Z0-9]/_}
     printf -v "fig_${key}_qps" '%s' "$qps"
@@ -216,10 +232,12 @@ fault_row() {
     kill "${pids[@]}" 2>/dev/null || true
     if [[ -z $figures ]]; then
         fault_rows+=("$(printf '%-36s %8s %8s %8s' "$label" n/a n/a n/a)")
+        printf '%s\t%s\tn/a\tn/a\tn/a\n' "$label" "$(kind "$label")" >>"$work/plot-fault.tsv"
         return 0
     fi
     local sent lost pct key
     read -r sent lost pct <<<"$figures"
+    printf '%s\t%s\t%s\t%s\t%s\n' "$label" "$(kind "$label")" "$sent" "$lost" "$pct" >>"$work/plot-fault.tsv"
     fault_rows+=("$(printf '%-36s %8s %8s %8s' "$label" "$sent" "$lost" "$pct")")
     key=${label//[^a-zA-Z0-9]/_}
     printf -v "fig_fault_${key}_lost" '%s' "$pct"
@@ -258,3 +276,18 @@ for p in roundrobin:roundrobin leastoutstanding:leastOutstanding; do
     # n/a when dnsdist's row has no figure.
     target "fault, ${p%%:*}: lost % against dnsdist's" "${!b:+${!a:-}}" "<=" "${!b:-}"
 done
+
+# The charts (scripts/plot.py): a bar per row, coloured by server.
+plots=$(plot_dir)
+cp "$work/plot.tsv" "$plots/dns-compare.tsv"
+cp "$work/plot-fault.tsv" "$plots/dns-fault.tsv"
+plot bar "$plots/dns-compare.tsv" --label target --value qps --group server \
+    --title "DNS over UDP: queries/s (dnsperf, 100 in flight)" \
+    --xlabel "queries/s" --out "$plots/dns-qps.svg"
+plot bar "$plots/dns-compare.tsv" --label target --value "avg ms" --group server --format .3f \
+    --title "DNS over UDP: average latency (dnsperf, 100 in flight)" \
+    --xlabel "ms" --out "$plots/dns-latency.svg"
+plot bar "$plots/dns-fault.tsv" --label target --value "lost %" --group server --format .3f \
+    --title "One of two TSes frozen for 2 s: queries lost" \
+    --xlabel "% of queries lost (dnsperf -Q $fault_qps -t 1 -l $fault_seconds)" --out "$plots/dns-fault.svg"
+echo "dns-compare: charts in $plots (dns-qps.svg, dns-latency.svg, dns-fault.svg; the figures in dns-compare.tsv, dns-fault.tsv)" >&2
