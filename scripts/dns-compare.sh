@@ -272,9 +272,9 @@ target "pool leastoutstanding qps / dnsdist leastOutstanding qps" \
 target "pool leastoutstanding lost %" "${fig_dnslb_ls___pool_leastoutstanding_lost:-}" "<" 0.1
 for p in roundrobin:roundrobin leastoutstanding:leastOutstanding; do
     a=fig_fault_dnslb_ls___pool_${p%%:*}_lost b=fig_fault_dnsdist_${p##*:}_lost
-    target "fault, ${p%%:*}: lost %" "${!a:-}" "<=" 0.5
+    target "fault ${p%%:*}: lost %" "${!a:-}" "<=" 0.5
     # n/a when dnsdist's row has no figure.
-    target "fault, ${p%%:*}: lost % against dnsdist's" "${!b:+${!a:-}}" "<=" "${!b:-}"
+    target "fault ${p%%:*}: lost %, dnsdist's" "${!b:+${!a:-}}" "<=" "${!b:-}"
 done
 
 # The charts (scripts/plot.py): a bar per row, coloured by server.
@@ -283,10 +283,10 @@ cp "$work/plot.tsv" "$plots/dns-compare.tsv"
 cp "$work/plot-fault.tsv" "$plots/dns-fault.tsv"
 plot bar "$plots/dns-compare.tsv" --label target --value qps --group server \
     --title "DNS over UDP: queries/s (dnsperf, 100 in flight)" \
-    --xlabel "queries/s" --out "$plots/dns-qps.svg"
+    --xlabel "queries/s (higher is better)" --out "$plots/dns-qps.svg"
 plot bar "$plots/dns-compare.tsv" --label target --value "avg ms" --group server --format .3f \
     --title "DNS over UDP: average latency (dnsperf, 100 in flight)" \
-    --xlabel "ms" --out "$plots/dns-latency.svg"
+    --xlabel "ms (lower is better)" --out "$plots/dns-latency.svg"
 plot bar "$plots/dns-fault.tsv" --label target --value "lost %" --group server --format .3f \
     --title "One of two TSes frozen for 2 s: queries lost" \
     --xlabel "% of queries lost (dnsperf -Q $fault_qps -t 1 -l $fault_seconds)" --out "$plots/dns-fault.svg"
