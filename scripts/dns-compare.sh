@@ -198,13 +198,12 @@ fault_rows=()
 fault_row() {
     local label=$1 front=$2 policy=$3 port='' figures='' pids=()
     echo "dns-compare: fault -> $label" >&2
+    # shellcheck disable=SC2154 # fa_*, fb_*, fl_* are set by start
     if start fa ts 0 --table "$work/both.txt" && start fb ts 0 --table "$work/both.txt"; then
-        # shellcheck disable=SC2154 # set by start
         pids+=("$fa_pid" "$fb_pid")
         if [[ $front == dnslb ]]; then
             if start fl ls 0 --pool "127.0.0.1:$fa_dns,127.0.0.1:$fb_dns" --ts-protocol dns \
                 --policy "$policy"; then
-                # shellcheck disable=SC2154
                 port=$fl_dns
             fi
             pids+=("$fl_pid")
