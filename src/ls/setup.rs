@@ -259,8 +259,8 @@ pub struct Balance {
 pub const STRIKES_DOWN: u64 = 3;
 
 /// Queries in flight to a member that, with no reply from it for
-/// [`STALL_SILENCE`], make it stalled: the policies pass it over as if it
-/// were backed off, until it replies. A replica that stops is noticed
+/// [`STALL_SILENCE`], make it stalled: the policies offer it only when no
+/// other live member is left, until it replies. A replica that stops is noticed
 /// before the queries already given to it reach their try timeout, so
 /// that at a high rate it does not collect a try timeout's worth of
 /// queries (which hold the UDP front end's slots while they wait).
@@ -439,10 +439,8 @@ impl Pool {
             .members
             .iter()
             .map(|&ts| Seen {
-                live: health[ts].is_up()
-                    && !balance.backed_off(ts, now)
-                    && !balance.probe_down(ts)
-                    && !balance.stalled(ts, now),
+                live: health[ts].is_up() && !balance.backed_off(ts, now) && !balance.probe_down(ts),
+                stalled: balance.stalled(ts, now),
                 outstanding: balance.outstanding[ts].load(Ordering::Relaxed),
                 latency_us: balance.latency_us[ts].load(Ordering::Relaxed),
             })
