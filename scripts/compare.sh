@@ -22,6 +22,10 @@
 # an LS from that binary runs beside the others, in front of the same TSes,
 # and gets its own rows ("base ls"): before and after measured in one run.
 #
+# It also draws the hits rows as charts against the number of clients
+# (scripts/plot.py): compare-throughput.svg and compare-latency.svg, with
+# their figures in compare.tsv, in $PLOT_DIR (default target/plots).
+#
 # Needs bash, awk, python3, coreutils `timeout`, and Linux's /proc.
 set -euo pipefail
 . "$(dirname "$0")/lib.sh"
@@ -83,6 +87,7 @@ sample() {
 }
 
 rows=()
+: >"$work/plot.tsv"
 total_wrong=0
 # row <workload> <target label> <pid> <port> <bench args...>: runs one bench
 # and appends a table row (and keeps its figures in fig_<key>).
@@ -121,6 +126,7 @@ row() {
     rss=$(awk -v kb="$max_rss" 'BEGIN { printf "%.1f", kb / 1024 }')
     rows+=("$(printf '%-22s %-14s %8s %8s %9s %9s %9s %6s %8s %8s' \
         "$workload" "$label" "$q" "$e" "$t" "$p50" "$p99" "$w" "$max_threads" "$rss")")
+    printf '%s\t%s\t%s\t%s\t%s\n' "$workload" "$label" "$t" "$p50" "$p99" >>"$work/plot.tsv"
     local key="${workload}_${label}"
     key=${key//[^a-zA-Z0-9]/_}
     printf -v "fig_${key}_qps" '%s' "$t"
@@ -196,3 +202,17 @@ if [[ -n $baseline ]]; then
     done
     echo "  1 pipelined client qps:           $(ratio "${fig_hits_c_1_pipe_64_dnslb_ls_qps:-}" "${fig_hits_c_1_pipe_64_base_ls_qps:-}")"
 fi
+
+# The charts: the hits rows, one query at a time per client, against the
+# number of clients, one line per target (scripts/plot.py).
+plots=$(plot_dir)
+awk -F '\t' 'BEGIN { OFS = "\t"; print "clients", "target", "qps", "p50", "p99" }
+    $1 ~ /^hits c=[0-9]+$/ { c = $1; sub(/^hits c=/, "", c); print c, $2, $3, $4, $5 }' \
+    "$work/plot.tsv" >"$plots/compare.tsv"
+plot line "$plots/compare.tsv" --x clients --y qps --series target --log-x \
+    --title "Hits, one query at a time per client: throughput" \
+    --xlabel "clients" --ylabel "queries/s" --out "$plots/compare-throughput.svg"
+plot line "$plots/compare.tsv" --x clients --y p50 --y p99 --series target --log-x --log-y \
+    --title "Hits, one query at a time per client: latency" \
+    --xlabel "clients" --ylabel "latency, ms (log scale)" --out "$plots/compare-latency.svg"
+echo "compare: charts in $plots (compare-throughput.svg, compare-latency.svg; the figures in compare.tsv)" >&2

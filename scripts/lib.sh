@@ -114,3 +114,21 @@ target() {
     printf -v line '  %-52s %9s  %-7s %s' "$1 ($3 $4):" "${2:-n/a}" "$mark" "${5:-}"
     echo "${line%"${line##*[! ]}"}"
 }
+
+# plot_dir: prints the directory the scripts write their charts to
+# ($PLOT_DIR, default target/plots in the repository), creating it.
+plot_dir() {
+    local dir=${PLOT_DIR:-$root/target/plots}
+    mkdir -p "$dir" && echo "$dir"
+}
+
+# plot <scripts/plot.py arguments...>: draws one chart (scripts/plot.py,
+# which needs python3); a chart that cannot be drawn is said on stderr and
+# does not end the script, whose table is already printed.
+plot() {
+    if ! command -v python3 >/dev/null; then
+        echo "plot: no python3, no chart" >&2
+        return 0
+    fi
+    python3 "$root/scripts/plot.py" "$@" || echo "plot: no chart (scripts/plot.py $1 ... failed)" >&2
+}

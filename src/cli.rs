@@ -37,6 +37,15 @@ const SYNOPSES: &[(&str, &str)] = &[
     ("trace", "<file>"),
 ];
 
+/// A role's other forms, each shown in `--help` on a line of its own
+/// under the usage line, as README.md shows them (argh knows one form).
+const OTHER_FORMS: &[(&str, &str)] = &[(
+    "ls",
+    "<port> --root <addr[:port][,...]> [--server-port <n>] [--try-timeout <secs>] \
+     [--dns-port <port>] [--dns-timeout <secs>] [--bind <addr>] [--dialect 2020|2022] \
+     [--framing auto|line|bare] [--max-clients <n>] [--allow <cidr,...>] [--web <addr>:<port>] [-v]",
+)];
+
 /// How argh lists its help flag, and how dnslb does (same width).
 const ARGH_HELP_FLAG: &str = "  --help, help      display usage information";
 const HELP_FLAG: &str = "  -h, --help        display usage information";
@@ -208,7 +217,12 @@ fn with_synopsis(role: Option<&str>, help: &str) -> String {
         return help.to_string();
     };
     let options = options.split(" [--] ").next().unwrap_or_default();
-    format!("{command} {synopsis}{options}\n{rest}")
+    let others: String = OTHER_FORMS
+        .iter()
+        .filter(|(name, _)| name == role)
+        .map(|(_, form)| format!("  or:  dnslb {role} {form}\n"))
+        .collect();
+    format!("{command} {synopsis}{options}\n{others}{rest}")
 }
 
 /// Load balancing across DNS servers: top-level servers, a load-balancing

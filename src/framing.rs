@@ -15,7 +15,7 @@
 //! [`Frame::TooLong`], never buffered whole.
 
 use std::io::{self, Read, Write};
-use std::net::TcpStream;
+use std::net::{SocketAddr, TcpStream};
 use std::str::FromStr;
 use std::time::{Duration, Instant};
 
@@ -77,6 +77,9 @@ pub struct MessageReader {
     boundary: Option<usize>,
     /// The last message ended at end of stream without its newline.
     cut: bool,
+    /// [`first_bytes`](MessageReader::first_bytes) read the first bytes;
+    /// the framing is still to be detected from them.
+    detect_first: bool,
 }
 
 impl MessageReader {
@@ -91,7 +94,28 @@ impl MessageReader {
             end: 0,
             boundary: None,
             cut: false,
+            detect_first: false,
         }
+    }
+
+    /// The first bytes the peer sent (one read, blocking, before any
+    /// message is taken), left for [`next_frame`](Self::next_frame): lets a
+    /// server tell another protocol from its own. Empty at end of stream.
+    ///
+    /// # Errors
+    /// The stream's read errors.
+    pub fn first_bytes(&mut self) -> io::Result<&[u8]> {
+        if self.start == self.end {
+            let n = loop {
+                match self.stream.read(&mut self.buf) {
+                    Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                    read => break read?,
+                }
+            };
+            (self.start, self.end) = (0, n);
+            self.detect_first = n > 0 && self.framing == Framing::Auto;
+        }
+        Ok(&self.buf[self.start..self.end])
     }
 
     /// Whether the last message returned ended at end of stream without its
@@ -125,6 +149,9 @@ impl MessageReader {
     /// # Errors
     /// The stream's read errors (a read timeout shows as `WouldBlock` or `TimedOut`).
     pub fn next_frame(&mut self) -> io::Result<Option<Frame>> {
+        if std::mem::take(&mut self.detect_first) {
+            self.detect_framing()?;
+        }
         let mut message = Accumulator::new(self.limit);
         loop {
             let limit = match self.boundary {
@@ -201,6 +228,69 @@ impl MessageReader {
         self.stream.set_read_timeout(previous_timeout)?;
         self.framing = framing;
         Ok(())
+    }
+}
+
+/// Whether `start`, the first bytes a peer sent to a course-protocol port,
+/// is a DNS-over-TCP message instead: a two-byte length whose first byte
+/// no text line begins with (a control character, as the high byte of
+/// any length under 8 KiB is) and that holds at least a header and a
+/// question, then, when the header has arrived, a query (QR clear) with at
+/// most one question; before it has, no newline (a line's end).
+///
+/// ```
+/// use dnslb::framing::looks_like_dns_over_tcp as dns;
+/// // `dig +tcp example.com`: length 40, ID 0x1234, RD, one question.
+/// assert!(dns(b"\x00\x28\x12\x34\x01\x20\x00\x01\x00\x00\x00\x00\x00\x01\x07example"));
+/// assert!(dns(b"\x00\x28"));
+/// assert!(!dns(b"amazon.org\n"));
+/// assert!(!dns(b"\n"));
+/// assert!(!dns(b"\x1b[A\n"));
+/// // A response (QR set), and a length too short for a question.
+/// assert!(!dns(b"\x00\x28\x12\x34\x81\x80\x00\x01\x00\x01\x00\x00\x00\x00"));
+/// assert!(!dns(b"\x00\x0c\x12\x34\x01\x20\x00\x00\x00\x00\x00\x00\x00\x00"));
+/// ```
+pub fn looks_like_dns_over_tcp(start: &[u8]) -> bool {
+    /// A header (12 bytes) and the shortest question (the root, type, class).
+    const SHORTEST_QUERY: u16 = 12 + 5;
+    let [high, low, message @ ..] = start else {
+        return false;
+    };
+    if *high >= 0x20 || high.is_ascii_whitespace() {
+        return false;
+    }
+    if u16::from_be_bytes([*high, *low]) < SHORTEST_QUERY {
+        return false;
+    }
+    match message {
+        [_, _, flags, _, qd_high, qd_low, ..] if message.len() >= 12 => {
+            flags & 0x80 == 0 && u16::from_be_bytes([*qd_high, *qd_low]) <= 1
+        }
+        partial => !partial.contains(&b'\n'),
+    }
+}
+
+/// What a server logs when `peer` sent DNS to its course port: where DNS
+/// is served (`dns_port`), or how to serve it.
+///
+/// ```
+/// let peer = "127.0.0.1:5555".parse().ok();
+/// assert_eq!(
+///     dnslb::framing::sent_dns(peer, Some(5353)),
+///     "127.0.0.1:5555 sent DNS to the course port; DNS is served on --dns-port 5353"
+/// );
+/// assert_eq!(
+///     dnslb::framing::sent_dns(peer, None),
+///     "127.0.0.1:5555 sent DNS to the course port; run with --dns-port to serve DNS"
+/// );
+/// ```
+pub fn sent_dns(peer: Option<SocketAddr>, dns_port: Option<u16>) -> String {
+    let peer = peer.map_or_else(|| "a client".to_string(), |peer| peer.to_string());
+    match dns_port {
+        Some(port) => {
+            format!("{peer} sent DNS to the course port; DNS is served on --dns-port {port}")
+        }
+        None => format!("{peer} sent DNS to the course port; run with --dns-port to serve DNS"),
     }
 }
 

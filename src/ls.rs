@@ -252,10 +252,15 @@ impl Ls {
         for front in &fronts {
             self.announce(front);
         }
+        // What the course port tells a client that sends it DNS.
+        let dns_port = fronts.iter().find_map(|front| match front {
+            FrontEnd::Dns(sockets) => sockets.tcp.local_addr().ok().map(|addr| addr.port()),
+            FrontEnd::Course(_) => None,
+        });
         let served = serve_each(
             fronts,
             FrontEnd::thread_name,
-            |front| self.serve(front, shutdown),
+            |front| self.serve(front, dns_port, shutdown),
             shutdown,
         );
         drop(health);
@@ -273,10 +278,11 @@ impl Ls {
         served
     }
 
-    /// Serves one front end until `shutdown` triggers.
-    fn serve(&self, front: FrontEnd, shutdown: &Shutdown) -> io::Result<()> {
+    /// Serves one front end until `shutdown` triggers; `dns_port`: the DNS
+    /// front end's, if there is one.
+    fn serve(&self, front: FrontEnd, dns_port: Option<u16>, shutdown: &Shutdown) -> io::Result<()> {
         match front {
-            FrontEnd::Course(listener) => self.serve_course(listener, shutdown),
+            FrontEnd::Course(listener) => self.serve_course(listener, dns_port, shutdown),
             FrontEnd::Dns(sockets) => self.serve_dns(sockets, shutdown),
         }
     }
@@ -311,7 +317,12 @@ impl Ls {
     }
 
     /// The course protocol's accept loop.
-    fn serve_course(&self, listener: TcpListener, shutdown: &Shutdown) -> io::Result<()> {
+    fn serve_course(
+        &self,
+        listener: TcpListener,
+        dns_port: Option<u16>,
+        shutdown: &Shutdown,
+    ) -> io::Result<()> {
         let options = &self.shared.options;
         let serve_options = ServeOptions {
             // A worker answers what it already received within one timeout.
@@ -329,7 +340,9 @@ impl Ls {
             shutdown,
             &serve_options,
             move |client, activity| {
-                if let Err(e) = course_front::serve_client(client, activity, &shared, &stopping) {
+                let served =
+                    course_front::serve_client(client, activity, &shared, dns_port, &stopping);
+                if let Err(e) = served {
                     log::info(format_args!("ls: client connection ended: {e}"));
                 }
             },

@@ -19,7 +19,9 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use crate::dns::{RData, RecordType};
-use crate::framing::{Frame, Framing, MessageReader, write_message};
+use crate::framing::{
+    Frame, Framing, MessageReader, looks_like_dns_over_tcp, sent_dns, write_message,
+};
 use crate::log;
 use crate::net::DnsSockets;
 use crate::server::{Activity, ConnectionStats, ServeOptions, serve, serve_each};
@@ -143,6 +145,7 @@ fn serve_course(
     listener: TcpListener,
     table: Arc<Zone>,
     options: TsOptions,
+    dns_port: Option<u16>,
     counts: Arc<Counts>,
     shutdown: &Shutdown,
 ) -> io::Result<()> {
@@ -158,7 +161,15 @@ fn serve_course(
         shutdown,
         &serve_options,
         move |stream, activity| {
-            if let Err(e) = answer_connection(stream, &activity, &table, options, &handler_counts) {
+            let answered = answer_connection(
+                stream,
+                &activity,
+                &table,
+                options,
+                dns_port,
+                &handler_counts,
+            );
+            if let Err(e) = answered {
                 log::info(format_args!("ts: connection ended: {e}"));
             }
         },
@@ -218,11 +229,17 @@ pub fn run_counted(
         FrontEnd::Course(_) => "ts course",
         FrontEnd::Dns(..) => "ts dns",
     };
+    // What the course port tells a client that sends it DNS.
+    let dns_port = fronts.iter().find_map(|front| match front {
+        FrontEnd::Dns(sockets, _) => sockets.tcp.local_addr().ok().map(|addr| addr.port()),
+        FrontEnd::Course(_) => None,
+    });
     let serve_one = |front| match front {
         FrontEnd::Course(listener) => serve_course(
             listener,
             Arc::clone(&table),
             options,
+            dns_port,
             Arc::clone(&counts),
             shutdown,
         ),
@@ -237,11 +254,14 @@ pub fn run_counted(
     serve_each(fronts, name, serve_one, shutdown)
 }
 
+/// Answers one course connection's queries until the peer closes; one
+/// that sends DNS instead is closed at once, pointed at `dns_port`.
 fn answer_connection(
     stream: TcpStream,
     activity: &Activity,
     table: &Zone,
     options: TsOptions,
+    dns_port: Option<u16>,
     counts: &Counts,
 ) -> io::Result<()> {
     stream.set_nodelay(true)?;
@@ -251,6 +271,12 @@ fn answer_connection(
     stream.set_write_timeout(Some(options.idle_timeout))?;
     let mut reader =
         MessageReader::new(stream.try_clone()?, options.framing, wire::MAX_MESSAGE_LEN);
+    if looks_like_dns_over_tcp(reader.first_bytes()?) {
+        Counts::add(&counts.invalid);
+        let peer = stream.peer_addr().ok();
+        log::warn(format_args!("ts: {}", sent_dns(peer, dns_port)));
+        return Ok(());
+    }
     let mut out = BufWriter::new(stream);
     // Queries read whose replies (or silence) have not been flushed.
     let mut unanswered = 0;

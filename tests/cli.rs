@@ -398,6 +398,48 @@ fn dash_h_and_help_print_the_usage_of_every_role_as_the_readme_shows_it() {
 }
 
 #[test]
+fn ls_help_shows_the_root_form_beside_the_ts_list_as_the_readme_does() {
+    let dir = tempfile::tempdir().unwrap();
+    let readme =
+        std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("README.md")).unwrap();
+    let (status, help, _) = run_bin(dir.path(), &["ls", "--help"]);
+    assert!(status.success());
+    let mut lines = help.lines();
+    let usage = lines.next().unwrap();
+    assert!(
+        usage.starts_with("Usage: dnslb ls <port> [<ts-host> <ts-port>...] "),
+        "{usage}"
+    );
+    let root = lines.next().unwrap();
+    let form = root
+        .strip_prefix("  or:  ")
+        .unwrap_or_else(|| panic!("no second form: {help}"));
+    assert!(
+        form.starts_with("dnslb ls <port> --root <addr[:port][,...]> [--server-port <n>]"),
+        "{form}"
+    );
+    // README.md wraps the same form over several lines.
+    let in_readme = readme
+        .lines()
+        .skip_while(|line| !line.starts_with("dnslb ls <port> --root "))
+        .take_while(|line| line.starts_with("dnslb ls <port> --root ") || line.starts_with("  "))
+        .map(str::trim)
+        .collect::<Vec<_>>()
+        .join(" ");
+    assert_eq!(form, in_readme);
+    // Each of its options is one the LS takes.
+    let words = form.split(['[', ']', ' ']);
+    for option in words.filter(|word| word.starts_with('-')) {
+        assert!(
+            [" ", ", "]
+                .iter()
+                .any(|after| help.contains(&format!("\n  {option}{after}"))),
+            "{option} is not an ls option: {help}"
+        );
+    }
+}
+
+#[test]
 fn version_prints_the_name_and_the_version() {
     let dir = tempfile::tempdir().unwrap();
     for flag in ["--version", "-V"] {

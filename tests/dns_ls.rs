@@ -1010,3 +1010,26 @@ fn one_source_flooding_misses_cannot_crowd_out_another_sources_hit() {
         "{s}"
     );
 }
+
+#[test]
+fn dns_sent_to_the_course_port_is_closed_with_a_pointer_to_the_dns_port() {
+    let ts = start_ts(TABLE1);
+    let port = ts.addr.port().to_string();
+    let (ls, dns, log) = spawn_dns_bin(&["ls", "0", "127.0.0.1", &port]);
+    let hint = format!("DNS is served on --dns-port {}", dns.port());
+    dns_to_the_course_port_is_closed(ls.addr, &log, &hint);
+    // Text queries are served as ever.
+    let mut client = LineClient::connect(ls.addr);
+    assert_eq!(client.ask("www.example.com"), "www.example.com 10.0.0.1 A");
+    drop(client);
+    ls.signal(libc::SIGINT);
+    let counts = line_containing(&log, "ls: queries ");
+    assert!(
+        counts.contains("queries 3 = answered 1 ") && counts.contains("+ invalid 2 +"),
+        "{counts}"
+    );
+    // Without a DNS port, the line says how to serve DNS.
+    let (ls, log) =
+        spawn_server_bin_stderr(&["ls", "0", "--bind", "127.0.0.1", "127.0.0.1", &port]);
+    dns_to_the_course_port_is_closed(ls.addr, &log, "run with --dns-port to serve DNS");
+}

@@ -790,3 +790,26 @@ fn the_binary_serves_dns_beside_the_course_protocol() {
     let status = server.wait();
     assert!(status.success(), "{status}");
 }
+
+#[test]
+fn dns_sent_to_the_course_port_is_closed_with_a_pointer_to_the_dns_port() {
+    let table = support::data("PROJ2-DNSTS1.txt");
+    let table = table.to_str().unwrap();
+    let (ts, dns, log) = spawn_dns_bin(&["ts", "0", "--table", table]);
+    let hint = format!("DNS is served on --dns-port {}", dns.port());
+    dns_to_the_course_port_is_closed(ts.addr, &log, &hint);
+    // Text queries are answered as ever.
+    let mut client = support::LineClient::connect(ts.addr);
+    assert_eq!(client.ask("amazon.org"), "amazon.org 94.5.6.7 A");
+    drop(client);
+    ts.signal(libc::SIGINT);
+    let counts = support::line_containing(&log, "ts: queries ");
+    assert!(
+        counts.contains("queries 3 = answered 1 + not in table 0 + invalid 2;"),
+        "{counts}"
+    );
+    // Without a DNS port, the line says how to serve DNS.
+    let (ts, log) =
+        support::spawn_server_bin_stderr(&["ts", "0", "--bind", "127.0.0.1", "--table", table]);
+    dns_to_the_course_port_is_closed(ts.addr, &log, "run with --dns-port to serve DNS");
+}

@@ -618,3 +618,55 @@ fn clients_past_max_clients_are_told_the_server_is_busy() {
     assert_eq!(line, "- Error:SERVER BUSY\n");
     drop(first);
 }
+
+#[test]
+fn a_client_gives_way_once_its_queries_are_answered() {
+    // No root server at 127.0.0.1:9: every name is a miss.
+    let (ls, dns, _log) = spawn_dns_bin(&[
+        "ls",
+        "0",
+        "--root",
+        "127.0.0.1:9",
+        "--max-clients",
+        "1",
+        "--dns-timeout",
+        "0.3",
+    ]);
+    let course = TcpStream::connect(ls.addr).unwrap();
+    course.set_read_timeout(Some(BOUND)).unwrap();
+    let mut writer = course.try_clone().unwrap();
+    writer.write_all(b"a b\nnothere.com\n").unwrap();
+    let mut replies = BufReader::new(course.try_clone().unwrap());
+    for reply in [
+        "a b - Error:INVALID HOSTNAME",
+        "nothere.com - Error:HOST NOT FOUND",
+    ] {
+        let mut line = String::new();
+        replies.read_line(&mut line).unwrap();
+        assert_eq!(line.trim_end(), reply);
+    }
+    let mut over_tcp = tcp_connect(dns);
+    let cut = &query(1, "nothere.com.", RecordType::A).to_vec().unwrap()[..20];
+    over_tcp.write_all(&framed_bytes(cut)).unwrap();
+    over_tcp
+        .write_all(&framed(&query(2, "nothere.com.", RecordType::A)))
+        .unwrap();
+    for code in [ResponseCode::FormErr, ResponseCode::ServFail] {
+        assert_eq!(tcp_read(&mut over_tcp).metadata.response_code, code);
+    }
+    // Idle enough to give way (the wait is the idle period, with a margin
+    // for a loaded machine).
+    thread::sleep(dnslb::server::EVICTABLE_AFTER + Duration::from_millis(500));
+    assert_eq!(
+        course_ask(ls.addr, &["a b"]),
+        ["a b - Error:INVALID HOSTNAME"]
+    );
+    let mut line = String::new();
+    assert_eq!(replies.read_line(&mut line).ok(), Some(0), "{line}");
+    // A class the LS refuses at once, from a newcomer over TCP.
+    let mut chaos = query(3, "version.bind.", RecordType::TXT);
+    chaos.queries[0].set_query_class(hickory_proto::rr::DNSClass::CH);
+    let refused = tcp_ask(dns, &chaos);
+    assert_eq!(refused.metadata.response_code, ResponseCode::Refused);
+    assert_eq!(read_framed(&mut over_tcp), None, "the idle client gave way");
+}

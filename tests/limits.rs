@@ -7,6 +7,7 @@ mod support;
 use std::io::{BufRead, BufReader, ErrorKind, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::process::Command;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Barrier};
 use std::thread;
 use std::time::Instant;
@@ -242,10 +243,24 @@ fn the_ts_closes_connections_over_its_limit_and_idle_ones() {
     ]);
     let mut first = LineClient::connect(ts.addr);
     let mut second = LineClient::connect(ts.addr);
-    assert_eq!(first.ask("amazon.org"), "amazon.org 94.5.6.7 A");
-    assert_eq!(second.ask("amazon.org"), "amazon.org 94.5.6.7 A");
-    let mut third = LineClient::connect(ts.addr);
-    line_containing(&log, "refusing");
+    // Both kept in use until the TS has turned the third away, so that
+    // neither reaches the 0.5 s idle timeout first and makes room for it,
+    // however slow the machine.
+    let (refused, started) = (AtomicBool::new(false), Instant::now());
+    let mut third = thread::scope(|scope| {
+        scope.spawn(|| {
+            while !refused.load(Ordering::Relaxed) && started.elapsed() < BOUND {
+                assert_eq!(first.ask("amazon.org"), "amazon.org 94.5.6.7 A");
+                assert_eq!(second.ask("amazon.org"), "amazon.org 94.5.6.7 A");
+                // The pace of clients in use, well inside the idle timeout.
+                thread::sleep(ms(50));
+            }
+        });
+        let third = LineClient::connect(ts.addr);
+        line_containing(&log, "refusing");
+        refused.store(true, Ordering::Relaxed);
+        third
+    });
     assert_eq!(third.try_recv(), None, "over the limit: closed");
     // Both idle past 0.5 s: closed, and the places are free again.
     let idle = Instant::now();

@@ -1,5 +1,7 @@
 //! Connection places: a full server closes its longest-idle connection to
-//! serve a newcomer (course LS, LS DNS-TCP, TS, TS DNS-TCP), one address
+//! serve a newcomer (course LS, LS DNS-TCP, TS, TS DNS-TCP), a client is
+//! idle again once its queries are answered, whatever their outcome (an
+//! answer, the cache's, an invalid query, a timeout), one address
 //! holds at most `--max-clients-per-ip`, and a DNS-over-TCP peer that
 //! trickles a message is closed once the message takes longer than its
 //! bound.
@@ -175,17 +177,23 @@ fn one_address_holds_at_most_max_clients_per_ip() {
             Some("nothere.com - Error:HOST NOT FOUND")
         );
     }
-    // Once they are idle, a newcomer from the address takes the place of
-    // its longest-idle connection.
+    // The two misses settle at the same deadline, their connections idle
+    // from the same moment; the first is then left idle (the wait is that
+    // idle period) while the second is used once more, so the first has
+    // been idle the longer by far when both are idle enough to give way.
+    thread::sleep(EVICTABLE_AFTER / 2);
+    assert_eq!(
+        ask_on(&second, "amazon.org").as_deref(),
+        Some("amazon.org 94.5.6.7 A")
+    );
     wait_until_evictable();
+    // A newcomer from the address takes the place of its connection idle
+    // the longest: the first.
     let fourth = connect_from(here, ls.addr());
     assert_eq!(
         ask_on(&fourth, "rutgers.com").as_deref(),
         Some("rutgers.com 172.34.4.6 A")
     );
-    // One of the address's two idle connections gave way (the first,
-    // idle a few milliseconds longer, unless the two were stamped too close
-    // to tell); the other, and the other address's, still answer.
     assert_eq!(
         ls.ls
             .stats()
@@ -194,23 +202,112 @@ fn one_address_holds_at_most_max_clients_per_ip() {
             .load(std::sync::atomic::Ordering::Relaxed),
         1
     );
-    let after = [
-        ask_on(&first, "rutgers.com"),
-        ask_on(&second, "rutgers.com"),
-    ];
+    assert_eq!(ask_on(&first, "rutgers.com"), None, "the first gave way");
     assert_eq!(
-        after.iter().filter(|a| a.is_none()).count(),
-        1,
-        "exactly one closed: {after:?}"
-    );
-    assert!(
-        after.contains(&Some("rutgers.com 172.34.4.6 A".to_string())),
-        "{after:?}"
+        ask_on(&second, "rutgers.com").as_deref(),
+        Some("rutgers.com 172.34.4.6 A")
     );
     assert_eq!(
         ask_on(&elsewhere, "rutgers.com").as_deref(),
         Some("rutgers.com 172.34.4.6 A")
     );
+}
+
+#[test]
+fn a_course_client_gives_way_once_its_queries_are_answered_however_they_ended() {
+    let ts = start_ts(TS1);
+    // The silent TS lets a miss time out; the cache answers a name asked
+    // again.
+    let ls = start_ls_observed(&[ts.addr, silent_ts()], ms(300), |o| {
+        o.max_clients = 1;
+        o.cache = 16;
+    });
+    let used = TcpStream::connect(ls.addr()).unwrap();
+    for (query, reply) in [
+        ("amazon.org", "amazon.org 94.5.6.7 A"),
+        ("amazon.org", "amazon.org 94.5.6.7 A"),
+        ("a b", "a b - Error:INVALID HOSTNAME"),
+        ("", "- Error:EMPTY QUERY"),
+        ("nothere.com", "nothere.com - Error:HOST NOT FOUND"),
+    ] {
+        assert_eq!(ask_on(&used, query).as_deref(), Some(reply));
+    }
+    // Pipelined, the same: every one answered before the connection is idle.
+    let mut writer = &used;
+    writer
+        .write_all(b"amazon.org\na b\nnothere.com\namazon.org\n")
+        .unwrap();
+    let mut replies = BufReader::new(&used);
+    for reply in [
+        "amazon.org 94.5.6.7 A",
+        "a b - Error:INVALID HOSTNAME",
+        "nothere.com - Error:HOST NOT FOUND",
+        "amazon.org 94.5.6.7 A",
+    ] {
+        let mut line = String::new();
+        replies.read_line(&mut line).unwrap();
+        assert_eq!(line.trim_end(), reply);
+    }
+    wait_until_evictable();
+    let mut newcomer = LineClient::connect(ls.addr());
+    assert_eq!(newcomer.ask("rutgers.com"), "rutgers.com 172.34.4.6 A");
+    assert_eq!(
+        ask_on(&used, "amazon.org"),
+        None,
+        "the idle client gave way"
+    );
+    drop(newcomer);
+    let counts = ls.settled_snapshot();
+    assert_eq!(
+        (
+            counts.cached,
+            counts.invalid,
+            counts.timed_out,
+            counts.refused
+        ),
+        (3, 3, 2, 0),
+        "{counts}"
+    );
+}
+
+#[test]
+fn a_dns_tcp_client_gives_way_once_its_queries_are_answered_however_they_ended() {
+    let ts = start_ts(TS1);
+    let ls = DnsLs::start(&[ts.addr], |o| {
+        o.max_clients = 1;
+        o.cache = 16;
+        o.dns_timeout = ms(300);
+    });
+    let mut used = tcp_connect(ls.dns);
+    let amazon = query(1, "amazon.org.", RecordType::A);
+    let mut chaos = query(2, "version.bind.", RecordType::TXT);
+    chaos.queries[0].set_query_class(hickory_proto::rr::DNSClass::CH);
+    let mut response = query(3, "amazon.org.", RecordType::A);
+    response.metadata.message_type = hickory_proto::op::MessageType::Response;
+    let cut = &amazon.to_vec().unwrap()[..20];
+    // Answered, from the cache, malformed, refused, a response (dropped,
+    // never a query), a name no TS holds (SERVFAIL at the deadline).
+    let sent = [
+        framed(&amazon),
+        framed(&amazon),
+        framed_bytes(cut),
+        framed(&chaos),
+        framed(&response),
+        framed(&query(4, "nothere.com.", RecordType::A)),
+    ];
+    for message in &sent {
+        used.write_all(message).unwrap();
+    }
+    let mut rcodes: Vec<ResponseCode> = (0..5)
+        .map(|_| tcp_read(&mut used).metadata.response_code)
+        .collect();
+    rcodes.sort_by_key(|code| u16::from(*code));
+    use ResponseCode::{FormErr, NoError, Refused, ServFail};
+    assert_eq!(rcodes, [NoError, NoError, FormErr, ServFail, Refused]);
+    wait_until_evictable();
+    let answer = tcp_ask(ls.dns, &query(9, "rutgers.com.", RecordType::A));
+    assert_eq!(addresses(&answer), [Ipv4Addr::new(172, 34, 4, 6)]);
+    assert!(closed_by_server(&mut used), "the idle client gave way");
 }
 
 #[test]

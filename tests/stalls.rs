@@ -122,7 +122,7 @@ fn a_ts_that_never_reads_costs_no_answer_and_stalls_no_session() {
 fn a_client_that_pauses_gets_every_answer_that_came_in_time() {
     let names = long_names(200);
     let ts = start_ts(&table_of(&names));
-    let timeout = ms(300);
+    let timeout = ms(600);
     let ls = start_ls_observed(&[ts.addr], timeout, |_| {});
     let client = LineClient::connect(ls.addr());
     shrink_receive_buffer(client.writer().as_raw_fd(), 64 * 1024);
@@ -132,7 +132,7 @@ fn a_client_that_pauses_gets_every_answer_that_came_in_time() {
         if i == 100 {
             // The fault under test: the client stops reading for more than
             // the timeout while the TS keeps answering.
-            thread::sleep(timeout * 4);
+            thread::sleep(timeout * 3);
         }
         let mut line = String::new();
         replies.read_line(&mut line).unwrap();

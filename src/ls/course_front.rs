@@ -21,7 +21,9 @@ use super::worker::{
     Front, Replies, UNANSWERED_COUNT_BOUND, Unserved, count_abandoned, serve_connection,
 };
 use crate::dns::{self, Question, Record, RecordType};
-use crate::framing::{Frame, Framing, MessageReader, write_message};
+use crate::framing::{
+    Frame, Framing, MessageReader, looks_like_dns_over_tcp, sent_dns, write_message,
+};
 use crate::log;
 use crate::server::Activity;
 use crate::shutdown::Shutdown;
@@ -32,7 +34,9 @@ use crate::wire::{self, Dialect, QueryError};
 const READ_BATCH: usize = 64;
 
 /// Serves one course-protocol client connection until the client is done
-/// and every query has its reply, or the client is gone or idle.
+/// and every query has its reply, or the client is gone or idle. A client
+/// that sends DNS instead is closed at once, pointed at `dns_port` (the DNS
+/// front end's, if there is one).
 ///
 /// # Errors
 /// The client connection's errors; `TimedOut` when it was idle.
@@ -40,17 +44,17 @@ pub(super) fn serve_client(
     client: TcpStream,
     activity: Activity,
     shared: &Arc<Shared>,
+    dns_port: Option<u16>,
     shutdown: &Shutdown,
 ) -> io::Result<()> {
     let options = &shared.options;
     let (framing, shutdown) = (options.client_framing, shutdown.clone());
+    let peer = client.peer_addr().ok();
     let front = CourseReplies {
         replies: Replies::new(&client, &shared.stats, Frontend::Course, activity.clone())
             .traced(shared.trace.as_ref()),
         shared,
     };
-    // Who the trace says asked (`--trace`).
-    let peer = shared.trace.as_ref().and_then(|_| client.peer_addr().ok());
     let served = serve_connection(
         &client,
         shared,
@@ -60,6 +64,19 @@ pub(super) fn serve_client(
         front,
         move |stream, session, events| {
             let mut reader = MessageReader::new(stream, framing, wire::MAX_MESSAGE_LEN);
+            match reader.first_bytes() {
+                Ok(start) if looks_like_dns_over_tcp(start) => {
+                    log::warn(format_args!("ls: {}", sent_dns(peer, dns_port)));
+                    let s = session.lock();
+                    s.count_query();
+                    let invalid = Reply::Course(CourseReply::Invalid);
+                    s.stats()
+                        .count_reply(Frontend::Course, invalid, &Outcome::Invalid);
+                    return Event::ClientClosed;
+                }
+                Ok(_) => {}
+                Err(e) => return Event::ClientFailed(e),
+            }
             read_client(&mut reader, &session, &activity, &shutdown, &events, peer)
         },
     );

@@ -7,9 +7,10 @@
 //! pool's own rotation state: no threads, sockets or clock, so each policy
 //! is tested below.
 //!
-//! Live members untried for the query are offered first; once none is
-//! left, the untried members that are down, in the same policy's order (a
-//! query then still has a chance where a link comes back).
+//! Live members untried for the query are offered first, those that are
+//! not stalled before those that are; once none is left, the untried
+//! members that are down, in the same policy's order (a query then still
+//! has a chance where a link comes back).
 
 use std::fmt;
 use std::str::FromStr;
@@ -78,6 +79,9 @@ pub struct Seen {
     pub outstanding: u64,
     /// Its recent answer time, in microseconds (0: not known yet).
     pub latency_us: u64,
+    /// Live, but with queries waiting and no reply for a while: offered
+    /// only when no other live member is left.
+    pub stalled: bool,
 }
 
 /// One pool's choice state: its members' weights, the round robin's
@@ -115,15 +119,18 @@ impl Chooser {
     }
 
     /// The member a query for `name` goes to, among those not in `tried`
-    /// (a bit per member), live ones first; `None` once every member was
-    /// tried. `seen` has an entry per member.
+    /// (a bit per member): live ones that are not stalled first, then
+    /// live ones, then the rest; `None` once every member was tried.
+    /// `seen` has an entry per member.
     pub fn choose(&mut self, name: &str, seen: &[Seen], tried: u64) -> Option<usize> {
         let untried = |i: usize| tried & (1 << i) == 0;
-        let live: Vec<bool> = (0..seen.len())
-            .map(|i| untried(i) && seen[i].live)
-            .collect();
-        if live.iter().any(|&l| l) {
-            return Some(self.pick(name, seen, &live));
+        for tier in [true, false] {
+            let open: Vec<bool> = (0..seen.len())
+                .map(|i| untried(i) && seen[i].live && !(tier && seen[i].stalled))
+                .collect();
+            if open.iter().any(|&l| l) {
+                return Some(self.pick(name, seen, &open));
+            }
         }
         let rest: Vec<bool> = (0..seen.len()).map(untried).collect();
         rest.iter()
@@ -198,6 +205,29 @@ mod tests {
             };
             n
         ]
+    }
+
+    #[test]
+    fn a_stalled_member_is_offered_after_the_other_live_ones_and_before_the_down_ones() {
+        for policy in [
+            Policy::First,
+            Policy::RoundRobin,
+            Policy::LeastOutstanding,
+            Policy::Random,
+            Policy::Chash,
+        ] {
+            let mut c = Chooser::new(policy, &[1, 1, 1], 1);
+            let mut seen = live(3);
+            seen[0].stalled = true;
+            seen[2].live = false;
+            for n in 0..20 {
+                let name = format!("n{n}.example");
+                assert_eq!(c.choose(&name, &seen, 0), Some(1), "{policy}");
+                // With the other live member tried, the stalled one, not the down one.
+                assert_eq!(c.choose(&name, &seen, 0b010), Some(0), "{policy}");
+                assert_eq!(c.choose(&name, &seen, 0b011), Some(2), "{policy}");
+            }
+        }
     }
 
     #[test]

@@ -266,6 +266,17 @@ pub struct Balance {
 /// health), until it replies again.
 pub const STRIKES_DOWN: u64 = 3;
 
+/// Queries in flight to a member that, with no reply from it for
+/// [`STALL_SILENCE`], make it stalled: the policies offer it only when no
+/// other live member is left, until it replies. A replica that stops is noticed
+/// before the queries already given to it reach their try timeout, so
+/// that at a high rate it does not collect a try timeout's worth of
+/// queries (which hold the UDP front end's slots while they wait).
+pub const STALL_QUEUE: u64 = 32;
+
+/// See [`STALL_QUEUE`].
+pub const STALL_SILENCE: Duration = Duration::from_millis(20);
+
 impl Balance {
     pub fn new(count: usize) -> Balance {
         let zeros = || (0..count).map(|_| AtomicU64::new(0)).collect();
@@ -312,6 +323,13 @@ impl Balance {
         let heard = self.last_heard[ts].load(Ordering::Relaxed);
         let span = u64::try_from(interval.as_micros()).unwrap_or(u64::MAX);
         heard != 0 && self.micros(now).saturating_sub(heard) < span
+    }
+
+    /// Whether `ts` has [`STALL_QUEUE`] queries or more in flight and has
+    /// not replied for [`STALL_SILENCE`] before `now`.
+    pub fn stalled(&self, ts: usize, now: Instant) -> bool {
+        self.outstanding[ts].load(Ordering::Relaxed) >= STALL_QUEUE
+            && !self.heard_within(ts, now, STALL_SILENCE)
     }
 
     /// Whether the health checks hold `ts` down.
@@ -438,6 +456,7 @@ impl Pool {
             .iter()
             .map(|&ts| Seen {
                 live: health[ts].is_up() && !balance.backed_off(ts, now) && !balance.probe_down(ts),
+                stalled: balance.stalled(ts, now),
                 outstanding: balance.outstanding[ts].load(Ordering::Relaxed),
                 latency_us: balance.latency_us[ts].load(Ordering::Relaxed),
             })
@@ -512,5 +531,69 @@ mod tests {
         assert!(balance.is_down(0));
         balance.heard(0);
         assert!(!balance.backed_off(0, now) && !balance.is_down(0));
+    }
+
+    /// A balance whose clock started a second ago, as in an LS that has
+    /// been running (its reply stamps are a millisecond apart at least).
+    fn running(count: usize) -> Balance {
+        let mut balance = Balance::new(count);
+        balance.epoch = balance
+            .epoch
+            .checked_sub(Duration::from_secs(1))
+            .expect("the monotonic clock is past one second");
+        balance
+    }
+
+    #[test]
+    fn a_member_with_queries_waiting_and_no_reply_is_stalled_until_it_replies() {
+        let balance = running(1);
+        balance.heard(0);
+        let now = Instant::now();
+        balance.outstanding[0].store(STALL_QUEUE - 1, Ordering::Relaxed);
+        assert!(
+            !balance.stalled(0, now + STALL_SILENCE * 10),
+            "too few queries waiting"
+        );
+        balance.outstanding[0].store(STALL_QUEUE, Ordering::Relaxed);
+        assert!(
+            !balance.stalled(0, now),
+            "it replied less than STALL_SILENCE ago"
+        );
+        let later = now + STALL_SILENCE * 2;
+        assert!(balance.stalled(0, later));
+        // A member that never replied, with the queue, is stalled too,
+        // and a reply ends it.
+        let fresh = running(1);
+        fresh.outstanding[0].store(STALL_QUEUE, Ordering::Relaxed);
+        assert!(fresh.stalled(0, Instant::now()));
+        fresh.heard(0);
+        assert!(!fresh.stalled(0, Instant::now()));
+    }
+
+    #[test]
+    fn the_policies_pass_a_stalled_member_over_until_it_replies() {
+        let mut options = LsOptions::new(Vec::new());
+        options.pools = vec![vec![(0, 1), (1, 1)]];
+        options.policy = Policy::RoundRobin;
+        let pools = Pool::all(&options);
+        let health = [Arc::new(Health::new("ts1")), Arc::new(Health::new("ts2"))];
+        let balance = running(2);
+        balance.heard(0);
+        balance.heard(1);
+        let pick = || pools[0].choose("a.example", 0, &health, &balance);
+        let spread: Vec<_> = (0..4).map(|_| pick()).collect();
+        assert_eq!(spread, [Some(0), Some(1), Some(0), Some(1)]);
+        // ts1 has a queue and, for the chooser, no reply in the last
+        // STALL_SILENCE: stamp its last reply far back.
+        balance.outstanding[0].store(STALL_QUEUE, Ordering::Relaxed);
+        balance.last_heard[0].store(1, Ordering::Relaxed);
+        let spread: Vec<_> = (0..4).map(|_| pick()).collect();
+        assert_eq!(spread, [Some(1); 4], "the stalled member is passed over");
+        balance.heard(0);
+        let spread: Vec<_> = (0..4).map(|_| pick()).collect();
+        assert!(
+            spread.contains(&Some(0)),
+            "back once it replied: {spread:?}"
+        );
     }
 }

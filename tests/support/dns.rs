@@ -364,3 +364,30 @@ pub fn soa_record(zone: &str, ttl: u32, minimum: u32) -> hickory_proto::rr::Reco
     );
     hickory_proto::rr::Record::from_rdata(hname(zone), ttl, RData::SOA(soa))
 }
+
+/// Sends a DNS query over TCP (as `dig +tcp -p <course port>` does) to a
+/// course port, once in one write and once with its length written
+/// first: each connection is closed within the bound, unanswered, and
+/// the server logs the line `sent DNS to the course port; <hint>`.
+pub fn dns_to_the_course_port_is_closed(course: SocketAddr, log: &Receiver<String>, hint: &str) {
+    let framed = framed(&query(7, "amazon.org.", RecordType::A));
+    for split in [framed.len(), 2] {
+        let mut stream = tcp_connect(course);
+        let (first, rest) = framed.split_at(split);
+        stream.write_all(first).unwrap();
+        // Nagle is off: the length leaves on its own, as some clients send it.
+        let _ = stream.write_all(rest);
+        let mut got = Vec::new();
+        match stream.read_to_end(&mut got) {
+            Ok(_) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset => {}
+            Err(e) => panic!("not closed within the bound: {e} (got {got:?})"),
+        }
+        assert_eq!(got, b"", "unanswered");
+        let line = super::line_containing(log, "sent DNS to the course port");
+        assert!(
+            line.ends_with(&format!("sent DNS to the course port; {hint}")),
+            "{line}"
+        );
+    }
+}
