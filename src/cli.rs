@@ -851,8 +851,11 @@ mod tests {
         let help = "Usage: dnslb ls [--timeout <timeout>] [-v] [--] <port> [<ts...>]\n\nRun.\n";
         assert_eq!(
             with_synopsis(Some("ls"), help),
-            "Usage: dnslb ls <port> [<ts-host> <ts-port>...] \
-             [--timeout <timeout>] [-v]\n\nRun.\n"
+            format!(
+                "Usage: dnslb ls <port> [<ts-host> <ts-port>...] \
+                 [--timeout <timeout>] [-v]\n  or:  dnslb ls {}\n\nRun.\n",
+                OTHER_FORMS[0].1
+            )
         );
     }
 }
