@@ -54,14 +54,16 @@ impl Name {
         }
         let body = text.strip_suffix('.').unwrap_or(text);
         let mut wire = Vec::with_capacity(body.len() + 2);
-        for label in body.split('.') {
+        // Split as bytes: the dot is ASCII, and a byte search is quicker
+        // than a char search (every course query is turned into a name).
+        for label in body.as_bytes().split(|&b| b == b'.') {
             if label.is_empty() || label.len() > MAX_LABEL {
                 return Err(format!(
                     "{text:?}: labels must be 1 to {MAX_LABEL} bytes long"
                 ));
             }
             wire.push(label.len() as u8);
-            wire.extend_from_slice(label.as_bytes());
+            wire.extend_from_slice(label);
         }
         wire.push(0);
         if wire.len() > MAX_NAME_WIRE {

@@ -228,7 +228,7 @@ impl<T> Session<T> {
         let (mut asked, mut starved, mut due) = (0, 0, false);
         let mut failed = Vec::new();
         let mut pooled = 0u64;
-        let shared = Arc::clone(&self.shared);
+        let shared = &self.shared;
         // Which TSes a query goes to: one member of each pool (a TS given
         // alone is a pool of one), the next the policy offers where a link
         // cannot take the query.
@@ -750,8 +750,9 @@ impl<T> Session<T> {
                     }
                     // A DNS TS answers every query: its silence is a fault.
                     self.shared.health[ts].learn_answers_misses();
-                    let name = matched.question.name.to_string();
-                    self.settle_reply(ts, &name, read_at, |inflight, now| {
+                    let question = &matched.question;
+                    let name = || question.name.to_string();
+                    self.settle_reply(ts, name, read_at, |inflight, now| {
                         inflight.reply_to(matched.tag, ts, said, now)
                     });
                 }
@@ -771,9 +772,12 @@ impl<T> Session<T> {
             self.shared.health[ts].learn_answers_misses();
         }
         self.shared.balance.heard(ts);
-        self.settle_reply(ts, &key, read_at, |inflight, now| {
-            inflight.reply(ts, &key, said, now)
-        });
+        self.settle_reply(
+            ts,
+            || key.clone(),
+            read_at,
+            |inflight, now| inflight.reply(ts, &key, said, now),
+        );
     }
 
     /// Gives query `seq` to the next member of `ts`'s pool, if `ts` is in
@@ -792,11 +796,12 @@ impl<T> Session<T> {
         self.try_next(seq, pool, ts, tried, Instant::now(), "failed or refused it");
     }
 
-    /// Hands a reply to the in-flight rules; counts and logs one they drop.
+    /// Hands a reply to the in-flight rules; counts and logs one they drop
+    /// (the reply was about `name`, only spelt out then).
     fn settle_reply(
         &mut self,
         ts: usize,
-        name: &str,
+        name: impl FnOnce() -> String,
         read_at: Option<Instant>,
         apply: impl FnOnce(&mut Queries<T>, Instant) -> Fit,
     ) {
@@ -810,7 +815,7 @@ impl<T> Session<T> {
             Fit::Second => "a second answer",
             Fit::Unmatched => "late, or for a name not asked",
         };
-        self.dropped(ts, &format!("{why} ({name:?})"));
+        self.dropped(ts, &format!("{why} ({:?})", name()));
     }
 
     /// Counts and logs a TS reply that is dropped.
