@@ -212,12 +212,20 @@ impl fmt::Display for Name {
         if self.wire == [0] {
             return f.write_str(".");
         }
+        let plain = |b: &u8| b.is_ascii_alphanumeric() || *b == b'-' || *b == b'_';
         for label in self.labels() {
-            for &b in label {
-                if b.is_ascii_alphanumeric() || b == b'-' || b == b'_' {
-                    write!(f, "{}", char::from(b))?;
-                } else {
+            // Runs of plain bytes are written at once (every query a
+            // front end relays is spelt out), the others escaped.
+            let mut rest = label;
+            while !rest.is_empty() {
+                let run = rest.iter().position(|b| !plain(b)).unwrap_or(rest.len());
+                let (text, after) = rest.split_at(run);
+                f.write_str(std::str::from_utf8(text).map_err(|_| fmt::Error)?)?;
+                if let Some((&b, after)) = after.split_first() {
                     write!(f, "\\{b:03}")?;
+                    rest = after;
+                } else {
+                    rest = after;
                 }
             }
             f.write_str(".")?;

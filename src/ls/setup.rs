@@ -9,6 +9,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use super::health::{BACKOFF_CAP, BACKOFF_START, Health};
+use super::inflight::MAX_BACKENDS;
 use super::policy::{Chooser, Policy, Seen};
 use super::stats::Stats;
 use crate::cidr::CidrList;
@@ -451,23 +452,24 @@ impl Pool {
             return (tried & (1 << ts) == 0).then_some(ts);
         };
         let now = Instant::now();
-        let seen: Vec<Seen> = self
-            .members
-            .iter()
-            .map(|&ts| Seen {
+        // On the stack: a pool has at most MAX_BACKENDS members.
+        let mut seen = [Seen::default(); MAX_BACKENDS];
+        let seen = &mut seen[..self.members.len()];
+        for (seen, &ts) in seen.iter_mut().zip(&self.members) {
+            *seen = Seen {
                 live: health[ts].is_up() && !balance.backed_off(ts, now) && !balance.probe_down(ts),
                 stalled: balance.stalled(ts, now),
                 outstanding: balance.outstanding[ts].load(Ordering::Relaxed),
                 latency_us: balance.latency_us[ts].load(Ordering::Relaxed),
-            })
-            .collect();
+            };
+        }
         let mut member_tried = 0u64;
         for (m, &ts) in self.members.iter().enumerate() {
             if tried & (1 << ts) != 0 {
                 member_tried |= 1 << m;
             }
         }
-        let m = crate::sync::lock(chooser).choose(name, &seen, member_tried)?;
+        let m = crate::sync::lock(chooser).choose(name, seen, member_tried)?;
         Some(self.members[m])
     }
 
