@@ -739,6 +739,7 @@ impl<T> Session<T> {
         let Some(conn) = self.links.replied(ts, &mut self.inflight) else {
             return;
         };
+        let now = Instant::now();
         if let Some(upstream) = &mut conn.upstream {
             match upstream.receive(&bytes) {
                 Ok(matched) => {
@@ -746,13 +747,13 @@ impl<T> Session<T> {
                     if matches!(said, Said::Failed | Said::Refused) {
                         self.move_on(matched.tag, ts);
                     } else {
-                        self.shared.balance.heard(ts);
+                        self.shared.balance.heard(ts, now);
                     }
                     // A DNS TS answers every query: its silence is a fault.
                     self.shared.health[ts].learn_answers_misses();
                     let question = &matched.question;
                     let name = || question.name.to_string();
-                    self.settle_reply(ts, name, read_at, |inflight, now| {
+                    self.settle_reply(ts, name, read_at, now, |inflight, now| {
                         inflight.reply_to(matched.tag, ts, said, now)
                     });
                 }
@@ -771,11 +772,12 @@ impl<T> Session<T> {
             // From now on, silence from this TS means trouble, not a miss.
             self.shared.health[ts].learn_answers_misses();
         }
-        self.shared.balance.heard(ts);
+        self.shared.balance.heard(ts, now);
         self.settle_reply(
             ts,
             || key.clone(),
             read_at,
+            now,
             |inflight, now| inflight.reply(ts, &key, said, now),
         );
     }
@@ -803,9 +805,10 @@ impl<T> Session<T> {
         ts: usize,
         name: impl FnOnce() -> String,
         read_at: Option<Instant>,
+        now: Instant,
         apply: impl FnOnce(&mut Queries<T>, Instant) -> Fit,
     ) {
-        let why = match apply(&mut self.inflight, Instant::now()) {
+        let why = match apply(&mut self.inflight, now) {
             Fit::Answered(seq) | Fit::Denied(seq) => {
                 self.trace_reply(seq, ts, read_at);
                 self.keep(seq);

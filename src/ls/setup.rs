@@ -357,7 +357,7 @@ impl Balance {
         self.probe_run[ts].store(run, Ordering::Relaxed);
         if alive {
             // A good probe is a reply: a backoff after try timeouts ends.
-            self.heard(ts);
+            self.heard(ts, Instant::now());
         }
         let down = self.probe_down(ts);
         if !down && run <= -i64::from(fails.max(1)) {
@@ -373,9 +373,9 @@ impl Balance {
         None
     }
 
-    /// Notes that `ts` replied: its backoff ends.
-    pub fn heard(&self, ts: usize) {
-        let now = self.micros(Instant::now()).max(1);
+    /// Notes that `ts` replied at `now`: its backoff ends.
+    pub fn heard(&self, ts: usize, now: Instant) {
+        let now = self.micros(now).max(1);
         // At most a store a millisecond: every session's replies land here.
         if now.saturating_sub(self.last_heard[ts].load(Ordering::Relaxed)) > 1000 {
             self.last_heard[ts].store(now, Ordering::Relaxed);
@@ -531,7 +531,7 @@ mod tests {
         // 400 ms less at most a quarter, and down after 3 in a row.
         assert!(balance.backed_off(0, now + Duration::from_millis(299)));
         assert!(balance.is_down(0));
-        balance.heard(0);
+        balance.heard(0, Instant::now());
         assert!(!balance.backed_off(0, now) && !balance.is_down(0));
     }
 
