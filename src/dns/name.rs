@@ -241,10 +241,13 @@ impl fmt::Debug for Name {
 }
 
 /// Names already written into a message being built, for compression: each
-/// suffix of a written name (in lower case) and its offset.
+/// written name once (in lower case), and each of its suffixes by where it
+/// starts in that name and its offset in the message.
 #[derive(Default)]
 pub(crate) struct Compressor {
-    written: Vec<(Vec<u8>, usize)>,
+    names: Vec<Vec<u8>>,
+    /// (index in `names`, start in that name, offset in the message).
+    written: Vec<(usize, usize, usize)>,
 }
 
 /// Offsets a pointer can reach (14 bits).
@@ -257,30 +260,39 @@ impl Compressor {
         let lower = name.wire.to_ascii_lowercase();
         let mut i = 0;
         while lower[i] != 0 {
-            if let Some(&(_, offset)) = self.written.iter().find(|(s, _)| *s == lower[i..]) {
-                self.remember(&lower[..], out.len(), i);
+            let found = self
+                .written
+                .iter()
+                .find(|&&(n, start, _)| self.names[n][start..] == lower[i..]);
+            if let Some(&(_, _, offset)) = found {
                 out.extend_from_slice(&name.wire[..i]);
                 out.extend_from_slice(&(0xC000 | offset as u16).to_be_bytes());
+                self.remember(lower, out.len() - i - 2, i);
                 return;
             }
             i += 1 + usize::from(lower[i]);
         }
-        self.remember(&lower[..], out.len(), i);
         out.extend_from_slice(&name.wire);
+        self.remember(lower, out.len() - name.wire.len(), i);
     }
 
-    /// Records the suffixes of `lower` starting before `upto`, written at `base`.
-    fn remember(&mut self, lower: &[u8], base: usize, upto: usize) {
+    /// Records the suffixes of `lower` starting before `upto`, written at
+    /// `base` (one copy of the name for all of them).
+    fn remember(&mut self, lower: Vec<u8>, base: usize, upto: usize) {
+        let n = self.names.len();
         let mut i = 0;
         while i < upto && base + i < POINTER_RANGE {
-            self.written.push((lower[i..].to_vec(), base + i));
+            self.written.push((n, i, base + i));
             i += 1 + usize::from(lower[i]);
+        }
+        if i > 0 {
+            self.names.push(lower);
         }
     }
 
     /// Forgets names written at or after `len` (the message was cut back to it).
     pub(crate) fn truncate(&mut self, len: usize) {
-        self.written.retain(|&(_, offset)| offset < len);
+        self.written.retain(|&(_, _, offset)| offset < len);
     }
 }
 
