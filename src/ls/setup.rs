@@ -549,7 +549,7 @@ mod tests {
     #[test]
     fn a_member_with_queries_waiting_and_no_reply_is_stalled_until_it_replies() {
         let balance = running(1);
-        balance.heard(0);
+        balance.heard(0, Instant::now());
         let now = Instant::now();
         balance.outstanding[0].store(STALL_QUEUE - 1, Ordering::Relaxed);
         assert!(
@@ -568,7 +568,7 @@ mod tests {
         let fresh = running(1);
         fresh.outstanding[0].store(STALL_QUEUE, Ordering::Relaxed);
         assert!(fresh.stalled(0, Instant::now()));
-        fresh.heard(0);
+        fresh.heard(0, Instant::now());
         assert!(!fresh.stalled(0, Instant::now()));
     }
 
@@ -580,8 +580,8 @@ mod tests {
         let pools = Pool::all(&options);
         let health = [Arc::new(Health::new("ts1")), Arc::new(Health::new("ts2"))];
         let balance = running(2);
-        balance.heard(0);
-        balance.heard(1);
+        balance.heard(0, Instant::now());
+        balance.heard(1, Instant::now());
         let pick = || pools[0].choose("a.example", 0, &health, &balance);
         let spread: Vec<_> = (0..4).map(|_| pick()).collect();
         assert_eq!(spread, [Some(0), Some(1), Some(0), Some(1)]);
@@ -591,7 +591,7 @@ mod tests {
         balance.last_heard[0].store(1, Ordering::Relaxed);
         let spread: Vec<_> = (0..4).map(|_| pick()).collect();
         assert_eq!(spread, [Some(1); 4], "the stalled member is passed over");
-        balance.heard(0);
+        balance.heard(0, Instant::now());
         let spread: Vec<_> = (0..4).map(|_| pick()).collect();
         assert!(
             spread.contains(&Some(0)),
