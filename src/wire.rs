@@ -172,15 +172,29 @@ fn escape_controls(text: &str) -> String {
 /// assert!(!is_hostname("."));
 /// ```
 pub fn is_hostname(name: &str) -> bool {
-    let body = name.strip_suffix('.').unwrap_or(name);
-    !body.is_empty()
-        && name.len() <= MAX_NAME_LEN
-        && body.split('.').all(|label| {
-            (1..=MAX_LABEL_LEN).contains(&label.len())
-                && label
-                    .bytes()
-                    .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
-        })
+    let body = name.strip_suffix('.').unwrap_or(name).as_bytes();
+    if body.is_empty() || name.len() > MAX_NAME_LEN {
+        return false;
+    }
+    // One pass over the bytes (every query and reply is checked): the
+    // length of the label so far, 0 right after a dot.
+    let mut label = 0;
+    for &b in body {
+        if b == b'.' {
+            if label == 0 {
+                return false;
+            }
+            label = 0;
+        } else if b.is_ascii_alphanumeric() || b == b'-' || b == b'_' {
+            label += 1;
+            if label > MAX_LABEL_LEN {
+                return false;
+            }
+        } else {
+            return false;
+        }
+    }
+    label > 0
 }
 
 /// The key a hostname is looked up and matched by: lower case, without a final dot.
@@ -271,9 +285,22 @@ impl std::error::Error for ReplyError {}
 pub fn parse_answer(message: &[u8]) -> Result<Found, ReplyError> {
     let text = std::str::from_utf8(message).map_err(|_| ReplyError::NotUtf8)?;
     let malformed = || ReplyError::Malformed(text.trim().to_string());
-    let fields: Vec<&str> = text.split_ascii_whitespace().collect();
-    let (name, ip) = match fields.as_slice() {
-        [name, ip, "A"] | [name, ip, "A", "IN"] => (*name, *ip),
+    // The fields between ASCII whitespace, as `split_ascii_whitespace`
+    // gives them, found with a plain byte loop (every reply of every TS
+    // goes through here); each starts and ends at an ASCII byte.
+    let (bytes, mut pos) = (text.as_bytes(), 0);
+    let mut next_field = || {
+        while bytes.get(pos).is_some_and(u8::is_ascii_whitespace) {
+            pos += 1;
+        }
+        let start = pos;
+        while bytes.get(pos).is_some_and(|b| !b.is_ascii_whitespace()) {
+            pos += 1;
+        }
+        text.get(start..pos).filter(|field| !field.is_empty())
+    };
+    let (name, ip) = match [(); 5].map(|()| next_field()) {
+        [Some(name), Some(ip), Some("A"), None | Some("IN"), None] => (name, ip),
         _ => return Err(malformed()),
     };
     if !is_hostname(name) {
@@ -398,4 +425,42 @@ pub fn is_error_line(message: &[u8]) -> bool {
     std::str::from_utf8(message)
         .map(str::trim)
         .is_ok_and(|text| text.starts_with("- Error:") || text.contains(" - Error:"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn hostname_labels_are_one_to_63_bytes_of_letters_digits_hyphen_underscore() {
+        let label = |n| "a".repeat(n);
+        assert!(is_hostname(&label(63)));
+        assert!(!is_hostname(&label(64)));
+        assert!(is_hostname(&format!("{}.b", label(63))));
+        assert!(!is_hostname(&format!("b.{}", label(64))));
+        for bad in [".a", "a.", "..", "a..", "a.b..", "a/b", "é.com", ""] {
+            assert_eq!(is_hostname(bad), bad == "a.", "{bad:?}");
+        }
+        assert!(is_hostname("x_y-1.Z9"));
+        let long = vec![label(63); 4].join(".");
+        assert_eq!(long.len(), 255);
+        assert!(is_hostname(&long) && !is_hostname(&format!("{long}a")));
+    }
+
+    #[test]
+    fn answer_fields_split_at_any_ascii_whitespace() {
+        let found = parse_answer(b"\t a.com \t 1.2.3.4\x0cA  IN \r").unwrap();
+        assert_eq!(
+            (found.name.as_str(), found.ip.to_string()),
+            ("a.com", "1.2.3.4".into())
+        );
+        for bad in [
+            &b"a.com 1.2.3.4"[..],
+            b"a.com 1.2.3.4 A IN x",
+            b"a.com 1.2.3.4 A x",
+            b"",
+        ] {
+            assert!(parse_answer(bad).is_err(), "{bad:?}");
+        }
+    }
 }

@@ -235,10 +235,20 @@ pub fn seed_for(addr: SocketAddr) -> u64 {
 /// The query message for `question` with `id`: opcode QUERY, RD = 0, one
 /// question, no OPT (see the module).
 pub fn query_bytes(id: u16, question: &Question) -> Vec<u8> {
-    let mut query = Message::default();
-    query.header.id = id;
-    query.questions.push(question.clone());
-    query.to_bytes(super::TCP_LIMIT)
+    // Written directly (every query to a TS is one): the header, then the
+    // one name, which has nothing before it to be compressed against.
+    let header = super::Header {
+        id,
+        qdcount: 1,
+        ..super::Header::default()
+    };
+    let name = question.name.wire();
+    let mut query = Vec::with_capacity(super::message::HEADER_LEN + name.len() + 4);
+    query.extend_from_slice(&header.to_bytes());
+    query.extend_from_slice(name);
+    query.extend_from_slice(&question.qtype.0.to_be_bytes());
+    query.extend_from_slice(&question.qclass.to_be_bytes());
+    query
 }
 
 /// What a TS's reply to `question` says. Only records the answering zone
@@ -458,6 +468,24 @@ mod tests {
     use super::*;
     use crate::dns::CLASS_IN;
     use crate::dns::fixture::{a, name, question_of, soa};
+
+    #[test]
+    fn a_query_is_the_message_with_its_one_question() {
+        for (id, text, qtype) in [
+            (7, "www.Example.com", RecordType::A),
+            (65535, ".", RecordType::AAAA),
+        ] {
+            let q = Question {
+                name: name(text),
+                qtype,
+                qclass: CLASS_IN,
+            };
+            let mut message = Message::default();
+            message.header.id = id;
+            message.questions.push(q.clone());
+            assert_eq!(query_bytes(id, &q), message.to_bytes(crate::dns::TCP_LIMIT));
+        }
+    }
 
     /// A TS's reply to `id` about `q` with `rcode` and `answers`.
     fn reply(id: u16, q: &Question, code: Rcode, answers: Vec<Record>) -> Message {

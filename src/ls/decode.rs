@@ -67,7 +67,10 @@ pub fn line_said(bytes: &[u8]) -> Result<(String, Said<Relayed>), ReplyError> {
     let said = match reply {
         // The bytes parsed as an answer, so they are UTF-8.
         Reply::Found(_) => Said::Answer(Relayed::Line(
-            String::from_utf8_lossy(bytes).trim().to_string(),
+            std::str::from_utf8(bytes)
+                .map_err(|_| ReplyError::NotUtf8)?
+                .trim()
+                .to_string(),
         )),
         Reply::NotFound(_) => Said::NotFound,
     };

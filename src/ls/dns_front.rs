@@ -21,6 +21,7 @@
 //! Only sources in `--allow` are answered ([`admits`]); UDP answers pass
 //! the rate limit (`--rrl`, `dns::rrl`) on their way out.
 
+use std::fmt::Write as _;
 use std::io::{self, BufReader};
 use std::net::{SocketAddr, TcpStream};
 use std::sync::Arc;
@@ -136,8 +137,11 @@ pub(super) fn take(
 
 /// The name `query` asks, as its client spelt it, without the final dot.
 fn asked_name(query: &respond::Checked) -> String {
-    let name = query.question.name.to_string();
-    name.trim_end_matches('.').to_string()
+    // Spelt out once, in a string of the right size, without its final dot.
+    let mut name = String::with_capacity(query.question.name.wire().len());
+    let _ = write!(name, "{}", query.question.name);
+    name.pop();
+    name
 }
 
 /// The response to a settled query, and the outcome to count it under.

@@ -448,6 +448,12 @@ impl<A, T> InFlight<A, T> {
     /// Settles every query whose deadline is not after `now` as timed out.
     /// Returns the TSes those queries were still waiting on (a bit each).
     pub fn expire(&mut self, now: Instant) -> u64 {
+        self.expire_each(now, |_| {})
+    }
+
+    /// [`expire`](Self::expire), telling `timed_out` the TSes each query
+    /// it settles was still waiting on (a bit each).
+    pub fn expire_each(&mut self, now: Instant, mut timed_out: impl FnMut(u64)) -> u64 {
         let mut silent = 0;
         let mut due = Vec::new();
         for (seq, pending) in self.queue.iter() {
@@ -456,6 +462,7 @@ impl<A, T> InFlight<A, T> {
             }
             if pending.done.is_none() {
                 silent |= pending.waiting_on();
+                timed_out(pending.waiting_on());
                 due.push(seq);
             }
         }

@@ -123,24 +123,27 @@ impl Chooser {
     /// live ones, then the rest; `None` once every member was tried.
     /// `seen` has an entry per member.
     pub fn choose(&mut self, name: &str, seen: &[Seen], tried: u64) -> Option<usize> {
-        let untried = |i: usize| tried & (1 << i) == 0;
-        for tier in [true, false] {
-            let open: Vec<bool> = (0..seen.len())
-                .map(|i| untried(i) && seen[i].live && !(tier && seen[i].stalled))
-                .collect();
-            if open.iter().any(|&l| l) {
-                return Some(self.pick(name, seen, &open));
-            }
-        }
-        let rest: Vec<bool> = (0..seen.len()).map(untried).collect();
-        rest.iter()
-            .any(|&l| l)
-            .then(|| self.pick(name, seen, &rest))
+        // Bits by member, as `tried`: no allocation on a query's path.
+        let all = match seen.len() {
+            64.. => u64::MAX,
+            n => (1u64 << n) - 1,
+        };
+        let untried = all & !tried;
+        let bits = |keep: fn(&Seen) -> bool| {
+            (0..seen.len())
+                .filter(|&i| keep(&seen[i]))
+                .fold(0u64, |bits, i| bits | 1 << i)
+                & untried
+        };
+        let tiers = [bits(|s| s.live && !s.stalled), bits(|s| s.live), untried];
+        let open = tiers.into_iter().find(|&open| open != 0)?;
+        Some(self.pick(name, seen, open))
     }
 
-    /// Picks one of the members `open` allows (at least one does).
-    fn pick(&mut self, name: &str, seen: &[Seen], open: &[bool]) -> usize {
-        let members = (0..open.len()).filter(|&i| open[i]);
+    /// Picks one of the members `open` allows (bits by member, at least one).
+    fn pick(&mut self, name: &str, seen: &[Seen], open: u64) -> usize {
+        let is_open = |i: usize| open & (1 << i) != 0;
+        let members = (0..seen.len()).filter(|&i| is_open(i));
         match self.policy {
             Policy::First => members.min().unwrap_or(0),
             Policy::LeastOutstanding => members
@@ -174,7 +177,7 @@ impl Chooser {
                 let start = self.ring.partition_point(|&(p, _)| p < point);
                 (0..self.ring.len())
                     .map(|k| self.ring[(start + k) % self.ring.len()].1)
-                    .find(|&m| open[m])
+                    .find(|&m| is_open(m))
                     .unwrap_or(0)
             }
         }

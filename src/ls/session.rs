@@ -228,7 +228,7 @@ impl<T> Session<T> {
         let (mut asked, mut starved, mut due) = (0, 0, false);
         let mut failed = Vec::new();
         let mut pooled = 0u64;
-        let shared = Arc::clone(&self.shared);
+        let shared = &self.shared;
         // Which TSes a query goes to: one member of each pool (a TS given
         // alone is a pool of one), the next the policy offers where a link
         // cannot take the query.
@@ -739,6 +739,7 @@ impl<T> Session<T> {
         let Some(conn) = self.links.replied(ts, &mut self.inflight) else {
             return;
         };
+        let now = Instant::now();
         if let Some(upstream) = &mut conn.upstream {
             match upstream.receive(&bytes) {
                 Ok(matched) => {
@@ -746,12 +747,13 @@ impl<T> Session<T> {
                     if matches!(said, Said::Failed | Said::Refused) {
                         self.move_on(matched.tag, ts);
                     } else {
-                        self.shared.balance.heard(ts);
+                        self.shared.balance.heard(ts, now);
                     }
                     // A DNS TS answers every query: its silence is a fault.
                     self.shared.health[ts].learn_answers_misses();
-                    let name = matched.question.name.to_string();
-                    self.settle_reply(ts, &name, read_at, |inflight, now| {
+                    let question = &matched.question;
+                    let name = || question.name.to_string();
+                    self.settle_reply(ts, name, read_at, now, |inflight, now| {
                         inflight.reply_to(matched.tag, ts, said, now)
                     });
                 }
@@ -770,10 +772,14 @@ impl<T> Session<T> {
             // From now on, silence from this TS means trouble, not a miss.
             self.shared.health[ts].learn_answers_misses();
         }
-        self.shared.balance.heard(ts);
-        self.settle_reply(ts, &key, read_at, |inflight, now| {
-            inflight.reply(ts, &key, said, now)
-        });
+        self.shared.balance.heard(ts, now);
+        self.settle_reply(
+            ts,
+            || key.clone(),
+            read_at,
+            now,
+            |inflight, now| inflight.reply(ts, &key, said, now),
+        );
     }
 
     /// Gives query `seq` to the next member of `ts`'s pool, if `ts` is in
@@ -792,15 +798,17 @@ impl<T> Session<T> {
         self.try_next(seq, pool, ts, tried, Instant::now(), "failed or refused it");
     }
 
-    /// Hands a reply to the in-flight rules; counts and logs one they drop.
+    /// Hands a reply to the in-flight rules; counts and logs one they drop
+    /// (the reply was about `name`, only spelt out then).
     fn settle_reply(
         &mut self,
         ts: usize,
-        name: &str,
+        name: impl FnOnce() -> String,
         read_at: Option<Instant>,
+        now: Instant,
         apply: impl FnOnce(&mut Queries<T>, Instant) -> Fit,
     ) {
-        let why = match apply(&mut self.inflight, Instant::now()) {
+        let why = match apply(&mut self.inflight, now) {
             Fit::Answered(seq) | Fit::Denied(seq) => {
                 self.trace_reply(seq, ts, read_at);
                 self.keep(seq);
@@ -810,7 +818,7 @@ impl<T> Session<T> {
             Fit::Second => "a second answer",
             Fit::Unmatched => "late, or for a name not asked",
         };
-        self.dropped(ts, &format!("{why} ({name:?})"));
+        self.dropped(ts, &format!("{why} ({:?})", name()));
     }
 
     /// Counts and logs a TS reply that is dropped.

@@ -9,6 +9,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use super::health::{BACKOFF_CAP, BACKOFF_START, Health};
+use super::inflight::MAX_BACKENDS;
 use super::policy::{Chooser, Policy, Seen};
 use super::stats::Stats;
 use crate::cidr::CidrList;
@@ -356,7 +357,7 @@ impl Balance {
         self.probe_run[ts].store(run, Ordering::Relaxed);
         if alive {
             // A good probe is a reply: a backoff after try timeouts ends.
-            self.heard(ts);
+            self.heard(ts, Instant::now());
         }
         let down = self.probe_down(ts);
         if !down && run <= -i64::from(fails.max(1)) {
@@ -372,9 +373,9 @@ impl Balance {
         None
     }
 
-    /// Notes that `ts` replied: its backoff ends.
-    pub fn heard(&self, ts: usize) {
-        let now = self.micros(Instant::now()).max(1);
+    /// Notes that `ts` replied at `now`: its backoff ends.
+    pub fn heard(&self, ts: usize, now: Instant) {
+        let now = self.micros(now).max(1);
         // At most a store a millisecond: every session's replies land here.
         if now.saturating_sub(self.last_heard[ts].load(Ordering::Relaxed)) > 1000 {
             self.last_heard[ts].store(now, Ordering::Relaxed);
@@ -451,23 +452,24 @@ impl Pool {
             return (tried & (1 << ts) == 0).then_some(ts);
         };
         let now = Instant::now();
-        let seen: Vec<Seen> = self
-            .members
-            .iter()
-            .map(|&ts| Seen {
+        // On the stack: a pool has at most MAX_BACKENDS members.
+        let mut seen = [Seen::default(); MAX_BACKENDS];
+        let seen = &mut seen[..self.members.len()];
+        for (seen, &ts) in seen.iter_mut().zip(&self.members) {
+            *seen = Seen {
                 live: health[ts].is_up() && !balance.backed_off(ts, now) && !balance.probe_down(ts),
                 stalled: balance.stalled(ts, now),
                 outstanding: balance.outstanding[ts].load(Ordering::Relaxed),
                 latency_us: balance.latency_us[ts].load(Ordering::Relaxed),
-            })
-            .collect();
+            };
+        }
         let mut member_tried = 0u64;
         for (m, &ts) in self.members.iter().enumerate() {
             if tried & (1 << ts) != 0 {
                 member_tried |= 1 << m;
             }
         }
-        let m = crate::sync::lock(chooser).choose(name, &seen, member_tried)?;
+        let m = crate::sync::lock(chooser).choose(name, seen, member_tried)?;
         Some(self.members[m])
     }
 
@@ -529,7 +531,7 @@ mod tests {
         // 400 ms less at most a quarter, and down after 3 in a row.
         assert!(balance.backed_off(0, now + Duration::from_millis(299)));
         assert!(balance.is_down(0));
-        balance.heard(0);
+        balance.heard(0, Instant::now());
         assert!(!balance.backed_off(0, now) && !balance.is_down(0));
     }
 
@@ -547,7 +549,7 @@ mod tests {
     #[test]
     fn a_member_with_queries_waiting_and_no_reply_is_stalled_until_it_replies() {
         let balance = running(1);
-        balance.heard(0);
+        balance.heard(0, Instant::now());
         let now = Instant::now();
         balance.outstanding[0].store(STALL_QUEUE - 1, Ordering::Relaxed);
         assert!(
@@ -566,7 +568,7 @@ mod tests {
         let fresh = running(1);
         fresh.outstanding[0].store(STALL_QUEUE, Ordering::Relaxed);
         assert!(fresh.stalled(0, Instant::now()));
-        fresh.heard(0);
+        fresh.heard(0, Instant::now());
         assert!(!fresh.stalled(0, Instant::now()));
     }
 
@@ -578,8 +580,8 @@ mod tests {
         let pools = Pool::all(&options);
         let health = [Arc::new(Health::new("ts1")), Arc::new(Health::new("ts2"))];
         let balance = running(2);
-        balance.heard(0);
-        balance.heard(1);
+        balance.heard(0, Instant::now());
+        balance.heard(1, Instant::now());
         let pick = || pools[0].choose("a.example", 0, &health, &balance);
         let spread: Vec<_> = (0..4).map(|_| pick()).collect();
         assert_eq!(spread, [Some(0), Some(1), Some(0), Some(1)]);
@@ -589,7 +591,7 @@ mod tests {
         balance.last_heard[0].store(1, Ordering::Relaxed);
         let spread: Vec<_> = (0..4).map(|_| pick()).collect();
         assert_eq!(spread, [Some(1); 4], "the stalled member is passed over");
-        balance.heard(0);
+        balance.heard(0, Instant::now());
         let spread: Vec<_> = (0..4).map(|_| pick()).collect();
         assert!(
             spread.contains(&Some(0)),

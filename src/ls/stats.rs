@@ -304,23 +304,18 @@ impl Stats {
     /// `now` (see [`InFlight::expire`]), counting for each TS the queries
     /// that were still waiting on it. Returns what `expire` returns.
     pub fn expire<A, T>(&self, inflight: &mut InFlight<A, T>, now: Instant) -> u64 {
-        if inflight.next_deadline().is_none_or(|due| due > now) {
-            return inflight.expire(now);
-        }
-        let waiting: Vec<(usize, Vec<u64>)> = (0..self.backends.len())
-            .map(|ts| (ts, inflight.asked_of(ts)))
-            .collect();
-        let silent = inflight.expire(now);
-        for (ts, seqs) in waiting {
-            let timed_out = seqs
-                .iter()
-                .filter(|&&seq| !inflight.is_waiting(seq))
-                .count();
-            self.backends[ts]
-                .timeouts
-                .fetch_add(timed_out as u64, Ordering::Relaxed);
-        }
-        silent
+        // Counted as each query is settled: no list of the queries waiting
+        // on each TS.
+        inflight.expire_each(now, |waiting| {
+            let mut bits = waiting;
+            while bits != 0 {
+                let ts = bits.trailing_zeros() as usize;
+                bits &= bits - 1;
+                if let Some(counts) = self.backends.get(ts) {
+                    counts.timeouts.fetch_add(1, Ordering::Relaxed);
+                }
+            }
+        })
     }
 
     /// Counts a query whose reply reached its client through `front`:
