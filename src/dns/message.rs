@@ -437,7 +437,8 @@ impl Message {
     }
 
     /// The OPT record for `edns`, carrying the high bits of the rcode.
-    fn opt_bytes(&self, edns: &Edns) -> Vec<u8> {
+    /// The OPT record this message carries for `edns`, as written.
+    pub fn opt_bytes(&self, edns: &Edns) -> Vec<u8> {
         let mut opt = vec![0];
         opt.extend_from_slice(&RecordType::OPT.0.to_be_bytes());
         opt.extend_from_slice(&edns.payload.to_be_bytes());

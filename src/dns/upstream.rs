@@ -31,6 +31,7 @@ use std::fmt;
 use std::hash::{BuildHasher, Hasher};
 use std::net::SocketAddr;
 
+use super::message::{HEADER_LEN, Header};
 use super::respond::{Resolution, Sections};
 use super::{FormatError, Message, Name, Question, RData, Rcode, Record, RecordType};
 use crate::random::SplitMix64;
@@ -201,6 +202,27 @@ impl<T> Upstream<T> {
         })
     }
 
+    /// Matches a reply whose bytes can go to the client as they are
+    /// ([`relayable`] to the question asked), without decoding its records:
+    /// the query leaves the table and its question and tag come back with
+    /// the bytes. Any other message comes back as it was, the table
+    /// unchanged, for [`receive`](Self::receive).
+    ///
+    /// # Errors
+    /// The bytes, when they are not a relayable reply to a query in flight.
+    pub fn receive_relayable(&mut self, bytes: Vec<u8>) -> Result<(Question, T, Relay), Vec<u8>> {
+        let Some(&[i0, i1]) = bytes.get(..2) else {
+            return Err(bytes);
+        };
+        let id = u16::from_be_bytes([i0, i1]);
+        match self.pending.get(&id) {
+            Some(pending) if relayable(&bytes, &pending.question) => {}
+            _ => return Err(bytes),
+        }
+        let Asked { question, tag } = self.pending.remove(&id).expect("found just above");
+        Ok((question, tag, Relay(bytes)))
+    }
+
     /// Forgets the queries whose tag `keep` rejects (their deadline
     /// passed): their IDs are free again, and a reply to one later is
     /// [`Rejected::UnknownId`].
@@ -310,6 +332,138 @@ pub fn classify(question: &Question, reply: &Message) -> Resolution {
         Rcode::REFUSED => Resolution::Refused,
         _ => Resolution::ServFail,
     }
+}
+
+/// A TS's reply that [`relayable`] passed, as it came: what [`classify`]
+/// would make of it is all of it, so the LS may relay the bytes themselves
+/// with the client's ID, flags and question name ([`Relay::for_client`]).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Relay(Vec<u8>);
+
+impl Relay {
+    /// What the reply says, decoded as any reply is (for a client it cannot
+    /// be relayed to as it is).
+    pub fn outcome(&self) -> Resolution {
+        match Message::parse(&self.0) {
+            Ok(message) => match message.questions.first() {
+                Some(question) => classify(question, &message),
+                None => Resolution::ServFail,
+            },
+            Err(_) => Resolution::ServFail,
+        }
+    }
+
+    /// The reply as the LS's answer to a client whose response so far is
+    /// `response` (ID, opcode, RD, its question as asked, its OPT) and
+    /// whose limit is `limit`: the client's ID and flags (QR, its opcode and
+    /// RD; AA, TC, RA, Z, AD and CD clear, rcode NOERROR, as
+    /// [`super::respond::answer`] sets them), its question name's bytes
+    /// (the records' owners point at it, so they spell it as the client
+    /// did), the TS's records, and the client's OPT when it sent one.
+    ///
+    /// # Errors
+    /// The reply back when it is no answer to that question or does not
+    /// fit `limit`: it is then decoded and answered as any other.
+    pub fn for_client(self, response: &Message, limit: usize) -> Result<Vec<u8>, Relay> {
+        let mut bytes = self.0;
+        let [question] = &response.questions[..] else {
+            return Err(Relay(bytes));
+        };
+        let wire = question.name.wire();
+        let end = HEADER_LEN + wire.len();
+        let opt = response.edns.as_ref().map(|edns| response.opt_bytes(edns));
+        let [t0, t1] = question.qtype.0.to_be_bytes();
+        let [c0, c1] = question.qclass.to_be_bytes();
+        let same = bytes
+            .get(HEADER_LEN..end)
+            .is_some_and(|name| name.eq_ignore_ascii_case(wire))
+            && bytes.get(end..end + 4) == Some(&[t0, t1, c0, c1][..]);
+        if !same
+            || response.rcode != Rcode::NOERROR
+            || bytes.len() + opt.as_ref().map_or(0, Vec::len) > limit
+        {
+            return Err(Relay(bytes));
+        }
+        let Some(ts) = Header::parse(&bytes) else {
+            return Err(Relay(bytes));
+        };
+        let header = Header {
+            id: response.header.id,
+            qr: true,
+            opcode: response.header.opcode,
+            rd: response.header.rd,
+            qdcount: 1,
+            ancount: ts.ancount,
+            nscount: 0,
+            arcount: u16::from(opt.is_some()),
+            ..Header::default()
+        };
+        bytes[..HEADER_LEN].copy_from_slice(&header.to_bytes());
+        bytes[HEADER_LEN..end].copy_from_slice(wire);
+        if let Some(opt) = opt {
+            bytes.extend_from_slice(&opt);
+        }
+        Ok(bytes)
+    }
+}
+
+/// Whether a TS's reply `bytes` to `question` can be relayed as it is, with
+/// nothing [`classify`] or the LS's encoder would change but the ID, flags,
+/// question case and OPT: a response to a standard query, without TC,
+/// NOERROR, the question itself (name ignoring case, uncompressed; type;
+/// class IN), one answer record or more and no other section, each answer
+/// owned by a pointer to the question's name, of the type asked, class IN,
+/// a TTL below 2^31 (the LS reads a larger one as 0), and for A and AAAA
+/// only (4 and 16 bytes of data: nothing inside to check or decompress),
+/// and nothing after the last record. Strict: anything else is decoded.
+pub fn relayable(bytes: &[u8], question: &Question) -> bool {
+    let data_len: usize = match question.qtype {
+        RecordType::A => 4,
+        RecordType::AAAA => 16,
+        _ => return false,
+    };
+    let Some(h) = Header::parse(bytes) else {
+        return false;
+    };
+    if !h.qr
+        || h.opcode != super::OPCODE_QUERY
+        || h.tc
+        || h.rcode != 0
+        || h.qdcount != 1
+        || h.ancount == 0
+        || h.nscount != 0
+        || h.arcount != 0
+        || question.qclass != super::CLASS_IN
+    {
+        return false;
+    }
+    let wire = question.name.wire();
+    let end = HEADER_LEN + wire.len();
+    // Not the root: its records would have no owner to point at.
+    if wire.len() < 2 {
+        return false;
+    }
+    let [t0, t1] = question.qtype.0.to_be_bytes();
+    let [c0, c1] = question.qclass.to_be_bytes();
+    match bytes.get(HEADER_LEN..end + 4) {
+        Some(q)
+            if q[..wire.len()].eq_ignore_ascii_case(wire)
+                && q[wire.len()..] == [t0, t1, c0, c1] => {}
+        _ => return false,
+    }
+    let mut pos = end + 4;
+    let [r0, r1] = (data_len as u16).to_be_bytes();
+    for _ in 0..h.ancount {
+        match bytes.get(pos..pos + 12) {
+            Some(&[0xC0, 0x0C, a0, a1, b0, b1, ttl, _, _, _, l0, l1])
+                if [a0, a1, b0, b1] == [t0, t1, c0, c1]
+                    && ttl & 0x80 == 0
+                    && [l0, l1] == [r0, r1] => {}
+            _ => return false,
+        }
+        pos += 12 + data_len;
+    }
+    pos == bytes.len()
 }
 
 /// The zone a TS's reply speaks for: the deepest owner of an NS or SOA
@@ -468,6 +622,7 @@ mod tests {
     use super::*;
     use crate::dns::CLASS_IN;
     use crate::dns::fixture::{a, name, question_of, soa};
+    use crate::dns::respond::{self, Accepted, Checked, Transport, accept_query};
 
     #[test]
     fn a_query_is_the_message_with_its_one_question() {
@@ -843,5 +998,166 @@ mod tests {
                 soa: Some(soa(3600, 30)),
             }
         );
+    }
+
+    /// A client's query for `q` (its case kept) with ID 0x4242, RD, and
+    /// an OPT of `edns` (payload, DO) when given, checked as the front end
+    /// checks it.
+    fn client(q: &Question, edns: Option<(u16, bool)>, transport: Transport) -> Checked {
+        let mut m = Message::default();
+        m.header.id = 0x4242;
+        m.header.rd = true;
+        m.questions.push(q.clone());
+        m.edns = edns.map(|(payload, dnssec_ok)| super::super::Edns {
+            payload,
+            version: 0,
+            dnssec_ok,
+            options: Vec::new(),
+        });
+        match accept_query(&m.to_bytes(512), transport) {
+            Some(Accepted::Query(checked)) => checked,
+            other => panic!("{other:?}"),
+        }
+    }
+
+    fn aaaa(owner: &str, ttl: u32, last: u8) -> Record {
+        let mut data = [0u8; 16];
+        data[0] = 0xfd;
+        data[15] = last;
+        Record {
+            name: name(owner),
+            rtype: RecordType::AAAA,
+            class: CLASS_IN,
+            ttl,
+            data: RData::Other(data.to_vec()),
+        }
+    }
+
+    #[test]
+    fn a_relayed_answer_is_byte_for_byte_the_decoded_one() {
+        let asked_a = question_of("WwW.Example.COM", RecordType::A);
+        let asked_aaaa = question_of("v6.EXAMPLE.com", RecordType::AAAA);
+        let cases = [
+            (
+                &asked_a,
+                "www.example.com",
+                vec![a("www.example.com", 300, 1)],
+                None,
+                Transport::Udp,
+            ),
+            (
+                &asked_a,
+                "WWW.EXAMPLE.COM",
+                vec![
+                    a("www.example.com", 0x7FFF_FFFF, 1),
+                    a("www.example.com", 5, 2),
+                    a("www.example.com", 5, 3),
+                ],
+                Some((4096, false)),
+                Transport::Udp,
+            ),
+            (
+                &asked_a,
+                "WwW.Example.COM",
+                vec![a("www.example.com", 60, 9)],
+                Some((512, true)),
+                Transport::Udp,
+            ),
+            (
+                &asked_a,
+                "www.example.com",
+                vec![a("www.example.com", 60, 9)],
+                Some((1232, false)),
+                Transport::Tcp,
+            ),
+            (
+                &asked_aaaa,
+                "v6.example.com",
+                vec![aaaa("v6.example.com", 60, 1), aaaa("v6.example.com", 60, 2)],
+                None,
+                Transport::Tcp,
+            ),
+        ];
+        for (asked, spelt, answers, edns, transport) in cases {
+            let query = client(asked, edns, transport);
+            let mut sent = asked.clone();
+            sent.name = name(spelt);
+            let mut from_ts = reply(0x0101, &sent, Rcode::NOERROR, answers);
+            // What the LS clears whatever the TS said.
+            from_ts.header.ra = true;
+            from_ts.header.ad = true;
+            from_ts.header.cd = true;
+            let bytes = from_ts.to_bytes(65_535);
+            assert!(relayable(&bytes, asked), "{spelt}: {bytes:?}");
+            let decoded =
+                respond::answer(&query, &classify(asked, &Message::parse(&bytes).unwrap()));
+            let relayed = Relay(bytes.clone()).for_client(&query.response, query.limit);
+            assert_eq!(relayed.unwrap(), decoded, "{spelt} {edns:?} {transport:?}");
+            let own = classify(&sent, &Message::parse(&bytes).unwrap());
+            assert_eq!(Relay(bytes).outcome(), own);
+        }
+    }
+
+    #[test]
+    fn only_a_plain_answer_to_the_question_is_relayable() {
+        let q = question_of("www.example.com", RecordType::A);
+        let plain = || reply(7, &q, Rcode::NOERROR, vec![a("www.example.com", 60, 1)]);
+        assert!(relayable(&plain().to_bytes(65_535), &q));
+        type Change = fn(&mut Message);
+        let changed: [(&str, Change); 11] = [
+            ("TTL of 2^31", |m| m.answers[0].ttl = 0x8000_0000),
+            ("another name", |m| {
+                m.questions[0].name = name("ww.example.com")
+            }),
+            ("another type", |m| m.questions[0].qtype = RecordType::AAAA),
+            ("TC", |m| m.header.tc = true),
+            ("a query", |m| m.header.qr = false),
+            ("NXDOMAIN", |m| m.rcode = Rcode::NXDOMAIN),
+            ("an authority record", |m| m.authority.push(soa(60, 60))),
+            ("an additional record", |m| {
+                m.additional.push(a("ns.example.com", 60, 2))
+            }),
+            ("another owner", |m| {
+                m.answers.push(a("xx.example.com", 60, 2))
+            }),
+            ("a CNAME", |m| {
+                m.answers[0] = Record {
+                    name: name("www.example.com"),
+                    rtype: RecordType::CNAME,
+                    class: CLASS_IN,
+                    ttl: 60,
+                    data: RData::Name(name("web.example.com")),
+                };
+                m.answers.push(a("web.example.com", 60, 1));
+            }),
+            ("no answer", |m| m.answers.clear()),
+        ];
+        for (what, change) in changed {
+            let mut m = plain();
+            change(&mut m);
+            assert!(!relayable(&m.to_bytes(65_535), &q), "{what}");
+        }
+        let mut trailing = plain().to_bytes(65_535);
+        trailing.push(0);
+        assert!(!relayable(&trailing, &q), "a byte after the records");
+        assert!(!relayable(
+            &plain().to_bytes(65_535),
+            &question_of("www.example.com", RecordType::MX)
+        ));
+    }
+
+    #[test]
+    fn an_answer_too_large_for_the_client_is_not_relayed() {
+        let q = question_of("big.example.com", RecordType::A);
+        let answers = (1..=40).map(|i| a("big.example.com", 60, i)).collect();
+        let bytes = reply(7, &q, Rcode::NOERROR, answers).to_bytes(65_535);
+        assert!(bytes.len() > 512 && relayable(&bytes, &q));
+        let udp = client(&q, None, Transport::Udp);
+        let back = Relay(bytes.clone())
+            .for_client(&udp.response, udp.limit)
+            .unwrap_err();
+        assert_eq!(back, Relay(bytes.clone()), "given back untouched");
+        let tcp = client(&q, None, Transport::Tcp);
+        assert!(Relay(bytes).for_client(&tcp.response, tcp.limit).is_ok());
     }
 }

@@ -257,6 +257,8 @@ impl Front for CourseReplies<'_> {
             ),
             Some(Relayed::Dns(outcome)) => first_address(&outcome, &settled.name, dialect)
                 .map_or_else(miss, |line| (line, CourseReply::Answer)),
+            Some(Relayed::Wire(relay)) => first_address(&relay.outcome(), &settled.name, dialect)
+                .map_or_else(miss, |line| (line, CourseReply::Answer)),
             // The LS could not ask every TS: it cannot say the name is missing.
             None if settled.outcome == Outcome::Busy => {
                 (wire::SERVER_BUSY.to_string(), CourseReply::Busy)

@@ -5,6 +5,7 @@
 
 use super::course_dns;
 use super::inflight::{Outcome, Said};
+use crate::dns::upstream::Relay;
 use crate::dns::{Question, Resolution};
 use crate::wire::{self, Reply, ReplyError};
 
@@ -17,6 +18,9 @@ pub enum Relayed {
     /// A DNS TS's answer (records, a referral, "the name exists without
     /// that type"), its NXDOMAIN for a miss, or the cache's answer.
     Dns(Resolution),
+    /// A DNS TS's answer whose bytes go to a DNS client as they are, with
+    /// the client's ID, flags and question name.
+    Wire(Relay),
     /// A reply the front end made itself (an error line, a FORMERR
     /// response, an answer from the cache), relayed in its turn.
     Made(Vec<u8>),

@@ -150,6 +150,10 @@ pub(super) fn response(settled: Settled<Relayed, Ask>) -> (Vec<u8>, Outcome) {
     let outcome = match settled.answer {
         Some(Relayed::Made(bytes)) => return (bytes, settled.outcome),
         Some(Relayed::Dns(outcome)) => outcome,
+        Some(Relayed::Wire(relay)) => match relay.for_client(&query.response, query.limit) {
+            Ok(bytes) => return (bytes, settled.outcome),
+            Err(relay) => relay.outcome(),
+        },
         Some(Relayed::Line(line)) => wire::parse_reply(line.as_bytes())
             .ok()
             .and_then(|reply| {
