@@ -113,18 +113,20 @@ const CLIENTS: &str = "clients\ttarget\tqps\tp50\tp99\n\
     64\tdnslb ls\t31351\t1.722\t4.655\n\
     64\tselect_ls.py\t8849\t6.198\t21.030\n";
 
+/// The SVG of CLIENTS' qps by client count, one line per target, log x;
+/// `None` when python3 is absent.
+fn qps_by_clients() -> Option<String> {
+    let args = [
+        "--x", "clients", "--y", "qps", "--series", "target", "--log-x",
+    ];
+    plot("line", CLIENTS, &args).map(|output| svg(&output))
+}
+
 #[test]
 fn smoke() {
-    let Some(output) = plot(
-        "line",
-        CLIENTS,
-        &[
-            "--x", "clients", "--y", "qps", "--series", "target", "--log-x",
-        ],
-    ) else {
+    let Some(text) = qps_by_clients() else {
         return;
     };
-    let text = svg(&output);
     let doc = roxmltree::Document::parse(&text).expect("valid XML");
     assert_svg_root(&doc);
     let got = series(&doc);
@@ -153,16 +155,9 @@ fn smoke() {
 
 #[test]
 fn lines_run_left_to_right_and_higher_values_are_drawn_higher() {
-    let Some(output) = plot(
-        "line",
-        CLIENTS,
-        &[
-            "--x", "clients", "--y", "qps", "--series", "target", "--log-x",
-        ],
-    ) else {
+    let Some(text) = qps_by_clients() else {
         return;
     };
-    let text = svg(&output);
     let doc = roxmltree::Document::parse(&text).unwrap();
     let pixels = polyline(&doc, "dnslb ls");
     assert_eq!(pixels.len(), 3);
