@@ -621,11 +621,11 @@ fn a_thousand_idle_http_connections_leave_course_and_dns_service_answering() {
 }
 
 /// Starts `dnslb <args> --bind 127.0.0.1 --dns-port 0 --web 127.0.0.1:0`
-/// and reads its three listening lines (bounded): the child, the lines, and
-/// the web endpoint's address.
-fn spawn_with_web(args: &[&str]) -> (std::process::Child, Vec<String>, SocketAddr) {
+/// and reads its three listening lines (bounded): the server (killed on
+/// drop, its `addr` the web endpoint's) and the lines.
+fn spawn_with_web(args: &[&str]) -> (support::Running, Vec<String>) {
     use std::process::{Command, Stdio};
-    let mut child = Command::new(env!("CARGO_BIN_EXE_dnslb"))
+    let child = Command::new(env!("CARGO_BIN_EXE_dnslb"))
         .args(args)
         .args([
             "--bind",
@@ -639,7 +639,11 @@ fn spawn_with_web(args: &[&str]) -> (std::process::Child, Vec<String>, SocketAdd
         .stderr(Stdio::null())
         .spawn()
         .unwrap();
-    let stdout = child.stdout.take().unwrap();
+    let mut server = support::Running {
+        child,
+        addr: SocketAddr::from(([0, 0, 0, 0], 0)),
+    };
+    let stdout = server.child.stdout.take().unwrap();
     let (tx, rx) = crossbeam_channel::bounded(1);
     thread::spawn(move || {
         let lines: Vec<String> = BufReader::new(stdout)
@@ -649,43 +653,35 @@ fn spawn_with_web(args: &[&str]) -> (std::process::Child, Vec<String>, SocketAdd
             .collect();
         let _ = tx.send(lines);
     });
-    let lines = rx.recv_timeout(BOUND);
-    let lines = lines.inspect_err(|_| {
-        let _ = child.kill();
-    });
-    let lines = lines.expect("three listening lines");
-    let web: SocketAddr = lines[2]
+    let lines = rx.recv_timeout(BOUND).expect("three listening lines");
+    server.addr = lines[2]
         .strip_prefix("listening on ")
         .and_then(|l| l.strip_suffix(" (http)"))
         .unwrap_or_else(|| panic!("{lines:?}"))
         .parse()
         .unwrap();
-    (child, lines, web)
+    (server, lines)
 }
 
 #[test]
 fn the_binary_announces_its_http_port_after_the_others_and_serves_it() {
     let ts = start_ts(TABLE);
     let ts_port = ts.addr.port().to_string();
-    let (mut child, lines, web) = spawn_with_web(&["ls", "0", "127.0.0.1", &ts_port]);
+    let (server, lines) = spawn_with_web(&["ls", "0", "127.0.0.1", &ts_port]);
     assert!(lines[1].ends_with(" (dns udp+tcp)"), "{lines:?}");
-    let m = metrics(web);
+    let m = metrics(server.addr);
     assert_eq!(m["dnslb_backend_up{backend=\"ts1\"}"], 1.0);
-    let _ = child.kill();
-    let _ = child.wait();
 }
 
 #[test]
 fn an_ls_resolving_from_the_root_serves_its_metrics_too() {
     // A root that is never asked: no query is sent.
-    let (mut child, lines, web) = spawn_with_web(&["ls", "0", "--root", "127.0.0.1:9"]);
+    let (server, lines) = spawn_with_web(&["ls", "0", "--root", "127.0.0.1:9"]);
     assert!(lines[1].ends_with(" (dns udp+tcp)"), "{lines:?}");
-    let m = metrics(web);
+    let m = metrics(server.addr);
     assert_eq!(m["dnslb_queries_total{frontend=\"dns_udp\"}"], 0.0);
     assert_eq!(m["dnslb_resolutions_total"], 0.0);
     assert_eq!(m["dnslb_clients{frontend=\"course\"}"], 0.0);
-    let _ = child.kill();
-    let _ = child.wait();
 }
 
 #[test]
