@@ -118,6 +118,22 @@ impl MessageReader {
         Ok(&self.buf[self.start..self.end])
     }
 
+    /// Whether the peer of a course-protocol port sent DNS over TCP instead
+    /// (by its [`first_bytes`](Self::first_bytes), see
+    /// [`looks_like_dns_over_tcp`]); if so, logs as `server` where DNS is
+    /// served ([`sent_dns`]), and the connection is to be closed.
+    ///
+    /// # Errors
+    /// The stream's read errors.
+    pub fn sent_dns_instead(&mut self, server: &str, dns_port: Option<u16>) -> io::Result<bool> {
+        if !looks_like_dns_over_tcp(self.first_bytes()?) {
+            return Ok(false);
+        }
+        let peer = self.stream.peer_addr().ok();
+        crate::log::warn(format_args!("{server}: {}", sent_dns(peer, dns_port)));
+        Ok(true)
+    }
+
     /// Whether the last message returned ended at end of stream without its
     /// newline, in line framing: a last query sent without one, or a line
     /// cut short when the connection's reading was shut down.

@@ -19,9 +19,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use crate::dns::{RData, RecordType};
-use crate::framing::{
-    Frame, Framing, MessageReader, looks_like_dns_over_tcp, sent_dns, write_message,
-};
+use crate::framing::{Frame, Framing, MessageReader, write_message};
 use crate::log;
 use crate::net::DnsSockets;
 use crate::server::{Activity, ConnectionStats, ServeOptions, serve, serve_each};
@@ -271,10 +269,8 @@ fn answer_connection(
     stream.set_write_timeout(Some(options.idle_timeout))?;
     let mut reader =
         MessageReader::new(stream.try_clone()?, options.framing, wire::MAX_MESSAGE_LEN);
-    if looks_like_dns_over_tcp(reader.first_bytes()?) {
+    if reader.sent_dns_instead("ts", dns_port)? {
         Counts::add(&counts.invalid);
-        let peer = stream.peer_addr().ok();
-        log::warn(format_args!("ts: {}", sent_dns(peer, dns_port)));
         return Ok(());
     }
     let mut out = BufWriter::new(stream);

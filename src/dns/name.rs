@@ -221,12 +221,11 @@ impl fmt::Display for Name {
                 let run = rest.iter().position(|b| !plain(b)).unwrap_or(rest.len());
                 let (text, after) = rest.split_at(run);
                 f.write_str(std::str::from_utf8(text).map_err(|_| fmt::Error)?)?;
-                if let Some((&b, after)) = after.split_first() {
-                    write!(f, "\\{b:03}")?;
-                    rest = after;
-                } else {
-                    rest = after;
-                }
+                let Some((&b, after)) = after.split_first() else {
+                    break;
+                };
+                write!(f, "\\{b:03}")?;
+                rest = after;
             }
             f.write_str(".")?;
         }

@@ -372,13 +372,7 @@ impl Relay {
         let wire = question.name.wire();
         let end = HEADER_LEN + wire.len();
         let opt = response.edns.as_ref().map(|edns| response.opt_bytes(edns));
-        let [t0, t1] = question.qtype.0.to_be_bytes();
-        let [c0, c1] = question.qclass.to_be_bytes();
-        let same = bytes
-            .get(HEADER_LEN..end)
-            .is_some_and(|name| name.eq_ignore_ascii_case(wire))
-            && bytes.get(end..end + 4) == Some(&[t0, t1, c0, c1][..]);
-        if !same
+        if !asks(&bytes, question)
             || response.rcode != Rcode::NOERROR
             || bytes.len() + opt.as_ref().map_or(0, Vec::len) > limit
         {
@@ -443,14 +437,11 @@ pub fn relayable(bytes: &[u8], question: &Question) -> bool {
     if wire.len() < 2 {
         return false;
     }
+    if !asks(bytes, question) {
+        return false;
+    }
     let [t0, t1] = question.qtype.0.to_be_bytes();
     let [c0, c1] = question.qclass.to_be_bytes();
-    match bytes.get(HEADER_LEN..end + 4) {
-        Some(q)
-            if q[..wire.len()].eq_ignore_ascii_case(wire)
-                && q[wire.len()..] == [t0, t1, c0, c1] => {}
-        _ => return false,
-    }
     let mut pos = end + 4;
     let [r0, r1] = (data_len as u16).to_be_bytes();
     for _ in 0..h.ancount {
@@ -464,6 +455,19 @@ pub fn relayable(bytes: &[u8], question: &Question) -> bool {
         pos += 12 + data_len;
     }
     pos == bytes.len()
+}
+
+/// Whether the message `bytes` begins, after its header, with `question`
+/// uncompressed: its name (ignoring case), type and class.
+fn asks(bytes: &[u8], question: &Question) -> bool {
+    let wire = question.name.wire();
+    let end = HEADER_LEN + wire.len();
+    let [t0, t1] = question.qtype.0.to_be_bytes();
+    let [c0, c1] = question.qclass.to_be_bytes();
+    bytes
+        .get(HEADER_LEN..end)
+        .is_some_and(|name| name.eq_ignore_ascii_case(wire))
+        && bytes.get(end..end + 4) == Some(&[t0, t1, c0, c1][..])
 }
 
 /// The zone a TS's reply speaks for: the deepest owner of an NS or SOA

@@ -21,9 +21,7 @@ use super::worker::{
     Front, Replies, UNANSWERED_COUNT_BOUND, Unserved, count_abandoned, serve_connection,
 };
 use crate::dns::{self, Question, Record, RecordType};
-use crate::framing::{
-    Frame, Framing, MessageReader, looks_like_dns_over_tcp, sent_dns, write_message,
-};
+use crate::framing::{Frame, Framing, MessageReader, write_message};
 use crate::log;
 use crate::server::Activity;
 use crate::shutdown::Shutdown;
@@ -64,9 +62,8 @@ pub(super) fn serve_client(
         front,
         move |stream, session, events| {
             let mut reader = MessageReader::new(stream, framing, wire::MAX_MESSAGE_LEN);
-            match reader.first_bytes() {
-                Ok(start) if looks_like_dns_over_tcp(start) => {
-                    log::warn(format_args!("ls: {}", sent_dns(peer, dns_port)));
+            match reader.sent_dns_instead("ls", dns_port) {
+                Ok(true) => {
                     let s = session.lock();
                     s.count_query();
                     let invalid = Reply::Course(CourseReply::Invalid);
@@ -74,7 +71,7 @@ pub(super) fn serve_client(
                         .count_reply(Frontend::Course, invalid, &Outcome::Invalid);
                     return Event::ClientClosed;
                 }
-                Ok(_) => {}
+                Ok(false) => {}
                 Err(e) => return Event::ClientFailed(e),
             }
             read_client(&mut reader, &session, &activity, &shutdown, &events, peer)

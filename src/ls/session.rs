@@ -743,41 +743,33 @@ impl<T> Session<T> {
         if let Some(upstream) = &mut conn.upstream {
             // A DNS client with no cache to fill: an answer that can go to
             // it as it came is not decoded.
-            let bytes = if self.front != Frontend::Course && self.shared.cache.is_none() {
-                match upstream.receive_relayable(bytes) {
-                    Ok((question, tag, relay)) => {
-                        self.shared.balance.heard(ts, now);
-                        self.shared.health[ts].learn_answers_misses();
-                        let said = Said::Answer(Relayed::Wire(relay));
-                        let name = || question.name.to_string();
-                        self.settle_reply(ts, name, read_at, now, |inflight, now| {
-                            inflight.reply_to(tag, ts, said, now)
-                        });
+            let relays = self.front != Frontend::Course && self.shared.cache.is_none();
+            let relayed = if relays {
+                upstream.receive_relayable(bytes)
+            } else {
+                Err(bytes)
+            };
+            let (question, tag, said) = match relayed {
+                Ok((question, tag, relay)) => (question, tag, Said::Answer(Relayed::Wire(relay))),
+                Err(bytes) => match upstream.receive(&bytes) {
+                    Ok(m) => (m.question, m.tag, decode::dns_said(m.outcome)),
+                    Err(rejected) => {
+                        self.dropped(ts, &rejected.to_string());
                         return;
                     }
-                    Err(bytes) => bytes,
-                }
-            } else {
-                bytes
+                },
             };
-            match upstream.receive(&bytes) {
-                Ok(matched) => {
-                    let said = decode::dns_said(matched.outcome);
-                    if matches!(said, Said::Failed | Said::Refused) {
-                        self.move_on(matched.tag, ts);
-                    } else {
-                        self.shared.balance.heard(ts, now);
-                    }
-                    // A DNS TS answers every query: its silence is a fault.
-                    self.shared.health[ts].learn_answers_misses();
-                    let question = &matched.question;
-                    let name = || question.name.to_string();
-                    self.settle_reply(ts, name, read_at, now, |inflight, now| {
-                        inflight.reply_to(matched.tag, ts, said, now)
-                    });
-                }
-                Err(rejected) => self.dropped(ts, &rejected.to_string()),
+            if matches!(said, Said::Failed | Said::Refused) {
+                self.move_on(tag, ts);
+            } else {
+                self.shared.balance.heard(ts, now);
             }
+            // A DNS TS answers every query: its silence is a fault.
+            self.shared.health[ts].learn_answers_misses();
+            let name = || question.name.to_string();
+            self.settle_reply(ts, name, read_at, now, |inflight, now| {
+                inflight.reply_to(tag, ts, said, now)
+            });
             return;
         }
         let (key, said) = match decode::line_said(&bytes) {

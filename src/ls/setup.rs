@@ -333,12 +333,12 @@ impl Balance {
             && !self.heard_within(ts, now, STALL_SILENCE)
     }
 
-    /// Whether the health checks hold `ts` down.
     /// Up/down transitions the health checks made, over all members.
     pub fn probe_transitions(&self) -> u64 {
         self.probe_transitions.load(Ordering::Relaxed)
     }
 
+    /// Whether the health checks hold `ts` down.
     pub fn probe_down(&self, ts: usize) -> bool {
         self.probe_down[ts].load(Ordering::Relaxed)
     }
