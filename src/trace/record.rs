@@ -104,24 +104,9 @@ thread_local! {
     static LANE: Cell<Lane> = const { Cell::new(Lane::Other) };
 }
 
-/// The front end a query arrived on.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Frontend {
-    Course,
-    DnsUdp,
-    DnsTcp,
-}
-
-impl Frontend {
-    /// As the trace (and the metrics' `frontend` label) names it.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Frontend::Course => "course",
-            Frontend::DnsUdp => "dns_udp",
-            Frontend::DnsTcp => "dns_tcp",
-        }
-    }
-}
+/// The front end a query arrived on, named in the trace as in the
+/// metrics' `frontend` label.
+pub use crate::ls::Frontend;
 
 /// One step of a query (the `event` key and the keys that go with it).
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -475,7 +460,7 @@ pub fn format_line(out: &mut String, record: &Record, labels: &[String]) {
     };
     match &record.step {
         Step::Arrive { frontend, client } => {
-            let _ = write!(out, "arrive\",\"frontend\":\"{}\"", frontend.as_str());
+            let _ = write!(out, "arrive\",\"frontend\":\"{}\"", frontend.label());
             if let Some(client) = client {
                 let _ = write!(out, ",\"client\":\"{client}\"");
             }
