@@ -28,6 +28,8 @@ use std::time::{Duration, Instant};
 
 use crossbeam_channel::{Receiver, RecvTimeoutError, Sender};
 
+use crate::web::metrics::json_escape_into;
+
 use crate::sync::lock;
 
 /// Steps held between the LS's threads and the writer; past it, steps are
@@ -399,7 +401,7 @@ fn write_lines(steps: &Receiver<Message>, out: impl Write, labels: &[String]) ->
 /// Appends TS `ts`'s label, escaped (`ts1` for 0 when the LS gave none).
 fn escape_label(out: &mut String, labels: &[String], ts: usize) {
     match labels.get(ts) {
-        Some(label) => escape_into(out, label),
+        Some(label) => json_escape_into(out, label),
         None => {
             out.push_str("ts");
             push_number(out, ts as u64 + 1);
@@ -451,7 +453,7 @@ pub fn format_line(out: &mut String, record: &Record, labels: &[String]) {
     out.push_str("\",\"query\":");
     push_number(out, record.query);
     out.push_str(",\"name\":\"");
-    escape_into(out, &record.name);
+    json_escape_into(out, &record.name);
     out.push_str("\",\"event\":\"");
     let ts = |out: &mut String, ts: usize| {
         out.push_str(",\"ts\":\"");
@@ -467,7 +469,7 @@ pub fn format_line(out: &mut String, record: &Record, labels: &[String]) {
         }
         Step::Cache(outcome) => {
             out.push_str("cache\",\"outcome\":\"");
-            escape_into(out, outcome);
+            json_escape_into(out, outcome);
             out.push('"');
         }
         Step::Send(n) => {
@@ -484,7 +486,7 @@ pub fn format_line(out: &mut String, record: &Record, labels: &[String]) {
         }
         Step::Settle { outcome, ts: by } => {
             out.push_str("settle\",\"outcome\":\"");
-            escape_into(out, outcome);
+            json_escape_into(out, outcome);
             out.push('"');
             if let Some(n) = by {
                 ts(out, *n);
@@ -493,34 +495,6 @@ pub fn format_line(out: &mut String, record: &Record, labels: &[String]) {
         Step::Write => out.push_str("write\""),
     }
     out.push_str("}\n");
-}
-
-/// Appends `text` to `out` as the inside of a JSON string.
-///
-/// ```
-/// let mut out = String::new();
-/// dnslb::trace::record::escape_into(&mut out, "a\"b\\c\nd\u{1}");
-/// assert_eq!(out, r#"a\"b\\c\nd\u0001"#);
-/// ```
-pub fn escape_into(out: &mut String, text: &str) {
-    let plain = |b: &u8| *b >= 0x20 && *b != b'"' && *b != b'\\' && *b != 0x7f;
-    if text.bytes().all(|b| plain(&b)) {
-        out.push_str(text);
-        return;
-    }
-    for c in text.chars() {
-        match c {
-            '"' => out.push_str("\\\""),
-            '\\' => out.push_str("\\\\"),
-            '\n' => out.push_str("\\n"),
-            '\r' => out.push_str("\\r"),
-            '\t' => out.push_str("\\t"),
-            c if u32::from(c) < 0x20 || c == '\u{7f}' => {
-                let _ = write!(out, "\\u{:04x}", u32::from(c));
-            }
-            c => out.push(c),
-        }
-    }
 }
 
 #[cfg(test)]
