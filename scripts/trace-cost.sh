@@ -24,12 +24,7 @@ work=$(mktemp -d)
 stop_servers_on_exit "rm -rf '$work'"
 server_log=$work/servers.log
 
-for ts in 1 2; do
-    awk -v ts="$ts" 'BEGIN { for (i = 0; i < 1000; i++)
-        printf "host%d.ts%d.example %s.%d.%d.%d A\n", i, ts, 10, ts, int(i / 256), i % 256 }' \
-        >"$work/ts$ts.txt"
-done
-cat "$work/ts1.txt" "$work/ts2.txt" >"$work/both.txt"
+two_tables "$work"
 
 start_server ts1 "$bin" ts 0 --bind 127.0.0.1 --table "$work/ts1.txt"
 start_server ts2 "$bin" ts 0 --bind 127.0.0.1 --table "$work/ts2.txt"
