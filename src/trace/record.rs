@@ -267,7 +267,7 @@ impl Tracer {
 
     /// Microseconds from the tracer's start to `at`.
     pub fn us_at(&self, at: Instant) -> u64 {
-        u64::try_from(at.saturating_duration_since(self.epoch).as_micros()).unwrap_or(u64::MAX)
+        self.ns_at(at) / 1000
     }
 
     /// Nanoseconds from the tracer's start to `at`.
