@@ -43,13 +43,7 @@ load_before=$(cut -d' ' -f1-3 /proc/loadavg)
 stop_servers_on_exit cleanup
 server_log=$work/servers.log
 
-# Two tables of 1000 names, disjoint, addresses 10.<ts>.x.y.
-for ts in 1 2; do
-    awk -v ts="$ts" 'BEGIN { for (i = 0; i < 1000; i++)
-        printf "host%d.ts%d.example %s.%d.%d.%d A\n", i, ts, 10, ts, int(i / 256), i % 256 }' \
-        >"$work/ts$ts.txt"
-done
-cat "$work/ts1.txt" "$work/ts2.txt" >"$work/both.txt"
+two_tables "$work"
 
 # start <var> <command...>: start_server, with the servers' log on failure.
 start() {

@@ -50,12 +50,7 @@ work=$(mktemp -d)
 stop_servers_on_exit 'rm -rf "$work"'
 server_log=$work/servers.log
 
-for ts in 1 2; do
-    awk -v ts="$ts" 'BEGIN { for (i = 0; i < 1000; i++)
-        printf "host%d.ts%d.example 10.%d.%d.%d A\n", i, ts, ts, int(i / 256), i % 256 }' \
-        >"$work/ts$ts.txt"
-done
-cat "$work/ts1.txt" "$work/ts2.txt" >"$work/both.txt"
+two_tables "$work"
 awk 'BEGIN { srand(1) }
     { name[n++] = $1 }
     END { for (i = 0; i < 20000; i++)

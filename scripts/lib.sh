@@ -31,6 +31,19 @@ course_ts() {
     exec "$(dnslb_bin)" ts "$port" --table "$root/data/PROJ2-DNSTS$n.txt" "$@"
 }
 
+# two_tables <dir>: writes <dir>/ts1.txt and <dir>/ts2.txt, two disjoint
+# tables of 1000 names (host<i>.ts<n>.example, addresses 10.<n>.x.y), and
+# <dir>/both.txt, the two together.
+two_tables() {
+    local ts
+    for ts in 1 2; do
+        awk -v ts="$ts" 'BEGIN { for (i = 0; i < 1000; i++)
+            printf "host%d.ts%d.example 10.%d.%d.%d A\n", i, ts, ts, int(i / 256), i % 256 }' \
+            >"$1/ts$ts.txt"
+    done
+    cat "$1/ts1.txt" "$1/ts2.txt" >"$1/both.txt"
+}
+
 # The servers start_server started; stop_servers stops them (the scripts
 # call it from their EXIT trap).
 server_pids=()

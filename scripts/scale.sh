@@ -20,11 +20,7 @@ start() {
     start_server "$@" || { echo "scale: ${*:2} did not start" >&2; exit 1; }
 }
 
-for ts in 1 2; do
-    awk -v ts="$ts" 'BEGIN { for (i = 0; i < 1000; i++)
-        printf "host%d.ts%d.example 10.%d.%d.%d A\n", i, ts, ts, int(i / 256), i % 256 }' >"$work/ts$ts.txt"
-done
-cat "$work/ts1.txt" "$work/ts2.txt" >"$work/both.txt"
+two_tables "$work"
 start ts1 "$bin" ts 0 --bind 127.0.0.1 --table "$work/ts1.txt"
 start ts2 "$bin" ts 0 --bind 127.0.0.1 --table "$work/ts2.txt"
 start ls "$bin" ls 0 127.0.0.1 "$ts1" 127.0.0.1 "$ts2" --bind 127.0.0.1 --max-clients $((clients + 100))

@@ -24,12 +24,7 @@ work=$(mktemp -d)
 stop_servers_on_exit "rm -rf '$work'"
 server_log=$work/servers.log
 
-for ts in 1 2; do
-    awk -v ts="$ts" 'BEGIN { for (i = 0; i < 1000; i++)
-        printf "host%d.ts%d.example %s.%d.%d.%d A\n", i, ts, 10, ts, int(i / 256), i % 256 }' \
-        >"$work/ts$ts.txt"
-done
-cat "$work/ts1.txt" "$work/ts2.txt" >"$work/both.txt"
+two_tables "$work"
 
 start_server ts1 "$bin" ts 0 --bind 127.0.0.1 --table "$work/ts1.txt"
 start_server ts2 "$bin" ts 0 --bind 127.0.0.1 --table "$work/ts2.txt"
@@ -70,13 +65,15 @@ row() {
     printf -v "$key" '%s' "$(awk -v a="${!key:-0}" -v b="$t" 'BEGIN { print a + b }')"
 }
 
+# <workload>|<bench args>
+specs=("hits c=1|--clients 1 --queries 20000"
+    "hits c=16|--clients 16 --queries 2000"
+    "hits c=1 pipe=64|--queries 200000 --pipeline 64")
 for ((r = 1; r <= rounds; r++)); do
     # Odd rounds run the untraced LS first, even rounds the traced one.
     order=(off on ${baseline:+base})
     ((r % 2 == 0)) && order=(${baseline:+base} on off)
-    for spec in "hits c=1|--clients 1 --queries 20000" \
-        "hits c=16|--clients 16 --queries 2000" \
-        "hits c=1 pipe=64|--queries 200000 --pipeline 64"; do
+    for spec in "${specs[@]}"; do
         workload=${spec%%|*}
         read -r -a args <<<"${spec##*|}"
         for which in "${order[@]}"; do
@@ -93,19 +90,21 @@ echo "# scripts/trace-cost.sh on $(nproc) cores, $(uname -sr), $rounds rounds; b
 printf '%-18s %-14s %9s %9s %9s %6s\n' workload target qps "p50 ms" "p99 ms" wrong
 printf '%s\n' "${rows[@]}"
 echo
-echo "traced / untraced, qps summed over the rounds:"
-for workload in "hits c=1" "hits c=16" "hits c=1 pipe=64"; do
-    key=${workload//[^a-zA-Z0-9]/_}
-    on_var=sum_${key}_ls___trace off_var=sum_${key}_ls
-    printf '  %-18s %s\n' "$workload" "$(ratio "${!on_var:-}" "${!off_var:-}")"
-done
-if [[ -n $baseline ]]; then
-    echo "untraced / base ls ($baseline), qps summed over the rounds:"
-    for workload in "hits c=1" "hits c=16" "hits c=1 pipe=64"; do
-        key=${workload//[^a-zA-Z0-9]/_}
-        off_var=sum_${key}_ls base_var=sum_${key}_base_ls
-        printf '  %-18s %s\n' "$workload" "$(ratio "${!off_var:-}" "${!base_var:-}")"
+# ratios <what> <label> <over>: per workload, the qps summed for <label>
+# over that summed for <over>.
+ratios() {
+    echo "$1, qps summed over the rounds:"
+    local spec workload num den
+    for spec in "${specs[@]}"; do
+        workload=${spec%%|*}
+        num=sum_${workload//[^a-zA-Z0-9]/_}_${2//[^a-zA-Z0-9]/_}
+        den=sum_${workload//[^a-zA-Z0-9]/_}_${3//[^a-zA-Z0-9]/_}
+        printf '  %-18s %s\n' "$workload" "$(ratio "${!num:-}" "${!den:-}")"
     done
+}
+ratios "traced / untraced" "ls --trace" ls
+if [[ -n $baseline ]]; then
+    ratios "untraced / base ls ($baseline)" ls "base ls"
 fi
 
 # The traced LS's own account, once it has written the trace out.

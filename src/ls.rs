@@ -52,7 +52,7 @@ pub use setup::{
     DEFAULT_TIMEOUT, DEFAULT_TRY_TIMEOUT, LsOptions, TsProtocol,
 };
 use setup::{Balance, Pool, Shared};
-pub use stats::{MemberCounts, Snapshot, Stats};
+pub use stats::{Frontend, MemberCounts, Snapshot, Stats};
 
 use std::io;
 use std::net::TcpListener;

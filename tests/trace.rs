@@ -160,6 +160,21 @@ fn pairs(expected: &[(&str, String)]) -> Vec<(String, String)> {
         .collect()
 }
 
+/// The path of session `n`'s query answered by ts1: read and sent to both
+/// TSes on the thread `arrived`, ts1's reply read on its link thread,
+/// settled and written on the worker.
+fn answered_by_ts1(arrived: &str, n: &str) -> Vec<(String, String)> {
+    let worker = format!("worker-{n}");
+    pairs(&[
+        ("arrive", arrived.to_string()),
+        ("send ts1", arrived.to_string()),
+        ("send ts2", arrived.to_string()),
+        ("reply ts1", format!("link-{n}-ts1")),
+        ("settle answer ts1", worker.clone()),
+        ("write", worker),
+    ])
+}
+
 /// The `N` of the session thread a line names (`reader-N`, `link-N-ts1`).
 fn session_of(line: &Line) -> String {
     line.get("thread")
@@ -193,18 +208,7 @@ fn smoke() {
     let lines = read_trace(&file);
     let steps = steps_of(&lines, "www.example.com");
     let n = session_of(&steps[0]);
-    let (reader, worker) = (format!("reader-{n}"), format!("worker-{n}"));
-    assert_eq!(
-        path(&steps),
-        pairs(&[
-            ("arrive", reader.clone()),
-            ("send ts1", reader.clone()),
-            ("send ts2", reader.clone()),
-            ("reply ts1", format!("link-{n}-ts1")),
-            ("settle answer ts1", worker.clone()),
-            ("write", worker.clone()),
-        ])
-    );
+    assert_eq!(path(&steps), answered_by_ts1(&format!("reader-{n}"), &n));
     assert_eq!(steps[0].get("frontend"), "course");
     assert_eq!(steps[0].get("client"), client_addr.to_string());
     assert_eq!(lines.len(), steps.len(), "one query, nothing else");
@@ -263,17 +267,9 @@ fn a_dns_query_over_udp_is_traced_from_its_receiving_thread_to_its_worker() {
     let lines = read_trace(&file);
     let steps = steps_of(&lines, "www.example.com");
     let n = session_of(&steps[0]);
-    let udp = format!("udp-{n}");
     assert_eq!(
         path(&without_ts2_reply(&steps)),
-        pairs(&[
-            ("arrive", udp.clone()),
-            ("send ts1", udp.clone()),
-            ("send ts2", udp.clone()),
-            ("reply ts1", format!("link-{n}-ts1")),
-            ("settle answer ts1", format!("worker-{n}")),
-            ("write", format!("worker-{n}")),
-        ])
+        answered_by_ts1(&format!("udp-{n}"), &n)
     );
     assert_eq!(steps[0].get("frontend"), "dns_udp");
     assert_eq!(steps[0].get("client"), client.to_string());
@@ -351,17 +347,9 @@ fn a_dns_query_over_tcp_is_traced_like_a_course_query() {
     let lines = read_trace(&file);
     let steps = steps_of(&lines, "www.example.com");
     let n = session_of(&steps[0]);
-    let reader = format!("reader-{n}");
     assert_eq!(
         path(&without_ts2_reply(&steps)),
-        pairs(&[
-            ("arrive", reader.clone()),
-            ("send ts1", reader.clone()),
-            ("send ts2", reader.clone()),
-            ("reply ts1", format!("link-{n}-ts1")),
-            ("settle answer ts1", format!("worker-{n}")),
-            ("write", format!("worker-{n}")),
-        ])
+        answered_by_ts1(&format!("reader-{n}"), &n)
     );
     assert_eq!(steps[0].get("frontend"), "dns_tcp");
     assert_eq!(steps[0].get("client"), client.to_string());

@@ -91,21 +91,13 @@ impl fmt::Display for Query {
 /// The events of a trace gathered per query, the queries in the order
 /// they started.
 pub fn gather(events: &[Event]) -> Vec<Query> {
-    let mut order: Vec<u64> = Vec::new();
     let mut by_id: HashMap<u64, Vec<Event>> = HashMap::new();
     for event in events {
-        by_id
-            .entry(event.query)
-            .or_insert_with(|| {
-                order.push(event.query);
-                Vec::new()
-            })
-            .push(event.clone());
+        by_id.entry(event.query).or_default().push(event.clone());
     }
-    let mut queries: Vec<Query> = order
+    let mut queries: Vec<Query> = by_id
         .into_iter()
-        .map(|id| {
-            let mut events = by_id.remove(&id).expect("every id has its events");
+        .map(|(id, mut events)| {
             events.sort_by_key(|e| e.t_us);
             let name = events
                 .iter()

@@ -28,6 +28,8 @@ use std::time::{Duration, Instant};
 
 use crossbeam_channel::{Receiver, RecvTimeoutError, Sender};
 
+use crate::web::metrics::json_escape_into;
+
 use crate::sync::lock;
 
 /// Steps held between the LS's threads and the writer; past it, steps are
@@ -104,24 +106,9 @@ thread_local! {
     static LANE: Cell<Lane> = const { Cell::new(Lane::Other) };
 }
 
-/// The front end a query arrived on.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Frontend {
-    Course,
-    DnsUdp,
-    DnsTcp,
-}
-
-impl Frontend {
-    /// As the trace (and the metrics' `frontend` label) names it.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Frontend::Course => "course",
-            Frontend::DnsUdp => "dns_udp",
-            Frontend::DnsTcp => "dns_tcp",
-        }
-    }
-}
+/// The front end a query arrived on, named in the trace as in the
+/// metrics' `frontend` label.
+pub use crate::ls::Frontend;
 
 /// One step of a query (the `event` key and the keys that go with it).
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -280,7 +267,7 @@ impl Tracer {
 
     /// Microseconds from the tracer's start to `at`.
     pub fn us_at(&self, at: Instant) -> u64 {
-        u64::try_from(at.saturating_duration_since(self.epoch).as_micros()).unwrap_or(u64::MAX)
+        self.ns_at(at) / 1000
     }
 
     /// Nanoseconds from the tracer's start to `at`.
@@ -414,7 +401,7 @@ fn write_lines(steps: &Receiver<Message>, out: impl Write, labels: &[String]) ->
 /// Appends TS `ts`'s label, escaped (`ts1` for 0 when the LS gave none).
 fn escape_label(out: &mut String, labels: &[String], ts: usize) {
     match labels.get(ts) {
-        Some(label) => escape_into(out, label),
+        Some(label) => json_escape_into(out, label),
         None => {
             out.push_str("ts");
             push_number(out, ts as u64 + 1);
@@ -466,7 +453,7 @@ pub fn format_line(out: &mut String, record: &Record, labels: &[String]) {
     out.push_str("\",\"query\":");
     push_number(out, record.query);
     out.push_str(",\"name\":\"");
-    escape_into(out, &record.name);
+    json_escape_into(out, &record.name);
     out.push_str("\",\"event\":\"");
     let ts = |out: &mut String, ts: usize| {
         out.push_str(",\"ts\":\"");
@@ -475,14 +462,14 @@ pub fn format_line(out: &mut String, record: &Record, labels: &[String]) {
     };
     match &record.step {
         Step::Arrive { frontend, client } => {
-            let _ = write!(out, "arrive\",\"frontend\":\"{}\"", frontend.as_str());
+            let _ = write!(out, "arrive\",\"frontend\":\"{}\"", frontend.label());
             if let Some(client) = client {
                 let _ = write!(out, ",\"client\":\"{client}\"");
             }
         }
         Step::Cache(outcome) => {
             out.push_str("cache\",\"outcome\":\"");
-            escape_into(out, outcome);
+            json_escape_into(out, outcome);
             out.push('"');
         }
         Step::Send(n) => {
@@ -499,7 +486,7 @@ pub fn format_line(out: &mut String, record: &Record, labels: &[String]) {
         }
         Step::Settle { outcome, ts: by } => {
             out.push_str("settle\",\"outcome\":\"");
-            escape_into(out, outcome);
+            json_escape_into(out, outcome);
             out.push('"');
             if let Some(n) = by {
                 ts(out, *n);
@@ -508,34 +495,6 @@ pub fn format_line(out: &mut String, record: &Record, labels: &[String]) {
         Step::Write => out.push_str("write\""),
     }
     out.push_str("}\n");
-}
-
-/// Appends `text` to `out` as the inside of a JSON string.
-///
-/// ```
-/// let mut out = String::new();
-/// dnslb::trace::record::escape_into(&mut out, "a\"b\\c\nd\u{1}");
-/// assert_eq!(out, r#"a\"b\\c\nd\u0001"#);
-/// ```
-pub fn escape_into(out: &mut String, text: &str) {
-    let plain = |b: &u8| *b >= 0x20 && *b != b'"' && *b != b'\\' && *b != 0x7f;
-    if text.bytes().all(|b| plain(&b)) {
-        out.push_str(text);
-        return;
-    }
-    for c in text.chars() {
-        match c {
-            '"' => out.push_str("\\\""),
-            '\\' => out.push_str("\\\\"),
-            '\n' => out.push_str("\\n"),
-            '\r' => out.push_str("\\r"),
-            '\t' => out.push_str("\\t"),
-            c if u32::from(c) < 0x20 || c == '\u{7f}' => {
-                let _ = write!(out, "\\u{:04x}", u32::from(c));
-            }
-            c => out.push(c),
-        }
-    }
 }
 
 #[cfg(test)]

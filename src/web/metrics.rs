@@ -279,23 +279,39 @@ impl Metrics {
     }
 }
 
-/// A JSON string literal.
-pub fn json_string(s: &str) -> String {
-    let mut out = String::with_capacity(s.len() + 2);
-    out.push('"');
-    for c in s.chars() {
+/// Appends `text` to `out` as the inside of a JSON string.
+///
+/// ```
+/// let mut out = String::new();
+/// dnslb::web::metrics::json_escape_into(&mut out, "a\"b\\c\nd\u{1}");
+/// assert_eq!(out, r#"a\"b\\c\nd\u0001"#);
+/// ```
+pub fn json_escape_into(out: &mut String, text: &str) {
+    let plain = |b: &u8| *b >= 0x20 && *b != b'"' && *b != b'\\' && *b != 0x7f;
+    if text.bytes().all(|b| plain(&b)) {
+        out.push_str(text);
+        return;
+    }
+    for c in text.chars() {
         match c {
             '"' => out.push_str("\\\""),
             '\\' => out.push_str("\\\\"),
             '\n' => out.push_str("\\n"),
             '\r' => out.push_str("\\r"),
             '\t' => out.push_str("\\t"),
-            c if (c as u32) < 0x20 => {
-                let _ = write!(out, "\\u{:04x}", c as u32);
+            c if u32::from(c) < 0x20 || c == '\u{7f}' => {
+                let _ = write!(out, "\\u{:04x}", u32::from(c));
             }
             c => out.push(c),
         }
     }
+}
+
+/// A JSON string literal.
+pub fn json_string(s: &str) -> String {
+    let mut out = String::with_capacity(s.len() + 2);
+    out.push('"');
+    json_escape_into(&mut out, s);
     out.push('"');
     out
 }
